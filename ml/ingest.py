@@ -1,0 +1,184 @@
+"""One day's ingest as four steps: discover → normalise → validate → publish.
+
+The Airflow DAG runs each step as a task; :func:`ingest_day` runs them in order for the CLI.
+Steps hand over a small JSON-serialisable dict (the staged day), never data, so the same
+staging folder works in one process and across Celery workers sharing the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from collections import Counter
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ml import lake
+from ml.config import Settings, settings
+from ml.parse import Rejected, parse_lines
+from ml.schema import QUARANTINE_SCHEMA, TRANSCRIPT_SCHEMA
+from ml.taxonomy import known_intents
+from ml.validation import DataQualityError, run_suite
+
+log = logging.getLogger(__name__)
+
+ROWS_FILE = "rows.parquet"
+QUARANTINE_FILE = "quarantine.parquet"
+# A day where more than this share of records is quarantined fails its gate: the feed is broken.
+MAX_QUARANTINE_SHARE = 0.2
+
+
+class SourceError(RuntimeError):
+    """A file that cannot be read at all; the day is not written."""
+
+
+def discover(source: str, day: date) -> list[str]:
+    """The JSONL files of `day`'s drop: `SOURCE/YYYY-MM-DD/*.jsonl` in any fsspec store."""
+    fs, root = fsspec.core.url_to_fs(source)
+    pattern = f"{root.rstrip('/')}/{day.isoformat()}/*.jsonl"
+    files = sorted(fs.glob(pattern))
+    protocol = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
+    if protocol not in ("file", "local"):
+        files = [f"{protocol}://{f}" for f in files]
+    log.info("discovered %d file(s) for %s under %s", len(files), day, source)
+    return files
+
+
+def _read_lines(url: str) -> list[bytes]:
+    try:
+        with fsspec.open(url, "rb") as fh:
+            return fh.read().splitlines()
+    except OSError as exc:
+        raise SourceError(f"cannot read {url}: {exc}") from exc
+
+
+def normalise(
+    files: list[str], day: date, staging_dir: Path, source_name: str = "unknown"
+) -> dict[str, Any]:
+    """Parse and redact every record; stage canonical rows and quarantine as Parquet."""
+    labels = known_intents()
+    rows: list[dict[str, Any]] = []
+    rejected: list[Rejected] = []
+    seen: dict[str, str] = {}
+    read = 0
+    for url in files:
+        for line, raw, outcome in parse_lines(_read_lines(url), url, day, labels, source_name):
+            read += 1
+            if isinstance(outcome, Rejected):
+                rejected.append(outcome)
+                continue
+            cid = outcome["conversation_id"]
+            if cid in seen:
+                # First occurrence wins; the repeat is kept in quarantine, not lost.
+                reason = f"conversation_id {cid!r} already seen at {seen[cid]}"
+                text = raw.decode("utf-8", errors="replace")
+                rejected.append(Rejected(url, line, "duplicate_id", reason, text, cid))
+                continue
+            seen[cid] = f"{url}:{line}"
+            rows.append(outcome)
+    staging_dir.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(rows, schema=TRANSCRIPT_SCHEMA)
+    quarantine = pa.Table.from_pylist([r.as_row() for r in rejected], schema=QUARANTINE_SCHEMA)
+    pq.write_table(table, staging_dir / ROWS_FILE)
+    pq.write_table(quarantine, staging_dir / QUARANTINE_FILE)
+    if read != table.num_rows + quarantine.num_rows:
+        raise AssertionError(
+            f"lost records: read {read}, wrote {table.num_rows}, quarantined {quarantine.num_rows}"
+        )
+    staged = {
+        "day": day.isoformat(),
+        "staging_dir": str(staging_dir),
+        "files": files,
+        "rows_read": read,
+        "rows_written": table.num_rows,
+        "rows_quarantined": quarantine.num_rows,
+        "quarantine_rules": dict(sorted(Counter(r.rule for r in rejected).items())),
+    }
+    log.info("normalised %s: %s", day, {k: v for k, v in staged.items() if k != "files"})
+    return staged
+
+
+def validate(staged: dict[str, Any], report_root: Path) -> dict[str, Any]:
+    """Run the GX suite on the staged rows; raise DataQualityError when the day fails."""
+    day = date.fromisoformat(staged["day"])
+    table = pq.read_table(Path(staged["staging_dir"]) / ROWS_FILE)
+    outcome = run_suite(table, day, known_intents(), lake.partition_path(report_root, day))
+    failed = list(outcome.failed)
+    share = staged["rows_quarantined"] / staged["rows_read"] if staged["rows_read"] else 0.0
+    if share > MAX_QUARANTINE_SHARE:
+        failed.append(
+            {
+                "expectation": "quarantine_share_at_most",
+                "column": None,
+                "unexpected_count": staged["rows_quarantined"],
+                "examples": [f"{share:.1%} quarantined > {MAX_QUARANTINE_SHARE:.0%}"],
+            }
+        )
+    result = {**staged, "validation_report": outcome.report_path, "failed_expectations": failed}
+    if failed:
+        names = ", ".join(
+            f"{f['expectation']}({f['column'] or ''})={f['unexpected_count']}" for f in failed
+        )
+        raise DataQualityError(
+            f"transcripts {day} failed validation: {names}; report: {outcome.report_path}"
+        )
+    return result
+
+
+def publish(validated: dict[str, Any], cfg: Settings) -> dict[str, Any]:
+    """Swap the staged day into the lake and quarantine; remove the staging folder."""
+    day = date.fromisoformat(validated["day"])
+    staging = Path(validated["staging_dir"])
+    quarantine = pq.read_table(staging / QUARANTINE_FILE)
+    quarantine_path = lake.write_quarantine(quarantine, cfg.quarantine, day)
+    manifest = {
+        k: validated[k]
+        for k in (
+            "day",
+            "files",
+            "rows_read",
+            "rows_written",
+            "rows_quarantined",
+            "quarantine_rules",
+            "validation_report",
+        )
+    }
+    partition = lake.write_partition(pq.read_table(staging / ROWS_FILE), cfg.lake, day, manifest)
+    shutil.rmtree(staging, ignore_errors=True)
+    summary = {
+        **lake.read_manifest(cfg.lake, day),
+        "partition": str(partition),
+        "quarantine_file": str(quarantine_path),
+    }
+    log.info(
+        "published %s: %d rows, %d quarantined",
+        day,
+        summary["rows_written"],
+        summary["rows_quarantined"],
+    )
+    return summary
+
+
+def staging_dir_for(cfg: Settings, day: date, run_key: str | None = None) -> Path:
+    key = "".join(c if c.isalnum() or c in "-_." else "_" for c in (run_key or uuid.uuid4().hex))
+    return cfg.staging / f"{day.isoformat()}__{key}"
+
+
+def ingest_day(day: date, source: str | None = None, cfg: Settings | None = None) -> dict[str, Any]:
+    """discover → normalise → validate → publish for one day, as the DAG does."""
+    cfg = cfg or settings()
+    source = source or cfg.source
+    files = discover(source, day)
+    staged = normalise(files, day, staging_dir_for(cfg, day), source_name=source_name(source))
+    return publish(validate(staged, cfg.reports), cfg)
+
+
+def source_name(source: str) -> str:
+    """A short name for a source URL, stored on rows that carry no `source` of their own."""
+    return Path(source.rstrip("/")).name or source

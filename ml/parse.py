@@ -1,0 +1,180 @@
+"""Parse raw JSONL transcript drops into canonical rows; anything else goes to quarantine.
+
+Every physical non-blank line yields exactly one outcome: a canonical row or a quarantine
+record naming the file, the line, the rule and the reason. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from ml.redact import redact
+from ml.schema import SPEAKERS, content_hash, model_text
+
+# A single turn longer than this is a paste accident or an attack, not a message.
+MAX_TURN_CHARS = 10_000
+# Keep newlines and tabs; drop other control characters (they break logs and tokenizers).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A record that broke a rule; becomes one quarantine row."""
+
+    source_file: str
+    line: int
+    rule: str
+    reason: str
+    raw: str
+    conversation_id: str | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "source_file": self.source_file,
+            "line": self.line,
+            "rule": self.rule,
+            "reason": self.reason,
+            "conversation_id": self.conversation_id,
+            "raw": self.raw,
+        }
+
+
+class RecordError(ValueError):
+    """A record-level problem: which rule, and what a person should read."""
+
+    def __init__(self, rule: str, reason: str) -> None:
+        super().__init__(reason)
+        self.rule = rule
+
+
+def clean_text(text: str) -> str:
+    return _CONTROL.sub("", unicodedata.normalize("NFC", text)).strip()
+
+
+def _field(record: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
+    value = record.get(name)
+    if value is None:
+        if required:
+            raise RecordError("missing_field", f"field '{name}' is missing")
+        return None
+    if not isinstance(value, kind):
+        raise RecordError(
+            "invalid_field", f"field '{name}' must be {kind.__name__}, got {type(value).__name__}"
+        )
+    return value
+
+
+def _started_at(record: dict[str, Any], day: date) -> datetime:
+    raw = _field(record, "started_at", str)
+    try:
+        ts = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise RecordError("invalid_field", f"field 'started_at' is not ISO 8601: {raw!r}") from None
+    if ts.tzinfo is None:
+        raise RecordError("invalid_field", f"field 'started_at' has no time zone: {raw!r}")
+    ts = ts.astimezone(UTC)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    if not start <= ts < start + timedelta(days=1):
+        raise RecordError(
+            "outside_interval", f"started_at {raw} is outside the data interval {day.isoformat()}"
+        )
+    return ts
+
+
+def _turns(record: dict[str, Any]) -> list[dict[str, str]]:
+    turns = _field(record, "turns", list)
+    if not turns:
+        raise RecordError("invalid_field", "field 'turns' is empty")
+    out = []
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict):
+            raise RecordError("invalid_field", f"turns[{i}] is not an object")
+        speaker, text = turn.get("speaker"), turn.get("text")
+        if speaker not in SPEAKERS:
+            raise RecordError(
+                "invalid_field", f"turns[{i}].speaker {speaker!r} is not one of {SPEAKERS}"
+            )
+        if not isinstance(text, str):
+            raise RecordError("invalid_field", f"turns[{i}].text must be a string")
+        if len(text) > MAX_TURN_CHARS:
+            raise RecordError(
+                "text_too_long", f"turns[{i}].text has {len(text)} characters (> {MAX_TURN_CHARS})"
+            )
+        out.append({"speaker": speaker, "text": redact(clean_text(text))})
+    return out
+
+
+def canonical_row(
+    record: Any, day: date, known_intents: frozenset[str], default_source: str
+) -> dict[str, Any]:
+    """Validate and normalise one decoded record; raises RecordError naming the rule."""
+    if not isinstance(record, dict):
+        raise RecordError(
+            "not_an_object", f"record is a JSON {type(record).__name__}, not an object"
+        )
+    conversation_id = _field(record, "conversation_id", str).strip()
+    if not conversation_id:
+        raise RecordError("missing_field", "field 'conversation_id' is empty")
+    started_at = _started_at(record, day)
+    turns = _turns(record)
+    text = model_text(turns)
+    if not text:
+        raise RecordError("empty_text", "no customer turn has any text")
+    intent = _field(record, "intent", str, required=False)
+    if intent is not None and intent not in known_intents:
+        raise RecordError("unknown_intent", f"intent {intent!r} is not in the known label set")
+    row = {
+        "conversation_id": conversation_id,
+        "source": (_field(record, "source", str, required=False) or default_source).strip(),
+        "started_at": started_at,
+        "channel": (_field(record, "channel", str, required=False) or "unknown").strip().lower(),
+        "language": (_field(record, "language", str, required=False) or "und").strip(),
+        "turns": turns,
+        "intent": intent,
+        "text": text,
+    }
+    row["content_hash"] = content_hash(row)
+    return row
+
+
+def _decode(raw_bytes: bytes) -> Any:
+    try:
+        text = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError("invalid_utf8", f"not valid UTF-8 at byte {exc.start}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RecordError(
+            "malformed_json", f"malformed JSON: {exc.msg} at column {exc.colno}"
+        ) from None
+
+
+def parse_lines(
+    lines: Iterable[bytes],
+    source_file: str,
+    day: date,
+    known_intents: frozenset[str],
+    default_source: str,
+) -> Iterator[tuple[int, bytes, dict[str, Any] | Rejected]]:
+    """Yield (line number, raw line, canonical row or Rejected) for every non-blank line."""
+    for number, raw_bytes in enumerate(lines, start=1):
+        if not raw_bytes.strip():
+            continue
+        record: Any = None
+        try:
+            record = _decode(raw_bytes)
+            row = canonical_row(record, day, known_intents, default_source)
+        except RecordError as exc:
+            cid = record.get("conversation_id") if isinstance(record, dict) else None
+            raw = raw_bytes.decode("utf-8", errors="replace").rstrip("\r\n")
+            cid = cid if isinstance(cid, str) else None
+            yield number, raw_bytes, Rejected(source_file, number, exc.rule, str(exc), raw, cid)
+            continue
+        yield number, raw_bytes, row

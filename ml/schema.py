@@ -1,0 +1,57 @@
+"""The canonical transcript: one row per conversation, the contract every stage shares."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+
+import pyarrow as pa
+
+SPEAKERS = ("customer", "agent", "system")
+CHANNELS = ("chat", "email", "voice", "sms")
+
+TURN = pa.struct([("speaker", pa.string()), ("text", pa.string())])
+
+TRANSCRIPT_SCHEMA = pa.schema(
+    [
+        pa.field("conversation_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("started_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("channel", pa.string(), nullable=False),
+        pa.field("language", pa.string(), nullable=False),
+        pa.field("turns", pa.list_(TURN), nullable=False),
+        pa.field("intent", pa.string(), nullable=True),  # null: unlabeled
+        pa.field("text", pa.string(), nullable=False),  # model_text(turns), after redaction
+        pa.field("content_hash", pa.string(), nullable=False),
+    ]
+)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("line", pa.int64(), nullable=False),  # 1-based line or record number
+        pa.field("rule", pa.string(), nullable=False),  # machine-readable rule id
+        pa.field("reason", pa.string(), nullable=False),  # what a person reads
+        pa.field("conversation_id", pa.string(), nullable=True),
+        pa.field("raw", pa.string(), nullable=False),  # the record as read, never altered
+    ]
+)
+
+
+def model_text(turns: Iterable[Mapping[str, str]]) -> str:
+    """The text the model sees: the customer's turns in order, joined by a space.
+
+    Agent and system turns are left out on purpose: at prediction time the router sees only
+    what the customer wrote, and agent replies often name the intent outright.
+    """
+    return " ".join(
+        t["text"].strip() for t in turns if t["speaker"] == "customer" and t["text"].strip()
+    )
+
+
+def content_hash(row: Mapping[str, object]) -> str:
+    """sha256 of a transcript's content (everything but the hash), stable across runs."""
+    payload = {k: row[k] for k in sorted(row) if k != "content_hash"}
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()

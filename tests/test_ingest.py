@@ -1,0 +1,135 @@
+"""Ingest of one day: real files, real Great Expectations, real Parquet."""
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from ml import lake
+from ml.config import settings
+from ml.ingest import discover, ingest_day, normalise, validate
+from ml.validation import DataQualityError
+
+DAY = date(2026, 11, 22)
+
+
+def rec(
+    cid: str, intent: str | None = "refund_request", hour: int = 10, text: str = "I want a refund"
+) -> str:
+    return json.dumps(
+        {
+            "conversation_id": cid,
+            "started_at": f"2026-11-22T{hour:02d}:00:00Z",
+            "channel": "chat",
+            "language": "en",
+            "intent": intent,
+            "turns": [{"speaker": "customer", "text": text}, {"speaker": "agent", "text": "ok"}],
+        }
+    )
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("INTENTFLOW_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def write_drop(root: Path, name: str, lines: list[str]) -> Path:
+    folder = root / DAY.isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_discover_finds_the_days_jsonl_files_only(tmp_path: Path) -> None:
+    write_drop(tmp_path, "b.jsonl", [rec("1")])
+    write_drop(tmp_path, "a.jsonl", [rec("2")])
+    (tmp_path / DAY.isoformat() / "notes.txt").write_text("x")
+    (tmp_path / "2026-11-23").mkdir()
+    files = discover(str(tmp_path), DAY)
+    assert [Path(f).name for f in files] == ["a.jsonl", "b.jsonl"]
+    assert discover(str(tmp_path), date(2026, 11, 23)) == []
+
+
+def test_discover_on_memory_filesystem() -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/feed/2026-11-22/x.jsonl", rec("1").encode())
+    assert discover("memory://feed", DAY) == ["memory:///feed/2026-11-22/x.jsonl"]
+
+
+def test_ingest_day_counts_quarantine_and_partition(home: Path, tmp_path: Path) -> None:
+    src = tmp_path / "raw"
+    write_drop(
+        src, "a.jsonl", [rec("1"), rec("2", intent="pizza_order"), "{broken", "", rec("3", hour=9)]
+    )
+    write_drop(src, "b.jsonl", [rec("3", text="dup id, other file"), rec("4", intent=None)])
+    write_drop(src, "c.jsonl", [rec(f"x{i}") for i in range(10)])
+    result = ingest_day(DAY, str(src))
+    assert (result["rows_read"], result["rows_written"], result["rows_quarantined"]) == (16, 13, 3)
+    assert result["rows_read"] == result["rows_written"] + result["rows_quarantined"]
+    assert result["quarantine_rules"] == {
+        "duplicate_id": 1,
+        "malformed_json": 1,
+        "unknown_intent": 1,
+    }
+    table = lake.read_partition(settings().lake, DAY)
+    assert table.column("conversation_id").to_pylist()[:3] == ["1", "3", "4"]
+    assert table.column("intent").to_pylist()[2] is None  # unlabeled rows are kept
+    q = pq.read_table(result["quarantine_file"]).to_pylist()
+    dup = next(r for r in q if r["rule"] == "duplicate_id")
+    assert dup["source_file"].endswith("b.jsonl") and dup["line"] == 1 and "dup id" in dup["raw"]
+    broken = next(r for r in q if r["rule"] == "malformed_json")
+    assert broken["line"] == 3 and broken["raw"] == "{broken"
+    assert Path(result["validation_report"]).read_text().count("pass") >= 5
+    assert not list(settings().staging.iterdir())  # staging cleaned up
+
+
+def test_rerun_gives_identical_partition(home: Path, tmp_path: Path) -> None:
+    src = tmp_path / "raw"
+    write_drop(src, "a.jsonl", [rec(str(i)) for i in range(30)])
+    first = ingest_day(DAY, str(src))
+    data = (Path(first["partition"]) / lake.DATA_FILE).read_bytes()
+    second = ingest_day(DAY, str(src))
+    assert second["content_hash"] == first["content_hash"]
+    assert (Path(second["partition"]) / lake.DATA_FILE).read_bytes() == data
+    assert lake.read_partition(settings().lake, DAY).num_rows == 30
+    assert lake.list_partitions(settings().lake) == [DAY]
+
+
+def test_empty_day_fails_the_gate(home: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataQualityError, match="expect_table_row_count_to_be_between"):
+        ingest_day(DAY, str(tmp_path / "nothing"))
+    assert lake.list_partitions(settings().lake) == []
+
+
+def test_quarantine_share_over_threshold_fails(home: Path, tmp_path: Path) -> None:
+    src = tmp_path / "raw"
+    write_drop(src, "a.jsonl", [rec("1"), "{x", "{y"])
+    staged = normalise(discover(str(src), DAY), DAY, tmp_path / "stage")
+    with pytest.raises(DataQualityError, match="quarantine_share"):
+        validate(staged, tmp_path / "reports")
+
+
+def test_gx_gate_catches_raw_pii_that_slipped_through(home: Path, tmp_path: Path) -> None:
+    """Redaction is bypassed on purpose (staged file edited) to prove the gate looks."""
+    src = tmp_path / "raw"
+    write_drop(src, "a.jsonl", [rec(str(i)) for i in range(5)])
+    staged = normalise(discover(str(src), DAY), DAY, tmp_path / "stage")
+    path = Path(staged["staging_dir"]) / "rows.parquet"
+    table = pq.read_table(path)
+    import pyarrow as pa
+
+    texts = table.column("text").to_pylist()
+    texts[0] = "mail me at leak@example.com"
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts)), path
+    )
+    with pytest.raises(
+        DataQualityError, match=r"expect_column_values_to_not_match_regex\(text\)=1"
+    ):
+        validate(staged, tmp_path / "reports")
