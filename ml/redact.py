@@ -20,13 +20,61 @@ _PHONE = re.compile(
     r"(?<![\w])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?\d{2,5}(?:[ .-]?\d{2,5}){1,3}(?![\w])"
 )
 _ORDER = re.compile(r"\bORD-\d{6,}\b|#[A-Z0-9]{6,}\b")
-# A name the speaker states ("my name is Ann Lee", "this is Ann", "Hi Ann,").
+# A name the speaker states: "my name is Ann Lee", "I'm Ann", "Ann Lee here", "Hi Ann,".
+_WORD = r"[A-ZÀ-Ý][^\W\d_]+"
 _NAME = re.compile(
-    r"(?:(?<=my name is )|(?<=My name is )|(?<=this is )|(?<=This is )|(?<=\bHi )|(?<=\bHello )"
-    r"|(?<=\bThanks )|(?<=\bDear ))"
-    r"[A-Z][a-z]+(?: [A-Z][a-z]+)?"
+    r"(?:(?<=[Mm]y name is )|(?<=[Tt]his is )|(?<=\b[Ii]'m )|(?<=\b[Ii] am )|(?<=\bHi )"
+    r"|(?<=\bHello )|(?<=\bThanks )|(?<=\bDear ))"
+    rf"{_WORD}(?: {_WORD})?"
+    rf"|\b{_WORD} {_WORD}(?= here\b)"
 )
-_NOT_NAMES = frozenset({"I", "The", "There", "Thanks", "Thank", "Team", "Support", "Sir", "Madam"})
+_NOT_NAMES = frozenset(
+    {
+        "I",
+        "The",
+        "There",
+        "Thanks",
+        "Thank",
+        "Team",
+        "Support",
+        "Sir",
+        "Madam",
+        "Not",
+        "Just",
+        "Still",
+        "So",
+        "Sorry",
+        "Trying",
+        "Looking",
+        "Having",
+        "Calling",
+        "Writing",
+        "Here",
+        "Back",
+        "Done",
+        "Good",
+        "Happy",
+        "Unable",
+        "On",
+        "In",
+        "At",
+        "With",
+        "From",
+        "About",
+        "Again",
+        "Afraid",
+        "Glad",
+        "New",
+        "Very",
+        "Really",
+        "Also",
+        "All",
+        "Everyone",
+        "Everybody",
+        "Guys",
+        "Folks",
+    }
+)
 
 
 def luhn_ok(digits: str) -> bool:

@@ -6,7 +6,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from ml import lake
-from ml.dataset import SPLITS, EmptyWindowError, load_labeled, make_snapshot, snapshot_from_file, split_of
+from ml.dataset import (
+    SPLITS,
+    EmptyWindowError,
+    load_labeled,
+    make_snapshot,
+    snapshot_from_file,
+    split_of,
+)
 from ml.schema import TRANSCRIPT_SCHEMA, content_hash
 
 
@@ -76,7 +83,11 @@ def test_load_labeled_csv_and_snapshot_from_file(tmp_path: Path) -> None:
     csv = tmp_path / "own.csv"
     csv.write_text("utterance,category\nhello there,greet\nbye now,leave\n,greet\n")
     table = load_labeled(csv, "utterance", "category")
-    assert table.to_pylist()[0] == {"conversation_id": "own.csv:1", "text": "hello there", "intent": "greet"}
+    assert table.to_pylist()[0] == {
+        "conversation_id": "own.csv:1",
+        "text": "hello there",
+        "intent": "greet",
+    }
     assert table.num_rows == 2  # the row without text is not a training example
     with pytest.raises(ValueError, match="no column 'text'"):
         load_labeled(csv)

@@ -15,6 +15,8 @@ from ml.redact import luhn_ok, redact
         ("order ORD-12345678 and #A1B2C3D4", "order [ORDER_ID] and [ORDER_ID]"),
         ("Hi, my name is Jane Doe", "Hi, my name is [NAME]"),
         ("Hi Maria, thanks for waiting", "Hi [NAME], thanks for waiting"),
+        ("Hi, Olivia Lopez here. How do I", "Hi, [NAME] here. How do I"),
+        ("hello, i'm Kwame Müller. please", "hello, i'm [NAME]. please"),
     ],
 )
 def test_redacts_each_kind(text: str, expected: str) -> None:
@@ -29,6 +31,8 @@ def test_redacts_each_kind(text: str, expected: str) -> None:
         "card 4111 1111 1111 1112 fails Luhn so it stays",
         "Hi there, thanks",
         "I need help with my bill",
+        "I'm still waiting, I'm Not happy",
+        "Hi there, Support Team here",
     ],
 )
 def test_leaves_pii_free_text_alone(text: str) -> None:

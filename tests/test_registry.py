@@ -1,0 +1,444 @@
+"""The model registry on SQLite and PostgreSQL (see tests/pg.py for the database fixtures)."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import re
+import secrets
+import sqlite3
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError, SAWarning
+
+from ml.registry import (
+    VIEWS,
+    Base,
+    Metric,
+    Registry,
+    RegistryError,
+    VersionInfo,
+    schema_ddl,
+    view_ddl,
+)
+
+# The PostgreSQL/SQLite fixtures (db_url, pg_url, pg_database) live in tests/pg.py.
+pytest_plugins = ("pg",)
+
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+
+METRICS: dict[str, Any] = {
+    "test": {
+        "accuracy": 0.9,
+        "macro_f1": 0.88,
+        "weighted_f1": 0.893,
+        "top3_accuracy": 0.99,
+        "per_class": {
+            "refund_request": {"precision": 0.9, "recall": 0.8, "f1": 0.847, "support": 25},
+            "lost_card": {"precision": 0.95, "recall": 1.0, "f1": 0.974, "support": 19},
+        },
+    },
+    "validation": {"accuracy": 0.91, "macro_f1": 0.9},
+}
+
+
+def register(registry: Registry, model: str = "intent", **overrides: Any) -> VersionInfo:
+    fields: dict[str, Any] = {
+        "artifact_uri": f"file:///artifacts/{model}/{secrets.token_hex(4)}",
+        "artifact_sha256": "ab" * 32,
+        "base_model": "minilm-l6",
+        "data_snapshot_hash": "snap-1",
+        "params": {"lr": 5e-5, "epochs": 3},
+        "lineage": {"dag_id": "train_intent", "run_id": "manual__1", "partitions": ["2025-01-01"]},
+        "metrics": METRICS,
+    }
+    return registry.register_version(model, **(fields | overrides))
+
+
+@pytest.fixture
+def registry(db_url: str) -> Iterator[Registry]:
+    with Registry(db_url) as reg:
+        yield reg
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """A plain engine on the same database, to look under the registry's API."""
+    eng = create_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+# --- versions and metrics -------------------------------------------------------------------
+
+
+def test_register_assigns_consecutive_versions(registry: Registry) -> None:
+    infos = [register(registry) for _ in range(3)]
+    assert [i.version for i in infos] == [1, 2, 3]
+    assert register(registry, "router").version == 1  # numbering is per model
+    first = infos[0]
+    assert (first.model, first.aliases, first.base_model) == ("intent", (), "minilm-l6")
+    assert first.created_at.tzinfo is not None and first.created_at.utcoffset().total_seconds() == 0
+    assert first.params == {"lr": 5e-5, "epochs": 3}
+    # What register returns is what a later read gets.
+    assert registry.get("intent", version=3) == infos[2]
+
+
+def test_metrics_round_trip(registry: Registry) -> None:
+    register(registry)
+    metrics = registry.get("intent", version=1).metrics
+    assert metrics == METRICS
+    assert isinstance(metrics["test"]["per_class"]["lost_card"]["support"], int)
+
+
+def test_add_metrics_merges_and_overwrites(registry: Registry) -> None:
+    register(registry)
+    registry.add_metrics(
+        "intent",
+        1,
+        {
+            "champion_test": {"macro_f1": 0.8, "per_class": {"lost_card": {"f1": 0.7}}},
+            "test": {"accuracy": 0.95},
+        },
+    )
+    metrics = registry.get("intent", version=1).metrics
+    assert metrics["champion_test"] == {"macro_f1": 0.8, "per_class": {"lost_card": {"f1": 0.7}}}
+    assert metrics["test"]["accuracy"] == 0.95
+    assert metrics["test"]["macro_f1"] == 0.88
+    assert registry.audit("intent")[-1]["action"] == "add_metrics"
+    with pytest.raises(RegistryError, match="model 'intent' has no version 4"):
+        registry.add_metrics("intent", 4, {"test": {"accuracy": 1.0}})
+
+
+def test_bad_input_is_rejected_before_writing(registry: Registry) -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"metrics": {"test": {"accuracy": "high"}}}, "metric test/accuracy must be a number"),
+        ({"metrics": {"test": {"accuracy": math.nan}}}, "only finite numbers"),
+        ({"metrics": {"test": 0.9}}, r"metrics\['test'\] must be a dict"),
+        ({"metrics": {"test": {"per_class": {"": {"f1": 1.0}}}}}, "non-empty label"),
+        ({"lineage": {"run": object()}}, "lineage cannot be stored as JSON"),
+    ]
+    for overrides, message in cases:
+        with pytest.raises(RegistryError, match=message):
+            register(registry, **overrides)
+    with pytest.raises(RegistryError, match="invalid model name 'in tent'"):
+        register(registry, "in tent")
+    assert registry.list_versions() == []
+
+
+def test_lineage_json_accepts_dates_and_paths(registry: Registry) -> None:
+    when = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    info = register(registry, lineage={"logical_date": when, "snapshot": Path("/snaps/a")})
+    assert info.lineage == {"logical_date": "2025-01-02T03:04:05+00:00", "snapshot": "/snaps/a"}
+    assert registry.get("intent", version=1).lineage == info.lineage
+
+
+def test_metric_key_is_unique_even_for_scalars(registry: Registry, engine: Engine) -> None:
+    """NULL class_label must not let a scalar metric be stored twice."""
+    register(registry)
+    with engine.connect() as conn:
+        version_id = conn.execute(text("SELECT id FROM model_versions")).scalar_one()
+        row = {"version_id": version_id, "split": "test", "name": "accuracy", "value": 0.1}
+        with pytest.raises(IntegrityError):
+            conn.execute(Metric.__table__.insert(), [row | {"class_label": None}])
+        conn.rollback()
+        # A per-class row of the same name is a different key.
+        conn.execute(Metric.__table__.insert(), [row | {"class_label": "lost_card"}])
+
+
+# --- aliases, resolve, audit ----------------------------------------------------------------
+
+
+def test_aliases_set_move_and_resolve(registry: Registry) -> None:
+    for _ in range(3):
+        register(registry)
+    registry.set_alias("intent", "champion", 1, actor="alice", reason="first")
+    registry.set_alias("intent", "challenger", 2, actor="alice", reason="trial")
+    assert registry.resolve("intent").version == 1
+    assert registry.resolve("intent@challenger").version == 2
+    assert registry.get("intent", alias="challenger").aliases == ("challenger",)
+    assert registry.get("intent").version == 1  # no version/alias: the champion
+
+    registry.set_alias("intent", "champion", 3, actor="bob", reason="better")
+    assert registry.resolve("intent@champion").version == 3
+    assert registry.get("intent", version=1).aliases == ()
+    registry.set_alias("intent", "challenger", 3, actor="bob", reason="same")
+    assert registry.get("intent", version=3).aliases == ("challenger", "champion")
+
+
+def test_resolve_formats(registry: Registry) -> None:
+    register(registry)
+    register(registry)
+    registry.set_alias("intent", "champion", 2, actor="a", reason="r")
+    assert registry.resolve("intent:1").version == 1
+    assert registry.resolve(" intent@champion ").version == 2
+    assert registry.resolve("intent") == registry.get("intent", version=2)
+
+
+def test_bad_references_raise_clear_errors(registry: Registry) -> None:
+    register(registry)
+    register(registry)
+    register(registry, "bare")  # versions, but no alias at all
+    registry.set_alias("intent", "champion", 1, actor="a", reason="r")
+    cases = {
+        "ghost": "model 'ghost' is not registered (registered models: bare, intent)",
+        "ghost:1": "model 'ghost' is not registered",
+        "intent@staging": "model 'intent' has no alias 'staging' (aliases: champion)",
+        "bare": "model 'bare' has no alias 'champion' (aliases: none)",
+        "intent:9": "model 'intent' has no version 9 (latest is 2)",
+        "intent:0": "malformed model reference 'intent:0': versions start at 1",
+    }
+    for malformed in ["", "intent@", "intent:", "@champion", "intent:x", "a@b@c", "a:1:2"]:
+        cases[malformed] = f"malformed model reference {malformed!r}"
+    for ref, message in cases.items():
+        with pytest.raises(RegistryError, match=re.escape(message)):
+            registry.resolve(ref)
+    with pytest.raises(RegistryError, match="give a version or an alias, not both"):
+        registry.get("intent", version=1, alias="champion")
+    with pytest.raises(RegistryError, match="model 'intent' has no version 7"):
+        registry.set_alias("intent", "champion", 7, actor="a", reason="r")
+    with pytest.raises(RegistryError, match="model 'ghost' is not registered"):
+        registry.set_alias("ghost", "champion", 1, actor="a", reason="r")
+    with pytest.raises(RegistryError, match="invalid alias name 'top dog'"):
+        registry.set_alias("intent", "top dog", 1, actor="a", reason="r")
+    assert registry.resolve("intent").version == 1  # failed writes changed nothing
+
+
+def test_audit_trail(registry: Registry) -> None:
+    register(registry, actor="trainer")
+    register(registry, actor="trainer")
+    registry.set_alias("intent", "champion", 1, actor="alice", reason="first")
+    registry.set_alias(
+        "intent", "champion", 2, actor="bob", reason="better", action="promote", details={"k": 1}
+    )
+    rows = registry.audit("intent")
+    summary = [(r["action"], r["version"], r["alias"], r["actor"], r["reason"]) for r in rows]
+    assert summary == [
+        ("register", 1, None, "trainer", None),
+        ("register", 2, None, "trainer", None),
+        ("set_alias", 1, "champion", "alice", "first"),
+        ("promote", 2, "champion", "bob", "better"),
+    ]
+    assert rows[3]["details"] == {"from_version": 1, "to_version": 2, "k": 1}
+    assert rows[0]["details"]["artifact_sha256"] == "ab" * 32
+    assert all(r["at"].tzinfo is not None for r in rows)
+    assert [r["at"] for r in rows] == sorted(r["at"] for r in rows)
+    with pytest.raises(RegistryError, match="model 'ghost' is not registered"):
+        registry.audit("ghost")
+
+
+def test_rollback_returns_to_previous_champion(registry: Registry) -> None:
+    for _ in range(3):
+        register(registry)
+    with pytest.raises(RegistryError, match="model 'intent' has no earlier champion"):
+        registry.rollback("intent", actor="ops", reason="bad deploy")
+    registry.set_alias("intent", "champion", 1, actor="a", reason="r")
+    registry.set_alias("intent", "champion", 3, actor="a", reason="r")
+    assert registry.rollback("intent", actor="ops", reason="bad deploy").version == 1
+    assert registry.rollback("intent", actor="ops", reason="pin", version=2).version == 2
+    assert registry.resolve("intent").version == 2
+    assert [r["action"] for r in registry.audit("intent")][-2:] == ["rollback", "rollback"]
+
+
+def test_list_versions_is_ordered_by_model_then_version(registry: Registry) -> None:
+    for model in ["b", "a", "b", "c", "a"]:
+        register(registry, model)
+    assert [(i.model, i.version) for i in registry.list_versions()] == [
+        ("a", 1),
+        ("a", 2),
+        ("b", 1),
+        ("b", 2),
+        ("c", 1),
+    ]
+    assert [i.version for i in registry.list_versions("b")] == [1, 2]
+    assert registry.list_versions("nobody") == []
+    assert registry.list_versions("a")[0].metrics == METRICS
+
+
+# --- schema: views, sql files, setup --------------------------------------------------------
+
+
+def test_views(registry: Registry, engine: Engine) -> None:
+    register(registry)
+    register(registry, metrics={"test": {"accuracy": 0.5, "macro_f1": 0.4}})
+    registry.set_alias("intent", "champion", 2, actor="a", reason="r")
+    with engine.connect() as conn:
+        champions = conn.execute(
+            text("SELECT model, version, accuracy, macro_f1 FROM current_champions")
+        ).all()
+        history = conn.execute(
+            text("SELECT version, split, name, value FROM metric_history ORDER BY 1, 2, 3")
+        ).all()
+    assert [tuple(r) for r in champions] == [("intent", 2, 0.5, 0.4)]
+    # Scalar metrics only: per-class rows stay out of the history.
+    assert [tuple(r) for r in history] == [
+        (1, "test", "accuracy", 0.9),
+        (1, "test", "macro_f1", 0.88),
+        (1, "test", "top3_accuracy", 0.99),
+        (1, "test", "weighted_f1", 0.893),
+        (1, "validation", "accuracy", 0.91),
+        (1, "validation", "macro_f1", 0.9),
+        (2, "test", "accuracy", 0.5),
+        (2, "test", "macro_f1", 0.4),
+    ]
+
+
+def test_reopening_keeps_data_and_schema(db_url: str) -> None:
+    with Registry(db_url) as first:
+        register(first)
+    with Registry(db_url) as second:  # create_all and views again: no error, no loss
+        assert [i.version for i in second.list_versions()] == [1]
+        assert register(second).version == 2
+
+
+def test_default_url_comes_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "not" / "yet"
+    monkeypatch.setenv("INTENTFLOW_HOME", str(home))
+    monkeypatch.delenv("INTENTFLOW_REGISTRY_URL", raising=False)
+    with Registry() as reg:
+        register(reg)
+    assert (home / "registry.db").is_file()
+
+
+def _snapshot(engine: Engine, schema: str | None) -> dict[str, Any]:
+    """Tables (columns with types, keys, indexes) and views as the database reports them."""
+    insp = inspect(engine)
+    tables: dict[str, Any] = {}
+    out: dict[str, Any] = {"views": sorted(insp.get_view_names(schema=schema)), "tables": tables}
+    with warnings.catch_warnings():
+        # SQLite cannot reflect the COALESCE index; _sqlite_master below compares it instead.
+        warnings.filterwarnings("ignore", "Skipped unsupported reflection", SAWarning)
+        for table in sorted(insp.get_table_names(schema=schema)):
+            tables[table] = {
+                "columns": [
+                    (c["name"], c["type"].compile(dialect=engine.dialect), c["nullable"])
+                    for c in insp.get_columns(table, schema=schema)
+                ],
+                "pk": insp.get_pk_constraint(table, schema=schema)["constrained_columns"],
+                "unique": sorted(
+                    (u["name"], tuple(u["column_names"]))
+                    for u in insp.get_unique_constraints(table, schema=schema)
+                ),
+                "indexes": sorted(
+                    (
+                        i["name"],
+                        bool(i["unique"]),
+                        str(i["column_names"]),
+                        str(i.get("expressions")),
+                    )
+                    for i in insp.get_indexes(table, schema=schema)
+                ),
+                "fks": sorted(
+                    (
+                        tuple(f["constrained_columns"]),
+                        f["referred_table"],
+                        tuple(f["referred_columns"]),
+                    )
+                    for f in insp.get_foreign_keys(table, schema=schema)
+                ),
+            }
+    if engine.dialect.name == "sqlite":
+        out["sqlite_master"] = _sqlite_master(engine)
+    return out
+
+
+def _sqlite_master(engine: Engine) -> list[tuple[str, str, str]]:
+    """Every object's DDL, whitespace and IF NOT EXISTS aside (SQLite keeps the text)."""
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL"))
+        return sorted(
+            (kind, name, " ".join(sql.replace("IF NOT EXISTS ", "").split()))
+            for kind, name, sql in rows
+        )
+
+
+def test_sql_file_matches_orm(db_url: str, tmp_path: Path) -> None:
+    Registry(db_url).close()
+    url = make_url(db_url)
+    dialect = url.get_backend_name()
+    script = (SQL_DIR / f"registry_{dialect}.sql").read_text()
+    registry_engine = create_engine(db_url)
+    if dialect == "sqlite":
+        file_db = tmp_path / "from_file.db"
+        conn = sqlite3.connect(file_db)
+        conn.executescript(script)
+        conn.executescript(script)  # idempotent
+        conn.close()
+        file_engine, file_schema = create_engine(f"sqlite:///{file_db}"), None
+        registry_schema = None
+    else:
+        file_engine = create_engine(url.difference_update_query(["options"]))
+        file_schema = f"f_{secrets.token_hex(6)}"
+        with file_engine.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{file_schema}"')
+            conn.exec_driver_sql(f'SET LOCAL search_path TO "{file_schema}"')
+            conn.exec_driver_sql(script)
+            conn.exec_driver_sql(script)  # idempotent
+        from pg import schema_of  # here: importing pg before pytest_plugins blocks rewriting
+
+        registry_schema = schema_of(db_url)
+    try:
+        expected = _snapshot(registry_engine, registry_schema)
+        assert set(expected["tables"]) == set(Base.metadata.tables)
+        assert expected["views"] == sorted(VIEWS)
+        assert _snapshot(file_engine, file_schema) == expected, (
+            f"sql/registry_{dialect}.sql is stale: regenerate it with "
+            f"`python -m ml.registry {dialect} > sql/registry_{dialect}.sql`"
+        )
+    finally:
+        if file_schema:
+            with file_engine.begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA "{file_schema}" CASCADE')
+        registry_engine.dispose()
+        file_engine.dispose()
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_sql_files_hold_the_views_registry_creates(dialect: str) -> None:
+    script = (SQL_DIR / f"registry_{dialect}.sql").read_text()
+    for statement in view_ddl(dialect):
+        assert statement in script
+    assert script == schema_ddl(dialect), f"regenerate: python -m ml.registry {dialect}"
+
+
+# --- concurrency ----------------------------------------------------------------------------
+
+WORKERS = 8
+
+
+def _register_in_process(url: str, barrier: Any, results: Any) -> None:
+    """Runs in a spawned process: open the registry, wait for all, register at once."""
+    try:
+        with Registry(url) as reg:
+            barrier.wait(timeout=60)
+            results.put(register(reg, "racer", actor="worker").version)
+    except Exception as exc:  # noqa: BLE001 - report to the parent instead of dying silently
+        results.put(repr(exc))
+
+
+def test_concurrent_registration_gets_distinct_consecutive_versions(
+    db_url: str,
+) -> None:
+    Registry(db_url).close()  # schema first: the race under test is registration
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(WORKERS), ctx.Queue()
+    procs = [
+        ctx.Process(target=_register_in_process, args=(db_url, barrier, results))
+        for _ in range(WORKERS)
+    ]
+    for proc in procs:
+        proc.start()
+    got = [results.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=30)
+    assert sorted(got, key=str) == list(range(1, WORKERS + 1)), got
+    with Registry(db_url) as reg:
+        assert [i.version for i in reg.list_versions("racer")] == list(range(1, WORKERS + 1))
+        assert len([r for r in reg.audit("racer") if r["action"] == "register"]) == WORKERS
