@@ -1,0 +1,261 @@
+"""`intentflow`: the library's functions from the shell, without Airflow.
+
+Each command calls the same `ml` function the DAG task calls; heavy imports stay inside the
+commands so `intentflow --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ml.config import settings
+
+app = typer.Typer(
+    help="Intentflow: fresh intent models from customer-service transcripts.", no_args_is_help=True
+)
+registry_app = typer.Typer(help="Model versions, metrics and aliases.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+
+
+def _emit(payload: Any, as_json: bool, text: str) -> None:
+    typer.echo(json.dumps(payload, indent=2, default=str) if as_json else text)
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(2)
+
+
+@app.callback()
+def main(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")
+    ] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(message)s",
+    )
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Folder for the daily drops (DIR/YYYY-MM-DD/*.jsonl).")],
+    days: Annotated[int, typer.Option(min=1, help="Number of days.")] = 7,
+    per_day: Annotated[
+        int, typer.Option(min=1, help="Records per day, broken ones included.")
+    ] = 400,
+    start: Annotated[
+        str | None, typer.Option(help="First day (YYYY-MM-DD); default: DAYS days before today.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 0,
+) -> None:
+    """Write realistic synthetic customer-service chats as daily JSONL drops."""
+    from ml.generate import generate as run
+
+    first = date.fromisoformat(start) if start else None
+    for day in run(out, days=days, per_day=per_day, start=first, seed=seed):
+        typer.echo(
+            f"{day.day}  {day.records:6d} records  {day.broken:4d} broken  {len(day.files)} file(s)"
+        )
+
+
+@app.command()
+def ingest(
+    day: Annotated[str, typer.Option("--date", help="Day to ingest (YYYY-MM-DD).")],
+    source: Annotated[
+        str | None,
+        typer.Option(help="Folder or fsspec URL of the drops; default INTENTFLOW_SOURCE."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Ingest one day: discover → normalise → validate → publish, as the DAG does."""
+    from ml.ingest import SourceError, ingest_day
+    from ml.validation import DataQualityError
+
+    try:
+        result = ingest_day(date.fromisoformat(day), source)
+    except (SourceError, DataQualityError) as exc:
+        _fail(str(exc))
+    text = (
+        f"{result['day']}: read {result['rows_read']}, written {result['rows_written']}, "
+        f"quarantined {result['rows_quarantined']}\n  partition  {result['partition']}\n"
+        f"  quarantine {result['quarantine_file']}\n  report     {result['validation_report']}"
+    )
+    _emit(result, as_json, text)
+
+
+@app.command()
+def train(
+    data: Annotated[
+        Path | None,
+        typer.Option(help="A labeled file (.parquet, .csv, .jsonl) instead of the lake."),
+    ] = None,
+    window_days: Annotated[int, typer.Option(min=1, help="Days of the lake to train on.")] = 7,
+    end_date: Annotated[
+        str | None, typer.Option(help="Last day of the window (YYYY-MM-DD); default yesterday.")
+    ] = None,
+    text_column: Annotated[str, typer.Option(help="Text column of --data.")] = "text",
+    label_column: Annotated[str, typer.Option(help="Label column of --data.")] = "label",
+    base_model: Annotated[
+        str | None,
+        typer.Option(help="Local Hugging Face checkpoint; default the packaged MiniLM-L6."),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Epochs; default: the library's.")
+    ] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option(help="Peak learning rate; default: the library's.")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Batch size; default: the library's.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Snapshot → fine-tune → evaluate → register → promote, without Airflow."""
+    from ml import retrain
+    from ml.dataset import snapshot_from_file
+
+    cfg = settings()
+    params = {
+        "base_model": base_model,
+        "epochs": epochs,
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+    }
+    run_key = f"cli-{datetime.now().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    if data is not None:
+        snap = snapshot_from_file(data, cfg.snapshots, text_column, label_column)
+        result = retrain.run_on_snapshot(snap, params, run_key, actor="cli", cfg=cfg)
+    else:
+        end = date.fromisoformat(end_date) if end_date else date.today() - timedelta(days=1)
+        result = retrain.retrain(end, window_days, params, run_key, actor="cli", cfg=cfg)
+    test = result["test"]
+    text = (
+        f"{result['model']}:{result['version']} → {result['alias']}  "
+        f"test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}\n  "
+        + "\n  ".join(result["reasons"])
+    )
+    _emit(result, as_json, text)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Option(help="NAME@ALIAS or NAME:VERSION, e.g. intent@champion.")],
+    data: Annotated[
+        Path, typer.Option(help="A labeled file (.parquet, .csv, .jsonl) or a snapshot folder.")
+    ],
+    text_column: Annotated[str, typer.Option(help="Text column of --data.")] = "text",
+    label_column: Annotated[str, typer.Option(help="Label column of --data.")] = "label",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Score a registered model on a labeled file."""
+    from ml.artifacts import ArtifactIntegrityError
+    from ml.evaluate import evaluate_model
+    from ml.registry import Registry, RegistryError
+
+    try:
+        version = Registry(settings().registry_url).resolve(model)
+        artifact = Path(version.artifact_uri)
+        metrics = evaluate_model(artifact, data, version.artifact_sha256, text_column, label_column)
+    except (RegistryError, ArtifactIntegrityError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    text = f"{version.model}:{version.version} on {data}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  n={metrics['n']}"
+    _emit({"model": version.model, "version": version.version, **metrics}, as_json, text)
+
+
+@app.command()
+def predict(
+    texts: Annotated[list[str], typer.Argument(help="Customer message(s) to classify.")],
+    model: Annotated[str, typer.Option(help="NAME@ALIAS or NAME:VERSION.")] = "intent@champion",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The intent of each text and its probability, from a registered model."""
+    from ml.artifacts import ArtifactIntegrityError
+    from ml.evaluate import Classifier
+    from ml.registry import Registry, RegistryError
+
+    try:
+        version = Registry(settings().registry_url).resolve(model)
+        classifier = Classifier.load(Path(version.artifact_uri), version.artifact_sha256)
+    except (RegistryError, ArtifactIntegrityError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    preds = classifier.predict(texts)
+    payload = [
+        {"text": t, "intent": p.label, "probability": round(p.probability, 4)}
+        for t, p in zip(texts, preds, strict=True)
+    ]
+    _emit(
+        payload,
+        as_json,
+        "\n".join(f"{p['intent']}\t{p['probability']:.3f}\t{p['text']}" for p in payload),
+    )
+
+
+@registry_app.command("list")
+def registry_list(
+    model: Annotated[str | None, typer.Option(help="Only this registered model.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Versions with their aliases and test metrics."""
+    from ml.registry import Registry
+
+    versions = Registry(settings().registry_url).list_versions(model)
+    rows = [_version_row(v) for v in versions]
+    lines = [f"{'model':<12}{'version':>8}  {'aliases':<22}{'accuracy':>9}{'macro-F1':>9}  created"]
+    for r in rows:
+        acc, f1 = r["test_accuracy"], r["test_macro_f1"]
+        lines.append(
+            f"{r['model']:<12}{r['version']:>8}  {','.join(r['aliases']) or '-':<22}"
+            f"{acc if acc is None else f'{acc:.4f}':>9}{f1 if f1 is None else f'{f1:.4f}':>9}  {r['created_at']:%Y-%m-%d %H:%M}"
+        )
+    _emit(rows, as_json, "\n".join(lines) if rows else "no registered versions")
+
+
+def _version_row(v: Any) -> dict[str, Any]:
+    test = v.metrics.get("test", {})
+    return {
+        "model": v.model,
+        "version": v.version,
+        "aliases": list(v.aliases),
+        "test_accuracy": test.get("accuracy"),
+        "test_macro_f1": test.get("macro_f1"),
+        "data_snapshot_hash": v.data_snapshot_hash,
+        "artifact_uri": v.artifact_uri,
+        "created_at": v.created_at,
+    }
+
+
+@app.command()
+def report(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """What is in the lake (rows and quarantine per day) and in the registry."""
+    from ml import lake
+    from ml.registry import Registry
+
+    cfg = settings()
+    days = [lake.read_manifest(cfg.lake, d) for d in lake.list_partitions(cfg.lake)]
+    versions = [_version_row(v) for v in Registry(cfg.registry_url).list_versions(cfg.model_name)]
+    lines = [f"lake {cfg.lake}", f"{'day':<12}{'read':>7}{'written':>9}{'quarantined':>13}  rules"]
+    for m in days:
+        rules = ", ".join(f"{k}={v}" for k, v in m["quarantine_rules"].items())
+        lines.append(
+            f"{m['day']:<12}{m['rows_read']:>7}{m['rows_written']:>9}{m['rows_quarantined']:>13}  {rules}"
+        )
+    lines.append(f"registry {cfg.registry_url}")
+    for v in versions:
+        lines.append(
+            f"{v['model']}:{v['version']}  aliases={','.join(v['aliases']) or '-'}  "
+            f"test accuracy={v['test_accuracy']:.4f} macro-F1={v['test_macro_f1']:.4f}"
+        )
+    _emit({"days": days, "versions": versions}, as_json, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,244 @@
+"""Load a trained intent artifact, predict with it, and score predictions.
+
+torch and transformers are imported inside the functions that need them: DAG files import
+this module at parse time, and the scheduler must not pay for torch on every parse.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ml.artifacts import ArtifactIntegrityError, assert_safetensors_only, verify_artifact
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+LABELS_FILE = "labels.json"
+TRAIN_CONFIG_FILE = "train_config.json"
+# Used only when an artifact lacks train_config.json: the TrainConfig default.
+FALLBACK_MAX_LENGTH = 128
+# How many test texts to time one at a time: enough for a stable median, cheap on CPU.
+LATENCY_SAMPLES = 5
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probability: float
+
+
+def classification_metrics(
+    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
+) -> dict[str, Any]:
+    """Accuracy, macro/weighted F1 and per-class precision/recall/F1/support.
+
+    `per_class` lists `labels` in order, then any other label seen in `y_true` or `y_pred`
+    (e.g. a test intent the model was never trained on: recall 0, so F1 0). A class with no
+    predictions gets precision 0, not NaN. `macro_f1` averages the classes that occur in
+    `y_true` or `y_pred` (scikit-learn's default), so a trained label that is simply absent
+    from a small test set neither helps nor hurts the score.
+    """
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true has {len(y_true)} items but y_pred has {len(y_pred)}")
+    known = list(dict.fromkeys(labels))
+    extra = sorted((set(y_true) | set(y_pred)) - set(known))
+    classes = known + extra
+    index = {label: i for i, label in enumerate(classes)}
+    true_ids = np.array([index[y] for y in y_true], dtype=np.int64)
+    pred_ids = np.array([index[y] for y in y_pred], dtype=np.int64)
+
+    k = len(classes)
+    support = np.bincount(true_ids, minlength=k).astype(np.float64)
+    predicted = np.bincount(pred_ids, minlength=k).astype(np.float64)
+    correct = true_ids == pred_ids
+    tp = np.bincount(true_ids[correct], minlength=k).astype(np.float64)
+
+    precision = _safe_divide(tp, predicted)
+    recall = _safe_divide(tp, support)
+    f1 = _safe_divide(2 * precision * recall, precision + recall)
+
+    n = len(true_ids)
+    present = (support > 0) | (predicted > 0)
+    return {
+        "accuracy": float(correct.mean()) if n else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "weighted_f1": float((f1 * support).sum() / n) if n else 0.0,
+        "n": n,
+        "per_class": {
+            label: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, label in enumerate(classes)
+        },
+    }
+
+
+def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """Element-wise division that yields 0 where the denominator is 0 (no NaN, no warning)."""
+    out = np.zeros_like(numerator, dtype=np.float64)
+    np.divide(numerator, denominator, out=out, where=denominator > 0)
+    return out
+
+
+def batched_probabilities(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    encoded: Sequence[dict[str, list[int]]],
+    batch_size: int,
+) -> np.ndarray:
+    """Softmax probabilities (n, num_labels) for already-tokenized, unpadded examples.
+
+    Examples are run in order of length so each batch pads to a similar length (much less
+    wasted compute on CPU), then put back in input order.
+    """
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    model.eval()
+    device = next(model.parameters()).device
+    collate = DataCollatorWithPadding(tokenizer)
+    out = np.zeros((len(encoded), model.config.num_labels), dtype=np.float32)
+    order = np.argsort([len(e["input_ids"]) for e in encoded], kind="stable")
+    with torch.inference_mode(), _autocast(device):
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = collate([encoded[i] for i in idx])
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+            out[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    return out
+
+
+def _autocast(device: Any) -> Any:
+    """bf16 autocast on CUDA; a no-op context on CPU, where bf16 is slower and less exact."""
+    import torch
+
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+class Classifier:
+    """An intent model loaded from an artifact directory written by :func:`ml.train.fine_tune`."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        labels: list[str],
+        max_length: int,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.labels = labels
+        self.max_length = max_length
+
+    @classmethod
+    def load(cls, artifact_dir: Path, expected_sha256: str | None = None) -> Classifier:
+        """Load an artifact; with `expected_sha256`, verify the bytes before reading any of them.
+
+        Raises ArtifactIntegrityError on a hash mismatch, on pickle-based weight files, or when
+        labels.json disagrees with the model config.
+        """
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        path = Path(artifact_dir)
+        if expected_sha256 is not None:
+            verify_artifact(path, expected_sha256)
+        assert_safetensors_only(path)
+
+        labels = json.loads((path / LABELS_FILE).read_text(encoding="utf-8"))
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, use_safetensors=True, dtype=torch.float32
+        ).to(device)
+        model.eval()
+        config_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        if config_labels != labels:
+            raise ArtifactIntegrityError(
+                f"artifact {path}: {LABELS_FILE} {labels} disagrees with config.json "
+                f"id2label {config_labels}"
+            )
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        return cls(model, tokenizer, labels, _max_length(path, model.config))
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Probabilities, shape (len(texts), len(self.labels)); columns follow `self.labels`."""
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        # Longer texts are truncated to the length the model was trained with.
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        examples = [{key: encoded[key][i] for key in encoded.keys()} for i in range(len(texts))]
+        return batched_probabilities(self.model, self.tokenizer, examples, batch_size)
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
+        """The most probable label for each text, with its probability."""
+        probs = self.predict_proba(texts, batch_size)
+        best = probs.argmax(axis=1)
+        return [Prediction(self.labels[j], float(probs[i, j])) for i, j in enumerate(best)]
+
+
+def _max_length(path: Path, model_config: Any) -> int:
+    """The truncation length used in training, so inference sees inputs the same way."""
+    config_file = path / TRAIN_CONFIG_FILE
+    if config_file.is_file():
+        return int(json.loads(config_file.read_text(encoding="utf-8"))["max_length"])
+    return min(FALLBACK_MAX_LENGTH, model_config.max_position_embeddings)
+
+
+def read_labeled(
+    data: Path, text_column: str = "text", label_column: str = "label"
+) -> tuple[list[str], list[str]]:
+    """(texts, intents) from a labeled file (see ml.dataset.load_labeled) or a snapshot
+    directory's test split. Rows without a label cannot be scored and are skipped.
+    """
+    from ml.dataset import load_labeled
+
+    path = Path(data)
+    if path.is_dir():
+        path = path / "test.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"no labeled data at {path}")
+    table = load_labeled(path, text_column, label_column).to_pydict()
+    return table["text"], table["intent"]
+
+
+def evaluate_model(
+    artifact_dir: Path,
+    data: Path,
+    expected_sha256: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+) -> dict[str, Any]:
+    """Score an artifact on labeled data: :func:`classification_metrics` plus batch-1 latency.
+
+    `data` is a labeled .parquet/.csv/.jsonl file, or a snapshot directory (its test split is
+    used). Intents the model does not know count as misses.
+    """
+    classifier = Classifier.load(artifact_dir, expected_sha256)
+    texts, y_true = read_labeled(data, text_column, label_column)
+    y_pred = [p.label for p in classifier.predict(texts)]
+    metrics = classification_metrics(y_true, y_pred, classifier.labels)
+    metrics["latency_ms_p50"] = _latency_ms_p50(classifier, texts[:LATENCY_SAMPLES])
+    return metrics
+
+
+def _latency_ms_p50(classifier: Classifier, texts: list[str]) -> float | None:
+    """Median wall time of one single-text prediction: what a router pays per conversation."""
+    if not texts:
+        return None
+    timings = []
+    for text in texts:
+        start = time.perf_counter()
+        classifier.predict([text], batch_size=1)
+        timings.append((time.perf_counter() - start) * 1000)
+    return round(statistics.median(timings), 3)

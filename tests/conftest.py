@@ -1,0 +1,199 @@
+"""Shared fixtures. Tests never touch the network: Hugging Face is forced offline at import."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+# Before anything imports transformers / huggingface_hub, which read these once.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["GX_ANALYTICS_ENABLED"] = "false"
+
+# Airflow reads its configuration once, at import: point it at a throwaway home (SQLite
+# metadata) and this repository's dags/ before any test imports it.
+REPO = Path(__file__).resolve().parent.parent
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="intentflow-airflow-"))
+os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated Airflow metadata DB (SQLite) with the `gpu` pool the retrain DAG uses."""
+    airflow = [sys.executable, "-m", "airflow"]
+    subprocess.run([*airflow, "db", "migrate"], check=True, capture_output=True)
+    subprocess.run(
+        [*airflow, "pools", "set", "gpu", "1", "fine-tuning"], check=True, capture_output=True
+    )
+    return AIRFLOW_HOME
+
+
+@pytest.fixture
+def intentflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh INTENTFLOW_HOME (lake, registry, artifacts) for one test."""
+    home = tmp_path / "intentflow"
+    monkeypatch.setenv("INTENTFLOW_HOME", str(home))
+    for name in (
+        "INTENTFLOW_REGISTRY_URL",
+        "INTENTFLOW_SOURCE",
+        "INTENTFLOW_BASE_MODEL",
+        "INTENTFLOW_LABELS",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+# --- models ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny randomly initialised BERT (~1M params, mostly embeddings) plus the MiniLM tokenizer.
+
+    Same architecture family and tokenizer as the real base model, so training code paths are
+    identical, but a training step takes milliseconds.
+    """
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from ml.config import default_base_model
+
+    out = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(default_base_model())
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(0)  # the same tiny model in every session
+    BertModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+# --- data ------------------------------------------------------------------------------------
+
+DEFAULT_LABELS = ("lost_card", "refund_request", "password_reset")
+# Filler shared by every label, so the model has to find the label's own words.
+NOISE_WORDS = "hello please help i need my the today thanks again with an issue about it".split()
+SPLIT_SIZES = {"train": 1.0, "validation": 0.5, "test": 0.5}  # relative to n_per_label
+
+
+def _text_for(label: str, rng: random.Random) -> str:
+    """Easy to learn: the label's words (e.g. `lost`, `card`) among shared filler words."""
+    words = label.split("_") + rng.sample(NOISE_WORDS, k=rng.randint(2, 6))
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+def write_snapshot(
+    folder: Path,
+    labels: Sequence[str] = DEFAULT_LABELS,
+    n_per_label: int = 16,
+    extra_eval_labels: Sequence[str] = (),
+    seed: int = 0,
+) -> Path:
+    """Write a snapshot dir in ml.dataset's format: {train,validation,test}.parquet + snapshot.json.
+
+    `extra_eval_labels` appear in validation and test only (a label the model never saw).
+    """
+    rng = random.Random(seed)
+    folder.mkdir(parents=True)
+    counts: dict[str, int] = {}
+    digest = hashlib.sha256()
+    for split, share in SPLIT_SIZES.items():
+        split_labels = list(labels) + (list(extra_eval_labels) if split != "train" else [])
+        n = max(round(n_per_label * share), 1) if n_per_label else 0
+        rows = [
+            {
+                "conversation_id": f"{split}-{label}-{i}",
+                "text": _text_for(label, rng),
+                "intent": label,
+            }
+            for label in split_labels
+            for i in range(n)
+        ]
+        rng.shuffle(rows)
+        schema = pa.schema(
+            [("conversation_id", pa.string()), ("text", pa.string()), ("intent", pa.string())]
+        )
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), folder / f"{split}.parquet")
+        counts[split] = len(rows)
+        digest.update(json.dumps(rows, sort_keys=True).encode())
+    meta: dict[str, Any] = {
+        "hash": digest.hexdigest(),
+        "window": {"start": "2025-01-01", "end": "2025-01-28"},
+        "partitions": [],
+        "labels": sorted(set(labels) | set(extra_eval_labels)),
+        "counts": counts,
+    }
+    (folder / "snapshot.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return folder
+
+
+@pytest.fixture
+def make_snapshot(tmp_path: Path) -> Callable[..., Path]:
+    """make_snapshot(labels=..., n_per_label=..., extra_eval_labels=..., seed=...) -> snapshot dir."""
+    made = 0
+
+    def make(**kwargs: Any) -> Path:
+        nonlocal made
+        made += 1
+        return write_snapshot(tmp_path / f"snapshot-{made}", **kwargs)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_train_config(tiny_bert_dir: Path) -> Any:
+    """A TrainConfig for the tiny BERT; derive variants with dataclasses.replace, never mutate."""
+    from ml.train import TrainConfig
+
+    return TrainConfig(
+        base_model=str(tiny_bert_dir),
+        epochs=6,
+        learning_rate=3e-3,  # high: the tiny model's weights start from noise
+        batch_size=8,
+        warmup_ratio=0.0,
+        num_threads=1,  # tiny matrices gain nothing from threads; leave a core to the rest
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(
+    tiny_train_config: Any, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """fine_tune's result for the tiny BERT on a small snapshot with a label unseen in training.
+
+    Trained once per session, plus "snapshot_dir"; treat the artifact directory as read-only.
+    """
+    from ml.train import fine_tune
+
+    root = tmp_path_factory.mktemp("tiny-artifact")
+    snapshot = write_snapshot(root / "snapshot", n_per_label=24, extra_eval_labels=("other",))
+    result = fine_tune(snapshot, root / "model", tiny_train_config)
+    return {**result, "snapshot_dir": snapshot}

@@ -1,0 +1,121 @@
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from ml.artifacts import ArtifactIntegrityError
+from ml.evaluate import Classifier, Prediction, classification_metrics, evaluate_model
+
+# --- classification_metrics, by hand ---------------------------------------------------------
+
+
+def test_metrics_hand_computed() -> None:
+    y_true = ["a", "a", "a", "b", "b", "c"]
+    y_pred = ["a", "a", "b", "b", "a", "c"]
+    m = classification_metrics(y_true, y_pred, ["a", "b", "c"])
+
+    assert m["n"] == 6
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    # a: tp 2, predicted 3, support 3 -> p 2/3, r 2/3, f1 2/3
+    assert m["per_class"]["a"] == pytest.approx(
+        {"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3}
+    )
+    # b: tp 1, predicted 2, support 2 -> p 1/2, r 1/2, f1 1/2
+    assert m["per_class"]["b"]["f1"] == pytest.approx(0.5)
+    assert m["per_class"]["c"]["f1"] == pytest.approx(1.0)
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.5 + 1.0) / 3)
+    assert m["weighted_f1"] == pytest.approx((3 * 2 / 3 + 2 * 0.5 + 1 * 1.0) / 6)
+
+
+def test_metrics_label_unseen_in_training_and_class_never_predicted() -> None:
+    # "z" is not among the model's labels; "c" is a label the model never predicts.
+    y_true = ["a", "b", "c", "z"]
+    y_pred = ["a", "b", "a", "b"]
+    m = classification_metrics(y_true, y_pred, ["a", "b", "c"])
+
+    assert list(m["per_class"]) == ["a", "b", "c", "z"]
+    assert m["per_class"]["z"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert m["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert m["accuracy"] == pytest.approx(0.5)
+    # a: p 1/2 r 1 f1 2/3; b: p 1/2 r 1 f1 2/3; c and z: 0
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / 4)
+    assert not any(np.isnan(v["precision"]) for v in m["per_class"].values())
+
+
+def test_metrics_label_absent_from_test_set_is_left_out_of_macro() -> None:
+    m = classification_metrics(["a", "b"], ["a", "b"], ["a", "b", "rare"])
+    assert m["per_class"]["rare"]["support"] == 0
+    assert m["macro_f1"] == 1.0
+
+
+def test_metrics_empty_and_mismatched() -> None:
+    m = classification_metrics([], [], ["a", "b"])
+    assert m["n"] == 0 and m["accuracy"] == 0.0 and m["macro_f1"] == 0.0
+    with pytest.raises(ValueError):
+        classification_metrics(["a"], [], ["a"])
+
+
+# --- the tiny trained model ------------------------------------------------------------------
+
+
+def test_evaluate_model_on_snapshot_and_on_a_parquet_file(tiny_artifact: dict[str, Any]) -> None:
+    artifact, snapshot = Path(tiny_artifact["artifact_dir"]), tiny_artifact["snapshot_dir"]
+    n_test = pq.read_metadata(snapshot / "test.parquet").num_rows
+
+    m = evaluate_model(artifact, snapshot, expected_sha256=tiny_artifact["artifact_sha256"])
+    assert m["n"] == n_test
+    assert 0.0 <= m["accuracy"] <= 1.0 and 0.0 <= m["macro_f1"] <= 1.0
+    assert m["per_class"]["other"]["recall"] == 0.0  # never seen in training: always a miss
+    assert m["latency_ms_p50"] > 0
+
+    same = evaluate_model(artifact, snapshot / "test.parquet")
+    assert same["accuracy"] == m["accuracy"] and same["per_class"] == m["per_class"]
+
+
+def test_classifier_predicts_probabilities(tiny_artifact: dict[str, Any]) -> None:
+    clf = Classifier.load(Path(tiny_artifact["artifact_dir"]))
+    assert clf.labels == tiny_artifact["labels"]
+
+    texts = ["i lost my card", "refund please", "reset password " * 200, ""]
+    probs = clf.predict_proba(texts, batch_size=3)
+    assert probs.shape == (4, len(clf.labels))
+    assert np.all((probs >= 0) & (probs <= 1))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+    predictions = clf.predict(texts, batch_size=3)
+    assert all(isinstance(p, Prediction) and p.label in clf.labels for p in predictions)
+    assert [p.probability for p in predictions] == pytest.approx(probs.max(axis=1).tolist())
+    # Batching and length-sorting must not change results.
+    np.testing.assert_allclose(clf.predict_proba(texts[::-1], batch_size=1), probs[::-1], atol=1e-5)
+    assert clf.predict_proba([]).shape == (0, len(clf.labels))
+
+
+def test_load_with_wrong_sha_is_refused(tiny_artifact: dict[str, Any]) -> None:
+    with pytest.raises(ArtifactIntegrityError, match="expected sha256"):
+        Classifier.load(Path(tiny_artifact["artifact_dir"]), expected_sha256="f" * 64)
+
+
+@pytest.fixture
+def artifact_copy(tiny_artifact: dict[str, Any], tmp_path: Path) -> Path:
+    return Path(shutil.copytree(tiny_artifact["artifact_dir"], tmp_path / "copy"))
+
+
+def test_pickle_weights_are_refused(artifact_copy: Path) -> None:
+    (artifact_copy / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    with pytest.raises(ArtifactIntegrityError, match="pickle"):
+        Classifier.load(artifact_copy)
+
+
+def test_missing_safetensors_is_refused(artifact_copy: Path) -> None:
+    (artifact_copy / "model.safetensors").unlink()
+    with pytest.raises(ArtifactIntegrityError, match="model.safetensors"):
+        Classifier.load(artifact_copy)
+
+
+def test_labels_file_must_match_model_config(artifact_copy: Path) -> None:
+    (artifact_copy / "labels.json").write_text('["x", "y", "z"]')
+    with pytest.raises(ArtifactIntegrityError, match="labels.json"):
+        Classifier.load(artifact_copy)

@@ -1,0 +1,171 @@
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ml.artifacts import PICKLE_SUFFIXES, directory_sha256
+from ml.config import default_base_model
+from ml.train import TrainConfig, fine_tune
+
+MakeSnapshot = Callable[..., Path]
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_tiny_bert_trains_and_writes_a_complete_artifact(
+    make_snapshot: MakeSnapshot, tiny_train_config: TrainConfig, tmp_path: Path
+) -> None:
+    snapshot = make_snapshot(n_per_label=12)
+    out = tmp_path / "artifacts" / "model"
+
+    started = time.perf_counter()
+    result = fine_tune(snapshot, out, tiny_train_config)
+    assert time.perf_counter() - started < 15
+
+    files = {p.name for p in out.iterdir()}
+    expected = {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"}
+    expected |= {"labels.json", "train_config.json", "metrics.json", "README.md"}
+    assert expected <= files
+    assert not [p for p in out.rglob("*") if p.suffix in PICKLE_SUFFIXES]
+    assert not list(out.parent.glob(".*partial*")), "staging directory left behind"
+
+    labels = ["lost_card", "password_reset", "refund_request"]
+    assert json.loads((out / "labels.json").read_text()) == labels
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {str(i): label for i, label in enumerate(labels)}
+    assert config["label2id"] == {label: i for i, label in enumerate(labels)}
+
+    snap = json.loads((snapshot / "snapshot.json").read_text())
+    card = (out / "README.md").read_text()
+    assert snap["hash"] in card
+    assert snap["window"]["start"] in card and snap["window"]["end"] in card
+    assert all(label in card for label in labels)
+    assert "truncated" in card
+
+    train_config = json.loads((out / "train_config.json").read_text())
+    assert train_config["snapshot_hash"] == snap["hash"]
+    assert train_config["base_model"] == result["base_model"]
+    assert train_config["num_threads"] == 1
+    assert train_config["learning_rate"] == tiny_train_config.learning_rate
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["validation"] == result["validation"]
+    assert metrics["epochs_run"] == tiny_train_config.epochs
+    assert len(metrics["history"]) == tiny_train_config.epochs
+    assert metrics["train_loss"] > 0 and metrics["samples_per_second"] > 0
+
+    assert result["artifact_dir"] == str(out)
+    assert result["artifact_sha256"] == directory_sha256(out)
+    assert result["labels"] == labels
+    assert result["epochs_run"] == tiny_train_config.epochs
+    assert result["samples_per_second"] > 0 and result["wall_seconds"] > 0
+    assert set(result["validation"]) >= {"accuracy", "macro_f1", "weighted_f1", "n", "per_class"}
+
+
+def test_tiny_bert_learns_and_tolerates_unseen_validation_labels(
+    tiny_artifact: dict[str, Any],
+) -> None:
+    validation = tiny_artifact["validation"]
+    # 4 intents in validation (one unknown to the model): chance is about 0.25.
+    assert validation["accuracy"] > 0.5
+    assert validation["per_class"]["other"]["support"] > 0
+    assert validation["per_class"]["other"]["f1"] == 0.0
+
+
+def test_same_seed_same_model(
+    make_snapshot: MakeSnapshot, tiny_train_config: TrainConfig, tmp_path: Path
+) -> None:
+    snapshot = make_snapshot(n_per_label=8)
+    config = dataclasses.replace(tiny_train_config, epochs=2)
+    a = fine_tune(snapshot, tmp_path / "a", config)
+    b = fine_tune(snapshot, tmp_path / "b", config)
+    fine_tune(snapshot, tmp_path / "c", dataclasses.replace(config, seed=7))
+
+    assert a["validation"] == b["validation"]
+    weights = [_sha(tmp_path / name / "model.safetensors") for name in "abc"]
+    assert weights[0] == weights[1]
+    assert weights[0] != weights[2]
+
+
+def test_max_steps_stops_early(
+    make_snapshot: MakeSnapshot, tiny_train_config: TrainConfig, tmp_path: Path
+) -> None:
+    result = fine_tune(
+        make_snapshot(n_per_label=16),  # 48 examples: 6 steps an epoch at batch 8
+        tmp_path / "model",
+        dataclasses.replace(tiny_train_config, epochs=10, max_steps=8),
+    )
+    metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    assert metrics["steps"] == 8
+    assert result["epochs_run"] == 2
+
+
+def test_single_label_is_refused(
+    make_snapshot: MakeSnapshot, tiny_train_config: TrainConfig, tmp_path: Path
+) -> None:
+    snapshot = make_snapshot(labels=["lost_card"])
+    with pytest.raises(ValueError, match="at least 2"):
+        fine_tune(snapshot, tmp_path / "model", tiny_train_config)
+    assert not (tmp_path / "model").exists()
+
+
+def test_empty_train_split_is_refused(
+    make_snapshot: MakeSnapshot, tiny_train_config: TrainConfig, tmp_path: Path
+) -> None:
+    snapshot = make_snapshot(n_per_label=0)
+    with pytest.raises(ValueError, match="empty"):
+        fine_tune(snapshot, tmp_path / "model", tiny_train_config)
+
+
+@pytest.mark.parametrize("problem", ["missing", "not_a_checkpoint", "no_classifier"])
+def test_bad_base_model_is_refused(
+    problem: str, make_snapshot: MakeSnapshot, tiny_train_config: TrainConfig, tmp_path: Path
+) -> None:
+    base = tmp_path / "base"
+    if problem != "missing":
+        base.mkdir()
+    if problem == "no_classifier":
+        # A real config for an architecture with no sequence-classification head.
+        from transformers import CLIPVisionConfig
+
+        CLIPVisionConfig().save_pretrained(base)
+        (base / "model.safetensors").write_bytes(b"")
+    config = dataclasses.replace(tiny_train_config, base_model=str(base))
+    with pytest.raises(ValueError, match="base model"):
+        fine_tune(make_snapshot(), tmp_path / "model", config)
+
+
+def test_non_empty_out_dir_is_refused(
+    make_snapshot: MakeSnapshot, tiny_train_config: TrainConfig, tmp_path: Path
+) -> None:
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "old.txt").write_text("previous run")
+    with pytest.raises(FileExistsError):
+        fine_tune(make_snapshot(), out, tiny_train_config)
+
+    (out / "old.txt").unlink()  # an existing empty directory is fine
+    config = dataclasses.replace(tiny_train_config, max_steps=1)
+    assert fine_tune(make_snapshot(), out, config)["artifact_dir"] == str(out)
+
+
+@pytest.mark.slow
+def test_minilm_fine_tunes_above_chance(make_snapshot: MakeSnapshot, tmp_path: Path) -> None:
+    labels = ["lost_card", "refund_request", "password_reset", "delivery_delay"]
+    snapshot = make_snapshot(labels=labels, n_per_label=40)
+    config = TrainConfig(
+        base_model=default_base_model(), batch_size=16, max_steps=10, learning_rate=1e-4
+    )
+    started = time.perf_counter()
+    result = fine_tune(snapshot, tmp_path / "model", config)
+    assert time.perf_counter() - started < 60
+
+    assert result["base_model"] == str(Path(default_base_model()).absolute())
+    assert result["validation"]["accuracy"] > 1 / len(labels) + 0.2
