@@ -15,13 +15,15 @@ export AIRFLOW__CORE__PARALLELISM ?= 4
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export GX_ANALYTICS_ENABLED := false
+export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export PATH := $(BIN):$(PATH)
 
 .PHONY: install demo airflow test test-fast lint format bench clean
 
+# torch first and pinned: the CPU wheel; an unpinned resolve would pull a CUDA build.
 $(VENV)/.installed: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# torch first and pinned: the CPU wheel; an unpinned resolve would pull a CUDA build.
+	@echo "== setting up $(VENV) (first run: about 2 minutes)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@

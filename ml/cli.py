@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import uuid
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -43,6 +44,9 @@ def main(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(message)s",
     )
+    if not verbose:
+        # transformers' weight-loading progress bars would clutter a terminal or a pipe.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 @app.command()
@@ -121,7 +125,7 @@ def train(
 ) -> None:
     """Snapshot → fine-tune → evaluate → register → promote, without Airflow."""
     from ml import retrain
-    from ml.dataset import snapshot_from_file
+    from ml.dataset import EmptyWindowError, snapshot_from_file
 
     cfg = settings()
     params = {
@@ -131,12 +135,15 @@ def train(
         "batch_size": batch_size,
     }
     run_key = f"cli-{datetime.now().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    if data is not None:
-        snap = snapshot_from_file(data, cfg.snapshots, text_column, label_column)
-        result = retrain.run_on_snapshot(snap, params, run_key, actor="cli", cfg=cfg)
-    else:
-        end = date.fromisoformat(end_date) if end_date else date.today() - timedelta(days=1)
-        result = retrain.retrain(end, window_days, params, run_key, actor="cli", cfg=cfg)
+    try:
+        if data is not None:
+            snap = snapshot_from_file(data, cfg.snapshots, text_column, label_column)
+        else:
+            end = date.fromisoformat(end_date) if end_date else date.today() - timedelta(days=1)
+            snap = retrain.snapshot_step(end, window_days, cfg)
+    except (EmptyWindowError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    result = retrain.run_on_snapshot(snap, params, run_key, actor="cli", cfg=cfg)
     test = result["test"]
     text = (
         f"{result['model']}:{result['version']} → {result['alias']}  "

@@ -55,7 +55,7 @@ def train_config(params: dict[str, Any]) -> Any:
     from ml.train import TrainConfig
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in params.items() if k in names and v not in (None, "")})
+    return TrainConfig(**{k: v for k, v in params.items() if k in names and v is not None})
 
 
 def train_step(
@@ -64,7 +64,9 @@ def train_step(
     from ml.train import fine_tune
 
     cfg = cfg or settings()
-    config = train_config({"base_model": cfg.base_model, **params})
+    # An empty param means "the default": the configured base model, then TrainConfig's.
+    given = {k: v for k, v in params.items() if v not in (None, "")}
+    config = train_config({"base_model": cfg.base_model, **given})
     safe_key = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_key)
     out_dir = cfg.artifacts / cfg.model_name / safe_key / "model"
     return fine_tune(Path(snapshot["path"]), out_dir, config)

@@ -28,7 +28,7 @@ for i in $(seq 0 $((days - 1))); do
     tail -30 "$logs/ingest-$day.log" >&2
     exit 1
   fi
-  grep -E "published|ERROR" "$logs/ingest-$day.log" | sed 's/^.*\] //' | tail -2 || true
+  grep -o "published [^[]*" "$logs/ingest-$day.log" | tail -1 || true
 done
 
 step "airflow dags test intent_retrain (window: $days days)"
@@ -39,7 +39,8 @@ if ! airflow dags test intent_retrain -c "{\"window_days\": $days, \"end_date\":
   tail -40 "$logs/retrain.log" >&2
   exit 1
 fi
-grep -E "samples/s|epoch .* validation|→ (champion|challenger)" "$logs/retrain.log" | sed 's/^.*\] //' | tail -8 || true
+grep -oE "(snapshot [0-9a-f]+:|fine-tuning |epoch [0-9]+/[0-9]+:|[a-z_]+:[0-9]+ → ).*" "$logs/retrain.log" \
+  | sed -E 's/ +\[ml\.[a-z_]+\].*$//; s/fine-tuning .*\/model on/fine-tuning on/' || true
 
 step "summary"
 intentflow report
