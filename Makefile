@@ -36,7 +36,8 @@ demo: install  ## generate 7 days, ingest each with Airflow, retrain, print a su
 airflow: install  ## the Airflow UI (standalone) on the demo's state
 	bash scripts/airflow_standalone.sh
 
-test: install  ## the whole suite (what CI runs)
+test: install  ## lint, then the whole suite (what CI runs)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 	$(BIN)/pytest -q
 
 test-fast: install  ## skip the tests that train the real model or run whole DAGs

@@ -182,5 +182,7 @@ def load_labeled(path: Path, text_column: str = "text", label_column: str = "lab
             "intent": table.column(label_column).cast(pa.string()),
         }
     )
-    has_text = pc.fill_null(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(out.column("text"))), 0), False)
+    has_text = pc.fill_null(
+        pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(out.column("text"))), 0), False
+    )
     return out.filter(pc.and_(pc.is_valid(out.column("intent")), has_text))

@@ -161,23 +161,10 @@ def run_on_snapshot(
     actor: str,
     cfg: Settings | None = None,
 ) -> dict[str, Any]:
-    """fine_tune → evaluate → register → promote on a snapshot: what the DAG's tasks do."""
+    """fine_tune → evaluate → register → promote on a snapshot, as the DAG's tasks do."""
     cfg = cfg or settings()
     trained = train_step(snap, params, run_key, cfg)
     evaluation = evaluate_step(snap, trained, cfg)
     lineage = {"dag_id": None, "run_id": run_key, "actor": actor}
     registered = register_step(snap, trained, evaluation, lineage, cfg)
     return {**promote_step(registered, evaluation, actor, cfg), "test": evaluation["challenger"]}
-
-
-def retrain(
-    end: date,
-    window_days: int,
-    params: dict[str, Any],
-    run_key: str,
-    actor: str,
-    cfg: Settings | None = None,
-) -> dict[str, Any]:
-    """All five steps in order on the lake's window: what `intentflow train` runs."""
-    cfg = cfg or settings()
-    return run_on_snapshot(snapshot_step(end, window_days, cfg), params, run_key, actor, cfg)

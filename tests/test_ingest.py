@@ -30,12 +30,6 @@ def rec(
     )
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("INTENTFLOW_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 def write_drop(root: Path, name: str, lines: list[str]) -> Path:
     folder = root / DAY.isoformat()
     folder.mkdir(parents=True, exist_ok=True)
@@ -62,7 +56,7 @@ def test_discover_on_memory_filesystem() -> None:
     assert discover("memory://feed", DAY) == ["memory:///feed/2026-11-22/x.jsonl"]
 
 
-def test_ingest_day_counts_quarantine_and_partition(home: Path, tmp_path: Path) -> None:
+def test_ingest_day_counts_quarantine_and_partition(intentflow_home: Path, tmp_path: Path) -> None:
     src = tmp_path / "raw"
     write_drop(
         src, "a.jsonl", [rec("1"), rec("2", intent="pizza_order"), "{broken", "", rec("3", hour=9)]
@@ -89,7 +83,7 @@ def test_ingest_day_counts_quarantine_and_partition(home: Path, tmp_path: Path) 
     assert not list(settings().staging.iterdir())  # staging cleaned up
 
 
-def test_rerun_gives_identical_partition(home: Path, tmp_path: Path) -> None:
+def test_rerun_gives_identical_partition(intentflow_home: Path, tmp_path: Path) -> None:
     src = tmp_path / "raw"
     write_drop(src, "a.jsonl", [rec(str(i)) for i in range(30)])
     first = ingest_day(DAY, str(src))
@@ -101,13 +95,13 @@ def test_rerun_gives_identical_partition(home: Path, tmp_path: Path) -> None:
     assert lake.list_partitions(settings().lake) == [DAY]
 
 
-def test_empty_day_fails_the_gate(home: Path, tmp_path: Path) -> None:
+def test_empty_day_fails_the_gate(intentflow_home: Path, tmp_path: Path) -> None:
     with pytest.raises(DataQualityError, match="expect_table_row_count_to_be_between"):
         ingest_day(DAY, str(tmp_path / "nothing"))
     assert lake.list_partitions(settings().lake) == []
 
 
-def test_quarantine_share_over_threshold_fails(home: Path, tmp_path: Path) -> None:
+def test_quarantine_share_over_threshold_fails(intentflow_home: Path, tmp_path: Path) -> None:
     src = tmp_path / "raw"
     write_drop(src, "a.jsonl", [rec("1"), "{x", "{y"])
     staged = normalise(discover(str(src), DAY), DAY, tmp_path / "stage")
@@ -115,7 +109,9 @@ def test_quarantine_share_over_threshold_fails(home: Path, tmp_path: Path) -> No
         validate(staged, tmp_path / "reports")
 
 
-def test_gx_gate_catches_raw_pii_that_slipped_through(home: Path, tmp_path: Path) -> None:
+def test_gx_gate_catches_raw_pii_that_slipped_through(
+    intentflow_home: Path, tmp_path: Path
+) -> None:
     """Redaction is bypassed on purpose (staged file edited) to prove the gate looks."""
     src = tmp_path / "raw"
     write_drop(src, "a.jsonl", [rec(str(i)) for i in range(5)])
