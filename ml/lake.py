@@ -1,17 +1,23 @@
 """The Parquet lake: one partition `dt=YYYY-MM-DD` per day, written atomically.
 
 A partition is a directory holding `part-00000.parquet` and `_manifest.json` (counts and the
-content hash). It is built beside the final path and swapped in with renames, so readers never
+content hash). It is built beside the final path and swapped in atomically (renameat2
+RENAME_EXCHANGE on Linux, two renames elsewhere), so readers never
 see a half-written day and a killed writer leaves the previous partition in place.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -40,42 +46,84 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directories (Linux renameat2 RENAME_EXCHANGE); False if unsupported.
+
+    With an exchange the final path always names a complete partition: there is no instant,
+    even under SIGKILL, where a reader finds it missing.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False  # this file system cannot exchange: fall back to two renames
+    raise OSError(err, f"renameat2({a}, {b}, RENAME_EXCHANGE): {os.strerror(err)}")
+
+
 def _recover(final: Path) -> None:
-    """Finish a swap that a killed writer left between its two renames."""
-    if final.exists():
-        return
-    leftovers = sorted(final.parent.glob(f".{final.name}.old-*"))
-    if leftovers:
-        os.rename(leftovers[-1], final)
+    """Finish a two-rename swap that a killed writer left between its renames; drop debris.
+
+    Runs under the partition's lock, so every `.tmp-`/`.old-` folder is a dead writer's.
+    """
+    leftovers = sorted(final.parent.glob(f".{final.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if not final.exists() and leftovers:
+        os.rename(leftovers.pop(), final)
+    for debris in [*leftovers, *final.parent.glob(f".{final.name}.tmp-*")]:
+        shutil.rmtree(debris, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _day_lock(root: Path, day: date) -> Iterator[None]:
+    """One writer per partition at a time (two runs of the same day may overlap)."""
+    with open(root / f".dt={day.isoformat()}.lock", "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def write_partition(table: pa.Table, root: Path, day: date, manifest: dict) -> Path:
     """Write `table` as the partition for `day`, replacing any earlier one atomically.
 
-    Rows are written sorted by conversation id with fixed writer options, so the same input
+    Written beside the final path (`.dt=DAY.tmp-*`), fsynced, then swapped in. A writer killed
+    at any point leaves the previous partition whole at its path; the next write removes the
+    debris. Rows are sorted by conversation id with fixed writer options, so the same input
     gives byte-identical files.
     """
     root.mkdir(parents=True, exist_ok=True)
     final = partition_path(root, day)
-    _recover(final)
-    tmp = root / f".{final.name}.tmp-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    table = table.sort_by("conversation_id")
-    pq.write_table(table, tmp / DATA_FILE, compression="zstd", write_statistics=True)
-    manifest = {**manifest, "rows": table.num_rows, "content_hash": table_content_hash(table)}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    _fsync_dir(tmp)
-    if final.exists():
-        old = root / f".{final.name}.old-{uuid.uuid4().hex}"
-        os.rename(final, old)
-        os.rename(tmp, final)
-        shutil.rmtree(old)
-    else:
-        os.rename(tmp, final)
-    _fsync_dir(root)
+    with _day_lock(root, day):
+        _recover(final)
+        tmp = root / f".{final.name}.tmp-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        table = table.sort_by("conversation_id")
+        pq.write_table(table, tmp / DATA_FILE, compression="zstd", write_statistics=True)
+        manifest = {**manifest, "rows": table.num_rows, "content_hash": table_content_hash(table)}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        if not final.exists():
+            os.rename(tmp, final)
+        elif _exchange(tmp, final):
+            shutil.rmtree(tmp)  # now holds the previous partition
+        else:
+            old = root / f".{final.name}.old-{uuid.uuid4().hex}"
+            os.rename(final, old)
+            os.rename(tmp, final)
+            shutil.rmtree(old)
+        _fsync_dir(root)
     return final
 
 

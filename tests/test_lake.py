@@ -1,0 +1,112 @@
+"""Atomic, idempotent partitions, including a writer killed with SIGKILL halfway."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+
+from ml import lake
+
+DAY = date(2026, 11, 22)
+REPO = Path(__file__).resolve().parent.parent
+
+# Writes a partition big enough (about a second) to be killed in the middle of it.
+WRITER = """
+import sys
+from datetime import date
+import pyarrow as pa
+from ml import lake
+n, tag = int(sys.argv[2]), sys.argv[3]
+ids = [f"{tag}-{i:07d}" for i in range(n)]
+table = pa.table({
+    "conversation_id": ids,
+    "text": [f"text of {i} " * 8 for i in ids],
+    "content_hash": [f"{tag}{i:060d}" for i in range(n)],
+})
+print("writing", flush=True)
+lake.write_partition(table, __import__("pathlib").Path(sys.argv[1]), date(2026, 11, 22), {"tag": tag})
+print("done", flush=True)
+"""
+
+
+def table(tag: str, n: int) -> pa.Table:
+    ids = [f"{tag}-{i:07d}" for i in range(n)]
+    return pa.table(
+        {
+            "conversation_id": ids,
+            "text": [f"text of {i} " * 8 for i in ids],
+            "content_hash": [f"{tag}{i:060d}" for i in range(n)],
+        }
+    )
+
+
+def start_writer(root: Path, tag: str, n: int) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(root), str(n), tag],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def assert_whole(root: Path, expected: dict[str, pa.Table]) -> str:
+    """The partition reads back and is exactly one of `expected`; returns which."""
+    manifest = lake.read_manifest(root, DAY)
+    got = lake.read_partition(root, DAY)
+    assert manifest is not None and manifest["tag"] in expected
+    want = expected[manifest["tag"]].sort_by("conversation_id")
+    assert got.equals(want), "partition content does not match its manifest"
+    assert manifest["content_hash"] == lake.table_content_hash(got)
+    return manifest["tag"]
+
+
+def test_rewrite_is_byte_identical_and_leaves_no_debris(tmp_path: Path) -> None:
+    t = table("a", 500)
+    path = lake.write_partition(t, tmp_path, DAY, {"tag": "a"})
+    first = (path / lake.DATA_FILE).read_bytes()
+    lake.write_partition(t.take(list(range(499, -1, -1))), tmp_path, DAY, {"tag": "a"})
+    assert (path / lake.DATA_FILE).read_bytes() == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".dt=2026-11-22.lock", "dt=2026-11-22"]
+
+
+def test_sigkill_while_writing_keeps_previous_partition(tmp_path: Path) -> None:
+    old = table("old", 1000)
+    lake.write_partition(old, tmp_path, DAY, {"tag": "old"})
+    proc = start_writer(tmp_path, "new", 400_000)
+    deadline = time.monotonic() + 60
+    # Kill once the new data file is being written beside the partition.
+    while not list(tmp_path.glob(".dt=*.tmp-*/part-*.parquet")):
+        assert proc.poll() is None and time.monotonic() < deadline, "writer ended before the kill"
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert list(tmp_path.glob(".dt=*.tmp-*")), "the kill should have left a half-written folder"
+    assert assert_whole(tmp_path, {"old": old}) == "old"
+    assert lake.list_partitions(tmp_path) == [DAY]
+    # The next writer finishes the job and clears the dead writer's debris.
+    lake.write_partition(old, tmp_path, DAY, {"tag": "old"})
+    assert not list(tmp_path.glob(".dt=*.tmp-*")) and not list(tmp_path.glob(".dt=*.old-*"))
+
+
+def test_sigkill_at_any_moment_leaves_a_whole_partition(tmp_path: Path) -> None:
+    """Kills at growing delays land before, during and after the swap: always one whole day."""
+    old, new = table("old", 1000), table("new", 200_000)
+    seen = []
+    for delay in (0.0, 0.05, 0.1, 0.2, 0.4, 0.8):
+        lake.write_partition(old, tmp_path, DAY, {"tag": "old"})
+        proc = start_writer(tmp_path, "new", new.num_rows)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        seen.append(assert_whole(tmp_path, {"old": old, "new": new}))
+    assert seen[0] == "old", seen
