@@ -81,7 +81,8 @@ def transcripts_ingest():
         from ml.config import settings
         from ml.ingest import validate
 
-        return validate(staged, settings().reports)
+        cfg = settings()
+        return validate(staged, cfg.reports, cfg.lake)
 
     @task(outlets=[TRANSCRIPTS])
     def publish(validated: dict) -> dict:

@@ -7,11 +7,12 @@ staging folder works in one process and across Celery workers sharing the store.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import uuid
 from collections import Counter
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from ml.config import Settings, settings
 from ml.parse import Rejected, parse_lines
 from ml.schema import QUARANTINE_SCHEMA, TRANSCRIPT_SCHEMA
 from ml.taxonomy import known_intents
-from ml.validation import DataQualityError, run_suite
+from ml.validation import DataQualityError, min_volume, run_suite
 
 log = logging.getLogger(__name__)
 
@@ -99,16 +100,50 @@ def normalise(
         "rows_written": table.num_rows,
         "rows_quarantined": quarantine.num_rows,
         "quarantine_rules": dict(sorted(Counter(r.rule for r in rejected).items())),
+        # Flagged for the data owner: labels the taxonomy lacks are quarantined, never trained on.
+        "new_intents": dict(
+            sorted(Counter(_intent_of(r) for r in rejected if r.rule == "unknown_intent").items())
+        ),
     }
     log.info("normalised %s: %s", day, {k: v for k, v in staged.items() if k != "files"})
     return staged
 
 
-def validate(staged: dict[str, Any], report_root: Path) -> dict[str, Any]:
-    """Run the GX suite on the staged rows; raise DataQualityError when the day fails."""
+def trailing_rows(lake_root: Path, day: date, days: int = 7) -> list[int]:
+    """Rows written on each of the `days` days before `day` that have a partition."""
+    counts = []
+    for d in lake.days_in_window(day - timedelta(days=1), days):
+        manifest = lake.read_manifest(lake_root, d)
+        if manifest is not None:
+            counts.append(int(manifest["rows_written"]))
+    return counts
+
+
+def _intent_of(rejected: Rejected) -> str:
+    try:
+        return str(json.loads(rejected.raw).get("intent"))
+    except (ValueError, AttributeError):
+        return "?"
+
+
+def validate(
+    staged: dict[str, Any], report_root: Path, lake_root: Path | None = None
+) -> dict[str, Any]:
+    """Run the GX suite on the staged rows; raise DataQualityError when the day fails.
+
+    `lake_root` enables the volume check against the trailing days' partitions.
+    """
     day = date.fromisoformat(staged["day"])
     table = pq.read_table(Path(staged["staging_dir"]) / ROWS_FILE)
-    outcome = run_suite(table, day, known_intents(), lake.partition_path(report_root, day))
+    min_rows = min_volume(trailing_rows(lake_root, day)) if lake_root else 1
+    outcome = run_suite(
+        table,
+        day,
+        known_intents(),
+        lake.partition_path(report_root, day),
+        min_rows=min_rows,
+        run_name=Path(staged["staging_dir"]).name,
+    )
     failed = list(outcome.failed)
     share = staged["rows_quarantined"] / staged["rows_read"] if staged["rows_read"] else 0.0
     if share > MAX_QUARANTINE_SHARE:
@@ -116,17 +151,26 @@ def validate(staged: dict[str, Any], report_root: Path) -> dict[str, Any]:
             {
                 "expectation": "quarantine_share_at_most",
                 "column": None,
+                "rule": f"at most {MAX_QUARANTINE_SHARE:.0%} of records quarantined",
                 "unexpected_count": staged["rows_quarantined"],
                 "examples": [f"{share:.1%} quarantined > {MAX_QUARANTINE_SHARE:.0%}"],
             }
         )
-    result = {**staged, "validation_report": outcome.report_path, "failed_expectations": failed}
+    result = {
+        **staged,
+        "validation_report": outcome.report_path,
+        "data_docs": outcome.data_docs,
+        "min_rows": min_rows,
+        "failed_expectations": failed,
+    }
     if failed:
         names = ", ".join(
             f"{f['expectation']}({f['column'] or ''})={f['unexpected_count']}" for f in failed
         )
         raise DataQualityError(
-            f"transcripts {day} failed validation: {names}; report: {outcome.report_path}"
+            f"transcripts {day} failed validation: {names}; report: {outcome.report_path}",
+            failed,
+            outcome.report_path,
         )
     return result
 
@@ -147,7 +191,10 @@ def publish(validated: dict[str, Any], cfg: Settings) -> dict[str, Any]:
             "rows_quarantined",
             "quarantine_rules",
             "validation_report",
+            "data_docs",
+            "new_intents",
         )
+        if k in validated
     }
     partition = lake.write_partition(pq.read_table(staging / ROWS_FILE), cfg.lake, day, manifest)
     shutil.rmtree(staging, ignore_errors=True)
@@ -176,7 +223,7 @@ def ingest_day(day: date, source: str | None = None, cfg: Settings | None = None
     source = source or cfg.source
     files = discover(source, day)
     staged = normalise(files, day, staging_dir_for(cfg, day), source_name=source_name(source))
-    return publish(validate(staged, cfg.reports), cfg)
+    return publish(validate(staged, cfg.reports, cfg.lake), cfg)
 
 
 def source_name(source: str) -> str:

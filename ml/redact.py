@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-PLACEHOLDERS = ("[EMAIL]", "[CARD]", "[PHONE]", "[ORDER_ID]", "[NAME]")
+PLACEHOLDERS = ("[EMAIL]", "[IBAN]", "[CARD]", "[PHONE]", "[ORDER_ID]", "[ACCOUNT_ID]", "[NAME]")
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 # 13-19 digits, optionally grouped by spaces or dashes.
@@ -20,6 +20,14 @@ _PHONE = re.compile(
     r"(?<![\w])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?\d{2,5}(?:[ .-]?\d{2,5}){1,3}(?![\w])"
 )
 _ORDER = re.compile(r"\bORD-\d{6,}\b|#[A-Z0-9]{6,}\b")
+# An id the customer labels: "order id: 3348917502", "account no 55-1234", "invoice #A12345".
+_LABELLED_ID = re.compile(
+    r"(?i:\b(order|purchase|invoice|account|acct|member(?:ship)?|customer)"
+    r"(?:\s+(?:id|number|no\.?|num|#))?(?:\s+is)?\s*[:#]?\s*)"
+    r"(?=[A-Za-z0-9-]*\d)([A-Za-z0-9][A-Za-z0-9-]{4,}[A-Za-z0-9])\b"
+)
+# ISO 13616: country, check digits, 11-30 alphanumerics, printed in groups of four.
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
 # A name the speaker states: "my name is Ann Lee", "I'm Ann", "Ann Lee here", "Hi Ann,".
 _WORD = r"[A-ZÀ-Ý][^\W\d_]+"
 _NAME = re.compile(
@@ -88,6 +96,28 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+def iban_ok(candidate: str) -> bool:
+    """True when `candidate` (spaces allowed) passes the IBAN mod-97 check."""
+    s = candidate.replace(" ", "").upper()
+    if not 15 <= len(s) <= 34:
+        return False
+    digits = "".join(str(int(c, 36)) for c in s[4:] + s[:4])
+    return int(digits) % 97 == 1
+
+
+def _iban(match: re.Match[str]) -> str:
+    return "[IBAN]" if iban_ok(match.group()) else match.group()
+
+
+def _labelled_id(match: re.Match[str]) -> str:
+    kind = (
+        "[ORDER_ID]"
+        if match.group(1).lower() in ("order", "purchase", "invoice")
+        else "[ACCOUNT_ID]"
+    )
+    return match.group()[: match.start(2) - match.start()] + kind
+
+
 def _card(match: re.Match[str]) -> str:
     digits = re.sub(r"\D", "", match.group())
     return "[CARD]" if 13 <= len(digits) <= 19 and luhn_ok(digits) else match.group()
@@ -104,17 +134,58 @@ def _name(match: re.Match[str]) -> str:
     return match.group() if first in _NOT_NAMES else "[NAME]"
 
 
-_RULES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str] | str], ...] = (
-    (_EMAIL, "[EMAIL]"),
-    (_ORDER, "[ORDER_ID]"),
-    (_CARD, _card),
-    (_PHONE, _phone),
-    (_NAME, _name),
+Rule = tuple[str, re.Pattern[str], Callable[[re.Match[str]], str] | str]
+_RULES: tuple[Rule, ...] = (
+    ("email", _EMAIL, "[EMAIL]"),
+    ("iban", _IBAN, _iban),
+    ("order_id", _ORDER, "[ORDER_ID]"),
+    ("labelled_id", _LABELLED_ID, _labelled_id),
+    ("card", _CARD, _card),
+    ("phone", _PHONE, _phone),
+    ("name", _NAME, _name),
 )
+# Kinds whose detection is precise enough to prove a leak in already-redacted text.
+CHECKED_KINDS = ("email", "iban", "card", "phone")
+# Source-given values (ABCD's scenario, a CRM field) map to these placeholders.
+KNOWN_KINDS = {
+    "name": "[NAME]",
+    "customer_name": "[NAME]",
+    "username": "[ACCOUNT_ID]",
+    "account_id": "[ACCOUNT_ID]",
+    "email": "[EMAIL]",
+    "phone": "[PHONE]",
+    "order_id": "[ORDER_ID]",
+}
 
 
-def redact(text: str) -> str:
-    """Return `text` with every PII match replaced by its placeholder."""
-    for pattern, repl in _RULES:
+def _known(text: str, known: dict[str, list[str]]) -> str:
+    """Replace values the source says are personal, case-insensitively, whole words only."""
+    for kind, values in known.items():
+        placeholder = KNOWN_KINDS.get(kind, "[PII]")
+        parts = [values] if isinstance(values, str) else values
+        # A full name also hides its parts ("Crystal Minh" → "Crystal", "Minh").
+        words = {w for v in parts for w in ([v, *v.split()] if "name" in kind else [v])}
+        for value in sorted((w for w in words if len(w) >= 2), key=len, reverse=True):
+            text = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", placeholder, text, flags=re.I)
+    return text
+
+
+def redact(text: str, known: dict[str, list[str]] | None = None) -> str:
+    """Return `text` with every PII match replaced by its placeholder.
+
+    `known` holds values the source marks as personal (kind → values), replaced first.
+    """
+    if known:
+        text = _known(text, known)
+    for _kind, pattern, repl in _RULES:
         text = pattern.sub(repl, text)
     return text
+
+
+def pii_kinds(text: str) -> list[str]:
+    """The precise kinds (e-mail, IBAN, card, phone) still detectable in `text`."""
+    found = []
+    for kind, pattern, repl in _RULES:
+        if kind in CHECKED_KINDS and pattern.sub(repl, text) != text:
+            found.append(kind)
+    return found

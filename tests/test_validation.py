@@ -1,0 +1,104 @@
+"""The Great Expectations gate: each rule fails on the fault it guards, with a Data Docs report."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from ml.schema import TRANSCRIPT_SCHEMA, content_hash
+from ml.taxonomy import known_intents
+from ml.validation import min_volume, run_suite
+
+DAY = date(2026, 11, 22)
+
+
+def row(i: int, **over: Any) -> dict[str, Any]:
+    r = {
+        "conversation_id": f"c{i}",
+        "source": "t",
+        "started_at": datetime(2026, 11, 22, 10, tzinfo=UTC),
+        "channel": "chat",
+        "language": "en",
+        "turns": [
+            {"speaker": "customer", "text": "refund please"},
+            {"speaker": "agent", "text": "sure"},
+        ],
+        "intent": "refund_request",
+        "text": "refund please",
+    }
+    r.update(over)
+    r["content_hash"] = content_hash(r)
+    return r
+
+
+def check(tmp_path: Path, rows: list[dict[str, Any]], **kw: Any):
+    table = pa.Table.from_pylist(rows, schema=TRANSCRIPT_SCHEMA)
+    return run_suite(table, DAY, known_intents(), tmp_path / "report", **kw)
+
+
+def failed_rules(outcome) -> dict[str, Any]:
+    return {(f["expectation"], f["column"]): f["unexpected_count"] for f in outcome.failed}
+
+
+def test_clean_day_passes_and_writes_data_docs(tmp_path: Path) -> None:
+    out = check(tmp_path, [row(i) for i in range(10)])
+    assert out.success and out.failed == [] and out.evaluated >= 12
+    docs = Path(out.data_docs)
+    assert docs.exists() and docs.suffix == ".html" and "data_docs" in docs.parts
+    assert (tmp_path / "report" / "data_docs" / "index.html").exists()
+    assert "conversation_id" in docs.read_text() and "unique" in docs.read_text()
+    assert docs.as_uri() in Path(out.report_path).read_text()  # the summary links it
+
+
+@pytest.mark.parametrize(
+    ("bad", "rule"),
+    [
+        (row(0), ("expect_column_values_to_be_unique", "conversation_id")),
+        (
+            row(90, started_at=datetime(2026, 11, 23, 0, 0, tzinfo=UTC)),
+            ("expect_column_values_to_be_between", "started_at"),
+        ),
+        (
+            row(91, turns=[{"speaker": "bot", "text": "hi"}]),
+            ("expect_column_values_to_match_regex", "speakers"),
+        ),
+        (
+            row(92, turns=[{"speaker": "customer", "text": "x" * 10_001}]),
+            ("expect_column_values_to_be_between", "longest_turn"),
+        ),
+        (row(93, language="fr"), ("expect_column_values_to_be_in_set", "language")),
+        (row(94, intent="pizza_order"), ("expect_column_values_to_be_in_set", "intent")),
+        (
+            row(95, text="mail a@b.com"),
+            ("expect_column_values_to_not_match_regex", "text"),
+        ),
+        (
+            row(96, turns=[{"speaker": "agent", "text": "call me on +44 20 7946 0123"}]),
+            ("expect_column_values_to_be_null", "pii_left"),
+        ),
+    ],
+)
+def test_each_rule_fails_on_its_fault(tmp_path: Path, bad: dict, rule: tuple) -> None:
+    out = check(tmp_path, [row(i) for i in range(10)] + [bad])
+    assert not out.success
+    assert set(failed_rules(out)) == {rule} and failed_rules(out)[rule] >= 1
+    [f] = out.failed
+    assert f["rule"] and f["examples"]
+
+
+def test_volume_drop_against_trailing_days_fails(tmp_path: Path) -> None:
+    assert min_volume([100, 100]) == 1  # too little history to judge
+    assert min_volume([100, 120, 80]) == 50
+    out = check(tmp_path, [row(i) for i in range(40)], min_rows=min_volume([100, 120, 80]))
+    assert failed_rules(out) == {("expect_table_row_count_to_be_between", None): 40}
+
+
+def test_allowed_languages_come_from_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INTENTFLOW_LANGUAGES", "en,fr")
+    assert check(tmp_path, [row(0, language="fr")]).success
