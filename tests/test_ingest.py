@@ -129,3 +129,86 @@ def test_gx_gate_catches_raw_pii_that_slipped_through(
         DataQualityError, match=r"expect_column_values_to_not_match_regex\(text\)=1"
     ):
         validate(staged, tmp_path / "reports")
+
+
+def test_every_kind_of_bad_input_is_quarantined_and_the_run_goes_on(
+    intentflow_home: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "raw"
+    good = [rec(f"g{i}") for i in range(40)]
+    control = json.loads(rec("ctl", text="refund\x00 now\x07 please"))
+    huge = json.loads(rec("huge", text="x" * 10_000_000))  # a 10 MB message
+    mistyped = json.loads(rec("typed"))
+    mistyped["turns"] = "not a list"
+    missing = json.loads(rec("missing"))
+    del missing["started_at"]
+    write_drop(
+        src,
+        "a.jsonl",
+        [
+            *good[:20],
+            json.dumps(control),
+            json.dumps(huge),
+            json.dumps(mistyped),
+            json.dumps(missing),
+            '["an", "array"]',
+            "42",
+            rec("late", hour=23).replace("T23:", "T23:").replace("2026-11-22T", "2026-11-23T"),
+        ],
+    )
+    write_drop(src, "b.jsonl", [*good[20:], rec("g0", text="same id, other file")])
+    folder = src / DAY.isoformat()
+    (folder / "c.jsonl").write_bytes(b'{"conversation_id": "bad\xff\xfe"}\n' + rec("c1").encode())
+    # Truncated: the writer died mid-record (and mid-way through a UTF-8 character).
+    (folder / "d.jsonl").write_bytes(rec("d1").encode() + b"\n" + rec("d2").encode()[:40] + b"\xc3")
+    result = ingest_day(DAY, str(src))
+    assert result["rows_read"] == result["rows_written"] + result["rows_quarantined"] == 52
+    assert result["quarantine_rules"] == {
+        "duplicate_id": 1,
+        "invalid_field": 1,
+        "invalid_utf8": 2,
+        "missing_field": 1,
+        "not_an_object": 2,
+        "outside_interval": 1,
+        "text_too_long": 1,
+    }
+    q = {
+        (Path(r["source_file"]).name, r["line"]): r
+        for r in pq.read_table(result["quarantine_file"]).to_pylist()
+    }
+    assert (
+        q[("a.jsonl", 22)]["rule"] == "text_too_long"
+        and len(q[("a.jsonl", 22)]["raw"]) > 10_000_000
+    )
+    assert (
+        q[("b.jsonl", 21)]["rule"] == "duplicate_id" and "a.jsonl:1" in q[("b.jsonl", 21)]["reason"]
+    )
+    assert q[("d.jsonl", 2)]["rule"] == "invalid_utf8"
+    assert (
+        "'turns'" in q[("a.jsonl", 23)]["reason"] and "'started_at'" in q[("a.jsonl", 24)]["reason"]
+    )
+    table = lake.read_partition(settings().lake, DAY)
+    texts = dict(
+        zip(
+            table.column("conversation_id").to_pylist(),
+            table.column("text").to_pylist(),
+            strict=True,
+        )
+    )
+    assert texts["ctl"] == "refund now please"  # control characters removed, record kept
+    assert {"c1", "d1"} <= set(texts)
+
+
+def test_a_file_that_cannot_be_read_fails_the_day_and_writes_nothing(
+    intentflow_home: Path, tmp_path: Path
+) -> None:
+    from ml.ingest import SourceError
+
+    src = tmp_path / "raw"
+    write_drop(src, "a.jsonl", [rec(str(i)) for i in range(10)])
+    (src / DAY.isoformat() / "b.jsonl").symlink_to(tmp_path / "gone.jsonl")  # dangling
+    with pytest.raises(SourceError, match=r"cannot read .*b\.jsonl"):
+        ingest_day(DAY, str(src))
+    cfg = settings()
+    assert lake.list_partitions(cfg.lake) == []
+    assert not (cfg.quarantine / f"dt={DAY.isoformat()}").exists()
