@@ -48,7 +48,10 @@ def _day(params: dict, ds: str | None) -> str:
         "source": Param(
             None,
             type=["null", "string"],
-            description="Folder or fsspec URL of the drops; empty: INTENTFLOW_SOURCE.",
+            description=(
+                "Folder or fsspec URL of daily JSONL drops, or a JSON source spec "
+                "(format, url, columns, ...); empty: INTENTFLOW_SOURCE."
+            ),
         ),
     },
     tags=["intentflow", "ingest"],
@@ -70,11 +73,11 @@ def transcripts_ingest():
         from datetime import date
 
         from ml.config import settings
-        from ml.ingest import normalise, source_name, staging_dir_for
+        from ml.ingest import normalise, staging_dir_for
 
         day = date.fromisoformat(found["day"])
         staging = staging_dir_for(settings(), day, run_id)
-        return normalise(found["files"], day, staging, source_name(found["source"]))
+        return normalise(found["files"], day, staging, found["source"])
 
     @task
     def validate(staged: dict) -> dict:

@@ -16,14 +16,14 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ml import lake
+from ml import lake, sources
 from ml.config import Settings, settings
-from ml.parse import Rejected, parse_lines
+from ml.parse import Rejected, parse_items
 from ml.schema import QUARANTINE_SCHEMA, TRANSCRIPT_SCHEMA
+from ml.sources import Item, SourceError, SourceSpec, parse_source
 from ml.taxonomy import known_intents
 from ml.validation import DataQualityError, min_volume, run_suite
 
@@ -33,71 +33,89 @@ ROWS_FILE = "rows.parquet"
 QUARANTINE_FILE = "quarantine.parquet"
 # A day where more than this share of records is quarantined fails its gate: the feed is broken.
 MAX_QUARANTINE_SHARE = 0.2
-
-
-class SourceError(RuntimeError):
-    """A file that cannot be read at all; the day is not written."""
+# Rows per Parquet write while staging: bounds memory whatever the size of the feed.
+BATCH_ROWS = 20_000
 
 
 def discover(source: str, day: date) -> list[str]:
-    """The JSONL files of `day`'s drop: `SOURCE/YYYY-MM-DD/*.jsonl` in any fsspec store."""
-    fs, root = fsspec.core.url_to_fs(source)
-    pattern = f"{root.rstrip('/')}/{day.isoformat()}/*.jsonl"
-    files = sorted(fs.glob(pattern))
-    protocol = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
-    if protocol not in ("file", "local"):
-        files = [f"{protocol}://{f}" for f in files]
-    log.info("discovered %d file(s) for %s under %s", len(files), day, source)
+    """The files of `day` for a source (a URL of daily JSONL drops, or a JSON source spec)."""
+    spec = parse_source(source)
+    files = sources.discover(spec, day)
+    log.info("discovered %d file(s) for %s under %s", len(files), day, spec.display_name)
     return files
 
 
-def _read_lines(url: str) -> list[bytes]:
-    try:
-        with fsspec.open(url, "rb") as fh:
-            return fh.read().splitlines()
-    except OSError as exc:
-        raise SourceError(f"cannot read {url}: {exc}") from exc
+def _belongs(spec: SourceSpec, item: Item, day: date) -> bool:
+    """Static sets hold every day: keep this day's records, dating undated ones by id hash."""
+    record = item.record
+    if spec.layout != "static":
+        return True
+    if isinstance(record, dict) and isinstance(record.get("started_at"), str):
+        return record["started_at"][:10] == day.isoformat()
+    cid = record.get("conversation_id") if isinstance(record, dict) else None
+    key = cid if isinstance(cid, str) and cid else f"{spec.display_name}:{item.number}"
+    start = sources.assigned_start(spec, key)
+    if isinstance(record, dict):
+        record["started_at"] = start.isoformat()
+    return start.date() == day
 
 
 def normalise(
-    files: list[str], day: date, staging_dir: Path, source_name: str = "unknown"
+    files: list[str], day: date, staging_dir: Path, source: str | None = None
 ) -> dict[str, Any]:
-    """Parse and redact every record; stage canonical rows and quarantine as Parquet."""
-    labels = known_intents()
-    rows: list[dict[str, Any]] = []
+    """Parse and redact every record; stage canonical rows and quarantine as Parquet.
+
+    Streams: rows go to the staging file in batches, so memory does not grow with the feed.
+    """
+    spec = parse_source(source) if source else SourceSpec(url="unknown")
+    labels = sources.load_labels(spec.labels) if spec.labels else known_intents()
     rejected: list[Rejected] = []
     seen: dict[str, str] = {}
-    read = 0
-    for url in files:
-        for line, raw, outcome in parse_lines(_read_lines(url), url, day, labels, source_name):
-            read += 1
-            if isinstance(outcome, Rejected):
-                rejected.append(outcome)
-                continue
-            cid = outcome["conversation_id"]
-            if cid in seen:
-                # First occurrence wins; the repeat is kept in quarantine, not lost.
-                reason = f"conversation_id {cid!r} already seen at {seen[cid]}"
-                text = raw.decode("utf-8", errors="replace")
-                rejected.append(Rejected(url, line, "duplicate_id", reason, text, cid))
-                continue
-            seen[cid] = f"{url}:{line}"
-            rows.append(outcome)
+    read = written = 0
     staging_dir.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(rows, schema=TRANSCRIPT_SCHEMA)
+    batch: list[dict[str, Any]] = []
+    try:
+        with pq.ParquetWriter(staging_dir / ROWS_FILE, TRANSCRIPT_SCHEMA) as writer:
+            for url in files:
+                items = (i for i in sources.read_items(spec, url, day) if _belongs(spec, i, day))
+                for item, outcome in parse_items(items, url, day, labels, spec.display_name):
+                    read += 1
+                    if isinstance(outcome, Rejected):
+                        rejected.append(outcome)
+                        continue
+                    cid = outcome["conversation_id"]
+                    if cid in seen:
+                        # First occurrence wins; the repeat is kept in quarantine, not lost.
+                        reason = f"conversation_id {cid!r} already seen at {seen[cid]}"
+                        rejected.append(
+                            Rejected(url, item.number, "duplicate_id", reason, item.raw, cid)
+                        )
+                        continue
+                    seen[cid] = f"{Path(url).name}:{item.number}"
+                    batch.append(outcome)
+                    if len(batch) >= BATCH_ROWS:
+                        writer.write_table(pa.Table.from_pylist(batch, schema=TRANSCRIPT_SCHEMA))
+                        written += len(batch)
+                        batch = []
+            writer.write_table(pa.Table.from_pylist(batch, schema=TRANSCRIPT_SCHEMA))
+            written += len(batch)
+    except SourceError:
+        shutil.rmtree(staging_dir, ignore_errors=True)  # nothing is written for that day
+        raise
     quarantine = pa.Table.from_pylist([r.as_row() for r in rejected], schema=QUARANTINE_SCHEMA)
-    pq.write_table(table, staging_dir / ROWS_FILE)
     pq.write_table(quarantine, staging_dir / QUARANTINE_FILE)
-    if read != table.num_rows + quarantine.num_rows:
+    if read != written + quarantine.num_rows:
         raise AssertionError(
-            f"lost records: read {read}, wrote {table.num_rows}, quarantined {quarantine.num_rows}"
+            f"lost records: read {read}, wrote {written}, quarantined {quarantine.num_rows}"
         )
     staged = {
         "day": day.isoformat(),
         "staging_dir": str(staging_dir),
+        "source": spec.display_name,
+        "labels_file": spec.labels,
         "files": files,
         "rows_read": read,
-        "rows_written": table.num_rows,
+        "rows_written": written,
         "rows_quarantined": quarantine.num_rows,
         "quarantine_rules": dict(sorted(Counter(r.rule for r in rejected).items())),
         # Flagged for the data owner: labels the taxonomy lacks are quarantined, never trained on.
@@ -136,10 +154,11 @@ def validate(
     day = date.fromisoformat(staged["day"])
     table = pq.read_table(Path(staged["staging_dir"]) / ROWS_FILE)
     min_rows = min_volume(trailing_rows(lake_root, day)) if lake_root else 1
+    labels = sources.load_labels(staged["labels_file"]) if staged.get("labels_file") else None
     outcome = run_suite(
         table,
         day,
-        known_intents(),
+        labels or known_intents(),
         lake.partition_path(report_root, day),
         min_rows=min_rows,
         run_name=Path(staged["staging_dir"]).name,
@@ -190,6 +209,7 @@ def publish(validated: dict[str, Any], cfg: Settings) -> dict[str, Any]:
             "rows_written",
             "rows_quarantined",
             "quarantine_rules",
+            "source",
             "validation_report",
             "data_docs",
             "new_intents",
@@ -222,10 +242,5 @@ def ingest_day(day: date, source: str | None = None, cfg: Settings | None = None
     cfg = cfg or settings()
     source = source or cfg.source
     files = discover(source, day)
-    staged = normalise(files, day, staging_dir_for(cfg, day), source_name=source_name(source))
+    staged = normalise(files, day, staging_dir_for(cfg, day), source)
     return publish(validate(staged, cfg.reports, cfg.lake), cfg)
-
-
-def source_name(source: str) -> str:
-    """A short name for a source URL, stored on rows that carry no `source` of their own."""
-    return Path(source.rstrip("/")).name or source

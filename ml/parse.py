@@ -6,7 +6,6 @@ record naming the file, the line, the rule and the reason. Nothing is dropped si
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -16,6 +15,7 @@ from typing import Any
 
 from ml.redact import redact
 from ml.schema import SPEAKERS, content_hash, model_text
+from ml.sources import Item, RecordError, SourceSpec, jsonl_item
 
 # A single turn longer than this is a paste accident or an attack, not a message.
 MAX_TURN_CHARS = 10_000
@@ -43,14 +43,6 @@ class Rejected:
             "conversation_id": self.conversation_id,
             "raw": self.raw,
         }
-
-
-class RecordError(ValueError):
-    """A record-level problem: which rule, and what a person should read."""
-
-    def __init__(self, rule: str, reason: str) -> None:
-        super().__init__(reason)
-        self.rule = rule
 
 
 def clean_text(text: str) -> str:
@@ -87,7 +79,7 @@ def _started_at(record: dict[str, Any], day: date) -> datetime:
     return ts
 
 
-def _turns(record: dict[str, Any]) -> list[dict[str, str]]:
+def _turns(record: dict[str, Any], known_pii: dict[str, list[str]] | None) -> list[dict[str, str]]:
     turns = _field(record, "turns", list)
     if not turns:
         raise RecordError("invalid_field", "field 'turns' is empty")
@@ -106,7 +98,7 @@ def _turns(record: dict[str, Any]) -> list[dict[str, str]]:
             raise RecordError(
                 "text_too_long", f"turns[{i}].text has {len(text)} characters (> {MAX_TURN_CHARS})"
             )
-        out.append({"speaker": speaker, "text": redact(clean_text(text))})
+        out.append({"speaker": speaker, "text": redact(clean_text(text), known_pii)})
     return out
 
 
@@ -122,7 +114,8 @@ def canonical_row(
     if not conversation_id:
         raise RecordError("missing_field", "field 'conversation_id' is empty")
     started_at = _started_at(record, day)
-    turns = _turns(record)
+    known_pii = record.get("_pii") if isinstance(record.get("_pii"), dict) else None
+    turns = _turns(record, known_pii)
     text = model_text(turns)
     if not text:
         raise RecordError("empty_text", "no customer turn has any text")
@@ -143,17 +136,26 @@ def canonical_row(
     return row
 
 
-def _decode(raw_bytes: bytes) -> Any:
-    try:
-        text = raw_bytes.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RecordError("invalid_utf8", f"not valid UTF-8 at byte {exc.start}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RecordError(
-            "malformed_json", f"malformed JSON: {exc.msg} at column {exc.colno}"
-        ) from None
+def parse_items(
+    items: Iterable[Item],
+    source_file: str,
+    day: date,
+    known_intents: frozenset[str],
+    default_source: str,
+) -> Iterator[tuple[Item, dict[str, Any] | Rejected]]:
+    """Yield each item with its canonical row or its Rejected (file, number, rule, reason)."""
+    for item in items:
+        record = item.record
+        try:
+            if isinstance(record, RecordError):
+                raise record
+            row = canonical_row(record, day, known_intents, default_source)
+        except RecordError as exc:
+            cid = record.get("conversation_id") if isinstance(record, dict) else None
+            cid = cid if isinstance(cid, str) else None
+            yield item, Rejected(source_file, item.number, exc.rule, str(exc), item.raw, cid)
+            continue
+        yield item, row
 
 
 def parse_lines(
@@ -163,18 +165,15 @@ def parse_lines(
     known_intents: frozenset[str],
     default_source: str,
 ) -> Iterator[tuple[int, bytes, dict[str, Any] | Rejected]]:
-    """Yield (line number, raw line, canonical row or Rejected) for every non-blank line."""
-    for number, raw_bytes in enumerate(lines, start=1):
-        if not raw_bytes.strip():
-            continue
-        record: Any = None
-        try:
-            record = _decode(raw_bytes)
-            row = canonical_row(record, day, known_intents, default_source)
-        except RecordError as exc:
-            cid = record.get("conversation_id") if isinstance(record, dict) else None
-            raw = raw_bytes.decode("utf-8", errors="replace").rstrip("\r\n")
-            cid = cid if isinstance(cid, str) else None
-            yield number, raw_bytes, Rejected(source_file, number, exc.rule, str(exc), raw, cid)
-            continue
-        yield number, raw_bytes, row
+    """Yield (line number, raw line, canonical row or Rejected) for every non-blank JSONL line."""
+    spec = SourceSpec(url=source_file)
+    raws: dict[int, bytes] = {}
+
+    def items() -> Iterator[Item]:
+        for number, raw in enumerate(lines, start=1):
+            if raw.strip():
+                raws[number] = raw
+                yield jsonl_item(spec, number, raw, "")
+
+    for item, outcome in parse_items(items(), source_file, day, known_intents, default_source):
+        yield item.number, raws.pop(item.number), outcome

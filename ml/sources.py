@@ -1,0 +1,359 @@
+"""Where transcripts come from, chosen by configuration: files in a folder or any fsspec URL
+(JSONL, CSV with a column mapping, ABCD-style JSON, CLINC150 JSON) or a SQL table.
+
+A source is a URL (daily JSONL drops, the default) or a JSON object, e.g.::
+
+    {"format": "csv", "url": "/data/banking77", "layout": "static", "pattern": "train.csv",
+     "columns": {"text": "text", "intent": "category"}, "labels": "/data/banking77/categories.json",
+     "name": "banking77", "dates": ["2026-01-01", "2026-03-31"]}
+
+Every adapter yields one :class:`Item` per record (its number, the raw record as text, and the
+record in the canonical input shape or the RecordError it broke), so parsing, redaction and
+quarantine are the same for all formats. Sources without timestamps (the public single-message
+sets) are spread over `dates` by a hash of the conversation id, so replaying them as daily
+drops is deterministic; a record belongs to exactly one day.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+FORMATS = ("jsonl", "csv", "abcd", "clinc150", "sql")
+DEFAULT_PATTERNS = {"jsonl": "*.jsonl", "csv": "*.csv", "abcd": "*.json", "clinc150": "*.json"}
+
+
+class SourceError(RuntimeError):
+    """A file (or query) that cannot be read at all; the day is not written."""
+
+
+class RecordError(ValueError):
+    """A record-level problem: which rule, and what a person should read."""
+
+    def __init__(self, rule: str, reason: str) -> None:
+        super().__init__(reason)
+        self.rule = rule
+
+
+@dataclass(frozen=True)
+class Item:
+    number: int  # 1-based line (JSONL, CSV data row) or record index
+    raw: str  # the record as read, for quarantine
+    record: dict[str, Any] | RecordError
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    url: str
+    format: str = "jsonl"
+    layout: str = "daily"  # daily: URL/YYYY-MM-DD/PATTERN; static: URL/PATTERN, dated by hash
+    pattern: str | None = None
+    # canonical field -> source field: conversation_id, text, agent_text, intent, started_at,
+    # channel, language, source, turns
+    columns: dict[str, str] = field(default_factory=dict)
+    labels: str | None = None  # a label file for this feed (JSON list, ABCD ontology, lines)
+    name: str | None = None
+    dates: tuple[str, str] | None = None  # static layout: spread records over these days
+    query: str | None = None  # sql: SELECT with :start and :end bound to the data interval
+    table: str | None = None  # sql: or a table with a `started_at` column
+    splits: tuple[str, ...] = ()  # clinc150: which parts (default all)
+
+    @property
+    def display_name(self) -> str:
+        if self.name:
+            return self.name
+        if self.format == "sql":
+            return self.table or "sql"
+        return Path(self.url.rstrip("/")).name or self.url
+
+
+def parse_source(source: str) -> SourceSpec:
+    """A URL (daily JSONL drops) or a JSON object naming the format and its options."""
+    text = source.strip()
+    if not text.startswith("{"):
+        return SourceSpec(url=text)
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"source configuration is not valid JSON: {exc}") from None
+    unknown = set(raw) - set(SourceSpec.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"source configuration has unknown keys: {sorted(unknown)}")
+    if raw.get("format", "jsonl") not in FORMATS:
+        raise ValueError(f"source format {raw.get('format')!r} is not one of {FORMATS}")
+    for key in ("dates", "splits"):
+        if key in raw and raw[key] is not None:
+            raw[key] = tuple(raw[key])
+    return SourceSpec(**raw)
+
+
+# --- discovery -------------------------------------------------------------------------------
+
+
+def discover(spec: SourceSpec, day: date) -> list[str]:
+    """The files of `day` (daily layout) or of the whole set (static); SQL: one pseudo-file."""
+    if spec.format == "sql":
+        return [f"sql:{spec.display_name}"]
+    fs, root = fsspec.core.url_to_fs(spec.url)
+    pattern = spec.pattern or DEFAULT_PATTERNS[spec.format]
+    root = root.rstrip("/")
+    if spec.layout == "daily":
+        glob = f"{root}/{day.isoformat()}/{pattern}"
+    elif fs.isfile(root):
+        glob = root
+    else:
+        glob = f"{root}/{pattern}"
+    files = sorted(fs.glob(glob))
+    protocol = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
+    if protocol not in ("file", "local"):
+        files = [f"{protocol}://{f}" for f in files]
+    return files
+
+
+# --- dates for sources without timestamps ----------------------------------------------------
+
+
+def assigned_start(spec: SourceSpec, conversation_id: str) -> datetime:
+    """A deterministic start time in `spec.dates` for a record that has none."""
+    if not spec.dates:
+        raise RecordError(
+            "missing_field", "field 'started_at' is missing and the source sets no 'dates'"
+        )
+    first, last = (date.fromisoformat(d) for d in spec.dates)
+    span = (last - first).days + 1
+    h = int.from_bytes(hashlib.sha256(conversation_id.encode()).digest()[:8], "big")
+    day = first + timedelta(days=h % span)
+    seconds = (h // span) % 86_400
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=seconds)
+
+
+# --- adapters --------------------------------------------------------------------------------
+
+
+def _open(url: str) -> Any:
+    try:
+        return fsspec.open(url, "rb").open()
+    except OSError as exc:
+        raise SourceError(f"cannot read {url}: {exc}") from exc
+
+
+def _mapped(spec: SourceSpec, raw: dict[str, Any], number: int, file_stem: str) -> dict[str, Any]:
+    """A flat record (CSV row, single-message JSON) in the canonical input shape."""
+    if not spec.columns:
+        return raw
+    cols = spec.columns
+    out: dict[str, Any] = {}
+    for key in ("conversation_id", "started_at", "channel", "language", "intent", "source"):
+        if key in cols:
+            out[key] = raw.get(cols[key])
+    if "turns" in cols:
+        turns = raw.get(cols["turns"])
+        out["turns"] = json.loads(turns) if isinstance(turns, str) else turns
+    elif "text" in cols:
+        text = raw.get(cols["text"])
+        out["turns"] = [
+            {"speaker": "customer", "text": text.strip() if isinstance(text, str) else text}
+        ]
+        reply = raw.get(cols["agent_text"]) if "agent_text" in cols else None
+        if isinstance(reply, str) and reply.strip():
+            out["turns"].append({"speaker": "agent", "text": reply.strip()})
+    if "conversation_id" not in cols:
+        out["conversation_id"] = f"{spec.display_name}-{file_stem}-{number}"
+    for key, value in list(out.items()):
+        if isinstance(value, str) and key != "turns":
+            out[key] = value.strip() or None
+    return out
+
+
+def jsonl_item(spec: SourceSpec, number: int, line: bytes, stem: str) -> Item:
+    """One JSONL line as an Item (the caller skips blank lines)."""
+    try:
+        text = line.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raw = line.decode("utf-8", errors="replace").rstrip("\r\n")
+        return Item(
+            number, raw, RecordError("invalid_utf8", f"not valid UTF-8 at byte {exc.start}")
+        )
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        err = RecordError("malformed_json", f"malformed JSON: {exc.msg} at column {exc.colno}")
+        return Item(number, text, err)
+    if isinstance(record, dict):
+        record = _mapped(spec, record, number, stem)
+    return Item(number, text, record)
+
+
+def _jsonl(spec: SourceSpec, url: str) -> Iterator[Item]:
+    stem = Path(url).stem
+    with _open(url) as fh:
+        try:
+            for number, line in enumerate(fh, start=1):  # streamed: memory stays flat
+                if line.strip():
+                    yield jsonl_item(spec, number, line, stem)
+        except OSError as exc:
+            raise SourceError(f"cannot read {url}: {exc}") from exc
+
+
+def _csv(spec: SourceSpec, url: str) -> Iterator[Item]:
+    stem = Path(url).stem
+    with _open(url) as fh:
+        # surrogateescape keeps undecodable bytes visible so each bad row is quarantined alone.
+        text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        try:
+            reader = csv.DictReader(text)
+            for number, row in enumerate(reader, start=1):
+                raw = json.dumps(row, ensure_ascii=False, default=str, allow_nan=False)
+                try:
+                    raw.encode("utf-8")
+                except UnicodeEncodeError:
+                    safe = raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                    yield Item(number, safe, RecordError("invalid_utf8", "row is not valid UTF-8"))
+                    continue
+                if None in row:
+                    yield Item(
+                        number,
+                        raw,
+                        RecordError("malformed_csv", "row has more fields than the header"),
+                    )
+                    continue
+                yield Item(number, raw, _mapped(spec, row, number, stem))
+        except csv.Error as exc:
+            raise SourceError(
+                f"cannot read {url}: CSV error at row {reader.line_num}: {exc}"
+            ) from exc
+
+
+def _load_json(url: str) -> Any:
+    with _open(url) as fh:
+        try:
+            return json.loads(fh.read().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SourceError(f"cannot read {url}: not a JSON document ({exc})") from exc
+
+
+_FAQ_NUMBER = re.compile(r"_\d+$")
+
+
+def _abcd(spec: SourceSpec, url: str) -> Iterator[Item]:
+    """ABCD conversations: `original` turns, `scenario.subflow` the intent, its PII known."""
+    data = _load_json(url)
+    if not isinstance(data, list):
+        raise SourceError(f"cannot read {url}: ABCD data is a JSON list of conversations")
+    for number, convo in enumerate(data, start=1):
+        raw = json.dumps(convo, ensure_ascii=False)
+        if not isinstance(convo, dict):
+            yield Item(number, raw, convo)  # canonical_row names the rule
+            continue
+        scenario = convo.get("scenario") or {}
+        personal = scenario.get("personal") or {}
+        order = scenario.get("order") or {}
+        speakers = {"customer": "customer", "agent": "agent", "action": "system"}
+        turns = [
+            {"speaker": speakers.get(t[0], t[0]), "text": t[1]}
+            if isinstance(t, list) and len(t) == 2
+            else t
+            for t in convo.get("original") or []
+        ]
+        subflow = scenario.get("subflow")
+        cid = str(convo["convo_id"]) if "convo_id" in convo else None
+        known = {
+            k: [str(personal[k])]
+            for k in ("customer_name", "email", "phone", "username")
+            if personal.get(k)
+        }
+        if order.get("order_id"):
+            known["order_id"] = [str(order["order_id"])]
+        record = {
+            "conversation_id": f"{spec.display_name}-{cid}" if cid else None,
+            "channel": "chat",
+            "language": "en",
+            "intent": _FAQ_NUMBER.sub("", subflow) if isinstance(subflow, str) else subflow,
+            "turns": turns,
+            "_pii": known,
+        }
+        yield Item(number, raw, record)
+
+
+def _clinc150(spec: SourceSpec, url: str) -> Iterator[Item]:
+    data = _load_json(url)
+    if not isinstance(data, dict):
+        raise SourceError(f"cannot read {url}: CLINC150 data is a JSON object of splits")
+    number = 0
+    for split in spec.splits or sorted(data):
+        for i, pair in enumerate(data.get(split) or []):
+            number += 1
+            raw = json.dumps(pair, ensure_ascii=False)
+            if not (isinstance(pair, list) and len(pair) == 2):
+                yield Item(
+                    number, raw, RecordError("invalid_field", f"{split}[{i}] is not [text, intent]")
+                )
+                continue
+            record = {
+                "conversation_id": f"{spec.display_name}-{split}-{i}",
+                "intent": pair[1],
+                "turns": [{"speaker": "customer", "text": pair[0]}],
+            }
+            yield Item(number, raw, record)
+
+
+def _sql(spec: SourceSpec, day: date) -> Iterator[Item]:
+    """Rows of a query over the data interval [day, day + 1) (bound as :start and :end)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if not (spec.query or spec.table):
+        raise ValueError("a sql source needs 'query' or 'table'")
+    query = spec.query or (
+        f"SELECT * FROM {spec.table} WHERE started_at >= :start AND started_at < :end "
+        "ORDER BY started_at"
+    )
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    engine = create_engine(spec.url)
+    try:
+        with engine.connect() as conn:
+            result = conn.execution_options(stream_results=True).execute(
+                text(query), {"start": start, "end": start + timedelta(days=1)}
+            )
+            for number, row in enumerate(result.mappings(), start=1):
+                record = {
+                    k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()
+                }
+                raw = json.dumps(record, ensure_ascii=False, default=str)
+                yield Item(number, raw, _mapped(spec, record, number, spec.display_name))
+    except SQLAlchemyError as exc:
+        raise SourceError(f"cannot read sql:{spec.display_name}: {exc}") from exc
+    finally:
+        engine.dispose()
+
+
+def read_items(spec: SourceSpec, url: str, day: date) -> Iterator[Item]:
+    """Every record of one file (or of the SQL query) as Items, in order."""
+    if spec.format == "sql":
+        return _sql(spec, day)
+    return {"jsonl": _jsonl, "csv": _csv, "abcd": _abcd, "clinc150": _clinc150}[spec.format](
+        spec, url
+    )
+
+
+def load_labels(path: str) -> frozenset[str]:
+    """A label file: a JSON list, an ABCD ontology (its subflows), or one label a line."""
+    with fsspec.open(path, "rt", encoding="utf-8") as fh:
+        text = fh.read()
+    if text.lstrip().startswith(("[", "{")):
+        data = json.loads(text)
+        if isinstance(data, dict):  # ABCD ontology.json
+            subflows = data["intents"]["subflows"]
+            return frozenset(s for values in subflows.values() for s in values)
+        return frozenset(str(x) for x in data)
+    return frozenset(x.strip() for x in text.splitlines() if x.strip() and not x.startswith("#"))
