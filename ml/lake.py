@@ -82,14 +82,17 @@ def _recover(final: Path) -> None:
 
 
 @contextlib.contextmanager
-def _day_lock(root: Path, day: date) -> Iterator[None]:
-    """One writer per partition at a time (two runs of the same day may overlap)."""
-    with open(root / f".dt={day.isoformat()}.lock", "a+b") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def _root_lock(root: Path) -> Iterator[None]:
+    """One partition writer per lake at a time (runs of the same day may overlap).
+
+    flock on the lake folder itself: no lock file to leave behind, released if killed.
+    """
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_partition(table: pa.Table, root: Path, day: date, manifest: dict) -> Path:
@@ -102,7 +105,7 @@ def write_partition(table: pa.Table, root: Path, day: date, manifest: dict) -> P
     """
     root.mkdir(parents=True, exist_ok=True)
     final = partition_path(root, day)
-    with _day_lock(root, day):
+    with _root_lock(root):
         _recover(final)
         tmp = root / f".{final.name}.tmp-{uuid.uuid4().hex}"
         tmp.mkdir()

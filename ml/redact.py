@@ -131,7 +131,8 @@ def _phone(match: re.Match[str]) -> str:
 
 def _name(match: re.Match[str]) -> str:
     first = match.group().split()[0]
-    return match.group() if first in _NOT_NAMES else "[NAME]"
+    # "this is URGENT": shouting is not a name.
+    return match.group() if first in _NOT_NAMES or first.isupper() else "[NAME]"
 
 
 Rule = tuple[str, re.Pattern[str], Callable[[re.Match[str]], str] | str]

@@ -74,7 +74,7 @@ def test_rewrite_is_byte_identical_and_leaves_no_debris(tmp_path: Path) -> None:
     first = (path / lake.DATA_FILE).read_bytes()
     lake.write_partition(t.take(list(range(499, -1, -1))), tmp_path, DAY, {"tag": "a"})
     assert (path / lake.DATA_FILE).read_bytes() == first
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".dt=2026-11-22.lock", "dt=2026-11-22"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dt=2026-11-22"]
 
 
 def test_sigkill_while_writing_keeps_previous_partition(tmp_path: Path) -> None:
