@@ -22,6 +22,13 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
 TRANSCRIPTS = Asset("transcripts")
+# Airflow puts plugins/ on sys.path; the notifier imports nothing heavy until it fires.
+try:
+    from intentflow_alerts import DataQualityNotifier
+
+    ON_FAILURE = [DataQualityNotifier()]
+except ImportError:  # plugins folder not on the path (a bare DagBag outside Airflow)
+    ON_FAILURE = []
 
 
 def _day(params: dict, ds: str | None) -> str:
@@ -37,7 +44,11 @@ def _day(params: dict, ds: str | None) -> str:
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=4,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "on_failure_callback": ON_FAILURE,
+    },
     params={
         "day": Param(
             None,
@@ -79,7 +90,8 @@ def transcripts_ingest():
         staging = staging_dir_for(settings(), day, run_id)
         return normalise(found["files"], day, staging, found["source"])
 
-    @task
+    # A failed gate is deterministic: retrying only delays the alert.
+    @task(retries=0)
     def validate(staged: dict) -> dict:
         from ml.config import settings
         from ml.ingest import validate

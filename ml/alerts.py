@@ -1,0 +1,119 @@
+"""Data-quality alerts: what a person reads when a day fails its gate, and how it is sent.
+
+No Airflow here: `plugins/intentflow_alerts.py` wraps this in an Airflow notifier that reads
+connections; this module builds the message and posts it (webhook JSON, Slack blocks, e-mail).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+
+@dataclass(frozen=True)
+class Alert:
+    dag_id: str
+    run_id: str
+    task_id: str
+    logical_date: str | None
+    error: str
+    failed: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # expectation, column, count, examples
+    report: str | None = None  # the validation report (a path or URL)
+    log_url: str | None = None
+
+    @property
+    def title(self) -> str:
+        what = "failed its data-quality gate" if self.failed else "failed"
+        return f"[intentflow] {self.dag_id} {self.run_id}: {self.task_id} {what}"
+
+    def report_link(self) -> str | None:
+        if not self.report:
+            return None
+        if "://" in self.report:
+            return self.report
+        return "file://" + quote(str(Path(self.report).absolute()), safe="/=:")
+
+    def text(self) -> str:
+        lines = [self.title, ""]
+        for f in self.failed:
+            col = f"({f['column']})" if f.get("column") else ""
+            lines.append(f"- {f['expectation']}{col}: {f.get('unexpected_count')} unexpected")
+            if f.get("rule"):
+                lines.append(f"    rule: {f['rule']}")
+            for ex in (f.get("examples") or [])[:3]:
+                lines.append(f"    e.g. {str(ex)[:160]}")
+        if not self.failed:
+            lines.append(self.error[:1000])
+        if self.report_link():
+            lines += ["", f"Report: {self.report_link()}"]
+        if self.log_url:
+            lines.append(f"Log: {self.log_url}")
+        return "\n".join(lines)
+
+    def payload(self) -> dict[str, Any]:
+        return {**asdict(self), "title": self.title, "report_url": self.report_link()}
+
+    def html(self) -> str:
+        rows = "".join(
+            f"<tr><td>{escape(f['expectation'])}</td><td>{escape(str(f.get('column') or ''))}</td>"
+            f"<td>{escape(str(f.get('unexpected_count')))}</td>"
+            f"<td>{escape('; '.join(str(x)[:120] for x in (f.get('examples') or [])[:3]))}</td></tr>"
+            for f in self.failed
+        )
+        link = self.report_link()
+        return (
+            f"<h2>{escape(self.title)}</h2>"
+            + (
+                "<table><tr><th>expectation</th><th>column</th><th>unexpected</th>"
+                f"<th>examples</th></tr>{rows}</table>"
+                if rows
+                else f"<pre>{escape(self.error[:2000])}</pre>"
+            )
+            + (f"<p><a href='{escape(link)}'>Validation report</a></p>" if link else "")
+        )
+
+    def slack_blocks(self) -> list[dict[str, Any]]:
+        return [
+            {"type": "header", "text": {"type": "plain_text", "text": self.title[:150]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"```{self.text()[:2900]}```"}},
+        ]
+
+
+def alert_from_failure(
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    exception: BaseException | str | None,
+    logical_date: str | None = None,
+    log_url: str | None = None,
+) -> Alert:
+    """Build the alert from a task's failure; a DataQualityError carries its expectations."""
+    failed = list(getattr(exception, "failed", None) or [])
+    report = getattr(exception, "report", None) or None
+    return Alert(
+        dag_id=dag_id,
+        run_id=run_id,
+        task_id=task_id,
+        logical_date=logical_date,
+        error=str(exception) if exception is not None else "unknown error",
+        failed=failed,
+        report=report,
+        log_url=log_url,
+    )
+
+
+def post_json(url: str, payload: dict[str, Any], timeout: float = 10.0) -> int:
+    """POST `payload` as JSON; returns the HTTP status (raises on 4xx/5xx or no answer)."""
+    body = json.dumps(payload, default=str).encode("utf-8")
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.status

@@ -1,0 +1,175 @@
+"""Data-quality alerts reach a person: a real HTTP receiver (webhook and Slack) and SMTP server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from ml.alerts import alert_from_failure
+from ml.validation import DataQualityError
+
+REPO = Path(__file__).resolve().parent.parent
+FAILED = [
+    {
+        "expectation": "expect_column_values_to_be_unique",
+        "column": "conversation_id",
+        "rule": "ids unique",
+        "unexpected_count": 2,
+        "examples": ["c7", "c7"],
+    }
+]
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, dict]] = []
+        self.mails: list = []
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, str, int]]:
+    """A local HTTP server recording JSON POSTs, and an aiosmtpd SMTP server recording mail."""
+    aiosmtpd = pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd is a test dependency")
+    got = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.posts.append((self.path, json.loads(body)))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+
+    class Mailbox:
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd API
+            got.mails.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
+            return "250 OK"
+
+    with socket.socket() as probe:  # aiosmtpd checks its port by connecting: pick one first
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    smtp = aiosmtpd.Controller(Mailbox(), hostname="127.0.0.1", port=port)
+    smtp.start()
+    try:
+        yield got, f"http://127.0.0.1:{http.server_address[1]}", port
+    finally:
+        http.shutdown()
+        smtp.stop()
+
+
+def connections(monkeypatch: pytest.MonkeyPatch, base: str, smtp_port: int) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_INTENTFLOW_WEBHOOK", json.dumps({"conn_type": "http", "host": f"{base}/dq"})
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_INTENTFLOW_SLACK",
+        json.dumps({"conn_type": "slackwebhook", "host": base, "password": "/slack/T0/B0/XYZ"}),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_INTENTFLOW_SMTP",
+        json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": smtp_port,
+                "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "af@localhost"},
+            }
+        ),
+    )
+    monkeypatch.setenv("INTENTFLOW_ALERT_EMAIL_TO", "data-owner@example.com")
+
+
+def test_alert_names_run_rules_counts_examples_and_report() -> None:
+    exc = DataQualityError("day failed", FAILED, "/lake/reports/dt=2026-11-22/validation.html")
+    alert = alert_from_failure("transcripts_ingest", "manual__1", "validate", exc)
+    text = alert.text()
+    for needle in (
+        "transcripts_ingest",
+        "manual__1",
+        "validate",
+        "conversation_id",
+        "2 unexpected",
+    ):
+        assert needle in text
+    assert "e.g. c7" in text and "file:///lake/reports/dt=2026-11-22/validation.html" in text
+    assert alert.payload()["failed"][0]["unexpected_count"] == 2
+    assert "<table>" in alert.html()
+
+
+def test_notifier_sends_webhook_slack_and_email(
+    receiver: tuple[Receiver, str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    got, base, smtp_port = receiver
+    connections(monkeypatch, base, smtp_port)
+    monkeypatch.syspath_prepend(str(REPO / "plugins"))
+    from intentflow_alerts import DataQualityNotifier
+
+    exc = DataQualityError("day failed", FAILED, "/reports/validation.html")
+    ti = SimpleNamespace(dag_id="transcripts_ingest", task_id="validate", run_id="r1", log_url=None)
+    context = {
+        "ti": ti,
+        "dag_run": SimpleNamespace(run_id="r1"),
+        "exception": exc,
+        "logical_date": datetime(2026, 11, 22, tzinfo=UTC),
+    }
+    DataQualityNotifier().notify(context)
+    paths = {p: body for p, body in got.posts}
+    assert paths["/dq"]["run_id"] == "r1" and paths["/dq"]["failed"] == FAILED
+    assert paths["/dq"]["report_url"] == "file:///reports/validation.html"
+    assert "conversation_id" in paths["/slack/T0/B0/XYZ"]["text"]
+    [(to, mail)] = got.mails
+    assert to == ["data-owner@example.com"] and "transcripts_ingest r1" in mail["Subject"]
+
+
+@pytest.mark.slow
+def test_failed_ingest_run_alerts_end_to_end(
+    airflow_db: Path,
+    intentflow_home: Path,
+    tmp_path: Path,
+    receiver: tuple[Receiver, str, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A real DAG run whose day fails the gate: the task fails, no publish, alerts arrive."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils.state import DagRunState
+
+    got, base, smtp_port = receiver
+    connections(monkeypatch, base, smtp_port)
+    if str(REPO / "plugins") not in sys.path:
+        monkeypatch.syspath_prepend(str(REPO / "plugins"))
+    day = date(2026, 11, 22)
+    drop = intentflow_home / "raw" / day.isoformat()
+    drop.mkdir(parents=True)
+    good = {
+        "started_at": "2026-11-22T10:00:00Z",
+        "turns": [{"speaker": "customer", "text": "refund please"}],
+        "intent": "refund_request",
+    }
+    lines = [json.dumps({**good, "conversation_id": f"c{i}"}) for i in range(5)]
+    (drop / "a.jsonl").write_text("\n".join(lines + ["{broken"] * 4) + "\n")  # 44% quarantined
+    dag = DagBag(dag_folder=str(REPO / "dags" / "transcripts_ingest.py")).dags["transcripts_ingest"]
+    run = dag.test(logical_date=datetime(2026, 11, 22, tzinfo=UTC))
+    assert run.state == DagRunState.FAILED
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["validate"] == "failed" and states["publish"] != "success"
+    paths = {p: body for p, body in got.posts}
+    assert paths["/dq"]["task_id"] == "validate" and paths["/dq"]["run_id"] == run.run_id
+    assert paths["/dq"]["failed"][0]["expectation"] == "quarantine_share_at_most"
+    assert Path(paths["/dq"]["report"]).exists()
+    assert "/slack/T0/B0/XYZ" in paths and len(got.mails) == 1
