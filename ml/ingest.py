@@ -77,6 +77,7 @@ def normalise(
     try:
         with pq.ParquetWriter(staging_dir / ROWS_FILE, TRANSCRIPT_SCHEMA) as writer:
             for url in files:
+                name = Path(url).name
                 items = (i for i in sources.read_items(spec, url, day) if _belongs(spec, i, day))
                 for item, outcome in parse_items(items, url, day, labels, spec.display_name):
                     read += 1
@@ -91,7 +92,7 @@ def normalise(
                             Rejected(url, item.number, "duplicate_id", reason, item.raw, cid)
                         )
                         continue
-                    seen[cid] = f"{Path(url).name}:{item.number}"
+                    seen[cid] = f"{name}:{item.number}"
                     batch.append(outcome)
                     if len(batch) >= BATCH_ROWS:
                         writer.write_table(pa.Table.from_pylist(batch, schema=TRANSCRIPT_SCHEMA))

@@ -51,7 +51,27 @@ def model_text(turns: Iterable[Mapping[str, str]]) -> str:
 
 
 def content_hash(row: Mapping[str, object]) -> str:
-    """sha256 of a transcript's content (everything but the hash), stable across runs."""
-    payload = {k: row[k] for k in sorted(row) if k != "content_hash"}
-    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    """sha256 of a transcript's content (everything but the hash), stable across runs.
+
+    Fields joined with ASCII separators in a fixed order (not JSON: it is the ingest hot spot);
+    the turns as speaker/text pairs. Any other key is appended sorted, so nothing is ignored.
+    """
+    parts = [f"{k}\x1f{_hash_value(row[k])}" for k in sorted(row) if k != "content_hash"]
+    return hashlib.sha256("\x1e".join(parts).encode("utf-8")).hexdigest()
+
+
+def _hash_value(value: object) -> str:
+    if value is None:
+        return "\x00"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "\x1d".join(
+            f"{t['speaker']}\x1c{t['text']}"
+            if isinstance(t, Mapping)
+            else json.dumps(t, sort_keys=True, default=str)
+            for t in value
+        )
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return json.dumps(value, sort_keys=True, default=str)

@@ -1,0 +1,154 @@
+"""Ingest throughput: the full path (parse → redact → validate → write) against a plain
+pyarrow JSONL → Parquet conversion of the same files, in the same run.
+
+    PYTHONPATH=. python bench/ingest.py [--rows 1000000] [--files 10]
+
+Each path runs in its own process so its peak memory (max RSS) is measured alone.
+Targets (issue 3): full path ≥ 1/3 of the plain conversion's rows/s, ≥ 20,000 transcripts/s
+on 2 cores, peak memory under 2 GB whatever the file size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+DAY = date(2026, 11, 22)
+TEMPLATES = (
+    "my card was stolen yesterday, please block it",
+    "where is my order {order}? it was due on monday",
+    "I want a refund for the broken kettle, mail me at {email}",
+    "can you call me back on {phone} about my bill",
+    "please update my card to {card}, the old one expired",
+    "hi, my name is {name} and I cannot log in",
+    "I need an invoice for last month",
+    "the promo code does not work at checkout",
+)
+INTENTS = ("lost_card", "order_status", "refund_request", "schedule_callback",
+           "update_payment_method", "password_reset", "invoice_request", "promo_code")  # fmt: skip
+
+
+def write_feed(folder: Path, rows: int, files: int, seed: int = 0) -> int:
+    """`rows` one-turn transcripts for DAY in `files` JSONL files; returns bytes written."""
+    rng = random.Random(seed)
+    day_dir = folder / DAY.isoformat()
+    day_dir.mkdir(parents=True)
+    per_file = -(-rows // files)
+    size = 0
+    for f in range(files):
+        lines = []
+        for i in range(f * per_file, min(rows, (f + 1) * per_file)):
+            k = rng.randrange(len(TEMPLATES))
+            text = TEMPLATES[k].format(
+                order=f"ORD-{rng.randrange(10**8):08d}",
+                email=f"user{i}@example.com",
+                phone=f"+44 20 7946 0{rng.randrange(1000):03d}",
+                card="4111 1111 1111 1111",
+                name=rng.choice(("Ann Lee", "Tom Hart", "Maria Rossi")),
+            )
+            record = {
+                "conversation_id": f"c{i:08d}",
+                "started_at": f"2026-11-22T{i % 24:02d}:{i % 60:02d}:00Z",
+                "channel": "chat",
+                "language": "en",
+                "intent": INTENTS[k],
+                "turns": [{"speaker": "customer", "text": text}],
+            }
+            lines.append(json.dumps(record))
+        path = day_dir / f"part-{f:03d}.jsonl"
+        path.write_text("\n".join(lines) + "\n")
+        size += path.stat().st_size
+    return size
+
+
+def run_plain(feed: Path, out: Path) -> int:
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    n = 0
+    out.mkdir(parents=True, exist_ok=True)
+    for i, path in enumerate(sorted((feed / DAY.isoformat()).glob("*.jsonl"))):
+        table = pj.read_json(path)
+        pq.write_table(table, out / f"part-{i:03d}.parquet", compression="zstd")
+        n += table.num_rows
+    return n
+
+
+def run_full(feed: Path, home: Path) -> int:
+    os.environ["INTENTFLOW_HOME"] = str(home)
+    from ml.ingest import ingest_day
+
+    result = ingest_day(DAY, str(feed))
+    return result["rows_read"]
+
+
+def child(stage: str, feed: Path, out: Path) -> None:
+    start = time.perf_counter()
+    rows = run_plain(feed, out) if stage == "plain" else run_full(feed, out)
+    print(json.dumps({"rows": rows, "seconds": time.perf_counter() - start}))
+
+
+def measure(stage: str, feed: Path, out: Path) -> dict:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", stage, str(feed), str(out)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "GX_ANALYTICS_ENABLED": "false"},
+    )
+    assert proc.stdout is not None
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{stage} failed (status {status})")
+    result = json.loads(output.strip().splitlines()[-1])
+    result["peak_mb"] = usage.ru_maxrss / 1024  # kB on Linux
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--files", type=int, default=10)
+    ap.add_argument("--child", nargs=3, metavar=("STAGE", "FEED", "OUT"))
+    args = ap.parse_args()
+    if args.child:
+        stage, feed, out = args.child
+        child(stage, Path(feed), Path(out))
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    try:
+        t0 = time.perf_counter()
+        size = write_feed(tmp / "feed", args.rows, args.files)
+        print(
+            f"{args.rows:,} one-turn transcripts in {args.files} JSONL files "
+            f"({size / 1e6:,.0f} MB), written in {time.perf_counter() - t0:.1f}s; "
+            f"{os.cpu_count()} CPUs, shared machine: figures are noisy"
+        )
+        plain = measure("plain", tmp / "feed", tmp / "plain")
+        full = measure("full", tmp / "feed", tmp / "home")
+        print(f"{'path':<44} {'rows':>10} {'seconds':>8} {'rows/s':>9} {'peak MB':>8}")
+        for name, r in (
+            ("plain pyarrow JSONL -> Parquet (baseline)", plain),
+            ("full: parse, redact, validate (GX), write", full),
+        ):
+            rate = r["rows"] / r["seconds"]
+            print(
+                f"{name:<44} {r['rows']:>10,} {r['seconds']:>8.1f} {rate:>9,.0f} {r['peak_mb']:>8,.0f}"
+            )
+        ratio = (full["rows"] / full["seconds"]) / (plain["rows"] / plain["seconds"])
+        print(f"full / plain rows per second: {ratio:.2f} (target >= 0.33)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
