@@ -5,9 +5,9 @@ Daily: take the day's raw transcript drop, turn it into validated, PII-redacted 
 
 | task | does |
 |---|---|
-| `discover` | lists the day's files: `SOURCE/YYYY-MM-DD/*.jsonl` (a folder or any fsspec URL) |
+| `discover` | lists the day's files: `SOURCE/YYYY-MM-DD/*.jsonl` (a folder or any fsspec URL), or per a JSON source spec (CSV, ABCD, CLINC150, SQL) |
 | `normalise` | parses and redacts every record into canonical rows; bad records go to quarantine with file, line and rule |
-| `validate` | the Great Expectations suite on the day; a failure fails the task, so no Asset event fires |
+| `validate` | the Great Expectations suite on the day (report: GX Data Docs); a failure fails the task, so no Asset event fires, and alerts (webhook / Slack / e-mail) |
 | `publish` | swaps partition `dt=YYYY-MM-DD` into the lake atomically; emits the `transcripts` Asset |
 
 Safe to rerun and to backfill: a day's partition is replaced whole, never appended to.

@@ -76,7 +76,10 @@ def ingest(
     day: Annotated[str, typer.Option("--date", help="Day to ingest (YYYY-MM-DD).")],
     source: Annotated[
         str | None,
-        typer.Option(help="Folder or fsspec URL of the drops; default INTENTFLOW_SOURCE."),
+        typer.Option(
+            help="Folder or fsspec URL of daily JSONL drops, or a JSON source spec "
+            "(format, url, columns, ...; see README, Ingestion); default INTENTFLOW_SOURCE."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
