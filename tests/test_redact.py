@@ -87,7 +87,8 @@ def test_abcd_scenario_values_all_removed_with_source_values() -> None:
 
     from ml import redact_eval as ev
 
-    path = Path("/work/shared/datasets/abcd-sample/abcd_sample.json")
+    # ../shared/datasets beside the repository (never copied into it)
+    path = Path(__file__).resolve().parents[2] / "shared/datasets/abcd-sample/abcd_sample.json"
     if not path.exists():
         pytest.skip(f"{path} not present")
     cases = ev.abcd_cases(path)
