@@ -63,9 +63,11 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=5)
     ap.add_argument("--per-day", type=int, default=400)
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-redaction-"))
-    days = generate(tmp, days=args.days, per_day=args.per_day, start=date(2026, 11, 1), seed=3)
-    generated = [c for d in days for c in ev.generated_cases(d.files, d.pii)]
+    with tempfile.TemporaryDirectory(prefix="bench-redaction-") as tmp:
+        days = generate(
+            Path(tmp), days=args.days, per_day=args.per_day, start=date(2026, 11, 1), seed=3
+        )
+        generated = [c for d in days for c in ev.generated_cases(d.files, d.pii)]
     abcd_path = DATASETS / "abcd-sample" / "abcd_sample.json"
     abcd = ev.abcd_cases(abcd_path) if abcd_path.exists() else []
     b77 = DATASETS / "banking77" / "train.csv"
