@@ -110,7 +110,7 @@ def intent_retrain():
         lineage = {
             "dag_id": dag_run.dag_id,
             "run_id": dag_run.run_id,
-            "logical_date": str(dag_run.logical_date) if dag_run.logical_date else None,
+            "logical_date": dag_run.logical_date,
             "actor": f"airflow:{dag_run.dag_id}",
         }
         return register_step(snap, trained, evaluation, lineage)

@@ -98,6 +98,14 @@ def evaluate_step(
     return result
 
 
+def base_model_sha256(base_model: str) -> str | None:
+    """sha256 of a local base model directory; None for a hub id (nothing local to hash)."""
+    from ml.artifacts import directory_sha256
+
+    path = Path(base_model)
+    return directory_sha256(path) if path.is_dir() else None
+
+
 def register_step(
     snapshot: dict[str, Any],
     trained: dict[str, Any],
@@ -105,24 +113,36 @@ def register_step(
     lineage: dict[str, Any],
     cfg: Settings | None = None,
 ) -> dict[str, Any]:
+    """Register the trained model with its metrics and lineage.
+
+    `lineage` carries the run: dag_id, run_id, logical_date, actor; the rest (data snapshot,
+    partitions, base model and its hash, code version, parameters) is taken from the steps.
+    """
     from ml.registry import Registry
 
     cfg = cfg or settings()
+    run = dict(lineage)
     info = Registry(cfg.registry_url).register_version(
         cfg.model_name,
         artifact_uri=trained["artifact_dir"],
         artifact_sha256=trained["artifact_sha256"],
         base_model=trained["base_model"],
+        base_model_sha256=base_model_sha256(trained["base_model"]),
         data_snapshot_hash=snapshot["hash"],
+        dag_id=run.pop("dag_id", None),
+        run_id=run.pop("run_id", None),
+        logical_date=run.pop("logical_date", None),
+        code_version=code_version(),
         params=trained.get("config", {}),
         lineage={
-            **lineage,
+            **run,
+            "snapshot_path": snapshot.get("path"),
             "window": snapshot["window"],
             "partitions": snapshot["partitions"],
-            "code_version": code_version(),
+            "counts": snapshot.get("counts"),
         },
         metrics={"test": evaluation["challenger"], "validation": trained["validation"]},
-        actor=lineage.get("actor", "intentflow"),
+        actor=run.pop("actor", "intentflow"),
     )
     return {"model": info.model, "version": info.version}
 
@@ -130,17 +150,19 @@ def register_step(
 def promote_step(
     registered: dict[str, Any], evaluation: dict[str, Any], actor: str, cfg: Settings | None = None
 ) -> dict[str, Any]:
+    """Apply the configured promotion policy (INTENTFLOW_PROMOTION_*); reasons go to the audit."""
     from ml.promotion import PromotionPolicy, promote
     from ml.registry import Registry
 
     cfg = cfg or settings()
+    policy = PromotionPolicy.from_settings(cfg)
     decision = promote(
         Registry(cfg.registry_url),
         registered["model"],
         registered["version"],
         evaluation["challenger"],
         evaluation["champion"],
-        PromotionPolicy(),
+        policy,
         actor,
     )
     outcome = CHAMPION if decision.promote else "challenger"

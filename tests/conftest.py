@@ -59,6 +59,11 @@ def intentflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "INTENTFLOW_SOURCE",
         "INTENTFLOW_BASE_MODEL",
         "INTENTFLOW_LABELS",
+        "AIRFLOW_CONN_INTENTFLOW_REGISTRY",
+        "INTENTFLOW_PROMOTION_METRIC",
+        "INTENTFLOW_PROMOTION_MIN_IMPROVEMENT",
+        "INTENTFLOW_PROMOTION_MAX_CLASS_REGRESSION",
+        "INTENTFLOW_PROMOTION_MIN_TEST_SIZE",
     ):
         monkeypatch.delenv(name, raising=False)
     return home
