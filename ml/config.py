@@ -112,6 +112,8 @@ class Settings:
     model_name: str
     source: str
     base_model: str | None  # None: the packaged MiniLM-L6
+    # Fixed labeled files every retrain is also scored on, by name (INTENTFLOW_GOLDEN_SETS).
+    golden_sets: dict[str, Path]
     promotion_metric: str = DEFAULT_PROMOTION_METRIC
     promotion_min_improvement: float = DEFAULT_MIN_IMPROVEMENT
     promotion_max_class_regression: float = DEFAULT_MAX_CLASS_REGRESSION
@@ -145,6 +147,17 @@ class Settings:
         return self.base_model or default_base_model()
 
 
+def parse_golden_sets(spec: str) -> dict[str, Path]:
+    """`name=path[,name=path...]`: each file .parquet/.csv/.jsonl with text and label columns."""
+    sets: dict[str, Path] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ValueError(f"INTENTFLOW_GOLDEN_SETS: expected name=path, got {item!r}")
+        sets[name.strip()] = Path(path.strip()).expanduser()
+    return sets
+
+
 def settings() -> Settings:
     """Read the environment now (not at import), so tests and tasks can change it."""
     home = Path(os.environ.get("INTENTFLOW_HOME", ".intentflow")).expanduser().absolute()
@@ -154,6 +167,7 @@ def settings() -> Settings:
         model_name=os.environ.get("INTENTFLOW_MODEL_NAME", DEFAULT_MODEL_NAME),
         source=os.environ.get("INTENTFLOW_SOURCE") or str(home / DEFAULT_SOURCE_SUBDIR),
         base_model=os.environ.get("INTENTFLOW_BASE_MODEL") or None,
+        golden_sets=parse_golden_sets(os.environ.get("INTENTFLOW_GOLDEN_SETS", "")),
         promotion_metric=os.environ.get("INTENTFLOW_PROMOTION_METRIC", "").strip()
         or DEFAULT_PROMOTION_METRIC,
         promotion_min_improvement=_env_number(

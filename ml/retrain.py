@@ -75,26 +75,41 @@ def train_step(
 def evaluate_step(
     snapshot: dict[str, Any], trained: dict[str, Any], cfg: Settings | None = None
 ) -> dict[str, Any]:
-    """Score the new model and the current champion on the same test split."""
+    """Score the new model and the current champion on the same test split and golden sets.
+
+    Reports (metrics.json, confusion matrix JSON + PNG) go beside the new model's artifact.
+    """
     from ml.evaluate import evaluate_model
     from ml.registry import Registry, RegistryError
 
     cfg = cfg or settings()
-    test = Path(snapshot["path"]) / "test.parquet"
+    reports = Path(trained["artifact_dir"]).parent / "evaluation"
+    datasets = {"test": Path(snapshot["path"]) / "test.parquet", **cfg.golden_sets}
+
+    def score(artifact: str, sha256: str, who: str) -> dict[str, Any]:
+        return {
+            split: evaluate_model(Path(artifact), data, sha256, report_dir=reports / who / split)
+            for split, data in datasets.items()
+        }
+
+    challenger = score(trained["artifact_dir"], trained["artifact_sha256"], "challenger")
     result: dict[str, Any] = {
-        "challenger": evaluate_model(
-            Path(trained["artifact_dir"]), test, trained["artifact_sha256"]
-        ),
+        "challenger": challenger.pop("test"),
+        "challenger_golden": challenger,
         "champion": None,
+        "champion_golden": None,
         "champion_version": None,
+        "reports": str(reports),
     }
     try:
         champion = Registry(cfg.registry_url).get(cfg.model_name, alias=CHAMPION)
     except RegistryError:
         log.info("no %s@%s yet: nothing to compare against", cfg.model_name, CHAMPION)
         return result
-    result["champion"] = evaluate_model(Path(champion.artifact_uri), test, champion.artifact_sha256)
-    result["champion_version"] = champion.version
+    theirs = score(champion.artifact_uri, champion.artifact_sha256, f"champion-v{champion.version}")
+    result.update(
+        champion=theirs.pop("test"), champion_golden=theirs, champion_version=champion.version
+    )
     return result
 
 
@@ -122,6 +137,7 @@ def register_step(
 
     cfg = cfg or settings()
     run = dict(lineage)
+    actor = run.pop("actor", "intentflow")
     info = Registry(cfg.registry_url).register_version(
         cfg.model_name,
         artifact_uri=trained["artifact_dir"],
@@ -140,9 +156,14 @@ def register_step(
             "window": snapshot["window"],
             "partitions": snapshot["partitions"],
             "counts": snapshot.get("counts"),
+            "evaluation_reports": evaluation["reports"],
         },
-        metrics={"test": evaluation["challenger"], "validation": trained["validation"]},
-        actor=run.pop("actor", "intentflow"),
+        metrics={
+            "test": evaluation["challenger"],
+            "validation": trained["validation"],
+            **{f"golden:{name}": m for name, m in evaluation["challenger_golden"].items()},
+        },
+        actor=actor,
     )
     return {"model": info.model, "version": info.version}
 

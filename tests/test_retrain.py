@@ -1,0 +1,69 @@
+"""The retrain steps the DAG and the CLI share, on a tiny trained model and a real registry."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from ml.artifacts import directory_sha256
+from ml.config import settings
+from ml.registry import Registry
+from ml.retrain import evaluate_step, register_step
+
+
+@pytest.fixture
+def trained(tiny_artifact: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """A private copy of the session's tiny artifact: reports are written beside it."""
+    copy = tmp_path / "run" / "model"
+    shutil.copytree(tiny_artifact["artifact_dir"], copy)
+    return {**tiny_artifact, "artifact_dir": str(copy)}
+
+
+def test_evaluate_step_scores_golden_sets_and_the_champion_on_the_same_data(
+    trained: dict[str, Any], intentflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snap_dir = Path(trained["snapshot_dir"])
+    golden = tmp_path / "golden.csv"
+    test = pq.read_table(snap_dir / "validation.parquet").rename_columns(["id", "text", "label"])
+    pacsv.write_csv(test.select(["text", "label"]), golden)
+    monkeypatch.setenv("INTENTFLOW_GOLDEN_SETS", f"regression={golden}")
+
+    snapshot = {"path": str(snap_dir), "hash": "h", "window": None, "partitions": []}
+    first = evaluate_step(snapshot, trained)
+    assert first["champion"] is None
+    assert first["challenger_golden"]["regression"]["n"] == test.num_rows
+    reports = Path(first["reports"])
+    assert (reports / "challenger" / "test" / "confusion_matrix.png").exists()
+    assert (reports / "challenger" / "regression" / "metrics.json").exists()
+
+    registered = register_step(snapshot, trained, first, {"dag_id": "t", "run_id": "r1"})
+    cfg = settings()
+    Registry(cfg.registry_url).set_alias(
+        cfg.model_name, "champion", registered["version"], actor="t", reason="t"
+    )
+    version = Registry(cfg.registry_url).get(cfg.model_name, version=registered["version"])
+    assert version.metrics["golden:regression"]["n"] == test.num_rows
+    assert version.lineage["evaluation_reports"] == first["reports"]
+    assert (version.dag_id, version.run_id, version.created_by) == ("t", "r1", "intentflow")
+    assert version.base_model_sha256 == directory_sha256(Path(trained["base_model"]))
+    assert version.code_version and version.code_version.startswith("0.1.0")
+
+    second = evaluate_step(snapshot, trained)
+    assert second["champion_version"] == registered["version"]
+    # Same model, same data: the champion's scores equal the challenger's.
+    assert second["champion"]["accuracy"] == second["challenger"]["accuracy"]
+    assert (
+        second["champion_golden"]["regression"]["accuracy"]
+        == first["challenger_golden"]["regression"]["accuracy"]
+    )
+
+
+def test_bad_golden_set_spec_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTENTFLOW_GOLDEN_SETS", "just-a-path.csv")
+    with pytest.raises(ValueError, match="expected name=path"):
+        settings()
