@@ -255,8 +255,11 @@ def registry_list(
     """Versions with their aliases and test metrics."""
     from ml.registry import RegistryError
 
+    registry = _registry()
     try:
-        versions = _registry().list_versions(model)
+        versions = registry.list_versions(model)
+        if model is not None and not versions:
+            registry.get(model)  # raises "model ... is not registered (registered models: ...)"
     except RegistryError as exc:
         _fail(str(exc))
     rows = [_version_row(v) for v in versions]

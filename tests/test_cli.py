@@ -208,6 +208,7 @@ def test_registry_promote_and_rollback_record_actor_and_reason(
 
 def test_registry_commands_fail_clearly_on_bad_input(two_versions: Path) -> None:
     assert "model 'ghost' is not registered" in fails("registry", "show", "ghost")
+    assert "(registered models: intent)" in fails("registry", "list", "--model", "ghost")
     assert "has no alias 'staging'" in fails("registry", "lineage", "intent@staging")
     assert "has no version 7 (latest is 2)" in fails("registry", "diff", "intent:1", "intent:7")
     assert "has no version 9" in fails("registry", "promote", "intent:9", "--reason", "x")
