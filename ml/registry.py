@@ -98,6 +98,10 @@ class RegistryError(Exception):
     """A registry request that cannot be served: unknown model/alias/version, bad input."""
 
 
+class NotFoundError(RegistryError):
+    """The model, version or alias asked for does not exist (the database itself answered)."""
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -721,7 +725,7 @@ class Registry:
         ).all()
         previous = moves[0].details.get("from_version") if moves else None
         if previous is None:
-            raise RegistryError(f"model {model!r} has no earlier champion to roll back to")
+            raise NotFoundError(f"model {model!r} has no earlier champion to roll back to")
         return int(previous)
 
     # --- reads --------------------------------------------------------------------------------
@@ -801,7 +805,7 @@ class Registry:
         if registered is None:
             known = session.scalars(select(RegisteredModel.name).order_by(RegisteredModel.name))
             names = ", ".join(known) or "none"
-            raise RegistryError(f"model {model!r} is not registered (registered models: {names})")
+            raise NotFoundError(f"model {model!r} is not registered (registered models: {names})")
         return registered
 
     @staticmethod
@@ -817,7 +821,7 @@ class Registry:
             latest = session.scalar(
                 select(func.max(ModelVersion.version)).where(ModelVersion.model_id == registered.id)
             )
-            raise RegistryError(
+            raise NotFoundError(
                 f"model {registered.name!r} has no version {version} (latest is {latest})"
             )
         return found
@@ -834,7 +838,7 @@ class Registry:
                 select(Alias.alias).where(Alias.model_id == registered.id).order_by(Alias.alias)
             )
             known = ", ".join(names) or "none"
-            raise RegistryError(
+            raise NotFoundError(
                 f"model {registered.name!r} has no alias {alias!r} (aliases: {known})"
             )
         return found

@@ -80,7 +80,7 @@ def evaluate_step(
     Reports (metrics.json, confusion matrix JSON + PNG) go beside the new model's artifact.
     """
     from ml.evaluate import evaluate_model
-    from ml.registry import Registry, RegistryError
+    from ml.registry import NotFoundError, Registry
 
     cfg = cfg or settings()
     reports = Path(trained["artifact_dir"]).parent / "evaluation"
@@ -101,9 +101,10 @@ def evaluate_step(
         "champion_version": None,
         "reports": str(reports),
     }
+    registry = Registry(cfg.registry_url)  # an old schema or a dead database fails the task
     try:
-        champion = Registry(cfg.registry_url).get(cfg.model_name, alias=CHAMPION)
-    except RegistryError:
+        champion = registry.get(cfg.model_name, alias=CHAMPION)
+    except NotFoundError:  # only "no champion yet": anything else must not skip the comparison
         log.info("no %s@%s yet: nothing to compare against", cfg.model_name, CHAMPION)
         return result
     theirs = score(champion.artifact_uri, champion.artifact_sha256, f"champion-v{champion.version}")

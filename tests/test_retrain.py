@@ -67,3 +67,23 @@ def test_bad_golden_set_spec_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("INTENTFLOW_GOLDEN_SETS", "just-a-path.csv")
     with pytest.raises(ValueError, match="expected name=path"):
         settings()
+
+
+def test_evaluate_step_fails_rather_than_skip_the_champion_when_the_registry_is_unusable(
+    trained: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only "no champion yet" skips the comparison; an unusable registry fails the task."""
+    from sqlalchemy import create_engine, text
+
+    from ml.migrate import SchemaError
+
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    Registry(url).close()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    monkeypatch.setenv("INTENTFLOW_REGISTRY_URL", url)
+    snapshot = {"path": str(trained["snapshot_dir"]), "hash": "h", "window": None, "partitions": []}
+    with pytest.raises(SchemaError, match="newer than this intentflow"):
+        evaluate_step(snapshot, trained)
