@@ -427,6 +427,23 @@ def test_migrations_match_the_orm(db_url: str) -> None:
     assert diffs == []
 
 
+def test_migrations_downgrade_to_nothing_and_upgrade_again(db_url: str) -> None:
+    from alembic import command
+
+    engine = create_engine(migrated(db_url))
+    try:
+        with engine.begin() as conn:
+            command.downgrade(migrate._config(conn), "base")
+        with engine.connect() as conn:
+            assert inspect(conn).get_table_names() == ["alembic_version"]
+            assert inspect(conn).get_view_names() == []
+        assert migrate.upgrade(engine) == (None, migrate.head())
+    finally:
+        engine.dispose()
+    with Registry(db_url) as reg:
+        assert register(reg).version == 1
+
+
 def _at_revision(url: str, revision: str) -> None:
     engine = create_engine(url)
     try:
