@@ -82,6 +82,10 @@ def test_train_predict_evaluate_list(
     )
     assert preds[0]["intent"] in {"refund_request", "lost_card", "order_status"}
     assert 0.0 < preds[0]["probability"] <= 1.0
+    # By version number: the same model, the same answer.
+    assert json.loads(invoke("predict", "--model", "intent:1", "my card was stolen", "--json")) == (
+        preds
+    )
 
     metrics = json.loads(
         invoke("evaluate", "--model", "intent:1", "--data", str(labeled_csv), "--json")
@@ -228,3 +232,29 @@ def test_registry_upgrade_on_postgresql(pg_url: str, monkeypatch: pytest.MonkeyP
     assert (out["from"], out["to"]) == (None, head())
     assert f"already at {head()}" in invoke("registry", "migrate")
     assert invoke("registry", "list").strip() == "no registered versions"
+
+
+def test_predict_refuses_a_pickle_even_when_its_hash_was_registered(
+    intentflow_home: Path, tiny_artifact: dict
+) -> None:
+    import shutil
+
+    from ml.artifacts import directory_sha256
+    from ml.registry import Registry
+
+    artifact = intentflow_home / "pickled"
+    shutil.copytree(tiny_artifact["artifact_dir"], artifact)
+    (artifact / "pytorch_model.bin").write_bytes(b"not safe to unpickle")
+    with Registry() as reg:
+        reg.register_version(
+            "intent",
+            artifact_uri=str(artifact),
+            artifact_sha256=directory_sha256(artifact),  # the hash matches: only pickle is wrong
+            base_model="tiny",
+            data_snapshot_hash="s",
+            params={},
+            lineage={},
+            metrics={},
+        )
+    out = fails("predict", "--model", "intent:1", "hello")
+    assert "pickle" in out and "pytorch_model.bin" in out
