@@ -63,3 +63,25 @@ def test_bad_golden_set_spec_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("INTENTFLOW_GOLDEN_SETS", "just-a-path.csv")
     with pytest.raises(ValueError, match="expected name=path"):
         settings()
+
+
+def test_train_step_retry_reuses_a_finished_artifact_and_drops_checkpoints(
+    intentflow_home: Path,
+    tiny_bert_dir: Path,
+    make_snapshot: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from ml.retrain import train_step
+
+    monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
+    snapshot = {"path": str(make_snapshot(n_per_label=8))}
+    params = {"epochs": 1, "batch_size": 8, "learning_rate": 3e-3}
+    first = train_step(snapshot, params, "manual__2026-11-29T03:00:00+00:00")
+    run_dir = Path(first["artifact_dir"]).parent
+    assert run_dir.name == "manual__2026-11-29T03_00_00_00_00"
+    assert not (run_dir / "checkpoints").exists()
+    with caplog.at_level("INFO", logger="ml.retrain"):
+        again = train_step(snapshot, params, "manual__2026-11-29T03:00:00+00:00")
+    assert "already complete: reused" in caplog.text
+    assert again == first
