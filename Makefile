@@ -49,8 +49,8 @@ lint: install
 format: install
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
-bench: install
-	@echo "benchmarks arrive with issues 3 and 4 (bench/)"
+bench: install  ## benchmarks against same-run baselines (needs ../shared/datasets)
+	$(BIN)/python bench/train.py
 
 clean:
 	rm -rf $(INTENTFLOW_HOME)

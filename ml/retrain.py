@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import subprocess
 from datetime import date
 from pathlib import Path
@@ -61,15 +62,22 @@ def train_config(params: dict[str, Any]) -> Any:
 def train_step(
     snapshot: dict[str, Any], params: dict[str, Any], run_key: str, cfg: Settings | None = None
 ) -> dict[str, Any]:
-    from ml.train import fine_tune
+    from ml.train import METRICS_FILE, artifact_summary, fine_tune
 
     cfg = cfg or settings()
     # An empty param means "the default": the configured base model, then TrainConfig's.
     given = {k: v for k, v in params.items() if v not in (None, "")}
     config = train_config({"base_model": cfg.base_model, **given})
     safe_key = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_key)
-    out_dir = cfg.artifacts / cfg.model_name / safe_key / "model"
-    return fine_tune(Path(snapshot["path"]), out_dir, config)
+    run_dir = cfg.artifacts / cfg.model_name / safe_key
+    if (run_dir / "model" / METRICS_FILE).is_file():
+        # A retry after the artifact was written (say the worker died before reporting).
+        log.info("artifact %s already complete: reused", run_dir / "model")
+        return artifact_summary(run_dir / "model")
+    # Checkpoints per epoch: a retried task resumes where the killed one stopped.
+    result = fine_tune(Path(snapshot["path"]), run_dir / "model", config, run_dir / "checkpoints")
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the artifact supersedes them
+    return result
 
 
 def evaluate_step(

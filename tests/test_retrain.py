@@ -87,3 +87,25 @@ def test_evaluate_step_fails_rather_than_skip_the_champion_when_the_registry_is_
     snapshot = {"path": str(trained["snapshot_dir"]), "hash": "h", "window": None, "partitions": []}
     with pytest.raises(SchemaError, match="newer than this intentflow"):
         evaluate_step(snapshot, trained)
+
+
+def test_train_step_retry_reuses_a_finished_artifact_and_drops_checkpoints(
+    intentflow_home: Path,
+    tiny_bert_dir: Path,
+    make_snapshot: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from ml.retrain import train_step
+
+    monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
+    snapshot = {"path": str(make_snapshot(n_per_label=8))}
+    params = {"epochs": 1, "batch_size": 8, "learning_rate": 3e-3}
+    first = train_step(snapshot, params, "manual__2026-11-29T03:00:00+00:00")
+    run_dir = Path(first["artifact_dir"]).parent
+    assert run_dir.name == "manual__2026-11-29T03_00_00_00_00"
+    assert not (run_dir / "checkpoints").exists()
+    with caplog.at_level("INFO", logger="ml.retrain"):
+        again = train_step(snapshot, params, "manual__2026-11-29T03:00:00+00:00")
+    assert "already complete: reused" in caplog.text
+    assert again == first
