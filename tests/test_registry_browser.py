@@ -70,6 +70,13 @@ def test_login_see_versions_and_promote_in_the_browser(ui_server: UiServer, brow
         page.click("button[type=submit]")
         page.wait_for_function("document.cookie.includes('_token=')", timeout=60_000)
 
+        # The page as Airflow's UI shows it: in its navigation, framed at /plugin/model-registry.
+        page.goto(f"{ui_server.url}/plugin/model-registry")
+        framed = page.frame_locator("iframe")
+        expect(framed.locator("#v2")).to_be_visible(timeout=60_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "registry-in-airflow-ui.png"))
+
         page.goto(f"{ui_server.url}/intentflow/")
         expect(page.locator("#v1")).to_be_visible()
         expect(page.locator("#v2")).to_be_visible()
@@ -93,7 +100,6 @@ def test_login_see_versions_and_promote_in_the_browser(ui_server: UiServer, brow
         expect(first_audit).to_contain_text("promote")
         expect(first_audit).to_contain_text("admin")
         expect(first_audit).to_contain_text("v2 wins on macro-F1 in the browser")
-        ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "registry-page.png"), full_page=True)
 
         # The registry agrees with the page, and recorded who and why.

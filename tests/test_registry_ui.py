@@ -239,3 +239,13 @@ def test_registry_text_is_escaped(intentflow_home: Path, plugins_path: None) -> 
     html = _render(intentflow_home)
     assert "<script>alert(1)</script>" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_plugin_is_in_the_airflow_ui_navigation(ui_server: UiServer) -> None:
+    status, _, body = call(ui_server, "/api/v2/plugins", token=ui_server.token())
+    assert status == 200
+    plugins = {p["name"]: p for p in json.loads(body)["plugins"]}
+    views = plugins["intentflow_registry"]["external_views"]
+    assert [(v["name"], v["href"], v["destination"]) for v in views] == [
+        ("Model registry", "/intentflow/", "nav")
+    ]
