@@ -113,6 +113,7 @@ def test_login_see_versions_and_promote_in_the_browser(ui_server: UiServer, brow
         try:
             response = anonymous.new_page().goto(f"{ui_server.url}/intentflow/")
             assert response is not None and response.status == 401
+            assert "Log in to Airflow" in response.text()
         finally:
             anonymous.close()
     finally:

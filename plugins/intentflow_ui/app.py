@@ -23,7 +23,13 @@ from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.core_api.security import get_user
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+)
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
@@ -45,6 +51,19 @@ templates = Environment(
 
 app = FastAPI(title="Intentflow registry", docs_url=None, redoc_url=None, openapi_url=None)
 User = Annotated[BaseUser, Depends(get_user)]
+
+
+@app.exception_handler(HTTPException)
+async def _refusal(request: Request, exc: HTTPException) -> Response:
+    """JSON for API clients; a short page for a browser (e.g. the UI frame after logout)."""
+    if "text/html" not in request.headers.get("accept", ""):
+        return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+    login = '<a href="/auth/login" target="_top">Log in to Airflow</a>'
+    body = templates.from_string(
+        "<!doctype html><title>{{ code }}</title><p>{{ detail }}.</p>"
+        "{% if code == 401 %}<p>{{ login }}</p>{% endif %}"
+    ).render(code=exc.status_code, detail=exc.detail, login=Markup(login))
+    return HTMLResponse(body, exc.status_code, headers=exc.headers)
 
 
 def _registry() -> Registry:
