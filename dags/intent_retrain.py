@@ -18,6 +18,7 @@ Leave a param empty to use the library default.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pendulum
@@ -35,7 +36,9 @@ def _window_end(params: dict, data_interval_end, run_after) -> str:
     schedule="0 3 * * *",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=1,
+    # One run at a time by default; a GPU cluster may allow more: the `gpu` pool still bounds
+    # concurrent trainings to one per GPU.
+    max_active_runs=int(os.environ.get("INTENTFLOW_RETRAIN_MAX_ACTIVE_RUNS", "1")),
     default_args={"retries": 1, "retry_delay": timedelta(minutes=2)},
     params={
         "window_days": Param(
