@@ -8,7 +8,7 @@ it when the promotion policy says it is better.
 | task | does |
 |---|---|
 | `snapshot` | freezes the window of lake partitions into train/validation/test (split by conversation id, content-hashed) |
-| `fine_tune` | trains from the base model on the `gpu` queue and pool (CUDA when the worker has it, else CPU) |
+| `fine_tune` | trains from the base model on the `gpu` queue and pool (CUDA when the worker has it; else the CPU, or a failure where `INTENTFLOW_REQUIRE_GPU` is set) |
 | `evaluate` | accuracy, macro-F1 and per-class scores on the test split, for the new model and the champion |
 | `register` | a new version in the registry with its metrics, artifact sha256 and lineage |
 | `promote` | moves `champion` to the new version when the policy allows; otherwise it becomes `challenger` |

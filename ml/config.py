@@ -42,6 +42,8 @@ class Settings:
     model_name: str
     source: str
     base_model: str | None  # None: the packaged MiniLM-L6
+    # Fail training without a GPU instead of falling back to the CPU (gpu-queue workers).
+    require_gpu: bool = False
 
     @property
     def lake(self) -> Path:
@@ -81,4 +83,18 @@ def settings() -> Settings:
         model_name=os.environ.get("INTENTFLOW_MODEL_NAME", DEFAULT_MODEL_NAME),
         source=os.environ.get("INTENTFLOW_SOURCE") or str(home / DEFAULT_SOURCE_SUBDIR),
         base_model=os.environ.get("INTENTFLOW_BASE_MODEL") or None,
+        require_gpu=_flag("INTENTFLOW_REQUIRE_GPU"),
     )
+
+
+def _flag(name: str) -> bool:
+    """An on/off environment variable; anything unrecognised is an error, not "off"."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return False
+    normal = value.strip().lower()
+    if normal in ("1", "true", "yes", "on"):
+        return True
+    if normal in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {value!r}")

@@ -61,9 +61,12 @@ def train_config(params: dict[str, Any]) -> Any:
 def train_step(
     snapshot: dict[str, Any], params: dict[str, Any], run_key: str, cfg: Settings | None = None
 ) -> dict[str, Any]:
+    from ml.device import training_device
     from ml.train import fine_tune
 
     cfg = cfg or settings()
+    # First: a gpu worker without its GPU fails here, before any data or model is loaded.
+    training_device(cfg.require_gpu)
     # An empty param means "the default": the configured base model, then TrainConfig's.
     given = {k: v for k, v in params.items() if v not in (None, "")}
     config = train_config({"base_model": cfg.base_model, **given})

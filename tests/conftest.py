@@ -59,6 +59,7 @@ def intentflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "INTENTFLOW_SOURCE",
         "INTENTFLOW_BASE_MODEL",
         "INTENTFLOW_LABELS",
+        "INTENTFLOW_REQUIRE_GPU",
     ):
         monkeypatch.delenv(name, raising=False)
     return home
