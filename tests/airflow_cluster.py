@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 TERMINAL = {"success", "failed"}
@@ -62,8 +63,28 @@ class Process:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def descendants(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def kill_tree(self) -> None:
+        """SIGKILL the component and every process under it, by PID: the host dying.
+
+        Airflow runs each task in its own process group, so the group alone is not enough.
+        """
+        tree = self.descendants()
+        for pid in [self.pid, *(p.pid for p in tree)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.popen.wait(10)
+
     def stop(self, sig: int = signal.SIGTERM, grace: float = 20.0) -> None:
-        """Signal the whole process group (the component and the task processes it forked)."""
+        """Signal the process group, then SIGKILL whatever is left of the tree, by PID."""
+        tree = self.descendants()  # before the parent dies and its children are re-parented
         try:
             os.killpg(self.pid, sig)
         except ProcessLookupError:
@@ -72,11 +93,15 @@ class Process:
             self.popen.wait(grace)
         except subprocess.TimeoutExpired:
             pass
-        # Whatever survived the grace period, or was orphaned in the group, goes now.
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        for child in tree:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
         try:
             self.popen.wait(10)
         except subprocess.TimeoutExpired:
@@ -132,6 +157,9 @@ class Cluster:
                 "AIRFLOW__API__PORT": str(api_port),
                 "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
                 "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+                # A task whose worker died is failed (and retried) after 30 s, not 5 minutes.
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
                 # Task processes import the worktree's ml/ and the hostname callable above.
                 "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
                 **extra_env,

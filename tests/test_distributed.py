@@ -28,6 +28,7 @@ metadata_db = make_pg_database_fixture("metadata_db", "intentflow_af")
 registry_db = make_pg_database_fixture("registry_db", "intentflow_reg")
 
 DAY = date(2026, 11, 20)
+DAY2 = date(2026, 11, 21)  # ingested by the fault test only
 RETRAIN_CONF = {"window_days": 1, "end_date": DAY.isoformat(), "epochs": 1, "batch_size": 16}
 RUN_TIMEOUT = 240.0
 
@@ -76,7 +77,7 @@ def cluster(
             "api-server",
             on_fail=cl.logs,
         )
-        generate(data / "raw", days=1, per_day=150, start=DAY, seed=3)
+        generate(data / "raw", days=2, per_day=150, start=DAY, seed=3)
         yield cl
     finally:
         if cl is not None:
@@ -168,3 +169,29 @@ def test_queued_retrains_share_one_gpu_slot(
     (first_start, first_end), (second_start, second_end) = spans
     assert first_end <= second_start, f"fine_tune runs overlapped: {spans}"
     assert len(Registry(registry_db).list_versions("intent")) == before + 2
+
+
+def test_worker_killed_mid_task_is_retried_on_another(cluster: Cluster, ingested: str) -> None:
+    """A default-queue worker dies (SIGKILL, its task with it); the retry runs on the other."""
+    spare = cluster.start_worker("worker-default-2", "default")
+    wait_for(lambda: " ready." in spare.log.read_text(errors="replace"), 90, "second worker")
+    workers = {p.name: p for p in cluster.processes if p.name.startswith("worker-default")}
+    with cluster.client() as client:
+        run = _trigger(client, "transcripts_ingest", {"day": DAY2.isoformat()})
+
+        # `validate` imports Great Expectations (seconds): long enough to be caught running.
+        def running() -> str | None:
+            ti = _tasks(client, "transcripts_ingest", run).get("validate", {})
+            return ti.get("hostname") if ti.get("state") == "running" else None
+
+        victim = wait_for(running, 120, "validate running", 0.2, cluster.logs)
+        workers[victim].kill_tree()
+        [survivor] = set(workers) - {victim}
+        assert _tasks(client, "transcripts_ingest", run)["validate"]["state"] != "success", (
+            "validate finished before its worker was killed: nothing was tested"
+        )
+        assert _wait_run(cluster, client, "transcripts_ingest", run) == "success", cluster.logs()
+        validate = _tasks(client, "transcripts_ingest", run)["validate"]
+    assert not workers[victim].alive()
+    assert validate["try_number"] == 2
+    assert validate["hostname"] == survivor
