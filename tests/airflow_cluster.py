@@ -124,6 +124,7 @@ class Cluster:
     api_port: int
     password: str
     processes: list[Process] = field(default_factory=list)
+    broker: Process | None = None  # a private redis-server (start_redis), restartable
 
     @classmethod
     def create(
@@ -217,6 +218,25 @@ class Cluster:
         # Workers first, so nothing is mid-task when the API they report to goes away.
         for proc in sorted(self.processes, key=lambda p: not p.name.startswith("worker")):
             proc.stop()
+        if self.broker is not None:
+            self.broker.stop()
+
+    def restart_broker(self) -> None:
+        """Stop redis-server (SIGTERM: it flushes its append-only file) and start it again."""
+        assert self.broker is not None
+        port = int(self.env["AIRFLOW__CELERY__BROKER_URL"].rsplit(":", 1)[1].split("/")[0])
+        self.broker.stop()
+        self.broker, _ = start_redis(self.broker.log.parent, port)
+
+    def queued_messages(self, queue: str) -> int:
+        """Celery messages waiting in the broker's list for `queue`."""
+        import redis
+
+        client = redis.Redis.from_url(self.env["AIRFLOW__CELERY__BROKER_URL"])
+        try:
+            return client.llen(queue)
+        finally:
+            client.close()
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name} (pid {p.pid}) ---\n{p.tail()}" for p in self.processes)
@@ -237,9 +257,13 @@ class Cluster:
         )
 
 
-def start_redis(home: Path) -> tuple[Process, str]:
-    """A private redis-server on a free port: nobody else's queues, and it can be restarted."""
-    port = free_port()
+def start_redis(home: Path, port: int | None = None) -> tuple[Process, str]:
+    """A private redis-server on a free port: nobody else's queues, and it can be restarted.
+
+    Append-only and fsync'd on every write, as a broker must be for queued tasks to survive a
+    restart (docker-compose.yaml runs Redis the same way).
+    """
+    port = port or free_port()
     log = home / "redis.log"
     home.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
@@ -252,6 +276,10 @@ def start_redis(home: Path) -> tuple[Process, str]:
                 "127.0.0.1",
                 "--save",
                 "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
                 "--dir",
                 str(home),
             ],

@@ -63,6 +63,7 @@ def cluster(
                 "OMP_NUM_THREADS": "1",
             },
         )
+        cl.broker, redis = redis, None  # the cluster stops (and may restart) it from now on
         cl.airflow("db", "migrate")
         cl.airflow("pools", "set", "gpu", "1", "fine-tuning slots: one per GPU")
         cl.start("api-server", "api-server", "--port", str(cl.api_port))
@@ -169,6 +170,29 @@ def test_queued_retrains_share_one_gpu_slot(
     (first_start, first_end), (second_start, second_end) = spans
     assert first_end <= second_start, f"fine_tune runs overlapped: {spans}"
     assert len(Registry(registry_db).list_versions("intent")) == before + 2
+
+
+def test_broker_restart_keeps_queued_tasks(
+    cluster: Cluster, ingested: str, registry_db: str
+) -> None:
+    """fine_tune waits in Redis (no gpu worker up) while Redis restarts; it is not lost."""
+    [gpu] = [p for p in cluster.processes if p.name == "worker-gpu" and p.alive()]
+    gpu.stop()
+    with cluster.client() as client:
+        run = _trigger(client, "intent_retrain", RETRAIN_CONF)
+
+        def waiting() -> bool:
+            ti = _tasks(client, "intent_retrain", run).get("fine_tune", {})
+            return ti.get("state") == "queued" and cluster.queued_messages("gpu") == 1
+
+        wait_for(waiting, 120, "fine_tune queued in the broker", 1.0, cluster.logs)
+        cluster.restart_broker()
+        assert cluster.queued_messages("gpu") == 1, "the queued task was lost with the broker"
+        cluster.start_worker("worker-gpu", "gpu")
+        assert _wait_run(cluster, client, "intent_retrain", run) == "success", cluster.logs()
+        fine_tune = _tasks(client, "intent_retrain", run)["fine_tune"]
+    # Run from the message that survived, not from a retry or a re-queue after a timeout.
+    assert (fine_tune["hostname"], fine_tune["try_number"]) == ("worker-gpu", 1)
 
 
 def test_worker_killed_mid_task_is_retried_on_another(cluster: Cluster, ingested: str) -> None:
