@@ -8,9 +8,14 @@ allows the CPU.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -43,3 +48,35 @@ def training_device(require_gpu: bool) -> str:
         )
     log.warning("%s: training on the CPU (INTENTFLOW_REQUIRE_GPU=true fails instead)", detail)
     return "cpu"
+
+
+@contextmanager
+def gpu_lease(device_count: int, lock_dir: Path | None = None) -> Iterator[int | None]:
+    """Hold one GPU index for this process while training; None when there are no GPUs.
+
+    A gpu worker with N GPUs runs N trainings at once (concurrency N, N pool slots); without
+    this each would take CUDA device 0. An exclusive lock file per GPU, released by the OS
+    when the process dies, gives each training its own device.
+    """
+    if device_count <= 0:
+        yield None
+        return
+    folder = lock_dir or Path(tempfile.gettempdir())
+    for index in range(device_count):
+        handle = open(folder / f"intentflow-gpu-{index}.lock", "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        try:
+            log.info("holding GPU %d of %d", index, device_count)
+            yield index
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+        return
+    raise GPUUnavailableError(
+        f"all {device_count} GPUs on {socket.gethostname()} are held by other trainings: "
+        "the gpu worker's concurrency (and the gpu pool) must not exceed its GPUs"
+    )

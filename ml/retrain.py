@@ -61,18 +61,25 @@ def train_config(params: dict[str, Any]) -> Any:
 def train_step(
     snapshot: dict[str, Any], params: dict[str, Any], run_key: str, cfg: Settings | None = None
 ) -> dict[str, Any]:
-    from ml.device import training_device
+    from ml.device import gpu_lease, training_device
     from ml.train import fine_tune
 
     cfg = cfg or settings()
     # First: a gpu worker without its GPU fails here, before any data or model is loaded.
-    training_device(cfg.require_gpu)
+    device = training_device(cfg.require_gpu)
     # An empty param means "the default": the configured base model, then TrainConfig's.
     given = {k: v for k, v in params.items() if v not in (None, "")}
     config = train_config({"base_model": cfg.base_model, **given})
     safe_key = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_key)
     out_dir = cfg.artifacts / cfg.model_name / safe_key / "model"
-    return fine_tune(Path(snapshot["path"]), out_dir, config)
+    if device != "cuda":
+        return fine_tune(Path(snapshot["path"]), out_dir, config)
+    import torch
+
+    # One GPU per training when a worker runs several at once; "cuda" is then that device.
+    with gpu_lease(torch.cuda.device_count()) as index:
+        torch.cuda.set_device(index)
+        return fine_tune(Path(snapshot["path"]), out_dir, config)
 
 
 def evaluate_step(

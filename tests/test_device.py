@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ml.config import settings
-from ml.device import GPUUnavailableError, training_device
+from ml.device import GPUUnavailableError, gpu_lease, training_device
 from ml.retrain import train_step
 
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
@@ -58,3 +58,15 @@ def test_required_gpu_missing_fails_before_training(
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_present_is_used() -> None:
     assert training_device(require_gpu=True) == "cuda"
+
+
+def test_concurrent_trainings_each_hold_their_own_gpu(tmp_path: Path) -> None:
+    """A gpu worker with concurrency 2 on 2 GPUs: each training leases a different device."""
+    with gpu_lease(2, tmp_path) as first, gpu_lease(2, tmp_path) as second:
+        assert {first, second} == {0, 1}
+        with pytest.raises(GPUUnavailableError, match="all 2 GPUs"), gpu_lease(2, tmp_path):
+            pass
+    with gpu_lease(2, tmp_path) as again:
+        assert again == 0, "a finished training gives its GPU back"
+    with gpu_lease(0, tmp_path) as none:
+        assert none is None
