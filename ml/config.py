@@ -118,6 +118,8 @@ class Settings:
     promotion_min_improvement: float = DEFAULT_MIN_IMPROVEMENT
     promotion_max_class_regression: float = DEFAULT_MAX_CLASS_REGRESSION
     promotion_min_test_size: int = DEFAULT_MIN_TEST_SIZE
+    # Fail training without a GPU instead of falling back to the CPU (gpu-queue workers).
+    require_gpu: bool = False
 
     @property
     def lake(self) -> Path:
@@ -179,4 +181,18 @@ def settings() -> Settings:
         promotion_min_test_size=int(
             _env_number("INTENTFLOW_PROMOTION_MIN_TEST_SIZE", DEFAULT_MIN_TEST_SIZE, int)
         ),
+        require_gpu=_flag("INTENTFLOW_REQUIRE_GPU"),
     )
+
+
+def _flag(name: str) -> bool:
+    """An on/off environment variable; anything unrecognised is an error, not "off"."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return False
+    normal = value.strip().lower()
+    if normal in ("1", "true", "yes", "on"):
+        return True
+    if normal in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {value!r}")

@@ -62,9 +62,12 @@ def train_config(params: dict[str, Any]) -> Any:
 def train_step(
     snapshot: dict[str, Any], params: dict[str, Any], run_key: str, cfg: Settings | None = None
 ) -> dict[str, Any]:
+    from ml.device import gpu_lease, training_device
     from ml.train import METRICS_FILE, artifact_summary, fine_tune
 
     cfg = cfg or settings()
+    # First: a gpu worker without its GPU fails here, before any data or model is loaded.
+    device = training_device(cfg.require_gpu)
     # An empty param means "the default": the configured base model, then TrainConfig's.
     given = {k: v for k, v in params.items() if v not in (None, "")}
     config = train_config({"base_model": cfg.base_model, **given})
@@ -74,10 +77,21 @@ def train_step(
         # A retry after the artifact was written (say the worker died before reporting).
         log.info("artifact %s already complete: reused", run_dir / "model")
         return artifact_summary(run_dir / "model")
-    # Checkpoints per epoch: a retried task resumes where the killed one stopped.
-    result = fine_tune(Path(snapshot["path"]), run_dir / "model", config, run_dir / "checkpoints")
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the artifact supersedes them
-    return result
+
+    def train() -> dict[str, Any]:
+        # Checkpoints per epoch: a retried task resumes where the killed one stopped.
+        out = fine_tune(Path(snapshot["path"]), run_dir / "model", config, run_dir / "checkpoints")
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the artifact supersedes them
+        return out
+
+    if device != "cuda":
+        return train()
+    import torch
+
+    # One GPU per training when a worker runs several at once; "cuda" is then that device.
+    with gpu_lease(torch.cuda.device_count()) as index:
+        torch.cuda.set_device(index)
+        return train()
 
 
 def evaluate_step(
