@@ -8,7 +8,7 @@ it when the promotion policy says it is better.
 | task | does |
 |---|---|
 | `snapshot` | freezes the window of lake partitions into train/validation/test (split by conversation id, content-hashed) |
-| `fine_tune` | trains from the base model on the `gpu` queue and pool (CUDA when the worker has it, else CPU) |
+| `fine_tune` | trains from the base model on the `gpu` queue and pool (CUDA when the worker has it; else the CPU, or a failure where `INTENTFLOW_REQUIRE_GPU` is set) |
 | `evaluate` | accuracy, macro-F1 and per-class scores on the test split, for the new model and the champion |
 | `register` | a new version in the registry with its metrics, artifact sha256 and lineage |
 | `promote` | moves `champion` to the new version when the policy allows; otherwise it becomes `challenger` |
@@ -18,6 +18,7 @@ Leave a param empty to use the library default.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pendulum
@@ -35,7 +36,9 @@ def _window_end(params: dict, data_interval_end, run_after) -> str:
     schedule="0 3 * * *",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=1,
+    # One run at a time by default; a GPU cluster may allow more: the `gpu` pool still bounds
+    # concurrent trainings to one per GPU.
+    max_active_runs=int(os.environ.get("INTENTFLOW_RETRAIN_MAX_ACTIVE_RUNS", "1")),
     default_args={"retries": 1, "retry_delay": timedelta(minutes=2)},
     params={
         "window_days": Param(
@@ -110,7 +113,7 @@ def intent_retrain():
         lineage = {
             "dag_id": dag_run.dag_id,
             "run_id": dag_run.run_id,
-            "logical_date": str(dag_run.logical_date) if dag_run.logical_date else None,
+            "logical_date": dag_run.logical_date,
             "actor": f"airflow:{dag_run.dag_id}",
         }
         return register_step(snap, trained, evaluation, lineage)

@@ -74,3 +74,31 @@ def assert_safetensors_only(path: Path) -> None:
         )
     if not (root / WEIGHTS_FILE).is_file():
         raise ArtifactIntegrityError(f"artifact {root} has no {WEIGHTS_FILE}")
+
+
+def local_path(uri: str) -> Path | None:
+    """The local directory an artifact URI names (a path or file://), None for remote URLs."""
+    if uri.startswith("file://"):
+        return Path(uri.removeprefix("file://"))
+    if "://" in uri:
+        return None
+    return Path(uri)
+
+
+def check_artifact(uri: str, expected_sha256: str) -> None:
+    """Raise :class:`ArtifactIntegrityError` unless the artifact exists and matches its hash.
+
+    Remote URLs (s3://, gs://...) are checked for existence through fsspec only: hashing them
+    would download the weights.
+    """
+    path = local_path(uri)
+    if path is None:
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(uri)
+        if not fs.exists(root):
+            raise ArtifactIntegrityError(f"artifact {uri} is missing")
+        return
+    if not path.is_dir():
+        raise ArtifactIntegrityError(f"artifact {uri} is missing (no directory {path})")
+    verify_artifact(path, expected_sha256)

@@ -209,15 +209,62 @@ def predict(
     )
 
 
+def _registry(**kwargs: Any) -> Any:
+    """The configured registry, or a clear error (bad settings, old schema, database down)."""
+    from ml.config import ConfigError
+    from ml.registry import Registry, RegistryError
+
+    try:
+        return Registry(settings().registry_url, **kwargs)
+    except (RegistryError, ConfigError) as exc:
+        _fail(str(exc))
+
+
+def _default_actor() -> str:
+    import getpass
+
+    return os.environ.get("USER") or getpass.getuser()
+
+
+Reason = Annotated[str, typer.Option(help="Why (stored in the audit log; required).")]
+Actor = Annotated[
+    str | None, typer.Option(help="Who decides (stored in the audit log); default: $USER.")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+@registry_app.command("upgrade")
+def registry_upgrade(as_json: AsJson = False) -> None:
+    """Create or migrate the registry schema to the latest revision (alias: migrate)."""
+    registry = _registry(auto_upgrade=True)
+    before, now = registry.schema
+    state = f"upgraded from {before or 'empty'} to {now}" if before != now else f"already at {now}"
+    _emit(
+        {"url": registry.where, "from": before, "to": now},
+        as_json,
+        f"registry {registry.where}: {state}",
+    )
+
+
+# `migrate`, as in `airflow db migrate`.
+registry_app.command("migrate", help="Alias of `upgrade`.")(registry_upgrade)
+
+
 @registry_app.command("list")
 def registry_list(
     model: Annotated[str | None, typer.Option(help="Only this registered model.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Versions with their aliases and test metrics."""
-    from ml.registry import Registry
+    from ml.registry import RegistryError
 
-    versions = Registry(settings().registry_url).list_versions(model)
+    registry = _registry()
+    try:
+        versions = registry.list_versions(model)
+        if model is not None and not versions:
+            registry.get(model)  # raises "model ... is not registered (registered models: ...)"
+    except RegistryError as exc:
+        _fail(str(exc))
     rows = [_version_row(v) for v in versions]
     lines = [f"{'model':<12}{'version':>8}  {'aliases':<22}{'accuracy':>9}{'macro-F1':>9}  created"]
     for r in rows:
@@ -227,6 +274,186 @@ def registry_list(
             f"{acc if acc is None else f'{acc:.4f}':>9}{f1 if f1 is None else f'{f1:.4f}':>9}  {r['created_at']:%Y-%m-%d %H:%M}"
         )
     _emit(rows, as_json, "\n".join(lines) if rows else "no registered versions")
+
+
+def _resolve(ref: str) -> Any:
+    from ml.registry import RegistryError
+
+    try:
+        return _registry().resolve(ref)
+    except RegistryError as exc:
+        _fail(str(exc))
+
+
+def _info_dict(v: Any) -> dict[str, Any]:
+    import dataclasses
+
+    return dataclasses.asdict(v)
+
+
+@registry_app.command("show")
+def registry_show(
+    ref: Annotated[str, typer.Argument(help="NAME@ALIAS, NAME:VERSION or NAME (= champion).")],
+    as_json: AsJson = False,
+) -> None:
+    """One version: aliases, metrics, lineage and its audit trail."""
+    from ml.registry import RegistryError
+
+    registry = _registry()
+    try:
+        v = registry.resolve(ref)
+        audit = [r for r in registry.audit(v.model) if r["version"] == v.version]
+    except RegistryError as exc:
+        _fail(str(exc))
+    test = v.metrics.get("test", {})
+    lines = [
+        f"{v.model}:{v.version}  aliases={','.join(v.aliases) or '-'}  created {v.created_at:%Y-%m-%d %H:%M} by {v.created_by}",
+        f"  artifact  {v.artifact_uri}  sha256 {v.artifact_sha256}",
+        f"  data      snapshot {v.data_snapshot_hash}",
+        f"  run       {v.dag_id or '-'} / {v.run_id or '-'}",
+    ]
+    for name in sorted(k for k in test if k != "per_class"):
+        lines.append(f"  test {name:<16}{test[name]:.4f}")
+    for label, per in sorted(test.get("per_class", {}).items()):
+        lines.append(
+            f"    {label:<24} f1 {per.get('f1', float('nan')):.4f}  n={per.get('support', '?')}"
+        )
+    for r in audit:
+        lines.append(
+            f"  {r['at']:%Y-%m-%d %H:%M}  {r['action']:<10}{r['alias'] or '':<12}{r['actor']}: {r['reason'] or ''}"
+        )
+    _emit(_info_dict(v) | {"audit": audit}, as_json, "\n".join(lines))
+
+
+@registry_app.command("lineage")
+def registry_lineage(
+    ref: Annotated[str, typer.Argument(help="NAME@ALIAS, NAME:VERSION or NAME (= champion).")],
+    as_json: AsJson = False,
+) -> None:
+    """Which data, base model, code and run made a version: `intent@champion`."""
+    v = _resolve(ref)
+    lineage = {
+        "model": v.model,
+        "version": v.version,
+        "aliases": list(v.aliases),
+        "dag_id": v.dag_id,
+        "run_id": v.run_id,
+        "logical_date": v.logical_date,
+        "data_snapshot_hash": v.data_snapshot_hash,
+        "partitions": v.lineage.get("partitions", []),
+        "window": v.lineage.get("window"),
+        "base_model": v.base_model,
+        "base_model_sha256": v.base_model_sha256,
+        "code_version": v.code_version,
+        "params": v.params,
+        "artifact_uri": v.artifact_uri,
+        "artifact_sha256": v.artifact_sha256,
+        "created_by": v.created_by,
+        "created_at": v.created_at,
+    }
+    parts = [
+        f"{p['day']} ({p.get('content_hash', '?')[:12]})" if isinstance(p, dict) else str(p)
+        for p in lineage["partitions"]
+    ]
+    lines = [f"{v.model}:{v.version} ({','.join(v.aliases) or 'no alias'})"]
+    for key in ("dag_id", "run_id", "logical_date", "data_snapshot_hash"):
+        lines.append(f"  {key:<20}{lineage[key] if lineage[key] is not None else '-'}")
+    lines.append(f"  {'partitions':<20}{', '.join(parts) or '-'}")
+    for key in (
+        "base_model",
+        "base_model_sha256",
+        "code_version",
+        "artifact_uri",
+        "artifact_sha256",
+    ):
+        lines.append(f"  {key:<20}{lineage[key] if lineage[key] is not None else '-'}")
+    lines.append(f"  {'params':<20}{json.dumps(v.params, sort_keys=True)}")
+    _emit(lineage, as_json, "\n".join(lines))
+
+
+@registry_app.command("promote")
+def registry_promote(
+    ref: Annotated[str, typer.Argument(help="The version to promote: NAME:VERSION or NAME@ALIAS.")],
+    reason: Reason,
+    actor: Actor = None,
+    alias: Annotated[str, typer.Option(help="The alias to move.")] = "champion",
+    as_json: AsJson = False,
+) -> None:
+    """Point an alias (default: champion) at a version, by hand; audited with actor and reason."""
+    from ml.promotion import promote_manually
+    from ml.registry import RegistryError
+
+    who = actor or _default_actor()
+    try:
+        v = promote_manually(_registry(), ref, actor=who, reason=reason, alias=alias)
+    except RegistryError as exc:
+        _fail(str(exc))
+    _emit(
+        {"model": v.model, "version": v.version, "alias": alias, "actor": who, "reason": reason},
+        as_json,
+        f"{v.model}@{alias} → {v.model}:{v.version} (by {who}: {reason})",
+    )
+
+
+@registry_app.command("rollback")
+def registry_rollback(
+    model: Annotated[str, typer.Argument(help="The registered model, e.g. intent.")],
+    reason: Reason,
+    actor: Actor = None,
+    to: Annotated[
+        int | None,
+        typer.Option(min=1, help="Version to return to; default: the previous champion."),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Move the champion back; audited with actor and reason."""
+    from ml.promotion import rollback
+    from ml.registry import RegistryError
+
+    who = actor or _default_actor()
+    try:
+        v = rollback(_registry(), model, actor=who, reason=reason, version=to)
+    except RegistryError as exc:
+        _fail(str(exc))
+    _emit(
+        {
+            "model": v.model,
+            "version": v.version,
+            "alias": "champion",
+            "actor": who,
+            "reason": reason,
+        },
+        as_json,
+        f"{v.model}@champion → {v.model}:{v.version} (rollback by {who}: {reason})",
+    )
+
+
+@registry_app.command("diff")
+def registry_diff(
+    a: Annotated[str, typer.Argument(help="First version (NAME:VERSION or NAME@ALIAS).")],
+    b: Annotated[str, typer.Argument(help="Second version.")],
+    as_json: AsJson = False,
+) -> None:
+    """Two versions side by side: metrics (overall and per class) and params that differ."""
+    from ml.registry import diff_versions
+
+    left, right = _resolve(a), _resolve(b)
+    d = diff_versions(left, right)
+    lines = [f"{'':<34}{a:>14}{b:>14}{'delta':>10}"]
+    for row in d["metrics"]:
+        label = f"{row['split']}/{row['class'] + '/' if row['class'] else ''}{row['name']}"
+        lines.append(
+            f"{label:<34}{_num(row['a']):>14}{_num(row['b']):>14}{_num(row['delta'], True):>10}"
+        )
+    for key, (x, y) in d["params"].items():
+        lines.append(f"param {key:<28}{x!s:>14}{y!s:>14}")
+    _emit(d, as_json, "\n".join(lines))
+
+
+def _num(x: float | None, signed: bool = False) -> str:
+    if x is None:
+        return "-"
+    return f"{x:+.4f}" if signed else f"{x:.4f}"
 
 
 def _version_row(v: Any) -> dict[str, Any]:
@@ -247,11 +474,10 @@ def _version_row(v: Any) -> dict[str, Any]:
 def report(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """What is in the lake (rows and quarantine per day) and in the registry."""
     from ml import lake
-    from ml.registry import Registry
 
     cfg = settings()
     days = [lake.read_manifest(cfg.lake, d) for d in lake.list_partitions(cfg.lake)]
-    versions = [_version_row(v) for v in Registry(cfg.registry_url).list_versions(cfg.model_name)]
+    versions = [_version_row(v) for v in _registry().list_versions(cfg.model_name)]
     lines = [f"lake {cfg.lake}", f"{'day':<12}{'read':>7}{'written':>9}{'quarantined':>13}  rules"]
     for m in days:
         rules = ", ".join(f"{k}={v}" for k, v in m["quarantine_rules"].items())

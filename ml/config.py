@@ -33,6 +33,76 @@ def default_base_model() -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / "model")
 
 
+# Promotion policy defaults (ml.promotion.PromotionPolicy); env INTENTFLOW_PROMOTION_*.
+DEFAULT_PROMOTION_METRIC = "macro_f1"  # compared on the test split
+DEFAULT_MIN_IMPROVEMENT = 0.0  # absolute gain over the champion required
+DEFAULT_MAX_CLASS_REGRESSION = 0.10  # largest per-class F1 drop allowed
+DEFAULT_MIN_TEST_SIZE = 20  # fewest test examples to trust the comparison
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value Intentflow cannot use."""
+
+
+def _env_number(name: str, default: float, kind: type[float] | type[int]) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{name}={raw!r} is not {what}") from None
+    if value < 0 or value != value:  # negative or NaN
+        raise ConfigError(f"{name}={raw!r} must be a number >= 0")
+    return value
+
+
+def registry_url_from_env(home: Path) -> str:
+    """INTENTFLOW_REGISTRY_URL, else Airflow's connection `intentflow_registry`, else SQLite.
+
+    Airflow exposes a connection defined by environment as AIRFLOW_CONN_INTENTFLOW_REGISTRY
+    (a URI such as postgresql://user:pw@host:5432/db, or JSON); reading that variable keeps
+    Airflow out of ml/. Connections stored only in Airflow's metadata DB are not seen here.
+    """
+    url = os.environ.get("INTENTFLOW_REGISTRY_URL", "").strip()
+    if url:
+        return url
+    conn = os.environ.get("AIRFLOW_CONN_INTENTFLOW_REGISTRY", "").strip()
+    if conn:
+        return airflow_conn_to_url(conn)
+    return f"sqlite:///{home / 'registry.db'}"
+
+
+def airflow_conn_to_url(conn: str) -> str:
+    """An Airflow connection (URI or JSON form) as a SQLAlchemy URL."""
+    import json
+    from urllib.parse import quote
+
+    if conn.startswith("{"):
+        try:
+            c = json.loads(conn)
+        except ValueError as exc:
+            raise ConfigError(f"AIRFLOW_CONN_INTENTFLOW_REGISTRY is not valid JSON: {exc}") from exc
+        kind = c.get("conn_type") or ""
+        user = quote(c.get("login") or "", safe="")
+        password = quote(c.get("password") or "", safe="")
+        auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+        port = f":{c['port']}" if c.get("port") else ""
+        conn = f"{kind}://{auth}{c.get('host') or ''}{port}/{c.get('schema') or ''}"
+    scheme, sep, rest = conn.partition("://")
+    if not sep:
+        raise ConfigError(f"AIRFLOW_CONN_INTENTFLOW_REGISTRY={conn!r} is not a connection URI")
+    # Airflow's connection type `postgres` is SQLAlchemy's `postgresql` (psycopg2 installed).
+    drivers = {"postgres": "postgresql+psycopg2", "postgresql": "postgresql+psycopg2"}
+    if scheme not in drivers and not scheme.startswith(("postgresql+", "sqlite")):
+        raise ConfigError(
+            f"AIRFLOW_CONN_INTENTFLOW_REGISTRY has connection type {scheme!r}: "
+            "the registry supports postgres and sqlite"
+        )
+    return f"{drivers.get(scheme, scheme)}://{rest}"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved configuration. Paths live under `home` unless overridden."""
@@ -42,6 +112,14 @@ class Settings:
     model_name: str
     source: str
     base_model: str | None  # None: the packaged MiniLM-L6
+    # Fixed labeled files every retrain is also scored on, by name (INTENTFLOW_GOLDEN_SETS).
+    golden_sets: dict[str, Path]
+    promotion_metric: str = DEFAULT_PROMOTION_METRIC
+    promotion_min_improvement: float = DEFAULT_MIN_IMPROVEMENT
+    promotion_max_class_regression: float = DEFAULT_MAX_CLASS_REGRESSION
+    promotion_min_test_size: int = DEFAULT_MIN_TEST_SIZE
+    # Fail training without a GPU instead of falling back to the CPU (gpu-queue workers).
+    require_gpu: bool = False
 
     @property
     def lake(self) -> Path:
@@ -71,14 +149,50 @@ class Settings:
         return self.base_model or default_base_model()
 
 
+def parse_golden_sets(spec: str) -> dict[str, Path]:
+    """`name=path[,name=path...]`: each file .parquet/.csv/.jsonl with text and label columns."""
+    sets: dict[str, Path] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ValueError(f"INTENTFLOW_GOLDEN_SETS: expected name=path, got {item!r}")
+        sets[name.strip()] = Path(path.strip()).expanduser()
+    return sets
+
+
 def settings() -> Settings:
     """Read the environment now (not at import), so tests and tasks can change it."""
     home = Path(os.environ.get("INTENTFLOW_HOME", ".intentflow")).expanduser().absolute()
-    registry_url = os.environ.get("INTENTFLOW_REGISTRY_URL") or f"sqlite:///{home / 'registry.db'}"
     return Settings(
         home=home,
-        registry_url=registry_url,
+        registry_url=registry_url_from_env(home),
         model_name=os.environ.get("INTENTFLOW_MODEL_NAME", DEFAULT_MODEL_NAME),
         source=os.environ.get("INTENTFLOW_SOURCE") or str(home / DEFAULT_SOURCE_SUBDIR),
         base_model=os.environ.get("INTENTFLOW_BASE_MODEL") or None,
+        golden_sets=parse_golden_sets(os.environ.get("INTENTFLOW_GOLDEN_SETS", "")),
+        promotion_metric=os.environ.get("INTENTFLOW_PROMOTION_METRIC", "").strip()
+        or DEFAULT_PROMOTION_METRIC,
+        promotion_min_improvement=_env_number(
+            "INTENTFLOW_PROMOTION_MIN_IMPROVEMENT", DEFAULT_MIN_IMPROVEMENT, float
+        ),
+        promotion_max_class_regression=_env_number(
+            "INTENTFLOW_PROMOTION_MAX_CLASS_REGRESSION", DEFAULT_MAX_CLASS_REGRESSION, float
+        ),
+        promotion_min_test_size=int(
+            _env_number("INTENTFLOW_PROMOTION_MIN_TEST_SIZE", DEFAULT_MIN_TEST_SIZE, int)
+        ),
+        require_gpu=_flag("INTENTFLOW_REQUIRE_GPU"),
     )
+
+
+def _flag(name: str) -> bool:
+    """An on/off environment variable; anything unrecognised is an error, not "off"."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return False
+    normal = value.strip().lower()
+    if normal in ("1", "true", "yes", "on"):
+        return True
+    if normal in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {value!r}")

@@ -7,7 +7,6 @@ this module at parse time, and the scheduler must not pay for torch on every par
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,8 +24,10 @@ LABELS_FILE = "labels.json"
 TRAIN_CONFIG_FILE = "train_config.json"
 # Used only when an artifact lacks train_config.json: the TrainConfig default.
 FALLBACK_MAX_LENGTH = 128
-# How many test texts to time one at a time: enough for a stable median, cheap on CPU.
-LATENCY_SAMPLES = 5
+# How many test texts to time one at a time: enough for a p95, cheap on CPU.
+LATENCY_SAMPLES = 40
+# How many texts to push through at batch 64 for the throughput figure.
+THROUGHPUT_SAMPLES = 256
 
 
 @dataclass(frozen=True)
@@ -212,33 +213,138 @@ def read_labeled(
     return table["text"], table["intent"]
 
 
+def top_k_accuracy(probs: np.ndarray, true_ids: np.ndarray, k: int) -> float:
+    """Share of examples whose label is among the k most probable (-1 ids: never)."""
+    if len(true_ids) == 0:
+        return 0.0
+    top = np.argsort(-probs, axis=1)[:, :k]
+    return float((top == true_ids[:, None]).any(axis=1).mean())
+
+
+def expected_calibration_error(probs: np.ndarray, true_ids: np.ndarray, bins: int = 15) -> float:
+    """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins.
+
+    A router that thresholds on probability needs probabilities that mean what they say.
+    """
+    if len(true_ids) == 0:
+        return 0.0
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == true_ids
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+def confusion_matrix(
+    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
+) -> dict[str, Any]:
+    """Counts[true][predicted] over `labels` plus any other label seen, as JSON-ready lists."""
+    classes = list(dict.fromkeys(labels)) + sorted((set(y_true) | set(y_pred)) - set(labels))
+    index = {label: i for i, label in enumerate(classes)}
+    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    np.add.at(matrix, ([index[y] for y in y_true], [index[y] for y in y_pred]), 1)
+    return {"labels": classes, "matrix": matrix.tolist()}
+
+
+def plot_confusion(confusion: dict[str, Any], path: Path, title: str) -> Path:
+    """A PNG heat map, rows normalised by support so small classes stay readable."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on workers
+    import matplotlib.pyplot as plt
+
+    labels, matrix = confusion["labels"], np.array(confusion["matrix"], dtype=np.float64)
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    size = max(6.0, 0.32 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for (r, c), n in np.ndenumerate(matrix):
+        if n:
+            ax.text(
+                c,
+                r,
+                int(n),
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if share[r, c] > 0.5 else "black",
+            )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def latency(classifier: Classifier, texts: Sequence[str]) -> dict[str, float]:
+    """Per-message latency at batch 1 (p50/p95, what a router pays per conversation) and
+    throughput at batch 64 (what a backfill scoring job gets), on this process's device."""
+    if not texts:
+        return {}
+    single = list(texts[:LATENCY_SAMPLES])
+    classifier.predict(single[:1], batch_size=1)  # warm-up: first call pays lazy init
+    timings = []
+    for text in single:
+        start = time.perf_counter()
+        classifier.predict([text], batch_size=1)
+        timings.append((time.perf_counter() - start) * 1000)
+    bulk = (list(texts) * (THROUGHPUT_SAMPLES // len(texts) + 1))[:THROUGHPUT_SAMPLES]
+    start = time.perf_counter()
+    classifier.predict(bulk, batch_size=64)
+    elapsed = time.perf_counter() - start
+    return {
+        "latency_ms_p50": round(float(np.percentile(timings, 50)), 3),
+        "latency_ms_p95": round(float(np.percentile(timings, 95)), 3),
+        "throughput_per_s_batch64": round(len(bulk) / elapsed, 1),
+    }
+
+
 def evaluate_model(
     artifact_dir: Path,
     data: Path,
     expected_sha256: str | None = None,
     text_column: str = "text",
     label_column: str = "label",
+    report_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Score an artifact on labeled data: :func:`classification_metrics` plus batch-1 latency.
+    """Score an artifact on labeled data.
 
+    Returns accuracy, macro/weighted F1, per-class precision/recall/F1, top-3 accuracy,
+    expected calibration error and latency (all numbers, ready for the registry). With
+    `report_dir`, also writes metrics.json and the confusion matrix as JSON and PNG there.
     `data` is a labeled .parquet/.csv/.jsonl file, or a snapshot directory (its test split is
     used). Intents the model does not know count as misses.
     """
     classifier = Classifier.load(artifact_dir, expected_sha256)
     texts, y_true = read_labeled(data, text_column, label_column)
-    y_pred = [p.label for p in classifier.predict(texts)]
+    probs = classifier.predict_proba(texts)
+    y_pred = [classifier.labels[j] for j in probs.argmax(axis=1)] if len(texts) else []
+    index = {label: i for i, label in enumerate(classifier.labels)}
+    true_ids = np.array([index.get(y, -1) for y in y_true], dtype=np.int64)
     metrics = classification_metrics(y_true, y_pred, classifier.labels)
-    metrics["latency_ms_p50"] = _latency_ms_p50(classifier, texts[:LATENCY_SAMPLES])
+    metrics["top3_accuracy"] = top_k_accuracy(probs, true_ids, 3)
+    metrics["ece"] = expected_calibration_error(probs, true_ids)
+    metrics.update(latency(classifier, texts))
+    if report_dir is not None:
+        write_report(metrics, confusion_matrix(y_true, y_pred, classifier.labels), report_dir)
     return metrics
 
 
-def _latency_ms_p50(classifier: Classifier, texts: list[str]) -> float | None:
-    """Median wall time of one single-text prediction: what a router pays per conversation."""
-    if not texts:
-        return None
-    timings = []
-    for text in texts:
-        start = time.perf_counter()
-        classifier.predict([text], batch_size=1)
-        timings.append((time.perf_counter() - start) * 1000)
-    return round(statistics.median(timings), 3)
+def write_report(metrics: dict[str, Any], confusion: dict[str, Any], report_dir: Path) -> None:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (report_dir / "confusion_matrix.json").write_text(json.dumps(confusion) + "\n")
+    title = (
+        f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, n={metrics['n']}"
+    )
+    plot_confusion(confusion, report_dir / "confusion_matrix.png", title)

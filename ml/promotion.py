@@ -4,6 +4,11 @@
 explains itself in `reasons`, which end up in the registry's audit trail. The champion's metrics
 must come from evaluating the champion on the challenger's test split, not from its own
 registration, or the comparison is between different test sets.
+
+`promote` applies the policy (the retrain DAG's `promote` task); `promote_manually` and
+`rollback` are an operator's decisions, recorded with actor and reason. All three refuse a
+version whose artifact is missing or does not match its sha256: the alias would point at a
+model nobody can load.
 """
 
 from __future__ import annotations
@@ -11,7 +16,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ml.registry import CHALLENGER, CHAMPION, PER_CLASS, Registry
+from ml.artifacts import ArtifactIntegrityError, check_artifact
+from ml.config import (
+    DEFAULT_MAX_CLASS_REGRESSION,
+    DEFAULT_MIN_IMPROVEMENT,
+    DEFAULT_MIN_TEST_SIZE,
+    DEFAULT_PROMOTION_METRIC,
+    Settings,
+)
+from ml.registry import CHALLENGER, CHAMPION, PER_CLASS, Registry, RegistryError, VersionInfo
 
 # Float slack so that e.g. 0.915 - 0.905 still counts as an improvement of 0.010.
 _EPS = 1e-9
@@ -19,10 +32,28 @@ _EPS = 1e-9
 
 @dataclass(frozen=True)
 class PromotionPolicy:
-    metric: str = "macro_f1"  # compared on the test split
-    min_improvement: float = 0.0  # challenger must beat champion by at least this (absolute)
-    max_class_regression: float = 0.10  # largest per-class F1 drop allowed vs champion
-    min_test_size: int = 20  # smallest test set (sum of per-class support) to trust
+    metric: str = DEFAULT_PROMOTION_METRIC  # compared on the test split
+    min_improvement: float = DEFAULT_MIN_IMPROVEMENT  # absolute gain over the champion
+    max_class_regression: float = DEFAULT_MAX_CLASS_REGRESSION  # largest per-class F1 drop
+    min_test_size: int = DEFAULT_MIN_TEST_SIZE  # smallest test set (summed support) to trust
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.metric, str) or not self.metric or self.metric == PER_CLASS:
+            raise ValueError(f"promotion metric must name a test metric, got {self.metric!r}")
+        for name in ("min_improvement", "max_class_regression", "min_test_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise ValueError(f"promotion policy {name} must be a number >= 0, got {value!r}")
+
+    @classmethod
+    def from_settings(cls, cfg: Settings) -> PromotionPolicy:
+        """The policy configured by INTENTFLOW_PROMOTION_* (see ml.config)."""
+        return cls(
+            metric=cfg.promotion_metric,
+            min_improvement=cfg.promotion_min_improvement,
+            max_class_regression=cfg.promotion_max_class_regression,
+            min_test_size=cfg.promotion_min_test_size,
+        )
 
 
 @dataclass(frozen=True)
@@ -100,6 +131,7 @@ def promote(
     actor: str,
 ) -> Decision:
     """Decide, then move `champion` to the version, or else mark it the `challenger`."""
+    _require_artifact(registry.get(model, version=version))
     decision = decide(challenger_metrics, champion_metrics, policy)
     details: dict[str, Any] = {"reasons": decision.reasons, "policy": asdict(policy)}
     registry.set_alias(
@@ -112,3 +144,35 @@ def promote(
         details=details,
     )
     return decision
+
+
+def _require_artifact(info: VersionInfo) -> None:
+    try:
+        check_artifact(info.artifact_uri, info.artifact_sha256)
+    except (ArtifactIntegrityError, OSError) as exc:
+        raise RegistryError(f"cannot point an alias at {info.model}:{info.version}: {exc}") from exc
+
+
+def promote_manually(
+    registry: Registry, ref: str, *, actor: str, reason: str, alias: str = CHAMPION
+) -> VersionInfo:
+    """An operator moves `alias` (default champion) to the version `ref` names, policy aside."""
+    if not reason or not reason.strip():
+        raise RegistryError("a manual promotion needs a reason")
+    info = registry.resolve(ref)
+    _require_artifact(info)
+    registry.set_alias(
+        info.model, alias, info.version, actor=actor, reason=reason.strip(), action="promote"
+    )
+    return registry.get(info.model, version=info.version)
+
+
+def rollback(
+    registry: Registry, model: str, *, actor: str, reason: str, version: int | None = None
+) -> VersionInfo:
+    """Move `champion` back to `version`, or to the version it held before its last move."""
+    if not reason or not reason.strip():
+        raise RegistryError("a rollback needs a reason")
+    target = version if version is not None else registry.previous_champion(model)
+    _require_artifact(registry.get(model, version=target))
+    return registry.rollback(model, actor=actor, reason=reason.strip(), version=target)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import subprocess
 from datetime import date
 from pathlib import Path
@@ -61,41 +62,86 @@ def train_config(params: dict[str, Any]) -> Any:
 def train_step(
     snapshot: dict[str, Any], params: dict[str, Any], run_key: str, cfg: Settings | None = None
 ) -> dict[str, Any]:
-    from ml.train import fine_tune
+    from ml.device import gpu_lease, training_device
+    from ml.train import METRICS_FILE, artifact_summary, fine_tune
 
     cfg = cfg or settings()
+    # First: a gpu worker without its GPU fails here, before any data or model is loaded.
+    device = training_device(cfg.require_gpu)
     # An empty param means "the default": the configured base model, then TrainConfig's.
     given = {k: v for k, v in params.items() if v not in (None, "")}
     config = train_config({"base_model": cfg.base_model, **given})
     safe_key = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_key)
-    out_dir = cfg.artifacts / cfg.model_name / safe_key / "model"
-    return fine_tune(Path(snapshot["path"]), out_dir, config)
+    run_dir = cfg.artifacts / cfg.model_name / safe_key
+    if (run_dir / "model" / METRICS_FILE).is_file():
+        # A retry after the artifact was written (say the worker died before reporting).
+        log.info("artifact %s already complete: reused", run_dir / "model")
+        return artifact_summary(run_dir / "model")
+
+    def train() -> dict[str, Any]:
+        # Checkpoints per epoch: a retried task resumes where the killed one stopped.
+        out = fine_tune(Path(snapshot["path"]), run_dir / "model", config, run_dir / "checkpoints")
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the artifact supersedes them
+        return out
+
+    if device != "cuda":
+        return train()
+    import torch
+
+    # One GPU per training when a worker runs several at once; "cuda" is then that device.
+    with gpu_lease(torch.cuda.device_count()) as index:
+        torch.cuda.set_device(index)
+        return train()
 
 
 def evaluate_step(
     snapshot: dict[str, Any], trained: dict[str, Any], cfg: Settings | None = None
 ) -> dict[str, Any]:
-    """Score the new model and the current champion on the same test split."""
+    """Score the new model and the current champion on the same test split and golden sets.
+
+    Reports (metrics.json, confusion matrix JSON + PNG) go beside the new model's artifact.
+    """
     from ml.evaluate import evaluate_model
-    from ml.registry import Registry, RegistryError
+    from ml.registry import NotFoundError, Registry
 
     cfg = cfg or settings()
-    test = Path(snapshot["path"]) / "test.parquet"
+    reports = Path(trained["artifact_dir"]).parent / "evaluation"
+    datasets = {"test": Path(snapshot["path"]) / "test.parquet", **cfg.golden_sets}
+
+    def score(artifact: str, sha256: str, who: str) -> dict[str, Any]:
+        return {
+            split: evaluate_model(Path(artifact), data, sha256, report_dir=reports / who / split)
+            for split, data in datasets.items()
+        }
+
+    challenger = score(trained["artifact_dir"], trained["artifact_sha256"], "challenger")
     result: dict[str, Any] = {
-        "challenger": evaluate_model(
-            Path(trained["artifact_dir"]), test, trained["artifact_sha256"]
-        ),
+        "challenger": challenger.pop("test"),
+        "challenger_golden": challenger,
         "champion": None,
+        "champion_golden": None,
         "champion_version": None,
+        "reports": str(reports),
     }
+    registry = Registry(cfg.registry_url)  # an old schema or a dead database fails the task
     try:
-        champion = Registry(cfg.registry_url).get(cfg.model_name, alias=CHAMPION)
-    except RegistryError:
+        champion = registry.get(cfg.model_name, alias=CHAMPION)
+    except NotFoundError:  # only "no champion yet": anything else must not skip the comparison
         log.info("no %s@%s yet: nothing to compare against", cfg.model_name, CHAMPION)
         return result
-    result["champion"] = evaluate_model(Path(champion.artifact_uri), test, champion.artifact_sha256)
-    result["champion_version"] = champion.version
+    theirs = score(champion.artifact_uri, champion.artifact_sha256, f"champion-v{champion.version}")
+    result.update(
+        champion=theirs.pop("test"), champion_golden=theirs, champion_version=champion.version
+    )
     return result
+
+
+def base_model_sha256(base_model: str) -> str | None:
+    """sha256 of a local base model directory; None for a hub id (nothing local to hash)."""
+    from ml.artifacts import directory_sha256
+
+    path = Path(base_model)
+    return directory_sha256(path) if path.is_dir() else None
 
 
 def register_step(
@@ -105,24 +151,42 @@ def register_step(
     lineage: dict[str, Any],
     cfg: Settings | None = None,
 ) -> dict[str, Any]:
+    """Register the trained model with its metrics and lineage.
+
+    `lineage` carries the run: dag_id, run_id, logical_date, actor; the rest (data snapshot,
+    partitions, base model and its hash, code version, parameters) is taken from the steps.
+    """
     from ml.registry import Registry
 
     cfg = cfg or settings()
+    run = dict(lineage)
+    actor = run.pop("actor", "intentflow")
     info = Registry(cfg.registry_url).register_version(
         cfg.model_name,
         artifact_uri=trained["artifact_dir"],
         artifact_sha256=trained["artifact_sha256"],
         base_model=trained["base_model"],
+        base_model_sha256=base_model_sha256(trained["base_model"]),
         data_snapshot_hash=snapshot["hash"],
+        dag_id=run.pop("dag_id", None),
+        run_id=run.pop("run_id", None),
+        logical_date=run.pop("logical_date", None),
+        code_version=code_version(),
         params=trained.get("config", {}),
         lineage={
-            **lineage,
+            **run,
+            "snapshot_path": snapshot.get("path"),
             "window": snapshot["window"],
             "partitions": snapshot["partitions"],
-            "code_version": code_version(),
+            "counts": snapshot.get("counts"),
+            "evaluation_reports": evaluation["reports"],
         },
-        metrics={"test": evaluation["challenger"], "validation": trained["validation"]},
-        actor=lineage.get("actor", "intentflow"),
+        metrics={
+            "test": evaluation["challenger"],
+            "validation": trained["validation"],
+            **{f"golden:{name}": m for name, m in evaluation["challenger_golden"].items()},
+        },
+        actor=actor,
     )
     return {"model": info.model, "version": info.version}
 
@@ -130,17 +194,19 @@ def register_step(
 def promote_step(
     registered: dict[str, Any], evaluation: dict[str, Any], actor: str, cfg: Settings | None = None
 ) -> dict[str, Any]:
+    """Apply the configured promotion policy (INTENTFLOW_PROMOTION_*); reasons go to the audit."""
     from ml.promotion import PromotionPolicy, promote
     from ml.registry import Registry
 
     cfg = cfg or settings()
+    policy = PromotionPolicy.from_settings(cfg)
     decision = promote(
         Registry(cfg.registry_url),
         registered["model"],
         registered["version"],
         evaluation["challenger"],
         evaluation["champion"],
-        PromotionPolicy(),
+        policy,
         actor,
     )
     outcome = CHAMPION if decision.promote else "challenger"

@@ -18,7 +18,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +75,11 @@ class TrainConfig:
     num_threads: int | None = None
     # Log progress every this many optimizer steps.
     log_every: int = 20
+    # Stop when validation macro-F1 has not improved for this many epochs (the best epoch is
+    # kept either way). None: always run every epoch.
+    early_stopping_patience: int | None = 2
+    # One optimizer step every this many batches: a larger effective batch in the same memory.
+    gradient_accumulation_steps: int = 1
 
 
 @dataclass
@@ -103,8 +108,14 @@ class _Outcome:
     history: list[dict[str, Any]]
 
 
-def fine_tune(snapshot_dir: Path, out_dir: Path, config: TrainConfig) -> dict[str, Any]:
+def fine_tune(
+    snapshot_dir: Path, out_dir: Path, config: TrainConfig, checkpoint_dir: Path | None = None
+) -> dict[str, Any]:
     """Fine-tune on `snapshot_dir` and write a safetensors-only model artifact to `out_dir`.
+
+    With `checkpoint_dir`, the model, optimizer and schedule are saved there after every
+    epoch, and a call that finds a checkpoint resumes from it: a retried task (after a kill
+    or a lost worker) continues instead of starting over, and ends with the same model.
 
     Raises ValueError before any training for an empty train split, fewer than two labels,
     or a base model that is not a local sequence-classification-capable checkpoint, and
@@ -144,7 +155,7 @@ def fine_tune(snapshot_dir: Path, out_dir: Path, config: TrainConfig) -> dict[st
             threads,
             _device().type,
         )
-        outcome = _train(model, tokenizer, train, validation, labels, resolved)
+        outcome = _train(model, tokenizer, train, validation, labels, resolved, checkpoint_dir)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -152,20 +163,23 @@ def fine_tune(snapshot_dir: Path, out_dir: Path, config: TrainConfig) -> dict[st
     _write_artifact(
         out_dir, model, tokenizer, labels, resolved, snapshot, train, outcome, wall_seconds
     )
-    artifact_sha256 = directory_sha256(out_dir)
-    logger.info("wrote artifact %s (sha256 %s)", out_dir, artifact_sha256)
+    logger.info("wrote artifact %s", out_dir)
+    return artifact_summary(out_dir)
+
+
+def artifact_summary(out_dir: Path) -> dict[str, Any]:
+    """What fine_tune returns, read back from a finished artifact (a retried task reuses it)."""
+    metrics = _read_json(out_dir / METRICS_FILE)
+    config = _read_json(out_dir / TRAIN_CONFIG_FILE)
+    keys = ("validation", "samples_per_second", "wall_seconds", "epochs_run", "best_epoch")
     return {
         "artifact_dir": str(out_dir),
-        "artifact_sha256": artifact_sha256,
-        "labels": labels,
-        "validation": outcome.validation,
-        "samples_per_second": outcome.samples_per_second,
-        "wall_seconds": wall_seconds,
-        "epochs_run": outcome.epochs_run,
-        "best_epoch": outcome.best_epoch,
-        "train_loss": outcome.train_loss,
-        "base_model": base_model,
-        "config": asdict(resolved),
+        "artifact_sha256": directory_sha256(out_dir),
+        "labels": _read_json(out_dir / LABELS_FILE),
+        **{k: metrics[k] for k in keys},
+        "train_loss": metrics["train_loss"],
+        "base_model": config["base_model"],
+        "config": {f.name: config[f.name] for f in fields(TrainConfig) if f.name in config},
     }
 
 
@@ -332,6 +346,15 @@ def _optimizer(model: PreTrainedModel, config: TrainConfig) -> torch.optim.Optim
     return torch.optim.AdamW(groups, lr=config.learning_rate, fused=_device().type == "cuda")
 
 
+def _amp_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA where supported, fp16 (with loss scaling) on older GPUs, none on CPU."""
+    import torch
+
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def _train(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -339,15 +362,23 @@ def _train(
     validation: _Split,
     labels: list[str],
     config: TrainConfig,
+    checkpoints: Path | None = None,
 ) -> _Outcome:
     """Run the epochs, validating after each; load the best epoch's weights back at the end."""
     import torch
     from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
 
     device = _device()
+    if device.type == "cuda":
+        # TF32 matmuls: free speed on Ampere+ for the fp32 parts autocast leaves alone.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    amp = _amp_dtype(device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     collate = DataCollatorWithPadding(tokenizer)
-    steps_per_epoch = math.ceil(len(train.encoded) / config.batch_size)
-    total_steps = config.epochs * steps_per_epoch
+    accumulate = max(1, config.gradient_accumulation_steps)
+    batches_per_epoch = math.ceil(len(train.encoded) / config.batch_size)
+    total_steps = config.epochs * math.ceil(batches_per_epoch / accumulate)
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
     optimizer = _optimizer(model, config)
@@ -355,43 +386,49 @@ def _train(
         optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
     )
 
-    step, samples, train_seconds = 0, 0, 0.0
-    # (score, epoch, validation metrics, CPU copy of the weights) of the best epoch so far
-    best: tuple[float, int, dict[str, Any], dict[str, torch.Tensor]] | None = None
-    history: list[dict[str, Any]] = []
+    run = _RunState()
+    if checkpoints is not None:
+        run = _load_checkpoint(checkpoints, config, model, optimizer, scheduler) or run
     window_loss, window_steps = 0.0, 0
-    for epoch in range(1, config.epochs + 1):
-        if step >= total_steps:
+    for epoch in range(run.epoch + 1, config.epochs + 1):
+        if run.step >= total_steps or run.stale_epochs_exhausted(config):
             break
         model.train()
-        epoch_loss, epoch_steps = 0.0, 0
+        epoch_loss, epoch_batches = 0.0, 0
         rng = np.random.default_rng(config.seed + epoch)
-        for batch_ids in _length_grouped_batches(train.lengths, config.batch_size, rng):
-            if step >= total_steps:
+        batches = _length_grouped_batches(train.lengths, config.batch_size, rng)
+        for b, batch_ids in enumerate(batches):
+            if run.step >= total_steps:
                 break
             tick = time.perf_counter()
             batch = collate([train.encoded[i] for i in batch_ids])
             batch = {k: v.to(device) for k, v in batch.items()}
             targets = torch.tensor([train.label_ids[i] for i in batch_ids], device=device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
                 loss = model(**batch, labels=targets).loss
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-
+            scaler.scale(loss / accumulate).backward()
             loss_value = loss.item()  # syncs CUDA, so the timing below is honest
-            train_seconds += time.perf_counter() - tick
-            step, samples = step + 1, samples + len(batch_ids)
-            epoch_loss, epoch_steps = epoch_loss + loss_value, epoch_steps + 1
+            epoch_loss, epoch_batches = epoch_loss + loss_value, epoch_batches + 1
             window_loss, window_steps = window_loss + loss_value, window_steps + 1
-            if step % config.log_every == 0 or step == total_steps:
-                _log_progress(step, total_steps, window_loss / window_steps, samples, train_seconds)
+            run.samples += len(batch_ids)
+            stepped = (b + 1) % accumulate == 0 or b + 1 == len(batches)
+            if stepped:
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                run.step += 1
+            run.train_seconds += time.perf_counter() - tick
+            if stepped and (run.step % config.log_every == 0 or run.step == total_steps):
+                loss_avg = window_loss / window_steps
+                _log_progress(run.step, total_steps, loss_avg, run.samples, run.train_seconds)
                 window_loss, window_steps = 0.0, 0
 
         metrics = _validate(model, tokenizer, validation, labels, config.batch_size)
-        train_loss = epoch_loss / max(epoch_steps, 1)
-        history.append({"epoch": epoch, "steps": step, "train_loss": train_loss, **_brief(metrics)})
+        train_loss = epoch_loss / max(epoch_batches, 1)
+        run.history.append(
+            {"epoch": epoch, "steps": run.step, "train_loss": train_loss, **_brief(metrics)}
+        )
         logger.info(
             "epoch %d/%d: train loss %.4f, validation accuracy %.4f, macro F1 %.4f (n=%d)",
             epoch,
@@ -403,24 +440,135 @@ def _train(
         )
         # Without validation rows there is nothing to choose by: keep the latest epoch.
         score = metrics["macro_f1"] if metrics["n"] else float(epoch)
-        if best is None or score > best[0]:
-            state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            best = (score, epoch, metrics, state)
+        if run.best_epoch == 0 or score > run.best_score:
+            run.best_score, run.best_epoch, run.best_metrics = score, epoch, metrics
+            run.best_state = {
+                k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+            }
+        run.epoch = epoch
+        if checkpoints is not None:
+            _save_checkpoint(checkpoints, config, run, model, optimizer, scheduler)
 
-    assert best is not None  # the train split is non-empty, so at least one epoch ran
-    _, best_epoch, best_metrics, state = best
-    model.load_state_dict(state)
-    kept = history[best_epoch - 1]
-    logger.info("keeping epoch %d (validation macro F1 %.4f)", best_epoch, kept["macro_f1"])
+    if run.best_epoch == 0:
+        raise RuntimeError("no epoch ran: check epochs and max_steps")
+    if run.stale_epochs_exhausted(config) and run.epoch < config.epochs:
+        logger.info(
+            "early stop after epoch %d: no validation macro-F1 gain for %d epochs",
+            run.epoch,
+            config.early_stopping_patience,
+        )
+    model.load_state_dict(run.best_state)
+    kept = run.history[run.best_epoch - 1]
+    logger.info("keeping epoch %d (validation macro F1 %.4f)", run.best_epoch, kept["macro_f1"])
     return _Outcome(
-        best_epoch=best_epoch,
-        validation=best_metrics,
+        best_epoch=run.best_epoch,
+        validation=run.best_metrics,
         train_loss=kept["train_loss"],
-        epochs_run=len(history),
-        steps=step,
-        samples_per_second=samples / train_seconds if train_seconds else 0.0,
-        history=history,
+        epochs_run=len(run.history),
+        steps=run.step,
+        samples_per_second=run.samples / run.train_seconds if run.train_seconds else 0.0,
+        history=run.history,
     )
+
+
+@dataclass
+class _RunState:
+    """Everything a resumed run needs besides model, optimizer and schedule state."""
+
+    epoch: int = 0  # last finished epoch
+    step: int = 0  # optimizer steps so far
+    samples: int = 0
+    train_seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_score: float = 0.0
+    best_epoch: int = 0
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+    best_state: dict[str, Any] = field(default_factory=dict)
+
+    def stale_epochs_exhausted(self, config: TrainConfig) -> bool:
+        patience = config.early_stopping_patience
+        return (
+            patience is not None
+            and self.best_epoch > 0
+            and self.epoch - self.best_epoch >= patience
+        )
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+# checkpoints/epoch-NNN/: model.safetensors, best.safetensors (weights only), optimizer.pt
+# (optimizer + schedule + RNG state, loaded with weights_only=True: tensors and plain data, no
+# code), state.json. Each is written to a temporary folder and renamed, so a kill mid-write
+# leaves the previous checkpoint as the latest complete one.
+
+
+def _config_key(config: TrainConfig) -> dict[str, Any]:
+    """The settings a checkpoint must agree on to be resumed (not threads or logging)."""
+    skip = {"num_threads", "log_every"}
+    return {k: v for k, v in asdict(config).items() if k not in skip}
+
+
+def _save_checkpoint(
+    root: Path,
+    config: TrainConfig,
+    run: _RunState,
+    model: PreTrainedModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+) -> None:
+    import torch
+    from safetensors.torch import save_file, save_model
+
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"epoch-{run.epoch:03d}"
+    tmp = root / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_model(model, str(tmp / "model.safetensors"))
+    save_file({k: v.contiguous() for k, v in run.best_state.items()}, str(tmp / "best.safetensors"))
+    torch.save(
+        {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        },
+        tmp / "optimizer.pt",
+    )
+    state = {k: v for k, v in asdict(run).items() if k != "best_state"}
+    _dump(tmp / "state.json", {"config": _config_key(config), "run": state})
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for old in sorted(root.glob("epoch-*"))[:-1]:  # keep only the latest
+        shutil.rmtree(old, ignore_errors=True)
+    logger.info("checkpoint %s written", final)
+
+
+def _load_checkpoint(
+    root: Path,
+    config: TrainConfig,
+    model: PreTrainedModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+) -> _RunState | None:
+    import torch
+    from safetensors.torch import load_file, load_model
+
+    found = sorted(p for p in root.glob("epoch-*") if (p / "state.json").is_file())
+    if not found:
+        return None
+    latest = found[-1]
+    saved = json.loads((latest / "state.json").read_text(encoding="utf-8"))
+    if saved["config"] != _config_key(config):
+        logger.warning("checkpoint %s was made with other settings: starting over", latest)
+        return None
+    load_model(model, str(latest / "model.safetensors"), device=str(_device()))
+    extra = torch.load(latest / "optimizer.pt", weights_only=True)
+    optimizer.load_state_dict(extra["optimizer"])
+    scheduler.load_state_dict(extra["scheduler"])
+    torch.set_rng_state(extra["torch_rng"])
+    run = _RunState(**saved["run"])
+    run.best_state = load_file(str(latest / "best.safetensors"))
+    logger.info("resuming from %s (epoch %d, step %d)", latest, run.epoch, run.step)
+    return run
 
 
 def _log_progress(step: int, total: int, loss: float, samples: int, seconds: float) -> None:

@@ -1,9 +1,17 @@
--- Intentflow model registry schema (postgresql), idempotent.
--- Generated from ml/registry.py: python -m ml.registry postgresql
--- Registry() creates the same tables and views itself; this file is for operators.
+-- Intentflow model registry schema (postgresql) at revision 0002.
+-- Generated from the migrations in ml/migrations: python -m ml.migrate postgresql
+-- Apply to an empty database, or let `intentflow registry upgrade` do it.
 -- metrics.class_label is NULL for scalar metrics; uniqueness uses COALESCE(.., '').
+BEGIN;
 
-CREATE TABLE IF NOT EXISTS registered_models (
+CREATE TABLE alembic_version (
+    version_num VARCHAR(32) NOT NULL,
+    CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
+);
+
+-- Running upgrade  -> 0001
+
+CREATE TABLE registered_models (
     id SERIAL NOT NULL,
     name VARCHAR(200) NOT NULL,
     task_type VARCHAR(50) DEFAULT 'intent' NOT NULL,
@@ -13,7 +21,7 @@ CREATE TABLE IF NOT EXISTS registered_models (
     CONSTRAINT uq_registered_models_name UNIQUE (name)
 );
 
-CREATE TABLE IF NOT EXISTS model_versions (
+CREATE TABLE model_versions (
     id SERIAL NOT NULL,
     model_id INTEGER NOT NULL,
     version INTEGER NOT NULL,
@@ -26,23 +34,23 @@ CREATE TABLE IF NOT EXISTS model_versions (
     created_at TIMESTAMP WITH TIME ZONE NOT NULL,
     created_by VARCHAR(200) NOT NULL,
     CONSTRAINT pk_model_versions PRIMARY KEY (id),
-    CONSTRAINT uq_model_versions_model_id_version UNIQUE (model_id, version),
-    CONSTRAINT fk_model_versions_model_id_registered_models FOREIGN KEY(model_id) REFERENCES registered_models (id)
+    CONSTRAINT fk_model_versions_model_id_registered_models FOREIGN KEY(model_id) REFERENCES registered_models (id),
+    CONSTRAINT uq_model_versions_model_id_version UNIQUE (model_id, version)
 );
 
-CREATE TABLE IF NOT EXISTS aliases (
+CREATE TABLE aliases (
     id SERIAL NOT NULL,
     model_id INTEGER NOT NULL,
     alias VARCHAR(100) NOT NULL,
     version_id INTEGER NOT NULL,
     updated_at TIMESTAMP WITH TIME ZONE NOT NULL,
     CONSTRAINT pk_aliases PRIMARY KEY (id),
-    CONSTRAINT uq_aliases_model_id_alias UNIQUE (model_id, alias),
     CONSTRAINT fk_aliases_model_id_registered_models FOREIGN KEY(model_id) REFERENCES registered_models (id),
-    CONSTRAINT fk_aliases_version_id_model_versions FOREIGN KEY(version_id) REFERENCES model_versions (id)
+    CONSTRAINT fk_aliases_version_id_model_versions FOREIGN KEY(version_id) REFERENCES model_versions (id),
+    CONSTRAINT uq_aliases_model_id_alias UNIQUE (model_id, alias)
 );
 
-CREATE TABLE IF NOT EXISTS audit_log (
+CREATE TABLE audit_log (
     id SERIAL NOT NULL,
     model_id INTEGER NOT NULL,
     version_id INTEGER,
@@ -57,9 +65,9 @@ CREATE TABLE IF NOT EXISTS audit_log (
     CONSTRAINT fk_audit_log_version_id_model_versions FOREIGN KEY(version_id) REFERENCES model_versions (id)
 );
 
-CREATE INDEX IF NOT EXISTS ix_audit_log_model_id ON audit_log (model_id);
+CREATE INDEX ix_audit_log_model_id ON audit_log (model_id);
 
-CREATE TABLE IF NOT EXISTS metrics (
+CREATE TABLE metrics (
     id SERIAL NOT NULL,
     version_id INTEGER NOT NULL,
     split VARCHAR(100) NOT NULL,
@@ -70,9 +78,9 @@ CREATE TABLE IF NOT EXISTS metrics (
     CONSTRAINT fk_metrics_version_id_model_versions FOREIGN KEY(version_id) REFERENCES model_versions (id)
 );
 
-CREATE UNIQUE INDEX IF NOT EXISTS uq_metrics_version_id_split_name_class_label ON metrics (version_id, split, name, coalesce(class_label, ''));
+CREATE UNIQUE INDEX uq_metrics_version_id_split_name_class_label ON metrics (version_id, split, name, coalesce(class_label, ''));
 
-CREATE OR REPLACE VIEW current_champions AS
+CREATE VIEW current_champions AS
 SELECT m.name AS model,
        v.version AS version,
        acc.value AS accuracy,
@@ -88,7 +96,7 @@ SELECT m.name AS model,
    AND f1.name = 'macro_f1' AND f1.class_label IS NULL
  WHERE a.alias = 'champion';
 
-CREATE OR REPLACE VIEW metric_history AS
+CREATE VIEW metric_history AS
 SELECT m.name AS model,
        v.version AS version,
        x.split AS split,
@@ -99,3 +107,41 @@ SELECT m.name AS model,
   JOIN model_versions v ON v.id = x.version_id
   JOIN registered_models m ON m.id = v.model_id
  WHERE x.class_label IS NULL;
+
+INSERT INTO alembic_version (version_num) VALUES ('0001') RETURNING alembic_version.version_num;
+
+-- Running upgrade 0001 -> 0002
+
+ALTER TABLE model_versions ADD COLUMN base_model_sha256 VARCHAR(64);
+
+ALTER TABLE model_versions ADD COLUMN dag_id VARCHAR(250);
+
+ALTER TABLE model_versions ADD COLUMN run_id VARCHAR(250);
+
+ALTER TABLE model_versions ADD COLUMN logical_date TIMESTAMP WITH TIME ZONE;
+
+ALTER TABLE model_versions ADD COLUMN code_version VARCHAR(100);
+
+CREATE INDEX ix_model_versions_data_snapshot_hash ON model_versions (data_snapshot_hash);
+
+CREATE VIEW alias_lineage AS
+SELECT m.name AS model,
+       a.alias AS alias,
+       v.version AS version,
+       v.data_snapshot_hash AS data_snapshot_hash,
+       v.dag_id AS dag_id,
+       v.run_id AS run_id,
+       v.logical_date AS logical_date,
+       v.base_model AS base_model,
+       v.base_model_sha256 AS base_model_sha256,
+       v.code_version AS code_version,
+       v.artifact_uri AS artifact_uri,
+       v.artifact_sha256 AS artifact_sha256,
+       a.updated_at AS alias_since
+  FROM aliases a
+  JOIN registered_models m ON m.id = a.model_id
+  JOIN model_versions v ON v.id = a.version_id;
+
+UPDATE alembic_version SET version_num='0002' WHERE alembic_version.version_num = '0001';
+
+COMMIT;

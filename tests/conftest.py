@@ -59,6 +59,12 @@ def intentflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "INTENTFLOW_SOURCE",
         "INTENTFLOW_BASE_MODEL",
         "INTENTFLOW_LABELS",
+        "AIRFLOW_CONN_INTENTFLOW_REGISTRY",
+        "INTENTFLOW_PROMOTION_METRIC",
+        "INTENTFLOW_PROMOTION_MIN_IMPROVEMENT",
+        "INTENTFLOW_PROMOTION_MAX_CLASS_REGRESSION",
+        "INTENTFLOW_PROMOTION_MIN_TEST_SIZE",
+        "INTENTFLOW_REQUIRE_GPU",
     ):
         monkeypatch.delenv(name, raising=False)
     return home
@@ -180,6 +186,7 @@ def tiny_train_config(tiny_bert_dir: Path) -> Any:
         batch_size=8,
         warmup_ratio=0.0,
         num_threads=1,  # tiny matrices gain nothing from threads; leave a core to the rest
+        early_stopping_patience=None,  # tests expect every epoch to run unless they say so
     )
 
 

@@ -11,6 +11,9 @@ from typer.testing import CliRunner
 
 from ml.cli import app
 
+# pg_url (PostgreSQL) comes from tests/pg.py.
+pytest_plugins = ("pg",)
+
 runner = CliRunner()
 
 
@@ -79,6 +82,10 @@ def test_train_predict_evaluate_list(
     )
     assert preds[0]["intent"] in {"refund_request", "lost_card", "order_status"}
     assert 0.0 < preds[0]["probability"] <= 1.0
+    # By version number: the same model, the same answer.
+    assert json.loads(invoke("predict", "--model", "intent:1", "my card was stolen", "--json")) == (
+        preds
+    )
 
     metrics = json.loads(
         invoke("evaluate", "--model", "intent:1", "--data", str(labeled_csv), "--json")
@@ -113,3 +120,141 @@ def test_train_on_an_empty_window_fails_clearly(intentflow_home: Path) -> None:
         app, ["train", "--window-days", "3", "--end-date", date(2026, 11, 22).isoformat()]
     )
     assert result.exit_code == 2 and "ingest those days first" in result.output
+
+
+# --- registry commands ----------------------------------------------------------------------
+
+
+def _artifact(folder: Path, content: bytes) -> tuple[str, str]:
+    from ml.artifacts import directory_sha256
+
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(content)
+    return str(folder), directory_sha256(folder)
+
+
+@pytest.fixture
+def two_versions(intentflow_home: Path) -> Path:
+    """intent:1 (champion) and intent:2 in the default SQLite registry, with real artifacts."""
+    from ml.registry import Registry
+
+    with Registry() as reg:
+        for n, f1 in ((1, 0.80), (2, 0.86)):
+            uri, sha = _artifact(intentflow_home / f"art-{n}", b"w%d" % n)
+            reg.register_version(
+                "intent",
+                artifact_uri=uri,
+                artifact_sha256=sha,
+                base_model="minilm",
+                base_model_sha256="ef" * 32,
+                data_snapshot_hash=f"snap-{n}",
+                dag_id="intent_retrain",
+                run_id=f"manual__{n}",
+                code_version="0.1.0+gtest",
+                params={"epochs": n, "learning_rate": 5e-5},
+                lineage={"partitions": [{"day": "2026-11-20", "content_hash": "c" * 64}]},
+                metrics={
+                    "test": {
+                        "accuracy": f1 + 0.05,
+                        "macro_f1": f1,
+                        "per_class": {"lost_card": {"f1": f1, "support": 30}},
+                    }
+                },
+            )
+        reg.set_alias("intent", "champion", 1, actor="dag", reason="first", action="promote")
+    return intentflow_home
+
+
+def fails(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 2, result.output
+    return result.output
+
+
+def test_registry_show_lineage_diff(two_versions: Path) -> None:
+    shown = json.loads(invoke("registry", "show", "intent@champion", "--json"))
+    assert (shown["version"], shown["aliases"]) == (1, ["champion"])
+    assert [r["action"] for r in shown["audit"]] == ["register", "promote"]
+    assert "intent:1  aliases=champion" in invoke("registry", "show", "intent")
+
+    lineage = json.loads(invoke("registry", "lineage", "intent@champion", "--json"))
+    assert lineage["data_snapshot_hash"] == "snap-1" and lineage["run_id"] == "manual__1"
+    assert lineage["partitions"] == [{"day": "2026-11-20", "content_hash": "c" * 64}]
+    assert lineage["base_model_sha256"] == "ef" * 32 and lineage["params"]["epochs"] == 1
+    text = invoke("registry", "lineage", "intent@champion")
+    assert "snap-1" in text and "2026-11-20 (cccccccccccc)" in text
+
+    diff = json.loads(invoke("registry", "diff", "intent:1", "intent:2", "--json"))
+    f1 = next(r for r in diff["metrics"] if r["class"] is None and r["name"] == "macro_f1")
+    assert f1["delta"] == pytest.approx(0.06)
+    assert diff["params"] == {"epochs": [1, 2]}
+    assert "test/lost_card/f1" in invoke("registry", "diff", "intent:1", "intent:2")
+
+
+def test_registry_promote_and_rollback_record_actor_and_reason(
+    two_versions: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("USER", "alice")
+    out = json.loads(
+        invoke("registry", "promote", "intent:2", "--reason", "better on refunds", "--json")
+    )
+    assert (out["version"], out["actor"]) == (2, "alice")
+    out = invoke("registry", "rollback", "intent", "--reason", "latency", "--actor", "bob")
+    assert "intent@champion → intent:1" in out
+    shown = json.loads(invoke("registry", "show", "intent:2", "--json"))
+    assert [(r["action"], r["actor"], r["reason"]) for r in shown["audit"]][-1] == (
+        "promote",
+        "alice",
+        "better on refunds",
+    )
+    assert "--reason" in fails("registry", "promote", "intent:2")  # required
+
+
+def test_registry_commands_fail_clearly_on_bad_input(two_versions: Path) -> None:
+    assert "model 'ghost' is not registered" in fails("registry", "show", "ghost")
+    assert "(registered models: intent)" in fails("registry", "list", "--model", "ghost")
+    assert "has no alias 'staging'" in fails("registry", "lineage", "intent@staging")
+    assert "has no version 7 (latest is 2)" in fails("registry", "diff", "intent:1", "intent:7")
+    assert "has no version 9" in fails("registry", "promote", "intent:9", "--reason", "x")
+    import shutil
+
+    shutil.rmtree(two_versions / "art-2")
+    assert "is missing" in fails("registry", "promote", "intent:2", "--reason", "x")
+    assert "no earlier champion" in fails("registry", "rollback", "intent", "--reason", "x")
+
+
+def test_registry_upgrade_on_postgresql(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ml.migrate import head
+
+    monkeypatch.setenv("INTENTFLOW_REGISTRY_URL", pg_url)
+    assert "run `intentflow registry upgrade`" in fails("registry", "list")
+    out = json.loads(invoke("registry", "upgrade", "--json"))
+    assert (out["from"], out["to"]) == (None, head())
+    assert f"already at {head()}" in invoke("registry", "migrate")
+    assert invoke("registry", "list").strip() == "no registered versions"
+
+
+def test_predict_refuses_a_pickle_even_when_its_hash_was_registered(
+    intentflow_home: Path, tiny_artifact: dict
+) -> None:
+    import shutil
+
+    from ml.artifacts import directory_sha256
+    from ml.registry import Registry
+
+    artifact = intentflow_home / "pickled"
+    shutil.copytree(tiny_artifact["artifact_dir"], artifact)
+    (artifact / "pytorch_model.bin").write_bytes(b"not safe to unpickle")
+    with Registry() as reg:
+        reg.register_version(
+            "intent",
+            artifact_uri=str(artifact),
+            artifact_sha256=directory_sha256(artifact),  # the hash matches: only pickle is wrong
+            base_model="tiny",
+            data_snapshot_hash="s",
+            params={},
+            lineage={},
+            metrics={},
+        )
+    out = fails("predict", "--model", "intent:1", "hello")
+    assert "pickle" in out and "pytorch_model.bin" in out

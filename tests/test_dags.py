@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ml import lake
+from ml.artifacts import directory_sha256
 from ml.config import settings
 from ml.generate import generate
 
@@ -104,7 +105,9 @@ def test_ingest_and_retrain_end_to_end(
 
     [version] = Registry(cfg.registry_url).list_versions(cfg.model_name)
     assert version.version == 1 and version.aliases == ("champion",)
-    assert version.lineage["dag_id"] == "intent_retrain" and version.lineage["run_id"] == run.run_id
+    assert (version.dag_id, version.run_id) == ("intent_retrain", run.run_id)
+    assert version.base_model_sha256 == directory_sha256(tiny_bert_dir)
+    assert version.code_version and version.code_version.startswith("0.1.0")
     assert [p["day"] for p in version.lineage["partitions"]] == [
         "2026-11-20",
         "2026-11-21",

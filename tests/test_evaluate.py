@@ -1,3 +1,4 @@
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -119,3 +120,46 @@ def test_labels_file_must_match_model_config(artifact_copy: Path) -> None:
     (artifact_copy / "labels.json").write_text('["x", "y", "z"]')
     with pytest.raises(ArtifactIntegrityError, match="labels.json"):
         Classifier.load(artifact_copy)
+
+
+# --- ranking, calibration, confusion, report ---------------------------------------------------
+
+
+def test_top_k_accuracy_and_ece_by_hand() -> None:
+    from ml.evaluate import expected_calibration_error, top_k_accuracy
+
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1], [0.2, 0.5, 0.3]])
+    true_ids = np.array([0, 1, 1, -1])  # -1: a label the model does not know
+    assert top_k_accuracy(probs, true_ids, 1) == pytest.approx(1 / 4)
+    assert top_k_accuracy(probs, true_ids, 2) == pytest.approx(3 / 4)
+    # One bin per example here: |acc - conf| = |1-.7|, |0-.6|, |0-.5|, |0-.5| -> mean 0.475
+    assert expected_calibration_error(probs, true_ids, bins=10) == pytest.approx(
+        (0.3 + 0.6 + 0.5 + 0.5) / 4
+    )
+    perfect = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert expected_calibration_error(perfect, np.array([0, 1])) == pytest.approx(0.0)
+
+
+def test_confusion_matrix_counts_and_unknown_labels() -> None:
+    from ml.evaluate import confusion_matrix
+
+    c = confusion_matrix(["a", "a", "b", "z"], ["a", "b", "b", "a"], ["a", "b"])
+    assert c["labels"] == ["a", "b", "z"]
+    assert c["matrix"] == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
+
+
+def test_evaluate_model_full_report(tiny_artifact: dict[str, Any], tmp_path: Path) -> None:
+    m = evaluate_model(
+        Path(tiny_artifact["artifact_dir"]),
+        tiny_artifact["snapshot_dir"],
+        tiny_artifact["artifact_sha256"],
+        report_dir=tmp_path / "report",
+    )
+    assert m["top3_accuracy"] >= m["accuracy"]
+    assert 0.0 <= m["ece"] <= 1.0
+    assert 0 < m["latency_ms_p50"] <= m["latency_ms_p95"]
+    assert m["throughput_per_s_batch64"] > 0
+    saved = json.loads((tmp_path / "report" / "confusion_matrix.json").read_text())
+    assert sum(map(sum, saved["matrix"])) == m["n"]
+    assert (tmp_path / "report" / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["n"] == m["n"]

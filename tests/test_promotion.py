@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ml.promotion import Decision, PromotionPolicy, decide, promote
-from ml.registry import Registry
+from ml.artifacts import directory_sha256
+from ml.config import ConfigError, settings
+from ml.promotion import (
+    Decision,
+    PromotionPolicy,
+    decide,
+    promote,
+    promote_manually,
+    rollback,
+)
+from ml.registry import Registry, RegistryError
 
 # db_url (SQLite and PostgreSQL) comes from tests/pg.py.
 pytest_plugins = ("pg",)
@@ -88,13 +100,17 @@ def test_missing_metric_blocks() -> None:
 
 
 @pytest.fixture
-def registry(db_url: str) -> Iterator[Registry]:
-    with Registry(db_url) as reg:
-        for _ in range(3):
+def registry(db_url: str, tmp_path: Path) -> Iterator[Registry]:
+    """Three versions of `intent`, each with a real (small) artifact directory."""
+    with Registry(db_url, auto_upgrade=True) as reg:
+        for n in range(1, 4):
+            artifact = tmp_path / f"artifact-{n}"
+            artifact.mkdir()
+            (artifact / "model.safetensors").write_bytes(b"weights %d" % n)
             reg.register_version(
                 "intent",
-                artifact_uri="file:///a",
-                artifact_sha256="0" * 64,
+                artifact_uri=str(artifact),
+                artifact_sha256=directory_sha256(artifact),
                 base_model="minilm",
                 data_snapshot_hash="s",
                 params={},
@@ -127,3 +143,78 @@ def test_promote_moves_aliases(registry: Registry) -> None:
     assert moves[1]["reason"] == "; ".join(held.reasons)
     assert moves[2]["details"]["from_version"] == 1
     assert moves[2]["details"]["policy"]["metric"] == "macro_f1"
+
+
+# --- configuration --------------------------------------------------------------------------
+
+
+def test_policy_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert PromotionPolicy.from_settings(settings()) == PromotionPolicy()
+    monkeypatch.setenv("INTENTFLOW_PROMOTION_METRIC", "accuracy")
+    monkeypatch.setenv("INTENTFLOW_PROMOTION_MIN_IMPROVEMENT", "0.02")
+    monkeypatch.setenv("INTENTFLOW_PROMOTION_MAX_CLASS_REGRESSION", "0.05")
+    monkeypatch.setenv("INTENTFLOW_PROMOTION_MIN_TEST_SIZE", "500")
+    assert PromotionPolicy.from_settings(settings()) == PromotionPolicy("accuracy", 0.02, 0.05, 500)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("INTENTFLOW_PROMOTION_MIN_IMPROVEMENT", "a lot", "is not a number"),
+        ("INTENTFLOW_PROMOTION_MAX_CLASS_REGRESSION", "-0.1", "must be a number >= 0"),
+        ("INTENTFLOW_PROMOTION_MIN_TEST_SIZE", "20.5", "is not an integer"),
+    ],
+)
+def test_bad_policy_setting_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=re.escape(f"{name}={value!r}") + ".*" + message):
+        settings()
+
+
+def test_policy_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="must name a test metric"):
+        PromotionPolicy(metric="")
+    with pytest.raises(ValueError, match="min_test_size must be a number >= 0"):
+        PromotionPolicy(min_test_size=-1)
+
+
+# --- manual promotion and rollback ----------------------------------------------------------
+
+
+def test_manual_promote_and_rollback_are_audited(registry: Registry) -> None:
+    promote_manually(registry, "intent:1", actor="alice", reason="first release")
+    v = promote_manually(registry, "intent:3", actor="bob", reason="hotfix model")
+    assert v.aliases == ("champion",)
+    back = rollback(registry, "intent", actor="carol", reason="hotfix misroutes refunds")
+    assert back.version == 1 and registry.resolve("intent").version == 1
+    moves = [(r["action"], r["version"], r["actor"], r["reason"]) for r in registry.audit("intent")]
+    assert moves[-3:] == [
+        ("promote", 1, "alice", "first release"),
+        ("promote", 3, "bob", "hotfix model"),
+        ("rollback", 1, "carol", "hotfix misroutes refunds"),
+    ]
+    with pytest.raises(RegistryError, match="needs a reason"):
+        promote_manually(registry, "intent:2", actor="dave", reason="  ")
+    with pytest.raises(RegistryError, match="model 'intent' has no version 9"):
+        promote_manually(registry, "intent:9", actor="dave", reason="typo")
+
+
+def test_a_version_whose_artifact_is_missing_or_altered_cannot_be_promoted(
+    registry: Registry,
+) -> None:
+    promote(registry, "intent", 1, CHAMPION, None, POLICY, actor="dag")
+    artifact = Path(registry.get("intent", version=2).artifact_uri)
+    (artifact / "model.safetensors").write_bytes(b"tampered")
+    with pytest.raises(RegistryError, match=r"cannot point an alias at intent:2: .*sha256"):
+        promote_manually(registry, "intent:2", actor="eve", reason="try")
+    shutil.rmtree(artifact)
+    with pytest.raises(RegistryError, match=r"intent:2: artifact .* is missing"):
+        promote_manually(registry, "intent:2", actor="eve", reason="try")
+    better = metrics(0.99, {"refund": 0.99, "lost_card": 0.99})
+    with pytest.raises(RegistryError, match="is missing"):
+        promote(registry, "intent", 2, better, CHAMPION, POLICY, actor="dag")
+    with pytest.raises(RegistryError, match="is missing"):
+        rollback(registry, "intent", actor="ops", reason="r", version=2)
+    assert registry.resolve("intent").version == 1  # nothing moved

@@ -18,21 +18,15 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SAWarning
 
-from ml.registry import (
-    VIEWS,
-    Base,
-    Metric,
-    Registry,
-    RegistryError,
-    VersionInfo,
-    schema_ddl,
-    view_ddl,
-)
+from ml import migrate
+from ml.migrate import SchemaError
+from ml.registry import Base, Metric, Registry, RegistryError, VersionInfo, diff_versions
 
 # The PostgreSQL/SQLite fixtures (db_url, pg_url, pg_database) live in tests/pg.py.
 pytest_plugins = ("pg",)
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+VIEWS = ["alias_lineage", "current_champions", "metric_history"]
 
 METRICS: dict[str, Any] = {
     "test": {
@@ -62,9 +56,15 @@ def register(registry: Registry, model: str = "intent", **overrides: Any) -> Ver
     return registry.register_version(model, **(fields | overrides))
 
 
+def migrated(url: str) -> str:
+    """The URL, after `intentflow registry upgrade` would have run on it."""
+    Registry(url, auto_upgrade=True).close()
+    return url
+
+
 @pytest.fixture
 def registry(db_url: str) -> Iterator[Registry]:
-    with Registry(db_url) as reg:
+    with Registry(migrated(db_url)) as reg:
         yield reg
 
 
@@ -291,9 +291,10 @@ def test_views(registry: Registry, engine: Engine) -> None:
 
 
 def test_reopening_keeps_data_and_schema(db_url: str) -> None:
-    with Registry(db_url) as first:
+    with Registry(migrated(db_url)) as first:
         register(first)
-    with Registry(db_url) as second:  # create_all and views again: no error, no loss
+    with Registry(db_url) as second:  # already at head: nothing to do, nothing lost
+        assert second.schema == (migrate.head(), migrate.head())
         assert [i.version for i in second.list_versions()] == [1]
         assert register(second).version == 2
 
@@ -302,6 +303,7 @@ def test_default_url_comes_from_settings(tmp_path: Path, monkeypatch: pytest.Mon
     home = tmp_path / "not" / "yet"
     monkeypatch.setenv("INTENTFLOW_HOME", str(home))
     monkeypatch.delenv("INTENTFLOW_REGISTRY_URL", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_INTENTFLOW_REGISTRY", raising=False)
     with Registry() as reg:
         register(reg)
     assert (home / "registry.db").is_file()
@@ -359,8 +361,8 @@ def _sqlite_master(engine: Engine) -> list[tuple[str, str, str]]:
         )
 
 
-def test_sql_file_matches_orm(db_url: str, tmp_path: Path) -> None:
-    Registry(db_url).close()
+def test_sql_file_creates_what_the_migrations_create(db_url: str, tmp_path: Path) -> None:
+    migrated(db_url)
     url = make_url(db_url)
     dialect = url.get_backend_name()
     script = (SQL_DIR / f"registry_{dialect}.sql").read_text()
@@ -369,7 +371,6 @@ def test_sql_file_matches_orm(db_url: str, tmp_path: Path) -> None:
         file_db = tmp_path / "from_file.db"
         conn = sqlite3.connect(file_db)
         conn.executescript(script)
-        conn.executescript(script)  # idempotent
         conn.close()
         file_engine, file_schema = create_engine(f"sqlite:///{file_db}"), None
         registry_schema = None
@@ -380,17 +381,16 @@ def test_sql_file_matches_orm(db_url: str, tmp_path: Path) -> None:
             conn.exec_driver_sql(f'CREATE SCHEMA "{file_schema}"')
             conn.exec_driver_sql(f'SET LOCAL search_path TO "{file_schema}"')
             conn.exec_driver_sql(script)
-            conn.exec_driver_sql(script)  # idempotent
         from pg import schema_of  # here: importing pg before pytest_plugins blocks rewriting
 
         registry_schema = schema_of(db_url)
     try:
         expected = _snapshot(registry_engine, registry_schema)
-        assert set(expected["tables"]) == set(Base.metadata.tables)
-        assert expected["views"] == sorted(VIEWS)
+        assert set(expected["tables"]) == set(Base.metadata.tables) | {"alembic_version"}
+        assert expected["views"] == VIEWS
         assert _snapshot(file_engine, file_schema) == expected, (
             f"sql/registry_{dialect}.sql is stale: regenerate it with "
-            f"`python -m ml.registry {dialect} > sql/registry_{dialect}.sql`"
+            f"`python -m ml.migrate {dialect} > sql/registry_{dialect}.sql`"
         )
     finally:
         if file_schema:
@@ -401,16 +401,108 @@ def test_sql_file_matches_orm(db_url: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
-def test_sql_files_hold_the_views_registry_creates(dialect: str) -> None:
+def test_sql_files_are_the_migrations_rendered(dialect: str) -> None:
     script = (SQL_DIR / f"registry_{dialect}.sql").read_text()
-    for statement in view_ddl(dialect):
-        assert statement in script
-    assert script == schema_ddl(dialect), f"regenerate: python -m ml.registry {dialect}"
+    assert script == migrate.offline_sql(dialect), (
+        f"regenerate: python -m ml.migrate {dialect} > sql/registry_{dialect}.sql"
+    )
+    for view in VIEWS:
+        assert f"CREATE VIEW {view} AS" in script
+
+
+def test_migrations_match_the_orm(db_url: str) -> None:
+    """Autogenerate finds nothing to do: the ORM and the migrated database agree."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    engine = create_engine(migrated(db_url))
+    try:
+        with engine.connect() as conn, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Skipped unsupported reflection", SAWarning)
+            # SQLite cannot reflect the COALESCE index; the sql-file test compares its DDL.
+            warnings.filterwarnings("ignore", "autogenerate skipping metadata-specified expression")
+            diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    finally:
+        engine.dispose()
+    assert diffs == []
+
+
+def test_migrations_downgrade_to_nothing_and_upgrade_again(db_url: str) -> None:
+    from alembic import command
+
+    engine = create_engine(migrated(db_url))
+    try:
+        with engine.begin() as conn:
+            command.downgrade(migrate._config(conn), "base")
+        with engine.connect() as conn:
+            assert inspect(conn).get_table_names() == ["alembic_version"]
+            assert inspect(conn).get_view_names() == []
+        assert migrate.upgrade(engine) == (None, migrate.head())
+    finally:
+        engine.dispose()
+    with Registry(db_url) as reg:
+        assert register(reg).version == 1
+
+
+def _at_revision(url: str, revision: str) -> None:
+    engine = create_engine(url)
+    try:
+        migrate.upgrade(engine, revision)
+    finally:
+        engine.dispose()
+
+
+def test_postgresql_at_an_older_schema_names_the_upgrade_command(pg_url: str) -> None:
+    with pytest.raises(SchemaError, match=r"has no registry schema.*`intentflow registry upgrade`"):
+        Registry(pg_url)
+    _at_revision(pg_url, migrate.BASELINE)
+    with pytest.raises(SchemaError, match=r"is at revision '0001'.*`intentflow registry upgrade`"):
+        Registry(pg_url)
+    with Registry(pg_url, auto_upgrade=True) as reg:  # what the command does
+        assert reg.schema == ("0001", migrate.head())
+        assert register(reg).version == 1
+
+
+def test_sqlite_registry_upgrades_itself_unless_told_not_to(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    _at_revision(url, migrate.BASELINE)
+    with pytest.raises(SchemaError, match="is at revision '0001'"):
+        Registry(url, auto_upgrade=False)
+    with Registry(url) as reg:
+        assert reg.schema == ("0001", migrate.head())
+
+
+def test_pre_migration_registry_is_stamped_then_upgraded(db_url: str) -> None:
+    """A registry made by the old create_all (revision 0001's schema, no alembic_version)."""
+    _at_revision(db_url, migrate.BASELINE)
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))
+        conn.execute(
+            text(
+                "INSERT INTO registered_models (name, task_type, created_at) "
+                "VALUES ('intent', 'intent', CURRENT_TIMESTAMP)"
+            )
+        )
+    engine.dispose()
+    with Registry(db_url, auto_upgrade=True) as reg:
+        assert reg.schema == ("0001", migrate.head())
+        assert register(reg).version == 1  # the old row survived: same model, first version
+
+
+def test_newer_schema_than_the_code_is_refused(db_url: str) -> None:
+    engine = create_engine(migrated(db_url))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(SchemaError, match="revision '9999', newer than this intentflow"):
+        Registry(db_url, auto_upgrade=True)
 
 
 # --- concurrency ----------------------------------------------------------------------------
 
-WORKERS = 8
+# The issue asks for 16 concurrent writers on PostgreSQL; SQLite serializes them anyway.
+WORKERS = {"sqlite": 8, "postgresql": 16}
 
 
 def _register_in_process(url: str, barrier: Any, results: Any) -> None:
@@ -423,22 +515,155 @@ def _register_in_process(url: str, barrier: Any, results: Any) -> None:
         results.put(repr(exc))
 
 
-def test_concurrent_registration_gets_distinct_consecutive_versions(
-    db_url: str,
-) -> None:
-    Registry(db_url).close()  # schema first: the race under test is registration
+def test_concurrent_registration_gets_distinct_consecutive_versions(db_url: str) -> None:
+    migrated(db_url)  # schema first: the race under test is registration
+    workers = WORKERS[make_url(db_url).get_backend_name()]
     ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(WORKERS), ctx.Queue()
+    barrier, results = ctx.Barrier(workers), ctx.Queue()
     procs = [
         ctx.Process(target=_register_in_process, args=(db_url, barrier, results))
-        for _ in range(WORKERS)
+        for _ in range(workers)
     ]
     for proc in procs:
         proc.start()
     got = [results.get(timeout=120) for _ in procs]
     for proc in procs:
         proc.join(timeout=30)
-    assert sorted(got, key=str) == list(range(1, WORKERS + 1)), got
+    assert all(isinstance(v, int) for v in got), got  # a worker's error comes back as a str
+    assert sorted(got) == list(range(1, workers + 1)), got
     with Registry(db_url) as reg:
-        assert [i.version for i in reg.list_versions("racer")] == list(range(1, WORKERS + 1))
-        assert len([r for r in reg.audit("racer") if r["action"] == "register"]) == WORKERS
+        assert [i.version for i in reg.list_versions("racer")] == list(range(1, workers + 1))
+        assert len([r for r in reg.audit("racer") if r["action"] == "register"]) == workers
+
+
+def _promote_in_process(url: str, version: int, barrier: Any, results: Any) -> None:
+    try:
+        with Registry(url) as reg:
+            barrier.wait(timeout=60)
+            reg.set_alias("racer", "champion", version, actor=f"w{version}", reason="race")
+            results.put(version)
+    except Exception as exc:  # noqa: BLE001
+        results.put(repr(exc))
+
+
+def test_concurrent_alias_moves_are_atomic(db_url: str) -> None:
+    """Racing promotions: one champion at the end, and the audit chain has no gap."""
+    workers = 6
+    with Registry(migrated(db_url)) as reg:
+        for _ in range(workers):
+            register(reg, "racer")
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(workers), ctx.Queue()
+    procs = [
+        ctx.Process(target=_promote_in_process, args=(db_url, v, barrier, results))
+        for v in range(1, workers + 1)
+    ]
+    for proc in procs:
+        proc.start()
+    got = sorted(results.get(timeout=120) for _ in procs)
+    for proc in procs:
+        proc.join(timeout=30)
+    assert got == list(range(1, workers + 1)), got
+    with Registry(db_url) as reg:
+        moves = [r for r in reg.audit("racer") if r["alias"] == "champion"]
+        # Each move saw the previous one: from_version chains through every move in order.
+        chain = [(r["details"]["from_version"], r["details"]["to_version"]) for r in moves]
+        assert [frm for frm, _ in chain] == [None] + [to for _, to in chain[:-1]]
+        assert reg.resolve("racer@champion").version == chain[-1][1]
+
+
+# --- lineage, diff, unreachable database ----------------------------------------------------
+
+
+def test_lineage_columns_round_trip_and_alias_lineage_view(
+    registry: Registry, engine: Engine
+) -> None:
+    when = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
+    info = register(
+        registry,
+        base_model_sha256="cd" * 32,
+        dag_id="intent_retrain",
+        run_id="scheduled__2026-11-28T03:00:00+00:00",
+        logical_date=when.isoformat(),
+        code_version="0.1.0+gabc123",
+    )
+    got = registry.get("intent", version=1)
+    assert got == info
+    assert (got.dag_id, got.run_id, got.logical_date, got.code_version) == (
+        "intent_retrain",
+        "scheduled__2026-11-28T03:00:00+00:00",
+        when,
+        "0.1.0+gabc123",
+    )
+    assert got.base_model_sha256 == "cd" * 32
+    registry.set_alias("intent", "champion", 1, actor="a", reason="r")
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT model, alias, version, data_snapshot_hash, run_id FROM alias_lineage")
+        ).one()
+    assert tuple(row) == ("intent", "champion", 1, "snap-1", got.run_id)
+
+
+def test_bad_lineage_is_rejected(registry: Registry) -> None:
+    cases = [
+        ({"artifact_sha256": "not-a-hash"}, "artifact_sha256 must be 64 lowercase hex"),
+        ({"base_model_sha256": "AB" * 32}, "base_model_sha256 must be 64 lowercase hex"),
+        ({"logical_date": "yesterday"}, "logical_date 'yesterday' is not an ISO date-time"),
+        ({"logical_date": "2026-01-01T00:00:00"}, "must be a timezone-aware date-time"),
+    ]
+    for overrides, message in cases:
+        with pytest.raises(RegistryError, match=message):
+            register(registry, **overrides)
+    assert registry.list_versions() == []
+
+
+def test_diff_versions_overall_per_class_and_params(registry: Registry) -> None:
+    register(registry)
+    better = {"test": {"accuracy": 0.95, "per_class": {"lost_card": {"f1": 0.9}}}}
+    register(registry, metrics=better, params={"lr": 1e-4, "epochs": 3, "warmup": 0.1})
+    d = diff_versions(registry.get("intent", version=1), registry.get("intent", version=2))
+    rows = {(r["split"], r["class"], r["name"]): r for r in d["metrics"]}
+    assert rows[("test", None, "accuracy")]["delta"] == pytest.approx(0.05)
+    assert rows[("test", "lost_card", "f1")]["delta"] == pytest.approx(0.9 - 0.974)
+    assert rows[("test", None, "macro_f1")]["b"] is None  # only in version 1
+    assert rows[("test", None, "macro_f1")]["delta"] is None
+    assert d["params"] == {"lr": [5e-5, 1e-4], "warmup": [None, 0.1]}
+    # Overall metrics come before per-class ones within a split.
+    test_rows = [(r["class"] is not None) for r in d["metrics"] if r["split"] == "test"]
+    assert test_rows == sorted(test_rows)
+
+
+def test_unreachable_database_is_retried_with_backoff_then_reported() -> None:
+    started = datetime.now(UTC)
+    url = "postgresql+psycopg2://intentflow:s3cret@127.0.0.1:1/registry"  # nothing listens
+    with pytest.raises(RegistryError, match="after 3 attempts") as caught:
+        Registry(url, attempts=3, backoff_s=0.05)
+    message = str(caught.value)
+    assert "cannot reach the registry database postgresql+psycopg2://intentflow:***@" in message
+    assert "s3cret" not in message
+    assert (datetime.now(UTC) - started).total_seconds() >= 0.05 + 0.1  # two backoffs slept
+
+
+def test_connection_lost_mid_registration_leaves_no_half_made_version(pg_url: str) -> None:
+    """The server drops the connection between the version and its metrics: nothing stays."""
+    with Registry(migrated(pg_url), attempts=2, backoff_s=0.01) as reg:
+        engine = create_engine(pg_url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE FUNCTION drop_it() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'terminating connection (simulated)' USING ERRCODE = '08006'; "
+                "END $$ LANGUAGE plpgsql"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER drop_it BEFORE INSERT ON metrics "
+                "FOR EACH ROW EXECUTE FUNCTION drop_it()"
+            )
+        with pytest.raises(RegistryError, match="cannot reach the registry database.*2 attempts"):
+            register(reg)
+        with engine.connect() as conn:
+            counts = [
+                conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+                for t in ("registered_models", "model_versions", "metrics", "audit_log")
+            ]
+        engine.dispose()
+        assert counts == [0, 0, 0, 0]

@@ -1,0 +1,211 @@
+"""What the registry page shows, gathered from the registry and the lake (no web, no Airflow)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from ml import lake
+from ml.config import Settings
+from ml.registry import CHAMPION, PER_CLASS, Registry, VersionInfo
+
+# Test-split metrics shown per version and offered for the chart, in this order when present.
+KEY_METRICS = ("accuracy", "macro_f1", "weighted_f1", "top3_accuracy", "ece")
+CONFUSION_PNG = Path("challenger") / "test" / "confusion_matrix.png"
+
+
+@dataclass
+class VersionRow:
+    info: VersionInfo
+    test: dict[str, Any]  # scalar test metrics
+    window: str | None
+    dag_id: str | None
+    run_id: str | None
+    partitions: list[str]  # days the version trained on
+
+
+@dataclass
+class ClassRow:
+    label: str
+    f1: float | None
+    champion_f1: float | None
+    support: int | None
+
+    @property
+    def delta(self) -> float | None:
+        if self.f1 is None or self.champion_f1 is None:
+            return None
+        return self.f1 - self.champion_f1
+
+
+@dataclass
+class DayHealth:
+    day: str
+    rows_read: int | None
+    rows_written: int | None
+    rows_quarantined: int | None
+    rules: dict[str, int]
+    failed_expectations: list[str] | None  # None: no readable validation result
+    has_report: bool
+
+    @property
+    def quarantine_share(self) -> float | None:
+        if not self.rows_read or self.rows_quarantined is None:
+            return None
+        return self.rows_quarantined / self.rows_read
+
+
+@dataclass
+class Page:
+    models: list[str]
+    model: str | None = None
+    versions: list[VersionRow] = field(default_factory=list)
+    selected: VersionRow | None = None
+    champion: VersionRow | None = None
+    classes: list[ClassRow] = field(default_factory=list)
+    metric: str = "macro_f1"
+    metrics_available: list[str] = field(default_factory=list)
+    has_confusion: bool = False
+    audit: list[dict] = field(default_factory=list)
+    health: list[DayHealth] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what is missing, said plainly
+
+
+def _scalars(split: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in split.items() if k != PER_CLASS}
+
+
+def version_row(info: VersionInfo) -> VersionRow:
+    lineage = info.lineage
+    window = lineage.get("window")
+    text = f"{window.get('start')} .. {window.get('end')}" if isinstance(window, dict) else None
+    days = [str(p.get("day")) for p in lineage.get("partitions") or [] if isinstance(p, dict)]
+    return VersionRow(
+        info=info,
+        test=_scalars(info.metrics.get("test", {})),
+        window=text,
+        dag_id=lineage.get("dag_id"),
+        run_id=lineage.get("run_id"),
+        partitions=days,
+    )
+
+
+def confusion_png(info: VersionInfo) -> Path | None:
+    """The version's confusion-matrix PNG from its evaluation reports, if it exists."""
+    reports = info.lineage.get("evaluation_reports")
+    if not isinstance(reports, str) or not reports:
+        return None
+    path = Path(reports) / CONFUSION_PNG
+    return path if path.is_file() else None
+
+
+def class_rows(selected: VersionInfo, champion: VersionInfo | None) -> list[ClassRow]:
+    ours = selected.metrics.get("test", {}).get(PER_CLASS, {})
+    theirs = champion.metrics.get("test", {}).get(PER_CLASS, {}) if champion else {}
+    return [
+        ClassRow(
+            label=label,
+            f1=ours.get(label, {}).get("f1"),
+            champion_f1=theirs.get(label, {}).get("f1") if theirs else None,
+            support=ours.get(label, {}).get("support", theirs.get(label, {}).get("support")),
+        )
+        for label in sorted(set(ours) | set(theirs))
+    ]
+
+
+def _failed_expectations(report_html: Path) -> list[str] | None:
+    # ml.validation writes validation.json (GX's result) beside the HTML report.
+    try:
+        result = json.loads((report_html.parent / "validation.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return [
+        str((r.get("expectation_config") or {}).get("type", "?"))
+        for r in result.get("results", [])
+        if not r.get("success", True)
+    ]
+
+
+def ingest_health(cfg: Settings, days: int = 14) -> list[DayHealth]:
+    """The latest `days` lake partitions, newest first, from their manifests."""
+    out = []
+    for day in reversed(lake.list_partitions(cfg.lake)[-days:]):
+        manifest = lake.read_manifest(cfg.lake, day) or {}
+        report = manifest.get("validation_report")
+        report_path = Path(report) if isinstance(report, str) else None
+        out.append(
+            DayHealth(
+                day=day.isoformat(),
+                rows_read=manifest.get("rows_read"),
+                rows_written=manifest.get("rows_written"),
+                rows_quarantined=manifest.get("rows_quarantined"),
+                rules=dict(manifest.get("quarantine_rules") or {}),
+                failed_expectations=_failed_expectations(report_path) if report_path else None,
+                has_report=bool(report_path and report_path.is_file()),
+            )
+        )
+    return out
+
+
+def validation_report(cfg: Settings, day: date) -> Path | None:
+    """The HTML validation report of a lake day, as its manifest names it."""
+    manifest = lake.read_manifest(cfg.lake, day) or {}
+    report = manifest.get("validation_report")
+    path = Path(report) if isinstance(report, str) else None
+    return path if path and path.is_file() else None
+
+
+def build_page(
+    registry: Registry,
+    cfg: Settings,
+    model: str | None,
+    version: int | None,
+    metric: str | None,
+) -> Page:
+    everything = registry.list_versions()
+    models = sorted({v.model for v in everything})
+    page = Page(models=models, health=ingest_health(cfg))
+    if not models:
+        page.notes.append("The registry holds no models yet: run the intent_retrain DAG.")
+        return page
+    page.model = (
+        model if model in models else (cfg.model_name if cfg.model_name in models else models[0])
+    )
+    if model is not None and model != page.model:
+        page.notes.append(f"Model {model!r} is not registered; showing {page.model!r}.")
+    page.versions = [version_row(v) for v in everything if v.model == page.model]
+    page.champion = next((r for r in page.versions if CHAMPION in r.info.aliases), None)
+    by_number = {r.info.version: r for r in page.versions}
+    page.selected = by_number.get(version) if version is not None else None
+    if version is not None and page.selected is None:
+        page.notes.append(f"Version {version} does not exist; showing the latest.")
+    page.selected = page.selected or page.versions[-1]
+    if len(page.versions) == 1:
+        page.notes.append("Only one version: nothing to compare yet.")
+    if page.champion is None:
+        page.notes.append("No version is champion.")
+    available = {k for r in page.versions for k in r.test}
+    page.metrics_available = [m for m in KEY_METRICS if m in available] + sorted(
+        available - set(KEY_METRICS)
+    )
+    page.metric = (
+        metric
+        if metric in available
+        else (
+            "macro_f1"
+            if "macro_f1" in available
+            else next(iter(page.metrics_available), "macro_f1")
+        )
+    )
+    sel = page.selected.info
+    if not page.selected.test:
+        page.notes.append(f"Version {sel.version} has no test metrics.")
+    page.classes = class_rows(sel, page.champion.info if page.champion else None)
+    page.has_confusion = confusion_png(sel) is not None
+    if not page.has_confusion:
+        page.notes.append(f"Version {sel.version} has no confusion-matrix picture.")
+    page.audit = list(reversed(registry.audit(page.model)))[:15]
+    return page

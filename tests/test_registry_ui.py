@@ -1,0 +1,251 @@
+"""The registry plugin against a real `airflow api-server`: auth, permission, CSRF, promotion.
+
+Plus the page's rendering of awkward registries (no models, one version, no metrics, no
+confusion-matrix file), from a real registry without a server.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from ui_server import UiServer
+
+pytest_plugins = ("ui_server",)
+MODEL = "intent"  # what ui_server seeds
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
+def call(
+    server: UiServer,
+    path: str,
+    *,
+    token: str | None = None,
+    cookie: str | None = None,
+    form: dict | None = None,
+    headers: dict | None = None,
+) -> tuple[int, dict, bytes]:
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    req = urllib.request.Request(f"{server.url}{path}", data, dict(headers or {}))
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    if cookie:
+        req.add_header("Cookie", f"_token={cookie}")
+    try:
+        with _opener.open(req, timeout=60) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def champion(server: UiServer) -> int:
+    from ml.registry import Registry
+
+    with Registry(server.registry_url) as registry:
+        return registry.get(MODEL, alias="champion").version
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/intentflow/",
+        "/intentflow/api/models",
+        "/intentflow/confusion/2.png?model=intent",
+        "/intentflow/validation/2026-11-20",
+        f"/intentflow/api/audit/{MODEL}",
+    ],
+)
+def test_every_endpoint_refuses_anonymous(ui_server: UiServer, path: str) -> None:
+    status, _, _ = call(ui_server, path)
+    assert status == 401
+    status, _, _ = call(ui_server, path, token="not-a-jwt")
+    assert status in (401, 403)
+
+
+def test_anonymous_post_is_refused_and_changes_nothing(ui_server: UiServer) -> None:
+    before = champion(ui_server)
+    form = {"model": MODEL, "version": "2", "reason": "sneaky"}
+    status, _, _ = call(ui_server, "/intentflow/champion", form=form)
+    assert status == 401
+    assert champion(ui_server) == before
+
+
+def test_page_shows_versions_chart_health_and_missing_parts(ui_server: UiServer) -> None:
+    status, _, body = call(ui_server, "/intentflow/", token=ui_server.token())
+    html = body.decode()
+    assert status == 200
+    for part in ('id="v1"', 'id="v2"', '<svg id="metric-chart"', "champion", "challenger"):
+        assert part in html
+    assert "/dags/intent_retrain/runs/manual__2026-11-22" in html
+    assert "/intentflow/validation/2026-11-20" in html
+    assert "expect_column_values_to_be_unique" in html  # 2026-11-21 failed it
+    assert "20.0%" in html  # 2 of 10 quarantined on 2026-11-20
+    assert "Promote v2" in html and 'name="csrf_token"' in html
+    # v1 (latest is v2, so ask for v1) has lost its evaluation reports.
+    _, _, body = call(ui_server, "/intentflow/?version=1", token=ui_server.token())
+    assert "No confusion-matrix picture for v1" in body.decode()
+
+
+def test_confusion_png_and_validation_report_are_served(ui_server: UiServer) -> None:
+    token = ui_server.token()
+    status, headers, body = call(ui_server, "/intentflow/confusion/2.png?model=intent", token=token)
+    assert status == 200 and headers["content-type"] == "image/png"
+    assert body.startswith(b"\x89PNG")
+    assert call(ui_server, "/intentflow/confusion/1.png?model=intent", token=token)[0] == 404
+    status, _, body = call(ui_server, "/intentflow/validation/2026-11-20", token=token)
+    assert status == 200 and b"report 2026-11-20" in body
+    assert call(ui_server, "/intentflow/validation/..%2F..%2Fetc", token=token)[0] in (400, 404)
+
+
+def test_inputs_are_validated(ui_server: UiServer) -> None:
+    token = ui_server.token()
+    assert call(ui_server, "/intentflow/?model=%3Cscript%3E", token=token)[0] == 400
+    assert call(ui_server, "/intentflow/?version=abc", token=token)[0] == 422
+    for form in (
+        {"model": MODEL, "version": "2", "reason": ""},  # no reason
+        {"model": MODEL, "version": "-1", "reason": "fine reason"},
+        {"model": "<b>x</b>", "version": "2", "reason": "fine reason"},
+        {"model": MODEL, "version": "99", "reason": "no such version"},
+    ):
+        status, _, _ = call(ui_server, "/intentflow/champion", token=token, form=form)
+        assert status == 400, form
+
+
+def test_viewer_can_read_but_not_promote(ui_server: UiServer) -> None:
+    token = ui_server.token("viewer")
+    status, _, body = call(ui_server, "/intentflow/", token=token)
+    assert status == 200 and b"read only" in body and b"Promote v2" not in body
+    before = champion(ui_server)
+    form = {"model": MODEL, "version": "2", "reason": "viewer tries"}
+    assert call(ui_server, "/intentflow/champion", token=token, form=form)[0] == 403
+    assert champion(ui_server) == before
+
+
+def test_cookie_post_needs_same_origin_and_csrf_token(ui_server: UiServer) -> None:
+    cookie = ui_server.token()
+    _, _, body = call(ui_server, "/intentflow/", cookie=cookie)
+    csrf = body.decode().split('name="csrf_token" value="')[1].split('"')[0]
+    form = {"model": MODEL, "version": "2", "reason": "csrf check", "csrf_token": csrf}
+    before = champion(ui_server)
+    evil = {"Origin": "https://evil.example"}
+    assert call(ui_server, "/intentflow/champion", cookie=cookie, form=form, headers=evil)[0] == 403
+    same = {"Origin": ui_server.url}
+    wrong = {**form, "csrf_token": "0" * 64}
+    assert (
+        call(ui_server, "/intentflow/champion", cookie=cookie, form=wrong, headers=same)[0] == 403
+    )
+    assert champion(ui_server) == before
+
+
+def test_promote_and_roll_back_through_the_api_are_audited(ui_server: UiServer) -> None:
+    token = ui_server.token()
+    form = {"model": MODEL, "version": "2", "reason": "better macro-F1 <b>really</b>"}
+    status, headers, _ = call(ui_server, "/intentflow/champion", token=token, form=form)
+    assert status == 303 and "done=promote" in headers["location"]
+    assert champion(ui_server) == 2
+    form = {"model": MODEL, "version": "1", "reason": "v2 misroutes refunds"}
+    assert call(ui_server, "/intentflow/champion", token=token, form=form)[0] == 303
+    assert champion(ui_server) == 1
+    status, _, body = call(ui_server, f"/intentflow/api/audit/{MODEL}", token=token)
+    trail = [(e["action"], e["version"], e["actor"], e["reason"]) for e in json.loads(body)][-2:]
+    assert trail == [
+        ("promote", 2, "admin", "better macro-F1 <b>really</b>"),
+        ("rollback", 1, "admin", "v2 misroutes refunds"),
+    ]
+    _, _, page = call(ui_server, "/intentflow/", token=token)
+    assert b"&lt;b&gt;really&lt;/b&gt;" in page and b"<b>really</b>" not in page
+
+
+# --- rendering awkward registries (real registry, no server) ------------------------------
+
+
+def _render(intentflow_home: Path, **query: object) -> str:
+    from intentflow_ui.app import render_page
+    from intentflow_ui.data import build_page
+
+    from ml.config import settings
+    from ml.registry import Registry
+
+    with Registry(settings().registry_url) as registry:
+        data = build_page(registry, settings(), query.get("model"), query.get("version"), None)
+    return render_page(data, "tester", True, "t", None, "/intentflow")
+
+
+def _register(registry_url: str, metrics: dict, lineage: dict | None = None) -> None:
+    from ml.registry import Registry
+
+    with Registry(registry_url) as registry:
+        registry.register_version(
+            MODEL,
+            artifact_uri="/nowhere",
+            artifact_sha256="0" * 64,
+            base_model="minilm",
+            data_snapshot_hash="h",
+            params={},
+            lineage=lineage or {},
+            metrics=metrics,
+        )
+
+
+@pytest.fixture
+def plugins_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import REPO
+
+    monkeypatch.syspath_prepend(str(REPO / "plugins"))
+
+
+def test_empty_registry_renders_and_says_so(intentflow_home: Path, plugins_path: None) -> None:
+    html = _render(intentflow_home)
+    assert "The registry holds no models yet" in html
+    assert "No lake partitions yet" in html
+
+
+def test_one_version_without_metrics_or_reports(intentflow_home: Path, plugins_path: None) -> None:
+    from ml.config import settings
+
+    _register(settings().registry_url, {})
+    html = _render(intentflow_home)
+    assert 'id="v1"' in html
+    assert "Only one version: nothing to compare yet." in html
+    assert "Version 1 has no test metrics." in html
+    assert "No version is champion." in html
+    assert "No version has test macro_f1: no chart." in html
+    assert "No confusion-matrix picture for v1" in html
+    assert "v1 has no per-class metrics." in html
+
+
+def test_registry_text_is_escaped(intentflow_home: Path, plugins_path: None) -> None:
+    from ml.config import settings
+
+    _register(
+        settings().registry_url,
+        {"test": {"macro_f1": 0.5, "per_class": {"<img src=x onerror=alert(1)>": {"f1": 0.5}}}},
+        {"run_id": "<script>alert(1)</script>", "dag_id": "intent_retrain"},
+    )
+    html = _render(intentflow_home)
+    assert "<script>alert(1)</script>" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_plugin_is_in_the_airflow_ui_navigation(ui_server: UiServer) -> None:
+    status, _, body = call(ui_server, "/api/v2/plugins", token=ui_server.token())
+    assert status == 200
+    plugins = {p["name"]: p for p in json.loads(body)["plugins"]}
+    views = plugins["intentflow_registry"]["external_views"]
+    assert [(v["name"], v["href"], v["destination"]) for v in views] == [
+        ("Model registry", "/intentflow/", "nav")
+    ]

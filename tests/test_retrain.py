@@ -1,0 +1,111 @@
+"""The retrain steps the DAG and the CLI share, on a tiny trained model and a real registry."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from ml.artifacts import directory_sha256
+from ml.config import settings
+from ml.registry import Registry
+from ml.retrain import evaluate_step, register_step
+
+
+@pytest.fixture
+def trained(tiny_artifact: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """A private copy of the session's tiny artifact: reports are written beside it."""
+    copy = tmp_path / "run" / "model"
+    shutil.copytree(tiny_artifact["artifact_dir"], copy)
+    return {**tiny_artifact, "artifact_dir": str(copy)}
+
+
+def test_evaluate_step_scores_golden_sets_and_the_champion_on_the_same_data(
+    trained: dict[str, Any], intentflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snap_dir = Path(trained["snapshot_dir"])
+    golden = tmp_path / "golden.csv"
+    test = pq.read_table(snap_dir / "validation.parquet").rename_columns(["id", "text", "label"])
+    pacsv.write_csv(test.select(["text", "label"]), golden)
+    monkeypatch.setenv("INTENTFLOW_GOLDEN_SETS", f"regression={golden}")
+
+    snapshot = {"path": str(snap_dir), "hash": "h", "window": None, "partitions": []}
+    first = evaluate_step(snapshot, trained)
+    assert first["champion"] is None
+    assert first["challenger_golden"]["regression"]["n"] == test.num_rows
+    reports = Path(first["reports"])
+    assert (reports / "challenger" / "test" / "confusion_matrix.png").exists()
+    assert (reports / "challenger" / "regression" / "metrics.json").exists()
+
+    registered = register_step(snapshot, trained, first, {"dag_id": "t", "run_id": "r1"})
+    cfg = settings()
+    Registry(cfg.registry_url).set_alias(
+        cfg.model_name, "champion", registered["version"], actor="t", reason="t"
+    )
+    version = Registry(cfg.registry_url).get(cfg.model_name, version=registered["version"])
+    assert version.metrics["golden:regression"]["n"] == test.num_rows
+    assert version.lineage["evaluation_reports"] == first["reports"]
+    assert (version.dag_id, version.run_id, version.created_by) == ("t", "r1", "intentflow")
+    assert version.base_model_sha256 == directory_sha256(Path(trained["base_model"]))
+    assert version.code_version and version.code_version.startswith("0.1.0")
+
+    second = evaluate_step(snapshot, trained)
+    assert second["champion_version"] == registered["version"]
+    # Same model, same data: the champion's scores equal the challenger's.
+    assert second["champion"]["accuracy"] == second["challenger"]["accuracy"]
+    assert (
+        second["champion_golden"]["regression"]["accuracy"]
+        == first["challenger_golden"]["regression"]["accuracy"]
+    )
+
+
+def test_bad_golden_set_spec_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTENTFLOW_GOLDEN_SETS", "just-a-path.csv")
+    with pytest.raises(ValueError, match="expected name=path"):
+        settings()
+
+
+def test_evaluate_step_fails_rather_than_skip_the_champion_when_the_registry_is_unusable(
+    trained: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only "no champion yet" skips the comparison; an unusable registry fails the task."""
+    from sqlalchemy import create_engine, text
+
+    from ml.migrate import SchemaError
+
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    Registry(url).close()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    monkeypatch.setenv("INTENTFLOW_REGISTRY_URL", url)
+    snapshot = {"path": str(trained["snapshot_dir"]), "hash": "h", "window": None, "partitions": []}
+    with pytest.raises(SchemaError, match="newer than this intentflow"):
+        evaluate_step(snapshot, trained)
+
+
+def test_train_step_retry_reuses_a_finished_artifact_and_drops_checkpoints(
+    intentflow_home: Path,
+    tiny_bert_dir: Path,
+    make_snapshot: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from ml.retrain import train_step
+
+    monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
+    snapshot = {"path": str(make_snapshot(n_per_label=8))}
+    params = {"epochs": 1, "batch_size": 8, "learning_rate": 3e-3}
+    first = train_step(snapshot, params, "manual__2026-11-29T03:00:00+00:00")
+    run_dir = Path(first["artifact_dir"]).parent
+    assert run_dir.name == "manual__2026-11-29T03_00_00_00_00"
+    assert not (run_dir / "checkpoints").exists()
+    with caplog.at_level("INFO", logger="ml.retrain"):
+        again = train_step(snapshot, params, "manual__2026-11-29T03:00:00+00:00")
+    assert "already complete: reused" in caplog.text
+    assert again == first
