@@ -90,14 +90,21 @@ def transcripts_ingest():
         staging = staging_dir_for(settings(), day, run_id)
         return normalise(found["files"], day, staging, found["source"])
 
-    # A failed gate is deterministic: retrying only delays the alert.
-    @task(retries=0)
+    @task
     def validate(staged: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
         from ml.config import settings
         from ml.ingest import validate
+        from ml.validation import DataQualityError
 
         cfg = settings()
-        return validate(staged, cfg.reports, cfg.lake)
+        try:
+            return validate(staged, cfg.reports, cfg.lake)
+        except DataQualityError as exc:
+            # A failed gate is deterministic: fail now (no retry delays the alert); a lost
+            # worker or a crash still gets the DAG's retries.
+            raise AirflowFailException(str(exc)) from exc
 
     @task(outlets=[TRANSCRIPTS])
     def publish(validated: dict) -> dict:

@@ -94,9 +94,12 @@ def alert_from_failure(
     logical_date: str | None = None,
     log_url: str | None = None,
 ) -> Alert:
-    """Build the alert from a task's failure; a DataQualityError carries its expectations."""
-    failed = list(getattr(exception, "failed", None) or [])
-    report = getattr(exception, "report", None) or None
+    """Build the alert from a task's failure; a DataQualityError carries its expectations,
+    also when the task re-raised it as the cause of a no-retry failure."""
+    cause = getattr(exception, "__cause__", None)
+    detail = exception if hasattr(exception, "failed") else cause
+    failed = list(getattr(detail, "failed", None) or [])
+    report = getattr(detail, "report", None) or None
     return Alert(
         dag_id=dag_id,
         run_id=run_id,

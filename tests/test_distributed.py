@@ -156,9 +156,7 @@ def test_ingest_and_retrain_on_celery_queues(
     assert ran["fine_tune"]["pool"] == "gpu"
     assert set(placed.values()) == {("default", "worker-default")}, placed
 
-    [version] = [
-        v for v in Registry(registry_db).list_versions("intent") if v.lineage["run_id"] == retrain
-    ]
+    [version] = [v for v in Registry(registry_db).list_versions("intent") if v.run_id == retrain]
     # The first version (this test runs first) becomes champion.
     assert version.version == 1 and version.aliases == ("champion",)
     print(f"ingest + retrain on Celery: {time.monotonic() - started:.0f}s")
