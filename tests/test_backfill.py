@@ -112,17 +112,21 @@ def test_backfill_twice_gives_the_same_partitions(tmp_path: Path) -> None:
                     break
                 time.sleep(3)
             assert done.returncode == 0, done.stderr[-3000:]
+            # The newest backfill is this attempt's: a create that failed on the SQLite lock
+            # may still have left an empty one behind, so ids need not be 1 and 2.
+            wait_for("the backfill row", lambda: query(db, "SELECT max(id) FROM backfill"), 60)
+            [(backfill_id,)] = query(db, "SELECT max(id) FROM backfill")
             wait_for(
                 f"backfill {attempt} to finish",
-                lambda a=attempt: query(
-                    db, "SELECT 1 FROM backfill WHERE id=? AND completed_at IS NOT NULL", a
+                lambda b=backfill_id: query(
+                    db, "SELECT 1 FROM backfill WHERE id=? AND completed_at IS NOT NULL", b
                 ),
                 420,
             )
             states = query(
                 db,
                 "SELECT state, count(*) FROM dag_run WHERE backfill_id=? GROUP BY state",
-                attempt,
+                backfill_id,
             )
             assert dict(states) == {"success": DAYS}, (states, (tmp_path / "standalone.log"))
             hashes.append(
