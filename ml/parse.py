@@ -15,7 +15,7 @@ from typing import Any
 
 from ml.redact import redact
 from ml.schema import SPEAKERS, content_hash, model_text
-from ml.sources import Item, RecordError, SourceSpec, jsonl_item
+from ml.sources import Item, RecordError
 
 # A single turn longer than this is a paste accident or an attack, not a message.
 MAX_TURN_CHARS = 10_000
@@ -156,24 +156,3 @@ def parse_items(
             yield item, Rejected(source_file, item.number, exc.rule, str(exc), item.raw, cid)
             continue
         yield item, row
-
-
-def parse_lines(
-    lines: Iterable[bytes],
-    source_file: str,
-    day: date,
-    known_intents: frozenset[str],
-    default_source: str,
-) -> Iterator[tuple[int, bytes, dict[str, Any] | Rejected]]:
-    """Yield (line number, raw line, canonical row or Rejected) for every non-blank JSONL line."""
-    spec = SourceSpec(url=source_file)
-    raws: dict[int, bytes] = {}
-
-    def items() -> Iterator[Item]:
-        for number, raw in enumerate(lines, start=1):
-            if raw.strip():
-                raws[number] = raw
-                yield jsonl_item(spec, number, raw, "")
-
-    for item, outcome in parse_items(items(), source_file, day, known_intents, default_source):
-        yield item.number, raws.pop(item.number), outcome

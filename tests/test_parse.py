@@ -3,7 +3,8 @@ from datetime import date
 
 import pytest
 
-from ml.parse import Rejected, canonical_row, parse_lines
+from ml.parse import Rejected, canonical_row, parse_items
+from ml.sources import SourceSpec, read_items
 from ml.taxonomy import known_intents
 
 DAY = date(2026, 11, 22)
@@ -28,8 +29,21 @@ def record(**over) -> dict:
     return {k: v for k, v in base.items() if v is not ...}
 
 
+def parsed(*lines: bytes) -> list:
+    """Lines through the production path: a JSONL file read by ml.sources, then ml.parse."""
+    import uuid
+
+    import fsspec
+
+    path = f"/parse-test/{uuid.uuid4().hex}.jsonl"
+    fsspec.filesystem("memory").pipe(path, b"\n".join(lines) + b"\n")
+    url = f"memory://{path}"
+    items = read_items(SourceSpec(url=url), url, DAY)
+    return list(parse_items(items, "f.jsonl", DAY, LABELS, "feed"))
+
+
 def outcomes(*lines: bytes) -> list:
-    return [o for _, _, o in parse_lines(list(lines), "f.jsonl", DAY, LABELS, "feed")]
+    return [outcome for _, outcome in parsed(*lines)]
 
 
 def test_good_record_is_canonical_redacted_and_hashed() -> None:
@@ -105,9 +119,9 @@ def test_every_non_blank_line_has_one_outcome_with_its_line_number() -> None:
         b"{bad",
         json.dumps(record(conversation_id="b")).encode(),
     ]
-    got = list(parse_lines(lines, "f.jsonl", DAY, LABELS, "feed"))
-    assert [n for n, _, _ in got] == [1, 3, 4]
-    assert isinstance(got[1][2], Rejected) and got[1][2].line == 3
+    got = parsed(*lines)
+    assert [item.number for item, _ in got] == [1, 3, 4]
+    assert isinstance(got[1][1], Rejected) and got[1][1].line == 3
 
 
 def test_control_characters_are_removed() -> None:
