@@ -18,6 +18,7 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ from ml.evaluate import (
     batched_probabilities,
     classification_metrics,
 )
+from ml.tasks import TASK_FILE
 
 if TYPE_CHECKING:
     import torch
@@ -93,6 +95,24 @@ class _Split:
 
     def __post_init__(self) -> None:
         self.lengths = [len(e["input_ids"]) for e in self.encoded]
+
+    def examples(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        """The loop's view of a batch: encodings plus the target under `labels`."""
+        return [{**self.encoded[i], "labels": self.label_ids[i]} for i in ids]
+
+
+@dataclass
+class LoopTask:
+    """What the task-agnostic training loop needs to know about one task type.
+
+    `collate` pads a batch of examples (each with its target under "labels") into tensors the
+    model takes as keyword arguments; `validate` scores the model on the validation split
+    (a metrics dict with "n" and `metric`); the epoch with the highest `metric` is kept.
+    """
+
+    collate: Callable[[list[dict[str, Any]]], dict[str, Any]]
+    validate: Callable[[PreTrainedModel], dict[str, Any]]
+    metric: str
 
 
 @dataclass
@@ -155,7 +175,13 @@ def fine_tune(
             threads,
             _device().type,
         )
-        outcome = _train(model, tokenizer, train, validation, labels, resolved, checkpoint_dir)
+        outcome = _train(
+            model,
+            train,
+            resolved,
+            _intent_loop(tokenizer, validation, labels, resolved),
+            checkpoint_dir,
+        )
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -220,10 +246,16 @@ def _label_set(intents: list[str], snapshot_dir: Path) -> list[str]:
     return labels
 
 
-def _resolve_base_model(base_model: str | None) -> str:
-    """A local checkpoint directory whose config maps to a sequence-classification model."""
+def _resolve_base_model(base_model: str | None, head: str = "sequence-classification") -> str:
+    """A local checkpoint directory whose config maps to a model with the `head` wanted
+    (sequence-classification or token-classification)."""
     from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+    from transformers.models.auto import modeling_auto
+
+    mapping = {
+        "sequence-classification": modeling_auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
+        "token-classification": modeling_auto.MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING,
+    }[head]
 
     path = Path(base_model or default_base_model())
     if not path.is_dir():
@@ -236,10 +268,10 @@ def _resolve_base_model(base_model: str | None) -> str:
         model_config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError, KeyError) as exc:
         raise ValueError(f"base model {path} has an unreadable config.json: {exc}") from exc
-    if type(model_config) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
+    if type(model_config) not in mapping:
         raise ValueError(
             f"base model {path} is a {model_config.model_type!r} checkpoint, which has no "
-            "sequence-classification head in transformers"
+            f"{head} head in transformers"
         )
     return str(path.absolute())
 
@@ -355,18 +387,32 @@ def _amp_dtype(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def _intent_loop(
+    tokenizer: PreTrainedTokenizerBase, validation: _Split, labels: list[str], config: TrainConfig
+) -> LoopTask:
+    from transformers import DataCollatorWithPadding
+
+    return LoopTask(
+        collate=DataCollatorWithPadding(tokenizer),
+        validate=lambda model: _validate(model, tokenizer, validation, labels, config.batch_size),
+        metric="macro_f1",
+    )
+
+
 def _train(
     model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    train: _Split,
-    validation: _Split,
-    labels: list[str],
+    train: Any,
     config: TrainConfig,
+    loop: LoopTask,
     checkpoints: Path | None = None,
 ) -> _Outcome:
-    """Run the epochs, validating after each; load the best epoch's weights back at the end."""
+    """Run the epochs, validating after each; load the best epoch's weights back at the end.
+
+    Task-agnostic: `train` has `lengths` and `examples(ids)` (see _Split); `loop` says how to
+    batch and score (see LoopTask). Intent (ml.train) and entities (ml.entities) share it.
+    """
     import torch
-    from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
+    from transformers import get_linear_schedule_with_warmup
 
     device = _device()
     if device.type == "cuda":
@@ -375,9 +421,8 @@ def _train(
         torch.backends.cudnn.allow_tf32 = True
     amp = _amp_dtype(device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
-    collate = DataCollatorWithPadding(tokenizer)
     accumulate = max(1, config.gradient_accumulation_steps)
-    batches_per_epoch = math.ceil(len(train.encoded) / config.batch_size)
+    batches_per_epoch = math.ceil(len(train.lengths) / config.batch_size)
     total_steps = config.epochs * math.ceil(batches_per_epoch / accumulate)
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
@@ -401,11 +446,10 @@ def _train(
             if run.step >= total_steps:
                 break
             tick = time.perf_counter()
-            batch = collate([train.encoded[i] for i in batch_ids])
+            batch = loop.collate(train.examples(batch_ids))
             batch = {k: v.to(device) for k, v in batch.items()}
-            targets = torch.tensor([train.label_ids[i] for i in batch_ids], device=device)
             with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-                loss = model(**batch, labels=targets).loss
+                loss = model(**batch).loss
             scaler.scale(loss / accumulate).backward()
             loss_value = loss.item()  # syncs CUDA, so the timing below is honest
             epoch_loss, epoch_batches = epoch_loss + loss_value, epoch_batches + 1
@@ -424,22 +468,23 @@ def _train(
                 _log_progress(run.step, total_steps, loss_avg, run.samples, run.train_seconds)
                 window_loss, window_steps = 0.0, 0
 
-        metrics = _validate(model, tokenizer, validation, labels, config.batch_size)
+        metrics = loop.validate(model)
         train_loss = epoch_loss / max(epoch_batches, 1)
         run.history.append(
             {"epoch": epoch, "steps": run.step, "train_loss": train_loss, **_brief(metrics)}
         )
         logger.info(
-            "epoch %d/%d: train loss %.4f, validation accuracy %.4f, macro F1 %.4f (n=%d)",
+            "epoch %d/%d: train loss %.4f, validation %s",
             epoch,
             config.epochs,
             train_loss,
-            metrics["accuracy"],
-            metrics["macro_f1"],
-            metrics["n"],
+            ", ".join(
+                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in _brief(metrics).items()
+            ),
         )
         # Without validation rows there is nothing to choose by: keep the latest epoch.
-        score = metrics["macro_f1"] if metrics["n"] else float(epoch)
+        score = metrics[loop.metric] if metrics["n"] else float(epoch)
         if run.best_epoch == 0 or score > run.best_score:
             run.best_score, run.best_epoch, run.best_metrics = score, epoch, metrics
             run.best_state = {
@@ -453,13 +498,16 @@ def _train(
         raise RuntimeError("no epoch ran: check epochs and max_steps")
     if run.stale_epochs_exhausted(config) and run.epoch < config.epochs:
         logger.info(
-            "early stop after epoch %d: no validation macro-F1 gain for %d epochs",
+            "early stop after epoch %d: no validation %s gain for %d epochs",
             run.epoch,
+            loop.metric,
             config.early_stopping_patience,
         )
     model.load_state_dict(run.best_state)
     kept = run.history[run.best_epoch - 1]
-    logger.info("keeping epoch %d (validation macro F1 %.4f)", run.best_epoch, kept["macro_f1"])
+    logger.info(
+        "keeping epoch %d (validation %s %.4f)", run.best_epoch, loop.metric, kept[loop.metric]
+    )
     return _Outcome(
         best_epoch=run.best_epoch,
         validation=run.best_metrics,
@@ -601,7 +649,12 @@ def _validate(
 
 
 def _brief(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n")}
+    """The headline numbers of a metrics dict (per-class detail and latency left out)."""
+    return {
+        k: v
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not k.startswith(("latency", "throughput"))
+    }
 
 
 # --- artifact --------------------------------------------------------------------------------
@@ -618,14 +671,10 @@ def _write_artifact(
     outcome: _Outcome,
     wall_seconds: float,
 ) -> None:
-    """Write everything into a hidden sibling first, then rename: no half-written artifacts."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        model.save_pretrained(staging)  # transformers 5 writes safetensors only
-        tokenizer.save_pretrained(staging)
-        assert_safetensors_only(staging)
+    """An intent artifact, written atomically (see write_staged)."""
+
+    def fill(staging: Path) -> None:
+        save_model_files(staging, model, tokenizer, "intent")
         support = {label: train.intents.count(label) for label in labels}
         _dump(staging / LABELS_FILE, labels)
         _dump(
@@ -647,6 +696,27 @@ def _write_artifact(
         )
         card = _model_card(config, snapshot, support, outcome)
         (staging / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
+
+    write_staged(out_dir, fill)
+
+
+def save_model_files(
+    staging: Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: str
+) -> None:
+    """Weights (safetensors only), tokenizer and task.json: what every task's artifact holds."""
+    model.save_pretrained(staging)  # transformers 5 writes safetensors only
+    tokenizer.save_pretrained(staging)
+    assert_safetensors_only(staging)
+    _dump(staging / TASK_FILE, {"task": task})
+
+
+def write_staged(out_dir: Path, fill: Callable[[Path], None]) -> None:
+    """Let `fill` write into a hidden sibling, then rename it: no half-written artifacts."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        fill(staging)
         if out_dir.exists():
             out_dir.rmdir()  # checked empty up front
         staging.rename(out_dir)
