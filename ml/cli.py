@@ -124,13 +124,33 @@ def train(
     batch_size: Annotated[
         int | None, typer.Option(min=1, help="Batch size; default: the library's.")
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="A configured model (see README, Task types); default: the intent model."
+        ),
+    ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="Task type (intent, entities, answers) of --data; the model is named after "
+            "it unless --model names one."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Snapshot → fine-tune → evaluate → register → promote, without Airflow."""
     from ml import retrain
+    from ml.config import ConfigError
     from ml.dataset import EmptyWindowError, snapshot_from_file
+    from ml.tasks import UnknownTaskError, task_module
 
     cfg = settings()
+    try:
+        spec = _model_for(model, task, data)
+        task_mod = task_module(spec.task)
+    except (ConfigError, UnknownTaskError) as exc:
+        _fail(str(exc))
     params = {
         "base_model": base_model,
         "epochs": epochs,
@@ -139,21 +159,49 @@ def train(
     }
     run_key = f"cli-{datetime.now().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     try:
-        if data is not None:
+        if data is not None and spec.task == "intent":
             snap = snapshot_from_file(data, cfg.snapshots, text_column, label_column)
+        elif data is not None:
+            snap = task_mod.build_dataset(str(data), cfg.snapshots / spec.name, **spec.options)
         else:
             end = date.fromisoformat(end_date) if end_date else date.today() - timedelta(days=1)
-            snap = retrain.snapshot_step(end, window_days, cfg)
+            snap = retrain.snapshot_step(end, window_days, cfg, spec)
     except (EmptyWindowError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
-    result = retrain.run_on_snapshot(snap, params, run_key, actor="cli", cfg=cfg)
-    test = result["test"]
+    result = retrain.run_on_snapshot(snap, params, run_key, actor="cli", cfg=cfg, model=spec)
     text = (
         f"{result['model']}:{result['version']} → {result['alias']}  "
-        f"test accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}\n  "
-        + "\n  ".join(result["reasons"])
+        f"{_headline(result['test'], result['metric'])}\n  " + "\n  ".join(result["reasons"])
     )
     _emit(result, as_json, text)
+
+
+def _model_for(model: str | None, task: str | None, data: Path | None) -> Any:
+    """The configured model `model` (or named after `task`); else, with --data and --task, an
+    unconfigured one of that task type trained from that file."""
+    from ml.config import ConfigError
+    from ml.models import ModelSpec, configured_models
+
+    name = model or (task if task and task != "intent" else None) or settings().model_name
+    found = {m.name: m for m in configured_models()}
+    if name in found:
+        spec = found[name]
+        if task and spec.task != task:
+            raise ConfigError(f"model {name!r} is configured with task type {spec.task!r}")
+        return spec
+    if task and data is not None:
+        return ModelSpec(name=name, task=task, source=str(data))
+    raise ConfigError(
+        f"no configured model {name!r} (configured: {', '.join(found)}); "
+        "give --task and --data to train one from a file"
+    )
+
+
+def _headline(metrics: dict[str, Any], metric: str) -> str:
+    """The test metrics a person reads first: the promotion metric, then the usual ones."""
+    keys = dict.fromkeys([metric, "accuracy", "macro_f1", "micro_f1", "recall@1", "mrr"])
+    shown = [f"{k} {metrics[k]:.4f}" for k in keys if isinstance(metrics.get(k), int | float)]
+    return f"test {'  '.join(shown)}  n={metrics.get('n')}"
 
 
 @app.command()
@@ -166,47 +214,85 @@ def evaluate(
     label_column: Annotated[str, typer.Option(help="Label column of --data.")] = "label",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Score a registered model on a labeled file."""
+    """Score a registered model on a labeled file (dispatched by the artifact's task type)."""
     from ml.artifacts import ArtifactIntegrityError
     from ml.evaluate import evaluate_model
     from ml.registry import Registry, RegistryError
+    from ml.tasks import UnknownTaskError, artifact_task, task_module
 
     try:
         version = Registry(settings().registry_url).resolve(model)
         artifact = Path(version.artifact_uri)
-        metrics = evaluate_model(artifact, data, version.artifact_sha256, text_column, label_column)
-    except (RegistryError, ArtifactIntegrityError, ValueError, FileNotFoundError) as exc:
+        kind = artifact_task(artifact)
+        if kind == "intent":  # the only task with column options
+            metrics = evaluate_model(
+                artifact, data, version.artifact_sha256, text_column, label_column
+            )
+        else:
+            metrics = task_module(kind).evaluate(artifact, data, version.artifact_sha256)
+        headline = task_module(kind).PROMOTION_METRIC
+    except (
+        RegistryError,
+        ArtifactIntegrityError,
+        UnknownTaskError,
+        ValueError,
+        FileNotFoundError,
+    ) as exc:
         _fail(str(exc))
-    text = f"{version.model}:{version.version} on {data}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  n={metrics['n']}"
-    _emit({"model": version.model, "version": version.version, **metrics}, as_json, text)
+    text = f"{version.model}:{version.version} on {data}: {_headline(metrics, headline)}"
+    for label, per in metrics.get("per_class", {}).items() if kind != "intent" else ():
+        text += f"\n  {label:<16} f1 {per['f1']:.4f}  n={per.get('support', '?')}"
+    _emit(
+        {"model": version.model, "version": version.version, "task": kind, **metrics},
+        as_json,
+        text,
+    )
 
 
 @app.command()
 def predict(
-    texts: Annotated[list[str], typer.Argument(help="Customer message(s) to classify.")],
-    model: Annotated[str, typer.Option(help="NAME@ALIAS or NAME:VERSION.")] = "intent@champion",
+    texts: Annotated[list[str], typer.Argument(help="Customer message(s).")],
+    model: Annotated[
+        str, typer.Option(help="NAME@ALIAS or NAME:VERSION, e.g. entities@champion.")
+    ] = "intent@champion",
+    top_k: Annotated[int, typer.Option(min=1, help="Labels / answers to list per text.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """The intent of each text and its probability, from a registered model."""
+    """A registered model's output per text: intent and probability, entity spans with their
+    types, or the top answers with scores (by the model's task type)."""
     from ml.artifacts import ArtifactIntegrityError
-    from ml.evaluate import Classifier
     from ml.registry import Registry, RegistryError
+    from ml.tasks import UnknownTaskError, artifact_task, task_module
 
     try:
         version = Registry(settings().registry_url).resolve(model)
-        classifier = Classifier.load(Path(version.artifact_uri), version.artifact_sha256)
-    except (RegistryError, ArtifactIntegrityError, ValueError, FileNotFoundError) as exc:
+        artifact = Path(version.artifact_uri)
+        kind = artifact_task(artifact)
+        payload = task_module(kind).predict(artifact, texts, top_k, version.artifact_sha256)
+    except (
+        RegistryError,
+        ArtifactIntegrityError,
+        UnknownTaskError,
+        ValueError,
+        FileNotFoundError,
+    ) as exc:
         _fail(str(exc))
-    preds = classifier.predict(texts)
-    payload = [
-        {"text": t, "intent": p.label, "probability": round(p.probability, 4)}
-        for t, p in zip(texts, preds, strict=True)
-    ]
-    _emit(
-        payload,
-        as_json,
-        "\n".join(f"{p['intent']}\t{p['probability']:.3f}\t{p['text']}" for p in payload),
-    )
+    _emit(payload, as_json, "\n".join(_prediction_text(p) for p in payload))
+
+
+def _prediction_text(p: dict[str, Any]) -> str:
+    if "intent" in p:
+        return f"{p['intent']}\t{p['probability']:.3f}\t{p['text']}"
+    if "spans" in p:
+        spans = [
+            f"  {s['type']:<13}{s['text']!r} [{s['start']}:{s['end']}]  {s['score']:.3f}"
+            for s in p["spans"]
+        ]
+        return "\n".join([p.get("text", ""), *(spans or ["  (no entities)"])])
+    # A ranked list (answers): whatever list of {"score", ...} the task returns.
+    ranked = next((v for v in p.values() if isinstance(v, list)), [])
+    rows = [f"  {r.get('score', 0.0):.3f}  {r.get('answer') or r.get('text') or r}" for r in ranked]
+    return "\n".join([str(p.get("text", "")), *rows])
 
 
 def _registry(**kwargs: Any) -> Any:

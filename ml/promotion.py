@@ -63,8 +63,12 @@ class Decision:
 
 
 def support_total(metrics: dict) -> int:
-    """Examples behind the metrics: the per-class supports summed (0 without per-class)."""
-    return int(sum(per.get("support", 0) for per in metrics.get(PER_CLASS, {}).values()))
+    """Examples behind the metrics: the per-class supports summed; for a task without
+    classes (answer retrieval), its example count `n` (0 when neither is there)."""
+    per_class = metrics.get(PER_CLASS)
+    if per_class:
+        return int(sum(per.get("support", 0) for per in per_class.values()))
+    return int(metrics.get("n", 0))
 
 
 def _check_size(challenger: dict, policy: PromotionPolicy) -> tuple[bool, str]:

@@ -247,6 +247,7 @@ class VersionInfo:
     code_version: str | None
     # {"test": {"accuracy": .., "macro_f1": .., "per_class": {label: {"f1": .., ...}}}, ...}
     metrics: dict
+    task_type: str = "intent"  # the registered model's (ml.tasks)
 
 
 def _json_default(value: Any) -> Any:
@@ -368,6 +369,7 @@ def _to_info(v: ModelVersion) -> VersionInfo:
         logical_date=v.logical_date,
         code_version=v.code_version,
         metrics=nest_metrics(rows),
+        task_type=v.model.task_type,
     )
 
 

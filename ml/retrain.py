@@ -1,8 +1,11 @@
 """The retrain pipeline as steps: snapshot → fine_tune → evaluate → register → promote.
 
-The `intent_retrain` DAG runs each step as a task and `intentflow train` runs them in order,
-so both take one code path. Steps exchange small JSON-serialisable dicts (paths, hashes,
-metrics), never models or data.
+Each configured model's retrain DAG (`intent_retrain`, `entities_retrain`, ...; see ml.models)
+runs each step as a task and `intentflow train` runs them in order, so both take one code path.
+Steps exchange small JSON-serialisable dicts (paths, hashes, metrics), never models or data.
+The steps are generic: `model` names a configured model (None: the intent model), and its
+task type's module (ml.tasks) builds the dataset, trains, evaluates; promotion compares the
+model's promotion metric.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ml.config import Settings, settings
+from ml.models import ModelSpec, model_spec
 
 log = logging.getLogger(__name__)
 
@@ -44,45 +48,70 @@ def code_version() -> str:
     return f"{pkg}+g{sha}"
 
 
-def snapshot_step(end: date, window_days: int, cfg: Settings | None = None) -> dict[str, Any]:
+def _spec(model: str | ModelSpec | None, cfg: Settings) -> ModelSpec:
+    """A configured model by name (None: the intent model), or a spec given as it is (the CLI
+    trains unconfigured models from a file)."""
+    return model if isinstance(model, ModelSpec) else model_spec(model, cfg)
+
+
+def _task(spec: ModelSpec) -> Any:
+    from ml.tasks import task_module
+
+    return task_module(spec.task)
+
+
+def snapshot_step(
+    end: date, window_days: int, cfg: Settings | None = None, model: str | ModelSpec | None = None
+) -> dict[str, Any]:
+    """The lake's window for a lake-fed model; else the task's build_dataset on its source."""
+    cfg = cfg or settings()
+    spec = _spec(model, cfg)
+    if not spec.from_lake:
+        return _task(spec).build_dataset(spec.source, cfg.snapshots / spec.name, **spec.options)
     from ml.dataset import make_snapshot
 
-    cfg = cfg or settings()
     return make_snapshot(cfg.lake, cfg.snapshots, end, window_days)
 
 
-def train_config(params: dict[str, Any]) -> Any:
-    """A TrainConfig from the DAG params / CLI options that name its fields (others ignored)."""
-    from ml.train import TrainConfig
-
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in params.items() if k in names and v is not None})
-
-
 def train_step(
-    snapshot: dict[str, Any], params: dict[str, Any], run_key: str, cfg: Settings | None = None
+    snapshot: dict[str, Any],
+    params: dict[str, Any],
+    run_key: str,
+    cfg: Settings | None = None,
+    model: str | ModelSpec | None = None,
 ) -> dict[str, Any]:
+    import json
+
     from ml.device import gpu_lease, training_device
-    from ml.train import METRICS_FILE, artifact_summary, fine_tune
 
     cfg = cfg or settings()
+    spec = _spec(model, cfg)
     # First: a gpu worker without its GPU fails here, before any data or model is loaded.
     device = training_device(cfg.require_gpu)
-    # An empty param means "the default": the configured base model, then TrainConfig's.
+    # An empty param means "the default": the configured base model, then the task's.
     given = {k: v for k, v in params.items() if v not in (None, "")}
-    config = train_config({"base_model": cfg.base_model, **given})
+    config = {"base_model": cfg.base_model, **given}
     safe_key = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_key)
-    run_dir = cfg.artifacts / cfg.model_name / safe_key
-    if (run_dir / "model" / METRICS_FILE).is_file():
+    run_dir = cfg.artifacts / spec.name / safe_key
+    summary = run_dir / "summary.json"
+    if summary.is_file():
         # A retry after the artifact was written (say the worker died before reporting).
         log.info("artifact %s already complete: reused", run_dir / "model")
-        return artifact_summary(run_dir / "model")
+        return json.loads(summary.read_text(encoding="utf-8"))
+    # A kill between the artifact's rename and summary.json: the artifact is whole, but its
+    # summary was never handed on; train again rather than guess.
+    shutil.rmtree(run_dir / "model", ignore_errors=True)
 
     def train() -> dict[str, Any]:
         # Checkpoints per epoch: a retried task resumes where the killed one stopped.
-        out = fine_tune(Path(snapshot["path"]), run_dir / "model", config, run_dir / "checkpoints")
+        out = _task(spec).fine_tune(
+            Path(snapshot["path"]), run_dir / "model", config, run_dir / "checkpoints"
+        )
+        tmp = summary.with_suffix(".tmp")
+        tmp.write_text(json.dumps(out, default=str), encoding="utf-8")
+        tmp.rename(summary)
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the artifact supersedes them
-        return out
+        return json.loads(summary.read_text(encoding="utf-8"))
 
     if device != "cuda":
         return train()
@@ -95,22 +124,29 @@ def train_step(
 
 
 def evaluate_step(
-    snapshot: dict[str, Any], trained: dict[str, Any], cfg: Settings | None = None
+    snapshot: dict[str, Any],
+    trained: dict[str, Any],
+    cfg: Settings | None = None,
+    model: str | ModelSpec | None = None,
 ) -> dict[str, Any]:
     """Score the new model and the current champion on the same test split and golden sets.
 
-    Reports (metrics.json, confusion matrix JSON + PNG) go beside the new model's artifact.
+    Reports (metrics.json, for intent also the confusion matrix JSON + PNG) go beside the new
+    model's artifact. Golden sets (INTENTFLOW_GOLDEN_SETS) are intent-labeled files: they
+    apply to intent models only.
     """
-    from ml.evaluate import evaluate_model
     from ml.registry import NotFoundError, Registry
 
     cfg = cfg or settings()
+    spec = _spec(model, cfg)
+    task = _task(spec)
     reports = Path(trained["artifact_dir"]).parent / "evaluation"
-    datasets = {"test": Path(snapshot["path"]) / "test.parquet", **cfg.golden_sets}
+    golden = cfg.golden_sets if spec.task == "intent" else {}
+    datasets = {"test": Path(snapshot["path"]) / "test.parquet", **golden}
 
     def score(artifact: str, sha256: str, who: str) -> dict[str, Any]:
         return {
-            split: evaluate_model(Path(artifact), data, sha256, report_dir=reports / who / split)
+            split: task.evaluate(Path(artifact), data, sha256, report_dir=reports / who / split)
             for split, data in datasets.items()
         }
 
@@ -125,9 +161,9 @@ def evaluate_step(
     }
     registry = Registry(cfg.registry_url)  # an old schema or a dead database fails the task
     try:
-        champion = registry.get(cfg.model_name, alias=CHAMPION)
+        champion = registry.get(spec.name, alias=CHAMPION)
     except NotFoundError:  # only "no champion yet": anything else must not skip the comparison
-        log.info("no %s@%s yet: nothing to compare against", cfg.model_name, CHAMPION)
+        log.info("no %s@%s yet: nothing to compare against", spec.name, CHAMPION)
         return result
     theirs = score(champion.artifact_uri, champion.artifact_sha256, f"champion-v{champion.version}")
     result.update(
@@ -150,8 +186,9 @@ def register_step(
     evaluation: dict[str, Any],
     lineage: dict[str, Any],
     cfg: Settings | None = None,
+    model: str | ModelSpec | None = None,
 ) -> dict[str, Any]:
-    """Register the trained model with its metrics and lineage.
+    """Register the trained model (with its task type) with its metrics and lineage.
 
     `lineage` carries the run: dag_id, run_id, logical_date, actor; the rest (data snapshot,
     partitions, base model and its hash, code version, parameters) is taken from the steps.
@@ -159,10 +196,12 @@ def register_step(
     from ml.registry import Registry
 
     cfg = cfg or settings()
+    spec = _spec(model, cfg)
     run = dict(lineage)
     actor = run.pop("actor", "intentflow")
     info = Registry(cfg.registry_url).register_version(
-        cfg.model_name,
+        spec.name,
+        task_type=spec.task,
         artifact_uri=trained["artifact_dir"],
         artifact_sha256=trained["artifact_sha256"],
         base_model=trained["base_model"],
@@ -176,8 +215,8 @@ def register_step(
         lineage={
             **run,
             "snapshot_path": snapshot.get("path"),
-            "window": snapshot["window"],
-            "partitions": snapshot["partitions"],
+            "window": snapshot.get("window"),
+            "partitions": snapshot.get("partitions", []),
             "counts": snapshot.get("counts"),
             "evaluation_reports": evaluation["reports"],
         },
@@ -192,14 +231,22 @@ def register_step(
 
 
 def promote_step(
-    registered: dict[str, Any], evaluation: dict[str, Any], actor: str, cfg: Settings | None = None
+    registered: dict[str, Any],
+    evaluation: dict[str, Any],
+    actor: str,
+    cfg: Settings | None = None,
+    model: str | ModelSpec | None = None,
 ) -> dict[str, Any]:
-    """Apply the configured promotion policy (INTENTFLOW_PROMOTION_*); reasons go to the audit."""
+    """Apply the configured promotion policy (INTENTFLOW_PROMOTION_*) on the model's metric
+    (its configured promotion_metric, else its task's PROMOTION_METRIC); reasons go to the audit.
+    """
     from ml.promotion import PromotionPolicy, promote
     from ml.registry import Registry
 
     cfg = cfg or settings()
-    policy = PromotionPolicy.from_settings(cfg)
+    spec = _spec(model, cfg)
+    metric = spec.promotion_metric or _task(spec).PROMOTION_METRIC
+    policy = dataclasses.replace(PromotionPolicy.from_settings(cfg), metric=metric)
     decision = promote(
         Registry(cfg.registry_url),
         registered["model"],
@@ -226,11 +273,19 @@ def run_on_snapshot(
     run_key: str,
     actor: str,
     cfg: Settings | None = None,
+    model: str | ModelSpec | None = None,
 ) -> dict[str, Any]:
     """fine_tune → evaluate → register → promote on a snapshot, as the DAG's tasks do."""
     cfg = cfg or settings()
-    trained = train_step(snap, params, run_key, cfg)
-    evaluation = evaluate_step(snap, trained, cfg)
+    trained = train_step(snap, params, run_key, cfg, model)
+    evaluation = evaluate_step(snap, trained, cfg, model)
     lineage = {"dag_id": None, "run_id": run_key, "actor": actor}
-    registered = register_step(snap, trained, evaluation, lineage, cfg)
-    return {**promote_step(registered, evaluation, actor, cfg), "test": evaluation["challenger"]}
+    registered = register_step(snap, trained, evaluation, lineage, cfg, model)
+    promoted = promote_step(registered, evaluation, actor, cfg, model)
+    spec = _spec(model, cfg)
+    return {
+        **promoted,
+        "task": spec.task,
+        "metric": spec.promotion_metric or _task(spec).PROMOTION_METRIC,
+        "test": evaluation["challenger"],
+    }

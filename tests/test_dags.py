@@ -16,11 +16,14 @@ import pytest
 
 from ml import lake
 from ml.artifacts import directory_sha256
-from ml.config import settings
+from ml.config import ConfigError, settings
 from ml.generate import generate
+from ml.models import configured_models
 
 DAGS = Path(__file__).resolve().parent.parent / "dags"
 HEAVY = ("torch", "transformers", "great_expectations", "pandas", "pyarrow", "sklearn")
+# dags/model_retrain.py generates one retrain DAG per configured model (ml.models).
+RETRAIN_FILE = "model_retrain.py"
 
 PARSE_PROBE = """
 import json, sys, time
@@ -47,27 +50,67 @@ def test_dag_file_parses_fast_without_heavy_imports(dag_file: str) -> None:
     )
     probe = json.loads(out.stdout.strip().splitlines()[-1])
     assert probe["errors"] == {}
-    assert probe["dags"] == [dag_file.removesuffix(".py")]
+    if dag_file == RETRAIN_FILE:
+        assert probe["dags"] == sorted(m.dag_id for m in configured_models())
+        assert {"intent_retrain", "entities_retrain"} <= set(probe["dags"])
+    else:
+        assert probe["dags"] == [dag_file.removesuffix(".py")]
     assert probe["heavy"] == [], f"{dag_file} imports {probe['heavy']} at parse time"
     assert probe["seconds"] < 1.0, f"{dag_file} took {probe['seconds']:.2f}s to parse"
 
 
-def test_retrain_dag_shape() -> None:
+def test_retrain_dags_share_one_shape_with_their_own_schedule_and_params() -> None:
     from airflow.dag_processing.dagbag import DagBag
 
-    dag = DagBag(dag_folder=str(DAGS / "intent_retrain.py")).dags["intent_retrain"]
-    fine_tune = dag.get_task("fine_tune")
-    assert (fine_tune.queue, fine_tune.pool) == ("gpu", "gpu")
-    assert {"window_days", "base_model", "epochs", "learning_rate", "batch_size"} <= set(dag.params)
-    order = [t.task_id for t in dag.topological_sort()]
-    assert order == ["snapshot", "fine_tune", "evaluate", "register", "promote"]
-    assert dag.doc_md and "Intent retrain" in dag.doc_md
+    dags = DagBag(dag_folder=str(DAGS / RETRAIN_FILE)).dags
+    for spec in configured_models():
+        dag = dags[spec.dag_id]
+        fine_tune = dag.get_task("fine_tune")
+        assert (fine_tune.queue, fine_tune.pool) == ("gpu", "gpu")
+        assert {"base_model", "epochs", "learning_rate", "batch_size"} <= set(dag.params)
+        order = [t.task_id for t in dag.topological_sort()]
+        assert order == ["snapshot", "fine_tune", "evaluate", "register", "promote"]
+        assert dag.doc_md and "Model retrain" in dag.doc_md and spec.task in dag.tags
+    intent, entities = dags["intent_retrain"], dags["entities_retrain"]
+    assert {"window_days", "end_date"} <= set(intent.params)
+    assert intent.params["window_days"] == 7 and intent.params["epochs"] is None
+    # A labeled-source model has no lake window; its configured defaults fill the form.
+    assert "window_days" not in entities.params and entities.params["epochs"] == 3
+    assert (intent.timetable.expression, entities.timetable.expression) == (
+        "0 3 * * *",
+        "0 4 * * 0",
+    )
+
+
+def test_models_file_replaces_the_configured_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = [
+        {"name": "intent", "task": "intent", "dag_id": "intent_retrain", "schedule": None},
+        {"name": "tags-eu", "task": "entities", "source": "/data/eu.csv", "params": {"epochs": 5}},
+    ]
+    (tmp_path / "models.json").write_text(json.dumps(models))
+    monkeypatch.setenv("INTENTFLOW_MODELS_FILE", str(tmp_path / "models.json"))
+    assert [m.dag_id for m in configured_models()] == ["intent_retrain", "tags-eu_retrain"]
+    out = subprocess.run(
+        [sys.executable, "-c", PARSE_PROBE, str(DAGS / RETRAIN_FILE)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    probe = json.loads(out.stdout.strip().splitlines()[-1])
+    assert probe["errors"] == {} and probe["dags"] == ["intent_retrain", "tags-eu_retrain"]
+
+    (tmp_path / "models.json").write_text(json.dumps([{"name": "x", "task": "sentiment"}]))
+    with pytest.raises(ConfigError, match="unknown task type 'sentiment'"):
+        configured_models()
 
 
 def _dag(dag_id: str):
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(DAGS / f"{dag_id}.py")).dags[dag_id]
+    path = DAGS / (RETRAIN_FILE if dag_id.endswith("_retrain") else f"{dag_id}.py")
+    return DagBag(dag_folder=str(path)).dags[dag_id]
 
 
 @pytest.mark.slow

@@ -1,0 +1,155 @@
+"""
+### Model retrain
+
+One retrain DAG per configured model (`ml.models`: `intent_retrain`, `entities_retrain`, ...),
+all of the same shape; each model's task type (`ml.tasks`) decides how its data is built,
+how it trains and how it is scored.
+
+| task | does |
+|---|---|
+| `snapshot` | lake-fed models: freezes the window of lake partitions into train/validation/test (split by conversation id, content-hashed); others: the task's labeled source into the same split files (bad records quarantined) |
+| `fine_tune` | trains from the base model on the `gpu` queue and pool (CUDA when the worker has it; else the CPU, or a failure where `INTENTFLOW_REQUIRE_GPU` is set) |
+| `evaluate` | the task's metrics on the test split (intent: accuracy, macro-F1, per class; entities: span F1 per type), for the new model and the champion |
+| `register` | a new version (with its task type) in the registry with its metrics, artifact sha256 and lineage |
+| `promote` | moves `champion` to the new version when the policy allows on the model's promotion metric; otherwise it becomes `challenger` |
+
+Leave a param empty to use the library default.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from ml.models import ModelSpec, configured_models
+
+
+def _window_end(params: dict, data_interval_end, run_after) -> str:
+    # The window ends the day before the run: the last day whose drop is complete.
+    if params.get("end_date"):
+        return params["end_date"]
+    return ((data_interval_end or run_after) - timedelta(days=1)).date().isoformat()
+
+
+def _params(spec: ModelSpec) -> dict[str, Param]:
+    """The trigger form: the model's configured defaults, else empty (the library default)."""
+    defaults = spec.params
+    params: dict[str, Param] = {}
+    if spec.from_lake:
+        params["window_days"] = Param(
+            defaults.get("window_days", 7),
+            type="integer",
+            minimum=1,
+            maximum=366,
+            description="Days of transcripts to train on, ending the day before the run.",
+        )
+        params["end_date"] = Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Last day of the window (YYYY-MM-DD); empty: the day before the run.",
+        )
+    params["base_model"] = Param(
+        defaults.get("base_model"),
+        type=["null", "string"],
+        description="Local Hugging Face checkpoint directory; empty: INTENTFLOW_BASE_MODEL or the packaged MiniLM-L6.",
+    )
+    params["epochs"] = Param(
+        defaults.get("epochs"),
+        type=["null", "integer"],
+        minimum=1,
+        maximum=100,
+        description="Training epochs; empty: the library default.",
+    )
+    params["learning_rate"] = Param(
+        defaults.get("learning_rate"),
+        type=["null", "number"],
+        exclusiveMinimum=0,
+        maximum=1,
+        description="Peak AdamW learning rate; empty: the library default.",
+    )
+    params["batch_size"] = Param(
+        defaults.get("batch_size"),
+        type=["null", "integer"],
+        minimum=1,
+        maximum=1024,
+        description="Examples per step; empty: the library default.",
+    )
+    return params
+
+
+def retrain_dag(spec: ModelSpec):
+    name = spec.name
+    source = "the lake's transcripts" if spec.from_lake else f"`{spec.source}`"
+
+    @dag(
+        dag_id=spec.dag_id,
+        schedule=spec.schedule,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        # One run at a time by default; a GPU cluster may allow more: the `gpu` pool still
+        # bounds concurrent trainings to one per GPU.
+        max_active_runs=int(os.environ.get("INTENTFLOW_RETRAIN_MAX_ACTIVE_RUNS", "1")),
+        default_args={"retries": 1, "retry_delay": timedelta(minutes=2)},
+        params=_params(spec),
+        tags=["intentflow", "training", spec.task],
+        doc_md=f"## `{name}` ({spec.task}) from {source}\n\n{spec.description}\n{__doc__}",
+    )
+    def retrain():
+        @task
+        def snapshot(params: dict | None = None, data_interval_end=None, dag_run=None) -> dict:
+            from datetime import date
+
+            from ml.retrain import snapshot_step
+
+            if not spec.from_lake:
+                return snapshot_step(date.today(), 1, model=name)
+            end = date.fromisoformat(_window_end(params, data_interval_end, dag_run.run_after))
+            return snapshot_step(end, params["window_days"], model=name)
+
+        @task(queue="gpu", pool="gpu")
+        def fine_tune(snap: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+            from ml.retrain import train_step
+
+            given = {k: v for k, v in params.items() if k not in ("window_days", "end_date")}
+            return train_step(snap, given, run_id, model=name)
+
+        @task
+        def evaluate(snap: dict, trained: dict) -> dict:
+            from ml.retrain import evaluate_step
+
+            return evaluate_step(snap, trained, model=name)
+
+        @task
+        def register(snap: dict, trained: dict, evaluation: dict, dag_run=None) -> dict:
+            from ml.retrain import register_step
+
+            lineage = {
+                "dag_id": dag_run.dag_id,
+                "run_id": dag_run.run_id,
+                "logical_date": dag_run.logical_date,
+                "actor": f"airflow:{dag_run.dag_id}",
+            }
+            return register_step(snap, trained, evaluation, lineage, model=name)
+
+        @task
+        def promote(registered: dict, evaluation: dict, dag_run=None) -> dict:
+            from ml.retrain import promote_step
+
+            return promote_step(
+                registered, evaluation, actor=f"airflow:{dag_run.dag_id}", model=name
+            )
+
+        snap = snapshot()
+        trained = fine_tune(snap)
+        evaluation = evaluate(snap, trained)
+        promote(register(snap, trained, evaluation), evaluation)
+
+    return retrain()
+
+
+for _spec in configured_models():
+    globals()[_spec.dag_id] = retrain_dag(_spec)
