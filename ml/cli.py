@@ -393,7 +393,7 @@ def registry_show(
         _fail(str(exc))
     test = v.metrics.get("test", {})
     lines = [
-        f"{v.model}:{v.version}  aliases={','.join(v.aliases) or '-'}  created {v.created_at:%Y-%m-%d %H:%M} by {v.created_by}",
+        f"{v.model}:{v.version}  aliases={','.join(v.aliases) or '-'}  created {v.created_at:%Y-%m-%d %H:%M} by {v.created_by}  task {v.task_type}",
         f"  artifact  {v.artifact_uri}  sha256 {v.artifact_sha256}",
         f"  data      snapshot {v.data_snapshot_hash}",
         f"  run       {v.dag_id or '-'} / {v.run_id or '-'}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -204,3 +205,91 @@ def tiny_artifact(
     snapshot = write_snapshot(root / "snapshot", n_per_label=24, extra_eval_labels=("other",))
     result = fine_tune(snapshot, root / "model", tiny_train_config)
     return {**result, "snapshot_dir": snapshot}
+
+
+# --- entity data (Bitext's CSV shape) ---------------------------------------------------------
+
+BITEXT_FIELDS = [
+    "instruction",
+    "intent",
+    "entity_type",
+    "entity_value",
+    "start_offset",
+    "end_offset",
+]
+TEMPLATES = [
+    ("cancel order {}", "order_id", lambda r: str(r.randint(10**7, 10**10))),
+    ("where is my purchase {} please", "order_id", lambda r: str(r.randint(10**7, 10**10))),
+    ("check invoice {}", "invoice_id", lambda r: f"#{r.randint(10000, 99999)}"),
+    (
+        "I need the bill from {}",
+        "person_name",
+        lambda r: r.choice(["Mr. Jones", "Ms. Lee", "Ana Ruiz"]),
+    ),
+    ("do you ship to {}", "delivery_city", lambda r: r.choice(["Valencia", "Toronto", "Seattle"])),
+    (
+        "can I order from {} now",
+        "delivery_country",
+        lambda r: r.choice(["Canada", "Mexico", "Spain"]),
+    ),
+    ("open a {} account", "account_type", lambda r: r.choice(["gold", "platinum", "free"])),
+    ("refund ${} to me", "refund_amount", lambda r: str(r.randint(2, 900))),
+    ("i want to talk to a person", "", None),
+]
+
+
+def _write_bitext(path: Path, n: int, seed: int = 0, broken: bool = True) -> int:
+    """A Bitext-shaped CSV of `n` good rows (+3 broken ones); returns the broken count."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        template, kind, value = TEMPLATES[i % len(TEMPLATES)]
+        if value is None:
+            rows.append({"instruction": template, "intent": "x", "entity_type": ""})
+            continue
+        v = value(rng)
+        text = template.format(v)
+        start = text.index(v)
+        rows.append(
+            {
+                "instruction": text,
+                "intent": "x",
+                "entity_type": kind,
+                "entity_value": v,
+                "start_offset": start,
+                "end_offset": start + len(v),
+            }
+        )
+    bad = [
+        {
+            "instruction": "track order 3707955617",
+            "entity_type": "order_id",
+            "start_offset": 12,
+            "end_offset": 24,
+        },
+        {
+            "instruction": "see order113542617735902",
+            "entity_type": "order_id",
+            "start_offset": 9,
+            "end_offset": 24,
+        },
+        {
+            "instruction": "refund $1",
+            "entity_type": "refund_amount",
+            "start_offset": "x",
+            "end_offset": 9,
+        },
+    ]
+    if broken:
+        rows[3:3] = bad
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, BITEXT_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(bad) if broken else 0
+
+
+@pytest.fixture
+def write_bitext() -> Callable[..., int]:
+    """write_bitext(path, n, seed=0, broken=True) -> broken rows written (Bitext-shaped CSV)."""
+    return _write_bitext

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -165,3 +166,35 @@ def test_ingest_and_retrain_end_to_end(
     versions = Registry(cfg.registry_url).list_versions(cfg.model_name)
     assert [v.version for v in versions] == [1, 2]
     assert {a for v in versions for a in v.aliases} >= {"champion"}
+
+
+@pytest.mark.slow
+def test_entities_retrain_end_to_end(
+    airflow_db: Path,
+    intentflow_home: Path,
+    tiny_bert_dir: Path,
+    write_bitext: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The generated entities DAG: labeled source → snapshot (with quarantine) → fine_tune →
+    evaluate → register (task type entities) → promote on micro-F1."""
+    from airflow.utils.state import DagRunState
+
+    from ml.registry import Registry
+
+    source = intentflow_home / "labeled" / "spans.csv"
+    source.parent.mkdir(parents=True)
+    broken = write_bitext(source, 120)
+    monkeypatch.setenv("INTENTFLOW_ENTITIES_SOURCE", str(source))
+    monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
+    retrain = _dag("entities_retrain")
+    run = retrain.test(run_conf={"epochs": 1, "batch_size": 16})
+    assert run.state == DagRunState.SUCCESS
+
+    [version] = Registry(settings().registry_url).list_versions("entities")
+    assert version.task_type == "entities" and version.aliases == ("champion",)
+    assert (version.dag_id, version.run_id) == ("entities_retrain", run.run_id)
+    assert version.lineage["counts"]["quarantined"] == broken
+    assert version.lineage["partitions"][0]["file"] == str(source)
+    assert {"micro_f1", "macro_f1", "n"} <= set(version.metrics["test"])
+    assert version.params["epochs"] == 1

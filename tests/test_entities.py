@@ -3,9 +3,7 @@ with its quarantine, and a real (tiny BERT) training through the CLI and the ret
 
 from __future__ import annotations
 
-import csv
 import json
-import random
 from pathlib import Path
 from typing import Any
 
@@ -117,77 +115,6 @@ def test_span_metrics_need_exact_type_and_boundaries() -> None:
 
 # --- dataset -----------------------------------------------------------------------------------
 
-TEMPLATES = [
-    ("cancel order {}", "order_id", lambda r: str(r.randint(10**7, 10**10))),
-    ("where is my purchase {} please", "order_id", lambda r: str(r.randint(10**7, 10**10))),
-    ("check invoice {}", "invoice_id", lambda r: f"#{r.randint(10000, 99999)}"),
-    (
-        "I need the bill from {}",
-        "person_name",
-        lambda r: r.choice(["Mr. Jones", "Ms. Lee", "Ana Ruiz"]),
-    ),
-    ("do you ship to {}", "delivery_city", lambda r: r.choice(["Valencia", "Toronto", "Seattle"])),
-    (
-        "can I order from {} now",
-        "delivery_country",
-        lambda r: r.choice(["Canada", "Mexico", "Spain"]),
-    ),
-    ("open a {} account", "account_type", lambda r: r.choice(["gold", "platinum", "free"])),
-    ("refund ${} to me", "refund_amount", lambda r: str(r.randint(2, 900))),
-    ("i want to talk to a person", "", None),
-]
-
-
-def write_bitext(path: Path, n: int, seed: int = 0, broken: bool = True) -> int:
-    """A Bitext-shaped CSV of `n` good rows (+3 broken ones); returns the broken count."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        template, kind, value = TEMPLATES[i % len(TEMPLATES)]
-        if value is None:
-            rows.append({"instruction": template, "intent": "x", "entity_type": ""})
-            continue
-        v = value(rng)
-        text = template.format(v)
-        start = text.index(v)
-        rows.append(
-            {
-                "instruction": text,
-                "intent": "x",
-                "entity_type": kind,
-                "entity_value": v,
-                "start_offset": start,
-                "end_offset": start + len(v),
-            }
-        )
-    bad = [
-        {
-            "instruction": "track order 3707955617",
-            "entity_type": "order_id",
-            "start_offset": 12,
-            "end_offset": 24,
-        },
-        {
-            "instruction": "see order113542617735902",
-            "entity_type": "order_id",
-            "start_offset": 9,
-            "end_offset": 24,
-        },
-        {
-            "instruction": "refund $1",
-            "entity_type": "refund_amount",
-            "start_offset": "x",
-            "end_offset": 9,
-        },
-    ]
-    if broken:
-        rows[3:3] = bad
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, BITEXT_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return len(bad) if broken else 0
-
 
 def write_abcd(path: Path) -> None:
     convo = {
@@ -206,7 +133,9 @@ def write_abcd(path: Path) -> None:
     path.write_text(json.dumps([convo]))
 
 
-def test_build_dataset_quarantines_bad_spans_and_splits_by_template(tmp_path: Path) -> None:
+def test_build_dataset_quarantines_bad_spans_and_splits_by_template(
+    tmp_path: Path, write_bitext: Any
+) -> None:
     source, abcd = tmp_path / "bitext.csv", tmp_path / "abcd.json"
     broken = write_bitext(source, 180)
     write_abcd(abcd)
@@ -267,7 +196,11 @@ def test_bitext_real_spans_every_record_accounted_for(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_entities_train_register_predict_evaluate_through_the_cli(
-    intentflow_home: Path, tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    intentflow_home: Path,
+    tiny_bert_dir: Path,
+    tmp_path: Path,
+    write_bitext: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from ml.cli import app
     from ml.config import settings
