@@ -238,12 +238,18 @@ TEMPLATES = [
 ]
 
 
+OPENERS = ["", "hi", "hello there", "please", "hey, can you", "I need to", "help me", "urgent:"]
+CLOSERS = ["", "thanks", "asap", "please help", "ok?", "today", "thank you so much"]
+
+
 def _write_bitext(path: Path, n: int, seed: int = 0, broken: bool = True) -> int:
     """A Bitext-shaped CSV of `n` good rows (+3 broken ones); returns the broken count."""
     rng = random.Random(seed)
     rows = []
     for i in range(n):
         template, kind, value = TEMPLATES[i % len(TEMPLATES)]
+        # Many phrasings per template, as in Bitext, so a split by template has every split.
+        template = f"{rng.choice(OPENERS)} {template} {rng.choice(CLOSERS)}".strip()
         if value is None:
             rows.append({"instruction": template, "intent": "x", "entity_type": ""})
             continue

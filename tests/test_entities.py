@@ -214,7 +214,7 @@ def test_entities_train_register_predict_evaluate_through_the_cli(
     def invoke(*args: str) -> str:
         result = runner.invoke(app, list(args), catch_exceptions=False)
         assert result.exit_code == 0, result.output
-        return result.output
+        return result.stdout
 
     common = ["--task", "entities", "--data", str(source), "--batch-size", "16"]
     trained = json.loads(

@@ -91,6 +91,16 @@ def test_too_small_test_set_blocks_even_without_champion() -> None:
     assert decide(tiny, None, PromotionPolicy(min_test_size=10)).promote
 
 
+def test_a_task_without_classes_is_sized_by_its_example_count() -> None:
+    """Answer retrieval has no per-class metrics: `n` counts its test examples."""
+    policy = PromotionPolicy(metric="mrr")
+    decision = decide({"mrr": 0.61, "recall@1": 0.5, "n": 40}, {"mrr": 0.60, "n": 40}, policy)
+    assert decision.promote
+    assert decision.reasons[0] == "test set has 40 examples (>= 20)"
+    assert "mrr 0.610 vs champion 0.600" in decision.reasons[1]
+    assert not decide({"mrr": 0.9, "n": 12}, None, policy).promote
+
+
 def test_missing_metric_blocks() -> None:
     challenger = metrics(0.99, {"refund": 0.99, "lost_card": 0.99})
     del challenger["macro_f1"]
