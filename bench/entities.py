@@ -128,6 +128,9 @@ def main() -> None:
         folder, work / "model", {"epochs": epochs, "num_threads": args.threads}
     )
     train_seconds = time.perf_counter() - tick
+    import torch
+
+    torch.set_num_threads(args.threads)  # latency on the same threads as training
     model = entities.evaluate(Path(trained["artifact_dir"]), folder / "test.parquet")
 
     print(

@@ -151,12 +151,14 @@ def train(
         task_mod = task_module(spec.task)
     except (ConfigError, UnknownTaskError) as exc:
         _fail(str(exc))
-    params = {
+    given = {
         "base_model": base_model,
         "epochs": epochs,
         "learning_rate": learning_rate,
         "batch_size": batch_size,
     }
+    # The model's configured defaults (as in its DAG form), then what was given here.
+    params = {**spec.params, **{k: v for k, v in given.items() if v is not None}}
     run_key = f"cli-{datetime.now().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     try:
         if data is not None and spec.task == "intent":

@@ -534,10 +534,13 @@ class _RunState:
     best_state: dict[str, Any] = field(default_factory=dict)
 
     def stale_epochs_exhausted(self, config: TrainConfig) -> bool:
+        # A best score of 0 means nothing learned yet (entity F1 stays 0 until the head tags
+        # any entity at all): waiting for the first gain is not a plateau.
         patience = config.early_stopping_patience
         return (
             patience is not None
             and self.best_epoch > 0
+            and self.best_score > 0
             and self.epoch - self.best_epoch >= patience
         )
 
