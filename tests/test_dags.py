@@ -187,6 +187,8 @@ def test_entities_retrain_end_to_end(
     broken = write_bitext(source, 120)
     monkeypatch.setenv("INTENTFLOW_ENTITIES_SOURCE", str(source))
     monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
+    # A small test split (about 12 texts): the policy's minimum counts its gold entities.
+    monkeypatch.setenv("INTENTFLOW_PROMOTION_MIN_TEST_SIZE", "5")
     retrain = _dag("entities_retrain")
     run = retrain.test(run_conf={"epochs": 1, "batch_size": 16})
     assert run.state == DagRunState.SUCCESS

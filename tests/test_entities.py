@@ -258,3 +258,29 @@ def test_entities_train_register_predict_evaluate_through_the_cli(
     # The intent model is untouched: another registered model, another task type.
     assert [v.version for v in registry.list_versions("entities")] == [1, 2]
     assert registry.list_versions("intent") == []
+
+
+def test_entities_training_resumes_from_its_checkpoint(
+    tiny_bert_dir: Path, tmp_path: Path, write_bitext: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ml.train's checkpoints serve the token-classification loop too: a retried training
+    that finds the last epoch's checkpoint resumes there and ends with the same weights."""
+    source = tmp_path / "bitext.csv"
+    write_bitext(source, 90, broken=False)
+    snap = Path(entities.build_dataset(str(source), tmp_path / "snaps")["path"])
+    config = {
+        "base_model": str(tiny_bert_dir),
+        "epochs": 2,
+        "learning_rate": 3e-3,
+        "batch_size": 16,
+        "num_threads": 1,
+        "early_stopping_patience": None,
+    }
+    first = entities.fine_tune(snap, tmp_path / "a", config, tmp_path / "ckpt")
+    assert first["epochs_run"] == 2 and (tmp_path / "ckpt" / "epoch-002").is_dir()
+    with caplog.at_level("INFO", logger="ml.train"):
+        again = entities.fine_tune(snap, tmp_path / "b", config, tmp_path / "ckpt")
+    assert "resuming from" in caplog.text
+    weights = [(tmp_path / d / "model.safetensors").read_bytes() for d in ("a", "b")]
+    assert weights[0] == weights[1]
+    assert again["validation"] == first["validation"]
