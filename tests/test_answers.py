@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -281,14 +280,8 @@ def tiny_answers(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) 
         "early_stopping_patience": None,
         "epochs_of_other_tasks": 9,  # ignored: DAG params are shared by task types
     }
-    started = time.perf_counter()
     result = fine_tune(Path(snapshot["path"]), root / "model", config, root / "checkpoints")
-    return {
-        **result,
-        "snapshot": snapshot,
-        "config": config,
-        "seconds": time.perf_counter() - started,
-    }
+    return {**result, "snapshot": snapshot, "config": config}
 
 
 def test_fine_tune_writes_a_complete_answers_artifact(tiny_answers: dict[str, Any]) -> None:
@@ -308,7 +301,7 @@ def test_fine_tune_writes_a_complete_answers_artifact(tiny_answers: dict[str, An
     assert not [p for p in out.rglob("*") if p.suffix in PICKLE_SUFFIXES]
     assert json.loads((out / "task.json").read_text())["task"] == TASK == "answers"
     assert tiny_answers["artifact_sha256"] == directory_sha256(out)
-    assert tiny_answers["epochs_run"] == 3 and tiny_answers["seconds"] < 60
+    assert tiny_answers["epochs_run"] == 3
     assert {"artifact_dir", "artifact_sha256", "base_model", "validation", "config"} <= set(
         tiny_answers
     )
@@ -420,9 +413,7 @@ def test_real_minilm_improves_on_its_zero_shot_loss_in_a_few_steps(
     snapshot = Path(tiny_answers["snapshot"]["path"])
     config = {"base_model": default_base_model(), "max_steps": 6, "epochs": 1, "num_threads": 2}
     config |= {"batch_size": 16, "answer_max_length": 32}
-    started = time.perf_counter()
     result = fine_tune(snapshot, tmp_path / "minilm", config)
-    assert time.perf_counter() - started < 90
     metrics = evaluate(Path(result["artifact_dir"]), snapshot / "test.parquet")
     # all-MiniLM-L6 is a sentence encoder: the intent of each reply family is obvious to it.
     assert metrics["intent_recall_at_1"] > 0.9
