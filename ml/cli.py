@@ -201,7 +201,9 @@ def _model_for(model: str | None, task: str | None, data: Path | None) -> Any:
 
 def _headline(metrics: dict[str, Any], metric: str) -> str:
     """The test metrics a person reads first: the promotion metric, then the usual ones."""
-    keys = dict.fromkeys([metric, "accuracy", "macro_f1", "micro_f1", "recall@1", "mrr"])
+    keys = dict.fromkeys(
+        [metric, "accuracy", "macro_f1", "micro_f1", "mrr", "recall_at_1", "recall_at_5"]
+    )
     shown = [f"{k} {metrics[k]:.4f}" for k in keys if isinstance(metrics.get(k), int | float)]
     return f"test {'  '.join(shown)}  n={metrics.get('n')}"
 

@@ -3,7 +3,7 @@
 A model is a name (the registry's), a task type (ml.tasks), where its training data comes from
 ("lake" for the ingested transcripts, else a labeled file or URL the task's build_dataset
 reads), a schedule, and default params for its DAG form. The defaults below give `intent`
-(exactly as before: `intent_retrain`, nightly, from the lake) and `entities`;
+(exactly as before: `intent_retrain`, nightly, from the lake), `entities` and `answers`;
 INTENTFLOW_MODELS_FILE (a JSON list of such objects) replaces them, e.g.::
 
     [{"name": "intent", "task": "intent", "source": "lake", "schedule": "0 3 * * *",
@@ -27,8 +27,9 @@ from ml.config import ConfigError, Settings, settings
 from ml.tasks import TASK_MODULES
 
 LAKE = "lake"
-# Where the entities model reads Bitext-style spans when INTENTFLOW_ENTITIES_SOURCE is unset.
-ENTITIES_SOURCE_SUBDIR = "labeled/bitext-customer-support/train.csv"
+# Where the entities and answers models read Bitext-style rows (spans; instruction → response)
+# when INTENTFLOW_ENTITIES_SOURCE / INTENTFLOW_ANSWERS_SOURCE are unset.
+LABELED_SOURCE_SUBDIR = "labeled/bitext-customer-support/train.csv"
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def default_models(cfg: Settings) -> list[ModelSpec]:
             task="entities",
             # Labeled spans, not the lake: lake transcripts are PII-redacted (see ml.entities).
             source=os.environ.get("INTENTFLOW_ENTITIES_SOURCE")
-            or str(cfg.home / ENTITIES_SOURCE_SUBDIR),
+            or str(cfg.home / LABELED_SOURCE_SUBDIR),
             schedule="0 4 * * 0",
             params={"epochs": 3},
             options={"abcd": os.environ["INTENTFLOW_ENTITIES_ABCD"]}
@@ -85,6 +86,15 @@ def default_models(cfg: Settings) -> list[ModelSpec]:
             else {},
             description="Entity tagger (order/invoice ids, account types, names, places, "
             "amounts) from a labeled span source.",
+        ),
+        ModelSpec(
+            name="answers",
+            task="answers",
+            # Approved question → answer pairs (Bitext's instruction → response by default).
+            source=os.environ.get("INTENTFLOW_ANSWERS_SOURCE")
+            or str(cfg.home / LABELED_SOURCE_SUBDIR),
+            schedule="0 5 * * 0",
+            description="Answer suggestion: ranks approved agent replies from an answer bank.",
         ),
     ]
 

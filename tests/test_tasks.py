@@ -70,3 +70,87 @@ def test_models_file_errors_name_the_problem(
         path.write_text(json.dumps(payload))
         with pytest.raises(ConfigError, match=message):
             configured_models()
+
+
+def test_answers_is_a_configured_model_with_its_own_dag(intentflow_home: Path) -> None:
+    answers = model_spec("answers")
+    assert (answers.task, answers.dag_id, answers.from_lake) == (
+        "answers",
+        "answers_retrain",
+        False,
+    )
+    assert task_module("answers").PROMOTION_METRIC == "mrr"
+
+
+def _answer_pairs(path: Path) -> Path:
+    """Bitext-shaped question → answer pairs: three topics, varied phrasings, one reply each."""
+    import csv
+
+    topics = {
+        "track_order": ("where is my order {n}", "Your parcel {n} ships tomorrow."),
+        "get_refund": ("i want my money back for {n}", "A refund for {n} reaches you in days."),
+        "reset_password": ("cannot log in account {n}", "Reset the password of {n} online."),
+    }
+    openers = ["", "please ", "hi, ", "urgent: ", "hello, ", "help "]
+    endings = ["", " now", " today", " asap", " thanks", " again", " quickly"]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, ["instruction", "intent", "response"])
+        writer.writeheader()
+        for intent, (question, reply) in topics.items():
+            for i in range(42):
+                opener, ending = openers[i % 6], endings[(i // 6) % 7]
+                writer.writerow(
+                    {
+                        "instruction": opener + question.format(n=1000 + i) + ending,
+                        "intent": intent,
+                        "response": reply.format(n=1000 + i),
+                    }
+                )
+    return path
+
+
+@pytest.mark.slow
+def test_answers_trains_registers_and_serves_through_the_generic_pipeline(
+    intentflow_home: Path, tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`intentflow train --task answers` → ml.answers through the generic retrain steps;
+    predict/evaluate dispatch by the artifact's task.json."""
+    from typer.testing import CliRunner
+
+    from ml.cli import app
+    from ml.registry import Registry
+
+    if importlib.util.find_spec("ml.answers") is None:
+        pytest.skip("ml.answers is not in this tree yet")
+    monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
+    monkeypatch.setenv("INTENTFLOW_PROMOTION_MIN_TEST_SIZE", "5")
+    data = _answer_pairs(tmp_path / "pairs.csv")
+    runner = CliRunner()
+
+    def invoke(*args: str) -> str:
+        result = runner.invoke(app, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    trained = json.loads(
+        invoke(
+            "train", "--task", "answers", "--data", str(data), "--epochs", "1",
+            "--batch-size", "16", "--learning-rate", "0.003", "--json",
+        )
+    )  # fmt: skip
+    assert (trained["model"], trained["task"], trained["metric"]) == ("answers", "answers", "mrr")
+    assert trained["alias"] == "champion" and 0.0 <= trained["test"]["mrr"] <= 1.0
+    assert any("mrr" in reason for reason in trained["reasons"]) or trained["version"] == 1
+    version = Registry(settings().registry_url).get("answers", alias="champion")
+    assert version.task_type == "answers"
+
+    [pred] = json.loads(
+        invoke("predict", "--model", "answers@champion", "where is my order 1003", "--json")
+    )
+    assert len(pred["answers"]) == 5 and {"answer_id", "answer", "score"} <= set(pred["answers"][0])
+    shown = invoke("predict", "--model", "answers@champion", "--top-k", "2", "where is my order")
+    assert len(shown.strip().splitlines()) == 3  # the text, then two ranked answers
+
+    test_split = str(Path(version.lineage["snapshot_path"]) / "test.parquet")
+    metrics = json.loads(invoke("evaluate", "--model", "answers:1", "--data", test_split, "--json"))
+    assert metrics["task"] == "answers" and metrics["mrr"] == trained["test"]["mrr"]
