@@ -245,7 +245,8 @@ def evaluate(
         _fail(str(exc))
     text = f"{version.model}:{version.version} on {data}: {_headline(metrics, headline)}"
     for label, per in metrics.get("per_class", {}).items() if kind != "intent" else ():
-        text += f"\n  {label:<16} f1 {per['f1']:.4f}  n={per.get('support', '?')}"
+        scores = "  ".join(f"{k} {v:.4f}" for k, v in per.items() if k != "support")
+        text += f"\n  {label:<16} {scores}  n={per.get('support', '?')}"
     _emit(
         {"model": version.model, "version": version.version, "task": kind, **metrics},
         as_json,
