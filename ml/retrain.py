@@ -63,7 +63,7 @@ def train_step(
     snapshot: dict[str, Any], params: dict[str, Any], run_key: str, cfg: Settings | None = None
 ) -> dict[str, Any]:
     from ml.device import gpu_lease, training_device
-    from ml.train import METRICS_FILE, artifact_summary, fine_tune
+    from ml.train import METRICS_FILE, artifact_summary
 
     cfg = cfg or settings()
     # First: a gpu worker without its GPU fails here, before any data or model is loaded.
@@ -77,21 +77,42 @@ def train_step(
         # A retry after the artifact was written (say the worker died before reporting).
         log.info("artifact %s already complete: reused", run_dir / "model")
         return artifact_summary(run_dir / "model")
-
-    def train() -> dict[str, Any]:
-        # Checkpoints per epoch: a retried task resumes where the killed one stopped.
-        out = fine_tune(Path(snapshot["path"]), run_dir / "model", config, run_dir / "checkpoints")
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the artifact supersedes them
-        return out
-
     if device != "cuda":
-        return train()
+        return _train_in(run_dir, snapshot, config, gpus=[])
     import torch
 
-    # One GPU per training when a worker runs several at once; "cuda" is then that device.
-    with gpu_lease(torch.cuda.device_count()) as index:
-        torch.cuda.set_device(index)
-        return train()
+    # Each training holds its own GPU(s) when a worker runs several at once.
+    with gpu_lease(torch.cuda.device_count(), count=cfg.gpus_per_training) as gpus:
+        return _train_in(run_dir, snapshot, config, gpus)
+
+
+def _train_in(run_dir: Path, snapshot: dict[str, Any], config: Any, gpus: list[int]) -> dict:
+    """fine_tune into run_dir/model: in this process on one device, under torchrun on several.
+
+    Checkpoints per epoch go to run_dir/checkpoints: a retried task resumes where the killed one
+    stopped; the finished artifact supersedes them.
+    """
+    from ml.train import fine_tune
+
+    checkpoints, model_dir, snapshot_dir = (
+        run_dir / "checkpoints",
+        run_dir / "model",
+        Path(snapshot["path"]),
+    )
+    if len(gpus) > 1:
+        from ml.device import visible_devices
+        from ml.distributed import launch
+
+        env = {"CUDA_VISIBLE_DEVICES": visible_devices(gpus)}
+        out = launch(snapshot_dir, model_dir, config, checkpoints, len(gpus), env)
+    else:
+        if gpus:
+            import torch
+
+            torch.cuda.set_device(gpus[0])
+        out = fine_tune(snapshot_dir, model_dir, config, checkpoints)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return out
 
 
 def evaluate_step(
