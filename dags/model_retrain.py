@@ -24,6 +24,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from ml.config import gpus_per_training
 from ml.models import ModelSpec, configured_models
 
 
@@ -110,7 +111,9 @@ def retrain_dag(spec: ModelSpec):
             end = date.fromisoformat(_window_end(params, data_interval_end, dag_run.run_after))
             return snapshot_step(end, params["window_days"], model=name)
 
-        @task(queue="gpu", pool="gpu")
+        # A training on N GPUs (INTENTFLOW_GPUS_PER_TRAINING) takes N slots of the GPU-sized
+        # pool (multi-GPU runs are intent's; see ml.retrain).
+        @task(queue="gpu", pool="gpu", pool_slots=gpus_per_training())
         def fine_tune(snap: dict, params: dict | None = None, run_id: str | None = None) -> dict:
             from ml.retrain import train_step
 

@@ -101,26 +101,57 @@ def train_step(
     # A kill between the artifact's rename and summary.json: the artifact is whole, but its
     # summary was never handed on; train again rather than guess.
     shutil.rmtree(run_dir / "model", ignore_errors=True)
-
-    def train() -> dict[str, Any]:
-        # Checkpoints per epoch: a retried task resumes where the killed one stopped.
-        out = _task(spec).fine_tune(
-            Path(snapshot["path"]), run_dir / "model", config, run_dir / "checkpoints"
-        )
-        tmp = summary.with_suffix(".tmp")
-        tmp.write_text(json.dumps(out, default=str), encoding="utf-8")
-        tmp.rename(summary)
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the artifact supersedes them
-        return json.loads(summary.read_text(encoding="utf-8"))
-
     if device != "cuda":
-        return train()
-    import torch
+        out = _train_in(run_dir, snapshot, config, spec, gpus=[])
+    else:
+        import torch
 
-    # One GPU per training when a worker runs several at once; "cuda" is then that device.
-    with gpu_lease(torch.cuda.device_count()) as index:
-        torch.cuda.set_device(index)
-        return train()
+        # Each training holds its own GPU(s) when a worker runs several at once.
+        with gpu_lease(torch.cuda.device_count(), count=cfg.gpus_per_training) as gpus:
+            out = _train_in(run_dir, snapshot, config, spec, gpus)
+    tmp = summary.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, default=str), encoding="utf-8")
+    tmp.rename(summary)
+    return json.loads(summary.read_text(encoding="utf-8"))
+
+
+def _train_in(
+    run_dir: Path,
+    snapshot: dict[str, Any],
+    config: dict[str, Any],
+    spec: ModelSpec,
+    gpus: list[int],
+) -> dict:
+    """The task's fine_tune into run_dir/model: in this process on one device, under torchrun
+    on several (intent only; other task types train on the first leased GPU).
+
+    Checkpoints per epoch go to run_dir/checkpoints: a retried task resumes where the killed one
+    stopped; the finished artifact supersedes them.
+    """
+    checkpoints, model_dir, snapshot_dir = (
+        run_dir / "checkpoints",
+        run_dir / "model",
+        Path(snapshot["path"]),
+    )
+    if len(gpus) > 1 and spec.task == "intent":
+        from ml.device import visible_devices
+        from ml.distributed import launch
+        from ml.intent import train_config
+
+        env = {"CUDA_VISIBLE_DEVICES": visible_devices(gpus)}
+        out = launch(snapshot_dir, model_dir, train_config(config), checkpoints, len(gpus), env)
+    else:
+        if len(gpus) > 1:
+            log.warning(
+                "%s training is single-process: using GPU %d of %s", spec.task, gpus[0], gpus
+            )
+        if gpus:
+            import torch
+
+            torch.cuda.set_device(gpus[0])
+        out = _task(spec).fine_tune(snapshot_dir, model_dir, config, checkpoints)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return out
 
 
 def evaluate_step(
