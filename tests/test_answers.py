@@ -411,7 +411,7 @@ def test_fine_tune_refuses_an_empty_bank(tiny_answers: dict[str, Any], tmp_path:
 
 
 @pytest.mark.slow
-def test_real_minilm_improves_on_its_zero_shot_loss_in_a_few_steps(
+def test_real_minilm_trains_end_to_end_in_a_few_steps(
     tiny_answers: dict[str, Any], tmp_path: Path
 ) -> None:
     """The packaged MiniLM-L6 trains a few steps end to end (< 60 s on 2 cores)."""
