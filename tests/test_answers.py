@@ -355,6 +355,23 @@ def test_predict_returns_ranked_answers_from_the_stored_bank(tiny_answers: dict[
     json.dumps(got)
 
 
+def test_evaluate_takes_a_golden_csv_with_reply_texts(
+    tiny_answers: dict[str, Any], tmp_path: Path
+) -> None:
+    """A golden file names replies by text; a reply the bank lacks is a counted miss."""
+    out = Path(tiny_answers["artifact_dir"])
+    bank = pq.read_table(out / "answers.parquet").to_pylist()
+    golden = tmp_path / "golden.csv"
+    with golden.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "answer"])
+        writer.writerow(["where is my order 77", bank[0]["answer"].upper()])
+        writer.writerow(["where is my order 78", "A reply nobody approved."])
+    metrics = evaluate(out, golden)
+    assert metrics["n"] == 2 and metrics["gold_missing"] == 1
+    assert metrics["mrr"] <= 0.5 and "per_class" not in metrics
+
+
 def test_evaluate_refuses_a_tampered_artifact(tiny_answers: dict[str, Any]) -> None:
     from ml.artifacts import ArtifactIntegrityError
 
