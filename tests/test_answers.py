@@ -133,6 +133,18 @@ def test_groups_join_shared_templates_and_shared_answers() -> None:
     assert group_keys(templates, ids) == ["t1", "t2", "t1", "t2", "t4"]
 
 
+def test_validation_bank_keeps_every_gold_answer_and_a_fixed_sample() -> None:
+    pairs = [{"answer_id": answer_id(f"r{i}"), "answer": f"r{i}", "intent": "x"} for i in range(50)]
+    bank = build_bank(pairs)
+    rows = {"answer_id": [answer_id("r3"), answer_id("r40"), answer_id("r3")]}
+    small = answers.validation_bank(rows, bank, 10)
+    ids = small["answer_id"].to_pylist()
+    assert len(ids) == 10 and {answer_id("r3"), answer_id("r40")} <= set(ids)
+    assert answers.validation_bank(rows, bank, 10).equals(small)  # same sample every epoch
+    assert answers.validation_bank(rows, bank, None).num_rows == 50
+    assert answers.validation_bank(rows, bank, 500).num_rows == 50
+
+
 # --- build_dataset ---------------------------------------------------------------------------
 
 
