@@ -1117,9 +1117,10 @@ def read_questions(data: Path) -> dict[str, list[Any]]:
     }
 
 
-def query_latency(search: Any, texts: Sequence[str], samples: int = LATENCY_SAMPLES) -> dict:
-    """Per-query milliseconds at batch 1 (encode + score the bank + top-5): p50 and p95."""
-    single = list(texts[:samples])
+def query_latency(search: Any, texts: Sequence[str], samples: int | None = None) -> dict:
+    """Per-query milliseconds at batch 1 (encode + score the bank + top-5): p50 and p95 over
+    the first `samples` texts (default LATENCY_SAMPLES)."""
+    single = list(texts[: samples or LATENCY_SAMPLES])
     if not single:
         return {}
     search(single[:1])  # warm-up: the first call pays lazy initialisation
