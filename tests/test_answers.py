@@ -206,6 +206,26 @@ def test_duplicate_answers_map_to_one_bank_entry_in_one_split(tmp_path: Path) ->
     assert len(non_empty) == 1  # one group: a shared answer never straddles splits
 
 
+def test_build_dataset_reads_a_jsonl_source_through_a_source_spec(tmp_path: Path) -> None:
+    lines = [
+        {"q": f"question {i} about topic {i % 9}", "a": f"reply {i % 9}", "label": f"t{i % 9}"}
+        for i in range(60)
+    ]
+    lines.append({"q": "no reply here", "label": "t1"})  # record 61: no answer field at all
+    data = tmp_path / "faq.jsonl"
+    data.write_text("".join(json.dumps(x) + "\n" for x in lines) + "{not json\n")
+    spec = {"format": "jsonl", "url": str(data), "columns": {"text": "q", "agent_text": "a"}}
+    result = build_dataset(json.dumps(spec), tmp_path / "snap")
+    counts = result["counts"]
+    assert counts["records"] == 62 and counts["quarantined"] == 2
+    assert counts["answers"] == 9 and counts["duplicate_answers"] == 51
+    quarantine = pq.read_table(Path(result["path"]) / "quarantine.parquet").to_pylist()
+    assert [(q["record_number"], q["rule"]) for q in quarantine] == [
+        (61, "empty_answer"),
+        (62, "malformed_json"),
+    ]
+
+
 @pytest.mark.skipif(not BITEXT.is_file(), reason=f"{BITEXT} not present")
 def test_bitext_snapshot_has_no_template_leak(tmp_path: Path) -> None:
     result = build_dataset(str(BITEXT), tmp_path)
