@@ -137,6 +137,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run: few steps, small bank")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--base-model", help="checkpoint dir (default: the packaged MiniLM-L6)")
     parser.add_argument("--steps", type=int, help="stop fine-tuning after this many steps")
     parser.add_argument("--bank", type=int, help=f"size of the big bank (default {BANK_10K:,})")
     parser.add_argument(
@@ -164,10 +165,14 @@ def main() -> None:
         rows = {k: v[:80] for k, v in rows.items()}
     steps = 8 if args.quick and args.steps is None else args.steps
     # Validation against 500 answers (its own + a fixed sample): CPU time goes to training.
-    config = AnswersConfig(epochs=1, max_steps=steps, num_threads=args.threads, validation_bank=500)
+    base = args.base_model or default_base_model()
+    config = AnswersConfig(
+        base_model=base, epochs=1, max_steps=steps, num_threads=args.threads, validation_bank=500
+    )
     tick = time.perf_counter()
     trained = fine_tune(folder, root / "model", config)
     train_seconds = time.perf_counter() - tick
+    print(f"fine-tuning (and embedding the bank): {train_seconds:.0f} s", flush=True)
 
     total = args.bank or (4_000 if args.quick else BANK_10K)
     extra = distractors(bank, total)
@@ -183,7 +188,7 @@ def main() -> None:
     stored = load_file(str(Path(trained["artifact_dir"]) / "answer_embeddings.safetensors"))
     methods = {
         "TF-IDF (uni+bigram, cosine)": lambda texts: tfidf(texts),
-        "MiniLM-L6 zero-shot": lambda texts: encoder(default_base_model(), texts, config),
+        "MiniLM-L6 zero-shot": lambda texts: encoder(base, texts, config),
         "MiniLM-L6 fine-tuned (ours)": lambda texts: encoder(
             trained["artifact_dir"], texts, config, stored["embeddings"]
         ),

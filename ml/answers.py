@@ -1094,11 +1094,15 @@ def read_questions(data: Path) -> dict[str, list[Any]]:
         raise FileNotFoundError(f"no labeled data at {path}")
     if path.suffix == ".parquet":
         table = pq.read_table(path).to_pydict()
+    elif path.suffix == ".csv":
+        import pyarrow.csv as pacsv
+
+        table = pacsv.read_csv(path).to_pydict()
     elif path.suffix == ".jsonl":
         lines = path.read_text(encoding="utf-8").splitlines()
         table = pa.Table.from_pylist([json.loads(x) for x in lines if x.strip()]).to_pydict()
     else:
-        raise ValueError(f"{path}: unsupported file type (use .parquet or .jsonl)")
+        raise ValueError(f"{path}: unsupported file type (use .parquet, .csv or .jsonl)")
     if "text" not in table:
         raise ValueError(f"{path}: no column 'text' (columns: {', '.join(table)})")
     if "answer_id" not in table:
@@ -1113,9 +1117,10 @@ def read_questions(data: Path) -> dict[str, list[Any]]:
     }
 
 
-def query_latency(search: Any, texts: Sequence[str], samples: int = LATENCY_SAMPLES) -> dict:
-    """Per-query milliseconds at batch 1 (encode + score the bank + top-5): p50 and p95."""
-    single = list(texts[:samples])
+def query_latency(search: Any, texts: Sequence[str], samples: int | None = None) -> dict:
+    """Per-query milliseconds at batch 1 (encode + score the bank + top-5): p50 and p95 over
+    the first `samples` texts (default LATENCY_SAMPLES)."""
+    single = list(texts[: samples or LATENCY_SAMPLES])
     if not single:
         return {}
     search(single[:1])  # warm-up: the first call pays lazy initialisation
