@@ -7,10 +7,10 @@ TF-IDF retrieval and the untrained MiniLM-L6 (zero-shot embeddings), in the same
 Ranking: each test question against the whole answer bank (Bitext's 3,611 replies, one per
 request). Relevant: the question's own reply (gold answer: recall@1/5, MRR) and, looser, any
 reply of the same intent. Latency: per query at batch 1 (encode + score + top-5) against a
-10,000-answer bank: the real replies plus synthetic distractors, each the first half (by line)
-of one real reply joined to the second half of a reply of another intent, so distractors read
-like replies, share the bank's vocabulary and placeholders, and are never a real reply. Gold
-metrics are reported on that bank too.
+10,000-answer bank: the real replies plus synthetic distractors, each the lines of two real
+replies of different intents interleaved, so distractors read like replies, share the bank's
+vocabulary and placeholders, and are never a real reply nor start like one. Gold metrics are
+reported on that bank too. `--artifact DIR` reuses a trained model instead of fine-tuning.
 
 Data: ../shared/datasets/bitext-customer-support (Bitext, CDLA-Sharing-1.0); the held-out
 Bitext test set stays held out; our split groups questions by template (ml/answers.py).
@@ -41,7 +41,9 @@ BANK_10K = 10_000
 
 
 def distractors(bank: pa.Table, total: int, seed: int = 0) -> list[str]:
-    """`total - len(bank)` synthetic replies: head of one real reply + tail of another intent's."""
+    """`total - len(bank)` synthetic replies: the lines of two real replies of different intents
+    interleaved (A1, B1, A2, B2, ...). Never a copy of a real reply's opening, which a
+    truncating encoder would tie with the real reply."""
     from ml.answers import answer_id
 
     rng = np.random.default_rng(seed)
@@ -53,8 +55,10 @@ def distractors(bank: pa.Table, total: int, seed: int = 0) -> list[str]:
         a, b = rng.integers(len(texts), size=2)
         if intents[a] == intents[b]:
             continue
-        head, tail = texts[a].split("\n"), texts[b].split("\n")
-        text = "\n".join(head[: max(1, len(head) // 2)] + tail[len(tail) // 2 :])
+        first, second = texts[a].split("\n"), texts[b].split("\n")
+        lines = [x for pair in zip(first, second, strict=False) for x in pair]
+        lines += first[len(second) :] + second[len(first) :]
+        text = "\n".join(lines)
         if answer_id(text) not in seen:
             seen.add(answer_id(text))
             out.append(text)
@@ -137,6 +141,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run: few steps, small bank")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--artifact", help="a trained answers artifact: skip fine-tuning")
     parser.add_argument("--base-model", help="checkpoint dir (default: the packaged MiniLM-L6)")
     parser.add_argument("--steps", type=int, help="stop fine-tuning after this many steps")
     parser.add_argument("--bank", type=int, help=f"size of the big bank (default {BANK_10K:,})")
@@ -170,7 +175,12 @@ def main() -> None:
         base_model=base, epochs=1, max_steps=steps, num_threads=args.threads, validation_bank=500
     )
     tick = time.perf_counter()
-    trained = fine_tune(folder, root / "model", config)
+    if args.artifact:
+        from ml.answers import artifact_summary
+
+        trained = artifact_summary(Path(args.artifact))
+    else:
+        trained = fine_tune(folder, root / "model", config)
     train_seconds = time.perf_counter() - tick
     print(f"fine-tuning (and embedding the bank): {train_seconds:.0f} s", flush=True)
 
