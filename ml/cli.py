@@ -99,18 +99,31 @@ def ingest(
     _emit(result, as_json, text)
 
 
+# ml.dataset.load_labeled reads these with ingestion's adapters (ml.sources).
+LABELED_FORMATS = (
+    "Formats (by content): JSONL transcripts; flat JSONL such as DSTC11 (utterance, intent); "
+    "CSV (e.g. Banking77, Bitext); CLINC150 JSON; ABCD JSON; Parquet."
+)
+TEXT_COLUMN_HELP = (
+    "Text column of a CSV/flat JSONL --data; if 'text' is absent: utterance, then instruction."
+)
+LABEL_COLUMN_HELP = (
+    "Label column of a CSV/flat JSONL --data; if 'label' is absent: intent, then category."
+)
+
+
 @app.command()
 def train(
     data: Annotated[
         Path | None,
-        typer.Option(help="A labeled file (.parquet, .csv, .jsonl) instead of the lake."),
+        typer.Option(help=f"A labeled file instead of the lake. {LABELED_FORMATS}"),
     ] = None,
     window_days: Annotated[int, typer.Option(min=1, help="Days of the lake to train on.")] = 7,
     end_date: Annotated[
         str | None, typer.Option(help="Last day of the window (YYYY-MM-DD); default yesterday.")
     ] = None,
-    text_column: Annotated[str, typer.Option(help="Text column of --data.")] = "text",
-    label_column: Annotated[str, typer.Option(help="Label column of --data.")] = "label",
+    text_column: Annotated[str, typer.Option(help=TEXT_COLUMN_HELP)] = "text",
+    label_column: Annotated[str, typer.Option(help=LABEL_COLUMN_HELP)] = "label",
     base_model: Annotated[
         str | None,
         typer.Option(help="Local Hugging Face checkpoint; default the packaged MiniLM-L6."),
@@ -212,10 +225,13 @@ def _headline(metrics: dict[str, Any], metric: str) -> str:
 def evaluate(
     model: Annotated[str, typer.Option(help="NAME@ALIAS or NAME:VERSION, e.g. intent@champion.")],
     data: Annotated[
-        Path, typer.Option(help="A labeled file (.parquet, .csv, .jsonl) or a snapshot folder.")
+        Path,
+        typer.Option(
+            help=f"A labeled file or a snapshot folder (its test split). {LABELED_FORMATS}"
+        ),
     ],
-    text_column: Annotated[str, typer.Option(help="Text column of --data.")] = "text",
-    label_column: Annotated[str, typer.Option(help="Label column of --data.")] = "label",
+    text_column: Annotated[str, typer.Option(help=TEXT_COLUMN_HELP)] = "text",
+    label_column: Annotated[str, typer.Option(help=LABEL_COLUMN_HELP)] = "label",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Score a registered model on a labeled file (dispatched by the artifact's task type)."""

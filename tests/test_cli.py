@@ -96,6 +96,25 @@ def test_train_predict_evaluate_list(
         "order_status",
     }
 
+    # The same rows as DSTC11 JSONL and as CLINC150 JSON: the same scores.
+    rows = [line.rsplit(",", 1) for line in labeled_csv.read_text().splitlines()[1:]]
+    dstc = labeled_csv.with_name("held_out.jsonl")
+    dstc.write_text(
+        "".join(
+            json.dumps({"utterance": t, "utterance_id": f"u{i}", "intent": y}) + "\n"
+            for i, (t, y) in enumerate(rows)
+        )
+    )
+    clinc = labeled_csv.with_name("held_out.json")
+    clinc.write_text(json.dumps({"val": rows}))
+    for path in (dstc, clinc):
+        again = json.loads(invoke("evaluate", "--model", "intent:1", "--data", str(path), "--json"))
+        assert (again["n"], again["accuracy"]) == (300, metrics["accuracy"])
+    bad = labeled_csv.with_name("bad.jsonl")
+    bad.write_text('{"utterance": "hi", "intent": "lost_card"}\n{"utterance": 5, "intent": "x"}\n')
+    result = runner.invoke(app, ["evaluate", "--model", "intent:1", "--data", str(bad)])
+    assert result.exit_code == 2 and "bad.jsonl: record 2: field 'utterance'" in result.output
+
 
 def test_bad_model_reference_and_tampered_artifact_are_refused(
     intentflow_home: Path, tiny_bert_dir: Path, labeled_csv: Path, monkeypatch: pytest.MonkeyPatch

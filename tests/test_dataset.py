@@ -1,3 +1,4 @@
+import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -89,10 +90,148 @@ def test_load_labeled_csv_and_snapshot_from_file(tmp_path: Path) -> None:
         "intent": "greet",
     }
     assert table.num_rows == 2  # the row without text is not a training example
-    with pytest.raises(ValueError, match="no column 'text'"):
-        load_labeled(csv)
+    with pytest.raises(ValueError, match=r"own.csv: no column 'words' \(columns: utterance"):
+        load_labeled(csv, text_column="words")
     snap = snapshot_from_file(csv, tmp_path / "s", "utterance", "category")
     assert sum(snap["counts"].values()) == 2 and snap["partitions"][0]["file"].endswith("own.csv")
+
+
+def test_load_labeled_csv_picks_default_columns_like_banking77_and_bitext(tmp_path: Path) -> None:
+    banking = tmp_path / "banking.csv"
+    banking.write_bytes(b'text,category\r\n"\nI lost my card\n\n",lost_card\r\nhi,greet\r\n')
+    assert load_labeled(banking).to_pylist() == [
+        {"conversation_id": "banking.csv:1", "text": "I lost my card", "intent": "lost_card"},
+        {"conversation_id": "banking.csv:2", "text": "hi", "intent": "greet"},
+    ]
+    bitext = tmp_path / "bitext.csv"
+    bitext.write_text(
+        "context,role,instruction,intent,category,response\n"
+        'cs,va,cancel order 12,cancel_order,ORDER,"Sure.\r\nI can help."\n'
+    )
+    [row] = load_labeled(bitext).to_pylist()  # `intent` wins over the coarser `category`
+    assert (row["text"], row["intent"]) == ("cancel order 12", "cancel_order")
+    assert load_labeled(bitext, "instruction", "category").column("intent").to_pylist() == ["ORDER"]
+
+
+def test_load_labeled_jsonl_transcripts_and_dstc11(tmp_path: Path) -> None:
+    transcripts = tmp_path / "day.jsonl"
+    turns = [
+        {"speaker": "customer", "text": "my card"},
+        {"speaker": "agent", "text": "which card?"},
+        {"speaker": "customer", "text": "the blue one"},
+    ]
+    records = [
+        {"conversation_id": "c1", "turns": turns, "intent": "lost_card"},
+        {"conversation_id": "c2", "turns": turns, "intent": None},  # unlabeled: skipped
+    ]
+    transcripts.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert load_labeled(transcripts).to_pylist() == [
+        {"conversation_id": "c1", "text": "my card the blue one", "intent": "lost_card"}
+    ]
+    dstc = tmp_path / "insurance.jsonl"
+    dstc.write_text(
+        '{"utterance": "I need a quote", "utterance_id": "insurance_0000", "intent": "GetQuote"}\n'
+        "\n"
+        '{"utterance": " cancel it ", "utterance_id": "insurance_0001", "intent": "Cancel"}\n'
+    )
+    assert load_labeled(dstc).to_pylist() == [
+        {"conversation_id": "insurance_0000", "text": "I need a quote", "intent": "GetQuote"},
+        {"conversation_id": "insurance_0001", "text": "cancel it", "intent": "Cancel"},
+    ]
+
+
+def test_load_labeled_clinc150_json(tmp_path: Path) -> None:
+    clinc = tmp_path / "data_full.json"
+    clinc.write_text(
+        json.dumps({"train": [["freeze my card", "freeze_account"]], "val": [["hi", "greeting"]]})
+    )
+    assert load_labeled(clinc).to_pylist() == [
+        {
+            "conversation_id": "data_full-train-0",
+            "text": "freeze my card",
+            "intent": "freeze_account",
+        },
+        {"conversation_id": "data_full-val-0", "text": "hi", "intent": "greeting"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        (
+            "bad.jsonl",
+            '{"text": "a", "label": "x"}\n{"text": "b",\n',
+            r"bad.jsonl: record 2: malformed JSON",
+        ),
+        (
+            "bad.jsonl",
+            '{"text": "a", "label": "x"}\n{"text": "b", "label": 3}\n',
+            r"bad.jsonl: record 2: field 'label' must be a string",
+        ),
+        (
+            "bad.jsonl",
+            '{"text": "a", "label": "x"}\n{"text": ["b"], "label": "y"}\n',
+            r"bad.jsonl: record 2: field 'text' must be a string",
+        ),
+        (
+            "bad.jsonl",
+            '{"turns": "hello", "intent": "x"}\n',
+            r"bad.jsonl: record 1: field 'turns' must be a list",
+        ),
+        (
+            "bad.jsonl",
+            '{"words": "a", "label": "x"}\n',
+            r"bad.jsonl: no column 'text' \(columns: words, label\)",
+        ),
+        ("bad.jsonl", "[1, 2]\n[3]\n", r"bad.jsonl: record 1 is not a JSON object"),
+        (
+            "bad.csv",
+            "text,label\na,x\nb,y,extra\n",
+            r"bad.csv: record 2: row has more fields than the header",
+        ),
+        (
+            "bad.json",
+            '{"train": [["a", "x"], ["b"]]}',
+            r"bad.json: record 2: train\[1\] is not \[text, intent\]",
+        ),
+        ("bad.txt", "hello\n", r"bad.txt: record 1 is not JSON"),
+    ],
+)
+def test_load_labeled_names_file_record_and_field(
+    tmp_path: Path, name: str, content: str, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        load_labeled(path)
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@pytest.mark.parametrize(
+    ("relative", "rows", "labels"),
+    [
+        ("banking77/train.csv", 10_003, 77),
+        ("bitext-customer-support/train.csv", 3_611, 27),
+        ("dstc11-intents/insurance.jsonl", 913, 22),
+        ("dstc11-intents/finance.jsonl", 1_130, 38),
+        ("clinc150/data_full_train_val.json", 18_200, 151),
+        ("abcd-sample/abcd_sample.json", 3, None),
+    ],
+)
+def test_load_labeled_reads_the_public_datasets(
+    relative: str, rows: int, labels: int | None
+) -> None:
+    path = SHARED / relative
+    if not path.exists():
+        pytest.skip(f"{path} not found (public datasets live in ../shared/datasets)")
+    table = load_labeled(path)
+    assert table.num_rows == rows
+    assert len(set(table.column("conversation_id").to_pylist())) == rows
+    if labels is not None:
+        assert len(set(table.column("intent").to_pylist())) == labels
+    assert all(t and t == t.strip() for t in table.column("text").to_pylist())
 
 
 def test_partition_swap_recovers_from_a_writer_killed_between_renames(tmp_path: Path) -> None:

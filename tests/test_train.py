@@ -1,6 +1,7 @@
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import signal
 import subprocess
@@ -11,11 +12,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from ml.artifacts import PICKLE_SUFFIXES, directory_sha256
 from ml.config import default_base_model
-from ml.train import TrainConfig, fine_tune
+from ml.evaluate import Classifier
+from ml.train import TrainConfig, fine_tune, training_loss
 
 MakeSnapshot = Callable[..., Path]
 
@@ -145,6 +149,43 @@ def test_bad_base_model_is_refused(
         fine_tune(make_snapshot(), tmp_path / "model", config)
 
 
+def _add_train_rows(snapshot: Path, rows: list[dict[str, str]]) -> None:
+    path = snapshot / "train.parquet"
+    table = pq.read_table(path)
+    pq.write_table(pa.concat_tables([table, pa.Table.from_pylist(rows, schema=table.schema)]), path)
+
+
+def test_label_with_one_example_is_trained_with_a_warning(
+    make_snapshot: MakeSnapshot,
+    tiny_train_config: TrainConfig,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    snapshot = make_snapshot(n_per_label=8)
+    _add_train_rows(
+        snapshot, [{"conversation_id": "r1", "text": "close my account", "intent": "close"}]
+    )
+    with caplog.at_level(logging.WARNING, logger="ml.train"):
+        result = fine_tune(snapshot, tmp_path / "model", replace(tiny_train_config, max_steps=2))
+    assert "close" in result["labels"]
+    assert "fewer than 5 train examples {'close': 1}" in caplog.text
+    assert "`close` (1)" in (tmp_path / "model" / "README.md").read_text()
+
+
+def test_text_longer_than_the_model_maximum_is_truncated(
+    make_snapshot: MakeSnapshot, tiny_train_config: TrainConfig, tmp_path: Path
+) -> None:
+    # The tiny BERT has 128 positions; untruncated, these would fail in the embedding lookup.
+    long_text = " ".join(["lost card please"] * 2000)
+    snapshot = make_snapshot(n_per_label=8)
+    _add_train_rows(snapshot, [{"conversation_id": "l1", "text": long_text, "intent": "lost_card"}])
+    config = replace(tiny_train_config, max_length=4096, max_steps=2)
+    result = fine_tune(snapshot, tmp_path / "model", config)
+    assert result["config"]["max_length"] == 128  # capped at max_position_embeddings
+    [prediction] = Classifier.load(tmp_path / "model").predict([long_text])
+    assert prediction.label in result["labels"]
+
+
 def test_non_empty_out_dir_is_refused(
     make_snapshot: MakeSnapshot, tiny_train_config: TrainConfig, tmp_path: Path
 ) -> None:
@@ -182,6 +223,27 @@ def test_early_stopping_keeps_the_best_epoch(
     config = replace(tiny_train_config, learning_rate=0.0, early_stopping_patience=1)
     result = fine_tune(make_snapshot(n_per_label=8), tmp_path / "model", config)
     assert (result["epochs_run"], result["best_epoch"]) == (2, 1)
+
+
+def test_label_smoothing_in_the_loss_and_in_training(
+    make_snapshot: MakeSnapshot, tiny_train_config: TrainConfig, tmp_path: Path
+) -> None:
+    import torch
+
+    # A confident, correct prediction over 3 labels: hard targets give ~0 loss; smoothing 0.3
+    # targets (0.8, 0.1, 0.1), whose cross-entropy is 0.1 * 20 * 2 = 4 (+ ~0).
+    logits, target = torch.tensor([[20.0, 0.0, 0.0]]), torch.tensor([0])
+    assert training_loss(logits, target, 0.0).item() < 1e-6
+    assert training_loss(logits, target, 0.3).item() == pytest.approx(4.0, abs=1e-3)
+    # Same seed, same batches: only the targets differ, so the weights must too.
+    snapshot = make_snapshot(n_per_label=8)
+    hard = replace(tiny_train_config, label_smoothing=0.0, max_steps=2)
+    fine_tune(snapshot, tmp_path / "hard", hard)
+    soft = fine_tune(snapshot, tmp_path / "soft", replace(hard, label_smoothing=0.5))
+    assert soft["config"]["label_smoothing"] == 0.5
+    assert _sha(tmp_path / "hard" / "model.safetensors") != _sha(
+        tmp_path / "soft" / "model.safetensors"
+    )
 
 
 def test_gradient_accumulation_takes_fewer_optimizer_steps(
