@@ -8,7 +8,7 @@ only when they pass the Luhn check, so ordinary long numbers (amounts, tracking 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
 PLACEHOLDERS = ("[EMAIL]", "[IBAN]", "[CARD]", "[PHONE]", "[ORDER_ID]", "[ACCOUNT_ID]", "[NAME]")
 
@@ -178,9 +178,67 @@ def redact(text: str, known: dict[str, list[str]] | None = None) -> str:
     """
     if known:
         text = _known(text, known)
-    for _kind, pattern, repl in _applicable(text):
+    return _apply(text, _applicable(text))
+
+
+def _apply(text: str, rules: Iterable[Rule]) -> str:
+    for _kind, pattern, repl in rules:
         text = pattern.sub(repl, text)
     return text
+
+
+# Per rule, an RE2 pattern that matches every ASCII text in which the rule changes anything,
+# at any stage of redaction (placeholders add no digit, '@', '#' nor the literals below). No
+# lookarounds or \b (what makes the rules slow in Python): dropping them only widens a screen.
+_SCREENS = {
+    "iban": r"[A-Z]{2}[0-9]{2}",
+    "labelled_id": r"(?i:order|purchase|invoice|account|acct|member|customer)[^0-9]*[0-9]",
+    "card": r"(?:[0-9][ -]?){12,18}[0-9]",  # 13+ digits: fewer never pass the length check
+    # 9+ digits with at most three of the phone's separators between two of them.
+    "phone": r"[0-9](?:[ .()+-]{0,3}[0-9]){8}",
+    "name": r"[Mm]y name is |[Tt]his is |[Ii]'m |[Ii] am |Hi |Hello |Thanks |Dear | here",
+}
+# Rules whose replacement is a fixed string: RE2 gives Python's match on ASCII text.
+_PURE = ("email", "order_id")
+_LATER = ("labelled_id", "card", "phone", "name")  # after the pure ones, in _RULES order
+
+
+def redact_many(texts: Sequence[str], known: Sequence[dict[str, list[str]] | None]) -> list[str]:
+    r"""`[redact(t, k) for t, k in zip(texts, known)]`, with the same output, much faster.
+
+    On ASCII texts, e-mails and order ids are replaced by RE2 (pyarrow) at C speed, then RE2
+    screens each text for the remaining rules so Python runs only those a text can match.
+    Texts with non-ASCII characters, source-given PII or an IBAN candidate take `redact`
+    (Python's Unicode-aware \d, \w and case folding differ from RE2's ASCII ones).
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not texts:
+        return []
+    arr = pa.array(texts, pa.string())
+    slow = ~pc.string_is_ascii(arr).to_numpy(zero_copy_only=False)
+    slow |= pc.match_substring_regex(arr, _SCREENS["iban"]).to_numpy(zero_copy_only=False)
+    slow |= np.fromiter((bool(k) for k in known), bool, len(texts))
+    rules = {rule[0]: rule for rule in _RULES}
+    for kind in _PURE:  # _RULES order: email, (iban: slow rows only), order_id
+        pattern, repl = rules[kind][1], rules[kind][2]
+        assert isinstance(repl, str)
+        arr = pc.replace_substring_regex(arr, pattern.pattern, repl)
+    hits = np.stack(
+        [pc.match_substring_regex(arr, _SCREENS[k]).to_numpy(zero_copy_only=False) for k in _LATER],
+        axis=1,
+    )
+    out = arr.to_pylist()
+    for i in np.flatnonzero(slow | hits.any(axis=1)).tolist():
+        if slow[i]:
+            out[i] = redact(texts[i], known[i])
+        else:
+            out[i] = _apply(
+                out[i], [rules[k] for k, hit in zip(_LATER, hits[i], strict=True) if hit]
+            )
+    return out
 
 
 _DIGIT = re.compile(r"\d")
