@@ -12,6 +12,7 @@ import logging
 import shutil
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ml import lake, sources
+from ml import jsonl_arrow, lake, sources
 from ml.config import Settings, settings
 from ml.parse import Rejected, parse_items
 from ml.schema import QUARANTINE_SCHEMA, TRANSCRIPT_SCHEMA
@@ -66,43 +67,23 @@ def normalise(
     """Parse and redact every record; stage canonical rows and quarantine as Parquet.
 
     Streams: rows go to the staging file in batches, so memory does not grow with the feed.
+    Plain JSONL drops take the Arrow fast path (ml.jsonl_arrow), which gives the same rows.
     """
     spec = parse_source(source) if source else SourceSpec(url="unknown")
     labels = sources.load_labels(spec.labels) if spec.labels else known_intents()
-    rejected: list[Rejected] = []
-    seen: dict[str, str] = {}
-    read = written = 0
     staging_dir.mkdir(parents=True, exist_ok=True)
-    batch: list[dict[str, Any]] = []
     try:
         with pq.ParquetWriter(staging_dir / ROWS_FILE, TRANSCRIPT_SCHEMA) as writer:
+            stage = _Stage(writer)
             for url in files:
-                name = Path(url).name
-                items = (i for i in sources.read_items(spec, url, day) if _belongs(spec, i, day))
-                for item, outcome in parse_items(items, url, day, labels, spec.display_name):
-                    read += 1
-                    if isinstance(outcome, Rejected):
-                        rejected.append(outcome)
-                        continue
-                    cid = outcome["conversation_id"]
-                    if cid in seen:
-                        # First occurrence wins; the repeat is kept in quarantine, not lost.
-                        reason = f"conversation_id {cid!r} already seen at {seen[cid]}"
-                        rejected.append(
-                            Rejected(url, item.number, "duplicate_id", reason, item.raw, cid)
-                        )
-                        continue
-                    seen[cid] = f"{name}:{item.number}"
-                    batch.append(outcome)
-                    if len(batch) >= BATCH_ROWS:
-                        writer.write_table(pa.Table.from_pylist(batch, schema=TRANSCRIPT_SCHEMA))
-                        written += len(batch)
-                        batch = []
-            writer.write_table(pa.Table.from_pylist(batch, schema=TRANSCRIPT_SCHEMA))
-            written += len(batch)
+                if jsonl_arrow.fast_path_applies(spec) and FAST_PATH:
+                    _normalise_blocks(stage, spec, url, day, labels)
+                else:
+                    _normalise_items(stage, spec, url, day, labels)
     except SourceError:
         shutil.rmtree(staging_dir, ignore_errors=True)  # nothing is written for that day
         raise
+    rejected, read, written = stage.rejected, stage.read, stage.written
     quarantine = pa.Table.from_pylist([r.as_row() for r in rejected], schema=QUARANTINE_SCHEMA)
     pq.write_table(quarantine, staging_dir / QUARANTINE_FILE)
     if read != written + quarantine.num_rows:
@@ -126,6 +107,88 @@ def normalise(
     }
     log.info("normalised %s: %s", day, {k: v for k, v in staged.items() if k != "files"})
     return staged
+
+
+# The Arrow fast path for plain JSONL; False sends every record through ml.parse (tests compare).
+FAST_PATH = True
+_STAGED = TRANSCRIPT_SCHEMA.append(pa.field("line", pa.int64()))
+
+
+class _Stage:
+    """Rows in file and line order, the first of each conversation id written, repeats kept."""
+
+    def __init__(self, writer: pq.ParquetWriter) -> None:
+        self.writer = writer
+        self.rejected: list[Rejected] = []
+        self.seen: dict[str, str] = {}
+        self.read = self.written = 0
+
+    def add(self, url: str, rows: pa.Table, raw_of: Callable[[int], str]) -> None:
+        """`rows`: canonical rows of one file with their `line`, in line order."""
+        name = Path(url).name
+        keep = []
+        seen = self.seen
+        cids = rows.column("conversation_id").to_pylist()
+        for cid, line in zip(cids, rows.column("line").to_pylist(), strict=True):
+            if cid in seen:
+                # First occurrence wins; the repeat is kept in quarantine, not lost.
+                reason = f"conversation_id {cid!r} already seen at {seen[cid]}"
+                self.rejected.append(Rejected(url, line, "duplicate_id", reason, raw_of(line), cid))
+                keep.append(False)
+            else:
+                seen[cid] = f"{name}:{line}"
+                keep.append(True)
+        self.read += rows.num_rows
+        out = rows.filter(pa.array(keep, pa.bool_())).drop_columns(["line"])
+        self.writer.write_table(out)
+        self.written += out.num_rows
+
+    def reject(self, rejected: Rejected) -> None:
+        self.read += 1
+        self.rejected.append(rejected)
+
+
+def _normalise_items(
+    stage: _Stage, spec: SourceSpec, url: str, day: date, labels: frozenset[str]
+) -> None:
+    """Record by record through ml.parse (every format)."""
+    items = (i for i in sources.read_items(spec, url, day) if _belongs(spec, i, day))
+    batch: list[dict[str, Any]] = []
+    raws: dict[int, str] = {}
+    for item, outcome in parse_items(items, url, day, labels, spec.display_name):
+        if isinstance(outcome, Rejected):
+            stage.reject(outcome)
+            continue
+        batch.append({**outcome, "line": item.number})
+        raws[item.number] = item.raw
+        if len(batch) >= BATCH_ROWS:
+            stage.add(url, pa.Table.from_pylist(batch, schema=_STAGED), raws.__getitem__)
+            batch, raws = [], {}
+    stage.add(url, pa.Table.from_pylist(batch, schema=_STAGED), raws.__getitem__)
+
+
+def _normalise_blocks(
+    stage: _Stage, spec: SourceSpec, url: str, day: date, labels: frozenset[str]
+) -> None:
+    """Plain JSONL in blocks through ml.jsonl_arrow."""
+    with sources.open_file(url) as fh:
+        try:
+            for block in jsonl_arrow.read_blocks(spec, fh, url, day, labels, spec.display_name):
+                slow_rows, raws = [], {}
+                for line, raw, outcome in block.slow:
+                    if isinstance(outcome, Rejected):
+                        stage.reject(outcome)
+                    else:
+                        slow_rows.append({**outcome, "line": line})
+                        raws[line] = raw
+                rows = block.rows
+                if slow_rows:
+                    rows = pa.concat_tables(
+                        [rows, pa.Table.from_pylist(slow_rows, schema=_STAGED)]
+                    ).sort_by("line")
+                stage.add(url, rows, lambda line, raws=raws, b=block: raws.get(line) or b.raw(line))
+        except OSError as exc:
+            raise SourceError(f"cannot read {url}: {exc}") from exc
 
 
 def trailing_rows(lake_root: Path, day: date, days: int = 7) -> list[int]:
