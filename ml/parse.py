@@ -62,7 +62,19 @@ def _field(record: dict[str, Any], name: str, kind: type, *, required: bool = Tr
         raise RecordError(
             "invalid_field", f"field '{name}' must be {kind.__name__}, got {type(value).__name__}"
         )
+    if isinstance(value, str):
+        _encodable(value, f"field '{name}'")
     return value
+
+
+def _encodable(text: str, what: str) -> None:
+    """A JSON \\u escape can decode to a lone surrogate, which no UTF-8 file can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RecordError(
+            "invalid_utf8", f"{what} holds a lone surrogate at character {exc.start}"
+        ) from None
 
 
 def _started_at(record: dict[str, Any], day: date) -> datetime:
@@ -98,6 +110,7 @@ def _turns(record: dict[str, Any]) -> list[dict[str, str]]:
             )
         if not isinstance(text, str):
             raise RecordError("invalid_field", f"turns[{i}].text must be a string")
+        _encodable(text, f"turns[{i}].text")
         if len(text) > MAX_TURN_CHARS:
             raise RecordError(
                 "text_too_long", f"turns[{i}].text has {len(text)} characters (> {MAX_TURN_CHARS})"

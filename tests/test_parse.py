@@ -77,6 +77,12 @@ def test_missing_optional_fields_get_defaults() -> None:
         (b'{"conversation_id": "c1", "turns": [', "malformed_json", "malformed JSON"),
         (b"[1, 2]", "not_an_object", "list"),
         (b"\xff\xfe{}", "invalid_utf8", "UTF-8"),
+        (
+            json.dumps(record(turns=[{"speaker": "customer", "text": "\ud800 hi"}])).encode(),
+            "invalid_utf8",
+            "lone surrogate",
+        ),
+        (json.dumps(record(intent="\udfff")).encode(), "invalid_utf8", "field 'intent'"),
         (json.dumps(record(turns=...)).encode(), "missing_field", "'turns'"),
         (json.dumps(record(conversation_id=...)).encode(), "missing_field", "'conversation_id'"),
         (json.dumps(record(conversation_id=5)).encode(), "invalid_field", "must be str"),
