@@ -7,21 +7,25 @@ staging folder works in one process and across Celery workers sharing the store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import multiprocessing
 import shutil
 import uuid
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ml import jsonl_arrow, lake, sources
-from ml.config import Settings, settings
+from ml.config import Settings, ingest_workers, settings
 from ml.parse import Rejected, parse_items
 from ml.schema import QUARANTINE_SCHEMA, TRANSCRIPT_SCHEMA
 from ml.sources import Item, SourceError, SourceSpec, parse_source
@@ -73,11 +77,15 @@ def normalise(
     labels = sources.load_labels(spec.labels) if spec.labels else known_intents()
     staging_dir.mkdir(parents=True, exist_ok=True)
     try:
-        with pq.ParquetWriter(staging_dir / ROWS_FILE, TRANSCRIPT_SCHEMA) as writer:
+        fast = FAST_PATH and jsonl_arrow.fast_path_applies(spec)
+        with (
+            pq.ParquetWriter(staging_dir / ROWS_FILE, TRANSCRIPT_SCHEMA) as writer,
+            _block_pool(files if fast else []) as pool,
+        ):
             stage = _Stage(writer)
             for url in files:
-                if jsonl_arrow.fast_path_applies(spec) and FAST_PATH:
-                    _normalise_blocks(stage, spec, url, day, labels)
+                if fast:
+                    _normalise_blocks(stage, spec, url, day, labels, pool)
                 else:
                     _normalise_items(stage, spec, url, day, labels)
     except SourceError:
@@ -168,27 +176,67 @@ def _normalise_items(
 
 
 def _normalise_blocks(
-    stage: _Stage, spec: SourceSpec, url: str, day: date, labels: frozenset[str]
+    stage: _Stage, spec: SourceSpec, url: str, day: date, labels: frozenset[str], pool: Any
 ) -> None:
-    """Plain JSONL in blocks through ml.jsonl_arrow."""
+    """Plain JSONL in blocks through ml.jsonl_arrow; in worker processes when `pool` is given.
+
+    Blocks are staged in file order, at most two per worker in flight (bounded memory).
+    """
+    args = (spec, url, day, labels, spec.display_name)
+    pending: deque[tuple[bytes, Any]] = deque()
     with sources.open_file(url) as fh:
         try:
-            for block in jsonl_arrow.read_blocks(spec, fh, url, day, labels, spec.display_name):
-                slow_rows, raws = [], {}
-                for line, raw, outcome in block.slow:
-                    if isinstance(outcome, Rejected):
-                        stage.reject(outcome)
-                    else:
-                        slow_rows.append({**outcome, "line": line})
-                        raws[line] = raw
-                rows = block.rows
-                if slow_rows:
-                    rows = pa.concat_tables(
-                        [rows, pa.Table.from_pylist(slow_rows, schema=_STAGED)]
-                    ).sort_by("line")
-                stage.add(url, rows, lambda line, raws=raws, b=block: raws.get(line) or b.raw(line))
+            for data, first_line in jsonl_arrow.split_blocks(fh):
+                if pool is None:
+                    _stage_block(stage, url, jsonl_arrow.parse_block(*args, data, first_line))
+                    continue
+                pending.append(
+                    (data, pool.submit(jsonl_arrow.parse_block, *args, data, first_line))
+                )
+                while len(pending) > 2 * pool._max_workers:
+                    _stage_block(stage, url, _result(*pending.popleft()))
         except OSError as exc:
             raise SourceError(f"cannot read {url}: {exc}") from exc
+    while pending:
+        _stage_block(stage, url, _result(*pending.popleft()))
+
+
+def _result(data: bytes, future: Any) -> jsonl_arrow.Block:
+    block = future.result()
+    block.data = data  # the worker does not send the bytes back
+    return block
+
+
+def _stage_block(stage: _Stage, url: str, block: jsonl_arrow.Block) -> None:
+    slow_rows, raws = [], {}
+    for line, raw, outcome in block.slow:
+        if isinstance(outcome, Rejected):
+            stage.reject(outcome)
+        else:
+            slow_rows.append({**outcome, "line": line})
+            raws[line] = raw
+    rows = block.rows
+    if slow_rows:
+        rows = pa.concat_tables([rows, pa.Table.from_pylist(slow_rows, schema=_STAGED)])
+        rows = rows.sort_by("line")
+    stage.add(url, rows, lambda line: raws.get(line) or block.raw(line))
+
+
+@contextlib.contextmanager
+def _block_pool(files: list[str]) -> Iterator[Any]:
+    """Worker processes for a day big enough to repay starting them (spawned: fork-safe)."""
+    workers = ingest_workers()
+    size = 0
+    for url in files:
+        with contextlib.suppress(OSError):
+            size += fsspec.core.url_to_fs(url)[0].size(url) or 0
+    if workers < 2 or size < 4 * jsonl_arrow.BLOCK_BYTES:
+        yield None
+        return
+    log.info("parsing %.0f MB of JSONL in %d worker processes", size / 1e6, workers)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        yield pool
 
 
 def trailing_rows(lake_root: Path, day: date, days: int = 7) -> list[int]:

@@ -65,41 +65,52 @@ class Block:
 
     rows: pa.Table  # TRANSCRIPT_SCHEMA + `line`, in line order
     slow: list[tuple[int, str, dict[str, Any] | Rejected]] = field(default_factory=list)
-    raw_lines: dict[int, str] = field(default_factory=dict)  # fast rows' raw text, on demand
-    data: bytes = b""
-    starts: np.ndarray | None = None  # byte offset of each line of `data`, by line number
     first_line: int = 1
+    data: bytes = b""  # the block's bytes; left out when a worker sends the block back
 
     def raw(self, line: int) -> str:
-        """The raw text of a fast row's line (only duplicates need it)."""
-        assert self.starts is not None
+        """The raw text of a line of the block (only duplicates need it)."""
+        if self._starts is None:
+            ends = np.flatnonzero(np.frombuffer(self.data, np.uint8) == 10) + 1
+            self._starts = np.concatenate(([0], ends))
         i = line - self.first_line
-        text = self.data[self.starts[i] : self.starts[i + 1]].decode("utf-8")
+        text = self.data[self._starts[i] : self._starts[i + 1]].decode("utf-8")
         return text.rstrip("\r\n")
 
+    _starts: np.ndarray | None = None
 
-def read_blocks(
-    spec: SourceSpec, fh: Any, url: str, day: date, labels: frozenset[str], default_source: str
-) -> Iterator[Block]:
-    """Blocks of whole lines of an open JSONL file, each parsed and normalised."""
-    stem = url.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    parser = _Parser(spec, url, stem, day, labels, default_source)
+
+def split_blocks(fh: Any) -> Iterator[tuple[bytes, int]]:
+    """An open JSONL file as blocks of whole lines, each with its first line number."""
     first_line, rest = 1, b""
     while True:
         chunk = fh.read(BLOCK_BYTES)
         data = rest + chunk
         if not chunk:
             if data:
-                yield parser.block(data if data.endswith(b"\n") else data + b"\n", first_line)
+                yield (data if data.endswith(b"\n") else data + b"\n"), first_line
             return
         cut = data.rfind(b"\n") + 1
         if cut == 0:
             rest = data
             continue
         data, rest = data[:cut], data[cut:]
-        block = parser.block(data, first_line)
-        first_line += len(block.starts) - 1 if block.starts is not None else 0
-        yield block
+        yield data, first_line
+        first_line += data.count(b"\n")
+
+
+def parse_block(
+    spec: SourceSpec,
+    url: str,
+    day: date,
+    labels: frozenset[str],
+    default_source: str,
+    data: bytes,
+    first_line: int,
+) -> Block:
+    """One block of whole lines (ending with a newline) parsed and normalised."""
+    stem = url.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return _Parser(spec, url, stem, day, labels, default_source).block(data, first_line)
 
 
 class _Parser:
@@ -153,9 +164,8 @@ class _Parser:
                 pc.add(rows.column("line"), first_line),
             ),
             slow=self._record_by_record(data, starts, slow, first_line),
-            data=data,
-            starts=starts,
             first_line=first_line,
+            data=data,
         )
 
     def _parse(

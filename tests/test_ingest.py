@@ -252,7 +252,9 @@ def _edge_lines() -> list[bytes]:
     return [rec("e0").encode(), *odd]
 
 
-def test_fast_path_stages_exactly_what_the_record_path_stages(tmp_path: Path, monkeypatch) -> None:
+def test_fast_path_stages_exactly_what_the_record_path_stages(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
     """The Arrow fast path is an optimisation only: same rows, same quarantine, same counts."""
     from ml import ingest, jsonl_arrow
     from ml.generate import generate
@@ -271,20 +273,31 @@ def test_fast_path_stages_exactly_what_the_record_path_stages(tmp_path: Path, mo
     monkeypatch.setattr(jsonl_arrow, "BLOCK_BYTES", 64 << 10)
     files = discover(str(tmp_path / "feed"), DAY)
     staged = {}
-    for fast in (True, False):
+    # Arrow path in two worker processes, in this process, then record by record.
+    for key, fast, workers in (("pool", True, "2"), ("fast", True, "1"), ("slow", False, "1")):
         monkeypatch.setattr(ingest, "FAST_PATH", fast)
-        out = tmp_path / f"stage-{fast}"
-        staged[fast] = normalise(files, DAY, out, str(tmp_path / "feed"))
-        staged[fast]["tables"] = [
+        monkeypatch.setenv("INTENTFLOW_INGEST_WORKERS", workers)
+        out = tmp_path / f"stage-{key}"
+        with caplog.at_level("INFO", logger="ml.ingest"):
+            staged[key] = normalise(files, DAY, out, str(tmp_path / "feed"))
+        assert ("worker processes" in caplog.text) == (key == "pool")
+        caplog.clear()
+        staged[key]["tables"] = [
             pq.read_table(out / f) for f in ("rows.parquet", "quarantine.parquet")
         ]
-    fast, slow = staged[True], staged[False]
-    assert fast["tables"][0].equals(slow["tables"][0])
-    # The quarantine is published sorted by file and line (ml.lake.write_quarantine).
-    order = [("source_file", "ascending"), ("line", "ascending")]
-    assert (
-        fast["tables"][1].sort_by(order).to_pylist() == slow["tables"][1].sort_by(order).to_pylist()
-    )
-    for key in ("rows_read", "rows_written", "rows_quarantined", "quarantine_rules", "new_intents"):
-        assert fast[key] == slow[key], key
+    slow = staged["slow"]
+    for fast in (staged["pool"], staged["fast"]):
+        assert fast["tables"][0].equals(slow["tables"][0])
+        # The quarantine is published sorted by file and line (ml.lake.write_quarantine).
+        order = [("source_file", "ascending"), ("line", "ascending")]
+        got, want = (s["tables"][1].sort_by(order).to_pylist() for s in (fast, slow))
+        assert got == want
+        for key in (
+            "rows_read",
+            "rows_written",
+            "rows_quarantined",
+            "quarantine_rules",
+            "new_intents",
+        ):
+            assert fast[key] == slow[key], key
     assert fast["rows_written"] > 4000 and len(fast["quarantine_rules"]) >= 6
