@@ -128,23 +128,31 @@ class _Stage:
     def __init__(self, writer: pq.ParquetWriter) -> None:
         self.writer = writer
         self.rejected: list[Rejected] = []
-        self.seen: dict[str, str] = {}
+        # conversation id -> file index << 40 | line of its first row: an int, not a string,
+        # since the set of a day's ids is the part of staging that grows with the feed.
+        self.seen: dict[str, int] = {}
+        self.names: list[str] = []
         self.read = self.written = 0
 
     def add(self, url: str, rows: pa.Table, raw_of: Callable[[int], str]) -> None:
         """`rows`: canonical rows of one file with their `line`, in line order."""
         name = Path(url).name
+        if not self.names or self.names[-1] != name:
+            self.names.append(name)
+        base = (len(self.names) - 1) << 40
         keep = []
         seen = self.seen
         cids = rows.column("conversation_id").to_pylist()
         for cid, line in zip(cids, rows.column("line").to_pylist(), strict=True):
-            if cid in seen:
+            first = seen.get(cid)
+            if first is not None:
                 # First occurrence wins; the repeat is kept in quarantine, not lost.
-                reason = f"conversation_id {cid!r} already seen at {seen[cid]}"
+                where = f"{self.names[first >> 40]}:{first & ((1 << 40) - 1)}"
+                reason = f"conversation_id {cid!r} already seen at {where}"
                 self.rejected.append(Rejected(url, line, "duplicate_id", reason, raw_of(line), cid))
                 keep.append(False)
             else:
-                seen[cid] = f"{name}:{line}"
+                seen[cid] = base | line
                 keep.append(True)
         self.read += rows.num_rows
         out = rows.filter(pa.array(keep, pa.bool_())).drop_columns(["line"])
@@ -264,7 +272,9 @@ def validate(
     `lake_root` enables the volume check against the trailing days' partitions.
     """
     day = date.fromisoformat(staged["day"])
-    table = pq.read_table(Path(staged["staging_dir"]) / ROWS_FILE)
+    # Only what the suite reads: the content hash alone is 64 bytes a row.
+    columns = [n for n in TRANSCRIPT_SCHEMA.names if n not in ("source", "content_hash")]
+    table = pq.read_table(Path(staged["staging_dir"]) / ROWS_FILE, columns=columns)
     min_rows = min_volume(trailing_rows(lake_root, day)) if lake_root else 1
     labels = sources.load_labels(staged["labels_file"]) if staged.get("labels_file") else None
     outcome = run_suite(
