@@ -241,6 +241,10 @@ def _block_pool(files: list[str]) -> Iterator[Any]:
     if workers < 2 or size < 4 * jsonl_arrow.BLOCK_BYTES:
         yield None
         return
+    if multiprocessing.current_process().daemon:  # e.g. a Celery prefork child: no children
+        log.info("daemonic process: parsing in this process only")
+        yield None
+        return
     log.info("parsing %.0f MB of JSONL in %d worker processes", size / 1e6, workers)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
