@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from ml.parse import MAX_TURN_CHARS, Rejected, parse_items
-from ml.redact import redact_many
+from ml.redact import redact_array
 from ml.schema import SPEAKERS, TRANSCRIPT_SCHEMA
 from ml.sources import SourceSpec, jsonl_item
 
@@ -237,9 +237,7 @@ class _Parser:
         parents = np.searchsorted(keep, parents[turn_keep])  # renumbered among kept rows
         speaker = speaker.filter(turn_keep)
         said = said[turn_keep]
-        redacted = pa.array(
-            redact_many(cleaned.filter(turn_keep).to_pylist(), [None] * len(parents)), pa.string()
-        )
+        redacted = redact_array(cleaned.filter(turn_keep))
         return self._rows(t, parents, speaker, redacted, said), unsure
 
     def _rows(
