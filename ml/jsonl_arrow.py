@@ -16,7 +16,8 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -109,7 +110,7 @@ def parse_block(
     first_line: int,
 ) -> Block:
     """One block of whole lines (ending with a newline) parsed and normalised."""
-    stem = url.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    stem = Path(url).stem
     return _Parser(spec, url, stem, day, labels, default_source).block(data, first_line)
 
 
@@ -125,7 +126,6 @@ class _Parser:
     ) -> None:
         self.spec, self.url, self.stem, self.day = spec, url, stem, day
         self.labels, self.default_source = labels, default_source
-        self.day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         self.started_re = rf"^{re.escape(day.isoformat())}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:Z|\+00:00)$"
         self.label_set = pa.array(sorted(labels), pa.string())
         self.speakers = pa.array(SPEAKERS, pa.string())
