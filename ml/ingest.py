@@ -8,6 +8,7 @@ staging folder works in one process and across Celery workers sharing the store.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import multiprocessing
@@ -369,4 +370,8 @@ def ingest_day(day: date, source: str | None = None, cfg: Settings | None = None
     source = source or cfg.source
     files = discover(source, day)
     staged = normalise(files, day, staging_dir_for(cfg, day), source)
-    return publish(validate(staged, cfg.reports, cfg.lake), cfg)
+    validated = validate(staged, cfg.reports, cfg.lake)
+    # Hand the suite's frame back to the OS before the day is read again to be written.
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    return publish(validated, cfg)
