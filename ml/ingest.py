@@ -279,11 +279,11 @@ def validate(
     day = date.fromisoformat(staged["day"])
     # Only what the suite reads: the content hash alone is 64 bytes a row.
     columns = [n for n in TRANSCRIPT_SCHEMA.names if n not in ("source", "content_hash")]
-    table = pq.read_table(Path(staged["staging_dir"]) / ROWS_FILE, columns=columns)
     min_rows = min_volume(trailing_rows(lake_root, day)) if lake_root else 1
     labels = sources.load_labels(staged["labels_file"]) if staged.get("labels_file") else None
     outcome = run_suite(
-        table,
+        # Not bound here: run_suite lets the table go once the suite's frame is built.
+        pq.read_table(Path(staged["staging_dir"]) / ROWS_FILE, columns=columns),
         day,
         labels or known_intents(),
         lake.partition_path(report_root, day),
