@@ -239,18 +239,23 @@ def redact_array(texts: Any, known: Sequence[dict[str, list[str]] | None] | None
         [pc.match_substring_regex(arr, _SCREENS[k]).to_numpy(zero_copy_only=False) for k in _LATER],
         axis=1,
     )
-    redo = np.flatnonzero(slow | hits.any(axis=1))
+    # Which of the later rules a text needs, as a bit set: one lookup a row, no Python zip.
+    codes = hits.astype(np.int64) @ (1 << np.arange(len(_LATER)))
+    by_code = [
+        [rules[k] for bit, k in enumerate(_LATER) if code >> bit & 1]
+        for code in range(1 << len(_LATER))
+    ]
+    redo = np.flatnonzero(slow | (codes > 0))
     if len(redo) == 0:
         return arr
     originals = texts.take(redo).to_pylist()
     staged = arr.take(redo).to_pylist()
     out = []
-    for j, i in enumerate(redo.tolist()):
+    for j, (i, code) in enumerate(zip(redo.tolist(), codes[redo].tolist(), strict=True)):
         if slow[i]:
             out.append(redact(originals[j], known[i] if known is not None else None))
         else:
-            kinds = [rules[k] for k, hit in zip(_LATER, hits[i], strict=True) if hit]
-            out.append(_apply(staged[j], kinds))
+            out.append(_apply(staged[j], by_code[code]))
     mask = np.zeros(len(arr), bool)
     mask[redo] = True
     return pc.replace_with_mask(arr, pa.array(mask), pa.array(out, pa.string()))
