@@ -51,8 +51,9 @@ _PARSE = pj.ParseOptions(explicit_schema=_INPUT, unexpected_field_behavior="igno
 _PLAIN = r"^[!-~](?:[ -~]*[!-~])?$"
 # The control characters ml.parse.clean_text drops, as far as ASCII goes.
 _CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
-# Lines that may carry source-given PII (`_pii`, maybe escaped): record by record.
-_SLOW_LINE = r'(?i)"_pii"|\\u005f'
+# Lines that may carry source-given PII (`_pii`, which the reader's schema leaves out, also
+# spelt with \u escapes of printable ASCII, which JSON writers never need): record by record.
+_SLOW_LINE = r'"_pii"|\\u00[2-7][0-9A-Fa-f]'
 
 
 def fast_path_applies(spec: SourceSpec) -> bool:

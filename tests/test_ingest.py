@@ -247,6 +247,13 @@ def _edge_lines() -> list[bytes]:
         json.dumps({**base, "conversation_id": "e23", "started_at": "2026-11-23T00:00:00Z"}).encode(),
         json.dumps({**base, "conversation_id": "e24", "turns": [{"speaker": "bot", "text": "a"}]}).encode(),
         json.dumps({**base, "conversation_id": "e25", "turns": [{"speaker": "agent", "text": "only agent"}]}).encode(),
+        json.dumps({**base, "conversation_id": "e29", "channel": " Chat"}).encode(),
+        json.dumps({**base, "conversation_id": "e31", "started_at": "2026-11-22T10:00:60Z"}).encode(),
+        json.dumps({**base, "conversation_id": "e30", "turns": [{"speaker": "customer", "text": "cafe\u0301 \u0085x\u3000"}]}).encode(),
+        b'{"conversation_id": "e27", "started_at": "2026-11-22T10:00:00Z", "_p\\u0069i": {"name": ["ann"]},'
+        b' "turns": [{"speaker": "customer", "text": "ann called"}]}',  # source PII, escaped key
+        b'{"conversation_id": "e28", "ch\\u0061nnel": "email", "started_at": "2026-11-22T10:00:00Z",'
+        b' "turns": [{"speaker": "customer", "text": "escaped key"}]}',
         b'{"conversation_id": "e26", "started_at": "2026-11-22T10:00:00Z", "turns": [{"speaker": "customer", "text": "trunc',
     ]  # fmt: skip
     return [rec("e0").encode(), *odd]
@@ -266,11 +273,17 @@ def test_fast_path_stages_exactly_what_the_record_path_stages(
 
     bench.write_feed(tmp_path / "bench", 3000, 2)
     day_dir = tmp_path / "feed" / DAY.isoformat()
-    (day_dir / "zz-edge.jsonl").write_bytes(b"\n".join(_edge_lines()))  # no final newline
+    # Each odd line among plain ones, so halving isolates it and its neighbours stay fast.
+    good = [rec(f"g{i}").encode() for i in range(40 * len(_edge_lines()))]
+    edge = [
+        line for i, odd in enumerate(_edge_lines()) for line in (*good[40 * i : 40 * i + 40], odd)
+    ]
+    (day_dir / "zz-edge.jsonl").write_bytes(b"\n".join(edge))  # no final newline
     for f in sorted((tmp_path / "bench" / DAY.isoformat()).iterdir()):
         (day_dir / f"b-{f.name}").write_bytes(f.read_bytes())
     # Small blocks: records cross block boundaries, refused chunks are halved many times.
     monkeypatch.setattr(jsonl_arrow, "BLOCK_BYTES", 64 << 10)
+    monkeypatch.setattr(jsonl_arrow, "MIN_CHUNK_LINES", 1)  # in this process: down to one line
     files = discover(str(tmp_path / "feed"), DAY)
     staged = {}
     # Arrow path in two worker processes, in this process, then record by record.
