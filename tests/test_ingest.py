@@ -248,6 +248,7 @@ def _edge_lines() -> list[bytes]:
         json.dumps({**base, "conversation_id": "e24", "turns": [{"speaker": "bot", "text": "a"}]}).encode(),
         json.dumps({**base, "conversation_id": "e25", "turns": [{"speaker": "agent", "text": "only agent"}]}).encode(),
         json.dumps({**base, "conversation_id": "e29", "channel": " Chat"}).encode(),
+        json.dumps({**base, "conversation_id": "e32", "turns": [{"speaker": "customer", "text": "a"}, {"speaker": "bot", "text": "b"}]}).encode(),
         json.dumps({**base, "conversation_id": "e31", "started_at": "2026-11-22T10:00:60Z"}).encode(),
         json.dumps({**base, "conversation_id": "e30", "turns": [{"speaker": "customer", "text": "cafe\u0301 \u0085x\u3000"}]}).encode(),
         b'{"conversation_id": "e27", "started_at": "2026-11-22T10:00:00Z", "_p\\u0069i": {"name": ["ann"]},'
