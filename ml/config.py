@@ -197,6 +197,18 @@ def gpus_per_training() -> int:
     return value
 
 
+def ingest_workers() -> int:
+    """Processes that parse JSONL blocks in parallel (INTENTFLOW_INGEST_WORKERS; 1: in-process).
+
+    Default: the CPUs this process may use, at most 4 (the writer is one process either way).
+    """
+    default = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    workers = int(_env_number("INTENTFLOW_INGEST_WORKERS", default, int))
+    if workers < 1:
+        raise ConfigError(f"INTENTFLOW_INGEST_WORKERS must be at least 1, got {workers}")
+    return workers
+
+
 def _flag(name: str) -> bool:
     """An on/off environment variable; anything unrecognised is an error, not "off"."""
     value = os.environ.get(name)

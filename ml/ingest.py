@@ -7,20 +7,26 @@ staging folder works in one process and across Celery workers sharing the store.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
+import multiprocessing
 import shutil
 import uuid
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ml import lake, sources
-from ml.config import Settings, settings
+from ml import jsonl_arrow, lake, sources
+from ml.config import Settings, ingest_workers, settings
 from ml.parse import Rejected, parse_items
 from ml.schema import QUARANTINE_SCHEMA, TRANSCRIPT_SCHEMA
 from ml.sources import Item, SourceError, SourceSpec, parse_source
@@ -66,43 +72,27 @@ def normalise(
     """Parse and redact every record; stage canonical rows and quarantine as Parquet.
 
     Streams: rows go to the staging file in batches, so memory does not grow with the feed.
+    Plain JSONL drops take the Arrow fast path (ml.jsonl_arrow), which gives the same rows.
     """
     spec = parse_source(source) if source else SourceSpec(url="unknown")
     labels = sources.load_labels(spec.labels) if spec.labels else known_intents()
-    rejected: list[Rejected] = []
-    seen: dict[str, str] = {}
-    read = written = 0
     staging_dir.mkdir(parents=True, exist_ok=True)
-    batch: list[dict[str, Any]] = []
     try:
-        with pq.ParquetWriter(staging_dir / ROWS_FILE, TRANSCRIPT_SCHEMA) as writer:
+        fast = FAST_PATH and jsonl_arrow.fast_path_applies(spec)
+        with (
+            pq.ParquetWriter(staging_dir / ROWS_FILE, TRANSCRIPT_SCHEMA) as writer,
+            _block_pool(files if fast else []) as pool,
+        ):
+            stage = _Stage(writer)
             for url in files:
-                name = Path(url).name
-                items = (i for i in sources.read_items(spec, url, day) if _belongs(spec, i, day))
-                for item, outcome in parse_items(items, url, day, labels, spec.display_name):
-                    read += 1
-                    if isinstance(outcome, Rejected):
-                        rejected.append(outcome)
-                        continue
-                    cid = outcome["conversation_id"]
-                    if cid in seen:
-                        # First occurrence wins; the repeat is kept in quarantine, not lost.
-                        reason = f"conversation_id {cid!r} already seen at {seen[cid]}"
-                        rejected.append(
-                            Rejected(url, item.number, "duplicate_id", reason, item.raw, cid)
-                        )
-                        continue
-                    seen[cid] = f"{name}:{item.number}"
-                    batch.append(outcome)
-                    if len(batch) >= BATCH_ROWS:
-                        writer.write_table(pa.Table.from_pylist(batch, schema=TRANSCRIPT_SCHEMA))
-                        written += len(batch)
-                        batch = []
-            writer.write_table(pa.Table.from_pylist(batch, schema=TRANSCRIPT_SCHEMA))
-            written += len(batch)
+                if fast:
+                    _normalise_blocks(stage, spec, url, day, labels, pool)
+                else:
+                    _normalise_items(stage, spec, url, day, labels)
     except SourceError:
         shutil.rmtree(staging_dir, ignore_errors=True)  # nothing is written for that day
         raise
+    rejected, read, written = stage.rejected, stage.read, stage.written
     quarantine = pa.Table.from_pylist([r.as_row() for r in rejected], schema=QUARANTINE_SCHEMA)
     pq.write_table(quarantine, staging_dir / QUARANTINE_FILE)
     if read != written + quarantine.num_rows:
@@ -126,6 +116,140 @@ def normalise(
     }
     log.info("normalised %s: %s", day, {k: v for k, v in staged.items() if k != "files"})
     return staged
+
+
+# The Arrow fast path for plain JSONL; False sends every record through ml.parse (tests compare).
+FAST_PATH = True
+_STAGED = TRANSCRIPT_SCHEMA.append(pa.field("line", pa.int64()))
+
+
+class _Stage:
+    """Rows in file and line order, the first of each conversation id written, repeats kept."""
+
+    def __init__(self, writer: pq.ParquetWriter) -> None:
+        self.writer = writer
+        self.rejected: list[Rejected] = []
+        # conversation id -> file index << 40 | line of its first row: an int, not a string,
+        # since the set of a day's ids is the part of staging that grows with the feed.
+        self.seen: dict[str, int] = {}
+        self.names: list[str] = []
+        self.read = self.written = 0
+
+    def add(self, url: str, rows: pa.Table, raw_of: Callable[[int], str]) -> None:
+        """`rows`: canonical rows of one file with their `line`, in line order."""
+        name = Path(url).name
+        if not self.names or self.names[-1] != name:
+            self.names.append(name)
+        base = (len(self.names) - 1) << 40
+        keep = []
+        seen = self.seen
+        cids = rows.column("conversation_id").to_pylist()
+        for cid, line in zip(cids, rows.column("line").to_pylist(), strict=True):
+            first = seen.get(cid)
+            if first is not None:
+                # First occurrence wins; the repeat is kept in quarantine, not lost.
+                where = f"{self.names[first >> 40]}:{first & ((1 << 40) - 1)}"
+                reason = f"conversation_id {cid!r} already seen at {where}"
+                self.rejected.append(Rejected(url, line, "duplicate_id", reason, raw_of(line), cid))
+                keep.append(False)
+            else:
+                seen[cid] = base | line
+                keep.append(True)
+        self.read += rows.num_rows
+        out = rows.filter(pa.array(keep, pa.bool_())).drop_columns(["line"])
+        self.writer.write_table(out)
+        self.written += out.num_rows
+
+    def reject(self, rejected: Rejected) -> None:
+        self.read += 1
+        self.rejected.append(rejected)
+
+
+def _normalise_items(
+    stage: _Stage, spec: SourceSpec, url: str, day: date, labels: frozenset[str]
+) -> None:
+    """Record by record through ml.parse (every format)."""
+    items = (i for i in sources.read_items(spec, url, day) if _belongs(spec, i, day))
+    batch: list[dict[str, Any]] = []
+    raws: dict[int, str] = {}
+    for item, outcome in parse_items(items, url, day, labels, spec.display_name):
+        if isinstance(outcome, Rejected):
+            stage.reject(outcome)
+            continue
+        batch.append({**outcome, "line": item.number})
+        raws[item.number] = item.raw
+        if len(batch) >= BATCH_ROWS:
+            stage.add(url, pa.Table.from_pylist(batch, schema=_STAGED), raws.__getitem__)
+            batch, raws = [], {}
+    stage.add(url, pa.Table.from_pylist(batch, schema=_STAGED), raws.__getitem__)
+
+
+def _normalise_blocks(
+    stage: _Stage, spec: SourceSpec, url: str, day: date, labels: frozenset[str], pool: Any
+) -> None:
+    """Plain JSONL in blocks through ml.jsonl_arrow; in worker processes when `pool` is given.
+
+    Blocks are staged in file order, at most two per worker in flight (bounded memory).
+    """
+    args = (spec, url, day, labels, spec.display_name)
+    pending: deque[tuple[bytes, Any]] = deque()
+    with sources.open_file(url) as fh:
+        try:
+            for data, first_line in jsonl_arrow.split_blocks(fh):
+                if pool is None:
+                    _stage_block(stage, url, jsonl_arrow.parse_block(*args, data, first_line))
+                    continue
+                pending.append(
+                    (data, pool.submit(jsonl_arrow.parse_block, *args, data, first_line))
+                )
+                while len(pending) > 2 * pool._max_workers:
+                    _stage_block(stage, url, _result(*pending.popleft()))
+        except OSError as exc:
+            raise SourceError(f"cannot read {url}: {exc}") from exc
+    while pending:
+        _stage_block(stage, url, _result(*pending.popleft()))
+
+
+def _result(data: bytes, future: Any) -> jsonl_arrow.Block:
+    block = future.result()
+    block.data = data  # the worker does not send the bytes back
+    return block
+
+
+def _stage_block(stage: _Stage, url: str, block: jsonl_arrow.Block) -> None:
+    slow_rows, raws = [], {}
+    for line, raw, outcome in block.slow:
+        if isinstance(outcome, Rejected):
+            stage.reject(outcome)
+        else:
+            slow_rows.append({**outcome, "line": line})
+            raws[line] = raw
+    rows = block.rows
+    if slow_rows:
+        rows = pa.concat_tables([rows, pa.Table.from_pylist(slow_rows, schema=_STAGED)])
+        rows = rows.sort_by("line")
+    stage.add(url, rows, lambda line: raws.get(line) or block.raw(line))
+
+
+@contextlib.contextmanager
+def _block_pool(files: list[str]) -> Iterator[Any]:
+    """Worker processes for a day big enough to repay starting them (spawned: fork-safe)."""
+    workers = ingest_workers()
+    size = 0
+    for url in files:
+        with contextlib.suppress(OSError):
+            size += fsspec.core.url_to_fs(url)[0].size(url) or 0
+    if workers < 2 or size < 4 * jsonl_arrow.BLOCK_BYTES:
+        yield None
+        return
+    if multiprocessing.current_process().daemon:  # e.g. a Celery prefork child: no children
+        log.info("daemonic process: parsing in this process only")
+        yield None
+        return
+    log.info("parsing %.0f MB of JSONL in %d worker processes", size / 1e6, workers)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        yield pool
 
 
 def trailing_rows(lake_root: Path, day: date, days: int = 7) -> list[int]:
@@ -153,11 +277,13 @@ def validate(
     `lake_root` enables the volume check against the trailing days' partitions.
     """
     day = date.fromisoformat(staged["day"])
-    table = pq.read_table(Path(staged["staging_dir"]) / ROWS_FILE)
+    # Only what the suite reads: the content hash alone is 64 bytes a row.
+    columns = [n for n in TRANSCRIPT_SCHEMA.names if n not in ("source", "content_hash")]
     min_rows = min_volume(trailing_rows(lake_root, day)) if lake_root else 1
     labels = sources.load_labels(staged["labels_file"]) if staged.get("labels_file") else None
     outcome = run_suite(
-        table,
+        # Not bound here: run_suite lets the table go once the suite's frame is built.
+        pq.read_table(Path(staged["staging_dir"]) / ROWS_FILE, columns=columns),
         day,
         labels or known_intents(),
         lake.partition_path(report_root, day),
@@ -244,4 +370,8 @@ def ingest_day(day: date, source: str | None = None, cfg: Settings | None = None
     source = source or cfg.source
     files = discover(source, day)
     staged = normalise(files, day, staging_dir_for(cfg, day), source)
-    return publish(validate(staged, cfg.reports, cfg.lake), cfg)
+    validated = validate(staged, cfg.reports, cfg.lake)
+    # Hand the suite's frame back to the OS before the day is read again to be written.
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    return publish(validated, cfg)

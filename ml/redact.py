@@ -8,7 +8,8 @@ only when they pass the Luhn check, so ordinary long numbers (amounts, tracking 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 PLACEHOLDERS = ("[EMAIL]", "[IBAN]", "[CARD]", "[PHONE]", "[ORDER_ID]", "[ACCOUNT_ID]", "[NAME]")
 
@@ -85,14 +86,12 @@ _NOT_NAMES = frozenset(
 )
 
 
+_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)  # Luhn: a doubled digit, its digits summed
+
+
 def luhn_ok(digits: str) -> bool:
     """True when `digits` (only 0-9) passes the Luhn checksum used by payment cards."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2 == 1:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
+    total = sum(map(int, digits[-1::-2])) + sum(_DOUBLED[int(c)] for c in digits[-2::-2])
     return total % 10 == 0
 
 
@@ -178,9 +177,88 @@ def redact(text: str, known: dict[str, list[str]] | None = None) -> str:
     """
     if known:
         text = _known(text, known)
-    for _kind, pattern, repl in _applicable(text):
+    return _apply(text, _applicable(text))
+
+
+def _apply(text: str, rules: Iterable[Rule]) -> str:
+    for _kind, pattern, repl in rules:
         text = pattern.sub(repl, text)
     return text
+
+
+# Per rule, an RE2 pattern that matches every ASCII text in which the rule changes anything,
+# at any stage of redaction (placeholders add no digit, '@', '#' nor the literals below). No
+# lookarounds or \b (what makes the rules slow in Python): dropping them only widens a screen.
+_SCREENS = {
+    "iban": r"[A-Z]{2}[0-9]{2}",
+    "labelled_id": r"(?i:order|purchase|invoice|account|acct|member|customer)[^0-9]*[0-9]",
+    "card": r"(?:[0-9][ -]?){12,18}[0-9]",  # 13+ digits: fewer never pass the length check
+    # 9+ digits with at most three of the phone's separators between two of them.
+    "phone": r"[0-9](?:[ .()+-]{0,3}[0-9]){8}",
+    "name": r"[Mm]y name is |[Tt]his is |[Ii]'m |[Ii] am |Hi |Hello |Thanks |Dear | here",
+}
+# Rules whose replacement is a fixed string: RE2 gives Python's match on ASCII text.
+_PURE = ("email", "order_id")
+_LATER = ("labelled_id", "card", "phone", "name")  # after the pure ones, in _RULES order
+
+
+def redact_many(texts: Sequence[str], known: Sequence[dict[str, list[str]] | None]) -> list[str]:
+    """`[redact(t, k) for t, k in zip(texts, known)]`, with the same output, much faster."""
+    import pyarrow as pa
+
+    if not texts:
+        return []
+    return redact_array(pa.array(texts, pa.string()), known).to_pylist()
+
+
+def redact_array(texts: Any, known: Sequence[dict[str, list[str]] | None] | None = None) -> Any:
+    r"""`redact` over a pyarrow string array (`known`: per text, or None for none at all).
+
+    On ASCII texts, e-mails and order ids are replaced by RE2 (pyarrow) at C speed, then RE2
+    screens each text for the remaining rules so Python runs only those a text can match.
+    Texts with non-ASCII characters, source-given PII or an IBAN candidate take `redact`
+    (Python's Unicode-aware \d, \w and case folding differ from RE2's ASCII ones).
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = texts
+    if len(arr) == 0:
+        return arr
+    slow = ~pc.string_is_ascii(arr).to_numpy(zero_copy_only=False)
+    slow |= pc.match_substring_regex(arr, _SCREENS["iban"]).to_numpy(zero_copy_only=False)
+    if known is not None:
+        slow |= np.fromiter((bool(k) for k in known), bool, len(arr))
+    rules = {rule[0]: rule for rule in _RULES}
+    for kind in _PURE:  # _RULES order: email, (iban: slow rows only), order_id
+        pattern, repl = rules[kind][1], rules[kind][2]
+        assert isinstance(repl, str)
+        arr = pc.replace_substring_regex(arr, pattern.pattern, repl)
+    hits = np.stack(
+        [pc.match_substring_regex(arr, _SCREENS[k]).to_numpy(zero_copy_only=False) for k in _LATER],
+        axis=1,
+    )
+    # Which of the later rules a text needs, as a bit set: one lookup a row, no Python zip.
+    codes = hits.astype(np.int64) @ (1 << np.arange(len(_LATER)))
+    by_code = [
+        [rules[k] for bit, k in enumerate(_LATER) if code >> bit & 1]
+        for code in range(1 << len(_LATER))
+    ]
+    redo = np.flatnonzero(slow | (codes > 0))
+    if len(redo) == 0:
+        return arr
+    originals = texts.take(redo).to_pylist()
+    staged = arr.take(redo).to_pylist()
+    out = []
+    for j, (i, code) in enumerate(zip(redo.tolist(), codes[redo].tolist(), strict=True)):
+        if slow[i]:
+            out.append(redact(originals[j], known[i] if known is not None else None))
+        else:
+            out.append(_apply(staged[j], by_code[code]))
+    mask = np.zeros(len(arr), bool)
+    mask[redo] = True
+    return pc.replace_with_mask(arr, pa.array(mask), pa.array(out, pa.string()))
 
 
 _DIGIT = re.compile(r"\d")

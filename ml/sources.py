@@ -140,7 +140,8 @@ def assigned_start(spec: SourceSpec, conversation_id: str) -> datetime:
 # --- adapters --------------------------------------------------------------------------------
 
 
-def _open(url: str) -> Any:
+def open_file(url: str) -> Any:
+    """A source file opened for binary reading; SourceError when it cannot be."""
     try:
         return fsspec.open(url, "rb").open()
     except OSError as exc:
@@ -196,7 +197,7 @@ def jsonl_item(spec: SourceSpec, number: int, line: bytes, stem: str) -> Item:
 
 def _jsonl(spec: SourceSpec, url: str) -> Iterator[Item]:
     stem = Path(url).stem
-    with _open(url) as fh:
+    with open_file(url) as fh:
         try:
             for number, line in enumerate(fh, start=1):  # streamed: memory stays flat
                 if line.strip():
@@ -207,7 +208,7 @@ def _jsonl(spec: SourceSpec, url: str) -> Iterator[Item]:
 
 def _csv(spec: SourceSpec, url: str) -> Iterator[Item]:
     stem = Path(url).stem
-    with _open(url) as fh:
+    with open_file(url) as fh:
         # surrogateescape keeps undecodable bytes visible so each bad row is quarantined alone.
         text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="surrogateescape", newline="")
         try:
@@ -235,7 +236,7 @@ def _csv(spec: SourceSpec, url: str) -> Iterator[Item]:
 
 
 def _load_json(url: str) -> Any:
-    with _open(url) as fh:
+    with open_file(url) as fh:
         try:
             return json.loads(fh.read().decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -37,3 +37,16 @@ def test_airflow_connection_forms() -> None:
         airflow_conn_to_url("mysql://h/db")
     with pytest.raises(ConfigError, match="is not valid JSON"):
         airflow_conn_to_url("{nope")
+
+
+def test_ingest_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ml.config import ingest_workers
+
+    monkeypatch.delenv("INTENTFLOW_INGEST_WORKERS", raising=False)
+    assert 1 <= ingest_workers() <= 4
+    monkeypatch.setenv("INTENTFLOW_INGEST_WORKERS", "3")
+    assert ingest_workers() == 3
+    for bad in ("0", "two"):
+        monkeypatch.setenv("INTENTFLOW_INGEST_WORKERS", bad)
+        with pytest.raises(ConfigError, match="INTENTFLOW_INGEST_WORKERS"):
+            ingest_workers()

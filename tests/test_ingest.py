@@ -212,3 +212,106 @@ def test_a_file_that_cannot_be_read_fails_the_day_and_writes_nothing(
     cfg = settings()
     assert lake.list_partitions(cfg.lake) == []
     assert not (cfg.quarantine / f"dt={DAY.isoformat()}").exists()
+
+
+def _edge_lines() -> list[bytes]:
+    """Records the Arrow fast path must hand to the record-by-record path, among plain ones."""
+    base = json.loads(rec("e0"))
+    odd = [
+        b"",
+        b"   ",
+        b"\x0b",
+        rec("e1").encode() + b"\r",  # CRLF
+        b'{"conversation_id": "e2", "conversation_id": "e3", "started_at": "2026-11-22T01:00:00Z",'
+        b' "turns": [{"speaker": "customer", "text": "dup key"}]}',
+        rec("e4").encode() + rec("e5").encode(),  # two objects on one line
+        json.dumps({**base, "conversation_id": "e6", "_pii": {"name": ["Ann Lee"]}}).encode(),
+        json.dumps({**base, "conversation_id": "e7", "turns": [{"speaker": "customer", "text": "héllo Ann"}]}).encode(),
+        json.dumps({**base, "conversation_id": "e8", "started_at": "2026-11-22T10:00:00.250Z"}).encode(),
+        json.dumps({**base, "conversation_id": "e9", "started_at": "2026-11-22T23:30:00-02:00"}).encode(),
+        json.dumps({**base, "conversation_id": "e10", "started_at": "2026-11-22T10:00:00"}).encode(),
+        b'{"conversation_id": "e11", "started_at": "2026-11-22T10:00:00Z", "turns": [{"speaker": "customer", "text": "\\ud800"}]}',
+        b'{"conversation_id": "e12\xff", "started_at": "2026-11-22T10:00:00Z"}',
+        json.dumps({**base, "conversation_id": " e13 "}).encode(),
+        json.dumps({**base, "conversation_id": "e14", "channel": " Chat", "source": ""}).encode(),
+        json.dumps({**base, "conversation_id": "e15", "channel": "CHAT", "language": None}).encode(),
+        json.dumps({**base, "conversation_id": "e16", "intent": ""}).encode(),
+        json.dumps({**base, "conversation_id": "e17", "turns": [{"speaker": "customer", "text": "x" * 10_001}]}).encode(),
+        json.dumps({**base, "conversation_id": "e18", "turns": [{"speaker": "customer", "text": " \x00\t "}, {"speaker": "customer", "text": "ok\x07 "}]}).encode(),
+        json.dumps({**base, "conversation_id": "e19", "turns": [None]}).encode(),
+        json.dumps({**base, "conversation_id": "e20", "turns": []}).encode(),
+        json.dumps({**base, "conversation_id": 21}).encode(),
+        b"[1, 2]",
+        b'{"conversation_id": "e22", "started_at": "2026-11-22T10:00:00Z", "turns": [{"speaker": "customer", "text": "a"}], "x": NaN}',
+        json.dumps({**base, "conversation_id": "e0"}).encode(),  # duplicate of a fast row
+        json.dumps({**base, "conversation_id": "e23", "started_at": "2026-11-23T00:00:00Z"}).encode(),
+        json.dumps({**base, "conversation_id": "e24", "turns": [{"speaker": "bot", "text": "a"}]}).encode(),
+        json.dumps({**base, "conversation_id": "e25", "turns": [{"speaker": "agent", "text": "only agent"}]}).encode(),
+        json.dumps({**base, "conversation_id": "e29", "channel": " Chat"}).encode(),
+        json.dumps({**base, "conversation_id": "e32", "turns": [{"speaker": "customer", "text": "a"}, {"speaker": "bot", "text": "b"}]}).encode(),
+        json.dumps({**base, "conversation_id": "e31", "started_at": "2026-11-22T10:00:60Z"}).encode(),
+        json.dumps({**base, "conversation_id": "e30", "turns": [{"speaker": "customer", "text": "cafe\u0301 \u0085x\u3000"}]}).encode(),
+        b'{"conversation_id": "e27", "started_at": "2026-11-22T10:00:00Z", "_p\\u0069i": {"name": ["ann"]},'
+        b' "turns": [{"speaker": "customer", "text": "ann called"}]}',  # source PII, escaped key
+        b'{"conversation_id": "e28", "ch\\u0061nnel": "email", "started_at": "2026-11-22T10:00:00Z",'
+        b' "turns": [{"speaker": "customer", "text": "escaped key"}]}',
+        b'{"conversation_id": "e26", "started_at": "2026-11-22T10:00:00Z", "turns": [{"speaker": "customer", "text": "trunc',
+    ]  # fmt: skip
+    return [rec("e0").encode(), *odd]
+
+
+def test_fast_path_stages_exactly_what_the_record_path_stages(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    """The Arrow fast path is an optimisation only: same rows, same quarantine, same counts."""
+    from ml import ingest, jsonl_arrow
+    from ml.generate import generate
+
+    generate(tmp_path / "feed", days=1, per_day=1500, start=DAY, seed=9)
+    sys_path = Path(__file__).resolve().parents[1] / "bench"
+    monkeypatch.syspath_prepend(str(sys_path))
+    import ingest as bench  # bench/ingest.py: its templates hold every PII kind
+
+    bench.write_feed(tmp_path / "bench", 3000, 2)
+    day_dir = tmp_path / "feed" / DAY.isoformat()
+    # Each odd line among plain ones, so halving isolates it and its neighbours stay fast.
+    good = [rec(f"g{i}").encode() for i in range(40 * len(_edge_lines()))]
+    edge = [
+        line for i, odd in enumerate(_edge_lines()) for line in (*good[40 * i : 40 * i + 40], odd)
+    ]
+    (day_dir / "zz-edge.jsonl").write_bytes(b"\n".join(edge))  # no final newline
+    for f in sorted((tmp_path / "bench" / DAY.isoformat()).iterdir()):
+        (day_dir / f"b-{f.name}").write_bytes(f.read_bytes())
+    # Small blocks: records cross block boundaries, refused chunks are halved many times.
+    monkeypatch.setattr(jsonl_arrow, "BLOCK_BYTES", 64 << 10)
+    monkeypatch.setattr(jsonl_arrow, "MIN_CHUNK_LINES", 1)  # in this process: down to one line
+    files = discover(str(tmp_path / "feed"), DAY)
+    staged = {}
+    # Arrow path in two worker processes, in this process, then record by record.
+    for key, fast, workers in (("pool", True, "2"), ("fast", True, "1"), ("slow", False, "1")):
+        monkeypatch.setattr(ingest, "FAST_PATH", fast)
+        monkeypatch.setenv("INTENTFLOW_INGEST_WORKERS", workers)
+        out = tmp_path / f"stage-{key}"
+        with caplog.at_level("INFO", logger="ml.ingest"):
+            staged[key] = normalise(files, DAY, out, str(tmp_path / "feed"))
+        assert ("worker processes" in caplog.text) == (key == "pool")
+        caplog.clear()
+        staged[key]["tables"] = [
+            pq.read_table(out / f) for f in ("rows.parquet", "quarantine.parquet")
+        ]
+    slow = staged["slow"]
+    for fast in (staged["pool"], staged["fast"]):
+        assert fast["tables"][0].equals(slow["tables"][0])
+        # The quarantine is published sorted by file and line (ml.lake.write_quarantine).
+        order = [("source_file", "ascending"), ("line", "ascending")]
+        got, want = (s["tables"][1].sort_by(order).to_pylist() for s in (fast, slow))
+        assert got == want
+        for key in (
+            "rows_read",
+            "rows_written",
+            "rows_quarantined",
+            "quarantine_rules",
+            "new_intents",
+        ):
+            assert fast[key] == slow[key], key
+    assert fast["rows_written"] > 4000 and len(fast["quarantine_rules"]) >= 6

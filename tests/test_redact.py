@@ -98,3 +98,43 @@ def test_abcd_scenario_values_all_removed_with_source_values() -> None:
             found.add(kind, value, redact(text, known))
     assert sum(found.total.values()) >= 15
     assert sum(found.found.values()) == sum(found.total.values()), dict(found.misses)
+
+
+def _fuzz_texts(n: int, seed: int) -> list[str]:
+    """Texts glued from PII-like fragments, separators and non-ASCII, to stress the screens."""
+    import random
+
+    rng = random.Random(seed)
+    parts = [
+        "jane.doe+cs@example.co.uk", "4111 1111 1111 1111", "4111-1111-1111-1112", "+1 415-555-0134",
+        "(415) 555 0134", "07700 900123", "ORD-12345678", "#A1B2C3D4", "GB82 WEST 1234 5698 7654 32",
+        "DE89370400440532013000", "order id: 3348917502", "Account no 55-1234", "invoice #A12345",
+        "my name is Jane Doe", "Hi Maria,", "Olivia Lopez here", "I'm Kwame", "i am Tom", "Dear Ann",
+        "Thanks Bob", "This is URGENT", "Hello Sir", "1200", "2026-11-22", "129.99", "١٢٣٤٥٦٧٨٩٠١",
+        "Müller", "ÉRIC", "x123456789", "12 34 56 78 90", "123 456 789", "4222222222222", "here", "#", "@", "ORD-", "member 12ab34",
+        "Straße 5", "ſtate", "K", "acct", "customer is A1-23456",
+    ]  # fmt: skip
+    seps = [" ", "", ", ", ". ", "-", "\n", " here ", "é"]
+    return [
+        "".join(rng.choice(parts) + rng.choice(seps) for _ in range(rng.randrange(1, 6)))
+        for _ in range(n)
+    ]
+
+
+def test_redact_many_equals_redact_on_generated_and_fuzzed_text(tmp_path) -> None:
+    """The vectorised redactor is an optimisation only: identical output, text by text."""
+    from datetime import date
+
+    from ml import redact_eval as ev
+    from ml.generate import generate
+    from ml.redact import redact_many
+
+    days = generate(tmp_path, days=2, per_day=400, start=date(2026, 11, 1), seed=5)
+    texts = [text for d in days for text, _ in ev.generated_cases(d.files, d.pii)]
+    texts += _fuzz_texts(3000, seed=1)
+    known = [None] * len(texts)
+    known[::50] = [{"customer_name": ["jane doe"], "order_id": ["ORD-12345678"]}] * len(known[::50])
+    expected = [redact(t, k) for t, k in zip(texts, known, strict=True)]
+    assert sum(e != t for e, t in zip(expected, texts, strict=True)) > 1000  # PII was present
+    assert redact_many(texts, known) == expected
+    assert redact_many([], []) == []
