@@ -167,13 +167,14 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Score a registered model on a labeled file."""
-    from ml.artifacts import ArtifactIntegrityError
+    from ml.artifacts import ArtifactIntegrityError, fetch_artifact
     from ml.evaluate import evaluate_model
     from ml.registry import Registry, RegistryError
 
     try:
-        version = Registry(settings().registry_url).resolve(model)
-        artifact = Path(version.artifact_uri)
+        cfg = settings()
+        version = Registry(cfg.registry_url).resolve(model)
+        artifact = fetch_artifact(version.artifact_uri, version.artifact_sha256, cfg.cache)
         metrics = evaluate_model(artifact, data, version.artifact_sha256, text_column, label_column)
     except (RegistryError, ArtifactIntegrityError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
@@ -188,13 +189,15 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The intent of each text and its probability, from a registered model."""
-    from ml.artifacts import ArtifactIntegrityError
+    from ml.artifacts import ArtifactIntegrityError, fetch_artifact
     from ml.evaluate import Classifier
     from ml.registry import Registry, RegistryError
 
     try:
-        version = Registry(settings().registry_url).resolve(model)
-        classifier = Classifier.load(Path(version.artifact_uri), version.artifact_sha256)
+        cfg = settings()
+        version = Registry(cfg.registry_url).resolve(model)
+        artifact = fetch_artifact(version.artifact_uri, version.artifact_sha256, cfg.cache)
+        classifier = Classifier.load(artifact, version.artifact_sha256)
     except (RegistryError, ArtifactIntegrityError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     preds = classifier.predict(texts)

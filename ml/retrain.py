@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from ml import storage
 from ml.config import Settings, settings
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ def train_config(params: dict[str, Any]) -> Any:
 def train_step(
     snapshot: dict[str, Any], params: dict[str, Any], run_key: str, cfg: Settings | None = None
 ) -> dict[str, Any]:
+    from ml.artifacts import fetch_artifact, publish_artifact
+    from ml.dataset import local_snapshot
     from ml.device import gpu_lease, training_device
     from ml.train import METRICS_FILE, artifact_summary, fine_tune
 
@@ -72,16 +75,31 @@ def train_step(
     given = {k: v for k, v in params.items() if v not in (None, "")}
     config = train_config({"base_model": cfg.base_model, **given})
     safe_key = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_key)
-    run_dir = cfg.artifacts / cfg.model_name / safe_key
-    if (run_dir / "model" / METRICS_FILE).is_file():
+    run_url = storage.join(cfg.artifacts, cfg.model_name, safe_key)
+    model_url = storage.join(run_url, "model")
+    # On object storage the model is written to a local work folder, then uploaded.
+    remote = storage.is_remote(run_url)
+    run_dir = cfg.cache / "runs" / cfg.model_name / safe_key if remote else Path(run_url)
+    if storage.exists(storage.join(model_url, METRICS_FILE)):
         # A retry after the artifact was written (say the worker died before reporting).
-        log.info("artifact %s already complete: reused", run_dir / "model")
-        return artifact_summary(run_dir / "model")
+        log.info("artifact %s already complete: reused", model_url)
+        local = fetch_artifact(str(model_url), None, cfg.cache) if remote else Path(model_url)
+        return artifact_summary(local) | {"artifact_dir": str(model_url)}
 
     def train() -> dict[str, Any]:
-        # Checkpoints per epoch: a retried task resumes where the killed one stopped.
-        out = fine_tune(Path(snapshot["path"]), run_dir / "model", config, run_dir / "checkpoints")
+        model_dir = run_dir / "model"
+        if (model_dir / METRICS_FILE).is_file():  # trained here, but its upload did not finish
+            out = artifact_summary(model_dir)
+        else:
+            # Checkpoints per epoch: a retried task resumes where the killed one stopped.
+            snapshot_dir = local_snapshot(snapshot["path"], cfg.cache)
+            out = fine_tune(snapshot_dir, model_dir, config, run_dir / "checkpoints")
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the artifact supersedes them
+        if remote:
+            publish_artifact(
+                model_dir, str(model_url), out["artifact_sha256"], cfg.cache, METRICS_FILE
+            )
+            out["artifact_dir"] = str(model_url)
         return out
 
     if device != "cuda":
@@ -101,18 +119,23 @@ def evaluate_step(
 
     Reports (metrics.json, confusion matrix JSON + PNG) go beside the new model's artifact.
     """
+    from ml.artifacts import fetch_artifact
+    from ml.dataset import local_snapshot
     from ml.evaluate import evaluate_model
     from ml.registry import NotFoundError, Registry
 
     cfg = cfg or settings()
-    reports = Path(trained["artifact_dir"]).parent / "evaluation"
-    datasets = {"test": Path(snapshot["path"]) / "test.parquet", **cfg.golden_sets}
+    reports_at = storage.join(storage.parent(trained["artifact_dir"]), "evaluation")
+    snapshot_dir = local_snapshot(snapshot["path"], cfg.cache)
+    datasets = {"test": snapshot_dir / "test.parquet", **cfg.golden_sets}
 
     def score(artifact: str, sha256: str, who: str) -> dict[str, Any]:
-        return {
-            split: evaluate_model(Path(artifact), data, sha256, report_dir=reports / who / split)
-            for split, data in datasets.items()
-        }
+        local = fetch_artifact(artifact, sha256, cfg.cache)
+        with storage.local_output(storage.join(reports_at, who)) as reports:
+            return {
+                split: evaluate_model(local, data, sha256, report_dir=reports / split)
+                for split, data in datasets.items()
+            }
 
     challenger = score(trained["artifact_dir"], trained["artifact_sha256"], "challenger")
     result: dict[str, Any] = {
@@ -121,7 +144,7 @@ def evaluate_step(
         "champion": None,
         "champion_golden": None,
         "champion_version": None,
-        "reports": str(reports),
+        "reports": str(reports_at),
     }
     registry = Registry(cfg.registry_url)  # an old schema or a dead database fails the task
     try:
