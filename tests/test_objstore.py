@@ -289,10 +289,10 @@ print("done", flush=True)
 def test_s3_sigkill_at_any_moment_leaves_a_whole_partition(bucket: str) -> None:
     """Kills land before, during and after the upload and the commit: always one whole day."""
     root = f"{bucket}/lake/transcripts"
-    old, new = table("old", 1000), table("new", 200_000)
+    old, new = table("old", 1000), table("new", 100_000)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     seen = []
-    for delay in (0.0, 0.3, 0.6, 1.0, 1.5, 3.0, 6.0):
+    for delay in (0.0, 0.3, 0.8, 1.5, 4.0):
         lake.write_partition(old, root, DAY, {"tag": "old"})
         proc = subprocess.Popen(
             [sys.executable, "-c", WRITER, root, str(new.num_rows), "new"],
@@ -383,9 +383,10 @@ def test_snapshot_train_register_evaluate_and_predict_with_everything_on_s3(
     shutil.rmtree(cfg.cache)
     out = CliRunner().invoke(app, ["predict", "I lost my card", "--json"])
     assert out.exit_code == 0, out.output
-    assert json.loads(out.output)[0]["intent"]
     cached = cfg.cache / "artifacts" / version.artifact_sha256
     assert (cached / "model.safetensors").is_file()
+    labels = json.loads((cached / "labels.json").read_text())
+    assert json.loads(out.stdout)[0]["intent"] in labels
 
     # A tampered object in the bucket is refused, not served.
     fs, path = storage.filesystem(version.artifact_uri)
