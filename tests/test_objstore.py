@@ -1,8 +1,8 @@
 """Lake, snapshots and artifacts on object storage.
 
 Unit tests run on fsspec's `memory://`. The end-to-end tests run against a real S3 API:
-moto's server mode, started here as a subprocess on a free port, stands in for S3 (s3fs speaks
-to it over HTTP exactly as to AWS; only the endpoint differs).
+moto's server mode (tests/s3_server.py), a subprocess on a free port, stands in for S3 (s3fs
+speaks to it over HTTP exactly as to AWS; only the endpoint differs).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from s3_server import make_bucket, moto_server, s3_env
 
 from ml import lake, storage
 from ml.config import ConfigError, settings
@@ -217,55 +218,18 @@ def test_quarantine_and_snapshot_on_object_storage(mem_root: str, tmp_path: Path
 # --- end to end against a real S3 API (moto server) -----------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    """moto in server mode as the S3 stand-in: a real HTTP S3 API on a free local port."""
-    try:
-        import moto.server  # noqa: F401
-        import s3fs  # noqa: F401
-    except ImportError as exc:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"needs the test extra (moto[server], s3fs): {exc}")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "moto server did not start"
-            time.sleep(0.2)
-    try:
+    with moto_server() as endpoint:
         yield endpoint
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.fixture
 def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh bucket; the AWS_* settings are the ones a deployment would set."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    name = f"intentflow-{uuid.uuid4().hex[:12]}"
-    fs, _ = storage.filesystem(f"s3://{name}")
-    fs.mkdir(name)
-    return f"s3://{name}"
+    """A fresh bucket on the moto server; the AWS_* settings are the ones a deployment sets."""
+    for key, value in s3_env(s3_endpoint).items():
+        monkeypatch.setenv(key, value)
+    return make_bucket()
 
 
 WRITER = """
