@@ -24,6 +24,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from ml.config import gpus_per_training
+
 
 def _window_end(params: dict, data_interval_end, run_after) -> str:
     # The window ends the day before the run: the last day whose drop is complete.
@@ -94,7 +96,8 @@ def intent_retrain():
         end = date.fromisoformat(_window_end(params, data_interval_end, dag_run.run_after))
         return snapshot_step(end, params["window_days"])
 
-    @task(queue="gpu", pool="gpu")
+    # A training on N GPUs (INTENTFLOW_GPUS_PER_TRAINING) takes N slots of the GPU-sized pool.
+    @task(queue="gpu", pool="gpu", pool_slots=gpus_per_training())
     def fine_tune(snap: dict, params: dict | None = None, run_id: str | None = None) -> dict:
         from ml.retrain import train_step
 

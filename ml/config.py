@@ -128,6 +128,9 @@ class Settings:
     promotion_min_test_size: int = DEFAULT_MIN_TEST_SIZE
     # Fail training without a GPU instead of falling back to the CPU (gpu-queue workers).
     require_gpu: bool = False
+    # GPUs one training uses (INTENTFLOW_GPUS_PER_TRAINING); above 1 it runs under torchrun
+    # with DDP. The DAG's fine_tune takes as many `gpu` pool slots.
+    gpus_per_training: int = 1
     data: Location | None = None  # None: home
     artifacts_url: Location | None = None  # None: data/artifacts
 
@@ -211,6 +214,7 @@ def settings() -> Settings:
             _env_number("INTENTFLOW_PROMOTION_MIN_TEST_SIZE", DEFAULT_MIN_TEST_SIZE, int)
         ),
         require_gpu=_flag("INTENTFLOW_REQUIRE_GPU"),
+        gpus_per_training=gpus_per_training(),
         data=_location("INTENTFLOW_DATA_URL"),
         artifacts_url=_location("INTENTFLOW_ARTIFACTS_URL"),
     )
@@ -220,6 +224,14 @@ def _location(name: str) -> Location | None:
     """A folder or fsspec URL setting; None when unset."""
     value = os.environ.get(name, "").strip()
     return location(value) if value else None
+
+
+def gpus_per_training() -> int:
+    """INTENTFLOW_GPUS_PER_TRAINING (default 1); the DAG reads it for the task's pool slots."""
+    value = int(_env_number("INTENTFLOW_GPUS_PER_TRAINING", 1, int))
+    if value < 1:
+        raise ConfigError("INTENTFLOW_GPUS_PER_TRAINING must be at least 1")
+    return value
 
 
 def _flag(name: str) -> bool:

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 log = logging.getLogger(__name__)
 
@@ -51,32 +52,56 @@ def training_device(require_gpu: bool) -> str:
 
 
 @contextmanager
-def gpu_lease(device_count: int, lock_dir: Path | None = None) -> Iterator[int | None]:
-    """Hold one GPU index for this process while training; None when there are no GPUs.
+def gpu_lease(
+    device_count: int, lock_dir: Path | None = None, count: int = 1
+) -> Iterator[list[int]]:
+    """Hold `count` GPU indices for this process while training; [] when there are no GPUs.
 
-    A gpu worker with N GPUs runs N trainings at once (concurrency N, N pool slots); without
-    this each would take CUDA device 0. An exclusive lock file per GPU, released by the OS
-    when the process dies, gives each training its own device.
+    A gpu worker with N GPUs runs N // count trainings at once (its concurrency and the gpu
+    pool's slots say how many); without this each would take CUDA device 0. An exclusive lock
+    file per GPU, released by the OS when the process dies, gives each training its own
+    devices. Fewer free GPUs than `count` raises GPUUnavailableError (and holds none).
     """
     if device_count <= 0:
-        yield None
+        yield []
         return
+    if count > device_count:
+        raise GPUUnavailableError(
+            f"a training asks for {count} GPUs (INTENTFLOW_GPUS_PER_TRAINING) but "
+            f"{socket.gethostname()} has {device_count}"
+        )
     folder = lock_dir or Path(tempfile.gettempdir())
-    for index in range(device_count):
-        handle = open(folder / f"intentflow-gpu-{index}.lock", "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            continue
-        try:
-            log.info("holding GPU %d of %d", index, device_count)
-            yield index
-        finally:
+    held: list[tuple[int, IO[str]]] = []
+    try:
+        for index in range(device_count):
+            if len(held) == count:
+                break
+            handle = open(folder / f"intentflow-gpu-{index}.lock", "a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            held.append((index, handle))
+        if len(held) < count:
+            raise GPUUnavailableError(
+                f"{count} GPU(s) wanted but only {len(held)} of {device_count} on "
+                f"{socket.gethostname()} are free; the others are held by other trainings: "
+                "the gpu worker's concurrency (and the gpu pool) must not exceed its GPUs"
+            )
+        indices = [index for index, _ in held]
+        log.info("holding GPU(s) %s of %d", indices, device_count)
+        yield indices
+    finally:
+        for _, handle in held:
             fcntl.flock(handle, fcntl.LOCK_UN)
             handle.close()
-        return
-    raise GPUUnavailableError(
-        f"all {device_count} GPUs on {socket.gethostname()} are held by other trainings: "
-        "the gpu worker's concurrency (and the gpu pool) must not exceed its GPUs"
-    )
+
+
+def visible_devices(indices: list[int]) -> str:
+    """CUDA_VISIBLE_DEVICES for child processes: `indices` count within this process's view."""
+    parent = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    if parent:
+        seen = [d.strip() for d in parent.split(",") if d.strip()]
+        return ",".join(seen[i] for i in indices)
+    return ",".join(str(i) for i in indices)

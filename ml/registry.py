@@ -694,6 +694,9 @@ class Registry:
             )
             row.version_id = target.id
             row.updated_at = _utcnow()
+        moved = {"from_version": previous, "to_version": target.version}
+        if alias == CHAMPION and self._drop_alias(session, registered, CHALLENGER, target):
+            moved["removed_aliases"] = [CHALLENGER]  # the champion is no longer a challenger
         session.add(
             AuditLog(
                 model_id=registered.id,
@@ -702,9 +705,25 @@ class Registry:
                 alias=alias,
                 actor=actor,
                 reason=reason,
-                details={"from_version": previous, "to_version": target.version} | (details or {}),
+                details=moved | (details or {}),
             )
         )
+
+    @staticmethod
+    def _drop_alias(
+        session: Session, registered: RegisteredModel, alias: str, target: ModelVersion
+    ) -> bool:
+        """Remove `alias` if it points at `target`; whether it did."""
+        row = session.scalar(
+            select(Alias).where(
+                Alias.model_id == registered.id,
+                Alias.alias == alias,
+                Alias.version_id == target.id,
+            )
+        )
+        if row is not None:
+            session.delete(row)
+        return row is not None
 
     def previous_champion(self, model: str) -> int:
         """The version `champion` pointed at before its last move (what rollback returns to)."""

@@ -65,8 +65,8 @@ def train_step(
 ) -> dict[str, Any]:
     from ml.artifacts import fetch_artifact, publish_artifact
     from ml.dataset import local_snapshot
-    from ml.device import gpu_lease, training_device
-    from ml.train import METRICS_FILE, artifact_summary, fine_tune
+    from ml.device import training_device
+    from ml.train import METRICS_FILE, artifact_summary
 
     cfg = cfg or settings()
     # First: a gpu worker without its GPU fails here, before any data or model is loaded.
@@ -85,31 +85,61 @@ def train_step(
         log.info("artifact %s already complete: reused", model_url)
         local = fetch_artifact(str(model_url), None, cfg.cache) if remote else Path(model_url)
         return artifact_summary(local) | {"artifact_dir": str(model_url)}
+    if (run_dir / "model" / METRICS_FILE).is_file():  # trained here, but the upload did not finish
+        out = artifact_summary(run_dir / "model")
+    else:
+        # Training reads a local snapshot: a cached download when it is on object storage.
+        snapshot = {**snapshot, "path": str(local_snapshot(snapshot["path"], cfg.cache))}
+        out = _train(run_dir, snapshot, config, device, cfg)
+    if remote:
+        publish_artifact(
+            run_dir / "model", str(model_url), out["artifact_sha256"], cfg.cache, METRICS_FILE
+        )
+        out = {**out, "artifact_dir": str(model_url)}
+    return out
 
-    def train() -> dict[str, Any]:
-        model_dir = run_dir / "model"
-        if (model_dir / METRICS_FILE).is_file():  # trained here, but its upload did not finish
-            out = artifact_summary(model_dir)
-        else:
-            # Checkpoints per epoch: a retried task resumes where the killed one stopped.
-            snapshot_dir = local_snapshot(snapshot["path"], cfg.cache)
-            out = fine_tune(snapshot_dir, model_dir, config, run_dir / "checkpoints")
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the artifact supersedes them
-        if remote:
-            publish_artifact(
-                model_dir, str(model_url), out["artifact_sha256"], cfg.cache, METRICS_FILE
-            )
-            out["artifact_dir"] = str(model_url)
-        return out
+
+def _train(
+    run_dir: Path, snapshot: dict[str, Any], config: Any, device: str, cfg: Settings
+) -> dict:
+    from ml.device import gpu_lease
 
     if device != "cuda":
-        return train()
+        return _train_in(run_dir, snapshot, config, gpus=[])
     import torch
 
-    # One GPU per training when a worker runs several at once; "cuda" is then that device.
-    with gpu_lease(torch.cuda.device_count()) as index:
-        torch.cuda.set_device(index)
-        return train()
+    # Each training holds its own GPU(s) when a worker runs several at once.
+    with gpu_lease(torch.cuda.device_count(), count=cfg.gpus_per_training) as gpus:
+        return _train_in(run_dir, snapshot, config, gpus)
+
+
+def _train_in(run_dir: Path, snapshot: dict[str, Any], config: Any, gpus: list[int]) -> dict:
+    """fine_tune into run_dir/model: in this process on one device, under torchrun on several.
+
+    Checkpoints per epoch go to run_dir/checkpoints: a retried task resumes where the killed one
+    stopped; the finished artifact supersedes them.
+    """
+    from ml.train import fine_tune
+
+    checkpoints, model_dir, snapshot_dir = (
+        run_dir / "checkpoints",
+        run_dir / "model",
+        Path(snapshot["path"]),
+    )
+    if len(gpus) > 1:
+        from ml.device import visible_devices
+        from ml.distributed import launch
+
+        env = {"CUDA_VISIBLE_DEVICES": visible_devices(gpus)}
+        out = launch(snapshot_dir, model_dir, config, checkpoints, len(gpus), env)
+    else:
+        if gpus:
+            import torch
+
+            torch.cuda.set_device(gpus[0])
+        out = fine_tune(snapshot_dir, model_dir, config, checkpoints)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return out
 
 
 def evaluate_step(

@@ -18,6 +18,7 @@ import os
 import random
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from ml import distributed
 from ml.artifacts import assert_safetensors_only, directory_sha256
 from ml.config import default_base_model
 from ml.evaluate import (
@@ -70,8 +72,8 @@ class TrainConfig:
     seed: int = 42
     # Stop after this many optimizer steps in total (tests, smoke runs). None: run all epochs.
     max_steps: int | None = None
-    # torch intra-op threads. None: os.cpu_count(). Set explicitly because torch's own default
-    # can collapse throughput when another busy process shares the cores.
+    # torch intra-op threads. None: os.cpu_count() (shared out among torchrun processes). Set
+    # explicitly because torch's default can collapse throughput when a busy process shares cores.
     num_threads: int | None = None
     # Log progress every this many optimizer steps.
     log_every: int = 20
@@ -117,6 +119,9 @@ def fine_tune(
     epoch, and a call that finds a checkpoint resumes from it: a retried task (after a kill
     or a lost worker) continues instead of starting over, and ends with the same model.
 
+    Under torchrun (ml.distributed) every process calls this; rank 0 alone writes checkpoints
+    and the artifact, and the other ranks return an empty dict.
+
     Raises ValueError before any training for an empty train split, fewer than two labels,
     or a base model that is not a local sequence-classification-capable checkpoint, and
     FileExistsError when `out_dir` exists and is not empty.
@@ -124,6 +129,7 @@ def fine_tune(
     import torch
 
     started = time.perf_counter()
+    world = distributed.current()
     snapshot_dir, out_dir = Path(snapshot_dir), Path(out_dir)
     _check_out_dir(out_dir)
     snapshot = _read_json(snapshot_dir / "snapshot.json")
@@ -131,7 +137,7 @@ def fine_tune(
     val_rows = _read_split(snapshot_dir, "validation")
     labels = _label_set(train_rows["intent"], snapshot_dir)
     base_model = _resolve_base_model(config.base_model)
-    threads = config.num_threads or os.cpu_count() or 1
+    threads = config.num_threads or max((os.cpu_count() or 1) // world.size, 1)
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -147,18 +153,22 @@ def fine_tune(
         validation = _tokenize(tokenizer, val_rows, label2id, max_length)
         _warn_unknown_labels(validation, labels)
         logger.info(
-            "fine-tuning %s on %d train / %d validation examples, %d labels, %d threads, %s",
+            "fine-tuning %s on %d train / %d validation examples, %d labels, %d threads, "
+            "%d process(es), %s",
             base_model,
             len(train.intents),
             len(validation.intents),
             len(labels),
             threads,
+            world.size,
             _device().type,
         )
         outcome = _train(model, tokenizer, train, validation, labels, resolved, checkpoint_dir)
     finally:
         torch.set_num_threads(previous_threads)
 
+    if not world.main:
+        return {}
     wall_seconds = time.perf_counter() - started
     _write_artifact(
         out_dir, model, tokenizer, labels, resolved, snapshot, train, outcome, wall_seconds
@@ -346,6 +356,18 @@ def _optimizer(model: PreTrainedModel, config: TrainConfig) -> torch.optim.Optim
     return torch.optim.AdamW(groups, lr=config.learning_rate, fused=_device().type == "cuda")
 
 
+def _data_parallel(
+    model: PreTrainedModel, world: distributed.World, device: torch.device
+) -> torch.nn.Module:
+    """The model wrapped in DistributedDataParallel under torchrun; itself otherwise."""
+    if world.size == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index if device.index is not None else world.local_rank]
+    return DistributedDataParallel(model, device_ids=ids if device.type == "cuda" else None)
+
+
 def _amp_dtype(device: torch.device) -> torch.dtype | None:
     """bf16 autocast on CUDA where supported, fp16 (with loss scaling) on older GPUs, none on CPU."""
     import torch
@@ -369,6 +391,7 @@ def _train(
     from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
 
     device = _device()
+    world = distributed.current()
     if device.type == "cuda":
         # TF32 matmuls: free speed on Ampere+ for the fp32 parts autocast leaves alone.
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -377,7 +400,9 @@ def _train(
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     collate = DataCollatorWithPadding(tokenizer)
     accumulate = max(1, config.gradient_accumulation_steps)
-    batches_per_epoch = math.ceil(len(train.encoded) / config.batch_size)
+    batches_per_epoch = distributed.shard_count(
+        math.ceil(len(train.encoded) / config.batch_size), world
+    )
     total_steps = config.epochs * math.ceil(batches_per_epoch / accumulate)
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
@@ -386,6 +411,9 @@ def _train(
         optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
     )
 
+    # Forward and backward go through DDP when there are several processes (it all-reduces
+    # the gradients); weights, validation and saving use the plain model it wraps.
+    trainer = _data_parallel(model, world, device)
     run = _RunState()
     if checkpoints is not None:
         run = _load_checkpoint(checkpoints, config, model, optimizer, scheduler) or run
@@ -397,6 +425,7 @@ def _train(
         epoch_loss, epoch_batches = 0.0, 0
         rng = np.random.default_rng(config.seed + epoch)
         batches = _length_grouped_batches(train.lengths, config.batch_size, rng)
+        batches = distributed.shard(batches, world)  # every batch when there is one process
         for b, batch_ids in enumerate(batches):
             if run.step >= total_steps:
                 break
@@ -404,14 +433,19 @@ def _train(
             batch = collate([train.encoded[i] for i in batch_ids])
             batch = {k: v.to(device) for k, v in batch.items()}
             targets = torch.tensor([train.label_ids[i] for i in batch_ids], device=device)
-            with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-                loss = model(**batch, labels=targets).loss
-            scaler.scale(loss / accumulate).backward()
+            stepped = (b + 1) % accumulate == 0 or b + 1 == len(batches)
+            # Accumulating batches skip DDP's gradient all-reduce; the stepping one does it.
+            sync = nullcontext() if stepped or world.size == 1 else trainer.no_sync()
+            with sync:
+                with torch.autocast(
+                    device.type, dtype=amp or torch.bfloat16, enabled=amp is not None
+                ):
+                    loss = trainer(**batch, labels=targets).loss
+                scaler.scale(loss / accumulate).backward()
             loss_value = loss.item()  # syncs CUDA, so the timing below is honest
             epoch_loss, epoch_batches = epoch_loss + loss_value, epoch_batches + 1
             window_loss, window_steps = window_loss + loss_value, window_steps + 1
-            run.samples += len(batch_ids)
-            stepped = (b + 1) % accumulate == 0 or b + 1 == len(batches)
+            run.samples += len(batch_ids) * world.size  # every rank ran a batch like it
             if stepped:
                 scaler.step(optimizer)
                 scaler.update()
@@ -447,7 +481,9 @@ def _train(
             }
         run.epoch = epoch
         if checkpoints is not None:
-            _save_checkpoint(checkpoints, config, run, model, optimizer, scheduler)
+            if world.main:
+                _save_checkpoint(checkpoints, config, run, model, optimizer, scheduler)
+            distributed.barrier(world)
 
     if run.best_epoch == 0:
         raise RuntimeError("no epoch ran: check epochs and max_steps")
@@ -642,6 +678,7 @@ def _write_artifact(
                 "wall_seconds": wall_seconds,
                 "epochs_run": outcome.epochs_run,
                 "steps": outcome.steps,
+                "processes": distributed.current().size,
                 "history": outcome.history,
             },
         )

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ml.config import settings
-from ml.device import GPUUnavailableError, gpu_lease, training_device
+from ml.device import GPUUnavailableError, gpu_lease, training_device, visible_devices
 from ml.retrain import train_step
 
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
@@ -63,10 +63,33 @@ def test_gpu_present_is_used() -> None:
 def test_concurrent_trainings_each_hold_their_own_gpu(tmp_path: Path) -> None:
     """A gpu worker with concurrency 2 on 2 GPUs: each training leases a different device."""
     with gpu_lease(2, tmp_path) as first, gpu_lease(2, tmp_path) as second:
-        assert {first, second} == {0, 1}
-        with pytest.raises(GPUUnavailableError, match="all 2 GPUs"), gpu_lease(2, tmp_path):
+        assert sorted(first + second) == [0, 1]
+        with pytest.raises(GPUUnavailableError, match="only 0 of 2"), gpu_lease(2, tmp_path):
             pass
     with gpu_lease(2, tmp_path) as again:
-        assert again == 0, "a finished training gives its GPU back"
+        assert again == [0], "a finished training gives its GPU back"
     with gpu_lease(0, tmp_path) as none:
-        assert none is None
+        assert none == []
+
+
+def test_a_multi_gpu_training_leases_all_its_gpus_or_none(tmp_path: Path) -> None:
+    """4 GPUs, trainings of 2: two fit at once; a third fails without keeping a half lease."""
+    with gpu_lease(4, tmp_path, count=2) as first, gpu_lease(4, tmp_path, count=2) as second:
+        assert first == [0, 1] and second == [2, 3]
+    with gpu_lease(4, tmp_path, count=3) as held:
+        with pytest.raises(GPUUnavailableError, match="only 1 of 4"):
+            with gpu_lease(4, tmp_path, count=2):
+                pass
+        with gpu_lease(4, tmp_path, count=1) as last:
+            assert held == [0, 1, 2] and last == [3], "the failed lease released GPU 3"
+    with pytest.raises(GPUUnavailableError, match="asks for 8 GPUs"), gpu_lease(4, tmp_path, 8):
+        pass
+
+
+def test_child_processes_see_the_leased_gpus_through_the_parents_view(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert visible_devices([1, 2]) == "1,2"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")  # a worker given GPUs 4-7
+    assert visible_devices([1, 2]) == "5,6"

@@ -20,7 +20,15 @@ from sqlalchemy.exc import IntegrityError, SAWarning
 
 from ml import migrate
 from ml.migrate import SchemaError
-from ml.registry import Base, Metric, Registry, RegistryError, VersionInfo, diff_versions
+from ml.registry import (
+    Base,
+    Metric,
+    NotFoundError,
+    Registry,
+    RegistryError,
+    VersionInfo,
+    diff_versions,
+)
 
 # The PostgreSQL/SQLite fixtures (db_url, pg_url, pg_database) live in tests/pg.py.
 pytest_plugins = ("pg",)
@@ -171,6 +179,25 @@ def test_aliases_set_move_and_resolve(registry: Registry) -> None:
     assert registry.get("intent", version=1).aliases == ()
     registry.set_alias("intent", "challenger", 3, actor="bob", reason="same")
     assert registry.get("intent", version=3).aliases == ("challenger", "champion")
+
+
+def test_promoting_the_challenger_retires_that_alias_in_the_same_audited_move(
+    registry: Registry,
+) -> None:
+    for _ in range(3):
+        register(registry)
+    registry.set_alias("intent", "champion", 1, actor="alice", reason="first")
+    registry.set_alias("intent", "challenger", 2, actor="ci", reason="not better")
+    registry.set_alias("intent", "champion", 3, actor="alice", reason="v3 wins")
+    assert registry.get("intent", version=2).aliases == ("challenger",), "not v3's: kept"
+
+    registry.set_alias("intent", "champion", 2, actor="alice", reason="v2 after all")
+    assert registry.get("intent", version=2).aliases == ("champion",)
+    with pytest.raises(NotFoundError, match="no alias 'challenger'"):
+        registry.resolve("intent@challenger")
+    last = registry.audit("intent")[-1]
+    assert (last["action"], last["alias"], last["version"]) == ("set_alias", "champion", 2)
+    assert last["details"]["removed_aliases"] == ["challenger"]
 
 
 def test_resolve_formats(registry: Registry) -> None:

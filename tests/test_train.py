@@ -30,9 +30,7 @@ def test_tiny_bert_trains_and_writes_a_complete_artifact(
     snapshot = make_snapshot(n_per_label=12)
     out = tmp_path / "artifacts" / "model"
 
-    started = time.perf_counter()
     result = fine_tune(snapshot, out, tiny_train_config)
-    assert time.perf_counter() - started < 15
 
     files = {p.name for p in out.iterdir()}
     expected = {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"}
@@ -168,9 +166,7 @@ def test_minilm_fine_tunes_above_chance(make_snapshot: MakeSnapshot, tmp_path: P
     config = TrainConfig(
         base_model=default_base_model(), batch_size=16, max_steps=10, learning_rate=1e-4
     )
-    started = time.perf_counter()
     result = fine_tune(snapshot, tmp_path / "model", config)
-    assert time.perf_counter() - started < 60
 
     assert result["base_model"] == str(Path(default_base_model()).absolute())
     assert result["validation"]["accuracy"] > 1 / len(labels) + 0.2

@@ -1,0 +1,154 @@
+"""One training on several GPUs: torchrun processes with DistributedDataParallel.
+
+`ml.retrain.train_step` runs `torchrun --standalone --nproc-per-node=N -m ml.distributed ...`
+when a training is given N > 1 GPUs (INTENTFLOW_GPUS_PER_TRAINING). Each process takes every
+N-th length-grouped batch, DDP all-reduces the gradients, every process validates (identical
+weights give identical metrics, so all agree on early stopping without talking), and rank 0
+alone writes checkpoints and the artifact.
+
+The same code runs CPU processes on the gloo backend: that is how the tests exercise it on a
+machine without GPUs. torch is imported inside functions, as everywhere in ml/.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("ml.distributed")
+
+
+class DistributedTrainingError(RuntimeError):
+    """A torchrun training exited with an error; its processes' output is in the task log."""
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the training processes (torchrun's environment)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def current() -> World:
+    """The world torchrun set up for this process; a single process outside torchrun."""
+    return World(
+        rank=int(os.environ.get("RANK", "0")),
+        size=int(os.environ.get("WORLD_SIZE", "1")),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+    )
+
+
+def setup() -> World:
+    """Join the process group (NCCL on GPUs, gloo on CPUs); pin this process to its GPU."""
+    import torch
+    import torch.distributed as dist
+
+    world = current()
+    if world.size > 1 and not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(world.local_rank)
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if not world.main:
+        logging.getLogger("ml").setLevel(logging.WARNING)  # one progress log, rank 0's
+    return world
+
+
+def shard_count(batches: int, world: World) -> int:
+    """Batches each process runs per epoch: the same on every rank, or DDP's all-reduce hangs."""
+    return max(batches // world.size, 1)
+
+
+def shard(batches: list[list[int]], world: World) -> list[list[int]]:
+    """This rank's share of an epoch's batches: every size-th, equal counts on all ranks.
+
+    A remainder of fewer than `size` batches is left out of this epoch (the next epoch's
+    shuffle puts those examples elsewhere); with fewer batches than processes, ranks repeat.
+    """
+    if world.size == 1:
+        return batches
+    count = shard_count(len(batches), world)
+    return [batches[(world.rank + i * world.size) % len(batches)] for i in range(count)]
+
+
+def barrier(world: World) -> None:
+    """Wait for every rank (e.g. until rank 0 has written a checkpoint)."""
+    import torch.distributed as dist
+
+    if world.size > 1 and dist.is_initialized():
+        dist.barrier()
+
+
+def launch(
+    snapshot_dir: Path,
+    out_dir: Path,
+    config: Any,
+    checkpoint_dir: Path | None,
+    processes: int,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run fine_tune in `processes` torchrun processes on this machine; its artifact summary.
+
+    `env` adds to the children's environment (CUDA_VISIBLE_DEVICES: the leased GPUs).
+    """
+    from ml.train import artifact_summary
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(asdict(config), handle)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={processes}",
+        "-m",
+        "ml.distributed",
+        str(snapshot_dir),
+        str(out_dir),
+        handle.name,
+        str(checkpoint_dir or ""),
+    ]
+    logger.info("launching %d training processes: %s", processes, " ".join(command))
+    try:
+        done = subprocess.run(command, env={**os.environ, **(env or {})}, check=False)
+    finally:
+        os.unlink(handle.name)
+    if done.returncode != 0:
+        raise DistributedTrainingError(
+            f"torchrun training with {processes} processes exited with code {done.returncode}; "
+            "the failing rank's traceback is above in this log"
+        )
+    return artifact_summary(Path(out_dir))
+
+
+def main(argv: list[str]) -> None:
+    """torchrun's entry point: `python -m ml.distributed SNAPSHOT OUT CONFIG_JSON [CHECKPOINTS]`."""
+    import torch.distributed as dist
+
+    from ml.train import TrainConfig, fine_tune
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    snapshot, out, config_file, checkpoints = (argv + [""])[:4]
+    config = TrainConfig(**json.loads(Path(config_file).read_text(encoding="utf-8")))
+    world = setup()
+    try:
+        fine_tune(Path(snapshot), Path(out), config, Path(checkpoints) if checkpoints else None)
+    finally:
+        if world.size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
