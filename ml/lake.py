@@ -229,6 +229,26 @@ def _is_dead(holder: dict) -> bool:
     return False
 
 
+def _create_exclusive(fs, path: str, body: bytes) -> None:
+    """Write `path` only if it does not exist (FileExistsError otherwise).
+
+    A store that rejects conditional writes (HTTP 501, older S3-compatible servers) gets a
+    check-then-write, with a warning: the lock then narrows the race instead of closing it.
+    """
+    try:
+        fs.pipe_file(path, body, mode="create")
+    except (NotImplementedError, OSError) as exc:
+        if isinstance(exc, FileExistsError) or (
+            isinstance(exc, OSError) and exc.errno != errno.ENOSYS
+        ):
+            raise
+        log.warning("%s: no conditional writes on this store (%s); check-then-write", path, exc)
+        fs.invalidate_cache(path)
+        if fs.exists(path):
+            raise FileExistsError(path) from None
+        fs.pipe_file(path, body)
+
+
 @contextlib.contextmanager
 def _remote_lock(fs, folder: str) -> Iterator[Callable[[], None]]:
     """One writer per day on object storage: a lock object created only if absent.
@@ -247,7 +267,7 @@ def _remote_lock(fs, folder: str) -> Iterator[Callable[[], None]]:
     deadline = time.monotonic() + LOCK_TTL_SECONDS + 60
     while True:
         try:
-            fs.pipe_file(lock, body, mode="create")
+            _create_exclusive(fs, lock, body)
             break
         except FileExistsError:
             holder = _lock_holder(fs, lock)

@@ -168,6 +168,28 @@ def test_a_live_writers_lock_makes_the_next_wait_and_a_dead_ones_is_broken(
     assert lake.read_manifest(mem_root, DAY)["tag"] == "b"
 
 
+def test_a_store_without_conditional_writes_falls_back_to_check_then_write(
+    mem_root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    fs, _ = storage.filesystem(mem_root)
+    real_pipe = fs.pipe_file
+
+    def no_conditional_put(path: str, value: bytes, mode: str = "overwrite", **kw: Any) -> None:
+        if mode == "create":  # what s3fs raises for an HTTP 501 NotImplemented
+            raise OSError(errno.ENOSYS, "If-None-Match not implemented")
+        real_pipe(path, value, **kw)
+
+    monkeypatch.setattr(fs, "pipe_file", no_conditional_put)
+    lake.write_partition(table("a", 3), mem_root, DAY, {"tag": "a"})
+    assert lake.read_manifest(mem_root, DAY)["tag"] == "a"
+    _, lock = storage.filesystem(f"{mem_root}/dt=2026-11-22/{lake.LOCK}")
+    fs.pipe_file(lock, b"{}")  # another writer holds the day
+    with pytest.raises(FileExistsError):
+        lake._create_exclusive(fs, lock, b"{}")
+
+
 def test_a_writer_that_lost_its_lock_does_not_commit(
     mem_root: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
