@@ -109,8 +109,8 @@ def airflow_conn_to_url(conn: str) -> str:
 class Settings:
     """Resolved configuration. Paths live under `home` unless overridden.
 
-    Lake, quarantine, reports and snapshots live under `data` (INTENTFLOW_DATA_URL, default
-    `home`), artifacts under `artifacts` (INTENTFLOW_ARTIFACTS_URL, default `data`/artifacts):
+    Lake, quarantine, reports and snapshots live under `data_url` (INTENTFLOW_DATA_URL, default
+    `home`), artifacts under `artifacts_url` (INTENTFLOW_ARTIFACTS_URL, default data/artifacts):
     each a local Path or an fsspec URL string (see ml/storage.py). `home` itself is always local:
     the SQLite registry, staging, and the download cache live there.
     """
@@ -131,12 +131,12 @@ class Settings:
     # GPUs one training uses (INTENTFLOW_GPUS_PER_TRAINING); above 1 it runs under torchrun
     # with DDP. The DAG's fine_tune takes as many `gpu` pool slots.
     gpus_per_training: int = 1
-    data: Location | None = None  # None: home
+    data_url: Location | None = None  # None: home
     artifacts_url: Location | None = None  # None: data/artifacts
 
     @property
     def data_root(self) -> Location:
-        return self.data if self.data is not None else self.home
+        return self.data_url if self.data_url is not None else self.home
 
     @property
     def lake(self) -> Location:
@@ -215,7 +215,7 @@ def settings() -> Settings:
         ),
         require_gpu=_flag("INTENTFLOW_REQUIRE_GPU"),
         gpus_per_training=gpus_per_training(),
-        data=_location("INTENTFLOW_DATA_URL"),
+        data_url=_location("INTENTFLOW_DATA_URL"),
         artifacts_url=_location("INTENTFLOW_ARTIFACTS_URL"),
     )
 
