@@ -235,14 +235,15 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Score a registered model on a labeled file (dispatched by the artifact's task type)."""
-    from ml.artifacts import ArtifactIntegrityError
+    from ml.artifacts import ArtifactIntegrityError, fetch_artifact
     from ml.evaluate import evaluate_model
     from ml.registry import Registry, RegistryError
     from ml.tasks import UnknownTaskError, artifact_task, task_module
 
     try:
-        version = Registry(settings().registry_url).resolve(model)
-        artifact = Path(version.artifact_uri)
+        cfg = settings()
+        version = Registry(cfg.registry_url).resolve(model)
+        artifact = fetch_artifact(version.artifact_uri, version.artifact_sha256, cfg.cache)
         kind = artifact_task(artifact)
         if kind == "intent":  # the only task with column options
             metrics = evaluate_model(
@@ -281,13 +282,14 @@ def predict(
 ) -> None:
     """A registered model's output per text: intent and probability, entity spans with their
     types, or the top answers with scores (by the model's task type)."""
-    from ml.artifacts import ArtifactIntegrityError
+    from ml.artifacts import ArtifactIntegrityError, fetch_artifact
     from ml.registry import Registry, RegistryError
     from ml.tasks import UnknownTaskError, artifact_task, task_module
 
     try:
-        version = Registry(settings().registry_url).resolve(model)
-        artifact = Path(version.artifact_uri)
+        cfg = settings()
+        version = Registry(cfg.registry_url).resolve(model)
+        artifact = fetch_artifact(version.artifact_uri, version.artifact_sha256, cfg.cache)
         kind = artifact_task(artifact)
         payload = task_module(kind).predict(artifact, texts, top_k, version.artifact_sha256)
     except (

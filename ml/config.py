@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ml.storage import Location, join, location
+
 # The registered model the intent pipeline publishes to.
 DEFAULT_MODEL_NAME = "intent"
 # Where ingest looks for daily drops when no source is given (a folder or fsspec URL).
@@ -105,7 +107,13 @@ def airflow_conn_to_url(conn: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    """Resolved configuration. Paths live under `home` unless overridden."""
+    """Resolved configuration. Paths live under `home` unless overridden.
+
+    Lake, quarantine, reports and snapshots live under `data_url` (INTENTFLOW_DATA_URL, default
+    `home`), artifacts under `artifacts_url` (INTENTFLOW_ARTIFACTS_URL, default data/artifacts):
+    each a local Path or an fsspec URL string (see ml/storage.py). `home` itself is always local:
+    the SQLite registry, staging, and the download cache live there.
+    """
 
     home: Path
     registry_url: str
@@ -123,30 +131,45 @@ class Settings:
     # GPUs one training uses (INTENTFLOW_GPUS_PER_TRAINING); above 1 it runs under torchrun
     # with DDP. The DAG's fine_tune takes as many `gpu` pool slots.
     gpus_per_training: int = 1
+    data_url: Location | None = None  # None: home
+    artifacts_url: Location | None = None  # None: data/artifacts
 
     @property
-    def lake(self) -> Path:
-        return self.home / "lake" / "transcripts"
+    def data_root(self) -> Location:
+        return self.data_url if self.data_url is not None else self.home
 
     @property
-    def quarantine(self) -> Path:
-        return self.home / "quarantine"
+    def lake(self) -> Location:
+        return join(self.data_root, "lake", "transcripts")
 
     @property
-    def reports(self) -> Path:
-        return self.home / "reports"
+    def quarantine(self) -> Location:
+        return join(self.data_root, "quarantine")
+
+    @property
+    def reports(self) -> Location:
+        return join(self.data_root, "reports")
 
     @property
     def staging(self) -> Path:
         return self.home / "staging"
 
     @property
-    def snapshots(self) -> Path:
-        return self.home / "snapshots"
+    def snapshots(self) -> Location:
+        return join(self.data_root, "snapshots")
 
     @property
-    def artifacts(self) -> Path:
-        return self.home / "artifacts"
+    def artifacts(self) -> Location:
+        return (
+            self.artifacts_url
+            if self.artifacts_url is not None
+            else join(self.data_root, "artifacts")
+        )
+
+    @property
+    def cache(self) -> Path:
+        """Local copies of remote snapshots and artifacts (keyed by content hash)."""
+        return self.home / "cache"
 
     def resolved_base_model(self) -> str:
         return self.base_model or default_base_model()
@@ -165,7 +188,13 @@ def parse_golden_sets(spec: str) -> dict[str, Path]:
 
 def settings() -> Settings:
     """Read the environment now (not at import), so tests and tasks can change it."""
-    home = Path(os.environ.get("INTENTFLOW_HOME", ".intentflow")).expanduser().absolute()
+    home = location(os.environ.get("INTENTFLOW_HOME", ".intentflow"))
+    if not isinstance(home, Path):
+        raise ConfigError(
+            f"INTENTFLOW_HOME={home!r} must be a local folder (it holds the SQLite registry, "
+            "staging and caches); put the lake and artifacts on object storage with "
+            "INTENTFLOW_DATA_URL / INTENTFLOW_ARTIFACTS_URL"
+        )
     return Settings(
         home=home,
         registry_url=registry_url_from_env(home),
@@ -186,7 +215,15 @@ def settings() -> Settings:
         ),
         require_gpu=_flag("INTENTFLOW_REQUIRE_GPU"),
         gpus_per_training=gpus_per_training(),
+        data_url=_location("INTENTFLOW_DATA_URL"),
+        artifacts_url=_location("INTENTFLOW_ARTIFACTS_URL"),
     )
+
+
+def _location(name: str) -> Location | None:
+    """A folder or fsspec URL setting; None when unset."""
+    value = os.environ.get(name, "").strip()
+    return location(value) if value else None
 
 
 def gpus_per_training() -> int:

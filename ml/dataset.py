@@ -22,7 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ml import lake
+from ml import lake, storage
+from ml.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def split_of(conversation_id: str) -> str:
     return next(name for name, (lo, hi) in SPLITS.items() if lo <= bucket < hi)
 
 
-def _load_window(lake_root: Path, days: list[date]) -> tuple[pa.Table, list[dict[str, str]]]:
+def _load_window(lake_root: Location, days: list[date]) -> tuple[pa.Table, list[dict[str, str]]]:
     tables, partitions = [], []
     for day in days:
         manifest = lake.read_manifest(lake_root, day)
@@ -71,7 +72,9 @@ def _dedupe_latest(table: pa.Table) -> pa.Table:
     return table.take(pa.array(keep, type=pa.int64()))
 
 
-def make_snapshot(lake_root: Path, out_root: Path, end: date, window_days: int) -> dict[str, Any]:
+def make_snapshot(
+    lake_root: Location, out_root: Location, end: date, window_days: int
+) -> dict[str, Any]:
     """Freeze the labeled rows of the `window_days` days ending `end` into a snapshot folder."""
     if window_days < 1:
         raise ValueError(f"window_days must be at least 1, got {window_days}")
@@ -89,7 +92,7 @@ def make_snapshot(lake_root: Path, out_root: Path, end: date, window_days: int) 
 
 def snapshot_from_file(
     path: Path,
-    out_root: Path,
+    out_root: Location,
     text_column: str = DEFAULT_TEXT_COLUMN,
     label_column: str = DEFAULT_LABEL_COLUMN,
 ) -> dict[str, Any]:
@@ -114,19 +117,40 @@ def _dedupe_first(table: pa.Table) -> pa.Table:
     return table.take(pa.array(keep, type=pa.int64()))
 
 
-def _freeze(table: pa.Table, out_root: Path, digest: str, meta: dict[str, Any]) -> dict[str, Any]:
-    """Write the split files and snapshot.json into `out_root/<hash16>`, once."""
-    folder = out_root / digest[:16]
-    if (folder / "snapshot.json").exists():
+def _freeze(
+    table: pa.Table, out_root: Location, digest: str, meta: dict[str, Any]
+) -> dict[str, Any]:
+    """Write the split files and snapshot.json into `out_root/<hash16>`, once.
+
+    snapshot.json is written last (renamed in place locally, uploaded last to object storage):
+    a snapshot exists once it does, and a killed writer's partial upload is simply redone.
+    """
+    folder = storage.join(out_root, digest[:16])
+    marker = storage.join(folder, "snapshot.json")
+    if storage.exists(marker):
         log.info("snapshot %s exists: reused", folder)
-        return json.loads((folder / "snapshot.json").read_text()) | {"path": str(folder)}
+        return json.loads(storage.read_bytes(marker)) | {"path": str(folder)}
+    if storage.is_remote(folder):
+        with storage.local_output(folder, last="snapshot.json") as tmp:
+            info = _write_splits(table, tmp, digest, meta)
+    else:
+        tmp = Path(out_root) / f".{digest[:16]}.tmp-{uuid.uuid4().hex}"
+        info = _write_splits(table, tmp, digest, meta)
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another run wrote the same snapshot first: same content, keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("snapshot %s: %s rows %s", digest[:16], table.num_rows, info["counts"])
+    return info | {"path": str(folder)}
+
+
+def _write_splits(table: pa.Table, folder: Path, digest: str, meta: dict[str, Any]) -> dict:
     splits = [split_of(cid) for cid in table.column("conversation_id").to_pylist()]
-    tmp = out_root / f".{digest[:16]}.tmp-{uuid.uuid4().hex}"
-    tmp.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     counts = {}
     for name in SPLITS:
         part = table.filter(pa.array([s == name for s in splits]))
-        pq.write_table(part, tmp / f"{name}.parquet")
+        pq.write_table(part, folder / f"{name}.parquet")
         counts[name] = part.num_rows
     info = {
         "hash": digest,
@@ -135,13 +159,22 @@ def _freeze(table: pa.Table, out_root: Path, digest: str, meta: dict[str, Any]) 
         "counts": counts,
         "split_rule": SPLIT_RULE,
     }
-    (tmp / "snapshot.json").write_text(json.dumps(info, indent=2) + "\n")
-    try:
-        os.rename(tmp, folder)
-    except OSError:  # another run wrote the same snapshot first: same content, keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info("snapshot %s: %s rows %s", digest[:16], table.num_rows, counts)
-    return info | {"path": str(folder)}
+    (folder / "snapshot.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def local_snapshot(path: str, cache: Path) -> Path:
+    """A local folder holding the snapshot at `path`: itself, or a cached download of a URL.
+
+    Snapshots are content-addressed (their folder is named by their hash) and never change,
+    so a copy in `cache` is reused as it is.
+    """
+    if not storage.is_remote(storage.location(path)):
+        return Path(path)
+    local = cache / "snapshots" / path.rstrip("/").rsplit("/", 1)[-1]
+    if (local / "snapshot.json").is_file():
+        return local
+    return storage.get_dir(path, local)
 
 
 def load_labeled(

@@ -25,7 +25,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ml import jsonl_arrow, lake, sources
+from ml import jsonl_arrow, lake, sources, storage
 from ml.config import Settings, ingest_workers, settings
 from ml.parse import Rejected, parse_items
 from ml.schema import QUARANTINE_SCHEMA, TRANSCRIPT_SCHEMA
@@ -252,7 +252,7 @@ def _block_pool(files: list[str]) -> Iterator[Any]:
         yield pool
 
 
-def trailing_rows(lake_root: Path, day: date, days: int = 7) -> list[int]:
+def trailing_rows(lake_root: storage.Location, day: date, days: int = 7) -> list[int]:
     """Rows written on each of the `days` days before `day` that have a partition."""
     counts = []
     for d in lake.days_in_window(day - timedelta(days=1), days):
@@ -270,7 +270,7 @@ def _intent_of(rejected: Rejected) -> str:
 
 
 def validate(
-    staged: dict[str, Any], report_root: Path, lake_root: Path | None = None
+    staged: dict[str, Any], report_root: storage.Location, lake_root: storage.Location | None = None
 ) -> dict[str, Any]:
     """Run the GX suite on the staged rows; raise DataQualityError when the day fails.
 
@@ -281,15 +281,19 @@ def validate(
     columns = [n for n in TRANSCRIPT_SCHEMA.names if n not in ("source", "content_hash")]
     min_rows = min_volume(trailing_rows(lake_root, day)) if lake_root else 1
     labels = sources.load_labels(staged["labels_file"]) if staged.get("labels_file") else None
-    outcome = run_suite(
-        # Not bound here: run_suite lets the table go once the suite's frame is built.
-        pq.read_table(Path(staged["staging_dir"]) / ROWS_FILE, columns=columns),
-        day,
-        labels or known_intents(),
-        lake.partition_path(report_root, day),
-        min_rows=min_rows,
-        run_name=Path(staged["staging_dir"]).name,
-    )
+    # Reports go next to the day's partition, on the same storage (uploaded when remote).
+    report_at = lake.partition_path(report_root, day)
+    with storage.local_output(report_at) as report_dir:
+        outcome = run_suite(
+            # Not bound here: run_suite lets the table go once the suite's frame is built.
+            pq.read_table(Path(staged["staging_dir"]) / ROWS_FILE, columns=columns),
+            day,
+            labels or known_intents(),
+            report_dir,
+            min_rows=min_rows,
+            run_name=Path(staged["staging_dir"]).name,
+        )
+    outcome = storage.rebase_paths(outcome, report_dir, report_at, ("report_path", "data_docs"))
     failed = list(outcome.failed)
     share = staged["rows_quarantined"] / staged["rows_read"] if staged["rows_read"] else 0.0
     if share > MAX_QUARANTINE_SHARE:

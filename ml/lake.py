@@ -1,9 +1,24 @@
 """The Parquet lake: one partition `dt=YYYY-MM-DD` per day, written atomically.
 
-A partition is a directory holding `part-00000.parquet` and `_manifest.json` (counts and the
-content hash). It is built beside the final path and swapped in atomically (renameat2
-RENAME_EXCHANGE on Linux, two renames elsewhere), so readers never
-see a half-written day and a killed writer leaves the previous partition in place.
+The lake's root is a local folder or an fsspec URL (ml/storage.py); each public function
+chooses the protocol from it.
+
+On local disk a partition is a directory holding `part-00000.parquet` and `_manifest.json`
+(counts and the content hash). It is built beside the final path and swapped in atomically
+(renameat2 RENAME_EXCHANGE on Linux, two renames elsewhere), so readers never see a
+half-written day and a killed writer leaves the previous partition in place.
+
+Object stores have no rename, so there a partition is published write-beside-then-commit:
+
+    dt=DAY/_versions/<id>/part-00000.parquet   immutable, a fresh <id> per write
+    dt=DAY/_manifest.json                      the commit: one PUT naming the version
+
+A reader resolves `_manifest.json`, then reads that version: a single PUT is atomic on S3 and
+GCS, so it sees the old day or the new one, whole. A writer killed before the PUT leaves the
+old manifest in place, pointing at the old version. After the commit, every version but the
+new and the previous one is deleted (the previous one stays for readers that resolved the
+manifest just before the commit). Writers of the same day exclude each other with a lock
+object `dt=DAY/_lock` created by a conditional PUT (If-None-Match), see :func:`_remote_lock`.
 """
 
 from __future__ import annotations
@@ -14,22 +29,37 @@ import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
+import socket
+import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ml import storage
+from ml.storage import Location
+
+log = logging.getLogger(__name__)
+
 DATA_FILE = "part-00000.parquet"
 MANIFEST = "_manifest.json"
+VERSIONS = "_versions"
+LOCK = "_lock"
+# A remote writer's lock older than this is a dead writer's and may be broken (a live writer
+# checks it still holds the lock right before committing, so it never commits after that).
+LOCK_TTL_SECONDS = 15 * 60
+LOCK_POLL_SECONDS = 2.0
 
 
-def partition_path(root: Path, day: date) -> Path:
-    return root / f"dt={day.isoformat()}"
+def partition_path(root: Location, day: date) -> Location:
+    return storage.join(root, f"dt={day.isoformat()}")
 
 
 def table_content_hash(table: pa.Table) -> str:
@@ -95,22 +125,33 @@ def _root_lock(root: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def write_partition(table: pa.Table, root: Path, day: date, manifest: dict) -> Path:
+def _write_table(table: pa.Table, path: Path) -> None:
+    # Fixed writer options: the same rows give byte-identical files.
+    pq.write_table(table, path, compression="zstd", write_statistics=True)
+
+
+def write_partition(table: pa.Table, root: Location, day: date, manifest: dict) -> Location:
     """Write `table` as the partition for `day`, replacing any earlier one atomically.
 
-    Written beside the final path (`.dt=DAY.tmp-*`), fsynced, then swapped in. A writer killed
-    at any point leaves the previous partition whole at its path; the next write removes the
-    debris. Rows are sorted by conversation id with fixed writer options, so the same input
-    gives byte-identical files.
+    Rows are sorted by conversation id with fixed writer options, so the same input gives
+    byte-identical files and the same content hash. A writer killed at any point leaves the
+    previous partition whole and readable; the next write removes the debris.
     """
+    if storage.is_remote(root):
+        return _write_remote(table, str(root), day, manifest)
+    return _write_local(table, Path(root), day, manifest)
+
+
+def _write_local(table: pa.Table, root: Path, day: date, manifest: dict) -> Path:
+    """Written beside the final path (`.dt=DAY.tmp-*`), fsynced, then swapped in."""
     root.mkdir(parents=True, exist_ok=True)
-    final = partition_path(root, day)
+    final = Path(partition_path(root, day))
     with _root_lock(root):
         _recover(final)
         tmp = root / f".{final.name}.tmp-{uuid.uuid4().hex}"
         tmp.mkdir()
         table = table.sort_by("conversation_id")
-        pq.write_table(table, tmp / DATA_FILE, compression="zstd", write_statistics=True)
+        _write_table(table, tmp / DATA_FILE)
         manifest = {**manifest, "rows": table.num_rows, "content_hash": table_content_hash(table)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         for f in tmp.iterdir():
@@ -130,13 +171,151 @@ def write_partition(table: pa.Table, root: Path, day: date, manifest: dict) -> P
     return final
 
 
-def read_manifest(root: Path, day: date) -> dict | None:
-    path = partition_path(root, day) / MANIFEST
-    return json.loads(path.read_text()) if path.exists() else None
+def _write_remote(table: pa.Table, root: str, day: date, manifest: dict) -> str:
+    """Upload the data under a fresh version, then commit by writing the manifest (one PUT)."""
+    folder = str(partition_path(root, day))
+    fs, path = storage.filesystem(folder)
+    table = table.sort_by("conversation_id")
+    manifest = {**manifest, "rows": table.num_rows, "content_hash": table_content_hash(table)}
+    with _remote_lock(fs, path) as assert_held:
+        version = uuid.uuid4().hex
+        with tempfile.TemporaryDirectory(prefix="intentflow-lake-") as tmp:
+            _write_table(table, Path(tmp) / DATA_FILE)
+            fs.put_file(str(Path(tmp) / DATA_FILE), f"{path}/{VERSIONS}/{version}/{DATA_FILE}")
+        previous = read_manifest(root, day)
+        previous_version = previous.get("version") if previous else None
+        manifest = {**manifest, "version": version, "previous_version": previous_version}
+        assert_held()  # a writer that outlived its lock must not commit over another's
+        body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+        fs.pipe_file(f"{path}/{MANIFEST}", body)  # the commit
+        _collect_versions(fs, path, keep={version, previous_version})
+    return folder
 
 
-def read_partition(root: Path, day: date) -> pa.Table:
-    return pq.read_table(partition_path(root, day) / DATA_FILE)
+def _collect_versions(fs, path: str, keep: set[str | None]) -> None:
+    """Delete every version but `keep`: older commits and dead writers' uploads.
+
+    Safe only under the day's lock: no other writer is uploading a version of this day.
+    """
+    fs.invalidate_cache(path)
+    try:
+        found = fs.ls(f"{path}/{VERSIONS}", detail=False)
+    except FileNotFoundError:
+        return
+    for entry in found:
+        if entry.rstrip("/").rsplit("/", 1)[-1] not in keep:
+            fs.rm(entry, recursive=True)
+
+
+def _lock_holder(fs, lock: str) -> dict | None:
+    try:
+        return json.loads(fs.cat_file(lock))
+    except FileNotFoundError:
+        return None
+
+
+def _is_dead(holder: dict) -> bool:
+    """Older than the TTL, or a process of this host that no longer exists."""
+    if time.time() - float(holder.get("since", 0)) > LOCK_TTL_SECONDS:
+        return True
+    if holder.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, KeyError, ValueError):
+        return False
+    return False
+
+
+def _create_exclusive(fs, path: str, body: bytes) -> None:
+    """Write `path` only if it does not exist (FileExistsError otherwise).
+
+    A store that rejects conditional writes (HTTP 501, older S3-compatible servers) gets a
+    check-then-write, with a warning: the lock then narrows the race instead of closing it.
+    """
+    try:
+        fs.pipe_file(path, body, mode="create")
+    except (NotImplementedError, OSError) as exc:
+        if isinstance(exc, FileExistsError) or (
+            isinstance(exc, OSError) and exc.errno != errno.ENOSYS
+        ):
+            raise
+        log.warning("%s: no conditional writes on this store (%s); check-then-write", path, exc)
+        fs.invalidate_cache(path)
+        if fs.exists(path):
+            raise FileExistsError(path) from None
+        fs.pipe_file(path, body)
+
+
+@contextlib.contextmanager
+def _remote_lock(fs, folder: str) -> Iterator[Callable[[], None]]:
+    """One writer per day on object storage: a lock object created only if absent.
+
+    `pipe_file(mode="create")` is a conditional PUT (If-None-Match: *) on S3 (s3fs), atomic;
+    file systems without conditional writes get fsspec's check-then-write, which narrows the
+    race without closing it (there the DAG must keep writers of one day apart). A killed
+    writer's lock is broken at once by the next writer on the same host (its pid is gone),
+    elsewhere after LOCK_TTL_SECONDS. Yields a check that raises if the lock was lost.
+    """
+    lock = f"{folder}/{LOCK}"
+    token = uuid.uuid4().hex
+    body = json.dumps(
+        {"token": token, "host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
+    ).encode()
+    deadline = time.monotonic() + LOCK_TTL_SECONDS + 60
+    while True:
+        try:
+            _create_exclusive(fs, lock, body)
+            break
+        except FileExistsError:
+            holder = _lock_holder(fs, lock)
+            if holder is not None and _is_dead(holder):
+                log.warning("breaking the lock of a dead writer on %s: %s", folder, holder)
+                with contextlib.suppress(FileNotFoundError):
+                    fs.rm_file(lock)
+                continue
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{lock} is held by {holder}: another writer of this day"
+                ) from None
+            log.info("waiting for %s, held by %s", lock, holder)
+            time.sleep(LOCK_POLL_SECONDS)
+
+    def assert_held() -> None:
+        holder = _lock_holder(fs, lock)
+        if holder is None or holder.get("token") != token:
+            raise RuntimeError(f"lost the lock {lock} (now {holder}): not committing")
+
+    try:
+        yield assert_held
+    finally:
+        holder = _lock_holder(fs, lock)
+        if holder is not None and holder.get("token") == token:
+            fs.rm_file(lock)
+
+
+def read_manifest(root: Location, day: date) -> dict | None:
+    path = storage.join(partition_path(root, day), MANIFEST)
+    if not storage.is_remote(path):
+        return json.loads(Path(path).read_text()) if Path(path).exists() else None
+    try:
+        return json.loads(storage.read_bytes(path))
+    except FileNotFoundError:
+        return None
+
+
+def read_partition(root: Location, day: date) -> pa.Table:
+    folder = partition_path(root, day)
+    if not storage.is_remote(folder):
+        return pq.read_table(Path(folder) / DATA_FILE)
+    manifest = read_manifest(root, day)
+    if manifest is None:
+        raise FileNotFoundError(f"no partition {folder}/{MANIFEST}")
+    fs, path = storage.filesystem(f"{folder}/{VERSIONS}/{manifest['version']}/{DATA_FILE}")
+    with fs.open(path, "rb") as fh:
+        return pq.read_table(fh)
 
 
 def days_in_window(end: date, window_days: int) -> list[date]:
@@ -144,7 +323,15 @@ def days_in_window(end: date, window_days: int) -> list[date]:
     return [end - timedelta(days=i) for i in range(window_days - 1, -1, -1)]
 
 
-def list_partitions(root: Path) -> list[date]:
+def list_partitions(root: Location) -> list[date]:
+    """Days with a published partition, oldest first."""
+    if storage.is_remote(root):
+        fs, path = storage.filesystem(str(root))
+        fs.invalidate_cache(path)
+        # A day exists once its manifest (the commit) does; uncommitted versions do not count.
+        found = fs.glob(f"{path}/dt=*/{MANIFEST}")
+        return sorted(date.fromisoformat(p.rstrip("/").split("/")[-2][3:]) for p in found)
+    root = Path(root)
     if not root.exists():
         return []
     return sorted(
@@ -154,12 +341,23 @@ def list_partitions(root: Path) -> list[date]:
     )
 
 
-def write_quarantine(table: pa.Table, root: Path, day: date) -> Path:
-    """Write the day's quarantined records (replacing a rerun's identical set) atomically."""
-    folder = partition_path(root, day)
+def write_quarantine(table: pa.Table, root: Location, day: date) -> Location:
+    """Write the day's quarantined records (replacing a rerun's identical set) atomically.
+
+    On object storage one PUT of the file is atomic in itself.
+    """
+    table = table.sort_by([("source_file", "ascending"), ("line", "ascending")])
+    if storage.is_remote(root):
+        url = f"{partition_path(root, day)}/quarantine.parquet"
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        fs, path = storage.filesystem(url)
+        fs.pipe_file(path, sink.getvalue().to_pybytes())
+        return url
+    folder = Path(partition_path(root, day))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "quarantine.parquet"
     tmp = folder / f".quarantine.parquet.tmp-{uuid.uuid4().hex}"
-    pq.write_table(table.sort_by([("source_file", "ascending"), ("line", "ascending")]), tmp)
+    pq.write_table(table, tmp)
     os.replace(tmp, path)
     return path

@@ -18,6 +18,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from ml import storage
 from ml.config import Settings, settings
 from ml.models import ModelSpec, model_spec
 
@@ -82,7 +83,10 @@ def train_step(
 ) -> dict[str, Any]:
     import json
 
+    from ml.artifacts import publish_artifact
+    from ml.dataset import local_snapshot
     from ml.device import gpu_lease, training_device
+    from ml.train import METRICS_FILE
 
     cfg = cfg or settings()
     spec = _spec(model, cfg)
@@ -92,27 +96,50 @@ def train_step(
     given = {k: v for k, v in params.items() if v not in (None, "")}
     config = {"base_model": cfg.base_model, **given}
     safe_key = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_key)
-    run_dir = cfg.artifacts / spec.name / safe_key
-    summary = run_dir / "summary.json"
-    if summary.is_file():
+    run_url = storage.join(cfg.artifacts, spec.name, safe_key)
+    model_url = storage.join(run_url, "model")
+    # On object storage the model is written to a local work folder, then uploaded.
+    remote = storage.is_remote(run_url)
+    run_dir = cfg.cache / "runs" / spec.name / safe_key if remote else Path(run_url)
+    done = storage.join(run_url, "summary.json")
+    if storage.exists(done):
         # A retry after the artifact was written (say the worker died before reporting).
-        log.info("artifact %s already complete: reused", run_dir / "model")
-        return json.loads(summary.read_text(encoding="utf-8"))
-    # A kill between the artifact's rename and summary.json: the artifact is whole, but its
-    # summary was never handed on; train again rather than guess.
-    shutil.rmtree(run_dir / "model", ignore_errors=True)
-    if device != "cuda":
-        out = _train_in(run_dir, snapshot, config, spec, gpus=[])
+        log.info("artifact %s already complete: reused", model_url)
+        return json.loads(storage.read_bytes(done))
+    summary = run_dir / "summary.json"
+    if summary.is_file():  # trained here, but the upload did not finish
+        out = json.loads(summary.read_text(encoding="utf-8"))
     else:
-        import torch
+        # A kill between the artifact's rename and summary.json: the artifact is whole, but
+        # its summary was never handed on; train again rather than guess.
+        shutil.rmtree(run_dir / "model", ignore_errors=True)
+        # Training reads a local snapshot: a cached download when it is on object storage.
+        snapshot = {**snapshot, "path": str(local_snapshot(snapshot["path"], cfg.cache))}
+        if device != "cuda":
+            out = _train_in(run_dir, snapshot, config, spec, gpus=[])
+        else:
+            import torch
 
-        # Each training holds its own GPU(s) when a worker runs several at once.
-        with gpu_lease(torch.cuda.device_count(), count=cfg.gpus_per_training) as gpus:
-            out = _train_in(run_dir, snapshot, config, spec, gpus)
-    tmp = summary.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, default=str), encoding="utf-8")
-    tmp.rename(summary)
-    return json.loads(summary.read_text(encoding="utf-8"))
+            # Each training holds its own GPU(s) when a worker runs several at once.
+            with gpu_lease(torch.cuda.device_count(), count=cfg.gpus_per_training) as gpus:
+                out = _train_in(run_dir, snapshot, config, spec, gpus)
+        _write_json(summary, out)
+    if remote:
+        publish_artifact(
+            run_dir / "model", str(model_url), out["artifact_sha256"], cfg.cache, METRICS_FILE
+        )
+        out = {**out, "artifact_dir": str(model_url)}
+        fs, path = storage.filesystem(str(done))
+        fs.pipe_file(path, json.dumps(out, default=str).encode())
+    return json.loads(json.dumps(out, default=str))
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    import json
+
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, default=str), encoding="utf-8")
+    tmp.rename(path)
 
 
 def _train_in(
@@ -166,20 +193,25 @@ def evaluate_step(
     model's artifact. Golden sets (INTENTFLOW_GOLDEN_SETS) are intent-labeled files: they
     apply to intent models only.
     """
+    from ml.artifacts import fetch_artifact
+    from ml.dataset import local_snapshot
     from ml.registry import NotFoundError, Registry
 
     cfg = cfg or settings()
     spec = _spec(model, cfg)
     task = _task(spec)
-    reports = Path(trained["artifact_dir"]).parent / "evaluation"
+    reports_at = storage.join(storage.parent(trained["artifact_dir"]), "evaluation")
+    snapshot_dir = local_snapshot(snapshot["path"], cfg.cache)
     golden = cfg.golden_sets if spec.task == "intent" else {}
-    datasets = {"test": Path(snapshot["path"]) / "test.parquet", **golden}
+    datasets = {"test": snapshot_dir / "test.parquet", **golden}
 
     def score(artifact: str, sha256: str, who: str) -> dict[str, Any]:
-        return {
-            split: task.evaluate(Path(artifact), data, sha256, report_dir=reports / who / split)
-            for split, data in datasets.items()
-        }
+        local = fetch_artifact(artifact, sha256, cfg.cache)
+        with storage.local_output(storage.join(reports_at, who)) as reports:
+            return {
+                split: task.evaluate(local, data, sha256, report_dir=reports / split)
+                for split, data in datasets.items()
+            }
 
     challenger = score(trained["artifact_dir"], trained["artifact_sha256"], "challenger")
     result: dict[str, Any] = {
@@ -188,7 +220,7 @@ def evaluate_step(
         "champion": None,
         "champion_golden": None,
         "champion_version": None,
-        "reports": str(reports),
+        "reports": str(reports_at),
     }
     registry = Registry(cfg.registry_url)  # an old schema or a dead database fails the task
     try:

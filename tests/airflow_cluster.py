@@ -199,7 +199,9 @@ class Cluster:
         self.processes.append(proc)
         return proc
 
-    def start_worker(self, name: str, queues: str, concurrency: int = 1) -> Process:
+    def start_worker(
+        self, name: str, queues: str, concurrency: int = 1, env: dict[str, str] | None = None
+    ) -> Process:
         return self.start(
             name,
             "celery",
@@ -211,7 +213,7 @@ class Cluster:
             "--celery-hostname",
             f"{name}@%h",
             "--skip-serve-logs",  # no log-server port to collide on; logs are local files
-            env={"INTENTFLOW_WORKER_NAME": name},
+            env={"INTENTFLOW_WORKER_NAME": name, **(env or {})},
         )
 
     def stop_all(self) -> None:

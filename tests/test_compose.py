@@ -34,6 +34,9 @@ SHARED_ENV = (
     "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
     "INTENTFLOW_HOME",
     "INTENTFLOW_REGISTRY_URL",
+    # Object storage for lake and artifacts: the same on every component, empty by default.
+    "INTENTFLOW_DATA_URL",
+    "INTENTFLOW_ARTIFACTS_URL",
 )
 
 
@@ -131,7 +134,13 @@ def test_airflow_services_share_settings_and_data(
     )
     # The scheduler's health check needs its health server switched on.
     assert env["AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK"] == "true"
-    # Lake and artifacts: one named volume at INTENTFLOW_HOME on every Airflow service.
+    # Lake and artifacts: one named volume at INTENTFLOW_HOME on every Airflow service, unless
+    # INTENTFLOW_DATA_URL / INTENTFLOW_ARTIFACTS_URL name object storage (default: unset).
+    assert (
+        interpolate(env["INTENTFLOW_DATA_URL"])
+        == interpolate(env["INTENTFLOW_ARTIFACTS_URL"])
+        == ""
+    )
     home = env["INTENTFLOW_HOME"]
     mounts = {name: set(services[name]["volumes"]) for name in airflow}
     [data] = {m for m in mounts["airflow-worker"] if m.endswith(f":{home}")}

@@ -1,0 +1,77 @@
+"""A local S3 API for tests: moto in server mode, started as a subprocess on a free port.
+
+It stands in for S3: s3fs talks to it over HTTP exactly as to AWS, only the endpoint differs
+(AWS_ENDPOINT_URL). Without moto or s3fs installed the caller skips, except under CI=true,
+where the test extra must be installed and a missing one fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """Start moto's S3 server; yields its endpoint URL; stops it (by PID) at the end."""
+    try:
+        import moto.server  # noqa: F401
+        import s3fs  # noqa: F401
+    except ImportError as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"needs the test extra (moto[server], s3fs): {exc}")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, "moto server exited at start"
+                assert time.monotonic() < deadline, "moto server did not start in 60 s"
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def s3_env(endpoint: str) -> dict[str, str]:
+    """The AWS_* settings a deployment would set, pointed at the local server."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+
+def make_bucket() -> str:
+    """A fresh bucket (AWS_* must be set in os.environ); returns its s3:// URL."""
+    from ml import storage
+
+    name = f"intentflow-{uuid.uuid4().hex[:12]}"
+    fs, _ = storage.filesystem(f"s3://{name}")
+    fs.mkdir(name)
+    return f"s3://{name}"

@@ -1,0 +1,381 @@
+"""Lake, snapshots and artifacts on object storage.
+
+Unit tests run on fsspec's `memory://`. The end-to-end tests run against a real S3 API:
+moto's server mode (tests/s3_server.py), a subprocess on a free port, stands in for S3 (s3fs
+speaks to it over HTTP exactly as to AWS; only the endpoint differs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from s3_server import make_bucket, moto_server, s3_env
+
+from ml import lake, storage
+from ml.config import ConfigError, settings
+
+DAY = date(2026, 11, 22)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def table(tag: str, n: int) -> pa.Table:
+    ids = [f"{tag}-{i:07d}" for i in range(n)]
+    return pa.table(
+        {
+            "conversation_id": ids,
+            "text": [f"text of {i} " * 8 for i in ids],
+            "content_hash": [f"{tag}{i:060d}" for i in range(n)],
+        }
+    )
+
+
+def versions(root: str, day: date = DAY) -> list[str]:
+    fs, path = storage.filesystem(f"{lake.partition_path(root, day)}/{lake.VERSIONS}")
+    fs.invalidate_cache(path)
+    return (
+        sorted(p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)) if fs.exists(path) else []
+    )
+
+
+def version_bytes(root: str, day: date = DAY) -> bytes:
+    manifest = lake.read_manifest(root, day)
+    assert manifest is not None
+    url = f"{lake.partition_path(root, day)}/{lake.VERSIONS}/{manifest['version']}/{lake.DATA_FILE}"
+    return storage.read_bytes(url)
+
+
+def assert_whole(root: str, expected: dict[str, pa.Table]) -> str:
+    """The day reads back and is exactly one of `expected`; returns which."""
+    manifest = lake.read_manifest(root, DAY)
+    assert manifest is not None and manifest["tag"] in expected
+    got = lake.read_partition(root, DAY)
+    assert got.equals(expected[manifest["tag"]].sort_by("conversation_id"))
+    assert manifest["content_hash"] == lake.table_content_hash(got)
+    return manifest["tag"]
+
+
+@pytest.fixture
+def mem_root() -> Iterator[str]:
+    root = f"memory://lake-{uuid.uuid4().hex}/transcripts"
+    yield root
+    fs, path = storage.filesystem(root)
+    fs.rm(path.split("/")[0], recursive=True)
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def test_data_and_artifacts_urls_choose_the_storage(
+    intentflow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = settings()
+    assert cfg.lake == intentflow_home / "lake" / "transcripts"  # default: unchanged paths
+    assert cfg.artifacts == intentflow_home / "artifacts"
+    monkeypatch.setenv("INTENTFLOW_DATA_URL", "s3://bucket/intentflow/")
+    cfg = settings()
+    assert cfg.lake == "s3://bucket/intentflow/lake/transcripts"
+    assert cfg.quarantine == "s3://bucket/intentflow/quarantine"
+    assert cfg.reports == "s3://bucket/intentflow/reports"
+    assert cfg.snapshots == "s3://bucket/intentflow/snapshots"
+    assert cfg.artifacts == "s3://bucket/intentflow/artifacts"
+    assert cfg.cache == intentflow_home / "cache"  # downloads stay local
+    monkeypatch.setenv("INTENTFLOW_ARTIFACTS_URL", "gs://models/intent")
+    assert settings().artifacts == "gs://models/intent"
+    monkeypatch.setenv("INTENTFLOW_DATA_URL", "file:///srv/data")
+    assert settings().lake == Path("/srv/data/lake/transcripts")
+    monkeypatch.setenv("INTENTFLOW_HOME", "s3://bucket/home")
+    with pytest.raises(ConfigError, match="INTENTFLOW_HOME.*must be a local folder"):
+        settings()
+
+
+# --- the commit protocol on memory:// ----------------------------------------------------------
+
+
+def test_rerun_gives_the_same_bytes_and_hash_and_keeps_two_versions(mem_root: str) -> None:
+    t = table("a", 300)
+    assert lake.list_partitions(mem_root) == [] and lake.read_manifest(mem_root, DAY) is None
+    assert lake.write_partition(t, mem_root, DAY, {"tag": "a"}) == f"{mem_root}/dt=2026-11-22"
+    first, data = lake.read_manifest(mem_root, DAY), version_bytes(mem_root)
+    lake.write_partition(table("b", 5), mem_root, DAY, {"tag": "b"})
+    lake.write_partition(t.take(list(range(299, -1, -1))), mem_root, DAY, {"tag": "a"})
+    again = lake.read_manifest(mem_root, DAY)
+    assert again["content_hash"] == first["content_hash"] and version_bytes(mem_root) == data
+    assert again["version"] != first["version"]  # a fresh immutable prefix per write
+    # After the commit only the new version and the one before it remain.
+    assert versions(mem_root) == sorted([again["version"], again["previous_version"]])
+    assert lake.list_partitions(mem_root) == [DAY]
+    assert assert_whole(mem_root, {"a": t}) == "a"
+    assert not storage.exists(f"{mem_root}/dt=2026-11-22/{lake.LOCK}")  # released
+
+
+def test_a_crash_before_the_commit_leaves_the_previous_day_and_its_debris_is_collected(
+    mem_root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = table("old", 50)
+    lake.write_partition(old, mem_root, DAY, {"tag": "old"})
+    fs, _ = storage.filesystem(mem_root)
+    real_pipe = fs.pipe_file
+
+    def crash_on_commit(path: str, value: bytes, **kwargs: Any) -> None:
+        if path.endswith(lake.MANIFEST):
+            raise ConnectionError("store unreachable at the commit")
+        real_pipe(path, value, **kwargs)
+
+    monkeypatch.setattr(fs, "pipe_file", crash_on_commit)
+    with pytest.raises(ConnectionError):
+        lake.write_partition(table("new", 80), mem_root, DAY, {"tag": "new"})
+    monkeypatch.undo()
+    assert len(versions(mem_root)) == 2  # the uploaded, uncommitted version is debris
+    assert assert_whole(mem_root, {"old": old}) == "old"
+    lake.write_partition(old, mem_root, DAY, {"tag": "old"})
+    manifest = lake.read_manifest(mem_root, DAY)
+    assert versions(mem_root) == sorted([manifest["version"], manifest["previous_version"]])
+
+
+def test_a_live_writers_lock_makes_the_next_wait_and_a_dead_ones_is_broken(
+    mem_root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lock = f"{mem_root}/dt=2026-11-22/{lake.LOCK}"
+    fs, path = storage.filesystem(lock)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    holder = {"token": "x", "host": socket.gethostname(), "pid": dead.pid, "since": time.time()}
+    fs.pipe_file(path, json.dumps(holder).encode())
+    lake.write_partition(table("a", 3), mem_root, DAY, {"tag": "a"})  # a dead pid: broken at once
+    assert not fs.exists(path)
+
+    # Another host's writer, alive: wait, and break its lock only once it is older than the TTL.
+    monkeypatch.setattr(lake, "LOCK_TTL_SECONDS", 0.6)
+    monkeypatch.setattr(lake, "LOCK_POLL_SECONDS", 0.05)
+    holder = {"token": "y", "host": "another-worker", "pid": 1, "since": time.time()}
+    fs.pipe_file(path, json.dumps(holder).encode())
+    started = time.monotonic()
+    lake.write_partition(table("b", 3), mem_root, DAY, {"tag": "b"})
+    assert time.monotonic() - started >= 0.5
+    assert lake.read_manifest(mem_root, DAY)["tag"] == "b"
+
+
+def test_a_store_without_conditional_writes_falls_back_to_check_then_write(
+    mem_root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    fs, _ = storage.filesystem(mem_root)
+    real_pipe = fs.pipe_file
+
+    def no_conditional_put(path: str, value: bytes, mode: str = "overwrite", **kw: Any) -> None:
+        if mode == "create":  # what s3fs raises for an HTTP 501 NotImplemented
+            raise OSError(errno.ENOSYS, "If-None-Match not implemented")
+        real_pipe(path, value, **kw)
+
+    monkeypatch.setattr(fs, "pipe_file", no_conditional_put)
+    lake.write_partition(table("a", 3), mem_root, DAY, {"tag": "a"})
+    assert lake.read_manifest(mem_root, DAY)["tag"] == "a"
+    _, lock = storage.filesystem(f"{mem_root}/dt=2026-11-22/{lake.LOCK}")
+    fs.pipe_file(lock, b"{}")  # another writer holds the day
+    with pytest.raises(FileExistsError):
+        lake._create_exclusive(fs, lock, b"{}")
+
+
+def test_a_writer_that_lost_its_lock_does_not_commit(
+    mem_root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake.write_partition(table("a", 3), mem_root, DAY, {"tag": "a"})
+    fs, _ = storage.filesystem(mem_root)
+    real_put = fs.put_file
+
+    def slow_upload(lpath: str, rpath: str, **kwargs: Any) -> None:
+        real_put(lpath, rpath, **kwargs)
+        # Meanwhile another writer judged our lock dead and took it.
+        other = {"token": "other", "host": "elsewhere", "pid": 1, "since": time.time()}
+        fs.pipe_file(f"{rpath.split('/_versions/')[0]}/{lake.LOCK}", json.dumps(other).encode())
+
+    monkeypatch.setattr(fs, "put_file", slow_upload)
+    with pytest.raises(RuntimeError, match="lost the lock"):
+        lake.write_partition(table("b", 3), mem_root, DAY, {"tag": "b"})
+    assert lake.read_manifest(mem_root, DAY)["tag"] == "a"
+
+
+def test_quarantine_and_snapshot_on_object_storage(mem_root: str, tmp_path: Path) -> None:
+    from ml.dataset import local_snapshot, make_snapshot
+    from ml.schema import QUARANTINE_SCHEMA
+
+    quarantine = pa.Table.from_pylist([], schema=QUARANTINE_SCHEMA)
+    url = lake.write_quarantine(quarantine, f"{mem_root}-quarantine", DAY)
+    assert url == f"{mem_root}-quarantine/dt=2026-11-22/quarantine.parquet"
+    assert storage.exists(url)
+
+    rows = table("s", 40).append_column("intent", pa.array(["a", "b"] * 20))
+    rows = rows.append_column(
+        "started_at", pa.array([f"2026-11-22T{i % 24:02d}" for i in range(40)])
+    )
+    lake.write_partition(rows, mem_root, DAY, {"tag": "s"})
+    snaps = f"{mem_root}-snapshots"
+    snap = make_snapshot(mem_root, snaps, DAY, 1)
+    assert snap["path"] == f"{snaps}/{snap['hash'][:16]}"
+    assert make_snapshot(mem_root, snaps, DAY, 1)["hash"] == snap["hash"]  # reused
+    local = local_snapshot(snap["path"], tmp_path / "cache")
+    assert sorted(p.name for p in local.iterdir()) == [
+        "snapshot.json",
+        "test.parquet",
+        "train.parquet",
+        "validation.parquet",
+    ]
+    assert json.loads((local / "snapshot.json").read_text())["counts"] == snap["counts"]
+
+
+# --- end to end against a real S3 API (moto server) -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on the moto server; the AWS_* settings are the ones a deployment sets."""
+    for key, value in s3_env(s3_endpoint).items():
+        monkeypatch.setenv(key, value)
+    return make_bucket()
+
+
+WRITER = """
+import sys
+from datetime import date
+import pyarrow as pa
+from ml import lake
+n, tag = int(sys.argv[2]), sys.argv[3]
+ids = [f"{tag}-{i:07d}" for i in range(n)]
+table = pa.table({
+    "conversation_id": ids,
+    "text": [f"text of {i} " * 8 for i in ids],
+    "content_hash": [f"{tag}{i:060d}" for i in range(n)],
+})
+print("writing", flush=True)
+lake.write_partition(table, sys.argv[1], date(2026, 11, 22), {"tag": tag})
+print("done", flush=True)
+"""
+
+
+def test_s3_sigkill_at_any_moment_leaves_a_whole_partition(bucket: str) -> None:
+    """Kills land before, during and after the upload and the commit: always one whole day."""
+    root = f"{bucket}/lake/transcripts"
+    old, new = table("old", 1000), table("new", 100_000)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    seen = []
+    for delay in (0.0, 0.3, 0.8, 1.5, 4.0):
+        lake.write_partition(old, root, DAY, {"tag": "old"})
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, root, str(new.num_rows), "new"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        seen.append(assert_whole(root, {"old": old, "new": new}))
+        assert lake.list_partitions(root) == [DAY]
+    assert seen[0] == "old", seen
+    # The next writer breaks the dead writer's lock (same host, pid gone) and collects debris.
+    lake.write_partition(old, root, DAY, {"tag": "old"})
+    manifest = lake.read_manifest(root, DAY)
+    assert versions(root) == sorted([manifest["version"], manifest["previous_version"]])
+    print(f"kills at growing delays saw: {seen}")
+
+
+def test_ingest_a_day_to_s3_twice_gives_the_same_partition(
+    bucket: str, intentflow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ml.generate import generate
+    from ml.ingest import ingest_day
+
+    monkeypatch.setenv("INTENTFLOW_DATA_URL", f"{bucket}/intentflow")
+    generate(intentflow_home / "raw", days=1, per_day=150, start=DAY, seed=3)
+    first = ingest_day(DAY)
+    cfg = settings()
+    assert first["partition"] == f"{bucket}/intentflow/lake/transcripts/dt=2026-11-22"
+    assert first["rows_read"] == first["rows_written"] + first["rows_quarantined"]
+    data = version_bytes(str(cfg.lake))
+    again = ingest_day(DAY)
+    assert again["content_hash"] == first["content_hash"]
+    assert version_bytes(str(cfg.lake)) == data  # byte-identical Parquet
+    assert lake.read_partition(cfg.lake, DAY).num_rows == first["rows_written"]
+    # Quarantine and the validation report sit beside the partition, on the same store.
+    assert again["quarantine_file"] == f"{cfg.quarantine}/dt=2026-11-22/quarantine.parquet"
+    assert storage.exists(again["quarantine_file"])
+    assert again["validation_report"].startswith(f"{cfg.reports}/dt=2026-11-22/")
+    assert storage.exists(again["validation_report"])
+    assert not (intentflow_home / "lake").exists()  # nothing of the lake on local disk
+
+
+def test_snapshot_train_register_evaluate_and_predict_with_everything_on_s3(
+    bucket: str,
+    intentflow_home: Path,
+    tiny_bert_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from ml.artifacts import ArtifactIntegrityError, fetch_artifact
+    from ml.cli import app
+    from ml.generate import generate
+    from ml.ingest import ingest_day
+    from ml.registry import Registry
+    from ml.retrain import run_on_snapshot, snapshot_step
+
+    monkeypatch.setenv("INTENTFLOW_DATA_URL", f"{bucket}/data")
+    monkeypatch.setenv("INTENTFLOW_ARTIFACTS_URL", f"{bucket}/models")
+    monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
+    monkeypatch.setenv("INTENTFLOW_PROMOTION_MIN_TEST_SIZE", "0")
+    for day in generate(intentflow_home / "raw", days=2, per_day=120, start=DAY, seed=5):
+        ingest_day(day.day)
+    cfg = settings()
+    snap = snapshot_step(date(2026, 11, 23), 2, cfg)
+    assert snap["path"].startswith(f"{bucket}/data/snapshots/")
+    # fine_tune may run on another machine: it reads the snapshot from the store, not from here.
+    shutil.rmtree(cfg.cache, ignore_errors=True)
+    params = {"epochs": 1, "batch_size": 16, "num_threads": 1}
+    result = run_on_snapshot(snap, params, "run-1", actor="test", cfg=cfg)
+    assert result["alias"] == "champion"
+
+    version = Registry(cfg.registry_url).get(cfg.model_name, alias="champion")
+    assert version.artifact_uri == f"{bucket}/models/intent/run-1/model"
+    assert storage.exists(f"{version.artifact_uri}/model.safetensors")
+    reports = version.lineage["evaluation_reports"]
+    assert reports == f"{bucket}/models/intent/run-1/evaluation"
+    assert storage.exists(f"{reports}/challenger/test/metrics.json")
+    assert not (intentflow_home / "artifacts").exists()
+
+    # predict on a machine with an empty cache: download, verify the sha256, load.
+    shutil.rmtree(cfg.cache)
+    out = CliRunner().invoke(app, ["predict", "I lost my card", "--json"])
+    assert out.exit_code == 0, out.output
+    cached = cfg.cache / "artifacts" / version.artifact_sha256
+    assert (cached / "model.safetensors").is_file()
+    labels = json.loads((cached / "labels.json").read_text())
+    assert json.loads(out.stdout)[0]["intent"] in labels
+
+    # A tampered object in the bucket is refused, not served.
+    fs, path = storage.filesystem(version.artifact_uri)
+    fs.pipe_file(f"{path}/labels.json", b'["x"]')
+    with pytest.raises(ArtifactIntegrityError, match="does not match its recorded hash"):
+        fetch_artifact(version.artifact_uri, version.artifact_sha256, intentflow_home / "fresh")
