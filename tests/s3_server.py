@@ -69,8 +69,13 @@ def s3_env(endpoint: str) -> dict[str, str]:
 
 def make_bucket() -> str:
     """A fresh bucket (AWS_* must be set in os.environ); returns its s3:// URL."""
+    import s3fs
+
     from ml import storage
 
+    # fsspec caches file system instances by their arguments, and ours take the endpoint from
+    # the environment: an instance cached by an earlier test would still talk to its server.
+    s3fs.S3FileSystem.clear_instance_cache()
     name = f"intentflow-{uuid.uuid4().hex[:12]}"
     fs, _ = storage.filesystem(f"s3://{name}")
     fs.mkdir(name)

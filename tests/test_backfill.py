@@ -70,7 +70,9 @@ def test_backfill_twice_gives_the_same_partitions(tmp_path: Path) -> None:
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
         "INTENTFLOW_HOME": str(home),
         "INTENTFLOW_SOURCE": str(home / "raw"),
-        "PYTHONPATH": str(REPO),
+        # tests/ too, for the SQLite busy timeout below (sqlite_connect_args.py)
+        "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "sqlite_connect_args.CONNECT_ARGS",
         # standalone starts its components as `airflow ...` from PATH
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
