@@ -34,6 +34,27 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _registered_artifact(ref: str) -> tuple[Any, Path, str]:
+    """A registered version, its artifact fetched and sha256-checked locally, and its task type."""
+    from ml.artifacts import fetch_artifact
+    from ml.registry import Registry
+    from ml.tasks import artifact_task
+
+    cfg = settings()
+    version = Registry(cfg.registry_url).resolve(ref)
+    artifact = fetch_artifact(version.artifact_uri, version.artifact_sha256, cfg.cache)
+    return version, artifact, artifact_task(artifact)
+
+
+def _model_errors() -> tuple[type[Exception], ...]:
+    """What loading or scoring a registered model raises for a user-facing reason."""
+    from ml.artifacts import ArtifactIntegrityError
+    from ml.registry import RegistryError
+    from ml.tasks import UnknownTaskError
+
+    return (RegistryError, ArtifactIntegrityError, UnknownTaskError, ValueError, FileNotFoundError)
+
+
 @app.callback()
 def main(
     verbose: Annotated[
@@ -235,16 +256,11 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Score a registered model on a labeled file (dispatched by the artifact's task type)."""
-    from ml.artifacts import ArtifactIntegrityError, fetch_artifact
     from ml.evaluate import evaluate_model
-    from ml.registry import Registry, RegistryError
-    from ml.tasks import UnknownTaskError, artifact_task, task_module
+    from ml.tasks import task_module
 
     try:
-        cfg = settings()
-        version = Registry(cfg.registry_url).resolve(model)
-        artifact = fetch_artifact(version.artifact_uri, version.artifact_sha256, cfg.cache)
-        kind = artifact_task(artifact)
+        version, artifact, kind = _registered_artifact(model)
         if kind == "intent":  # the only task with column options
             metrics = evaluate_model(
                 artifact, data, version.artifact_sha256, text_column, label_column
@@ -252,13 +268,7 @@ def evaluate(
         else:
             metrics = task_module(kind).evaluate(artifact, data, version.artifact_sha256)
         headline = task_module(kind).PROMOTION_METRIC
-    except (
-        RegistryError,
-        ArtifactIntegrityError,
-        UnknownTaskError,
-        ValueError,
-        FileNotFoundError,
-    ) as exc:
+    except _model_errors() as exc:
         _fail(str(exc))
     text = f"{version.model}:{version.version} on {data}: {_headline(metrics, headline)}"
     for label, per in metrics.get("per_class", {}).items() if kind != "intent" else ():
@@ -282,23 +292,12 @@ def predict(
 ) -> None:
     """A registered model's output per text: intent and probability, entity spans with their
     types, or the top answers with scores (by the model's task type)."""
-    from ml.artifacts import ArtifactIntegrityError, fetch_artifact
-    from ml.registry import Registry, RegistryError
-    from ml.tasks import UnknownTaskError, artifact_task, task_module
+    from ml.tasks import task_module
 
     try:
-        cfg = settings()
-        version = Registry(cfg.registry_url).resolve(model)
-        artifact = fetch_artifact(version.artifact_uri, version.artifact_sha256, cfg.cache)
-        kind = artifact_task(artifact)
+        version, artifact, kind = _registered_artifact(model)
         payload = task_module(kind).predict(artifact, texts, top_k, version.artifact_sha256)
-    except (
-        RegistryError,
-        ArtifactIntegrityError,
-        UnknownTaskError,
-        ValueError,
-        FileNotFoundError,
-    ) as exc:
+    except _model_errors() as exc:
         _fail(str(exc))
     _emit(payload, as_json, "\n".join(_prediction_text(p) for p in payload))
 
