@@ -16,14 +16,6 @@ from ml.entities import Span, SpanError, bio_tags, check_spans, decode, span_met
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 BITEXT = DATASETS / "bitext-customer-support" / "train.csv"
-BITEXT_FIELDS = [
-    "instruction",
-    "intent",
-    "entity_type",
-    "entity_value",
-    "start_offset",
-    "end_offset",
-]
 
 
 @pytest.fixture(scope="module")
