@@ -8,24 +8,24 @@ staging folder works in one process and across Celery workers sharing the store.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import logging
 import multiprocessing
 import shutil
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ml import jsonl_arrow, lake, sources, storage
+from ml import jsonl_arrow, lake, sources, staging, storage
 from ml.config import Settings, ingest_workers, settings
 from ml.parse import Rejected, parse_items
 from ml.schema import QUARANTINE_SCHEMA, TRANSCRIPT_SCHEMA
@@ -39,8 +39,10 @@ ROWS_FILE = "rows.parquet"
 QUARANTINE_FILE = "quarantine.parquet"
 # A day where more than this share of records is quarantined fails its gate: the feed is broken.
 MAX_QUARANTINE_SHARE = 0.2
-# Rows per Parquet write while staging: bounds memory whatever the size of the feed.
+# Rows per run file written by the record-by-record path: bounds memory whatever the feed.
 BATCH_ROWS = 20_000
+# Rows the GX suite sees at once (its pandas frame): bounds validation's memory.
+VALIDATION_BATCH_ROWS = 1_000_000
 
 
 def discover(source: str, day: date) -> list[str]:
@@ -69,35 +71,39 @@ def _belongs(spec: SourceSpec, item: Item, day: date) -> bool:
 def normalise(
     files: list[str], day: date, staging_dir: Path, source: str | None = None
 ) -> dict[str, Any]:
-    """Parse and redact every record; stage canonical rows and quarantine as Parquet.
+    """Parse and redact every record; stage the day's rows (one sorted Parquet file) and quarantine.
 
-    Streams: rows go to the staging file in batches, so memory does not grow with the feed.
-    Plain JSONL drops take the Arrow fast path (ml.jsonl_arrow), which gives the same rows.
+    Streams: parsed pieces go straight to bucketed run files (ml/staging.py), merged one
+    bucket at a time, so memory does not grow with the feed. Plain JSONL drops take the Arrow
+    fast path (ml.jsonl_arrow), in worker processes for a big day; it gives the same rows.
     """
     spec = parse_source(source) if source else SourceSpec(url="unknown")
     labels = sources.load_labels(spec.labels) if spec.labels else known_intents()
     staging_dir.mkdir(parents=True, exist_ok=True)
+    size = _input_bytes(files)
+    stage = _Stage(staging_dir / RUNS_DIR, staging.bucket_count(size))
     try:
         fast = FAST_PATH and jsonl_arrow.fast_path_applies(spec)
-        with (
-            pq.ParquetWriter(staging_dir / ROWS_FILE, TRANSCRIPT_SCHEMA) as writer,
-            _block_pool(files if fast else []) as pool,
-        ):
-            stage = _Stage(writer)
-            for url in files:
+        with _block_pool(size if fast else 0) as pool:
+            for index, url in enumerate(files):
                 if fast:
-                    _normalise_blocks(stage, spec, url, day, labels, pool)
+                    _normalise_blocks(stage, spec, url, index, day, labels, pool)
                 else:
-                    _normalise_items(stage, spec, url, day, labels)
+                    _normalise_items(stage, spec, url, index, day, labels)
+        with _LineReader(files) as lines:
+            merged = staging.merge(
+                stage.runs, stage.buckets, staging_dir / ROWS_FILE, files, lines.read
+            )
     except SourceError:
         shutil.rmtree(staging_dir, ignore_errors=True)  # nothing is written for that day
         raise
-    rejected, read, written = stage.rejected, stage.read, stage.written
+    rejected = stage.rejected + merged.repeats
     quarantine = pa.Table.from_pylist([r.as_row() for r in rejected], schema=QUARANTINE_SCHEMA)
     pq.write_table(quarantine, staging_dir / QUARANTINE_FILE)
-    if read != written + quarantine.num_rows:
+    if stage.read != merged.rows + quarantine.num_rows:
         raise AssertionError(
-            f"lost records: read {read}, wrote {written}, quarantined {quarantine.num_rows}"
+            f"lost records: read {stage.read}, wrote {merged.rows}, "
+            f"quarantined {quarantine.num_rows}"
         )
     staged = {
         "day": day.isoformat(),
@@ -105,9 +111,10 @@ def normalise(
         "source": spec.display_name,
         "labels_file": spec.labels,
         "files": files,
-        "rows_read": read,
-        "rows_written": written,
+        "rows_read": stage.read,
+        "rows_written": merged.rows,
         "rows_quarantined": quarantine.num_rows,
+        "content_hash": merged.content_hash,
         "quarantine_rules": dict(sorted(Counter(r.rule for r in rejected).items())),
         # Flagged for the data owner: labels the taxonomy lacks are quarantined, never trained on.
         "new_intents": dict(
@@ -120,125 +127,153 @@ def normalise(
 
 # The Arrow fast path for plain JSONL; False sends every record through ml.parse (tests compare).
 FAST_PATH = True
-_STAGED = TRANSCRIPT_SCHEMA.append(pa.field("line", pa.int64()))
+RUNS_DIR = "runs"
 
 
 class _Stage:
-    """Rows in file and line order, the first of each conversation id written, repeats kept."""
+    """Counts, quarantined records and the numbering of the run files being written."""
 
-    def __init__(self, writer: pq.ParquetWriter) -> None:
-        self.writer = writer
+    def __init__(self, runs: Path, buckets: int) -> None:
+        self.runs, self.buckets = runs, buckets
         self.rejected: list[Rejected] = []
-        # conversation id -> file index << 40 | line of its first row: an int, not a string,
-        # since the set of a day's ids is the part of staging that grows with the feed.
-        self.seen: dict[str, int] = {}
-        self.names: list[str] = []
-        self.read = self.written = 0
+        self.read = 0
+        self.seq = 0
 
-    def add(self, url: str, rows: pa.Table, raw_of: Callable[[int], str]) -> None:
-        """`rows`: canonical rows of one file with their `line`, in line order."""
-        name = Path(url).name
-        if not self.names or self.names[-1] != name:
-            self.names.append(name)
-        base = (len(self.names) - 1) << 40
-        keep = []
-        seen = self.seen
-        cids = rows.column("conversation_id").to_pylist()
-        for cid, line in zip(cids, rows.column("line").to_pylist(), strict=True):
-            first = seen.get(cid)
-            if first is not None:
-                # First occurrence wins; the repeat is kept in quarantine, not lost.
-                where = f"{self.names[first >> 40]}:{first & ((1 << 40) - 1)}"
-                reason = f"conversation_id {cid!r} already seen at {where}"
-                self.rejected.append(Rejected(url, line, "duplicate_id", reason, raw_of(line), cid))
-                keep.append(False)
-            else:
-                seen[cid] = base | line
-                keep.append(True)
-        self.read += rows.num_rows
-        out = rows.filter(pa.array(keep, pa.bool_())).drop_columns(["line"])
-        self.writer.write_table(out)
-        self.written += out.num_rows
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
 
-    def reject(self, rejected: Rejected) -> None:
-        self.read += 1
-        self.rejected.append(rejected)
+    def add(self, read: int, rejected: list[Rejected]) -> None:
+        self.read += read
+        self.rejected.extend(rejected)
+
+
+class _LineReader:
+    """Reads back one line of a source file by byte offset (a repeated id's raw record)."""
+
+    def __init__(self, files: list[str]) -> None:
+        self.files = files
+        self.open: dict[int, Any] = {}
+
+    def __enter__(self) -> _LineReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fh in self.open.values():
+            fh.close()
+
+    def read(self, file: int, offset: int) -> str:
+        fh = self.open.get(file)
+        if fh is None:
+            fh = self.open[file] = sources.open_file(self.files[file])
+        fh.seek(offset)
+        return fh.readline().decode("utf-8").rstrip("\r\n")
 
 
 def _normalise_items(
-    stage: _Stage, spec: SourceSpec, url: str, day: date, labels: frozenset[str]
+    stage: _Stage, spec: SourceSpec, url: str, index: int, day: date, labels: frozenset[str]
 ) -> None:
     """Record by record through ml.parse (every format)."""
     items = (i for i in sources.read_items(spec, url, day) if _belongs(spec, i, day))
     batch: list[dict[str, Any]] = []
-    raws: dict[int, str] = {}
+    rejected: list[Rejected] = []
     for item, outcome in parse_items(items, url, day, labels, spec.display_name):
         if isinstance(outcome, Rejected):
-            stage.reject(outcome)
+            rejected.append(outcome)
             continue
-        batch.append({**outcome, "line": item.number})
-        raws[item.number] = item.raw
+        batch.append({**outcome, "file": index, "line": item.number, "raw": item.raw})
         if len(batch) >= BATCH_ROWS:
-            stage.add(url, pa.Table.from_pylist(batch, schema=_STAGED), raws.__getitem__)
-            batch, raws = [], {}
-    stage.add(url, pa.Table.from_pylist(batch, schema=_STAGED), raws.__getitem__)
+            _write_items(stage, batch)
+            batch = []
+    _write_items(stage, batch)
+    stage.add(len(rejected), rejected)
+
+
+def _write_items(stage: _Stage, batch: list[dict[str, Any]]) -> None:
+    rows = pa.Table.from_pylist(batch, schema=staging.RUN_SCHEMA)
+    staging.write_run(stage.runs, stage.buckets, stage.next_seq(), rows)
+    stage.add(rows.num_rows, [])
 
 
 def _normalise_blocks(
-    stage: _Stage, spec: SourceSpec, url: str, day: date, labels: frozenset[str], pool: Any
+    stage: _Stage,
+    spec: SourceSpec,
+    url: str,
+    index: int,
+    day: date,
+    labels: frozenset[str],
+    pool: Any,
 ) -> None:
     """Plain JSONL in blocks through ml.jsonl_arrow; in worker processes when `pool` is given.
 
-    Blocks are staged in file order, at most two per worker in flight (bounded memory).
+    Each block's rows go to the run files from the process that parsed them; at most two
+    blocks per worker are in flight (bounded memory).
     """
-    args = (spec, url, day, labels, spec.display_name)
-    pending: deque[tuple[bytes, Any]] = deque()
+    args = (spec, url, index, day, labels, stage.runs, stage.buckets)
+    pending: deque[Any] = deque()
     with sources.open_file(url) as fh:
         try:
-            for data, first_line in jsonl_arrow.split_blocks(fh):
+            for data, first_line, offset in jsonl_arrow.split_blocks(fh):
+                job = (*args, stage.next_seq(), data, first_line, offset)
                 if pool is None:
-                    _stage_block(stage, url, jsonl_arrow.parse_block(*args, data, first_line))
+                    stage.add(*stage_block(*job))
                     continue
-                pending.append(
-                    (data, pool.submit(jsonl_arrow.parse_block, *args, data, first_line))
-                )
+                pending.append(pool.submit(stage_block, *job))
                 while len(pending) > 2 * pool._max_workers:
-                    _stage_block(stage, url, _result(*pending.popleft()))
+                    stage.add(*pending.popleft().result())
         except OSError as exc:
             raise SourceError(f"cannot read {url}: {exc}") from exc
     while pending:
-        _stage_block(stage, url, _result(*pending.popleft()))
+        stage.add(*pending.popleft().result())
 
 
-def _result(data: bytes, future: Any) -> jsonl_arrow.Block:
-    block = future.result()
-    block.data = data  # the worker does not send the bytes back
-    return block
-
-
-def _stage_block(stage: _Stage, url: str, block: jsonl_arrow.Block) -> None:
-    slow_rows, raws = [], {}
+def stage_block(
+    spec: SourceSpec,
+    url: str,
+    index: int,
+    day: date,
+    labels: frozenset[str],
+    runs: Path,
+    buckets: int,
+    seq: int,
+    data: bytes,
+    first_line: int,
+    offset: int,
+) -> tuple[int, list[Rejected]]:
+    """Parse one block and write its rows to the runs; (records read, records rejected)."""
+    block = jsonl_arrow.parse_block(
+        spec, url, day, labels, spec.display_name, data, first_line, offset
+    )
+    rows = block.rows
+    n = rows.num_rows
+    rows = rows.append_column("file", pa.array(np.full(n, index, np.int32))).append_column(
+        "raw", pa.nulls(n, pa.string())
+    )
+    slow_rows, rejected = [], []
     for line, raw, outcome in block.slow:
         if isinstance(outcome, Rejected):
-            stage.reject(outcome)
+            rejected.append(outcome)
         else:
-            slow_rows.append({**outcome, "line": line})
-            raws[line] = raw
-    rows = block.rows
+            slow_rows.append({**outcome, "file": index, "line": line, "raw": raw})
+    rows = rows.select(staging.RUN_SCHEMA.names).cast(staging.RUN_SCHEMA)
     if slow_rows:
-        rows = pa.concat_tables([rows, pa.Table.from_pylist(slow_rows, schema=_STAGED)])
-        rows = rows.sort_by("line")
-    stage.add(url, rows, lambda line: raws.get(line) or block.raw(line))
+        rows = pa.concat_tables([rows, pa.Table.from_pylist(slow_rows, schema=staging.RUN_SCHEMA)])
+    staging.write_run(runs, buckets, seq, rows)
+    return rows.num_rows + len(rejected), rejected
 
 
-@contextlib.contextmanager
-def _block_pool(files: list[str]) -> Iterator[Any]:
-    """Worker processes for a day big enough to repay starting them (spawned: fork-safe)."""
-    workers = ingest_workers()
+def _input_bytes(files: list[str]) -> int:
     size = 0
     for url in files:
         with contextlib.suppress(OSError):
             size += fsspec.core.url_to_fs(url)[0].size(url) or 0
+    return size
+
+
+@contextlib.contextmanager
+def _block_pool(size: int) -> Iterator[Any]:
+    """Worker processes for a day big enough to repay starting them (spawned: fork-safe)."""
+    workers = ingest_workers()
     if workers < 2 or size < 4 * jsonl_arrow.BLOCK_BYTES:
         yield None
         return
@@ -283,15 +318,20 @@ def validate(
     labels = sources.load_labels(staged["labels_file"]) if staged.get("labels_file") else None
     # Reports go next to the day's partition, on the same storage (uploaded when remote).
     report_at = lake.partition_path(report_root, day)
+    rows = pq.ParquetFile(Path(staged["staging_dir"]) / ROWS_FILE)
     with storage.local_output(report_at) as report_dir:
         outcome = run_suite(
-            # Not bound here: run_suite lets the table go once the suite's frame is built.
-            pq.read_table(Path(staged["staging_dir"]) / ROWS_FILE, columns=columns),
+            # A batch at a time (bounded memory); the staged day holds each id once.
+            (
+                pa.Table.from_batches([b])
+                for b in rows.iter_batches(VALIDATION_BATCH_ROWS, columns=columns)
+            ),
             day,
             labels or known_intents(),
             report_dir,
             min_rows=min_rows,
             run_name=Path(staged["staging_dir"]).name,
+            row_count=rows.metadata.num_rows,
         )
     outcome = storage.rebase_paths(outcome, report_dir, report_at, ("report_path", "data_docs"))
     failed = list(outcome.failed)
@@ -344,10 +384,12 @@ def publish(validated: dict[str, Any], cfg: Settings) -> dict[str, Any]:
             "validation_report",
             "data_docs",
             "new_intents",
+            "content_hash",
         )
         if k in validated
     }
-    partition = lake.write_partition(pq.read_table(staging / ROWS_FILE), cfg.lake, day, manifest)
+    manifest["rows"] = validated["rows_written"]
+    partition = lake.publish_file(staging / ROWS_FILE, cfg.lake, day, manifest)
     shutil.rmtree(staging, ignore_errors=True)
     summary = {
         **lake.read_manifest(cfg.lake, day),
@@ -374,8 +416,4 @@ def ingest_day(day: date, source: str | None = None, cfg: Settings | None = None
     source = source or cfg.source
     files = discover(source, day)
     staged = normalise(files, day, staging_dir_for(cfg, day), source)
-    validated = validate(staged, cfg.reports, cfg.lake)
-    # Hand the suite's frame back to the OS before the day is read again to be written.
-    gc.collect()
-    pa.default_memory_pool().release_unused()
-    return publish(validated, cfg)
+    return publish(validate(staged, cfg.reports, cfg.lake), cfg)

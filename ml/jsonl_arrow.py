@@ -63,42 +63,30 @@ def fast_path_applies(spec: SourceSpec) -> bool:
 
 @dataclass
 class Block:
-    """One block's outcome: canonical rows (with their line numbers) and the other records."""
+    """One block's outcome: canonical rows (with line numbers and byte offsets) and the rest."""
 
-    rows: pa.Table  # TRANSCRIPT_SCHEMA + `line`, in line order
+    rows: pa.Table  # TRANSCRIPT_SCHEMA + `line` + `offset` (of the line in the file), line order
     slow: list[tuple[int, str, dict[str, Any] | Rejected]] = field(default_factory=list)
-    first_line: int = 1
-    data: bytes = b""  # the block's bytes; left out when a worker sends the block back
-
-    def raw(self, line: int) -> str:
-        """The raw text of a line of the block (only duplicates need it)."""
-        if self._starts is None:
-            ends = np.flatnonzero(np.frombuffer(self.data, np.uint8) == 10) + 1
-            self._starts = np.concatenate(([0], ends))
-        i = line - self.first_line
-        text = self.data[self._starts[i] : self._starts[i + 1]].decode("utf-8")
-        return text.rstrip("\r\n")
-
-    _starts: np.ndarray | None = None
 
 
-def split_blocks(fh: Any) -> Iterator[tuple[bytes, int]]:
-    """An open JSONL file as blocks of whole lines, each with its first line number."""
-    first_line, rest = 1, b""
+def split_blocks(fh: Any) -> Iterator[tuple[bytes, int, int]]:
+    """An open JSONL file as blocks of whole lines: (bytes, first line number, byte offset)."""
+    first_line, offset, rest = 1, 0, b""
     while True:
         chunk = fh.read(BLOCK_BYTES)
         data = rest + chunk
         if not chunk:
             if data:
-                yield (data if data.endswith(b"\n") else data + b"\n"), first_line
+                yield (data if data.endswith(b"\n") else data + b"\n"), first_line, offset
             return
         cut = data.rfind(b"\n") + 1
         if cut == 0:
             rest = data
             continue
         data, rest = data[:cut], data[cut:]
-        yield data, first_line
+        yield data, first_line, offset
         first_line += data.count(b"\n")
+        offset += len(data)
 
 
 def parse_block(
@@ -109,10 +97,11 @@ def parse_block(
     default_source: str,
     data: bytes,
     first_line: int,
+    offset: int = 0,
 ) -> Block:
-    """One block of whole lines (ending with a newline) parsed and normalised."""
+    """One block of whole lines (ending with a newline, at `offset` in its file), normalised."""
     stem = Path(url).stem
-    return _Parser(spec, url, stem, day, labels, default_source).block(data, first_line)
+    return _Parser(spec, url, stem, day, labels, default_source).block(data, first_line, offset)
 
 
 class _Parser:
@@ -131,7 +120,7 @@ class _Parser:
         self.label_set = pa.array(sorted(labels), pa.string())
         self.speakers = pa.array(SPEAKERS, pa.string())
 
-    def block(self, data: bytes, first_line: int) -> Block:
+    def block(self, data: bytes, first_line: int, offset: int) -> Block:
         buf = np.frombuffer(data, np.uint8)
         ends = np.flatnonzero(buf == 10) + 1
         starts = np.concatenate(([0], ends)).astype(np.int64)  # one more than lines
@@ -153,21 +142,20 @@ class _Parser:
         parsed = (
             pa.concat_tables(tables)
             if tables
-            else _INPUT.empty_table().append_column("line", pa.array([], pa.int64()))
+            else _INPUT.empty_table()
+            .append_column("line", pa.array([], pa.int64()))
+            .append_column("offset", pa.array([], pa.int64()))
         )
         rows, unsure = self._normalise(parsed)
         slow.extend(unsure)
         slow.sort()
-        return Block(
-            rows=rows.set_column(
-                rows.schema.get_field_index("line"),
-                "line",
-                pc.add(rows.column("line"), first_line),
-            ),
-            slow=self._record_by_record(data, starts, slow, first_line),
-            first_line=first_line,
-            data=data,
+        rows = rows.set_column(
+            rows.schema.get_field_index("line"), "line", pc.add(rows.column("line"), first_line)
         )
+        rows = rows.set_column(
+            rows.schema.get_field_index("offset"), "offset", pc.add(rows.column("offset"), offset)
+        )
+        return Block(rows=rows, slow=self._record_by_record(data, starts, slow, first_line))
 
     def _parse(
         self, data: bytes, starts: np.ndarray, lines: np.ndarray, out: list, slow: list
@@ -184,7 +172,11 @@ class _Parser:
             except (pa.ArrowInvalid, UnicodeDecodeError):
                 table = None
             if table is not None and table.num_rows == len(lines):  # one row per line
-                out.append(table.append_column("line", pa.array(lines, pa.int64())))
+                out.append(
+                    table.append_column("line", pa.array(lines, pa.int64())).append_column(
+                        "offset", pa.array(starts[lines], pa.int64())
+                    )
+                )
                 return
             if len(lines) == 1:
                 slow.append(int(lines[0]))
@@ -227,13 +219,17 @@ class _Parser:
         turn_ok = _true(pc.is_in(speaker, self.speakers))
         turn_ok &= _true(pc.string_is_ascii(text))
         turn_ok &= _true(pc.less_equal(pc.utf8_length(text), MAX_TURN_CHARS))
-        cleaned = pc.ascii_trim_whitespace(pc.replace_substring_regex(text, _CONTROL, ""))
+        # Control characters are rare: look for them before paying for a rewrite of every text.
+        if pc.any(pc.match_substring_regex(text, _CONTROL)).as_py():
+            text = pc.replace_substring_regex(text, _CONTROL, "")
+        cleaned = pc.ascii_trim_whitespace(text)
         said = _true(pc.equal(speaker, "customer")) & _true(pc.greater(pc.utf8_length(cleaned), 0))
         ok &= np.bincount(parents, weights=~turn_ok, minlength=n) == 0
         ok &= np.bincount(parents, weights=said, minlength=n) > 0
         unsure = t["line"].to_numpy()[~ok].tolist()
         keep = np.flatnonzero(ok)
-        t = t.take(keep)
+        if len(keep) < n:
+            t = t.take(keep)
         turn_keep = ok[parents]
         parents = np.searchsorted(keep, parents[turn_keep])  # renumbered among kept rows
         speaker = speaker.filter(turn_keep)
@@ -298,8 +294,11 @@ class _Parser:
             "text": model_text,
             "content_hash": pa.array(hashes, pa.string()),
             "line": t["line"],
+            "offset": t["offset"],
         }
-        schema = TRANSCRIPT_SCHEMA.append(pa.field("line", pa.int64()))
+        schema = TRANSCRIPT_SCHEMA.append(pa.field("line", pa.int64())).append(
+            pa.field("offset", pa.int64())
+        )
         return pa.table([columns[f.name] for f in schema], schema=schema)
 
 

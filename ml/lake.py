@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ml import storage
+from ml.schema import TRANSCRIPT_SCHEMA
 from ml.storage import Location
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,16 @@ def partition_path(root: Location, day: date) -> Location:
 
 
 def table_content_hash(table: pa.Table) -> str:
-    """sha256 over the rows' content hashes in conversation order: equal data, equal hash."""
-    hashes = sorted(table.column("content_hash").to_pylist()) if table.num_rows else []
+    """sha256 over the rows' content hashes in row order, one per line: equal data, equal hash.
+
+    A partition's rows are in a fixed order (ml/staging.py), so this is the data's hash.
+    """
+    hashes = table.column("content_hash").to_pylist() if table.num_rows else []
     return hashlib.sha256("\n".join(hashes).encode()).hexdigest()
+
+
+# Rows per row group of a partition: readers stream a day by these.
+ROW_GROUP_ROWS = 128 * 1024
 
 
 def _fsync_dir(path: Path) -> None:
@@ -125,24 +133,52 @@ def _root_lock(root: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _write_table(table: pa.Table, path: Path) -> None:
-    # Fixed writer options: the same rows give byte-identical files.
-    pq.write_table(table, path, compression="zstd", write_statistics=True)
+def data_writer(path: Path, schema: pa.Schema = TRANSCRIPT_SCHEMA) -> pq.ParquetWriter:
+    """The partition file's writer; fixed options, so the same rows give byte-identical files."""
+    return pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True)
 
 
 def write_partition(table: pa.Table, root: Location, day: date, manifest: dict) -> Location:
-    """Write `table` as the partition for `day`, replacing any earlier one atomically.
+    """Write `table` (one day's rows) as the partition for `day`, atomically; see publish_file.
 
-    Rows are sorted by conversation id with fixed writer options, so the same input gives
-    byte-identical files and the same content hash. A writer killed at any point leaves the
-    previous partition whole and readable; the next write removes the debris.
+    Rows are sorted by conversation id, so the same rows give a byte-identical file and the
+    same content hash, in whatever order they come.
     """
+    table = table.sort_by("conversation_id")
+    manifest = {**manifest, "rows": table.num_rows, "content_hash": table_content_hash(table)}
+
+    def write(dest: Path) -> None:
+        with data_writer(dest, table.schema) as writer:
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+
+    return _publish(write, root, day, manifest)
+
+
+def publish_file(data: Path, root: Location, day: date, manifest: dict) -> Location:
+    """Publish a finished partition file (written by :func:`data_writer`) as `day`'s partition.
+
+    `manifest` carries the file's `rows` and `content_hash`. The file is linked or copied,
+    never rewritten. The previous partition is replaced atomically: a writer killed at any
+    point leaves it whole and readable, and the next write removes the debris.
+    """
+    return _publish(lambda dest: _place(data, dest), root, day, manifest)
+
+
+def _place(data: Path, dest: Path) -> None:
+    """A hard link when on the same file system (no copy; the source stays for a retry)."""
+    try:
+        os.link(data, dest)
+    except OSError:
+        shutil.copyfile(data, dest)
+
+
+def _publish(write: Callable[[Path], None], root: Location, day: date, manifest: dict) -> Location:
     if storage.is_remote(root):
-        return _write_remote(table, str(root), day, manifest)
-    return _write_local(table, Path(root), day, manifest)
+        return _write_remote(write, str(root), day, manifest)
+    return _write_local(write, Path(root), day, manifest)
 
 
-def _write_local(table: pa.Table, root: Path, day: date, manifest: dict) -> Path:
+def _write_local(write: Callable[[Path], None], root: Path, day: date, manifest: dict) -> Path:
     """Written beside the final path (`.dt=DAY.tmp-*`), fsynced, then swapped in."""
     root.mkdir(parents=True, exist_ok=True)
     final = Path(partition_path(root, day))
@@ -150,9 +186,7 @@ def _write_local(table: pa.Table, root: Path, day: date, manifest: dict) -> Path
         _recover(final)
         tmp = root / f".{final.name}.tmp-{uuid.uuid4().hex}"
         tmp.mkdir()
-        table = table.sort_by("conversation_id")
-        _write_table(table, tmp / DATA_FILE)
-        manifest = {**manifest, "rows": table.num_rows, "content_hash": table_content_hash(table)}
+        write(tmp / DATA_FILE)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
@@ -171,16 +205,14 @@ def _write_local(table: pa.Table, root: Path, day: date, manifest: dict) -> Path
     return final
 
 
-def _write_remote(table: pa.Table, root: str, day: date, manifest: dict) -> str:
+def _write_remote(write: Callable[[Path], None], root: str, day: date, manifest: dict) -> str:
     """Upload the data under a fresh version, then commit by writing the manifest (one PUT)."""
     folder = str(partition_path(root, day))
     fs, path = storage.filesystem(folder)
-    table = table.sort_by("conversation_id")
-    manifest = {**manifest, "rows": table.num_rows, "content_hash": table_content_hash(table)}
     with _remote_lock(fs, path) as assert_held:
         version = uuid.uuid4().hex
         with tempfile.TemporaryDirectory(prefix="intentflow-lake-") as tmp:
-            _write_table(table, Path(tmp) / DATA_FILE)
+            write(Path(tmp) / DATA_FILE)
             fs.put_file(str(Path(tmp) / DATA_FILE), f"{path}/{VERSIONS}/{version}/{DATA_FILE}")
         previous = read_manifest(root, day)
         previous_version = previous.get("version") if previous else None

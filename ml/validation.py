@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -69,13 +70,27 @@ def min_volume(trailing_rows: list[int]) -> int:
     return max(1, math.ceil(VOLUME_MIN_SHARE * sum(trailing_rows) / len(trailing_rows)))
 
 
+def build_day_suite(min_rows: int = 1) -> Any:
+    """What holds for the day as a whole (checked on its row count, in no memory)."""
+    import great_expectations as gx
+
+    return gx.ExpectationSuite(
+        name=f"{SUITE_NAME}_day",
+        meta={"version": SUITE_VERSION},
+        expectations=[
+            gx.expectations.ExpectTableRowCountToBeBetween(
+                min_value=min_rows, meta={"rule": "volume against the trailing days"}
+            ),
+        ],
+    )
+
+
 def build_suite(
     day: date,
     known_intents: frozenset[str],
-    min_rows: int = 1,
     languages: tuple[str, ...] = DEFAULT_LANGUAGES,
 ) -> Any:
-    """The suite as code: one expectation per rule, each saying why in `meta`."""
+    """The rows' suite as code: one expectation per rule, each saying why in `meta`."""
     import great_expectations as gx
 
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
@@ -84,9 +99,6 @@ def build_suite(
         name=SUITE_NAME,
         meta={"version": SUITE_VERSION},
         expectations=[
-            e.ExpectTableRowCountToBeBetween(
-                min_value=min_rows, meta={"rule": "volume against the trailing days"}
-            ),
             e.ExpectColumnValuesToNotBeNull(column="conversation_id", meta={"rule": "ids present"}),
             e.ExpectColumnValuesToBeUnique(column="conversation_id", meta={"rule": "ids unique"}),
             e.ExpectColumnValuesToBeBetween(
@@ -185,16 +197,24 @@ def _pii_left(table: pa.Table) -> list[str | None]:
 
 
 def run_suite(
-    table: pa.Table,
+    rows: pa.Table | Iterable[pa.Table],
     day: date,
     known_intents: frozenset[str],
     report_dir: Path,
     min_rows: int = 1,
     run_name: str | None = None,
+    row_count: int | None = None,
 ) -> ValidationOutcome:
-    """Validate the day's rows; write the GX result (JSON), Data Docs, and a summary page."""
-    frame = _frame(table)
-    del table  # the frame holds what the suite reads: the day is not held twice
+    """Validate the day's rows; write the GX results (JSON), Data Docs, and a summary page.
+
+    `rows`: a table, or the day in batches (memory stays bounded) with its `row_count`. The
+    rows' suite runs on each batch (ids unique within it: the staged day holds each id once
+    by construction, ml/staging.py); the day's suite on the row count.
+    """
+    if isinstance(rows, pa.Table):
+        rows, row_count = [rows], rows.num_rows
+    if row_count is None:
+        raise ValueError("row_count is needed with batches")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
@@ -214,69 +234,124 @@ def run_suite(
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         },
     )
-    batch = (
-        context.data_sources.add_pandas("lake")
-        .add_dataframe_asset(f"transcripts_{day.isoformat()}")
-        .add_batch_definition_whole_dataframe("day")
-    )
-    suite = context.suites.add(build_suite(day, known_intents, min_rows, allowed_languages()))
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{SUITE_NAME}_{day.isoformat()}", data=batch, suite=suite)
-    )
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name=f"ingest_{day.isoformat()}",
-            validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["intentflow"])],
-            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
+    source = context.data_sources.add_pandas("lake")
+
+    def checkpoint(name: str, suite: Any) -> Any:
+        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("frame")
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=name, data=batch, suite=context.suites.add(suite))
         )
+        return context.checkpoints.add(
+            gx.Checkpoint(
+                name=name,
+                validation_definitions=[definition],
+                actions=[
+                    gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["intentflow"])
+                ],
+                result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
+            )
+        )
+
+    def run(check: Any, frame: pd.DataFrame, part: str) -> Any:
+        run_id = RunIdentifier(run_name=f"{run_name or day.isoformat()}{part}")
+        [result] = check.run(
+            batch_parameters={"dataframe": frame}, run_id=run_id
+        ).run_results.values()
+        return result
+
+    # The day: a frame of `row_count` rows and no columns (a RangeIndex holds no data).
+    day_result = run(
+        checkpoint(f"{SUITE_NAME}_day_{day.isoformat()}", build_day_suite(min_rows)),
+        pd.DataFrame(index=pd.RangeIndex(row_count)),
+        "",
     )
-    run_id = RunIdentifier(run_name=run_name or day.isoformat())
-    checkpoint_result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
-    [result] = checkpoint_result.run_results.values()
-    failed = [_failure(r) for r in result.results if not r.success]
+    rows_check = checkpoint(
+        f"{SUITE_NAME}_{day.isoformat()}", build_suite(day, known_intents, allowed_languages())
+    )
+    batch_results = [
+        run(rows_check, _frame(table), f"-rows-{i:04d}") for i, table in enumerate(rows)
+    ]
+    results = [day_result, *batch_results]
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "validation.json").write_text(
-        json.dumps(result.to_json_dict(), indent=2, default=str)
+        json.dumps([r.to_json_dict() for r in results], indent=2, default=str)
     )
+    checks = _combined(results)
+    success = all(c["success"] for c in checks)
     pages = sorted((docs_dir / "validations").rglob("*.html"), key=lambda p: p.stat().st_mtime)
-    docs_page = str(pages[-1]) if pages else str(docs_dir / "index.html")
-    html = report_dir / "validation.html"
-    html.write_text(_html(day, result.success, result.results, docs_page))
-    return ValidationOutcome(
-        bool(result.success), failed, str(html), docs_page, len(result.results)
+    # The page a person opens first: the first failing rows batch, else the first rows batch.
+    rows_pages = [p for p in pages if f"{SUITE_NAME}_day" not in str(p)] or pages
+    failing = [i for i, r in enumerate(batch_results) if not r.success]
+    docs_page = (
+        str(rows_pages[min(failing[0] if failing else 0, len(rows_pages) - 1)])
+        if rows_pages
+        else str(docs_dir / "index.html")
     )
+    html = report_dir / "validation.html"
+    html.write_text(_html(day, success, checks, [str(p) for p in pages], len(batch_results)))
+    failed = [
+        {k: c[k] for k in ("expectation", "column", "rule", "unexpected_count", "examples")}
+        for c in checks
+        if not c["success"]
+    ]
+    return ValidationOutcome(success, failed, str(html), docs_page, len(checks))
 
 
-def _failure(r: Any) -> dict[str, Any]:
-    res = r.result or {}
-    return {
-        "expectation": r.expectation_config.type,
-        "column": r.expectation_config.kwargs.get("column"),
-        "rule": (r.expectation_config.meta or {}).get("rule", ""),
-        "unexpected_count": res.get("unexpected_count", res.get("observed_value")),
-        "examples": [str(x)[:200] for x in (res.get("partial_unexpected_list") or [])[:5]],
-    }
+def _combined(results: list[Any]) -> list[dict[str, Any]]:
+    """One line per expectation over all batches: counts summed, the first examples kept."""
+    out: dict[tuple[str, str | None], dict[str, Any]] = {}
+    for result in results:
+        for r in result.results:
+            config = r.expectation_config
+            res = r.result or {}
+            key = (config.type, config.kwargs.get("column"))
+            line = out.setdefault(
+                key,
+                {
+                    "expectation": config.type,
+                    "column": config.kwargs.get("column"),
+                    "rule": (config.meta or {}).get("rule", ""),
+                    "success": True,
+                    "unexpected_count": 0,
+                    "examples": [],
+                },
+            )
+            line["success"] &= bool(r.success)
+            count = res.get("unexpected_count", res.get("observed_value"))
+            if isinstance(count, int) and isinstance(line["unexpected_count"], int):
+                line["unexpected_count"] += count
+            else:
+                line["unexpected_count"] = count
+            if not r.success:
+                more = [str(x)[:200] for x in (res.get("partial_unexpected_list") or [])]
+                line["examples"] = (line["examples"] + more)[:5]
+    return list(out.values())
 
 
-def _html(day: date, success: bool, results: list[Any], docs_page: str) -> str:
+def _html(
+    day: date, success: bool, checks: list[dict[str, Any]], pages: list[str], batches: int
+) -> str:
     from html import escape
 
     rows = "".join(
-        f"<tr class={'ok' if r.success else 'fail'}><td>{'pass' if r.success else 'FAIL'}</td>"
-        f"<td>{escape(r.expectation_config.type)}</td>"
-        f"<td>{escape(str(r.expectation_config.kwargs.get('column', '')))}</td>"
-        f"<td>{escape(str((r.result or {}).get('unexpected_count', (r.result or {}).get('observed_value', ''))))}</td>"
-        f"<td>{escape(', '.join(str(x)[:80] for x in ((r.result or {}).get('partial_unexpected_list') or [])[:5]))}</td></tr>"
-        for r in results
+        f"<tr class={'ok' if c['success'] else 'fail'}><td>{'pass' if c['success'] else 'FAIL'}</td>"
+        f"<td>{escape(c['expectation'])}</td><td>{escape(str(c['column'] or ''))}</td>"
+        f"<td>{escape(str(c['unexpected_count']))}</td>"
+        f"<td>{escape(', '.join(x[:80] for x in c['examples']))}</td></tr>"
+        for c in checks
+    )
+    links = "".join(
+        f"<li><a href='{escape(Path(p).as_uri())}'>{escape(Path(p).parent.parent.parent.name)}</a></li>"
+        for p in pages
     )
     return (
         f"<!doctype html><meta charset=utf-8><title>Validation {day}</title>"
         "<style>body{font-family:sans-serif}td,th{padding:4px 8px;border-bottom:1px solid #ddd}"
         ".fail{background:#fdd}</style>"
         f"<h1>Transcripts {day}: {'passed' if success else 'FAILED'}</h1>"
-        f"<p>Suite <code>{SUITE_NAME}</code> v{SUITE_VERSION}, Great Expectations. "
-        f"<a href='{escape(Path(docs_page).as_uri())}'>Full Data Docs page</a>.</p>"
+        f"<p>Suite <code>{SUITE_NAME}</code> v{SUITE_VERSION}, Great Expectations, "
+        f"rows in {batches} batch(es); counts are summed over them.</p>"
         "<table><tr><th>result</th><th>expectation</th><th>column</th><th>unexpected</th>"
         f"<th>examples</th></tr>{rows}</table>"
+        f"<h2>Full Data Docs pages</h2><ul>{links}</ul>"
     )

@@ -264,7 +264,7 @@ def test_fast_path_stages_exactly_what_the_record_path_stages(
     tmp_path: Path, monkeypatch, caplog
 ) -> None:
     """The Arrow fast path is an optimisation only: same rows, same quarantine, same counts."""
-    from ml import ingest, jsonl_arrow
+    from ml import ingest, jsonl_arrow, staging
     from ml.generate import generate
 
     generate(tmp_path / "feed", days=1, per_day=1500, start=DAY, seed=9)
@@ -282,26 +282,37 @@ def test_fast_path_stages_exactly_what_the_record_path_stages(
     (day_dir / "zz-edge.jsonl").write_bytes(b"\n".join(edge))  # no final newline
     for f in sorted((tmp_path / "bench" / DAY.isoformat()).iterdir()):
         (day_dir / f"b-{f.name}").write_bytes(f.read_bytes())
+    # A file delivered twice, with a blank line first: every record a repeated id, read back.
+    (day_dir / "c-again.jsonl").write_bytes(b"\n" + (day_dir / "b-part-000.jsonl").read_bytes())
     # Small blocks: records cross block boundaries, refused chunks are halved many times.
     monkeypatch.setattr(jsonl_arrow, "BLOCK_BYTES", 64 << 10)
     monkeypatch.setattr(jsonl_arrow, "MIN_CHUNK_LINES", 1)  # in this process: down to one line
     files = discover(str(tmp_path / "feed"), DAY)
     staged = {}
     # Arrow path in two worker processes, in this process, then record by record.
-    for key, fast, workers in (("pool", True, "2"), ("fast", True, "1"), ("slow", False, "1")):
+    # "buckets": the day staged in many buckets (as a day of gigabytes is), merged one by one.
+    variants = [
+        ("pool", True, "2", staging.BUCKET_INPUT_BYTES),
+        ("fast", True, "1", staging.BUCKET_INPUT_BYTES),
+        ("buckets", True, "2", 100 << 10),
+        ("slow", False, "1", staging.BUCKET_INPUT_BYTES),
+    ]
+    for key, fast, workers, bucket_bytes in variants:
         monkeypatch.setattr(ingest, "FAST_PATH", fast)
+        monkeypatch.setattr(staging, "BUCKET_INPUT_BYTES", bucket_bytes)
         monkeypatch.setenv("INTENTFLOW_INGEST_WORKERS", workers)
         out = tmp_path / f"stage-{key}"
         with caplog.at_level("INFO", logger="ml.ingest"):
             staged[key] = normalise(files, DAY, out, str(tmp_path / "feed"))
-        assert ("worker processes" in caplog.text) == (key == "pool")
+        assert ("worker processes" in caplog.text) == (key in ("pool", "buckets"))
         caplog.clear()
         staged[key]["tables"] = [
             pq.read_table(out / f) for f in ("rows.parquet", "quarantine.parquet")
         ]
     slow = staged["slow"]
-    for fast in (staged["pool"], staged["fast"]):
-        assert fast["tables"][0].equals(slow["tables"][0])
+    assert len(list((tmp_path / "stage-buckets" / "runs").iterdir())) > 10  # many buckets
+    for fast in (staged["pool"], staged["fast"], staged["buckets"]):
+        assert fast["tables"][0].sort_by("conversation_id").equals(slow["tables"][0])
         # The quarantine is published sorted by file and line (ml.lake.write_quarantine).
         order = [("source_file", "ascending"), ("line", "ascending")]
         got, want = (s["tables"][1].sort_by(order).to_pylist() for s in (fast, slow))
@@ -314,4 +325,12 @@ def test_fast_path_stages_exactly_what_the_record_path_stages(
             "new_intents",
         ):
             assert fast[key] == slow[key], key
+    # One bucket: ordered by id (as lake.write_partition orders a table), hash of that order.
+    for key in ("pool", "fast"):
+        assert staged[key]["content_hash"] == slow["content_hash"]
+        assert staged[key]["content_hash"] == lake.table_content_hash(slow["tables"][0])
+    assert staged["buckets"]["content_hash"] == lake.table_content_hash(
+        staged["buckets"]["tables"][0]
+    )
     assert fast["rows_written"] > 4000 and len(fast["quarantine_rules"]) >= 6
+    assert fast["quarantine_rules"]["duplicate_id"] >= 1500

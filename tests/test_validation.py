@@ -102,3 +102,30 @@ def test_allowed_languages_come_from_config(
 ) -> None:
     monkeypatch.setenv("INTENTFLOW_LANGUAGES", "en,fr")
     assert check(tmp_path, [row(0, language="fr")]).success
+
+
+def test_batches_are_checked_one_by_one_and_counted_together(tmp_path: Path) -> None:
+    """A big day is validated in batches (bounded memory); counts add up over them."""
+    batches = [
+        pa.Table.from_pylist(
+            [row(i) for i in range(k * 10, k * 10 + 10)]
+            + [row(90 + k, text="mail a@b.com"), row(95 + k, language="fr")],
+            schema=TRANSCRIPT_SCHEMA,
+        )
+        for k in range(3)
+    ]
+    out = run_suite(
+        iter(batches), DAY, known_intents(), tmp_path / "report", min_rows=40, row_count=36
+    )
+    assert failed_rules(out) == {
+        ("expect_column_values_to_not_match_regex", "text"): 3,
+        ("expect_column_values_to_be_in_set", "language"): 3,
+        ("expect_table_row_count_to_be_between", None): 36,
+    }
+    language = next(f for f in out.failed if f["column"] == "language")
+    assert language["examples"] == ["fr", "fr", "fr"]
+    # One Data Docs page per batch and one for the day, all linked from the summary.
+    pages = list((tmp_path / "report" / "data_docs" / "validations").rglob("*.html"))
+    assert len(pages) == 4
+    summary = Path(out.report_path).read_text()
+    assert all(p.as_uri() in summary for p in pages) and "3 batch(es)" in summary
