@@ -83,10 +83,10 @@ def train_step(
 ) -> dict[str, Any]:
     import json
 
+    from ml.artifact_files import METRICS_FILE
     from ml.artifacts import publish_artifact
     from ml.dataset import local_snapshot
     from ml.device import gpu_lease, training_device
-    from ml.train import METRICS_FILE
 
     cfg = cfg or settings()
     spec = _spec(model, cfg)
