@@ -30,14 +30,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import shutil
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,27 +45,29 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ml.artifacts import assert_safetensors_only, directory_sha256, verify_artifact
+from ml import artifact_files
+from ml.artifact_files import (
+    METRICS_FILE,
+    MODEL_CARD_FILE,
+    check_out_dir,
+    read_json,
+    save_model_files,
+    write_staged,
+    write_training_record,
+)
+from ml.artifacts import assert_safetensors_only, verify_artifact
 from ml.config import default_base_model
 from ml.dataset import SPLITS, split_of
-
-# Private helpers of ml.train reused as they are (seeding, device, AdamW, autocast, length-
-# grouped batches, progress log, checkpoints, run state): one training recipe, not two.
-from ml.train import (
-    _amp_dtype,
-    _check_out_dir,
-    _device,
-    _dump,
-    _length_grouped_batches,
-    _load_checkpoint,
-    _log_progress,
-    _optimizer,
-    _read_json,
-    _RunState,
-    _save_checkpoint,
-    _set_seed,
-    _versions,
+from ml.loop import (
+    BaseTrainConfig,
+    LoopTask,
+    Outcome,
+    amp_dtype,
+    set_seed,
+    torch_device,
+    train_epochs,
 )
+from ml.tasks import TASK_FILE
 
 if TYPE_CHECKING:
     import torch
@@ -77,10 +78,6 @@ logger = logging.getLogger("ml.answers")
 TASK = "answers"
 PROMOTION_METRIC = "mrr"
 
-TASK_FILE = "task.json"
-METRICS_FILE = "metrics.json"
-TRAIN_CONFIG_FILE = "train_config.json"
-MODEL_CARD_FILE = "README.md"
 BANK_FILE = "answers.parquet"
 EMBEDDINGS_FILE = "answer_embeddings.safetensors"
 QUARANTINE_FILE = "quarantine.parquet"
@@ -106,31 +103,25 @@ class EmptyBankError(ValueError):
 
 
 @dataclass
-class AnswersConfig:
-    """Every bi-encoder training default; serialised, resolved, into train_config.json."""
+class AnswersConfig(BaseTrainConfig):
+    """Bi-encoder training: ml.loop's shared settings, with the defaults a sentence encoder
+    needs, plus the answer-only ones. Serialised, resolved, into train_config.json.
 
-    # None: the packaged MiniLM-L6 (ml.config.default_base_model()).
-    base_model: str | None = None
+    In-batch negatives: the shared batch_size also sets how many negatives a query sees a step.
+    """
+
     # all-MiniLM-L6 is already a sentence encoder: one or two epochs adapt it to the bank.
     epochs: int = 2
     learning_rate: float = 3e-5
-    # In-batch negatives: a bigger batch gives each query more negatives per step.
-    batch_size: int = 32
     # Customer messages are short; replies are long and their opening says what they answer,
     # so replies are truncated harder than BERT's 512 for CPU speed.
     max_length: int = 64
+    # Stop when validation MRR has not improved for this many epochs (best epoch kept).
+    early_stopping_patience: int | None = 1
     answer_max_length: int = 64
     # Similarities are cosines in [-1, 1]; x20 (temperature 0.05) gives the softmax a usable
     # range (sentence-transformers' MultipleNegativesRankingLoss default).
     scale: float = 20.0
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 42
-    max_steps: int | None = None
-    num_threads: int | None = None
-    log_every: int = 20
-    # Stop when validation MRR has not improved for this many epochs (best epoch kept).
-    early_stopping_patience: int | None = 1
     # Validation ranks its questions against their own answers plus a fixed sample of the
     # bank's others, up to this many answers: re-encoding a whole bank every epoch costs
     # minutes on a CPU. None: the whole bank (what evaluate() always uses).
@@ -141,12 +132,10 @@ def answers_config(config: dict[str, Any] | AnswersConfig | None) -> AnswersConf
     """An AnswersConfig from DAG params / CLI options; keys of other tasks are ignored."""
     if isinstance(config, AnswersConfig):
         return config
-    names = {f.name for f in fields(AnswersConfig)}
-    given = {k: v for k, v in (config or {}).items() if k in names and v not in (None, "")}
-    ignored = sorted(set(config or {}) - names)
+    ignored = sorted(set(config or {}) - {f.name for f in fields(AnswersConfig)})
     if ignored:
         logger.info("answers training ignores options %s", ignored)
-    return AnswersConfig(**given)
+    return AnswersConfig.from_params(config)
 
 
 # --- data: normalisation, bank, groups ---------------------------------------------------------
@@ -362,7 +351,7 @@ def build_dataset(
     folder = out_root / digest[:16]
     if (folder / "snapshot.json").exists():
         logger.info("snapshot %s exists: reused", folder)
-        return _read_json(folder / "snapshot.json") | {"path": str(folder)}
+        return read_json(folder / "snapshot.json") | {"path": str(folder)}
     if not pairs:
         _write_quarantine(out_root / f"{digest[:16]}.{QUARANTINE_FILE}", quarantine)
         raise EmptyBankError(
@@ -452,7 +441,7 @@ def _load_encoder(base_model: str) -> tuple[PreTrainedModel, PreTrainedTokenizer
     model = AutoModel.from_pretrained(
         path, dtype=torch.float32, use_safetensors=True, add_pooling_layer=False
     )
-    return model.to(_device()), tokenizer
+    return model.to(torch_device()), tokenizer
 
 
 def _embed(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -486,7 +475,7 @@ def encode(
     examples = [{k: encoded[k][i] for k in encoded.keys()} for i in range(len(texts))]
     order = np.argsort([len(e["input_ids"]) for e in examples], kind="stable")
     collate = DataCollatorWithPadding(tokenizer)
-    amp = _amp_dtype(device)
+    amp = amp_dtype(device)
     with (
         torch.inference_mode(),
         torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None),
@@ -583,11 +572,23 @@ class _Pairs:
     answers: list[dict[str, list[int]]]
     answer_ids: list[str]
     intents: list[str | None]
+    lengths: list[int] = field(init=False)
+    # Per pair, a small integer per distinct answer id: the loss's "same answer?" test travels
+    # to the device as a tensor.
+    answer_codes: list[int] = field(init=False)
 
-    @property
-    def lengths(self) -> list[int]:
+    def __post_init__(self) -> None:
         pairs = zip(self.queries, self.answers, strict=True)
-        return [len(q["input_ids"]) + len(a["input_ids"]) for q, a in pairs]
+        self.lengths = [len(q["input_ids"]) + len(a["input_ids"]) for q, a in pairs]
+        codes: dict[str, int] = {}
+        self.answer_codes = [codes.setdefault(a, len(codes)) for a in self.answer_ids]
+
+    def examples(self, ids: list[int]) -> list[dict[str, Any]]:
+        """The loop's view of a batch: each pair's query, answer and answer code."""
+        return [
+            {"query": self.queries[i], "answer": self.answers[i], "code": self.answer_codes[i]}
+            for i in ids
+        ]
 
 
 def _read_pairs_split(snapshot_dir: Path, split: str) -> dict[str, list[Any]]:
@@ -623,11 +624,12 @@ def _tokenize_pairs(
 
 
 def in_batch_loss(
-    queries: torch.Tensor, answers: torch.Tensor, answer_ids: Sequence[str], scale: float
+    queries: torch.Tensor, answers: torch.Tensor, answer_ids: Sequence[Any], scale: float
 ) -> torch.Tensor:
     """Cross-entropy over the batch's scaled query x answer similarities (diagonal = positive).
 
-    Another row's answer that is the same bank entry is not a negative: it is masked out.
+    Another row's answer that is the same bank entry (equal id) is not a negative: it is
+    masked out.
     """
     import torch
 
@@ -638,17 +640,6 @@ def in_batch_loss(
     logits = logits.masked_fill(same, float("-inf"))
     targets = torch.arange(len(answer_ids), device=logits.device)
     return torch.nn.functional.cross_entropy(logits, targets)
-
-
-@dataclass
-class _Outcome:
-    best_epoch: int
-    validation: dict[str, Any]
-    train_loss: float
-    epochs_run: int
-    steps: int
-    samples_per_second: float
-    history: list[dict[str, Any]]
 
 
 def fine_tune(
@@ -671,8 +662,8 @@ def fine_tune(
     started = time.perf_counter()
     snapshot_dir, out_dir = Path(snapshot_dir), Path(out_dir)
     cfg = answers_config(config)
-    _check_out_dir(out_dir)
-    snapshot = _read_json(snapshot_dir / "snapshot.json")
+    check_out_dir(out_dir)
+    snapshot = read_json(snapshot_dir / "snapshot.json")
     bank = read_bank(snapshot_dir / BANK_FILE)
     answer_text = dict(zip(bank["answer_id"].to_pylist(), bank["answer"].to_pylist(), strict=True))
     train_rows = _read_pairs_split(snapshot_dir, "train")
@@ -685,7 +676,7 @@ def fine_tune(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        _set_seed(cfg.seed)
+        set_seed(cfg.seed)
         model, tokenizer = _load_encoder(base_model)
         limit = model.config.max_position_embeddings
         resolved = replace(
@@ -703,9 +694,10 @@ def fine_tune(
             len(val_rows["text"]),
             bank.num_rows,
             threads,
-            _device().type,
+            torch_device().type,
         )
-        outcome = _train(model, tokenizer, train, val_rows, bank, resolved, checkpoint_dir)
+        task = _pairs_loop(tokenizer, val_rows, bank, resolved)
+        outcome = train_epochs(model, train, resolved, task, checkpoint_dir)
         embeddings = encode(
             model, tokenizer, bank["answer"].to_pylist(), resolved.answer_max_length
         )
@@ -769,112 +761,42 @@ def _score(scores: np.ndarray, rows: dict[str, list[Any]], bank: pa.Table) -> di
     )
 
 
-def _train(
-    model: PreTrainedModel,
+def _pairs_loop(
     tokenizer: PreTrainedTokenizerBase,
-    train: _Pairs,
     val_rows: dict[str, list[Any]],
     bank: pa.Table,
     config: AnswersConfig,
-    checkpoints: Path | None,
-) -> _Outcome:
-    """ml.train's loop shape for pairs: epochs, validation MRR, best epoch kept, checkpoints."""
+) -> LoopTask:
+    """ml.loop's task description for pairs: in-batch negatives, validation MRR."""
     import torch
-    from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
+    from transformers import DataCollatorWithPadding
 
-    device = _device()
-    amp = _amp_dtype(device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
-    collate = DataCollatorWithPadding(tokenizer)
-    total_steps = config.epochs * math.ceil(len(train.queries) / config.batch_size)
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
-    optimizer = _optimizer(model, config)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
-    )
-    run = _RunState()
-    if checkpoints is not None:
-        run = _load_checkpoint(checkpoints, config, model, optimizer, scheduler) or run
-    lengths = train.lengths
+    pad = DataCollatorWithPadding(tokenizer)
     val_bank = validation_bank(val_rows, bank, config.validation_bank)
-    window_loss, window_steps = 0.0, 0
-    for epoch in range(run.epoch + 1, config.epochs + 1):
-        if run.step >= total_steps or run.stale_epochs_exhausted(config):
-            break
-        model.train()
-        epoch_loss, epoch_batches = 0.0, 0
-        rng = np.random.default_rng(config.seed + epoch)
-        for batch_ids in _length_grouped_batches(lengths, config.batch_size, rng):
-            if run.step >= total_steps:
-                break
-            if len(batch_ids) < 2:
-                continue  # one pair has no in-batch negative: nothing to learn from it
-            tick = time.perf_counter()
-            q = collate([train.queries[i] for i in batch_ids])
-            a = collate([train.answers[i] for i in batch_ids])
-            with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-                qv = _embed(model, {k: v.to(device) for k, v in q.items()})
-                av = _embed(model, {k: v.to(device) for k, v in a.items()})
-                ids = [train.answer_ids[i] for i in batch_ids]
-                loss = in_batch_loss(qv, av, ids, config.scale)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            loss_value = loss.item()
-            run.step += 1
-            run.samples += len(batch_ids)
-            run.train_seconds += time.perf_counter() - tick
-            epoch_loss, epoch_batches = epoch_loss + loss_value, epoch_batches + 1
-            window_loss, window_steps = window_loss + loss_value, window_steps + 1
-            if run.step % config.log_every == 0 or run.step == total_steps:
-                _log_progress(
-                    run.step,
-                    total_steps,
-                    window_loss / window_steps,
-                    run.samples,
-                    run.train_seconds,
-                )
-                window_loss, window_steps = 0.0, 0
 
-        metrics = _validate(model, tokenizer, val_rows, val_bank, config)
-        train_loss = epoch_loss / max(epoch_batches, 1)
-        brief = {k: v for k, v in metrics.items() if k != "per_class"}
-        run.history.append({"epoch": epoch, "steps": run.step, "train_loss": train_loss, **brief})
-        logger.info(
-            "epoch %d/%d: train loss %.4f, validation MRR %.4f, recall@1 %.4f (n=%d)",
-            epoch,
-            config.epochs,
-            train_loss,
-            metrics["mrr"],
-            metrics["recall_at_1"],
-            metrics["n"],
-        )
-        score = metrics["mrr"] if metrics["n"] else float(epoch)
-        if run.best_epoch == 0 or score > run.best_score:
-            run.best_score, run.best_epoch, run.best_metrics = score, epoch, metrics
-            run.best_state = {
-                k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
-            }
-        run.epoch = epoch
-        if checkpoints is not None:
-            _save_checkpoint(checkpoints, config, run, model, optimizer, scheduler)
+    def collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
+        queries = pad([e["query"] for e in examples])
+        answers = pad([e["answer"] for e in examples])
+        return {
+            **{f"query_{k}": v for k, v in queries.items()},
+            **{f"answer_{k}": v for k, v in answers.items()},
+            "codes": torch.tensor([e["code"] for e in examples]),
+        }
 
-    if run.best_epoch == 0:
-        raise RuntimeError("no epoch ran: check epochs and max_steps")
-    model.load_state_dict(run.best_state)
-    kept = run.history[run.best_epoch - 1]
-    logger.info("keeping epoch %d (validation MRR %.4f)", run.best_epoch, kept["mrr"])
-    return _Outcome(
-        best_epoch=run.best_epoch,
-        validation=run.best_metrics,
-        train_loss=kept["train_loss"],
-        epochs_run=len(run.history),
-        steps=run.step,
-        samples_per_second=run.samples / run.train_seconds if run.train_seconds else 0.0,
-        history=run.history,
+    def loss(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        def side(prefix: str) -> dict[str, Any]:
+            return {k[len(prefix) :]: v for k, v in batch.items() if k.startswith(prefix)}
+
+        queries, answers = _embed(model, side("query_")), _embed(model, side("answer_"))
+        return in_batch_loss(queries, answers, batch["codes"].tolist(), config.scale)
+
+    return LoopTask(
+        collate=collate,
+        # Looked up at call time: the resume test swaps _validate for one that dies.
+        validate=lambda model: _validate(model, tokenizer, val_rows, val_bank, config),
+        metric=PROMOTION_METRIC,
+        loss=loss,
+        min_batch=2,  # one pair has no in-batch negative: nothing to learn from it
     )
 
 
@@ -889,83 +811,43 @@ def _write_artifact(
     embeddings: np.ndarray,
     config: AnswersConfig,
     snapshot: dict[str, Any],
-    outcome: _Outcome,
+    outcome: Outcome,
     wall_seconds: float,
 ) -> None:
-    """Everything into a hidden sibling first, then one rename: no half-written artifact."""
+    """The answers artifact, written atomically (ml.artifact_files.write_staged)."""
     import torch
     from safetensors.torch import save_file
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        assert_safetensors_only(staging)
+    def fill(staging: Path) -> None:
+        task = {
+            "task": TASK,
+            "pooling": "mean",
+            "normalized": True,
+            "max_length": config.max_length,
+            "answer_max_length": config.answer_max_length,
+            "bank_size": bank.num_rows,
+        }
+        save_model_files(staging, model, tokenizer, task)
         pq.write_table(bank, staging / BANK_FILE)
         save_file(
             {"embeddings": torch.from_numpy(embeddings)},
             str(staging / EMBEDDINGS_FILE),
             metadata={"rows": str(bank.num_rows), "order": BANK_FILE},
         )
-        _dump(
-            staging / TASK_FILE,
-            {
-                "task": TASK,
-                "pooling": "mean",
-                "normalized": True,
-                "max_length": config.max_length,
-                "answer_max_length": config.answer_max_length,
-                "bank_size": bank.num_rows,
-            },
-        )
-        _dump(
-            staging / TRAIN_CONFIG_FILE,
-            {**asdict(config), "snapshot_hash": snapshot.get("hash"), **_versions()},
-        )
-        _dump(
-            staging / METRICS_FILE,
-            {
-                "validation": outcome.validation,
-                "best_epoch": outcome.best_epoch,
-                "train_loss": outcome.train_loss,
-                "samples_per_second": outcome.samples_per_second,
-                "wall_seconds": wall_seconds,
-                "epochs_run": outcome.epochs_run,
-                "steps": outcome.steps,
-                "history": outcome.history,
-            },
-        )
+        write_training_record(staging, config, snapshot, outcome, wall_seconds)
         card = _model_card(config, snapshot, bank, outcome)
         (staging / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
-        if out_dir.exists():
-            out_dir.rmdir()  # checked empty up front
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    write_staged(out_dir, fill)
 
 
 def artifact_summary(out_dir: Path) -> dict[str, Any]:
-    """What fine_tune returns, read back from a finished artifact (ml.train's keys)."""
-    out_dir = Path(out_dir)
-    metrics = _read_json(out_dir / METRICS_FILE)
-    config = _read_json(out_dir / TRAIN_CONFIG_FILE)
-    keys = ("validation", "samples_per_second", "wall_seconds", "epochs_run", "best_epoch")
-    return {
-        "artifact_dir": str(out_dir),
-        "artifact_sha256": directory_sha256(out_dir),
-        "task": TASK,
-        **{k: metrics[k] for k in keys},
-        "train_loss": metrics["train_loss"],
-        "base_model": config["base_model"],
-        "config": {f.name: config[f.name] for f in fields(AnswersConfig) if f.name in config},
-    }
+    """What fine_tune returns, read back from a finished artifact (ml.train's keys + task)."""
+    return artifact_files.artifact_summary(out_dir, AnswersConfig, task=TASK)
 
 
 def _model_card(
-    config: AnswersConfig, snapshot: dict[str, Any], bank: pa.Table, outcome: _Outcome
+    config: AnswersConfig, snapshot: dict[str, Any], bank: pa.Table, outcome: Outcome
 ) -> str:
     val = outcome.validation
     settings = "\n".join(f"- {key}: {value}" for key, value in asdict(config).items())
@@ -1038,7 +920,7 @@ class Retriever:
         if expected_sha256 is not None:
             verify_artifact(path, expected_sha256)
         assert_safetensors_only(path)
-        task = _read_json(path / TASK_FILE)
+        task = read_json(path / TASK_FILE)
         if task.get("task") != TASK:
             raise ValueError(f"artifact {path} is a {task.get('task')!r} model, not {TASK!r}")
         bank = read_bank(path / BANK_FILE)

@@ -177,6 +177,7 @@ def train(
     from ml import retrain
     from ml.config import ConfigError
     from ml.dataset import EmptyWindowError, snapshot_from_file
+    from ml.metric_views import task_view
     from ml.tasks import UnknownTaskError, task_module
 
     cfg = settings()
@@ -207,7 +208,8 @@ def train(
     result = retrain.run_on_snapshot(snap, params, run_key, actor="cli", cfg=cfg, model=spec)
     text = (
         f"{result['model']}:{result['version']} → {result['alias']}  "
-        f"{_headline(result['test'], result['metric'])}\n  " + "\n  ".join(result["reasons"])
+        f"{_headline(result['test'], task_view(result['task'], result['metric']))}\n  "
+        + "\n  ".join(result["reasons"])
     )
     _emit(result, as_json, text)
 
@@ -233,13 +235,14 @@ def _model_for(model: str | None, task: str | None, data: Path | None) -> Any:
     )
 
 
-def _headline(metrics: dict[str, Any], metric: str) -> str:
-    """The test metrics a person reads first: the promotion metric, then the usual ones."""
-    keys = dict.fromkeys(
-        [metric, "accuracy", "macro_f1", "micro_f1", "mrr", "recall_at_1", "recall_at_5"]
-    )
-    shown = [f"{k} {metrics[k]:.4f}" for k in keys if isinstance(metrics.get(k), int | float)]
-    return f"test {'  '.join(shown)}  n={metrics.get('n')}"
+def _headline(metrics: dict[str, Any], view: Any) -> str:
+    """The test metrics a person reads first (an ml.metric_views.MetricView): the primary one,
+    then the task's usual ones."""
+    return f"test {_metrics_text(view.headline(metrics), ' ')}  n={metrics.get('n')}"
+
+
+def _metrics_text(metrics: dict[str, float], sep: str) -> str:
+    return "  ".join(f"{k}{sep}{v:.4f}" for k, v in metrics.items()) or "-"
 
 
 @app.command()
@@ -257,6 +260,7 @@ def evaluate(
 ) -> None:
     """Score a registered model on a labeled file (dispatched by the artifact's task type)."""
     from ml.evaluate import evaluate_model
+    from ml.metric_views import metric_view
     from ml.tasks import task_module
 
     try:
@@ -267,10 +271,10 @@ def evaluate(
             )
         else:
             metrics = task_module(kind).evaluate(artifact, data, version.artifact_sha256)
-        headline = task_module(kind).PROMOTION_METRIC
     except _model_errors() as exc:
         _fail(str(exc))
-    text = f"{version.model}:{version.version} on {data}: {_headline(metrics, headline)}"
+    headline = _headline(metrics, metric_view(version.model, kind))
+    text = f"{version.model}:{version.version} on {data}: {headline}"
     for label, per in metrics.get("per_class", {}).items() if kind != "intent" else ():
         scores = "  ".join(f"{k} {v:.4f}" for k, v in per.items() if k != "support")
         text += f"\n  {label:<16} {scores}  n={per.get('support', '?')}"
@@ -373,13 +377,12 @@ def registry_list(
             registry.get(model)  # raises "model ... is not registered (registered models: ...)"
     except RegistryError as exc:
         _fail(str(exc))
-    rows = [_version_row(v) for v in versions]
-    lines = [f"{'model':<12}{'version':>8}  {'aliases':<22}{'accuracy':>9}{'macro-F1':>9}  created"]
+    rows = _version_rows(versions)
+    lines = [f"{'model':<12}{'version':>8}  {'aliases':<22}{'task':<10}{'created':<18}test metrics"]
     for r in rows:
-        acc, f1 = r["test_accuracy"], r["test_macro_f1"]
         lines.append(
             f"{r['model']:<12}{r['version']:>8}  {','.join(r['aliases']) or '-':<22}"
-            f"{acc if acc is None else f'{acc:.4f}':>9}{f1 if f1 is None else f'{f1:.4f}':>9}  {r['created_at']:%Y-%m-%d %H:%M}"
+            f"{r['task']:<10}{r['created_at']:%Y-%m-%d %H:%M}  {_metrics_text(r['metrics'], ' ')}"
         )
     _emit(rows, as_json, "\n".join(lines) if rows else "no registered versions")
 
@@ -405,6 +408,7 @@ def registry_show(
     as_json: AsJson = False,
 ) -> None:
     """One version: aliases, metrics, lineage and its audit trail."""
+    from ml.metric_views import metric_view
     from ml.registry import RegistryError
 
     registry = _registry()
@@ -422,9 +426,11 @@ def registry_show(
     ]
     for name in sorted(k for k in test if k != "per_class"):
         lines.append(f"  test {name:<16}{test[name]:.4f}")
+    per_class = metric_view(v.model, v.task_type).class_metric
     for label, per in sorted(test.get("per_class", {}).items()):
         lines.append(
-            f"    {label:<24} f1 {per.get('f1', float('nan')):.4f}  n={per.get('support', '?')}"
+            f"    {label:<24} {per_class} {per.get(per_class, float('nan')):.4f}"
+            f"  n={per.get('support', '?')}"
         )
     for r in audit:
         lines.append(
@@ -564,28 +570,44 @@ def _num(x: float | None, signed: bool = False) -> str:
     return f"{x:+.4f}" if signed else f"{x:.4f}"
 
 
-def _version_row(v: Any) -> dict[str, Any]:
-    test = v.metrics.get("test", {})
-    return {
-        "model": v.model,
-        "version": v.version,
-        "aliases": list(v.aliases),
-        "test_accuracy": test.get("accuracy"),
-        "test_macro_f1": test.get("macro_f1"),
-        "data_snapshot_hash": v.data_snapshot_hash,
-        "artifact_uri": v.artifact_uri,
-        "created_at": v.created_at,
-    }
+def _version_rows(versions: list[Any]) -> list[dict[str, Any]]:
+    """Versions as rows, each with its task's headline test metrics (ml.metric_views)."""
+    from ml.metric_views import metric_view
+
+    views: dict[tuple[str, str], Any] = {}
+    rows = []
+    for v in versions:
+        key = (v.model, v.task_type)
+        if key not in views:  # one models-configuration read per model, not per version
+            views[key] = metric_view(*key)
+        view = views[key]
+        test = v.metrics.get("test", {})
+        rows.append(
+            {
+                "model": v.model,
+                "version": v.version,
+                "aliases": list(v.aliases),
+                "task": v.task_type,
+                "metrics": view.headline(test),  # the task's own, primary first
+                # Intent's two headline figures under their earlier keys, for scripts.
+                "test_accuracy": test.get("accuracy"),
+                "test_macro_f1": test.get("macro_f1"),
+                "data_snapshot_hash": v.data_snapshot_hash,
+                "artifact_uri": v.artifact_uri,
+                "created_at": v.created_at,
+            }
+        )
+    return rows
 
 
 @app.command()
 def report(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """What is in the lake (rows and quarantine per day) and in the registry."""
+    """What is in the lake (rows and quarantine per day) and in the registry (every model)."""
     from ml import lake
 
     cfg = settings()
     days = [lake.read_manifest(cfg.lake, d) for d in lake.list_partitions(cfg.lake)]
-    versions = [_version_row(v) for v in _registry().list_versions(cfg.model_name)]
+    versions = _version_rows(_registry().list_versions())
     lines = [f"lake {cfg.lake}", f"{'day':<12}{'read':>7}{'written':>9}{'quarantined':>13}  rules"]
     for m in days:
         rules = ", ".join(f"{k}={v}" for k, v in m["quarantine_rules"].items())
@@ -596,7 +618,7 @@ def report(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     for v in versions:
         lines.append(
             f"{v['model']}:{v['version']}  aliases={','.join(v['aliases']) or '-'}  "
-            f"test accuracy={v['test_accuracy']:.4f} macro-F1={v['test_macro_f1']:.4f}"
+            f"test {_metrics_text(v['metrics'], '=')}"
         )
     _emit({"days": days, "versions": versions}, as_json, "\n".join(lines))
 

@@ -23,8 +23,8 @@ definition, computed on character spans so evaluate() scores exactly what predic
 Implemented here (30 lines) rather than with `seqeval`: that works on per-word tag lists,
 which would need a second alignment back to words, and adds a dependency for a sum.
 
-Training reuses ml.train's loop (optimizer, schedule, seeds, checkpoints and resume, progress
-logging, early stopping) through ml.train.LoopTask.
+Training reuses ml.loop's loop (optimizer, schedule, seeds, checkpoints and resume, progress
+logging, early stopping) through ml.loop.LoopTask, with ml.train's TrainConfig.
 """
 
 from __future__ import annotations
@@ -572,7 +572,7 @@ def _score(
 def fine_tune(
     snapshot_dir: Path, out_dir: Path, config: dict[str, Any], checkpoint_dir: Path | None = None
 ) -> dict[str, Any]:
-    """Train a token-classification head on the snapshot's train split (ml.train's loop)."""
+    """Train a token-classification head on the snapshot's train split (ml.loop's loop)."""
     import torch
     from transformers import (
         AutoModelForTokenClassification,
@@ -580,25 +580,27 @@ def fine_tune(
         DataCollatorForTokenClassification,
     )
 
-    from ml import train as loop
-    from ml.intent import train_config
+    from ml import artifact_files as files
+    from ml import loop
+    from ml.evaluate import LABELS_FILE
+    from ml.train import TrainConfig, artifact_summary
 
     started = time.perf_counter()
     snapshot_dir, out_dir = Path(snapshot_dir), Path(out_dir)
-    loop._check_out_dir(out_dir)
-    snapshot = loop._read_json(snapshot_dir / "snapshot.json")
+    files.check_out_dir(out_dir)
+    snapshot = files.read_json(snapshot_dir / "snapshot.json")
     train_texts, train_spans = read_split(snapshot_dir / "train.parquet")
     val_texts, val_spans = read_split(snapshot_dir / "validation.parquet")
     if not train_texts:
         raise ValueError(f"the train split of snapshot {snapshot_dir} is empty: nothing to learn")
-    settings = train_config(config)
-    base_model = loop._resolve_base_model(settings.base_model, head="token-classification")
+    settings = TrainConfig.from_params(config)
+    base_model = loop.resolve_base_model(settings.base_model, head="token-classification")
     threads = settings.num_threads or os.cpu_count() or 1
     tags = tag_names()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        loop._set_seed(settings.seed)
+        loop.set_seed(settings.seed)
         tokenizer = AutoTokenizer.from_pretrained(base_model)
         if not tokenizer.is_fast:
             raise ValueError(
@@ -612,7 +614,7 @@ def fine_tune(
             ignore_mismatched_sizes=True,
             dtype=torch.float32,
             use_safetensors=True,
-        ).to(loop._device())
+        ).to(loop.torch_device())
         max_length = min(settings.max_length, model.config.max_position_embeddings)
         resolved = replace(
             settings, base_model=base_model, num_threads=threads, max_length=max_length
@@ -625,46 +627,30 @@ def fine_tune(
             len(train_texts),
             len(val_texts),
             threads,
-            loop._device().type,
+            loop.torch_device().type,
         )
         task = loop.LoopTask(
             collate=DataCollatorForTokenClassification(tokenizer),
             validate=lambda m: _score(m, tokenizer, validation, resolved.batch_size * 2),
             metric=PROMOTION_METRIC,
         )
-        outcome = loop._train(model, train, resolved, task, checkpoint_dir)
+        outcome = loop.train_epochs(model, train, resolved, task, checkpoint_dir)
     finally:
         torch.set_num_threads(previous_threads)
     wall_seconds = time.perf_counter() - started
     support = Counter(s.type for spans in train_spans for s in spans)
 
     def fill(staging: Path) -> None:
-        loop.save_model_files(staging, model, tokenizer, TASK)
-        loop._dump(staging / "labels.json", tags)
-        loop._dump(
-            staging / "train_config.json",
-            {**asdict(resolved), "snapshot_hash": snapshot.get("hash"), **loop._versions()},
-        )
-        loop._dump(
-            staging / loop.METRICS_FILE,
-            {
-                "validation": outcome.validation,
-                "best_epoch": outcome.best_epoch,
-                "train_loss": outcome.train_loss,
-                "samples_per_second": outcome.samples_per_second,
-                "wall_seconds": wall_seconds,
-                "epochs_run": outcome.epochs_run,
-                "steps": outcome.steps,
-                "history": outcome.history,
-            },
-        )
-        (staging / loop.MODEL_CARD_FILE).write_text(
+        files.save_model_files(staging, model, tokenizer, TASK)
+        files.write_json(staging / LABELS_FILE, tags)
+        files.write_training_record(staging, resolved, snapshot, outcome, wall_seconds)
+        (staging / files.MODEL_CARD_FILE).write_text(
             _model_card(resolved, snapshot, support, len(train_texts), outcome), encoding="utf-8"
         )
 
-    loop.write_staged(out_dir, fill)
+    files.write_staged(out_dir, fill)
     log.info("wrote artifact %s", out_dir)
-    return loop.artifact_summary(out_dir)
+    return artifact_summary(out_dir)
 
 
 def _model_card(

@@ -6,7 +6,6 @@ module's build_dataset is for a configured labeled file instead.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,7 @@ def train_config(params: dict[str, Any]) -> Any:
     """A TrainConfig from params naming its fields; None/"" mean the default, others are ignored."""
     from ml.train import TrainConfig
 
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    given = {k: v for k, v in params.items() if k in names and v not in (None, "")}
-    return TrainConfig(**given)
+    return TrainConfig.from_params(params)
 
 
 def fine_tune(

@@ -60,6 +60,14 @@ class ModelSpec:
     def from_lake(self) -> bool:
         return self.source == LAKE
 
+    @property
+    def primary_metric(self) -> str:
+        """The test metric promotion compares and views show first: the configured one, else
+        the task module's PROMOTION_METRIC (imported only when asked for)."""
+        from ml.tasks import task_module
+
+        return self.promotion_metric or task_module(self.task).PROMOTION_METRIC
+
 
 def default_models(cfg: Settings) -> list[ModelSpec]:
     return [

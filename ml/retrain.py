@@ -83,10 +83,10 @@ def train_step(
 ) -> dict[str, Any]:
     import json
 
+    from ml.artifact_files import METRICS_FILE
     from ml.artifacts import publish_artifact
     from ml.dataset import local_snapshot
     from ml.device import gpu_lease, training_device
-    from ml.train import METRICS_FILE
 
     cfg = cfg or settings()
     spec = _spec(model, cfg)
@@ -308,7 +308,7 @@ def promote_step(
 
     cfg = cfg or settings()
     spec = _spec(model, cfg)
-    metric = spec.promotion_metric or _task(spec).PROMOTION_METRIC
+    metric = spec.primary_metric
     policy = dataclasses.replace(PromotionPolicy.from_settings(cfg), metric=metric)
     decision = promote(
         Registry(cfg.registry_url),
@@ -349,6 +349,6 @@ def run_on_snapshot(
     return {
         **promoted,
         "task": spec.task,
-        "metric": spec.promotion_metric or _task(spec).PROMOTION_METRIC,
+        "metric": spec.primary_metric,
         "test": evaluation["challenger"],
     }

@@ -1,9 +1,9 @@
 """Fine-tune a BERT-class checkpoint into an intent classifier from a dataset snapshot.
 
-A plain PyTorch loop in the style of transformers' examples/pytorch/text-classification
-(`run_glue_no_trainer.py`): tokenize once, length-grouped batches with dynamic padding,
-AdamW with linear warmup/decay, validation after every epoch, and the best epoch kept.
-It runs on CPU by default and uses CUDA (with bf16 autocast) when one is present.
+Tokenize once, then ml.loop's training loop (length-grouped batches, AdamW with linear
+warmup/decay, validation macro-F1 after every epoch, the best epoch kept, checkpoints, DDP
+under torchrun) with label-smoothed cross-entropy, and an intent artifact written through
+ml.artifact_files. It runs on CPU by default and uses CUDA (with bf16 autocast) when present.
 
 torch and transformers are imported inside functions: DAG files import this module at parse
 time, and the scheduler must not pay for torch on every parse.
@@ -11,32 +11,36 @@ time, and the scheduler must not pay for torch on every parse.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
-import random
-import shutil
 import time
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyarrow.parquet as pq
 
-from ml import distributed
-from ml.artifacts import assert_safetensors_only, directory_sha256
-from ml.config import default_base_model
-from ml.evaluate import (
-    LABELS_FILE,
-    TRAIN_CONFIG_FILE,
-    batched_probabilities,
-    classification_metrics,
+from ml import artifact_files, distributed
+from ml.artifact_files import (
+    MODEL_CARD_FILE,
+    check_out_dir,
+    read_json,
+    save_model_files,
+    write_json,
+    write_staged,
+    write_training_record,
 )
-from ml.tasks import TASK_FILE
+from ml.evaluate import LABELS_FILE, batched_probabilities, classification_metrics
+from ml.loop import (
+    BaseTrainConfig,
+    LoopTask,
+    Outcome,
+    resolve_base_model,
+    set_seed,
+    torch_device,
+    train_epochs,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -44,54 +48,24 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("ml.train")
 
-METRICS_FILE = "metrics.json"
-MODEL_CARD_FILE = "README.md"
-# Batches are sorted by length within groups of this many batches, then the batches are
-# shuffled: padding waste drops sharply while each epoch still sees a fresh order.
-LENGTH_GROUP_BATCHES = 50
 # Fewer train examples than this for a label: trained anyway (the label stays in the model),
 # but its predictions are unreliable, so the log and the model card say so.
 RARE_LABEL_EXAMPLES = 5
 
 
 @dataclass
-class TrainConfig:
-    """Every training default in one place. Serialized, resolved, into train_config.json."""
+class TrainConfig(BaseTrainConfig):
+    """Intent training: ml.loop's shared settings (their defaults are intent's) plus the
+    intent-only ones below. Serialized, resolved, into train_config.json."""
 
-    # None: the packaged MiniLM-L6 (ml.config.default_base_model()). Else a local checkpoint dir.
-    base_model: str | None = None
-    # Banking77 (77 intents, 8k examples) is still improving at epoch 5; 6 epochs of MiniLM-L6
-    # fit the 15-minute budget on 2 CPU cores (~10 min measured as CPU time / threads).
-    epochs: int = 6
-    # MiniLM-L6 is small and shallow, and its [CLS] pooler was not trained for sentences: at
-    # 1e-4 Banking77 reaches 62% validation accuracy after epoch 1, at 2e-4 74.5%.
-    learning_rate: float = 2e-4
-    # Fits comfortably in CPU memory at max_length 128 and keeps AdamW steps stable.
-    batch_size: int = 32
-    # Longer texts are truncated to this many tokens (customer turns rarely exceed it); it is
-    # also capped at the checkpoint's max_position_embeddings.
-    max_length: int = 128
-    # A short warmup keeps the randomly initialised head from wrecking pretrained weights early.
-    warmup_ratio: float = 0.1
-    # Standard AdamW decay; not applied to biases and LayerNorm weights.
-    weight_decay: float = 0.01
-    # Seeds random, numpy and torch (head init, dropout, batch order): same seed, same model.
-    seed: int = 42
-    # Stop after this many optimizer steps in total (tests, smoke runs). None: run all epochs.
-    max_steps: int | None = None
-    # torch intra-op threads. None: os.cpu_count() (shared out among torchrun processes). Set
-    # explicitly because torch's default can collapse throughput when a busy process shares cores.
-    num_threads: int | None = None
-    # Log progress every this many optimizer steps.
-    log_every: int = 20
-    # Stop when validation macro-F1 has not improved for this many epochs (the best epoch is
-    # kept either way). None: always run every epoch.
-    early_stopping_patience: int | None = 2
     # One optimizer step every this many batches: a larger effective batch in the same memory.
     gradient_accumulation_steps: int = 1
     # Cross-entropy label smoothing: intent sets have near-synonym classes (Banking77's
     # card_arrival / card_delivery_estimate); softer targets generalise better.
     label_smoothing: float = 0.1
+
+    def accumulation_steps(self) -> int:
+        return max(1, self.gradient_accumulation_steps)
 
 
 @dataclass
@@ -109,35 +83,6 @@ class _Split:
     def examples(self, ids: Sequence[int]) -> list[dict[str, Any]]:
         """The loop's view of a batch: encodings plus the target under `labels`."""
         return [{**self.encoded[i], "labels": self.label_ids[i]} for i in ids]
-
-
-@dataclass
-class LoopTask:
-    """What the task-agnostic training loop needs to know about one task type.
-
-    `collate` pads a batch of examples (each with its target under "labels") into tensors the
-    model takes as keyword arguments; `validate` scores the model on the validation split
-    (a metrics dict with "n" and `metric`); the epoch with the highest `metric` is kept.
-    """
-
-    collate: Callable[[list[dict[str, Any]]], dict[str, Any]]
-    validate: Callable[[PreTrainedModel], dict[str, Any]]
-    metric: str
-    # The training loss from the model's outputs and the batch; None: the model's own loss.
-    loss: Callable[[Any, dict[str, Any]], Any] | None = None
-
-
-@dataclass
-class _Outcome:
-    """What the training loop hands to the artifact writer."""
-
-    best_epoch: int
-    validation: dict[str, Any]
-    train_loss: float
-    epochs_run: int
-    steps: int
-    samples_per_second: float
-    history: list[dict[str, Any]]
 
 
 def fine_tune(
@@ -161,18 +106,18 @@ def fine_tune(
     started = time.perf_counter()
     world = distributed.current()
     snapshot_dir, out_dir = Path(snapshot_dir), Path(out_dir)
-    _check_out_dir(out_dir)
-    snapshot = _read_json(snapshot_dir / "snapshot.json")
+    check_out_dir(out_dir)
+    snapshot = read_json(snapshot_dir / "snapshot.json")
     train_rows = _read_split(snapshot_dir, "train")
     val_rows = _read_split(snapshot_dir, "validation")
     labels = _label_set(train_rows["intent"], snapshot_dir)
-    base_model = _resolve_base_model(config.base_model)
+    base_model = resolve_base_model(config.base_model)
     threads = config.num_threads or max((os.cpu_count() or 1) // world.size, 1)
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        _set_seed(config.seed)
+        set_seed(config.seed)
         model, tokenizer = _load_base(base_model, labels)
         max_length = min(config.max_length, model.config.max_position_embeddings)
         resolved = replace(
@@ -192,9 +137,9 @@ def fine_tune(
             len(labels),
             threads,
             world.size,
-            _device().type,
+            torch_device().type,
         )
-        outcome = _train(
+        outcome = train_epochs(
             model,
             train,
             resolved,
@@ -216,32 +161,12 @@ def fine_tune(
 
 def artifact_summary(out_dir: Path) -> dict[str, Any]:
     """What fine_tune returns, read back from a finished artifact (a retried task reuses it)."""
-    metrics = _read_json(out_dir / METRICS_FILE)
-    config = _read_json(out_dir / TRAIN_CONFIG_FILE)
-    keys = ("validation", "samples_per_second", "wall_seconds", "epochs_run", "best_epoch")
-    return {
-        "artifact_dir": str(out_dir),
-        "artifact_sha256": directory_sha256(out_dir),
-        "labels": _read_json(out_dir / LABELS_FILE),
-        **{k: metrics[k] for k in keys},
-        "train_loss": metrics["train_loss"],
-        "base_model": config["base_model"],
-        "config": {f.name: config[f.name] for f in fields(TrainConfig) if f.name in config},
-    }
+    return artifact_files.artifact_summary(
+        out_dir, TrainConfig, labels=read_json(out_dir / LABELS_FILE)
+    )
 
 
 # --- inputs and checks -----------------------------------------------------------------------
-
-
-def _check_out_dir(out_dir: Path) -> None:
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise FileExistsError(f"artifact directory {out_dir} exists and is not empty")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: is this a dataset snapshot directory?")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _read_split(snapshot_dir: Path, split: str) -> dict[str, list[str]]:
@@ -267,50 +192,6 @@ def _label_set(intents: list[str], snapshot_dir: Path) -> list[str]:
     return labels
 
 
-def _resolve_base_model(base_model: str | None, head: str = "sequence-classification") -> str:
-    """A local checkpoint directory whose config maps to a model with the `head` wanted
-    (sequence-classification or token-classification)."""
-    from transformers import AutoConfig
-    from transformers.models.auto import modeling_auto
-
-    mapping = {
-        "sequence-classification": modeling_auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
-        "token-classification": modeling_auto.MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING,
-    }[head]
-
-    path = Path(base_model or default_base_model())
-    if not path.is_dir():
-        raise ValueError(f"base model {path} does not exist or is not a directory")
-    if not (path / "config.json").is_file():
-        raise ValueError(f"base model {path} has no config.json: not a Hugging Face checkpoint")
-    if not any(path.glob("*.safetensors")):
-        raise ValueError(f"base model {path} has no .safetensors weights (pickles are refused)")
-    try:
-        model_config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"base model {path} has an unreadable config.json: {exc}") from exc
-    if type(model_config) not in mapping:
-        raise ValueError(
-            f"base model {path} is a {model_config.model_type!r} checkpoint, which has no "
-            f"{head} head in transformers"
-        )
-    return str(path.absolute())
-
-
-def _set_seed(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-def _device() -> torch.device:
-    import torch
-
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def _load_base(
     base_model: str, labels: list[str]
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -334,7 +215,7 @@ def _load_base(
         dtype=torch.float32,
         use_safetensors=True,
     )
-    return model.to(_device()), tokenizer
+    return model.to(torch_device()), tokenizer
 
 
 def _tokenize(
@@ -383,65 +264,11 @@ def _warn_unknown_labels(validation: _Split, labels: list[str]) -> None:
 # --- training loop ---------------------------------------------------------------------------
 
 
-def _length_grouped_batches(
-    lengths: list[int], batch_size: int, rng: np.random.Generator
-) -> list[list[int]]:
-    """Shuffled batches of indices whose examples have similar lengths.
-
-    Like transformers' LengthGroupedSampler: shuffle, cut into groups of
-    LENGTH_GROUP_BATCHES batches, sort each group by length, batch it, then shuffle the
-    batches. Short customer texts vary a lot in length, so this cuts padding (and CPU time)
-    several-fold compared with random batches.
-    """
-    order = rng.permutation(len(lengths))
-    group = batch_size * LENGTH_GROUP_BATCHES
-    batches: list[list[int]] = []
-    for start in range(0, len(order), group):
-        chunk = sorted(order[start : start + group].tolist(), key=lambda i: -lengths[i])
-        batches += [chunk[b : b + batch_size] for b in range(0, len(chunk), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
-def _optimizer(model: PreTrainedModel, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; biases and norm weights (the 1-d parameters) get no weight decay."""
-    import torch
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
-    # The fused kernel (CPU and CUDA): one pass over each tensor instead of about ten. On CPU
-    # the unfused step over MiniLM's 22.7M parameters costs ~0.1 s, a tenth of a batch of 32.
-    return torch.optim.AdamW(groups, lr=config.learning_rate, fused=True)
-
-
 def training_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
     """Cross-entropy against targets smoothed by `smoothing`, in fp32 whatever autocast did."""
     import torch.nn.functional as F
 
     return F.cross_entropy(logits.float(), targets, label_smoothing=smoothing)
-
-
-def _data_parallel(
-    model: PreTrainedModel, world: distributed.World, device: torch.device
-) -> torch.nn.Module:
-    """The model wrapped in DistributedDataParallel under torchrun; itself otherwise."""
-    if world.size == 1:
-        return model
-    from torch.nn.parallel import DistributedDataParallel
-
-    ids = [device.index if device.index is not None else world.local_rank]
-    return DistributedDataParallel(model, device_ids=ids if device.type == "cuda" else None)
-
-
-def _amp_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA where supported, fp16 (with loss scaling) on older GPUs, none on CPU."""
-    import torch
-
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def _intent_loop(
@@ -453,260 +280,10 @@ def _intent_loop(
         collate=DataCollatorWithPadding(tokenizer),
         validate=lambda model: _validate(model, tokenizer, validation, labels, config.batch_size),
         metric="macro_f1",
-        loss=lambda outputs, batch: training_loss(
-            outputs.logits, batch["labels"], config.label_smoothing
+        # Under autocast, like the model's own loss; training_loss computes in fp32 anyway.
+        loss=lambda model, batch: training_loss(
+            model(**batch).logits, batch["labels"], config.label_smoothing
         ),
-    )
-
-
-def _train(
-    model: PreTrainedModel,
-    train: Any,
-    config: TrainConfig,
-    loop: LoopTask,
-    checkpoints: Path | None = None,
-) -> _Outcome:
-    """Run the epochs, validating after each; load the best epoch's weights back at the end.
-
-    Task-agnostic: `train` has `lengths` and `examples(ids)` (see _Split); `loop` says how to
-    batch and score (see LoopTask). Intent (ml.train) and entities (ml.entities) share it.
-    """
-    import torch
-    from transformers import get_linear_schedule_with_warmup
-
-    device = _device()
-    world = distributed.current()
-    if device.type == "cuda":
-        # TF32 matmuls: free speed on Ampere+ for the fp32 parts autocast leaves alone.
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    amp = _amp_dtype(device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
-    accumulate = max(1, config.gradient_accumulation_steps)
-    batches_per_epoch = distributed.shard_count(
-        math.ceil(len(train.lengths) / config.batch_size), world
-    )
-    total_steps = config.epochs * math.ceil(batches_per_epoch / accumulate)
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
-    optimizer = _optimizer(model, config)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
-    )
-
-    # Forward and backward go through DDP when there are several processes (it all-reduces
-    # the gradients); weights, validation and saving use the plain model it wraps.
-    trainer = _data_parallel(model, world, device)
-    run = _RunState()
-    if checkpoints is not None:
-        run = _load_checkpoint(checkpoints, config, model, optimizer, scheduler) or run
-    window_loss, window_steps = 0.0, 0
-    for epoch in range(run.epoch + 1, config.epochs + 1):
-        if run.step >= total_steps or run.stale_epochs_exhausted(config):
-            break
-        model.train()
-        epoch_loss, epoch_batches = 0.0, 0
-        rng = np.random.default_rng(config.seed + epoch)
-        batches = _length_grouped_batches(train.lengths, config.batch_size, rng)
-        batches = distributed.shard(batches, world)  # every batch when there is one process
-        for b, batch_ids in enumerate(batches):
-            if run.step >= total_steps:
-                break
-            tick = time.perf_counter()
-            batch = loop.collate(train.examples(batch_ids))
-            batch = {k: v.to(device) for k, v in batch.items()}
-            stepped = (b + 1) % accumulate == 0 or b + 1 == len(batches)
-            # Accumulating batches skip DDP's gradient all-reduce; the stepping one does it.
-            sync = nullcontext() if stepped or world.size == 1 else trainer.no_sync()
-            with sync:
-                with torch.autocast(
-                    device.type, dtype=amp or torch.bfloat16, enabled=amp is not None
-                ):
-                    outputs = trainer(**batch)
-                loss = loop.loss(outputs, batch) if loop.loss else outputs.loss
-                scaler.scale(loss / accumulate).backward()
-            loss_value = loss.item()  # syncs CUDA, so the timing below is honest
-            epoch_loss, epoch_batches = epoch_loss + loss_value, epoch_batches + 1
-            window_loss, window_steps = window_loss + loss_value, window_steps + 1
-            run.samples += len(batch_ids) * world.size  # every rank ran a batch like it
-            if stepped:
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                run.step += 1
-            run.train_seconds += time.perf_counter() - tick
-            if stepped and (run.step % config.log_every == 0 or run.step == total_steps):
-                loss_avg = window_loss / window_steps
-                _log_progress(run.step, total_steps, loss_avg, run.samples, run.train_seconds)
-                window_loss, window_steps = 0.0, 0
-
-        metrics = loop.validate(model)
-        train_loss = epoch_loss / max(epoch_batches, 1)
-        run.history.append(
-            {"epoch": epoch, "steps": run.step, "train_loss": train_loss, **_brief(metrics)}
-        )
-        logger.info(
-            "epoch %d/%d: train loss %.4f, validation %s",
-            epoch,
-            config.epochs,
-            train_loss,
-            ", ".join(
-                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                for k, v in _brief(metrics).items()
-            ),
-        )
-        # Without validation rows there is nothing to choose by: keep the latest epoch.
-        score = metrics[loop.metric] if metrics["n"] else float(epoch)
-        if run.best_epoch == 0 or score > run.best_score:
-            run.best_score, run.best_epoch, run.best_metrics = score, epoch, metrics
-            run.best_state = {
-                k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
-            }
-        run.epoch = epoch
-        if checkpoints is not None:
-            if world.main:
-                _save_checkpoint(checkpoints, config, run, model, optimizer, scheduler)
-            distributed.barrier(world)
-
-    if run.best_epoch == 0:
-        raise RuntimeError("no epoch ran: check epochs and max_steps")
-    if run.stale_epochs_exhausted(config) and run.epoch < config.epochs:
-        logger.info(
-            "early stop after epoch %d: no validation %s gain for %d epochs",
-            run.epoch,
-            loop.metric,
-            config.early_stopping_patience,
-        )
-    model.load_state_dict(run.best_state)
-    kept = run.history[run.best_epoch - 1]
-    logger.info(
-        "keeping epoch %d (validation %s %.4f)", run.best_epoch, loop.metric, kept[loop.metric]
-    )
-    return _Outcome(
-        best_epoch=run.best_epoch,
-        validation=run.best_metrics,
-        train_loss=kept["train_loss"],
-        epochs_run=len(run.history),
-        steps=run.step,
-        samples_per_second=run.samples / run.train_seconds if run.train_seconds else 0.0,
-        history=run.history,
-    )
-
-
-@dataclass
-class _RunState:
-    """Everything a resumed run needs besides model, optimizer and schedule state."""
-
-    epoch: int = 0  # last finished epoch
-    step: int = 0  # optimizer steps so far
-    samples: int = 0
-    train_seconds: float = 0.0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_score: float = 0.0
-    best_epoch: int = 0
-    best_metrics: dict[str, Any] = field(default_factory=dict)
-    best_state: dict[str, Any] = field(default_factory=dict)
-
-    def stale_epochs_exhausted(self, config: TrainConfig) -> bool:
-        # A best score of 0 means nothing learned yet (entity F1 stays 0 until the head tags
-        # any entity at all): waiting for the first gain is not a plateau.
-        patience = config.early_stopping_patience
-        return (
-            patience is not None
-            and self.best_epoch > 0
-            and self.best_score > 0
-            and self.epoch - self.best_epoch >= patience
-        )
-
-
-# --- checkpoints -------------------------------------------------------------------------------
-# checkpoints/epoch-NNN/: model.safetensors, best.safetensors (weights only), optimizer.pt
-# (optimizer + schedule + RNG state, loaded with weights_only=True: tensors and plain data, no
-# code), state.json. Each is written to a temporary folder and renamed, so a kill mid-write
-# leaves the previous checkpoint as the latest complete one.
-
-
-def _config_key(config: TrainConfig) -> dict[str, Any]:
-    """The settings a checkpoint must agree on to be resumed (not threads or logging)."""
-    skip = {"num_threads", "log_every"}
-    return {k: v for k, v in asdict(config).items() if k not in skip}
-
-
-def _save_checkpoint(
-    root: Path,
-    config: TrainConfig,
-    run: _RunState,
-    model: PreTrainedModel,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-) -> None:
-    import torch
-    from safetensors.torch import save_file, save_model
-
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"epoch-{run.epoch:03d}"
-    tmp = root / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_model(model, str(tmp / "model.safetensors"))
-    save_file({k: v.contiguous() for k, v in run.best_state.items()}, str(tmp / "best.safetensors"))
-    torch.save(
-        {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-        },
-        tmp / "optimizer.pt",
-    )
-    state = {k: v for k, v in asdict(run).items() if k != "best_state"}
-    _dump(tmp / "state.json", {"config": _config_key(config), "run": state})
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    for old in sorted(root.glob("epoch-*"))[:-1]:  # keep only the latest
-        shutil.rmtree(old, ignore_errors=True)
-    logger.info("checkpoint %s written", final)
-
-
-def _load_checkpoint(
-    root: Path,
-    config: TrainConfig,
-    model: PreTrainedModel,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-) -> _RunState | None:
-    import torch
-    from safetensors.torch import load_file, load_model
-
-    found = sorted(p for p in root.glob("epoch-*") if (p / "state.json").is_file())
-    if not found:
-        return None
-    latest = found[-1]
-    saved = json.loads((latest / "state.json").read_text(encoding="utf-8"))
-    if saved["config"] != _config_key(config):
-        logger.warning("checkpoint %s was made with other settings: starting over", latest)
-        return None
-    load_model(model, str(latest / "model.safetensors"), device=str(_device()))
-    extra = torch.load(latest / "optimizer.pt", weights_only=True)
-    optimizer.load_state_dict(extra["optimizer"])
-    scheduler.load_state_dict(extra["scheduler"])
-    torch.set_rng_state(extra["torch_rng"])
-    run = _RunState(**saved["run"])
-    run.best_state = load_file(str(latest / "best.safetensors"))
-    logger.info("resuming from %s (epoch %d, step %d)", latest, run.epoch, run.step)
-    return run
-
-
-def _log_progress(step: int, total: int, loss: float, samples: int, seconds: float) -> None:
-    rate = samples / seconds if seconds else 0.0
-    eta = (total - step) * seconds / step
-    logger.info(
-        "step %d/%d loss %.4f %.1f samples/s ETA %s",
-        step,
-        total,
-        loss,
-        rate,
-        time.strftime("%H:%M:%S", time.gmtime(eta)),
     )
 
 
@@ -726,15 +303,6 @@ def _validate(
     return classification_metrics(validation.intents, predicted, labels)
 
 
-def _brief(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The headline numbers of a metrics dict (per-class detail and latency left out)."""
-    return {
-        k: v
-        for k, v in metrics.items()
-        if isinstance(v, int | float) and not k.startswith(("latency", "throughput"))
-    }
-
-
 # --- artifact --------------------------------------------------------------------------------
 
 
@@ -746,7 +314,7 @@ def _write_artifact(
     config: TrainConfig,
     snapshot: dict[str, Any],
     train: _Split,
-    outcome: _Outcome,
+    outcome: Outcome,
     wall_seconds: float,
 ) -> None:
     """An intent artifact, written atomically (see write_staged)."""
@@ -754,24 +322,14 @@ def _write_artifact(
     def fill(staging: Path) -> None:
         save_model_files(staging, model, tokenizer, "intent")
         support = {label: train.intents.count(label) for label in labels}
-        _dump(staging / LABELS_FILE, labels)
-        _dump(
-            staging / TRAIN_CONFIG_FILE,
-            {**asdict(config), "snapshot_hash": snapshot.get("hash"), **_versions()},
-        )
-        _dump(
-            staging / METRICS_FILE,
-            {
-                "validation": outcome.validation,
-                "best_epoch": outcome.best_epoch,
-                "train_loss": outcome.train_loss,
-                "samples_per_second": outcome.samples_per_second,
-                "wall_seconds": wall_seconds,
-                "epochs_run": outcome.epochs_run,
-                "steps": outcome.steps,
-                "processes": distributed.current().size,
-                "history": outcome.history,
-            },
+        write_json(staging / LABELS_FILE, labels)
+        write_training_record(
+            staging,
+            config,
+            snapshot,
+            outcome,
+            wall_seconds,
+            processes=distributed.current().size,
         )
         card = _model_card(config, snapshot, support, outcome)
         (staging / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
@@ -779,47 +337,11 @@ def _write_artifact(
     write_staged(out_dir, fill)
 
 
-def save_model_files(
-    staging: Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: str
-) -> None:
-    """Weights (safetensors only), tokenizer and task.json: what every task's artifact holds."""
-    model.save_pretrained(staging)  # transformers 5 writes safetensors only
-    tokenizer.save_pretrained(staging)
-    assert_safetensors_only(staging)
-    _dump(staging / TASK_FILE, {"task": task})
-
-
-def write_staged(out_dir: Path, fill: Callable[[Path], None]) -> None:
-    """Let `fill` write into a hidden sibling, then rename it: no half-written artifacts."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        fill(staging)
-        if out_dir.exists():
-            out_dir.rmdir()  # checked empty up front
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _dump(path: Path, payload: Any) -> None:
-    path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-
-
-def _versions() -> dict[str, Any]:
-    import torch
-    import transformers
-
-    return {"versions": {"torch": torch.__version__, "transformers": transformers.__version__}}
-
-
 def _model_card(
     config: TrainConfig,
     snapshot: dict[str, Any],
     support: dict[str, int],
-    outcome: _Outcome,
+    outcome: Outcome,
 ) -> str:
     """A short model card: what it is, what it was trained on, how good, and where it fails."""
     # A snapshot built from a labeled file has no date window.

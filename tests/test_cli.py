@@ -277,3 +277,61 @@ def test_predict_refuses_a_pickle_even_when_its_hash_was_registered(
         )
     out = fails("predict", "--model", "intent:1", "hello")
     assert "pickle" in out and "pytorch_model.bin" in out
+
+
+# --- each task type's own metrics in the registry views ------------------------------------
+
+
+def test_registry_list_report_and_show_give_each_task_its_own_metrics(
+    task_versions: dict[str, dict],
+) -> None:
+    """Entities lead with micro-F1, answers with MRR (their PROMOTION_METRIC), intent with
+    macro-F1; each version's own figures, not intent's (empty for the other tasks)."""
+    intent, ent, ans = (task_versions[t] for t in ("intent", "entities", "answers"))
+    rows = {r["model"]: r for r in json.loads(invoke("registry", "list", "--json"))}
+    assert {m: r["task"] for m, r in rows.items()} == {
+        "intent": "intent",
+        "entities": "entities",
+        "answers": "answers",
+    }
+    assert rows["intent"]["metrics"] == {
+        "macro_f1": intent["macro_f1"],
+        "accuracy": intent["accuracy"],
+    }
+    assert rows["entities"]["metrics"] == {"micro_f1": ent["micro_f1"], "macro_f1": ent["macro_f1"]}
+    assert rows["answers"]["metrics"] == {
+        "mrr": ans["mrr"],
+        "recall_at_1": ans["recall_at_1"],
+        "recall_at_5": ans["recall_at_5"],
+    }
+
+    lines = {line.split()[0]: line for line in invoke("registry", "list").splitlines()}
+    assert lines["entities"].endswith(
+        f"micro_f1 {ent['micro_f1']:.4f}  macro_f1 {ent['macro_f1']:.4f}"
+    )
+    assert f"mrr {ans['mrr']:.4f}  recall_at_1 {ans['recall_at_1']:.4f}" in lines["answers"]
+    assert f"macro_f1 {intent['macro_f1']:.4f}  accuracy" in lines["intent"]
+
+    report = invoke("report")
+    assert (
+        f"entities:1  aliases=-  test micro_f1={ent['micro_f1']:.4f}  "
+        f"macro_f1={ent['macro_f1']:.4f}" in report
+    )
+    assert f"answers:1  aliases=-  test mrr={ans['mrr']:.4f}  recall_at_1=" in report
+    assert {v["model"] for v in json.loads(invoke("report", "--json"))["versions"]} == set(rows)
+
+    # Per class, answers shows MRR by intent (its per-class metric), not an empty F1.
+    shown = invoke("registry", "show", "answers:1")
+    assert f"track{' ' * 19} mrr {ans['per_class']['track']['mrr']:.4f}  n=2" in shown
+
+
+def test_a_configured_promotion_metric_leads_the_registry_list(
+    task_versions: dict[str, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = [
+        {"name": "entities", "task": "entities", "source": "x.csv", "promotion_metric": "macro_f1"}
+    ]
+    (tmp_path / "models.json").write_text(json.dumps(models))
+    monkeypatch.setenv("INTENTFLOW_MODELS_FILE", str(tmp_path / "models.json"))
+    [row] = json.loads(invoke("registry", "list", "--model", "entities", "--json"))
+    assert list(row["metrics"]) == ["macro_f1", "micro_f1"]

@@ -249,3 +249,32 @@ def test_plugin_is_in_the_airflow_ui_navigation(ui_server: UiServer) -> None:
     assert [(v["name"], v["href"], v["destination"]) for v in views] == [
         ("Model registry", "/intentflow/", "nav")
     ]
+
+
+@pytest.mark.parametrize(
+    ("model", "primary", "per_class", "label"),
+    [
+        ("entities", "micro_f1", "f1", "order_id"),
+        ("answers", "mrr", "mrr", "track"),
+        ("intent", "macro_f1", "f1", "lost_card"),
+    ],
+)
+def test_each_task_shows_its_own_metrics(
+    intentflow_home: Path,
+    plugins_path: None,
+    task_versions: dict[str, dict],
+    model: str,
+    primary: str,
+    per_class: str,
+    label: str,
+) -> None:
+    """The page leads with the task's primary metric (first column, the chart's default) and
+    shows its per-class metric, from the version's own registered figures."""
+    test = task_versions[model]
+    html = _render(intentflow_home, model=model)
+    assert f"<th>aliases</th><th>test {primary}</th>" in html
+    assert f"<td>{test[primary]:.4f}</td>" in html
+    assert f'<option value="{primary}" selected>' in html
+    assert "no chart" not in html
+    assert f"<h2>Per-class {per_class} of v1" in html
+    assert f"<tr><td>{label}</td>\n<td>{test['per_class'][label][per_class]:.3f}</td>" in html

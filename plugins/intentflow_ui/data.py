@@ -10,9 +10,11 @@ from typing import Any
 
 from ml import lake
 from ml.config import Settings
+from ml.metric_views import metric_view
 from ml.registry import CHAMPION, PER_CLASS, Registry, VersionInfo
 
-# Test-split metrics shown per version and offered for the chart, in this order when present.
+# Columns and chart choices: the model's headline metrics (ml.metric_views) first, then these
+# further intent figures when present, then the rest alphabetically.
 KEY_METRICS = ("accuracy", "macro_f1", "weighted_f1", "top3_accuracy", "ece")
 CONFUSION_PNG = Path("challenger") / "test" / "confusion_matrix.png"
 
@@ -30,15 +32,15 @@ class VersionRow:
 @dataclass
 class ClassRow:
     label: str
-    f1: float | None
-    champion_f1: float | None
+    value: float | None  # the task's per-class metric (Page.class_metric)
+    champion_value: float | None
     support: int | None
 
     @property
     def delta(self) -> float | None:
-        if self.f1 is None or self.champion_f1 is None:
+        if self.value is None or self.champion_value is None:
             return None
-        return self.f1 - self.champion_f1
+        return self.value - self.champion_value
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Page:
     classes: list[ClassRow] = field(default_factory=list)
     metric: str = "macro_f1"
     metrics_available: list[str] = field(default_factory=list)
+    class_metric: str = "f1"  # per-class metric of the model's task type
     has_confusion: bool = False
     audit: list[dict] = field(default_factory=list)
     health: list[DayHealth] = field(default_factory=list)
@@ -102,14 +105,16 @@ def confusion_png(info: VersionInfo) -> Path | None:
     return path if path.is_file() else None
 
 
-def class_rows(selected: VersionInfo, champion: VersionInfo | None) -> list[ClassRow]:
+def class_rows(
+    selected: VersionInfo, champion: VersionInfo | None, metric: str = "f1"
+) -> list[ClassRow]:
     ours = selected.metrics.get("test", {}).get(PER_CLASS, {})
     theirs = champion.metrics.get("test", {}).get(PER_CLASS, {}) if champion else {}
     return [
         ClassRow(
             label=label,
-            f1=ours.get(label, {}).get("f1"),
-            champion_f1=theirs.get(label, {}).get("f1") if theirs else None,
+            value=ours.get(label, {}).get(metric),
+            champion_value=theirs.get(label, {}).get(metric) if theirs else None,
             support=ours.get(label, {}).get("support", theirs.get(label, {}).get("support")),
         )
         for label in sorted(set(ours) | set(theirs))
@@ -187,23 +192,21 @@ def build_page(
         page.notes.append("Only one version: nothing to compare yet.")
     if page.champion is None:
         page.notes.append("No version is champion.")
+    view = metric_view(page.model, page.versions[0].info.task_type, cfg)
     available = {k for r in page.versions for k in r.test}
-    page.metrics_available = [m for m in KEY_METRICS if m in available] + sorted(
-        available - set(KEY_METRICS)
-    )
+    first = dict.fromkeys([*view.metrics, *KEY_METRICS])
+    page.metrics_available = [m for m in first if m in available] + sorted(available - set(first))
+    primary = view.primary or "macro_f1"
     page.metric = (
         metric
         if metric in available
-        else (
-            "macro_f1"
-            if "macro_f1" in available
-            else next(iter(page.metrics_available), "macro_f1")
-        )
+        else (primary if primary in available else next(iter(page.metrics_available), primary))
     )
+    page.class_metric = view.class_metric
     sel = page.selected.info
     if not page.selected.test:
         page.notes.append(f"Version {sel.version} has no test metrics.")
-    page.classes = class_rows(sel, page.champion.info if page.champion else None)
+    page.classes = class_rows(sel, page.champion.info if page.champion else None, page.class_metric)
     page.has_confusion = confusion_png(sel) is not None
     if not page.has_confusion:
         page.notes.append(f"Version {sel.version} has no confusion-matrix picture.")
