@@ -158,11 +158,9 @@ def _frame(table: pa.Table) -> pd.DataFrame:
     speakers = pa.ListArray.from_arrays(turns.offsets, speaker)
     frame["speakers"] = pc.binary_join(speakers, ",").to_numpy(zero_copy_only=False)
     lengths = pc.utf8_length(pc.fill_null(pc.struct_field(pc.list_flatten(turns), "text"), ""))
-    parents = pc.list_parent_indices(turns)
+    parents = pc.list_parent_indices(turns).to_numpy(zero_copy_only=False)
     longest = np.zeros(table.num_rows, np.int64)
-    if len(parents):
-        by_row = pa.table({"row": parents, "n": lengths}).group_by("row").aggregate([("n", "max")])
-        longest[by_row["row"].to_numpy()] = by_row["n_max"].to_numpy()
+    np.maximum.at(longest, parents, lengths.to_numpy(zero_copy_only=False))
     frame["longest_turn"] = longest
     frame["pii_left"] = _pii_left(table)
     return frame
