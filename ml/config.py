@@ -40,6 +40,9 @@ DEFAULT_PROMOTION_METRIC = "macro_f1"  # compared on the test split
 DEFAULT_MIN_IMPROVEMENT = 0.0  # absolute gain over the champion required
 DEFAULT_MAX_CLASS_REGRESSION = 0.10  # largest per-class F1 drop allowed
 DEFAULT_MIN_TEST_SIZE = 20  # fewest test examples to trust the comparison
+# Fewest test examples of a class for its F1 drop to count in the per-class regression check:
+# below it one example flips the class's F1 by more than the allowed drop.
+DEFAULT_MIN_CLASS_SUPPORT = 20
 
 
 class ConfigError(ValueError):
@@ -126,6 +129,7 @@ class Settings:
     promotion_min_improvement: float = DEFAULT_MIN_IMPROVEMENT
     promotion_max_class_regression: float = DEFAULT_MAX_CLASS_REGRESSION
     promotion_min_test_size: int = DEFAULT_MIN_TEST_SIZE
+    promotion_min_class_support: int = DEFAULT_MIN_CLASS_SUPPORT
     # Fail training without a GPU instead of falling back to the CPU (gpu-queue workers).
     require_gpu: bool = False
     # GPUs one training uses (INTENTFLOW_GPUS_PER_TRAINING); above 1 it runs under torchrun
@@ -212,6 +216,9 @@ def settings() -> Settings:
         ),
         promotion_min_test_size=int(
             _env_number("INTENTFLOW_PROMOTION_MIN_TEST_SIZE", DEFAULT_MIN_TEST_SIZE, int)
+        ),
+        promotion_min_class_support=int(
+            _env_number("INTENTFLOW_PROMOTION_MIN_CLASS_SUPPORT", DEFAULT_MIN_CLASS_SUPPORT, int)
         ),
         require_gpu=_flag("INTENTFLOW_REQUIRE_GPU"),
         gpus_per_training=gpus_per_training(),

@@ -13,12 +13,13 @@ model nobody can load.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ml.artifacts import ArtifactIntegrityError, check_artifact
 from ml.config import (
     DEFAULT_MAX_CLASS_REGRESSION,
+    DEFAULT_MIN_CLASS_SUPPORT,
     DEFAULT_MIN_IMPROVEMENT,
     DEFAULT_MIN_TEST_SIZE,
     DEFAULT_PROMOTION_METRIC,
@@ -36,11 +37,18 @@ class PromotionPolicy:
     min_improvement: float = DEFAULT_MIN_IMPROVEMENT  # absolute gain over the champion
     max_class_regression: float = DEFAULT_MAX_CLASS_REGRESSION  # largest per-class F1 drop
     min_test_size: int = DEFAULT_MIN_TEST_SIZE  # smallest test set (summed support) to trust
+    # Fewest test examples of a class for its F1 drop to count in the per-class check.
+    min_class_support: int = DEFAULT_MIN_CLASS_SUPPORT
 
     def __post_init__(self) -> None:
         if not isinstance(self.metric, str) or not self.metric or self.metric == PER_CLASS:
             raise ValueError(f"promotion metric must name a test metric, got {self.metric!r}")
-        for name in ("min_improvement", "max_class_regression", "min_test_size"):
+        for name in (
+            "min_improvement",
+            "max_class_regression",
+            "min_test_size",
+            "min_class_support",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
                 raise ValueError(f"promotion policy {name} must be a number >= 0, got {value!r}")
@@ -53,6 +61,7 @@ class PromotionPolicy:
             min_improvement=cfg.promotion_min_improvement,
             max_class_regression=cfg.promotion_max_class_regression,
             min_test_size=cfg.promotion_min_test_size,
+            min_class_support=cfg.promotion_min_class_support,
         )
 
 
@@ -60,6 +69,9 @@ class PromotionPolicy:
 class Decision:
     promote: bool
     reasons: list[str]  # human-readable, one per check, failed or passed
+    # Classes left out of the per-class regression check for test support below the policy's
+    # min_class_support: label -> support. Not judged, so a person should know.
+    skipped_classes: dict[str, int] = field(default_factory=dict)
 
 
 def support_total(metrics: dict) -> int:
@@ -92,37 +104,64 @@ def _check_metric(challenger: dict, champion: dict, policy: PromotionPolicy) -> 
     )
 
 
-def _check_classes(challenger: dict, champion: dict, policy: PromotionPolicy) -> tuple[bool, str]:
+def _check_classes(
+    challenger: dict, champion: dict, policy: PromotionPolicy
+) -> tuple[bool, str, dict[str, int]]:
+    """The largest per-class F1 drop, over the classes with test support of at least
+    `policy.min_class_support`; also the classes skipped for lower support, with their supports.
+    """
     old = champion.get(PER_CLASS) or {}
     new = challenger.get(PER_CLASS) or {}
     if not old or not new:
-        return True, "per-class check skipped: no per-class metrics to compare"
+        return True, "per-class check skipped: no per-class metrics to compare", {}
     drops: list[tuple[float, str, float, float]] = []
+    skipped: dict[str, int] = {}
     for label, per in old.items():
-        if per.get("support", 1) == 0 or "f1" not in per:
+        support = per.get("support", new.get(label, {}).get("support"))
+        if support == 0 or "f1" not in per:
             continue  # a class absent from the test split says nothing
+        if support is not None and support < policy.min_class_support:
+            skipped[label] = int(support)  # a single example flips its F1 by too much
+            continue
         # Same test split, so a class the challenger does not report scored nothing.
         after = float(new.get(label, {}).get("f1", 0.0))
         drops.append((float(per["f1"]) - after, label, float(per["f1"]), after))
+    skipped = dict(sorted(skipped.items()))
+    note = (
+        f"; {len(skipped)} class(es) with test support < {policy.min_class_support} not judged: "
+        + ", ".join(f"{label!r} ({n})" for label, n in skipped.items())
+        if skipped
+        else ""
+    )
     if not drops:
-        return True, "per-class check skipped: champion has no per-class f1"
+        if skipped:
+            return True, "per-class check skipped: no class has enough test support" + note, skipped
+        return True, "per-class check skipped: champion has no per-class f1", skipped
     drop, label, before, after = max(drops)
     ok = drop <= policy.max_class_regression + _EPS
-    return ok, (
+    return (
+        ok,
         f"largest per-class f1 drop {max(drop, 0.0):.3f} on {label!r} ({before:.3f} -> "
-        f"{after:.3f}) {'<=' if ok else '>'} {policy.max_class_regression:.3f} allowed"
+        f"{after:.3f}) {'<=' if ok else '>'} {policy.max_class_regression:.3f} allowed" + note,
+        skipped,
     )
 
 
 def decide(challenger: dict, champion: dict | None, policy: PromotionPolicy) -> Decision:
     """Promote only if every check passes; every check reports, so the audit shows all."""
     checks = [_check_size(challenger, policy)]
+    skipped: dict[str, int] = {}
     if champion is None:
         checks.append((True, "no champion yet"))
     else:
         checks.append(_check_metric(challenger, champion, policy))
-        checks.append(_check_classes(challenger, champion, policy))
-    return Decision(promote=all(ok for ok, _ in checks), reasons=[why for _, why in checks])
+        ok, why, skipped = _check_classes(challenger, champion, policy)
+        checks.append((ok, why))
+    return Decision(
+        promote=all(ok for ok, _ in checks),
+        reasons=[why for _, why in checks],
+        skipped_classes=skipped,
+    )
 
 
 def promote(
@@ -137,7 +176,12 @@ def promote(
     """Decide, then move `champion` to the version, or else mark it the `challenger`."""
     _require_artifact(registry.get(model, version=version))
     decision = decide(challenger_metrics, champion_metrics, policy)
-    details: dict[str, Any] = {"reasons": decision.reasons, "policy": asdict(policy)}
+    details: dict[str, Any] = {
+        "reasons": decision.reasons,
+        "policy": asdict(policy),
+        # label -> test support of the classes the per-class check did not judge
+        "skipped_classes": decision.skipped_classes,
+    }
     registry.set_alias(
         model,
         CHAMPION if decision.promote else CHALLENGER,

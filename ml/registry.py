@@ -167,7 +167,8 @@ class ModelVersion(Base):
     lineage: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_utcnow)
     created_by: Mapped[str] = mapped_column(String(200))
-    # Lineage (revision 0002); NULL on versions registered before it.
+    # Lineage (revision 0002); on versions registered before it, filled by revision 0003 from
+    # their lineage JSON where that held the value (else NULL).
     base_model_sha256: Mapped[str | None] = mapped_column(String(64))
     dag_id: Mapped[str | None] = mapped_column(String(250))
     run_id: Mapped[str | None] = mapped_column(String(250))

@@ -1,4 +1,4 @@
--- Intentflow model registry schema (postgresql) at revision 0002.
+-- Intentflow model registry schema (postgresql) at revision 0003.
 -- Generated from the migrations in ml/migrations: python -m ml.migrate postgresql
 -- Apply to an empty database, or let `intentflow registry upgrade` do it.
 -- metrics.class_label is NULL for scalar metrics; uniqueness uses COALESCE(.., '').
@@ -143,5 +143,11 @@ SELECT m.name AS model,
   JOIN model_versions v ON v.id = a.version_id;
 
 UPDATE alembic_version SET version_num='0002' WHERE alembic_version.version_num = '0001';
+
+-- Running upgrade 0002 -> 0003
+
+-- lineage backfill from the lineage JSON runs online only; no-op when empty;
+
+UPDATE alembic_version SET version_num='0003' WHERE alembic_version.version_num = '0002';
 
 COMMIT;

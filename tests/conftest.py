@@ -65,6 +65,7 @@ def intentflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "INTENTFLOW_PROMOTION_MIN_IMPROVEMENT",
         "INTENTFLOW_PROMOTION_MAX_CLASS_REGRESSION",
         "INTENTFLOW_PROMOTION_MIN_TEST_SIZE",
+        "INTENTFLOW_PROMOTION_MIN_CLASS_SUPPORT",
         "INTENTFLOW_REQUIRE_GPU",
     ):
         monkeypatch.delenv(name, raising=False)

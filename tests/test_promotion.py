@@ -28,8 +28,9 @@ pytest_plugins = ("pg",)
 POLICY = PromotionPolicy()
 
 
-def metrics(macro_f1: float, f1s: dict[str, float], support: int = 15) -> dict[str, Any]:
-    """A test-split metric dict: per-class f1 with equal support."""
+def metrics(macro_f1: float, f1s: dict[str, float], support: int = 25) -> dict[str, Any]:
+    """A test-split metric dict: per-class f1 with equal support (by default enough for each
+    class to count in the per-class check)."""
     per_class = {label: {"f1": f1, "support": support} for label, f1 in f1s.items()}
     return {"accuracy": macro_f1, "macro_f1": macro_f1, "per_class": per_class}
 
@@ -39,7 +40,7 @@ CHAMPION = metrics(0.905, {"refund": 0.90, "lost_card": 0.91})
 
 def test_no_champion_promotes() -> None:
     decision = decide(metrics(0.5, {"refund": 0.5, "lost_card": 0.5}), None, POLICY)
-    assert decision == Decision(True, ["test set has 30 examples (>= 20)", "no champion yet"])
+    assert decision == Decision(True, ["test set has 50 examples (>= 20)", "no champion yet"])
 
 
 def test_better_challenger_promotes_with_readable_reasons() -> None:
@@ -74,6 +75,51 @@ def test_per_class_regression_blocks_promotion() -> None:
         in decision.reasons
     )
     assert decide(challenger, CHAMPION, PromotionPolicy(max_class_regression=0.2)).promote
+
+
+def test_a_rare_class_does_not_block_and_is_listed_as_not_judged() -> None:
+    """A class with 3 test examples goes from 1.0 to 0.0 F1 on one or two flipped examples:
+    noise, not a regression; it is reported as skipped, with its support."""
+    champion = metrics(0.80, {"refund": 0.80, "lost_card": 0.80}, support=50)
+    champion["per_class"]["close_account"] = {"f1": 1.0, "support": 3}
+    challenger = metrics(0.85, {"refund": 0.85, "lost_card": 0.85}, support=50)
+    challenger["per_class"]["close_account"] = {"f1": 0.0, "support": 3}
+    decision = decide(challenger, champion, POLICY)
+    assert decision.promote
+    assert decision.skipped_classes == {"close_account": 3}
+    assert decision.reasons[2] == (
+        "largest per-class f1 drop 0.000 on 'refund' (0.800 -> 0.850) <= 0.100 allowed; "
+        "1 class(es) with test support < 20 not judged: 'close_account' (3)"
+    )
+    # With the minimum lowered to its support, the class is judged again and blocks.
+    strict = decide(challenger, champion, PromotionPolicy(min_class_support=3))
+    assert not strict.promote and strict.skipped_classes == {}
+    assert "drop 1.000 on 'close_account'" in strict.reasons[2]
+
+
+def test_a_well_supported_class_dropping_beyond_the_limit_still_blocks() -> None:
+    champion = metrics(0.80, {"refund": 0.80, "lost_card": 0.90}, support=50)
+    champion["per_class"]["close_account"] = {"f1": 1.0, "support": 4}
+    challenger = metrics(0.85, {"refund": 0.95, "lost_card": 0.75}, support=50)
+    challenger["per_class"]["close_account"] = {"f1": 0.5, "support": 4}
+    decision = decide(challenger, champion, POLICY)
+    assert not decision.promote
+    assert decision.reasons[2].startswith(
+        "largest per-class f1 drop 0.150 on 'lost_card' (0.900 -> 0.750) > 0.100 allowed"
+    )
+    assert decision.skipped_classes == {"close_account": 4}
+
+
+def test_when_every_class_is_rare_the_per_class_check_says_so() -> None:
+    champion = metrics(0.9, {"refund": 1.0, "lost_card": 0.8}, support=6)
+    challenger = metrics(0.95, {"refund": 0.5, "lost_card": 1.0}, support=6)
+    decision = decide(challenger, champion, PromotionPolicy(min_test_size=10))
+    assert decision.promote
+    assert decision.skipped_classes == {"lost_card": 6, "refund": 6}
+    assert decision.reasons[2] == (
+        "per-class check skipped: no class has enough test support; 2 class(es) with test "
+        "support < 20 not judged: 'lost_card' (6), 'refund' (6)"
+    )
 
 
 def test_class_missing_from_challenger_counts_as_zero() -> None:
@@ -153,6 +199,21 @@ def test_promote_moves_aliases(registry: Registry) -> None:
     assert moves[1]["reason"] == "; ".join(held.reasons)
     assert moves[2]["details"]["from_version"] == 1
     assert moves[2]["details"]["policy"]["metric"] == "macro_f1"
+    assert moves[2]["details"]["policy"]["min_class_support"] == 20
+    assert moves[2]["details"]["skipped_classes"] == {}
+
+
+def test_promote_records_the_classes_it_did_not_judge(registry: Registry) -> None:
+    promote(registry, "intent", 1, CHAMPION, None, POLICY, actor="dag")
+    champion = {**CHAMPION, "per_class": {**CHAMPION["per_class"]}}
+    champion["per_class"]["close_account"] = {"f1": 1.0, "support": 3}
+    better = metrics(0.95, {"refund": 0.95, "lost_card": 0.95})
+    better["per_class"]["close_account"] = {"f1": 0.0, "support": 3}
+    assert promote(registry, "intent", 2, better, champion, POLICY, actor="dag").promote
+    move = [r for r in registry.audit("intent") if r["alias"]][-1]
+    assert (move["action"], move["version"]) == ("promote", 2)
+    assert move["details"]["skipped_classes"] == {"close_account": 3}
+    assert "'close_account' (3)" in move["reason"]
 
 
 # --- configuration --------------------------------------------------------------------------
@@ -165,6 +226,8 @@ def test_policy_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("INTENTFLOW_PROMOTION_MAX_CLASS_REGRESSION", "0.05")
     monkeypatch.setenv("INTENTFLOW_PROMOTION_MIN_TEST_SIZE", "500")
     assert PromotionPolicy.from_settings(settings()) == PromotionPolicy("accuracy", 0.02, 0.05, 500)
+    monkeypatch.setenv("INTENTFLOW_PROMOTION_MIN_CLASS_SUPPORT", "5")
+    assert PromotionPolicy.from_settings(settings()).min_class_support == 5
 
 
 @pytest.mark.parametrize(
@@ -173,6 +236,7 @@ def test_policy_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
         ("INTENTFLOW_PROMOTION_MIN_IMPROVEMENT", "a lot", "is not a number"),
         ("INTENTFLOW_PROMOTION_MAX_CLASS_REGRESSION", "-0.1", "must be a number >= 0"),
         ("INTENTFLOW_PROMOTION_MIN_TEST_SIZE", "20.5", "is not an integer"),
+        ("INTENTFLOW_PROMOTION_MIN_CLASS_SUPPORT", "-1", "must be a number >= 0"),
     ],
 )
 def test_bad_policy_setting_names_the_variable(
@@ -188,6 +252,8 @@ def test_policy_rejects_nonsense() -> None:
         PromotionPolicy(metric="")
     with pytest.raises(ValueError, match="min_test_size must be a number >= 0"):
         PromotionPolicy(min_test_size=-1)
+    with pytest.raises(ValueError, match="min_class_support must be a number >= 0"):
+        PromotionPolicy(min_class_support=-1)
 
 
 # --- manual promotion and rollback ----------------------------------------------------------

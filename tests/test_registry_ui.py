@@ -151,6 +151,17 @@ def test_cookie_post_needs_same_origin_and_csrf_token(ui_server: UiServer) -> No
     assert champion(ui_server) == before
 
 
+def test_api_models_lists_versions_with_their_task(ui_server: UiServer) -> None:
+    status, headers, body = call(ui_server, "/intentflow/api/models", token=ui_server.token())
+    assert status == 200 and headers["content-type"] == "application/json"
+    data = json.loads(body)
+    assert data["models"] == [MODEL]
+    assert [(v["model"], v["version"], v["task"]) for v in data["versions"]] == [
+        (MODEL, 1, "intent"),
+        (MODEL, 2, "intent"),
+    ]
+
+
 def test_promote_and_roll_back_through_the_api_are_audited(ui_server: UiServer) -> None:
     token = ui_server.token()
     form = {"model": MODEL, "version": "2", "reason": "better macro-F1 <b>really</b>"}
@@ -278,3 +289,30 @@ def test_each_task_shows_its_own_metrics(
     assert "no chart" not in html
     assert f"<h2>Per-class {per_class} of v1" in html
     assert f"<tr><td>{label}</td>\n<td>{test['per_class'][label][per_class]:.3f}</td>" in html
+
+
+def test_api_models_gives_each_versions_task_type(
+    intentflow_home: Path, plugins_path: None, task_versions: dict[str, dict]
+) -> None:
+    """/api/models in-process (authentication stubbed; the server tests check it): every
+    version says which task type it is, beside its aliases and scalar test metrics."""
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi.testclient import TestClient
+    from intentflow_ui.app import app
+
+    app.dependency_overrides[get_user] = lambda: None
+    try:
+        response = TestClient(app).get("/api/models")
+    finally:
+        app.dependency_overrides.pop(get_user)
+    assert response.status_code == 200
+    data = response.json()
+    assert data["models"] == ["answers", "entities", "intent"]
+    versions = {v["model"]: v for v in data["versions"]}
+    assert {name: v["task"] for name, v in versions.items()} == {
+        "answers": "answers",
+        "entities": "entities",
+        "intent": "intent",
+    }
+    assert versions["entities"]["test"]["micro_f1"] == task_versions["entities"]["micro_f1"]
+    assert "per_class" not in versions["entities"]["test"]

@@ -151,7 +151,7 @@ def page(
 
 @app.get("/api/models")
 def models(user: User) -> dict[str, Any]:
-    """Models and versions with aliases and test metrics, as JSON."""
+    """Models and versions with their task type, aliases and test metrics, as JSON."""
     with _registry() as registry:
         versions = registry.list_versions()
     return {
@@ -160,6 +160,7 @@ def models(user: User) -> dict[str, Any]:
             {
                 "model": v.model,
                 "version": v.version,
+                "task": v.task_type,
                 "aliases": list(v.aliases),
                 "test": {k: x for k, x in v.metrics.get("test", {}).items() if k != "per_class"},
             }
