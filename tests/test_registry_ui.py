@@ -196,7 +196,9 @@ def _render(intentflow_home: Path, **query: object) -> str:
     return render_page(data, "tester", True, "t", None, "/intentflow")
 
 
-def _register(registry_url: str, metrics: dict, lineage: dict | None = None) -> None:
+def _register(
+    registry_url: str, metrics: dict, lineage: dict | None = None, **columns: str
+) -> None:
     from ml.registry import Registry
 
     with Registry(registry_url) as registry:
@@ -209,6 +211,7 @@ def _register(registry_url: str, metrics: dict, lineage: dict | None = None) -> 
             params={},
             lineage=lineage or {},
             metrics=metrics,
+            **columns,
         )
 
 
@@ -250,6 +253,21 @@ def test_registry_text_is_escaped(intentflow_home: Path, plugins_path: None) -> 
     html = _render(intentflow_home)
     assert "<script>alert(1)</script>" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_run_link_comes_from_the_lineage_columns(intentflow_home: Path, plugins_path: None) -> None:
+    """Retrain records its DAG run in the registry's columns (revision 0002), not the JSON."""
+    from ml.config import settings
+
+    _register(
+        settings().registry_url,
+        {"test": {"macro_f1": 0.5}},
+        {},
+        dag_id="intent_retrain",
+        run_id="scheduled__2026-11-22",
+    )
+    html = _render(intentflow_home)
+    assert 'href="/dags/intent_retrain/runs/scheduled__2026-11-22"' in html
 
 
 def test_plugin_is_in_the_airflow_ui_navigation(ui_server: UiServer) -> None:

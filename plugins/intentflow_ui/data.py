@@ -90,8 +90,9 @@ def version_row(info: VersionInfo) -> VersionRow:
         info=info,
         test=_scalars(info.metrics.get("test", {})),
         window=text,
-        dag_id=lineage.get("dag_id"),
-        run_id=lineage.get("run_id"),
+        # Columns since revision 0002 (retrain writes them there); older versions: the JSON.
+        dag_id=info.dag_id or lineage.get("dag_id"),
+        run_id=info.run_id or lineage.get("run_id"),
         partitions=days,
     )
 
