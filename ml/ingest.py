@@ -80,6 +80,8 @@ def normalise(
     spec = parse_source(source) if source else SourceSpec(url="unknown")
     labels = sources.load_labels(spec.labels) if spec.labels else known_intents()
     staging_dir.mkdir(parents=True, exist_ok=True)
+    # A retried task reuses its run's folder: runs a killed attempt left must not be merged.
+    shutil.rmtree(staging_dir / RUNS_DIR, ignore_errors=True)
     size = _input_bytes(files)
     stage = _Stage(staging_dir / RUNS_DIR, staging.bucket_count(size))
     try:

@@ -95,6 +95,27 @@ def test_rerun_gives_identical_partition(intentflow_home: Path, tmp_path: Path) 
     assert lake.list_partitions(settings().lake) == [DAY]
 
 
+def test_a_retried_normalise_ignores_what_a_killed_attempt_staged(tmp_path: Path) -> None:
+    """A task retry stages into its run's folder again: a dead attempt's runs are not merged."""
+    from ml import ingest
+
+    src = tmp_path / "raw"
+    write_drop(src, "a.jsonl", [rec(str(i)) for i in range(30)])
+    files = discover(str(src), DAY)
+    staging = tmp_path / "staging"
+    first = normalise(files, DAY, staging, str(src))
+    # What an attempt killed after staging its blocks leaves behind: run files, not merged
+    # (numbered apart from this attempt's, as when the day's files changed in between).
+    stale = ingest._Stage(staging / ingest.RUNS_DIR, 1)
+    stale.seq = 1000
+    ingest._normalise_blocks(
+        stale, ingest.parse_source(str(src)), files[0], 0, DAY, frozenset({"refund_request"}), None
+    )
+    again = normalise(files, DAY, staging, str(src))
+    assert (again["rows_written"], again["rows_quarantined"]) == (30, 0)
+    assert again["content_hash"] == first["content_hash"]
+
+
 def test_empty_day_fails_the_gate(intentflow_home: Path, tmp_path: Path) -> None:
     with pytest.raises(DataQualityError, match="expect_table_row_count_to_be_between"):
         ingest_day(DAY, str(tmp_path / "nothing"))
