@@ -92,6 +92,7 @@ def normalise(
                     _normalise_blocks(stage, spec, url, index, day, labels, pool)
                 else:
                     _normalise_items(stage, spec, url, index, day, labels)
+            stage.drain()
         with _LineReader(files) as lines:
             merged = staging.merge(
                 stage.runs, stage.buckets, staging_dir / ROWS_FILE, files, lines.read
@@ -140,6 +141,7 @@ class _Stage:
         self.rejected: list[Rejected] = []
         self.read = 0
         self.seq = 0
+        self.pending: deque[Any] = deque()  # worker futures, in submission order
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -148,6 +150,11 @@ class _Stage:
     def add(self, read: int, rejected: list[Rejected]) -> None:
         self.read += read
         self.rejected.extend(rejected)
+
+    def drain(self) -> None:
+        """Wait for the blocks still being parsed by worker processes."""
+        while self.pending:
+            self.add(*self.pending.popleft().result())
 
 
 class _LineReader:
@@ -208,11 +215,11 @@ def _normalise_blocks(
 ) -> None:
     """Plain JSONL in blocks through ml.jsonl_arrow; in worker processes when `pool` is given.
 
-    Each block's rows go to the run files from the process that parsed them; at most two
-    blocks per worker are in flight (bounded memory).
+    Each block's rows go to the run files from the process that parsed them. With a pool the
+    blocks of every file form one queue (no worker waits at a file's end), at most two per
+    worker in flight (bounded memory); :meth:`_Stage.drain` collects the last ones.
     """
     args = (spec, url, index, day, labels, stage.runs, stage.buckets)
-    pending: deque[Any] = deque()
     with sources.open_file(url) as fh:
         try:
             for data, first_line, offset in jsonl_arrow.split_blocks(fh):
@@ -220,13 +227,11 @@ def _normalise_blocks(
                 if pool is None:
                     stage.add(*stage_block(*job))
                     continue
-                pending.append(pool.submit(stage_block, *job))
-                while len(pending) > 2 * pool._max_workers:
-                    stage.add(*pending.popleft().result())
+                stage.pending.append(pool.submit(stage_block, *job))
+                while len(stage.pending) > 2 * pool._max_workers:
+                    stage.add(*stage.pending.popleft().result())
         except OSError as exc:
             raise SourceError(f"cannot read {url}: {exc}") from exc
-    while pending:
-        stage.add(*pending.popleft().result())
 
 
 def stage_block(
