@@ -41,6 +41,8 @@ QUARANTINE_FILE = "quarantine.parquet"
 MAX_QUARANTINE_SHARE = 0.2
 # Rows per run file written by the record-by-record path: bounds memory whatever the feed.
 BATCH_ROWS = 20_000
+# Quarantined records held before they are written: a day of bad records stays bounded too.
+QUARANTINE_BATCH = 10_000
 # Rows the GX suite sees at once (its pandas frame): bounds validation's memory.
 VALIDATION_BATCH_ROWS = 1_000_000
 
@@ -83,30 +85,32 @@ def normalise(
     # A retried task reuses its run's folder: runs a killed attempt left must not be merged.
     shutil.rmtree(staging_dir / RUNS_DIR, ignore_errors=True)
     size = _input_bytes(files)
-    stage = _Stage(staging_dir / RUNS_DIR, staging.bucket_count(size))
+    stage = _Stage(staging_dir, staging.bucket_count(size))
     try:
-        fast = FAST_PATH and jsonl_arrow.fast_path_applies(spec)
-        with _block_pool(size if fast else 0) as pool:
-            for index, url in enumerate(files):
-                if fast:
-                    _normalise_blocks(stage, spec, url, index, day, labels, pool)
-                else:
-                    _normalise_items(stage, spec, url, index, day, labels)
-            stage.drain()
-        with _LineReader(files) as lines:
-            merged = staging.merge(
-                stage.runs, stage.buckets, staging_dir / ROWS_FILE, files, lines.read
-            )
+        with stage:
+            fast = FAST_PATH and jsonl_arrow.fast_path_applies(spec)
+            with _block_pool(size if fast else 0) as pool:
+                for index, url in enumerate(files):
+                    if fast:
+                        _normalise_blocks(stage, spec, url, index, day, labels, pool)
+                    else:
+                        _normalise_items(stage, spec, url, index, day, labels)
+                stage.drain()
+            with _LineReader(files) as lines:
+                merged = staging.merge(
+                    stage.runs,
+                    stage.buckets,
+                    staging_dir / ROWS_FILE,
+                    files,
+                    lines.read,
+                    lambda repeats: stage.add(0, repeats),
+                )
     except SourceError:
         shutil.rmtree(staging_dir, ignore_errors=True)  # nothing is written for that day
         raise
-    rejected = stage.rejected + merged.repeats
-    quarantine = pa.Table.from_pylist([r.as_row() for r in rejected], schema=QUARANTINE_SCHEMA)
-    pq.write_table(quarantine, staging_dir / QUARANTINE_FILE)
-    if stage.read != merged.rows + quarantine.num_rows:
+    if stage.read != merged.rows + stage.quarantined:
         raise AssertionError(
-            f"lost records: read {stage.read}, wrote {merged.rows}, "
-            f"quarantined {quarantine.num_rows}"
+            f"lost records: read {stage.read}, wrote {merged.rows}, quarantined {stage.quarantined}"
         )
     staged = {
         "day": day.isoformat(),
@@ -116,13 +120,11 @@ def normalise(
         "files": files,
         "rows_read": stage.read,
         "rows_written": merged.rows,
-        "rows_quarantined": quarantine.num_rows,
+        "rows_quarantined": stage.quarantined,
         "content_hash": merged.content_hash,
-        "quarantine_rules": dict(sorted(Counter(r.rule for r in rejected).items())),
+        "quarantine_rules": dict(sorted(stage.rules.items())),
         # Flagged for the data owner: labels the taxonomy lacks are quarantined, never trained on.
-        "new_intents": dict(
-            sorted(Counter(_intent_of(r) for r in rejected if r.rule == "unknown_intent").items())
-        ),
+        "new_intents": dict(sorted(stage.new_intents.items())),
     }
     log.info("normalised %s: %s", day, {k: v for k, v in staged.items() if k != "files"})
     return staged
@@ -134,22 +136,47 @@ RUNS_DIR = "runs"
 
 
 class _Stage:
-    """Counts, quarantined records and the numbering of the run files being written."""
+    """Counts, the run files being written (numbered) and the quarantine, streamed to disk."""
 
-    def __init__(self, runs: Path, buckets: int) -> None:
-        self.runs, self.buckets = runs, buckets
-        self.rejected: list[Rejected] = []
-        self.read = 0
-        self.seq = 0
+    def __init__(self, staging_dir: Path, buckets: int) -> None:
+        self.runs, self.buckets = staging_dir / RUNS_DIR, buckets
+        self.quarantine_file = staging_dir / QUARANTINE_FILE
+        self.read = self.quarantined = self.seq = 0
+        self.rules: Counter[str] = Counter()
+        self.new_intents: Counter[str] = Counter()
         self.pending: deque[Any] = deque()  # worker futures, in submission order
+        self._held: list[dict[str, Any]] = []
+        self._writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> _Stage:
+        self._writer = pq.ParquetWriter(self.quarantine_file, QUARANTINE_SCHEMA)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._writer is not None
+        self._flush()
+        self._writer.close()
 
     def next_seq(self) -> int:
         self.seq += 1
         return self.seq
 
     def add(self, read: int, rejected: list[Rejected]) -> None:
+        """`read` records more, of which `rejected` (quarantined, in order)."""
         self.read += read
-        self.rejected.extend(rejected)
+        self.quarantined += len(rejected)
+        for r in rejected:
+            self.rules[r.rule] += 1
+            if r.rule == "unknown_intent":
+                self.new_intents[_intent_of(r)] += 1
+            self._held.append(r.as_row())
+        if len(self._held) >= QUARANTINE_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._held and self._writer is not None:
+            self._writer.write_table(pa.Table.from_pylist(self._held, schema=QUARANTINE_SCHEMA))
+            self._held = []
 
     def drain(self) -> None:
         """Wait for the blocks still being parsed by worker processes."""
@@ -174,7 +201,11 @@ class _LineReader:
     def read(self, file: int, offset: int) -> str:
         fh = self.open.get(file)
         if fh is None:
-            fh = self.open[file] = sources.open_file(self.files[file])
+            url = self.files[file]
+            # A local file directly: a file delivered twice is a million of these reads.
+            local = not storage.is_remote(url) or url.startswith("file://")
+            fh = open(url.removeprefix("file://"), "rb") if local else sources.open_file(url)  # noqa: SIM115
+            self.open[file] = fh
         fh.seek(offset)
         return fh.readline().decode("utf-8").rstrip("\r\n")
 
@@ -189,11 +220,12 @@ def _normalise_items(
     for item, outcome in parse_items(items, url, day, labels, spec.display_name):
         if isinstance(outcome, Rejected):
             rejected.append(outcome)
-            continue
-        batch.append({**outcome, "file": index, "line": item.number, "raw": item.raw})
-        if len(batch) >= BATCH_ROWS:
+        else:
+            batch.append({**outcome, "file": index, "line": item.number, "raw": item.raw})
+        if len(batch) + len(rejected) >= BATCH_ROWS:
             _write_items(stage, batch)
-            batch = []
+            stage.add(len(rejected), rejected)
+            batch, rejected = [], []
     _write_items(stage, batch)
     stage.add(len(rejected), rejected)
 

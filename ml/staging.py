@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,8 @@ RUN_SCHEMA = (
     .append(pa.field("offset", pa.int64()))
     .append(pa.field("raw", pa.string()))
 )
+# Repeated ids turned into quarantine rows at a time (a file delivered twice is all repeats).
+REPEATS_BATCH = 50_000
 _ORDER = [("conversation_id", "ascending"), ("file", "ascending"), ("line", "ascending")]
 
 
@@ -87,7 +89,6 @@ def write_run(folder: Path, buckets: int, seq: int, rows: pa.Table) -> None:
 class Merged:
     rows: int = 0
     content_hash: str = ""
-    repeats: list[Rejected] = field(default_factory=list)
 
 
 def merge(
@@ -96,11 +97,13 @@ def merge(
     out: Path,
     files: list[str],
     raw_line: Callable[[int, int], str],
+    reject: Callable[[list[Rejected]], None],
 ) -> Merged:
     """Merge the runs into `out` bucket by bucket; drop the runs as they are merged.
 
     `files`: the day's source files in order (a row's `file` indexes it);
-    `raw_line(file, offset)` reads back a fast-path line (for a repeated id's quarantine row).
+    `raw_line(file, offset)` reads back a fast-path line (for a repeated id's quarantine row);
+    `reject` takes each bucket's repeats.
     The content hash is sha256 over the rows' content hashes in file order, one per line.
     """
     digest = hashlib.sha256()
@@ -111,7 +114,7 @@ def merge(
             if not pieces:
                 continue
             runs = pa.concat_tables(_mapped(p) for p in pieces).combine_chunks()
-            kept = runs.take(_first_of_each_id(runs, files, raw_line, merged))
+            kept = runs.take(_first_of_each_id(runs, files, raw_line, reject))
             del runs
             writer.write_table(
                 kept.select(TRANSCRIPT_SCHEMA.names), row_group_size=lake.ROW_GROUP_ROWS
@@ -130,7 +133,10 @@ def _mapped(path: Path) -> pa.Table:
 
 
 def _first_of_each_id(
-    t: pa.Table, files: list[str], raw_line: Callable[[int, int], str], merged: Merged
+    t: pa.Table,
+    files: list[str],
+    raw_line: Callable[[int, int], str],
+    reject: Callable[[list[Rejected]], None],
 ) -> pa.Array:
     """Indices of `t` in (id, file, line) order, the first row of each id only.
 
@@ -144,19 +150,26 @@ def _first_of_each_id(
         repeat[1:] = pc.equal(ids.slice(1), ids.slice(0, len(order) - 1)).to_numpy()
     if repeat.any():
         first = np.maximum.accumulate(np.where(repeat, 0, np.arange(len(order))))
+        names = [Path(f).name for f in files]
         where = t.select(["conversation_id", "file", "line", "offset", "raw"])
-        for k in np.flatnonzero(repeat).tolist():
-            i, j = order[k].as_py(), order[int(first[k])].as_py()
-            cid, f, line, offset, raw = (where.column(c)[i].as_py() for c in where.column_names)
-            seen = f"{Path(files[where['file'][j].as_py()]).name}:{where['line'][j].as_py()}"
-            merged.repeats.append(
-                Rejected(
-                    files[f],
-                    line,
-                    "duplicate_id",
-                    f"conversation_id {cid!r} already seen at {seen}",
-                    raw if raw is not None else raw_line(f, offset),
-                    cid,
-                )
+        at = np.flatnonzero(repeat)
+        for start in range(0, len(at), REPEATS_BATCH):  # columns in bulk, a batch at a time
+            chunk = at[start : start + REPEATS_BATCH]
+            got = where.take(order.take(pa.array(chunk))).to_pydict()
+            seen = where.select(["file", "line"]).take(order.take(pa.array(first[chunk])))
+            reject(
+                [
+                    Rejected(
+                        files[f],
+                        line,
+                        "duplicate_id",
+                        f"conversation_id {cid!r} already seen at {names[sf]}:{sl}",
+                        raw if raw is not None else raw_line(f, offset),
+                        cid,
+                    )
+                    for cid, f, line, offset, raw, sf, sl in zip(
+                        *got.values(), *seen.to_pydict().values(), strict=True
+                    )
+                ]
             )
     return order.filter(pa.array(~repeat))
