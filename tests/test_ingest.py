@@ -321,6 +321,9 @@ def test_fast_path_stages_exactly_what_the_record_path_stages(
     for key, fast, workers, bucket_bytes in variants:
         monkeypatch.setattr(ingest, "FAST_PATH", fast)
         monkeypatch.setattr(staging, "BUCKET_INPUT_BYTES", bucket_bytes)
+        # Small batches in the many-buckets run: quarantine and repeats written piece by piece.
+        monkeypatch.setattr(ingest, "QUARANTINE_BATCH", 7 if key == "buckets" else 10_000)
+        monkeypatch.setattr(staging, "REPEATS_BATCH", 5 if key == "buckets" else 50_000)
         monkeypatch.setenv("INTENTFLOW_INGEST_WORKERS", workers)
         out = tmp_path / f"stage-{key}"
         with caplog.at_level("INFO", logger="ml.ingest"):
