@@ -213,25 +213,11 @@ def run_suite(
         rows, row_count = [rows], rows.num_rows
     if row_count is None:
         raise ValueError("row_count is needed with batches")
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # before GX is imported
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
-    from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    docs_dir = report_dir / "data_docs"
-    context.add_data_docs_site(
-        site_name="intentflow",
-        site_config={
-            "class_name": "SiteBuilder",
-            "store_backend": {
-                "class_name": "TupleFilesystemStoreBackend",
-                "base_directory": str(docs_dir),
-            },
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        },
-    )
+    context, docs_dir = _context(report_dir)
     source = context.data_sources.add_pandas("lake")
 
     def checkpoint(name: str, suite: Any) -> Any:
@@ -276,15 +262,12 @@ def run_suite(
     )
     checks = _combined(results)
     success = all(c["success"] for c in checks)
+    # Pages in the order they were written: the day's, then one a batch.
     pages = sorted((docs_dir / "validations").rglob("*.html"), key=lambda p: p.stat().st_mtime)
-    # The page a person opens first: the first failing rows batch, else the first rows batch.
-    rows_pages = [p for p in pages if f"{SUITE_NAME}_day" not in str(p)] or pages
-    failing = [i for i, r in enumerate(batch_results) if not r.success]
-    docs_page = (
-        str(rows_pages[min(failing[0] if failing else 0, len(rows_pages) - 1)])
-        if rows_pages
-        else str(docs_dir / "index.html")
-    )
+    failing = [i for i, r in enumerate(results) if not r.success]
+    # The page a person opens first: the first failing one, else the first batch's.
+    first = failing[0] if failing else min(1, len(pages) - 1)
+    docs_page = str(pages[first]) if len(pages) == len(results) else str(docs_dir / "index.html")
     html = report_dir / "validation.html"
     html.write_text(_html(day, success, checks, [str(p) for p in pages], len(batch_results)))
     failed = [
@@ -293,6 +276,28 @@ def run_suite(
         if not c["success"]
     ]
     return ValidationOutcome(success, failed, str(html), docs_page, len(checks))
+
+
+def _context(report_dir: Path) -> tuple[Any, Path]:
+    """An ephemeral GX context whose Data Docs site is `report_dir/data_docs`."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    docs_dir = report_dir / "data_docs"
+    context.add_data_docs_site(
+        site_name="intentflow",
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(docs_dir),
+            },
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    return context, docs_dir
 
 
 def _combined(results: list[Any]) -> list[dict[str, Any]]:
