@@ -92,7 +92,11 @@ def normalise(
     if upload_to is None:
         return _stage(files, day, staging_dir, source)
     try:
-        staged = _stage(files, day, staging_dir, source)
+        try:
+            staged = _stage(files, day, staging_dir, source)
+        except SourceError:
+            _remove_staged(upload_to)  # nothing is staged for that day, as locally
+            raise
         staged = {**staged, "staging_dir": upload_to}
         _upload_staged(staging_dir, upload_to, staged)
         return staged
