@@ -84,11 +84,15 @@ def transcripts_ingest():
         from datetime import date
 
         from ml.config import settings
-        from ml.ingest import normalise, staging_dir_for
+        from ml.ingest import normalise, staging_dir_for, staging_url_for
 
-        day = date.fromisoformat(found["day"])
-        staging = staging_dir_for(settings(), day, run_id)
-        return normalise(found["files"], day, staging, found["source"])
+        cfg, day = settings(), date.fromisoformat(found["day"])
+        # Local scratch; with the data on object storage the staged day is uploaded there,
+        # so validate and publish may run on any worker.
+        scratch = staging_dir_for(cfg, day, run_id)
+        return normalise(
+            found["files"], day, scratch, found["source"], staging_url_for(cfg, scratch)
+        )
 
     @task
     def validate(staged: dict) -> dict:

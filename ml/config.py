@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ml.storage import Location, join, location
+from ml.storage import Location, is_remote, join, location
 
 # The registered model the intent pipeline publishes to.
 DEFAULT_MODEL_NAME = "intent"
@@ -115,7 +115,7 @@ class Settings:
     Lake, quarantine, reports and snapshots live under `data_url` (INTENTFLOW_DATA_URL, default
     `home`), artifacts under `artifacts_url` (INTENTFLOW_ARTIFACTS_URL, default data/artifacts):
     each a local Path or an fsspec URL string (see ml/storage.py). `home` itself is always local:
-    the SQLite registry, staging, and the download cache live there.
+    the SQLite registry, ingest's scratch, and the download cache live there.
     """
 
     home: Path
@@ -156,7 +156,14 @@ class Settings:
 
     @property
     def staging(self) -> Path:
+        """Ingest's local scratch (run files need local disk; see :attr:`staging_store`)."""
         return self.home / "staging"
+
+    @property
+    def staging_store(self) -> str | None:
+        """Where ingest hands the staged day between its tasks when the data is on object
+        storage (any worker reads it there); None for a local data root (`staging` is used)."""
+        return str(join(self.data_root, "staging")) if is_remote(self.data_root) else None
 
     @property
     def snapshots(self) -> Location:

@@ -1,8 +1,10 @@
 """One day's ingest as four steps: discover → normalise → validate → publish.
 
 The Airflow DAG runs each step as a task; :func:`ingest_day` runs them in order for the CLI.
-Steps hand over a small JSON-serialisable dict (the staged day), never data, so the same
-staging folder works in one process and across Celery workers sharing the store.
+Steps hand over a small JSON-serialisable dict (the staged day), never data. The staged day
+is a folder under `$INTENTFLOW_HOME/staging` when the data root is local; when it is on object
+storage, `normalise` uploads it to `<data root>/staging/<day>__<run>/`, so `validate` and
+`publish` may run on any worker (publish copies it into the lake within the store).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 
 ROWS_FILE = "rows.parquet"
 QUARANTINE_FILE = "quarantine.parquet"
+# Uploaded last to a staging prefix on object storage: the staged day is whole once it exists.
+STAGED_MARKER = "_staged.json"
 # A day where more than this share of records is quarantined fails its gate: the feed is broken.
 MAX_QUARANTINE_SHARE = 0.2
 # Rows per run file written by the record-by-record path: bounds memory whatever the feed.
@@ -71,14 +75,100 @@ def _belongs(spec: SourceSpec, item: Item, day: date) -> bool:
 
 
 def normalise(
-    files: list[str], day: date, staging_dir: Path, source: str | None = None
+    files: list[str],
+    day: date,
+    staging_dir: Path,
+    source: str | None = None,
+    upload_to: str | None = None,
 ) -> dict[str, Any]:
     """Parse and redact every record; stage the day's rows (one sorted Parquet file) and quarantine.
 
     Streams: parsed pieces go straight to bucketed run files (ml/staging.py), merged one
     bucket at a time, so memory does not grow with the feed. Plain JSONL drops take the Arrow
     fast path (ml.jsonl_arrow), in worker processes for a big day; it gives the same rows.
+
+    `staging_dir` is local scratch. With `upload_to` (a URL on object storage, see
+    :func:`staging_url_for`) the staged files are uploaded there (replacing a retried run's),
+    the scratch is removed, and the returned dict points at the URL.
     """
+    if upload_to is None:
+        return _stage(files, day, staging_dir, source)
+    try:
+        try:
+            staged = _stage(files, day, staging_dir, source)
+        except SourceError:
+            _remove_staged(upload_to)  # nothing is staged for that day, as locally
+            raise
+        staged = {**staged, "staging_dir": upload_to}
+        _upload_staged(staging_dir, upload_to, staged)
+        return staged
+    finally:  # the next task reads the store; a retry here stages from scratch anyway
+        shutil.rmtree(staging_dir, ignore_errors=True)
+
+
+def _upload_staged(local: Path, url: str, staged: dict[str, Any]) -> None:
+    """Upload the staged day to `url`: quarantine, rows, then the marker (the completion).
+
+    A retried normalise replaces the prefix: the old marker goes first, so a half-done
+    upload is never taken for a whole one.
+    """
+    fs, root = storage.filesystem(url)
+    _remove_staged(url)
+    fs.put_file(str(local / QUARANTINE_FILE), f"{root}/{QUARANTINE_FILE}")
+    fs.put_file(str(local / ROWS_FILE), f"{root}/{ROWS_FILE}")
+    fs.pipe_file(f"{root}/{STAGED_MARKER}", (json.dumps(staged, indent=2) + "\n").encode())
+    fs.invalidate_cache(root)
+    log.info("staged %s at %s", staged["day"], url)
+
+
+def _remove_staged(url: str) -> None:
+    """Delete a staging prefix on object storage, its marker first."""
+    fs, root = storage.filesystem(url)
+    fs.invalidate_cache(root)
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm_file(f"{root}/{STAGED_MARKER}")
+    fs.invalidate_cache(root)
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm(root, recursive=True)
+    fs.invalidate_cache(root)
+
+
+def _staged_at(staged: dict[str, Any]) -> storage.Location:
+    """The staged day's folder (a Path) or prefix on object storage (a URL)."""
+    return storage.location(staged["staging_dir"])
+
+
+def _is_staged(staged: dict[str, Any]) -> bool:
+    where = _staged_at(staged)
+    if storage.is_remote(where):
+        return storage.exists(storage.join(where, STAGED_MARKER))
+    return (Path(where) / ROWS_FILE).exists()
+
+
+def _require_staged(staged: dict[str, Any]) -> None:
+    if not _is_staged(staged):
+        raise FileNotFoundError(
+            f"staged day {staged['day']} is missing or incomplete at {staged['staging_dir']}: "
+            "rerun normalise"
+        )
+
+
+@contextlib.contextmanager
+def _open_staged(staged: dict[str, Any], name: str) -> Iterator[Any]:
+    """A staged file, for pyarrow: its local Path, or an fsspec file object (read by range)."""
+    loc = storage.join(_staged_at(staged), name)
+    if not storage.is_remote(loc):
+        yield loc
+        return
+    fs, path = storage.filesystem(str(loc))
+    with fs.open(path, "rb") as fh:
+        yield fh
+
+
+def _stage(
+    files: list[str], day: date, staging_dir: Path, source: str | None = None
+) -> dict[str, Any]:
+    """The day staged in the local folder `staging_dir` (see :func:`normalise`)."""
     spec = parse_source(source) if source else SourceSpec(url="unknown")
     labels = sources.load_labels(spec.labels) if spec.labels else known_intents()
     staging_dir.mkdir(parents=True, exist_ok=True)
@@ -357,8 +447,9 @@ def validate(
     labels = sources.load_labels(staged["labels_file"]) if staged.get("labels_file") else None
     # Reports go next to the day's partition, on the same storage (uploaded when remote).
     report_at = lake.partition_path(report_root, day)
-    rows = pq.ParquetFile(Path(staged["staging_dir"]) / ROWS_FILE)
-    with storage.local_output(report_at) as report_dir:
+    _require_staged(staged)
+    with _open_staged(staged, ROWS_FILE) as source, storage.local_output(report_at) as report_dir:
+        rows = pq.ParquetFile(source)
         outcome = run_suite(
             # A batch at a time (bounded memory); the staged day holds each id once.
             (
@@ -369,7 +460,7 @@ def validate(
             labels or known_intents(),
             report_dir,
             min_rows=min_rows,
-            run_name=Path(staged["staging_dir"]).name,
+            run_name=str(staged["staging_dir"]).rstrip("/").rsplit("/", 1)[-1],
             row_count=rows.metadata.num_rows,
         )
     outcome = storage.rebase_paths(outcome, report_dir, report_at, ("report_path", "data_docs"))
@@ -405,10 +496,22 @@ def validate(
 
 
 def publish(validated: dict[str, Any], cfg: Settings) -> dict[str, Any]:
-    """Swap the staged day into the lake and quarantine; remove the staging folder."""
+    """Swap the staged day into the lake and quarantine; remove the staged day.
+
+    Staged on object storage, the rows are copied into the lake within the store. The staged
+    day is removed only after the commit, so a retry after a crash publishes it again; a retry
+    after the removal finds the day committed with the same content and returns it.
+    """
     day = date.fromisoformat(validated["day"])
-    staging = Path(validated["staging_dir"])
-    quarantine = pq.read_table(staging / QUARANTINE_FILE)
+    staging = _staged_at(validated)
+    if not _is_staged(validated):
+        done = lake.read_manifest(cfg.lake, day)
+        if not done or done.get("content_hash") != validated["content_hash"]:
+            _require_staged(validated)
+        log.info("%s is already published (staged day removed after the commit)", day)
+        return _summary(cfg, day, lake.partition_path(cfg.lake, day))
+    with _open_staged(validated, QUARANTINE_FILE) as source:
+        quarantine = pq.read_table(source)
     quarantine_path = lake.write_quarantine(quarantine, cfg.quarantine, day)
     manifest = {
         k: validated[k]
@@ -428,13 +531,12 @@ def publish(validated: dict[str, Any], cfg: Settings) -> dict[str, Any]:
         if k in validated
     }
     manifest["rows"] = validated["rows_written"]
-    partition = lake.publish_file(staging / ROWS_FILE, cfg.lake, day, manifest)
-    shutil.rmtree(staging, ignore_errors=True)
-    summary = {
-        **lake.read_manifest(cfg.lake, day),
-        "partition": str(partition),
-        "quarantine_file": str(quarantine_path),
-    }
+    partition = lake.publish_file(storage.join(staging, ROWS_FILE), cfg.lake, day, manifest)
+    if storage.is_remote(staging):
+        _remove_staged(str(staging))
+    else:
+        shutil.rmtree(staging, ignore_errors=True)
+    summary = {**_summary(cfg, day, partition), "quarantine_file": str(quarantine_path)}
     log.info(
         "published %s: %d rows, %d quarantined",
         day,
@@ -442,6 +544,22 @@ def publish(validated: dict[str, Any], cfg: Settings) -> dict[str, Any]:
         summary["rows_quarantined"],
     )
     return summary
+
+
+def _summary(cfg: Settings, day: date, partition: storage.Location) -> dict[str, Any]:
+    quarantine = storage.join(lake.partition_path(cfg.quarantine, day), "quarantine.parquet")
+    return {
+        **(lake.read_manifest(cfg.lake, day) or {}),
+        "partition": str(partition),
+        "quarantine_file": str(quarantine),
+    }
+
+
+def staging_url_for(cfg: Settings, staging_dir: Path) -> str | None:
+    """Where `normalise` uploads the day staged in `staging_dir` (same name), when the data is
+    on object storage; None when the data root is local (the folder itself is handed over)."""
+    store = cfg.staging_store
+    return f"{store}/{staging_dir.name}" if store is not None else None
 
 
 def staging_dir_for(cfg: Settings, day: date, run_key: str | None = None) -> Path:
@@ -454,5 +572,6 @@ def ingest_day(day: date, source: str | None = None, cfg: Settings | None = None
     cfg = cfg or settings()
     source = source or cfg.source
     files = discover(source, day)
-    staged = normalise(files, day, staging_dir_for(cfg, day), source)
+    scratch = staging_dir_for(cfg, day)
+    staged = normalise(files, day, scratch, source, staging_url_for(cfg, scratch))
     return publish(validate(staged, cfg.reports, cfg.lake), cfg)

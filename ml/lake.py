@@ -154,27 +154,61 @@ def write_partition(table: pa.Table, root: Location, day: date, manifest: dict) 
     return _publish(write, root, day, manifest)
 
 
-def publish_file(data: Path, root: Location, day: date, manifest: dict) -> Location:
+def publish_file(data: Location, root: Location, day: date, manifest: dict) -> Location:
     """Publish a finished partition file (written by :func:`data_writer`) as `day`'s partition.
 
-    `manifest` carries the file's `rows` and `content_hash`. The file is linked or copied,
-    never rewritten. The previous partition is replaced atomically: a writer killed at any
-    point leaves it whole and readable, and the next write removes the debris.
+    `data` is a local file or a URL (ingest's staged file on object storage); `manifest`
+    carries the file's `rows` and `content_hash`. The file is linked, copied or uploaded,
+    never rewritten: within one object store the copy is server-side (S3 CopyObject), no
+    byte passes through this machine. `data` is left in place (a retry publishes it again).
+    The previous partition is replaced atomically: a writer killed at any point leaves it
+    whole and readable, and the next write removes the debris.
     """
-    return _publish(lambda dest: _place(data, dest), root, day, manifest)
+    if storage.is_remote(root):
+        return _write_remote(lambda fs, dest: _put(data, fs, dest), str(root), day, manifest)
+    return _write_local(lambda dest: _place(data, dest), Path(root), day, manifest)
 
 
-def _place(data: Path, dest: Path) -> None:
+def _place(data: Location, dest: Path) -> None:
     """A hard link when on the same file system (no copy; the source stays for a retry)."""
+    if storage.is_remote(data):
+        src_fs, src = storage.filesystem(str(data))
+        src_fs.get_file(src, str(dest))
+        return
     try:
         os.link(data, dest)
     except OSError:
         shutil.copyfile(data, dest)
 
 
+def _put(data: Location, fs, dest: str) -> None:
+    """Put `data` at `dest` on `fs`: server-side copy within one store, else an upload."""
+    if not storage.is_remote(data):
+        fs.put_file(str(data), dest)
+        return
+    src_fs, src = storage.filesystem(str(data))
+    if src_fs == fs:  # same store, same credentials (fsspec compares the instances' tokens)
+        fs.copy(src, dest)  # S3: CopyObject (UploadPartCopy above 5 GB)
+        return
+    with tempfile.TemporaryDirectory(prefix="intentflow-lake-") as tmp:
+        src_fs.get_file(src, f"{tmp}/{DATA_FILE}")
+        fs.put_file(f"{tmp}/{DATA_FILE}", dest)
+
+
+def _uploaded(write: Callable[[Path], None]) -> Callable[..., None]:
+    """`write` (to a local file) as a `put` for :func:`_write_remote`: write, then upload."""
+
+    def put(fs, dest: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="intentflow-lake-") as tmp:
+            write(Path(tmp) / DATA_FILE)
+            fs.put_file(str(Path(tmp) / DATA_FILE), dest)
+
+    return put
+
+
 def _publish(write: Callable[[Path], None], root: Location, day: date, manifest: dict) -> Location:
     if storage.is_remote(root):
-        return _write_remote(write, str(root), day, manifest)
+        return _write_remote(_uploaded(write), str(root), day, manifest)
     return _write_local(write, Path(root), day, manifest)
 
 
@@ -205,15 +239,16 @@ def _write_local(write: Callable[[Path], None], root: Path, day: date, manifest:
     return final
 
 
-def _write_remote(write: Callable[[Path], None], root: str, day: date, manifest: dict) -> str:
-    """Upload the data under a fresh version, then commit by writing the manifest (one PUT)."""
+def _write_remote(put: Callable[..., None], root: str, day: date, manifest: dict) -> str:
+    """Put the data under a fresh version, then commit by writing the manifest (one PUT).
+
+    `put(fs, dest)` places the data file at `dest` (an in-store path of `fs`).
+    """
     folder = str(partition_path(root, day))
     fs, path = storage.filesystem(folder)
     with _remote_lock(fs, path) as assert_held:
         version = uuid.uuid4().hex
-        with tempfile.TemporaryDirectory(prefix="intentflow-lake-") as tmp:
-            write(Path(tmp) / DATA_FILE)
-            fs.put_file(str(Path(tmp) / DATA_FILE), f"{path}/{VERSIONS}/{version}/{DATA_FILE}")
+        put(fs, f"{path}/{VERSIONS}/{version}/{DATA_FILE}")
         previous = read_manifest(root, day)
         previous_version = previous.get("version") if previous else None
         manifest = {**manifest, "version": version, "previous_version": previous_version}

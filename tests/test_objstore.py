@@ -379,3 +379,168 @@ def test_snapshot_train_register_evaluate_and_predict_with_everything_on_s3(
     fs.pipe_file(f"{path}/labels.json", b'["x"]')
     with pytest.raises(ArtifactIntegrityError, match="does not match its recorded hash"):
         fetch_artifact(version.artifact_uri, version.artifact_sha256, intentflow_home / "fresh")
+
+
+# --- ingest's tasks on different hosts, the staged day on the store ---------------------------
+
+
+def _host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> Any:
+    """Settings as a worker `name` sees them: its own INTENTFLOW_HOME, the shared data URL."""
+    monkeypatch.setenv("INTENTFLOW_HOME", str(tmp_path / f"host-{name}"))
+    return settings()
+
+
+def _staged_files(url: str) -> list[str]:
+    fs, path = storage.filesystem(url)
+    fs.invalidate_cache(path)
+    return sorted(p.rsplit("/", 1)[-1] for p in fs.find(path))
+
+
+@pytest.fixture
+def mem_data(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    url = f"memory://data-{uuid.uuid4().hex}"
+    monkeypatch.setenv("INTENTFLOW_DATA_URL", url)
+    yield url
+    fs, path = storage.filesystem(url)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def test_a_retried_normalise_replaces_its_staging_prefix_and_a_failed_day_stays_staged(
+    mem_data: str, intentflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ml import ingest
+    from ml.generate import generate
+    from ml.validation import DataQualityError
+
+    raw = tmp_path / "raw"
+    generate(raw, days=1, per_day=60, start=DAY, seed=4, broken_share=0.5)
+    files = ingest.discover(str(raw), DAY)
+    cfg = _host(tmp_path, monkeypatch, "a")
+    run = "manual__2026-11-22T00:00:00+00:00"
+    scratch = ingest.staging_dir_for(cfg, DAY, run)
+    url = ingest.staging_url_for(cfg, scratch)
+    assert url == f"{mem_data}/staging/2026-11-22__manual__2026-11-22T00_00_00_00_00"
+    staged = ingest.normalise(files, DAY, scratch, str(raw), url)
+    assert staged["staging_dir"] == url and not scratch.exists()  # no scratch left behind
+    assert _staged_files(url) == [ingest.STAGED_MARKER, ingest.QUARANTINE_FILE, ingest.ROWS_FILE]
+
+    # A retry that dies uploading the rows: the old marker is gone first, so the half-upload
+    # is never taken for the staged day; its scratch is removed all the same.
+    fs, _ = storage.filesystem(url)
+    fs.pipe_file(f"{storage.filesystem(url)[1]}/stale.arrow", b"from an earlier attempt")
+    real_put = fs.put_file
+
+    def die_on_rows(lpath: str, rpath: str, **kwargs: Any) -> None:
+        if rpath.endswith(ingest.ROWS_FILE):
+            raise ConnectionError("worker lost mid-upload")
+        real_put(lpath, rpath, **kwargs)
+
+    monkeypatch.setattr(fs, "put_file", die_on_rows)
+    with pytest.raises(ConnectionError):
+        ingest.normalise(files, DAY, scratch, str(raw), url)
+    monkeypatch.setattr(fs, "put_file", real_put)
+    assert _staged_files(url) == [ingest.QUARANTINE_FILE] and not scratch.exists()
+    cfg = _host(tmp_path, monkeypatch, "b")
+    with pytest.raises(FileNotFoundError, match="missing or incomplete"):
+        ingest.validate(staged, cfg.reports, cfg.lake)
+
+    # The next retry stages the same day again, whole.
+    cfg = _host(tmp_path, monkeypatch, "c")
+    again = ingest.normalise(files, DAY, ingest.staging_dir_for(cfg, DAY, run), str(raw), url)
+    assert again == staged
+    assert _staged_files(url) == [ingest.STAGED_MARKER, ingest.QUARANTINE_FILE, ingest.ROWS_FILE]
+
+    # Half the feed is broken: the gate fails on another host and the staged day stays for
+    # inspection, as a local staging folder does.
+    cfg = _host(tmp_path, monkeypatch, "d")
+    with pytest.raises(DataQualityError, match="quarantine_share"):
+        ingest.validate(json.loads(json.dumps(again)), cfg.reports, cfg.lake)
+    assert _staged_files(url) == [ingest.STAGED_MARKER, ingest.QUARANTINE_FILE, ingest.ROWS_FILE]
+    assert lake.list_partitions(cfg.lake) == []
+
+
+def test_s3_ingest_tasks_on_three_hosts_give_the_local_ingests_partition(
+    bucket: str, intentflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """normalise, validate and publish each with its own INTENTFLOW_HOME, the data on s3://;
+    publish dies between the copy and the commit once, and its retry publishes the day."""
+    import pyarrow.parquet as pq
+
+    from ml import ingest
+    from ml.generate import generate
+
+    raw = tmp_path / "raw"
+    generate(raw, days=1, per_day=150, start=DAY, seed=3)
+    reference = ingest.ingest_day(DAY, str(raw))  # all local, one host
+    assert not storage.is_remote(reference["partition"])
+
+    data = f"{bucket}/intentflow"
+    monkeypatch.setenv("INTENTFLOW_DATA_URL", data)
+    cfg = _host(tmp_path, monkeypatch, "normalise")
+    files = ingest.discover(str(raw), DAY)
+    scratch = ingest.staging_dir_for(cfg, DAY, "scheduled__2026-11-22")
+    url = ingest.staging_url_for(cfg, scratch)
+    assert url == f"{data}/staging/2026-11-22__scheduled__2026-11-22"
+    # Every hand-over goes through JSON, as through XCom.
+    staged = json.loads(json.dumps(ingest.normalise(files, DAY, scratch, str(raw), url)))
+    assert staged["staging_dir"] == url
+
+    cfg = _host(tmp_path, monkeypatch, "validate")
+    validated = json.loads(json.dumps(ingest.validate(staged, cfg.reports, cfg.lake)))
+    assert validated["validation_report"].startswith(f"{data}/reports/dt=2026-11-22/")
+
+    # publish: the rows are copied within the store (never uploaded from the worker); the
+    # worker dies before the commit.
+    cfg = _host(tmp_path, monkeypatch, "publish")
+    fs, _ = storage.filesystem(data)
+    real_pipe, real_copy = fs.pipe_file, fs.copy
+    copies: list[tuple[str, str]] = []
+
+    def crash_on_commit(path: str, value: bytes, **kwargs: Any) -> None:
+        if path.endswith(lake.MANIFEST):
+            raise ConnectionError("worker lost before the commit")
+        real_pipe(path, value, **kwargs)
+
+    def no_upload(lpath: str, rpath: str, **kwargs: Any) -> None:
+        raise AssertionError(f"publish uploaded {lpath} to {rpath}")
+
+    def copy(path1: str, path2: str, **kwargs: Any) -> None:
+        copies.append((path1, path2))
+        real_copy(path1, path2, **kwargs)
+
+    monkeypatch.setattr(fs, "pipe_file", crash_on_commit)
+    monkeypatch.setattr(fs, "put_file", no_upload)
+    monkeypatch.setattr(fs, "copy", copy)
+    with pytest.raises(ConnectionError):
+        ingest.publish(validated, cfg)
+    monkeypatch.setattr(fs, "pipe_file", real_pipe)
+    assert len(copies) == 1 and copies[0][0].endswith(f"{url[5:]}/{ingest.ROWS_FILE}")
+    assert lake.read_manifest(cfg.lake, DAY) is None and len(versions(str(cfg.lake))) == 1
+    assert ingest.STAGED_MARKER in _staged_files(url)  # kept for the retry
+
+    # The retry, on yet another worker, publishes the whole day.
+    cfg = _host(tmp_path, monkeypatch, "publish-retry")
+    summary = ingest.publish(validated, cfg)
+    assert len(copies) == 2
+    assert summary["partition"] == f"{data}/lake/transcripts/dt=2026-11-22"
+    assert summary["content_hash"] == reference["content_hash"]
+    for key in ("rows_read", "rows_written", "rows_quarantined", "quarantine_rules"):
+        assert summary[key] == reference[key], key
+    local_rows = Path(reference["partition"]) / lake.DATA_FILE
+    assert version_bytes(str(cfg.lake)) == local_rows.read_bytes()  # the very same file
+    assert lake.read_partition(cfg.lake, DAY).equals(pq.read_table(local_rows))
+    with storage.filesystem(summary["quarantine_file"])[0].open(summary["quarantine_file"]) as f:
+        assert pq.read_table(f).equals(pq.read_table(reference["quarantine_file"]))
+    manifest = lake.read_manifest(cfg.lake, DAY)
+    assert versions(str(cfg.lake)) == [manifest["version"]]  # the crashed copy is collected
+
+    # Nothing staged is left, on any worker or on the store; a late retry of publish finds
+    # the day committed with the same content.
+    for host in ("normalise", "validate", "publish", "publish-retry"):
+        staging = tmp_path / f"host-{host}" / "staging"
+        assert not staging.exists() or not list(staging.iterdir()), host
+    fs.invalidate_cache()
+    assert not fs.exists(f"{data[5:]}/staging") or not fs.find(f"{data[5:]}/staging")
+    assert ingest.publish(validated, cfg)["content_hash"] == reference["content_hash"]
+    assert len(copies) == 2
