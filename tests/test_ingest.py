@@ -106,7 +106,7 @@ def test_a_retried_normalise_ignores_what_a_killed_attempt_staged(tmp_path: Path
     first = normalise(files, DAY, staging, str(src))
     # What an attempt killed after staging its blocks leaves behind: run files, not merged
     # (numbered apart from this attempt's, as when the day's files changed in between).
-    stale = ingest._Stage(staging / ingest.RUNS_DIR, 1)
+    stale = ingest._Stage(staging, 1)
     stale.seq = 1000
     ingest._normalise_blocks(
         stale, ingest.parse_source(str(src)), files[0], 0, DAY, frozenset({"refund_request"}), None
