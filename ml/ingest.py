@@ -27,8 +27,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ml import jsonl_arrow, lake, sources, staging, storage
+from ml import handover, jsonl_arrow, lake, sources, staging, storage
 from ml.config import Settings, ingest_workers, settings
+from ml.handover import QUARANTINE_FILE, ROWS_FILE
 from ml.parse import Rejected, parse_items
 from ml.schema import QUARANTINE_SCHEMA, TRANSCRIPT_SCHEMA
 from ml.sources import Item, SourceError, SourceSpec, parse_source
@@ -37,10 +38,6 @@ from ml.validation import DataQualityError, min_volume, run_suite
 
 log = logging.getLogger(__name__)
 
-ROWS_FILE = "rows.parquet"
-QUARANTINE_FILE = "quarantine.parquet"
-# Uploaded last to a staging prefix on object storage: the staged day is whole once it exists.
-STAGED_MARKER = "_staged.json"
 # A day where more than this share of records is quarantined fails its gate: the feed is broken.
 MAX_QUARANTINE_SHARE = 0.2
 # Rows per run file written by the record-by-record path: bounds memory whatever the feed.
@@ -97,72 +94,13 @@ def normalise(
         try:
             staged = _stage(files, day, staging_dir, source)
         except SourceError:
-            _remove_staged(upload_to)  # nothing is staged for that day, as locally
+            handover.remove(upload_to)  # nothing is staged for that day, as locally
             raise
         staged = {**staged, "staging_dir": upload_to}
-        _upload_staged(staging_dir, upload_to, staged)
+        handover.upload(staging_dir, upload_to, staged)
         return staged
     finally:  # the next task reads the store; a retry here stages from scratch anyway
         shutil.rmtree(staging_dir, ignore_errors=True)
-
-
-def _upload_staged(local: Path, url: str, staged: dict[str, Any]) -> None:
-    """Upload the staged day to `url`: quarantine, rows, then the marker (the completion).
-
-    A retried normalise replaces the prefix: the old marker goes first, so a half-done
-    upload is never taken for a whole one.
-    """
-    fs, root = storage.filesystem(url)
-    _remove_staged(url)
-    fs.put_file(str(local / QUARANTINE_FILE), f"{root}/{QUARANTINE_FILE}")
-    fs.put_file(str(local / ROWS_FILE), f"{root}/{ROWS_FILE}")
-    fs.pipe_file(f"{root}/{STAGED_MARKER}", (json.dumps(staged, indent=2) + "\n").encode())
-    fs.invalidate_cache(root)
-    log.info("staged %s at %s", staged["day"], url)
-
-
-def _remove_staged(url: str) -> None:
-    """Delete a staging prefix on object storage, its marker first."""
-    fs, root = storage.filesystem(url)
-    fs.invalidate_cache(root)
-    with contextlib.suppress(FileNotFoundError):
-        fs.rm_file(f"{root}/{STAGED_MARKER}")
-    fs.invalidate_cache(root)
-    with contextlib.suppress(FileNotFoundError):
-        fs.rm(root, recursive=True)
-    fs.invalidate_cache(root)
-
-
-def _staged_at(staged: dict[str, Any]) -> storage.Location:
-    """The staged day's folder (a Path) or prefix on object storage (a URL)."""
-    return storage.location(staged["staging_dir"])
-
-
-def _is_staged(staged: dict[str, Any]) -> bool:
-    where = _staged_at(staged)
-    if storage.is_remote(where):
-        return storage.exists(storage.join(where, STAGED_MARKER))
-    return (Path(where) / ROWS_FILE).exists()
-
-
-def _require_staged(staged: dict[str, Any]) -> None:
-    if not _is_staged(staged):
-        raise FileNotFoundError(
-            f"staged day {staged['day']} is missing or incomplete at {staged['staging_dir']}: "
-            "rerun normalise"
-        )
-
-
-@contextlib.contextmanager
-def _open_staged(staged: dict[str, Any], name: str) -> Iterator[Any]:
-    """A staged file, for pyarrow: its local Path, or an fsspec file object (read by range)."""
-    loc = storage.join(_staged_at(staged), name)
-    if not storage.is_remote(loc):
-        yield loc
-        return
-    fs, path = storage.filesystem(str(loc))
-    with fs.open(path, "rb") as fh:
-        yield fh
 
 
 def _stage(
@@ -447,8 +385,11 @@ def validate(
     labels = sources.load_labels(staged["labels_file"]) if staged.get("labels_file") else None
     # Reports go next to the day's partition, on the same storage (uploaded when remote).
     report_at = lake.partition_path(report_root, day)
-    _require_staged(staged)
-    with _open_staged(staged, ROWS_FILE) as source, storage.local_output(report_at) as report_dir:
+    handover.require(staged)
+    with (
+        handover.open_file(staged, ROWS_FILE) as source,
+        storage.local_output(report_at) as report_dir,
+    ):
         rows = pq.ParquetFile(source)
         outcome = run_suite(
             # A batch at a time (bounded memory); the staged day holds each id once.
@@ -503,14 +444,14 @@ def publish(validated: dict[str, Any], cfg: Settings) -> dict[str, Any]:
     after the removal finds the day committed with the same content and returns it.
     """
     day = date.fromisoformat(validated["day"])
-    staging = _staged_at(validated)
-    if not _is_staged(validated):
+    staging = handover.location(validated)
+    if not handover.is_whole(validated):
         done = lake.read_manifest(cfg.lake, day)
         if not done or done.get("content_hash") != validated["content_hash"]:
-            _require_staged(validated)
+            handover.require(validated)
         log.info("%s is already published (staged day removed after the commit)", day)
         return _summary(cfg, day, lake.partition_path(cfg.lake, day))
-    with _open_staged(validated, QUARANTINE_FILE) as source:
+    with handover.open_file(validated, QUARANTINE_FILE) as source:
         quarantine = pq.read_table(source)
     quarantine_path = lake.write_quarantine(quarantine, cfg.quarantine, day)
     manifest = {
@@ -533,7 +474,7 @@ def publish(validated: dict[str, Any], cfg: Settings) -> dict[str, Any]:
     manifest["rows"] = validated["rows_written"]
     partition = lake.publish_file(storage.join(staging, ROWS_FILE), cfg.lake, day, manifest)
     if storage.is_remote(staging):
-        _remove_staged(str(staging))
+        handover.remove(str(staging))
     else:
         shutil.rmtree(staging, ignore_errors=True)
     summary = {**_summary(cfg, day, partition), "quarantine_file": str(quarantine_path)}

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pytest
 from s3_server import make_bucket, moto_server, s3_env
 
-from ml import lake, storage
+from ml import handover, lake, storage
 from ml.config import ConfigError, settings
 
 DAY = date(2026, 11, 22)
@@ -423,7 +423,11 @@ def test_a_retried_normalise_replaces_its_staging_prefix_and_a_failed_day_stays_
     assert url == f"{mem_data}/staging/2026-11-22__manual__2026-11-22T00_00_00_00_00"
     staged = ingest.normalise(files, DAY, scratch, str(raw), url)
     assert staged["staging_dir"] == url and not scratch.exists()  # no scratch left behind
-    assert _staged_files(url) == [ingest.STAGED_MARKER, ingest.QUARANTINE_FILE, ingest.ROWS_FILE]
+    assert _staged_files(url) == [
+        handover.STAGED_MARKER,
+        handover.QUARANTINE_FILE,
+        handover.ROWS_FILE,
+    ]
 
     # A retry that dies uploading the rows: the old marker is gone first, so the half-upload
     # is never taken for the staged day; its scratch is removed all the same.
@@ -432,7 +436,7 @@ def test_a_retried_normalise_replaces_its_staging_prefix_and_a_failed_day_stays_
     real_put = fs.put_file
 
     def die_on_rows(lpath: str, rpath: str, **kwargs: Any) -> None:
-        if rpath.endswith(ingest.ROWS_FILE):
+        if rpath.endswith(handover.ROWS_FILE):
             raise ConnectionError("worker lost mid-upload")
         real_put(lpath, rpath, **kwargs)
 
@@ -440,7 +444,7 @@ def test_a_retried_normalise_replaces_its_staging_prefix_and_a_failed_day_stays_
     with pytest.raises(ConnectionError):
         ingest.normalise(files, DAY, scratch, str(raw), url)
     monkeypatch.setattr(fs, "put_file", real_put)
-    assert _staged_files(url) == [ingest.QUARANTINE_FILE] and not scratch.exists()
+    assert _staged_files(url) == [handover.QUARANTINE_FILE] and not scratch.exists()
     cfg = _host(tmp_path, monkeypatch, "b")
     with pytest.raises(FileNotFoundError, match="missing or incomplete"):
         ingest.validate(staged, cfg.reports, cfg.lake)
@@ -449,14 +453,22 @@ def test_a_retried_normalise_replaces_its_staging_prefix_and_a_failed_day_stays_
     cfg = _host(tmp_path, monkeypatch, "c")
     again = ingest.normalise(files, DAY, ingest.staging_dir_for(cfg, DAY, run), str(raw), url)
     assert again == staged
-    assert _staged_files(url) == [ingest.STAGED_MARKER, ingest.QUARANTINE_FILE, ingest.ROWS_FILE]
+    assert _staged_files(url) == [
+        handover.STAGED_MARKER,
+        handover.QUARANTINE_FILE,
+        handover.ROWS_FILE,
+    ]
 
     # Half the feed is broken: the gate fails on another host and the staged day stays for
     # inspection, as a local staging folder does.
     cfg = _host(tmp_path, monkeypatch, "d")
     with pytest.raises(DataQualityError, match="quarantine_share"):
         ingest.validate(json.loads(json.dumps(again)), cfg.reports, cfg.lake)
-    assert _staged_files(url) == [ingest.STAGED_MARKER, ingest.QUARANTINE_FILE, ingest.ROWS_FILE]
+    assert _staged_files(url) == [
+        handover.STAGED_MARKER,
+        handover.QUARANTINE_FILE,
+        handover.ROWS_FILE,
+    ]
     assert lake.list_partitions(cfg.lake) == []
 
 
@@ -515,9 +527,9 @@ def test_s3_ingest_tasks_on_three_hosts_give_the_local_ingests_partition(
     with pytest.raises(ConnectionError):
         ingest.publish(validated, cfg)
     monkeypatch.setattr(fs, "pipe_file", real_pipe)
-    assert len(copies) == 1 and copies[0][0].endswith(f"{url[5:]}/{ingest.ROWS_FILE}")
+    assert len(copies) == 1 and copies[0][0].endswith(f"{url[5:]}/{handover.ROWS_FILE}")
     assert lake.read_manifest(cfg.lake, DAY) is None and len(versions(str(cfg.lake))) == 1
-    assert ingest.STAGED_MARKER in _staged_files(url)  # kept for the retry
+    assert handover.STAGED_MARKER in _staged_files(url)  # kept for the retry
 
     # The retry, on yet another worker, publishes the whole day.
     cfg = _host(tmp_path, monkeypatch, "publish-retry")
