@@ -97,7 +97,7 @@ def test_rerun_gives_identical_partition(intentflow_home: Path, tmp_path: Path) 
 
 def test_a_retried_normalise_ignores_what_a_killed_attempt_staged(tmp_path: Path) -> None:
     """A task retry stages into its run's folder again: a dead attempt's runs are not merged."""
-    from ml import ingest
+    from ml import normalise as step
 
     src = tmp_path / "raw"
     write_drop(src, "a.jsonl", [rec(str(i)) for i in range(30)])
@@ -106,10 +106,10 @@ def test_a_retried_normalise_ignores_what_a_killed_attempt_staged(tmp_path: Path
     first = normalise(files, DAY, staging, str(src))
     # What an attempt killed after staging its blocks leaves behind: run files, not merged
     # (numbered apart from this attempt's, as when the day's files changed in between).
-    stale = ingest._Stage(staging, 1)
+    stale = step._Stage(staging, 1)
     stale.seq = 1000
-    ingest._normalise_blocks(
-        stale, ingest.parse_source(str(src)), files[0], 0, DAY, frozenset({"refund_request"}), None
+    step._normalise_blocks(
+        stale, step.parse_source(str(src)), files[0], 0, DAY, frozenset({"refund_request"}), None
     )
     again = normalise(files, DAY, staging, str(src))
     assert (again["rows_written"], again["rows_quarantined"]) == (30, 0)
@@ -285,7 +285,8 @@ def test_fast_path_stages_exactly_what_the_record_path_stages(
     tmp_path: Path, monkeypatch, caplog
 ) -> None:
     """The Arrow fast path is an optimisation only: same rows, same quarantine, same counts."""
-    from ml import ingest, jsonl_arrow, staging
+    from ml import jsonl_arrow, staging
+    from ml import normalise as step
     from ml.generate import generate
 
     generate(tmp_path / "feed", days=1, per_day=1500, start=DAY, seed=9)
@@ -319,14 +320,14 @@ def test_fast_path_stages_exactly_what_the_record_path_stages(
         ("slow", False, "1", staging.BUCKET_INPUT_BYTES),
     ]
     for key, fast, workers, bucket_bytes in variants:
-        monkeypatch.setattr(ingest, "FAST_PATH", fast)
+        monkeypatch.setattr(step, "FAST_PATH", fast)
         monkeypatch.setattr(staging, "BUCKET_INPUT_BYTES", bucket_bytes)
         # Small batches in the many-buckets run: quarantine and repeats written piece by piece.
-        monkeypatch.setattr(ingest, "QUARANTINE_BATCH", 7 if key == "buckets" else 10_000)
+        monkeypatch.setattr(step, "QUARANTINE_BATCH", 7 if key == "buckets" else 10_000)
         monkeypatch.setattr(staging, "REPEATS_BATCH", 5 if key == "buckets" else 50_000)
         monkeypatch.setenv("INTENTFLOW_INGEST_WORKERS", workers)
         out = tmp_path / f"stage-{key}"
-        with caplog.at_level("INFO", logger="ml.ingest"):
+        with caplog.at_level("INFO", logger="ml.normalise"):
             staged[key] = normalise(files, DAY, out, str(tmp_path / "feed"))
         assert ("worker processes" in caplog.text) == (key in ("pool", "buckets"))
         caplog.clear()
