@@ -32,8 +32,10 @@ log = logging.getLogger(__name__)
 
 # A day where more than this share of records is quarantined fails its gate: the feed is broken.
 MAX_QUARANTINE_SHARE = 0.2
-# Rows the GX suite sees at once (its pandas frame): bounds validation's memory.
+# What the GX suite sees at once (its pandas frame): bounds validation's memory. At most this
+# many rows, fewer when rows are long (Arrow bytes of the staged day per row).
 VALIDATION_BATCH_ROWS = 1_000_000
+VALIDATION_BATCH_BYTES = 256 << 20
 
 
 def discover(source: str, day: date) -> list[str]:
@@ -110,7 +112,7 @@ def validate(
             # A batch at a time (bounded memory); the staged day holds each id once.
             (
                 pa.Table.from_batches([b])
-                for b in rows.iter_batches(VALIDATION_BATCH_ROWS, columns=columns)
+                for b in rows.iter_batches(validation_batch_rows(rows.metadata), columns=columns)
             ),
             day,
             labels or known_intents(),
@@ -149,6 +151,13 @@ def validate(
             outcome.report_path,
         )
     return result
+
+
+def validation_batch_rows(meta: pq.FileMetaData) -> int:
+    """Rows per GX batch: VALIDATION_BATCH_BYTES of the day's (uncompressed) rows, capped."""
+    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    per_row = size / meta.num_rows if meta.num_rows else 1
+    return max(1, min(VALIDATION_BATCH_ROWS, int(VALIDATION_BATCH_BYTES / max(per_row, 1))))
 
 
 def publish(validated: dict[str, Any], cfg: Settings) -> dict[str, Any]:

@@ -359,3 +359,29 @@ def test_fast_path_stages_exactly_what_the_record_path_stages(
     )
     assert fast["rows_written"] > 4000 and len(fast["quarantine_rules"]) >= 6
     assert fast["quarantine_rules"]["duplicate_id"] >= 1500
+
+
+def test_validation_batches_shrink_for_long_rows(tmp_path: Path, monkeypatch) -> None:
+    """GX sees at most VALIDATION_BATCH_BYTES of rows at once, at most VALIDATION_BATCH_ROWS."""
+    import random
+    import string
+
+    import pyarrow as pa
+
+    from ml import ingest
+
+    rng = random.Random(0)
+    long_rows = pa.table(
+        {"text": ["".join(rng.choices(string.ascii_letters, k=10_000)) for _ in range(200)]}
+    )
+    short_rows = pa.table({"text": [f"row {i}" for i in range(200)]})
+    monkeypatch.setattr(ingest, "VALIDATION_BATCH_BYTES", 100_000)
+    monkeypatch.setattr(ingest, "VALIDATION_BATCH_ROWS", 50)
+    sizes = {}
+    for name, table in (("long", long_rows), ("short", short_rows)):
+        pq.write_table(table, tmp_path / f"{name}.parquet")
+        sizes[name] = ingest.validation_batch_rows(
+            pq.ParquetFile(tmp_path / f"{name}.parquet").metadata
+        )
+    # About 10 KB a long row: 100 KB holds 9 or 10 of them; short rows hit the row cap.
+    assert sizes["long"] in (9, 10) and sizes["short"] == 50

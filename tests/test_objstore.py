@@ -471,6 +471,17 @@ def test_a_retried_normalise_replaces_its_staging_prefix_and_a_failed_day_stays_
     ]
     assert lake.list_partitions(cfg.lake) == []
 
+    # A file of the day cannot be read at all: nothing is staged for that day, on the store
+    # either (as a local staging folder is removed), and the error names the file.
+    from ml.sources import SourceError
+
+    cfg = _host(tmp_path, monkeypatch, "e")
+    scratch = ingest.staging_dir_for(cfg, DAY, run)
+    gone = str(raw / DAY.isoformat() / "vanished.jsonl")
+    with pytest.raises(SourceError, match="vanished.jsonl"):
+        ingest.normalise([*files, gone], DAY, scratch, str(raw), url)
+    assert _staged_files(url) == [] and not scratch.exists()
+
 
 def test_s3_ingest_tasks_on_three_hosts_give_the_local_ingests_partition(
     bucket: str, intentflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
