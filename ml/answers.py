@@ -55,7 +55,7 @@ from ml.artifact_files import (
     write_staged,
     write_training_record,
 )
-from ml.artifacts import assert_safetensors_only, verify_artifact
+from ml.artifacts import checked_dir
 from ml.config import default_base_model
 from ml.dataset import SPLITS, split_of
 from ml.loop import (
@@ -916,16 +916,13 @@ class Retriever:
         from safetensors.numpy import load_file
         from transformers import AutoModel, AutoTokenizer
 
-        path = Path(artifact_dir)
-        if expected_sha256 is not None:
-            verify_artifact(path, expected_sha256)
-        assert_safetensors_only(path)
+        path = checked_dir(artifact_dir, expected_sha256)
         task = read_json(path / TASK_FILE)
         if task.get("task") != TASK:
             raise ValueError(f"artifact {path} is a {task.get('task')!r} model, not {TASK!r}")
         bank = read_bank(path / BANK_FILE)
         embeddings = load_file(str(path / EMBEDDINGS_FILE))["embeddings"]
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch_device()
         model = AutoModel.from_pretrained(
             path, use_safetensors=True, dtype=torch.float32, add_pooling_layer=False
         )

@@ -76,6 +76,16 @@ def assert_safetensors_only(path: Path) -> None:
         raise ArtifactIntegrityError(f"artifact {root} has no {WEIGHTS_FILE}")
 
 
+def checked_dir(artifact_dir: Path | str, expected_sha256: str | None = None) -> Path:
+    """An artifact folder a loader may read: its hash verified (when one is recorded) and
+    safetensors weights only. Every task's loader calls this first."""
+    path = Path(artifact_dir)
+    if expected_sha256 is not None:
+        verify_artifact(path, expected_sha256)
+    assert_safetensors_only(path)
+    return path
+
+
 def local_path(uri: str) -> Path | None:
     """The local directory an artifact URI names (a path or file://), None for remote URLs."""
     if uri.startswith("file://"):

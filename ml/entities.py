@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ml.artifacts import assert_safetensors_only, verify_artifact
+from ml.artifacts import checked_dir
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -708,11 +708,10 @@ class Tagger:
         import torch
         from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-        path = Path(artifact_dir)
-        if expected_sha256 is not None:
-            verify_artifact(path, expected_sha256)
-        assert_safetensors_only(path)
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        from ml import loop
+
+        path = checked_dir(artifact_dir, expected_sha256)
+        device = loop.torch_device()
         model = AutoModelForTokenClassification.from_pretrained(
             path, use_safetensors=True, dtype=torch.float32
         ).to(device)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ml.artifacts import ArtifactIntegrityError, assert_safetensors_only, verify_artifact
+from ml.artifacts import ArtifactIntegrityError, checked_dir
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -152,13 +152,12 @@ class Classifier:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        path = Path(artifact_dir)
-        if expected_sha256 is not None:
-            verify_artifact(path, expected_sha256)
-        assert_safetensors_only(path)
+        from ml.loop import torch_device  # ml.loop imports this module
+
+        path = checked_dir(artifact_dir, expected_sha256)
 
         labels = json.loads((path / LABELS_FILE).read_text(encoding="utf-8"))
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch_device()
         model = AutoModelForSequenceClassification.from_pretrained(
             path, use_safetensors=True, dtype=torch.float32
         ).to(device)
