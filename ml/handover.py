@@ -66,10 +66,14 @@ def is_whole(staged: dict[str, Any]) -> bool:
 
 def require(staged: dict[str, Any]) -> None:
     if not is_whole(staged):
-        raise FileNotFoundError(
-            f"staged day {staged['day']} is missing or incomplete at {staged['staging_dir']}: "
-            "rerun normalise"
-        )
+        raise missing(staged)
+
+
+def missing(staged: dict[str, Any]) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"staged day {staged['day']} is missing or incomplete at {staged['staging_dir']}: "
+        "rerun normalise"
+    )
 
 
 @contextlib.contextmanager

@@ -172,7 +172,7 @@ def publish(validated: dict[str, Any], cfg: Settings) -> dict[str, Any]:
     if not handover.is_whole(validated):
         done = lake.read_manifest(cfg.lake, day)
         if not done or done.get("content_hash") != validated["content_hash"]:
-            handover.require(validated)
+            raise handover.missing(validated)
         log.info("%s is already published (staged day removed after the commit)", day)
         return _summary(cfg, day, lake.partition_path(cfg.lake, day))
     with handover.open_file(validated, QUARANTINE_FILE) as source:

@@ -157,12 +157,12 @@ def _frame(table: pa.Table) -> pd.DataFrame:
     speaker = pc.fill_null(pc.struct_field(turns.values, "speaker"), "")
     speakers = pa.ListArray.from_arrays(turns.offsets, speaker)
     frame["speakers"] = pc.binary_join(speakers, ",").to_numpy(zero_copy_only=False)
-    lengths = pc.utf8_length(pc.fill_null(pc.struct_field(pc.list_flatten(turns), "text"), ""))
+    texts = pc.fill_null(pc.struct_field(pc.list_flatten(turns), "text"), "")
     parents = pc.list_parent_indices(turns).to_numpy(zero_copy_only=False)
     longest = np.zeros(table.num_rows, np.int64)
-    np.maximum.at(longest, parents, lengths.to_numpy(zero_copy_only=False))
+    np.maximum.at(longest, parents, pc.utf8_length(texts).to_numpy(zero_copy_only=False))
     frame["longest_turn"] = longest
-    frame["pii_left"] = _pii_left(table)
+    frame["pii_left"] = _pii_left(texts, parents, table.num_rows)
     return frame
 
 
@@ -171,18 +171,16 @@ def _frame(table: pa.Table) -> pd.DataFrame:
 _PII_CANDIDATE = r"@|\d[\d ().+-]{7,}\d|[A-Z]{2}\d{2}"
 
 
-def _pii_left(table: pa.Table) -> list[str | None]:
-    """Per row, the precise PII kinds the redactor still finds in any turn (None: clean)."""
+def _pii_left(texts: pa.Array, parents: Any, rows: int) -> list[str | None]:
+    """Per row, the precise PII kinds the redactor still finds in any turn (None: clean).
+
+    `texts`: every turn's text, flattened; `parents`: the row of each.
+    """
     import pyarrow.compute as pc
 
     from ml.redact import pii_kinds
 
-    turns = table.column("turns").combine_chunks()
-    out: list[str | None] = [None] * table.num_rows
-    if table.num_rows == 0:
-        return out
-    texts = pc.struct_field(pc.list_flatten(turns), "text")
-    parents = pc.list_parent_indices(turns).to_numpy(zero_copy_only=False)
+    out: list[str | None] = [None] * rows
     candidates = pc.indices_nonzero(pc.match_substring_regex(texts, _PII_CANDIDATE)).to_pylist()
     found: dict[int, set[str]] = {}
     for i in candidates:
