@@ -216,6 +216,30 @@ class Cluster:
             env={"INTENTFLOW_WORKER_NAME": name, **(env or {})},
         )
 
+    def boot(self, registry_url: str, gpu_worker: dict[str, Any]) -> None:
+        """The metadata and registry schemas, the `gpu` pool, the services, a `default` and a
+        `gpu` worker (`gpu_worker`: start_worker's keywords); returns once the API answers."""
+        self.airflow("db", "migrate")
+        # The registry's schema, as the compose stack's init does: tasks refuse an unmigrated one.
+        subprocess.run(
+            [sys.executable, "-m", "ml.cli", "registry", "upgrade"],
+            env={**os.environ, "INTENTFLOW_REGISTRY_URL": registry_url},
+            check=True,
+            capture_output=True,
+        )
+        self.airflow("pools", "set", "gpu", "1", "fine-tuning slots: one per GPU")
+        self.start("api-server", "api-server", "--port", str(self.api_port))
+        self.start("scheduler", "scheduler")
+        self.start("dag-processor", "dag-processor")
+        self.start_worker("worker-default", "default")
+        self.start_worker("worker-gpu", "gpu", **gpu_worker)
+        wait_for(
+            lambda: httpx.get(f"{self.api}/api/v2/version").is_success,
+            120,
+            "api-server",
+            on_fail=self.logs,
+        )
+
     def stop_all(self) -> None:
         # Workers first, so nothing is mid-task when the API they report to goes away.
         for proc in sorted(self.processes, key=lambda p: not p.name.startswith("worker")):

@@ -7,10 +7,7 @@ token auth, as an operator would. Every process is stopped by PID at the end.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import date, datetime
@@ -67,27 +64,8 @@ def cluster(
             },
         )
         cl.broker, redis = redis, None  # the cluster stops (and may restart) it from now on
-        cl.airflow("db", "migrate")
-        # The registry's schema, as the compose stack's init does: tasks refuse an unmigrated one.
-        subprocess.run(
-            [sys.executable, "-m", "ml.cli", "registry", "upgrade"],
-            env={**os.environ, "INTENTFLOW_REGISTRY_URL": registry_db},
-            check=True,
-            capture_output=True,
-        )
-        cl.airflow("pools", "set", "gpu", "1", "fine-tuning slots: one per GPU")
-        cl.start("api-server", "api-server", "--port", str(cl.api_port))
-        cl.start("scheduler", "scheduler")
-        cl.start("dag-processor", "dag-processor")
-        cl.start_worker("worker-default", "default")
         # Two slots on the gpu worker: the one-slot pool, not the worker, must serialise training.
-        cl.start_worker("worker-gpu", "gpu", concurrency=2)
-        wait_for(
-            lambda: httpx.get(f"{cl.api}/api/v2/version").is_success,
-            120,
-            "api-server",
-            on_fail=cl.logs,
-        )
+        cl.boot(registry_db, {"concurrency": 2})
         generate(data / "raw", days=2, per_day=150, start=DAY, seed=3)
         yield cl
     finally:

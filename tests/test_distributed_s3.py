@@ -9,16 +9,12 @@ uploads reaches the default worker's evaluate, only through the bucket.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from airflow_cluster import Cluster, Process, start_redis, wait_for
+from airflow_cluster import Cluster, Process, start_redis
 from pg import make_pg_database_fixture, unavailable
 from s3_server import make_bucket, moto_server, s3_env
 from test_distributed import DAY, RETRAIN_CONF, _ready, _tasks, _trigger, _wait_run
@@ -69,25 +65,7 @@ def s3_cluster(
                 },
             )
             cl.broker, redis = redis, None
-            cl.airflow("db", "migrate")
-            subprocess.run(
-                [sys.executable, "-m", "ml.cli", "registry", "upgrade"],
-                env={**os.environ, "INTENTFLOW_REGISTRY_URL": registry_db},
-                check=True,
-                capture_output=True,
-            )
-            cl.airflow("pools", "set", "gpu", "1", "fine-tuning slots: one per GPU")
-            cl.start("api-server", "api-server", "--port", str(cl.api_port))
-            cl.start("scheduler", "scheduler")
-            cl.start("dag-processor", "dag-processor")
-            cl.start_worker("worker-default", "default")
-            cl.start_worker("worker-gpu", "gpu", env={"INTENTFLOW_HOME": str(gpu_home)})
-            wait_for(
-                lambda: httpx.get(f"{cl.api}/api/v2/version").is_success,
-                120,
-                "api-server",
-                on_fail=cl.logs,
-            )
+            cl.boot(registry_db, {"env": {"INTENTFLOW_HOME": str(gpu_home)}})
             generate(home / "raw", days=1, per_day=150, start=DAY, seed=3)
             yield cl, bucket, home, gpu_home
         finally:

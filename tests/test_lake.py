@@ -11,40 +11,12 @@ from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
+from partition_writer import WRITER, table
 
 from ml import lake
 
 DAY = date(2026, 11, 22)
 REPO = Path(__file__).resolve().parent.parent
-
-# Writes a partition big enough (about a second) to be killed in the middle of it.
-WRITER = """
-import sys
-from datetime import date
-import pyarrow as pa
-from ml import lake
-n, tag = int(sys.argv[2]), sys.argv[3]
-ids = [f"{tag}-{i:07d}" for i in range(n)]
-table = pa.table({
-    "conversation_id": ids,
-    "text": [f"text of {i} " * 8 for i in ids],
-    "content_hash": [f"{tag}{i:060d}" for i in range(n)],
-})
-print("writing", flush=True)
-lake.write_partition(table, __import__("pathlib").Path(sys.argv[1]), date(2026, 11, 22), {"tag": tag})
-print("done", flush=True)
-"""
-
-
-def table(tag: str, n: int) -> pa.Table:
-    ids = [f"{tag}-{i:07d}" for i in range(n)]
-    return pa.table(
-        {
-            "conversation_id": ids,
-            "text": [f"text of {i} " * 8 for i in ids],
-            "content_hash": [f"{tag}{i:060d}" for i in range(n)],
-        }
-    )
 
 
 def start_writer(root: Path, tag: str, n: int) -> subprocess.Popen[str]:

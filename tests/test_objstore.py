@@ -22,6 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from partition_writer import WRITER, table
 from s3_server import make_bucket, moto_server, s3_env
 
 from ml import handover, lake, storage
@@ -29,17 +30,6 @@ from ml.config import ConfigError, settings
 
 DAY = date(2026, 11, 22)
 REPO = Path(__file__).resolve().parent.parent
-
-
-def table(tag: str, n: int) -> pa.Table:
-    ids = [f"{tag}-{i:07d}" for i in range(n)]
-    return pa.table(
-        {
-            "conversation_id": ids,
-            "text": [f"text of {i} " * 8 for i in ids],
-            "content_hash": [f"{tag}{i:060d}" for i in range(n)],
-        }
-    )
 
 
 def versions(root: str, day: date = DAY) -> list[str]:
@@ -252,24 +242,6 @@ def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     for key, value in s3_env(s3_endpoint).items():
         monkeypatch.setenv(key, value)
     return make_bucket()
-
-
-WRITER = """
-import sys
-from datetime import date
-import pyarrow as pa
-from ml import lake
-n, tag = int(sys.argv[2]), sys.argv[3]
-ids = [f"{tag}-{i:07d}" for i in range(n)]
-table = pa.table({
-    "conversation_id": ids,
-    "text": [f"text of {i} " * 8 for i in ids],
-    "content_hash": [f"{tag}{i:060d}" for i in range(n)],
-})
-print("writing", flush=True)
-lake.write_partition(table, sys.argv[1], date(2026, 11, 22), {"tag": tag})
-print("done", flush=True)
-"""
 
 
 def test_s3_sigkill_at_any_moment_leaves_a_whole_partition(bucket: str) -> None:
