@@ -82,7 +82,7 @@ def write_run(folder: Path, buckets: int, seq: int, rows: pa.Table) -> None:
         out.mkdir(parents=True, exist_ok=True)
         # Arrow IPC: read back once, by this machine, memory-mapped (no decoding).
         with pa.ipc.new_file(out / f"{seq:08d}.arrow", RUN_SCHEMA) as sink:
-            sink.write_table(part.cast(RUN_SCHEMA))
+            sink.write_table(part)
 
 
 @dataclass
