@@ -55,7 +55,7 @@ from ml.artifact_files import (
     write_staged,
     write_training_record,
 )
-from ml.artifacts import checked_dir
+from ml.artifacts import checked_dir, file_sha256
 from ml.config import default_base_model
 from ml.dataset import SPLITS, split_of
 from ml.loop import (
@@ -240,16 +240,6 @@ def _source_spec(source: str, columns: dict[str, str] | None) -> Any:
     return replace(spec, columns=spec.columns or dict(columns or DEFAULT_COLUMNS))
 
 
-def _file_sha256(url: str) -> str:
-    import fsspec
-
-    digest = hashlib.sha256()
-    with fsspec.open(url, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _pair_of(record: dict[str, Any], raw: str, span_columns: tuple[str, str]) -> dict[str, Any]:
     """A canonical record (ml.sources shape) as a pair, or raise RecordError naming the rule."""
     from ml.sources import RecordError
@@ -294,7 +284,7 @@ def read_pairs(
         raise FileNotFoundError(f"no {spec.format} files at {spec.url}")
     pairs, quarantine, read = [], [], []
     for url in files:
-        read.append({"file": url, "sha256": _file_sha256(url)})
+        read.append({"file": url, "sha256": file_sha256(url)})
         for item in read_items(spec, url, date.today()):
             try:
                 if isinstance(item.record, RecordError):

@@ -23,9 +23,12 @@ class ArtifactIntegrityError(Exception):
     """An artifact's content does not match the hash it was registered with."""
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path | str) -> str:
+    """sha256 of one file: a local path or an fsspec URL (a snapshot's source files)."""
+    import fsspec
+
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    with fsspec.open(str(path), "rb") as fh:
         while block := fh.read(_BLOCK):
             digest.update(block)
     return digest.hexdigest()
@@ -45,7 +48,7 @@ def directory_sha256(path: Path) -> str:
     files = sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*") if p.is_file())
     digest = hashlib.sha256()
     for relative, file in files:
-        digest.update(relative.encode("utf-8") + b"\0" + _file_sha256(file).encode() + b"\n")
+        digest.update(relative.encode("utf-8") + b"\0" + file_sha256(file).encode() + b"\n")
     return digest.hexdigest()
 
 

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ml.artifacts import checked_dir
+from ml.artifacts import checked_dir, file_sha256
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -422,7 +422,7 @@ def build_dataset(source: str, out_root: Path, abcd: str | None = None, **_: Any
         pa.Table.from_pylist(collected.quarantined, schema=quarantine_schema),
         tmp / "quarantine.parquet",
     )
-    sources = [{"file": str(f), "sha256": _file_hash(f)} for f in (source, abcd) if f]
+    sources = [{"file": str(f), "sha256": file_sha256(f)} for f in (source, abcd) if f]
     info = {
         "task": TASK,
         "hash": digest,
@@ -444,16 +444,6 @@ def build_dataset(source: str, out_root: Path, abcd: str | None = None, **_: Any
         "entity snapshot %s: %s, quarantined %s", digest[:16], counts, info["quarantine_rules"]
     )
     return info | {"path": str(folder)}
-
-
-def _file_hash(url: str) -> str:
-    import fsspec
-
-    digest = hashlib.sha256()
-    with fsspec.open(url, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_split(path: Path) -> tuple[list[str], list[list[Span]]]:
