@@ -25,10 +25,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from ml.parse import MAX_TURN_CHARS, Rejected, parse_items
+from ml.config import allowed_languages
+from ml.parse import (
+    ALLOWED_CHANNELS,
+    MAX_TEXT_CHARS,
+    MAX_TURN_CHARS,
+    MAX_TURNS,
+    Rejected,
+    parse_items,
+)
 from ml.redact import redact_array
 from ml.schema import SPEAKERS, TRANSCRIPT_SCHEMA
-from ml.sources import SourceSpec, jsonl_item
+from ml.sources import BOM, MAX_DEPTH, SourceSpec, jsonl_item, too_deep
 
 # Bytes read per block: bounds memory whatever the file size.
 BLOCK_BYTES = 16 << 20
@@ -119,8 +127,13 @@ class _Parser:
         self.started_re = rf"^{re.escape(day.isoformat())}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:Z|\+00:00)$"
         self.label_set = pa.array(sorted(labels), pa.string())
         self.speakers = pa.array(SPEAKERS, pa.string())
+        self.channels = pa.array(sorted(ALLOWED_CHANNELS), pa.string())
+        self.languages = pa.array(sorted(set(allowed_languages())), pa.string())
 
     def block(self, data: bytes, first_line: int, offset: int) -> Block:
+        raw = data
+        if first_line == 1 and data.startswith(BOM):  # blanks for Arrow: the offsets hold
+            data = b"   " + data[len(BOM) :]
         buf = np.frombuffer(data, np.uint8)
         ends = np.flatnonzero(buf == 10) + 1
         starts = np.concatenate(([0], ends)).astype(np.int64)  # one more than lines
@@ -135,6 +148,7 @@ class _Parser:
             pa.large_binary(), n_lines, [None, offsets, pa.py_buffer(data)]
         )
         slow_line = pc.match_substring_regex(line_arr, _SLOW_LINE).to_numpy(zero_copy_only=False)
+        slow_line = slow_line | _too_deep(line_arr, data, starts)
         tables: list[pa.Table] = []
         slow: list[int] = []
         self._parse(data, starts, lines[~slow_line[lines]], tables, slow)
@@ -155,7 +169,7 @@ class _Parser:
         rows = rows.set_column(
             rows.schema.get_field_index("offset"), "offset", pc.add(rows.column("offset"), offset)
         )
-        return Block(rows=rows, slow=self._record_by_record(data, starts, slow, first_line))
+        return Block(rows=rows, slow=self._record_by_record(raw, starts, slow, first_line))
 
     def _parse(
         self, data: bytes, starts: np.ndarray, lines: np.ndarray, out: list, slow: list
@@ -211,8 +225,12 @@ class _Parser:
             col = t[name]
             ok &= _true(pc.or_kleene(pc.is_null(col), pc.match_substring_regex(col, _PLAIN)))
         ok &= _true(pc.or_kleene(pc.is_null(t["intent"]), pc.is_in(t["intent"], self.label_set)))
+        channel = pc.ascii_lower(pc.fill_null(t["channel"], "unknown"))
+        ok &= _true(pc.is_in(channel, self.channels))
+        ok &= _true(pc.is_in(pc.fill_null(t["language"], "und"), self.languages))
         turns = t["turns"].combine_chunks() if n else pa.array([], _INPUT.field("turns").type)
-        ok &= _true(pc.greater(pc.list_value_length(turns), 0))
+        count = pc.list_value_length(turns)
+        ok &= _true(pc.and_kleene(pc.greater(count, 0), pc.less_equal(count, MAX_TURNS)))
         flat = pc.list_flatten(turns)
         parents = pc.list_parent_indices(turns).to_numpy(zero_copy_only=False)
         speaker, text = pc.struct_field(flat, "speaker"), pc.struct_field(flat, "text")
@@ -235,7 +253,13 @@ class _Parser:
         speaker = speaker.filter(turn_keep)
         said = said[turn_keep]
         redacted = redact_array(cleaned.filter(turn_keep))
-        return self._rows(t, parents, speaker, redacted, said), unsure
+        rows = self._rows(t, parents, speaker, redacted, said)
+        # The model text's length is a rule on it as stored, after redaction.
+        long = _true(pc.greater(pc.utf8_length(rows["text"]), MAX_TEXT_CHARS))
+        if long.any():
+            unsure += rows["line"].to_numpy()[long].tolist()
+            rows = rows.filter(pa.array(~long))
+        return rows, unsure
 
     def _rows(
         self,
@@ -300,6 +324,19 @@ class _Parser:
             pa.field("offset", pa.int64())
         )
         return pa.table([columns[f.name] for f in schema], schema=schema)
+
+
+def _too_deep(lines: pa.Array, data: bytes, starts: np.ndarray) -> np.ndarray:
+    """Lines nested deeper than ml.sources.MAX_DEPTH, which Python may not decode at all.
+
+    Only a line with more opening brackets than that can be: mostly long conversations,
+    which ml.sources.too_deep clears.
+    """
+    brackets = pc.count_substring_regex(lines, r"[\[{]").to_numpy(zero_copy_only=False)
+    deep = np.zeros(len(lines), bool)
+    for i in np.flatnonzero(brackets > MAX_DEPTH).tolist():
+        deep[i] = too_deep(data[starts[i] : starts[i + 1]].decode("utf-8", "replace"))
+    return deep
 
 
 def _true(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:

@@ -45,7 +45,6 @@ def test_discover_finds_the_days_jsonl_files_only(tmp_path: Path) -> None:
     (tmp_path / "2026-11-23").mkdir()
     files = discover(str(tmp_path), DAY)
     assert [Path(f).name for f in files] == ["a.jsonl", "b.jsonl"]
-    assert discover(str(tmp_path), date(2026, 11, 23)) == []
 
 
 def test_discover_on_memory_filesystem() -> None:
@@ -116,10 +115,16 @@ def test_a_retried_normalise_ignores_what_a_killed_attempt_staged(tmp_path: Path
     assert again["content_hash"] == first["content_hash"]
 
 
-def test_empty_day_fails_the_gate(intentflow_home: Path, tmp_path: Path) -> None:
-    with pytest.raises(DataQualityError, match="expect_table_row_count_to_be_between"):
-        ingest_day(DAY, str(tmp_path / "nothing"))
+def test_a_day_without_input_files_fails_saying_so(intentflow_home: Path, tmp_path: Path) -> None:
+    """#15.4: an empty or missing day folder names what is missing, not a row count of 0."""
+    from ml.ingest import SourceError
+
+    (tmp_path / "raw" / "2026-11-23").mkdir(parents=True)
+    for folder, day in (("nothing", DAY), ("raw", date(2026, 11, 23))):
+        with pytest.raises(SourceError, match=rf"^no input files for {day} under .*{folder}$"):
+            ingest_day(day, str(tmp_path / folder))
     assert lake.list_partitions(settings().lake) == []
+    assert not list(settings().staging.glob("*"))
 
 
 def test_quarantine_share_over_threshold_fails(intentflow_home: Path, tmp_path: Path) -> None:
