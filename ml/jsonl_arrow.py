@@ -131,28 +131,32 @@ class _Parser:
         self.languages = pa.array(sorted(set(allowed_languages())), pa.string())
 
     def block(self, data: bytes, first_line: int, offset: int) -> Block:
-        raw = data
-        if first_line == 1 and data.startswith(BOM):  # blanks for Arrow: the offsets hold
-            data = b"   " + data[len(BOM) :]
         buf = np.frombuffer(data, np.uint8)
         ends = np.flatnonzero(buf == 10) + 1
         starts = np.concatenate(([0], ends)).astype(np.int64)  # one more than lines
         n_lines = len(ends)
-        # Python skips lines that strip() to nothing; JSON lines start with '{' (cheap check).
+        opens = buf[starts[:-1]] == ord("{")  # JSON records open with '{' (cheap checks)
+        # Python skips lines that strip() to nothing (after the byte-order mark of a file).
         nonblank = np.ones(n_lines, bool)
-        for i in np.flatnonzero(buf[starts[:-1]] != ord("{")).tolist():
-            nonblank[i] = bool(data[starts[i] : starts[i + 1]].strip())
+        for i in np.flatnonzero(~opens).tolist():
+            line = data[starts[i] : starts[i + 1]]
+            nonblank[i] = bool((line.removeprefix(BOM) if first_line + i == 1 else line).strip())
         lines = np.flatnonzero(nonblank)
         offsets = pa.py_buffer(starts.astype(np.int64))
         line_arr = pa.Array.from_buffers(
             pa.large_binary(), n_lines, [None, offsets, pa.py_buffer(data)]
         )
         slow_line = pc.match_substring_regex(line_arr, _SLOW_LINE).to_numpy(zero_copy_only=False)
-        slow_line = slow_line | _too_deep(line_arr, data, starts)
+        # Only lines that open an object go to Arrow: pyarrow 26's reader crashes the process
+        # (SIGSEGV) on input that opens with `null`; any other line is no record anyway.
+        slow_line = slow_line | ~opens | _too_deep(line_arr, data, starts)
         tables: list[pa.Table] = []
-        slow: list[int] = []
-        self._parse(data, starts, lines[~slow_line[lines]], tables, slow)
-        slow.extend(lines[slow_line[lines]].tolist())
+        slow = lines[slow_line[lines]].tolist()
+        fast = lines[~slow_line[lines]]
+        # Arrow reads a chunk as one slice of the block: it must never span a line kept from
+        # it (a line nested 100,000 deep overflows its parser's stack).
+        for run in np.split(fast, np.unique(np.searchsorted(fast, slow))):
+            self._parse(data, starts, run, tables, slow)
         parsed = (
             pa.concat_tables(tables)
             if tables
@@ -169,7 +173,7 @@ class _Parser:
         rows = rows.set_column(
             rows.schema.get_field_index("offset"), "offset", pc.add(rows.column("offset"), offset)
         )
-        return Block(rows=rows, slow=self._record_by_record(raw, starts, slow, first_line))
+        return Block(rows=rows, slow=self._record_by_record(data, starts, slow, first_line))
 
     def _parse(
         self, data: bytes, starts: np.ndarray, lines: np.ndarray, out: list, slow: list
@@ -180,6 +184,7 @@ class _Parser:
         if len(lines) >= MIN_CHUNK_LINES or len(lines) == 1:
             first, last = int(lines[0]), int(lines[-1])
             # Lines in between that are not in `lines` are blank: the reader skips them too.
+            # (`lines` never straddles a line sent record by record: see `block`.)
             chunk = data[starts[first] : starts[last + 1]]
             try:
                 table = pj.read_json(io.BytesIO(chunk), parse_options=_PARSE)

@@ -243,7 +243,7 @@ def _jsonl(spec: SourceSpec, url: str) -> Iterator[Item]:
     with open_file(url) as fh:
         try:
             for number, line in enumerate(fh, start=1):  # streamed: memory stays flat
-                if line.strip():
+                if (line.removeprefix(BOM) if number == 1 else line).strip():
                     yield jsonl_item(spec, number, line, stem)
         except OSError as exc:
             raise SourceError(f"cannot read {url}: {exc}") from exc
