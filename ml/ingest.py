@@ -147,9 +147,6 @@ def validate(
         names = ", ".join(
             f"{f['expectation']}({f['column'] or ''})={f['unexpected_count']}" for f in failed
         )
-        # Never published (a failed gate is final; a rerun stages the day again): its raw
-        # lines go now. The report stays.
-        handover.discard(handover.location(staged))
         raise DataQualityError(
             f"transcripts {day} failed validation: {names}; report: {outcome.report_path}",
             failed,

@@ -6,7 +6,9 @@ common shape (ASCII text, ids and codes; a `started_at` of the data interval's d
 whole seconds); everything else (a block pyarrow refuses, narrowed down by halving, a
 `_pii` field, a row any check is unsure of) takes the record-by-record path of
 :func:`ml.parse.parse_items`, so every quarantine row, rule and reason is the same as there.
-tests/test_ingest.py checks that both paths stage identical rows and quarantine.
+Lines pyarrow must not read at all (not opening an object, nested deeper than
+ml.sources.MAX_DEPTH) go that way before it sees them. tests/test_ingest.py and
+tests/test_hostile.py check that both paths stage identical rows and quarantine.
 """
 
 from __future__ import annotations
@@ -337,7 +339,8 @@ def _too_deep(lines: pa.Array, data: bytes, starts: np.ndarray) -> np.ndarray:
     Only a line with more opening brackets than that can be: mostly long conversations,
     which ml.sources.too_deep clears.
     """
-    brackets = pc.count_substring_regex(lines, r"[\[{]").to_numpy(zero_copy_only=False)
+    brackets = pc.add(pc.count_substring(lines, "["), pc.count_substring(lines, "{"))
+    brackets = brackets.to_numpy(zero_copy_only=False)
     deep = np.zeros(len(lines), bool)
     for i in np.flatnonzero(brackets > MAX_DEPTH).tolist():
         deep[i] = too_deep(data[starts[i] : starts[i + 1]].decode("utf-8", "replace"))

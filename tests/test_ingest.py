@@ -133,8 +133,12 @@ def test_quarantine_share_over_threshold_fails(intentflow_home: Path, tmp_path: 
     staged = normalise(discover(str(src), DAY), DAY, tmp_path / "stage")
     with pytest.raises(DataQualityError, match="quarantine_share"):
         validate(staged, tmp_path / "reports")
-    assert not (tmp_path / "stage").exists()  # #15.4: never published: its raw lines go
-    assert (tmp_path / "reports" / f"dt={DAY.isoformat()}" / "validation.html").exists()
+    # The DAG's validate task keeps the staged day for inspection; the CLI's one-shot run
+    # leaves none (#15.4), its report stays.
+    with pytest.raises(DataQualityError, match="quarantine_share"):
+        ingest_day(DAY, str(src))
+    assert not list(settings().staging.iterdir())
+    assert (settings().reports / f"dt={DAY.isoformat()}" / "validation.html").exists()
 
 
 def test_a_crashed_run_leaves_no_staged_day(
