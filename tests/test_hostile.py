@@ -198,7 +198,7 @@ def assert_clean(rows: Any) -> None:
         assert all(clean_text(t["text"]) == t["text"] for t in row["turns"])
 
 
-@settings(HOSTILE, max_examples=100)
+@settings(HOSTILE, max_examples=60)
 @given(drop=drops(5))
 def test_fast_and_record_paths_stage_the_same_for_any_input(drop: Any) -> None:
     with tempfile.TemporaryDirectory() as tmp:
