@@ -260,6 +260,16 @@ def ingest_workers() -> int:
     return workers
 
 
+# Accepted `language` values; `und` (undetermined) for sources that do not say.
+DEFAULT_LANGUAGES = ("en", "en-US", "en-GB", "und")
+
+
+def allowed_languages() -> tuple[str, ...]:
+    """INTENTFLOW_LANGUAGES (comma-separated): a record in another language is quarantined."""
+    raw = os.environ.get("INTENTFLOW_LANGUAGES", "")
+    return tuple(x.strip() for x in raw.split(",") if x.strip()) or DEFAULT_LANGUAGES
+
+
 def _flag(name: str) -> bool:
     """An on/off environment variable; anything unrecognised is an error, not "off"."""
     value = os.environ.get(name)

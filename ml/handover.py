@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,14 @@ def remove(url: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         fs.rm(root, recursive=True)
     fs.invalidate_cache(root)
+
+
+def discard(where: storage.Location) -> None:
+    """Remove a staged day, a local folder or a prefix on object storage (it holds raw lines)."""
+    if storage.is_remote(where):
+        remove(str(where))
+    else:
+        shutil.rmtree(where, ignore_errors=True)
 
 
 def location(staged: dict[str, Any]) -> storage.Location:

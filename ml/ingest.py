@@ -42,6 +42,8 @@ def discover(source: str, day: date) -> list[str]:
     """The files of `day` for a source (a URL of daily JSONL drops, or a JSON source spec)."""
     spec = parse_source(source)
     files = sources.discover(spec, day)
+    if not files:
+        raise SourceError(f"no input files for {day} under {spec.url}")
     log.info("discovered %d file(s) for %s under %s", len(files), day, spec.display_name)
     return files
 
@@ -197,10 +199,7 @@ def publish(validated: dict[str, Any], cfg: Settings) -> dict[str, Any]:
     }
     manifest["rows"] = validated["rows_written"]
     partition = lake.publish_file(storage.join(staging, ROWS_FILE), cfg.lake, day, manifest)
-    if storage.is_remote(staging):
-        handover.remove(str(staging))
-    else:
-        shutil.rmtree(staging, ignore_errors=True)
+    handover.discard(staging)
     summary = {**_summary(cfg, day, partition), "quarantine_file": str(quarantine_path)}
     log.info(
         "published %s: %d rows, %d quarantined",
@@ -238,5 +237,16 @@ def ingest_day(day: date, source: str | None = None, cfg: Settings | None = None
     source = source or cfg.source
     files = discover(source, day)
     scratch = staging_dir_for(cfg, day)
-    staged = normalise(files, day, scratch, source, staging_url_for(cfg, scratch))
-    return publish(validate(staged, cfg.reports, cfg.lake), cfg)
+    upload_to = staging_url_for(cfg, scratch)
+    try:
+        staged = normalise(files, day, scratch, source, upload_to)
+        return publish(validate(staged, cfg.reports, cfg.lake), cfg)
+    except BaseException:
+        # No retry follows here (the DAG retries its tasks): leave no staged day behind.
+        for where in (scratch, upload_to):
+            if where is not None:
+                try:
+                    handover.discard(where)
+                except Exception as exc:  # the first error is the one to report
+                    log.warning("could not remove the staged day at %s: %s", where, exc)
+        raise

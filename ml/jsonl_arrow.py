@@ -6,7 +6,9 @@ common shape (ASCII text, ids and codes; a `started_at` of the data interval's d
 whole seconds); everything else (a block pyarrow refuses, narrowed down by halving, a
 `_pii` field, a row any check is unsure of) takes the record-by-record path of
 :func:`ml.parse.parse_items`, so every quarantine row, rule and reason is the same as there.
-tests/test_ingest.py checks that both paths stage identical rows and quarantine.
+Lines pyarrow must not read at all (not opening an object, nested deeper than
+ml.sources.MAX_DEPTH) go that way before it sees them. tests/test_ingest.py and
+tests/test_hostile.py check that both paths stage identical rows and quarantine.
 """
 
 from __future__ import annotations
@@ -25,10 +27,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from ml.parse import MAX_TURN_CHARS, Rejected, parse_items
+from ml.config import allowed_languages
+from ml.parse import (
+    ALLOWED_CHANNELS,
+    MAX_TEXT_CHARS,
+    MAX_TURN_CHARS,
+    MAX_TURNS,
+    Rejected,
+    parse_items,
+)
 from ml.redact import redact_array
 from ml.schema import SPEAKERS, TRANSCRIPT_SCHEMA
-from ml.sources import SourceSpec, jsonl_item
+from ml.sources import BOM, MAX_DEPTH, SourceSpec, jsonl_item, too_deep
 
 # Bytes read per block: bounds memory whatever the file size.
 BLOCK_BYTES = 16 << 20
@@ -119,26 +129,36 @@ class _Parser:
         self.started_re = rf"^{re.escape(day.isoformat())}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:Z|\+00:00)$"
         self.label_set = pa.array(sorted(labels), pa.string())
         self.speakers = pa.array(SPEAKERS, pa.string())
+        self.channels = pa.array(sorted(ALLOWED_CHANNELS), pa.string())
+        self.languages = pa.array(sorted(set(allowed_languages())), pa.string())
 
     def block(self, data: bytes, first_line: int, offset: int) -> Block:
         buf = np.frombuffer(data, np.uint8)
         ends = np.flatnonzero(buf == 10) + 1
         starts = np.concatenate(([0], ends)).astype(np.int64)  # one more than lines
         n_lines = len(ends)
-        # Python skips lines that strip() to nothing; JSON lines start with '{' (cheap check).
+        opens = buf[starts[:-1]] == ord("{")  # JSON records open with '{' (cheap checks)
+        # Python skips lines that strip() to nothing (after the byte-order mark of a file).
         nonblank = np.ones(n_lines, bool)
-        for i in np.flatnonzero(buf[starts[:-1]] != ord("{")).tolist():
-            nonblank[i] = bool(data[starts[i] : starts[i + 1]].strip())
+        for i in np.flatnonzero(~opens).tolist():
+            line = data[starts[i] : starts[i + 1]]
+            nonblank[i] = bool((line.removeprefix(BOM) if first_line + i == 1 else line).strip())
         lines = np.flatnonzero(nonblank)
         offsets = pa.py_buffer(starts.astype(np.int64))
         line_arr = pa.Array.from_buffers(
             pa.large_binary(), n_lines, [None, offsets, pa.py_buffer(data)]
         )
         slow_line = pc.match_substring_regex(line_arr, _SLOW_LINE).to_numpy(zero_copy_only=False)
+        # Only lines that open an object go to Arrow: pyarrow 26's reader crashes the process
+        # (SIGSEGV) on input that opens with `null`; any other line is no record anyway.
+        slow_line = slow_line | ~opens | _too_deep(line_arr, data, starts)
         tables: list[pa.Table] = []
-        slow: list[int] = []
-        self._parse(data, starts, lines[~slow_line[lines]], tables, slow)
-        slow.extend(lines[slow_line[lines]].tolist())
+        slow = lines[slow_line[lines]].tolist()
+        fast = lines[~slow_line[lines]]
+        # Arrow reads a chunk as one slice of the block: it must never span a line kept from
+        # it (a line nested 100,000 deep overflows its parser's stack).
+        for run in np.split(fast, np.unique(np.searchsorted(fast, slow))):
+            self._parse(data, starts, run, tables, slow)
         parsed = (
             pa.concat_tables(tables)
             if tables
@@ -166,6 +186,7 @@ class _Parser:
         if len(lines) >= MIN_CHUNK_LINES or len(lines) == 1:
             first, last = int(lines[0]), int(lines[-1])
             # Lines in between that are not in `lines` are blank: the reader skips them too.
+            # (`lines` never straddles a line sent record by record: see `block`.)
             chunk = data[starts[first] : starts[last + 1]]
             try:
                 table = pj.read_json(io.BytesIO(chunk), parse_options=_PARSE)
@@ -211,8 +232,12 @@ class _Parser:
             col = t[name]
             ok &= _true(pc.or_kleene(pc.is_null(col), pc.match_substring_regex(col, _PLAIN)))
         ok &= _true(pc.or_kleene(pc.is_null(t["intent"]), pc.is_in(t["intent"], self.label_set)))
+        channel = pc.ascii_lower(pc.fill_null(t["channel"], "unknown"))
+        ok &= _true(pc.is_in(channel, self.channels))
+        ok &= _true(pc.is_in(pc.fill_null(t["language"], "und"), self.languages))
         turns = t["turns"].combine_chunks() if n else pa.array([], _INPUT.field("turns").type)
-        ok &= _true(pc.greater(pc.list_value_length(turns), 0))
+        count = pc.list_value_length(turns)
+        ok &= _true(pc.and_kleene(pc.greater(count, 0), pc.less_equal(count, MAX_TURNS)))
         flat = pc.list_flatten(turns)
         parents = pc.list_parent_indices(turns).to_numpy(zero_copy_only=False)
         speaker, text = pc.struct_field(flat, "speaker"), pc.struct_field(flat, "text")
@@ -235,7 +260,13 @@ class _Parser:
         speaker = speaker.filter(turn_keep)
         said = said[turn_keep]
         redacted = redact_array(cleaned.filter(turn_keep))
-        return self._rows(t, parents, speaker, redacted, said), unsure
+        rows = self._rows(t, parents, speaker, redacted, said)
+        # The model text's length is a rule on it as stored, after redaction.
+        long = _true(pc.greater(pc.utf8_length(rows["text"]), MAX_TEXT_CHARS))
+        if long.any():
+            unsure += rows["line"].to_numpy()[long].tolist()
+            rows = rows.filter(pa.array(~long))
+        return rows, unsure
 
     def _rows(
         self,
@@ -300,6 +331,20 @@ class _Parser:
             pa.field("offset", pa.int64())
         )
         return pa.table([columns[f.name] for f in schema], schema=schema)
+
+
+def _too_deep(lines: pa.Array, data: bytes, starts: np.ndarray) -> np.ndarray:
+    """Lines nested deeper than ml.sources.MAX_DEPTH, which Python may not decode at all.
+
+    Only a line with more opening brackets than that can be: mostly long conversations,
+    which ml.sources.too_deep clears.
+    """
+    brackets = pc.add(pc.count_substring(lines, "["), pc.count_substring(lines, "{"))
+    brackets = brackets.to_numpy(zero_copy_only=False)
+    deep = np.zeros(len(lines), bool)
+    for i in np.flatnonzero(brackets > MAX_DEPTH).tolist():
+        deep[i] = too_deep(data[starts[i] : starts[i + 1]].decode("utf-8", "replace"))
+    return deep
 
 
 def _true(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:

@@ -86,8 +86,8 @@ def stage_day(
                     lines.read,
                     lambda repeats: stage.add(0, repeats),
                 )
-    except SourceError:
-        shutil.rmtree(staging_dir, ignore_errors=True)  # nothing is written for that day
+    except BaseException:  # nothing is written for that day; a retry stages it from scratch
+        shutil.rmtree(staging_dir, ignore_errors=True)
         raise
     if stage.read != merged.rows + stage.quarantined:
         raise AssertionError(
@@ -188,7 +188,10 @@ class _LineReader:
             fh = open(url.removeprefix("file://"), "rb") if local else sources.open_file(url)  # noqa: SIM115
             self.open[file] = fh
         fh.seek(offset)
-        return fh.readline().decode("utf-8").rstrip("\r\n")
+        line = fh.readline()
+        if offset == 0:  # as ml.sources.jsonl_item reads it
+            line = line.removeprefix(sources.BOM)
+        return line.decode("utf-8").rstrip("\r\n")
 
 
 def _normalise_items(

@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,10 @@ import fsspec
 
 FORMATS = ("jsonl", "csv", "abcd", "clinc150", "sql")
 DEFAULT_PATTERNS = {"jsonl": "*.jsonl", "csv": "*.csv", "abcd": "*.json", "clinc150": "*.json"}
+# A record nested deeper than this is quarantined (a transcript is 3 deep): Python's decoder
+# cannot decode a deep enough one at all, and the Arrow fast path must agree with it.
+MAX_DEPTH = 64
+BOM = b"\xef\xbb\xbf"
 
 
 class SourceError(RuntimeError):
@@ -148,7 +153,9 @@ def open_file(url: str) -> Any:
         raise SourceError(f"cannot read {url}: {exc}") from exc
 
 
-def _mapped(spec: SourceSpec, raw: dict[str, Any], number: int, file_stem: str) -> dict[str, Any]:
+def _mapped(
+    spec: SourceSpec, raw: dict[str, Any], number: int, file_stem: str
+) -> dict[str, Any] | RecordError:
     """A flat record (CSV row, single-message JSON) in the canonical input shape."""
     if not spec.columns:
         return raw
@@ -159,7 +166,10 @@ def _mapped(spec: SourceSpec, raw: dict[str, Any], number: int, file_stem: str) 
             out[key] = raw.get(cols[key])
     if "turns" in cols:
         turns = raw.get(cols["turns"])
-        out["turns"] = json.loads(turns) if isinstance(turns, str) else turns
+        try:
+            out["turns"] = loads(turns) if isinstance(turns, str) else turns
+        except RecordError as err:
+            return RecordError(err.rule, f"column '{cols['turns']}': {err}")
     elif "text" in cols:
         text = raw.get(cols["text"])
         out["turns"] = [
@@ -176,19 +186,52 @@ def _mapped(spec: SourceSpec, raw: dict[str, Any], number: int, file_stem: str) 
     return out
 
 
+def too_deep(text: str) -> bool:
+    """Whether JSON text nests arrays and objects more than MAX_DEPTH deep (brackets inside
+    strings do not count)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:  # the common case, at C speed
+        return False
+    depth = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > MAX_DEPTH:
+            return True
+    return False
+
+
+_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def loads(text: str) -> Any:
+    """One record's JSON; a RecordError naming the rule when it cannot be a record."""
+    if too_deep(text):
+        raise RecordError("too_deep", f"JSON nested more than {MAX_DEPTH} levels deep")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RecordError(
+            "malformed_json", f"malformed JSON: {exc.msg} at column {exc.colno}"
+        ) from None
+    except ValueError:  # an integer too long for int() (sys.int_info): valid JSON still
+        return json.loads(text, parse_int=Decimal)
+
+
 def jsonl_item(spec: SourceSpec, number: int, line: bytes, stem: str) -> Item:
     """One JSONL line as an Item (the caller skips blank lines)."""
+    if number == 1:  # a byte-order mark opens the file, not the record
+        line = line.removeprefix(BOM)
     try:
         text = line.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as exc:
-        raw = line.decode("utf-8", errors="replace").rstrip("\r\n")
+        # Undecodable bytes stay visible as \xNN escapes: nothing is lost.
+        raw = line.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
         return Item(
             number, raw, RecordError("invalid_utf8", f"not valid UTF-8 at byte {exc.start}")
         )
     try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        err = RecordError("malformed_json", f"malformed JSON: {exc.msg} at column {exc.colno}")
+        record = loads(text)
+    except RecordError as err:
         return Item(number, text, err)
     if isinstance(record, dict):
         record = _mapped(spec, record, number, stem)
@@ -200,7 +243,7 @@ def _jsonl(spec: SourceSpec, url: str) -> Iterator[Item]:
     with open_file(url) as fh:
         try:
             for number, line in enumerate(fh, start=1):  # streamed: memory stays flat
-                if line.strip():
+                if (line.removeprefix(BOM) if number == 1 else line).strip():
                     yield jsonl_item(spec, number, line, stem)
         except OSError as exc:
             raise SourceError(f"cannot read {url}: {exc}") from exc
@@ -218,7 +261,9 @@ def _csv(spec: SourceSpec, url: str) -> Iterator[Item]:
                 try:
                     raw.encode("utf-8")
                 except UnicodeEncodeError:
-                    safe = raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                    safe = raw.encode("utf-8", "surrogateescape").decode(
+                        "utf-8", "backslashreplace"
+                    )
                     yield Item(number, safe, RecordError("invalid_utf8", "row is not valid UTF-8"))
                     continue
                 if None in row:
@@ -238,8 +283,8 @@ def _csv(spec: SourceSpec, url: str) -> Iterator[Item]:
 def _load_json(url: str) -> Any:
     with open_file(url) as fh:
         try:
-            return json.loads(fh.read().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return json.loads(fh.read().decode("utf-8-sig"))
+        except (ValueError, RecursionError) as exc:
             raise SourceError(f"cannot read {url}: not a JSON document ({exc})") from exc
 
 

@@ -1,8 +1,10 @@
 """The Great Expectations gate on a day's canonical rows, and its report.
 
-Parsing already quarantines bad records one by one; this suite checks the day as a whole
-(uniqueness, interval, allowed values, leftover PII, volume), so a systemic fault fails the
-task and stops the Asset event instead of flowing into training.
+Parsing quarantines every record that breaks a per-record rule (ml/parse.py), so one bad
+record never fails a day. This suite checks what only the day shows (volume against the
+trailing days; ids unique) and re-checks the per-record rules and redaction as a backstop:
+those fail only when a systemic fault (a bug, a changed setting) lets bad rows through, which
+then fails the task and stops the Asset event instead of flowing into training.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from ml.parse import MAX_TURN_CHARS
-from ml.schema import CHANNELS
+from ml.config import DEFAULT_LANGUAGES, allowed_languages
+from ml.parse import ALLOWED_CHANNELS, MAX_TEXT_CHARS, MAX_TURN_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,6 @@ RAW_PII_REGEX = (
     r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}|\d{4}[ -]?\d{4}[ -]?\d{4}[ -]?\d{4}"
 )
 SPEAKERS_REGEX = r"^(?:customer|agent|system)(?:,(?:customer|agent|system))*$"
-# Accepted `language` values; `und` (undetermined) for sources that do not say.
-DEFAULT_LANGUAGES = ("en", "en-US", "en-GB", "und")
 # A day with fewer rows than this share of the trailing days' mean fails (a feed that halved).
 VOLUME_MIN_SHARE = 0.5
 VOLUME_MIN_HISTORY = 3  # trailing days needed before the volume check applies
@@ -56,11 +56,6 @@ class ValidationOutcome:
     report_path: str  # a short summary page linking the Data Docs page
     data_docs: str  # the GX Data Docs page of this validation
     evaluated: int
-
-
-def allowed_languages() -> tuple[str, ...]:
-    raw = os.environ.get("INTENTFLOW_LANGUAGES", "")
-    return tuple(x.strip() for x in raw.split(",") if x.strip()) or DEFAULT_LANGUAGES
 
 
 def min_volume(trailing_rows: list[int]) -> int:
@@ -120,11 +115,11 @@ def build_suite(
             e.ExpectColumnValueLengthsToBeBetween(
                 column="text",
                 min_value=1,
-                max_value=MAX_TURN_CHARS * 10,
+                max_value=MAX_TEXT_CHARS,
                 meta={"rule": "model text length bounds"},
             ),
             e.ExpectColumnValuesToBeInSet(
-                column="channel", value_set=[*CHANNELS, "unknown"], meta={"rule": "channel"}
+                column="channel", value_set=sorted(ALLOWED_CHANNELS), meta={"rule": "channel"}
             ),
             e.ExpectColumnValuesToBeInSet(
                 column="language", value_set=list(languages), meta={"rule": "language allowed"}
@@ -280,9 +275,17 @@ def run_suite(
 def _context(report_dir: Path) -> tuple[Any, Path]:
     """An ephemeral GX context whose Data Docs site is `report_dir/data_docs`."""
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
 
-    context = gx.get_context(mode="ephemeral")
+    # Our own config: GX's default one adds a Data Docs site in a temporary folder.
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False)
+    )
+    context = gx.get_context(mode="ephemeral", project_config=config)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     docs_dir = report_dir / "data_docs"
     context.add_data_docs_site(

@@ -47,7 +47,9 @@ def test_ingest_of_a_day_without_data_fails_clearly(intentflow_home: Path) -> No
         app, ["ingest", "--date", "2026-11-21", "--source", str(intentflow_home / "none")]
     )
     assert result.exit_code == 2
-    assert "failed validation" in result.output and "validation.html" in result.output
+    assert (
+        result.output.count("\n") == 1 and "error: no input files for 2026-11-21" in result.output
+    )
 
 
 @pytest.fixture

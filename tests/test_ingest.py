@@ -45,7 +45,6 @@ def test_discover_finds_the_days_jsonl_files_only(tmp_path: Path) -> None:
     (tmp_path / "2026-11-23").mkdir()
     files = discover(str(tmp_path), DAY)
     assert [Path(f).name for f in files] == ["a.jsonl", "b.jsonl"]
-    assert discover(str(tmp_path), date(2026, 11, 23)) == []
 
 
 def test_discover_on_memory_filesystem() -> None:
@@ -116,10 +115,16 @@ def test_a_retried_normalise_ignores_what_a_killed_attempt_staged(tmp_path: Path
     assert again["content_hash"] == first["content_hash"]
 
 
-def test_empty_day_fails_the_gate(intentflow_home: Path, tmp_path: Path) -> None:
-    with pytest.raises(DataQualityError, match="expect_table_row_count_to_be_between"):
-        ingest_day(DAY, str(tmp_path / "nothing"))
+def test_a_day_without_input_files_fails_saying_so(intentflow_home: Path, tmp_path: Path) -> None:
+    """#15.4: an empty or missing day folder names what is missing, not a row count of 0."""
+    from ml.ingest import SourceError
+
+    (tmp_path / "raw" / "2026-11-23").mkdir(parents=True)
+    for folder, day in (("nothing", DAY), ("raw", date(2026, 11, 23))):
+        with pytest.raises(SourceError, match=rf"^no input files for {day} under .*{folder}$"):
+            ingest_day(day, str(tmp_path / folder))
     assert lake.list_partitions(settings().lake) == []
+    assert not list(settings().staging.glob("*"))
 
 
 def test_quarantine_share_over_threshold_fails(intentflow_home: Path, tmp_path: Path) -> None:
@@ -128,6 +133,79 @@ def test_quarantine_share_over_threshold_fails(intentflow_home: Path, tmp_path: 
     staged = normalise(discover(str(src), DAY), DAY, tmp_path / "stage")
     with pytest.raises(DataQualityError, match="quarantine_share"):
         validate(staged, tmp_path / "reports")
+    # The DAG's validate task keeps the staged day for inspection; the CLI's one-shot run
+    # leaves none (#15.4), its report stays.
+    with pytest.raises(DataQualityError, match="quarantine_share"):
+        ingest_day(DAY, str(src))
+    assert not list(settings().staging.iterdir())
+    assert (settings().reports / f"dt={DAY.isoformat()}" / "validation.html").exists()
+
+
+def test_a_crashed_run_leaves_no_staged_day(
+    intentflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#15.4: the merge is made to fail (a stand-in for any crash: a full disk, a bug)."""
+    from ml import staging
+
+    src = tmp_path / "raw"
+    write_drop(src, "a.jsonl", [rec(str(i)) for i in range(10)])
+
+    def crash(*args, **kwargs):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(staging, "merge", crash)
+    with pytest.raises(OSError, match="no space"):
+        ingest_day(DAY, str(src))
+    assert not list(settings().staging.iterdir())
+
+
+def test_the_issue_corpus_publishes_the_day_with_one_quarantine_row_each(
+    intentflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#15: the records that crashed ingest or failed a whole day, beside 40 good ones, on
+    both parsing paths (in a 32+ line file the fast path once accepted the deep record)."""
+    from ml import normalise as step
+
+    base = json.loads(rec("x"))
+    deep = "[" * 60_000 + "]" * 60_000
+    bad = {
+        "invalid_utf8": rec("id-\ud83d"),
+        "too_deep": json.dumps({**base, "conversation_id": "deep", "meta": None}).replace(
+            "null", deep
+        ),
+        "outside_interval": rec("old").replace("2026-11-22T10:00:00Z", "0001-01-01T00:00:00+01:00"),
+        "too_many_turns": json.dumps(
+            {**base, "conversation_id": "many", "turns": [{"speaker": "customer", "text": "a"}] * 100_000}
+        ),
+        "unknown_channel": json.dumps({**base, "conversation_id": "fax", "channel": "fax"}),
+        "unknown_language": json.dumps({**base, "conversation_id": "fr", "language": "fr"}),
+        "empty_text": json.dumps(
+            {**base, "conversation_id": "zw", "turns": [{"speaker": "customer", "text": "\u200b\u200d"}]}
+        ),
+    }  # fmt: skip
+    control = json.dumps(
+        {**base, "conversation_id": "ctl\x00\x1b[31m\x07\x08", "source": "s\x00rc"}
+    )
+    src = tmp_path / "raw"
+    good = [rec(f"g{i}") for i in range(40)]
+    write_drop(src, "a.jsonl", [*good[:20], deep, *bad.values(), control, *good[20:]])
+    path = src / DAY.isoformat() / "a.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # a byte-order mark opens the file
+    results = {}
+    for fast in (True, False):
+        monkeypatch.setattr(step, "FAST_PATH", fast)
+        results[fast] = result = ingest_day(DAY, str(src))
+        assert (result["rows_read"], result["rows_written"]) == (49, 41)
+        assert result["quarantine_rules"] == {**{rule: 1 for rule in bad}, "too_deep": 2}
+        assert not list(settings().staging.iterdir())
+    assert results[True]["content_hash"] == results[False]["content_hash"]
+    q = pq.read_table(results[False]["quarantine_file"]).to_pylist()
+    surrogate = next(r for r in q if r["rule"] == "invalid_utf8")
+    assert surrogate["conversation_id"] == "id-\\ud83d" and surrogate["line"] == 22
+    table = lake.read_partition(settings().lake, DAY).to_pylist()
+    [cleaned] = [r for r in table if r["conversation_id"].startswith("ctl")]
+    assert (cleaned["conversation_id"], cleaned["source"]) == ("ctl[31m", "src")
+    assert "g0" in {r["conversation_id"] for r in table}  # the first line, after the BOM
 
 
 def test_gx_gate_catches_raw_pii_that_slipped_through(

@@ -108,6 +108,44 @@ def test_missing_optional_fields_get_defaults() -> None:
             "text_too_long",
             "10001",
         ),
+        # #15: per-record rules that once failed the whole day, or crashed it.
+        (b"[" * 100_000 + b"]" * 100_000, "too_deep", "64 levels"),
+        (
+            json.dumps(record(extra=None)).replace("null", "[" * 50_000 + "]" * 50_000).encode(),
+            "too_deep",
+            "64 levels",
+        ),
+        (
+            json.dumps(record(started_at="0001-01-01T00:00:00+01:00")).encode(),
+            "outside_interval",
+            "0001-01-01",
+        ),
+        (
+            json.dumps(record(started_at="9999-12-31T23:30:00-01:00")).encode(),
+            "outside_interval",
+            "9999-12-31",
+        ),
+        (
+            json.dumps(record(turns=[{"speaker": "customer", "text": "hi"}] * 1_001)).encode(),
+            "too_many_turns",
+            "1001 turns",
+        ),
+        (
+            json.dumps(record(turns=[{"speaker": "customer", "text": "y" * 10_000}] * 10)).encode(),
+            "text_too_long",
+            "100009 characters",
+        ),
+        (json.dumps(record(channel="fax")).encode(), "unknown_channel", "'fax'"),
+        (json.dumps(record(language="fr")).encode(), "unknown_language", "'fr'"),
+        (
+            json.dumps(
+                record(turns=[{"speaker": "customer", "text": "\u200b\u200d\ufeff\u2060"}])
+            ).encode(),
+            "empty_text",
+            "no customer",
+        ),
+        (json.dumps(record(_pii={"name": 5})).encode(), "invalid_field", "'_pii'"),
+        (json.dumps(record(conversation_id="\x00\u200b ")).encode(), "missing_field", "empty"),
     ],
 )
 def test_bad_records_are_rejected_with_rule_and_reason(line: bytes, rule: str, needle: str) -> None:
@@ -138,6 +176,69 @@ def test_control_characters_are_removed() -> None:
         "feed",
     )
     assert row["text"] == "refund please"
+
+
+def test_every_string_field_is_cleaned_before_the_rules_and_redaction() -> None:
+    """#15.3: control and invisible characters go and NFKC folds, in every field, not just turns."""
+    row = canonical_row(
+        record(
+            conversation_id="c\x001\x1b[0m\u200b",
+            source="crm\x07\x08",
+            channel=" ＣＨＡＴ\u200d",
+            language="e\u00adn",
+            intent="refund\u2060_request",
+            started_at="２０２６-11-22T10:00:00Z",
+            turns=[
+                {"speaker": "customer\u200b", "text": "mail ｊａｎｅ＠ｘ．ｃｏｍ\x00 ﬁne\u200b"},
+                {"speaker": "agent", "text": "line\none\ttab\u202e"},
+            ],
+        ),
+        DAY,
+        LABELS,
+        "feed",
+    )
+    assert (row["conversation_id"], row["source"], row["channel"]) == ("c1[0m", "crm", "chat")
+    assert (row["language"], row["intent"]) == ("en", "refund_request")
+    assert row["text"] == "mail [EMAIL] fine"  # the full-width address is redacted too
+    assert row["turns"][1] == {"speaker": "agent", "text": "line\none\ttab"}
+
+
+def test_redaction_that_lengthens_the_text_past_its_limit_quarantines_the_record() -> None:
+    """The model text is checked as stored: "a@b.co" (6) becomes "[EMAIL]" (7)."""
+    turns = [{"speaker": "customer", "text": "a@b.co " * 1_428}] * 10  # 99,959 characters
+    [out] = outcomes(json.dumps(record(turns=turns)).encode())
+    assert isinstance(out, Rejected) and out.rule == "text_too_long"
+    assert "114239 characters" in out.reason
+
+
+def test_a_rejected_records_fields_are_storable_and_nothing_is_lost() -> None:
+    """#15.1: a lone surrogate (a \\u escape) or undecodable bytes cannot fail the writer."""
+    import pyarrow as pa
+
+    from ml.schema import QUARANTINE_SCHEMA
+
+    got = outcomes(
+        json.dumps(record(conversation_id="id-\ud83d")).encode(),
+        b'{"conversation_id": "bad\xff\xfe"}',
+    )
+    assert [o.rule for o in got] == ["invalid_utf8", "invalid_utf8"]
+    rows = [o.as_row() for o in got]
+    pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)  # raised UnicodeEncodeError before
+    assert rows[0]["conversation_id"] == "id-\\ud83d" and "\\ud83d" in rows[0]["raw"]
+    assert rows[1]["raw"] == '{"conversation_id": "bad\\xff\\xfe"}'
+
+
+def test_a_byte_order_mark_opens_the_file_not_the_first_record() -> None:
+    """#15.4: as the CSV reader does (utf-8-sig)."""
+    got = outcomes(b"\xef\xbb\xbf" + json.dumps(record()).encode(), b"\xef\xbb\xbf{}")
+    assert not isinstance(got[0], Rejected)
+    assert got[1].rule == "malformed_json"  # only the file's first line may carry one
+
+
+def test_an_integer_too_long_for_python_is_still_json() -> None:
+    line = json.dumps(record(extra=None)).replace("null", "9" * 5_000).encode()
+    [out] = outcomes(line)
+    assert not isinstance(out, Rejected)
 
 
 def test_batched_parse_equals_record_by_record_and_hash_is_content_hash(tmp_path) -> None:

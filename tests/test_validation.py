@@ -129,3 +129,17 @@ def test_batches_are_checked_one_by_one_and_counted_together(tmp_path: Path) -> 
     assert len(pages) == 4
     summary = Path(out.report_path).read_text()
     assert all(p.as_uri() in summary for p in pages) and "3 batch(es)" in summary
+
+
+def test_no_temporary_docs_site(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """#15.4: GX's default ephemeral context adds a Data Docs site in a temporary folder."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    with caplog.at_level("INFO", logger="great_expectations"):
+        assert check(tmp_path, [row(i) for i in range(3)]).success
+    assert "temporary directory" not in caplog.text
+    assert not list((tmp_path / "tmp").iterdir())
