@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from ci import dataset
 
 from ml import answers
 from ml.answers import (
@@ -32,7 +33,7 @@ from ml.answers import (
 from ml.artifacts import PICKLE_SUFFIXES, directory_sha256
 from ml.config import default_base_model
 
-BITEXT = Path(__file__).resolve().parents[2] / "shared/datasets/bitext-customer-support/train.csv"
+BITEXT = "bitext-customer-support/train.csv"  # under ../shared/datasets (tests/ci.py)
 HEADER = ["instruction", "intent", "start_offset", "end_offset", "response"]
 
 # Three intents, each with its own distinct reply family; questions are templates with ids.
@@ -226,9 +227,8 @@ def test_build_dataset_reads_a_jsonl_source_through_a_source_spec(tmp_path: Path
     ]
 
 
-@pytest.mark.skipif(not BITEXT.is_file(), reason=f"{BITEXT} not present")
 def test_bitext_snapshot_has_no_template_leak(tmp_path: Path) -> None:
-    result = build_dataset(str(BITEXT), tmp_path)
+    result = build_dataset(str(dataset(BITEXT)), tmp_path)
     counts = result["counts"]
     assert counts["records"] == 3611 and counts["quarantined"] == 0
     folder = Path(result["path"])

@@ -9,13 +9,13 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from ci import dataset
 from typer.testing import CliRunner
 
 from ml import entities
 from ml.entities import Span, SpanError, bio_tags, check_spans, decode, span_metrics
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-BITEXT = DATASETS / "bitext-customer-support" / "train.csv"
+BITEXT = "bitext-customer-support/train.csv"  # under ../shared/datasets (tests/ci.py)
 
 
 @pytest.fixture(scope="module")
@@ -171,11 +171,8 @@ def test_build_dataset_quarantines_bad_spans_and_splits_by_template(
     assert snap["window"] is None and snap["partitions"][0]["file"] == str(source)
 
 
-@pytest.mark.skipif(
-    not BITEXT.exists(), reason=f"{BITEXT} absent (public datasets beside the repo)"
-)
 def test_bitext_real_spans_every_record_accounted_for(tmp_path: Path) -> None:
-    snap = entities.build_dataset(str(BITEXT), tmp_path)
+    snap = entities.build_dataset(str(dataset(BITEXT)), tmp_path)
     c = snap["counts"]
     assert c["train"] + c["validation"] + c["test"] + c["quarantined"] == 3611
     # Bitext ships spans past the end of the text and ids glued to a word: quarantined.
