@@ -163,9 +163,28 @@ def test_ingest_and_retrain_end_to_end(
     # A second run is compared with the champion on the same test split and registered as v2.
     run = retrain.test(run_conf=conf)
     assert run.state == DagRunState.SUCCESS
-    versions = Registry(cfg.registry_url).list_versions(cfg.model_name)
-    assert [v.version for v in versions] == [1, 2]
-    assert {a for v in versions for a in v.aliases} >= {"champion"}
+    registry = Registry(cfg.registry_url)
+    v1, v2 = registry.list_versions(cfg.model_name)
+    assert (v1.version, v2.version) == (1, 2)
+    # Same snapshot, seed and params: the same model and score. No worse is enough (the
+    # default minimum improvement is 0), so v2 takes the champion alias from v1.
+    assert v2.metrics["test"] == {**v1.metrics["test"], **_latency(v2.metrics["test"])}
+    assert (v1.aliases, v2.aliases) == ((), ("champion",))
+    [moved] = [a for a in registry.audit(cfg.model_name) if a["action"] == "promote"][1:]
+    assert (moved["version"], moved["alias"], moved["actor"]) == (
+        2,
+        "champion",
+        "airflow:intent_retrain",
+    )
+    macro_f1 = v1.metrics["test"]["macro_f1"]
+    assert (
+        f"macro_f1 {macro_f1:.3f} vs champion {macro_f1:.3f} (+0.000 >= +0.000)" in moved["reason"]
+    )
+
+
+def _latency(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The timing figures of a metrics dict: they differ from run to run, the rest must not."""
+    return {k: v for k, v in metrics.items() if k.startswith(("latency", "throughput"))}
 
 
 @pytest.mark.slow
