@@ -39,19 +39,18 @@ def moto_server() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
+        # Until it answers, however slow the machine; a server that exits fails at once.
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
                 assert proc.poll() is None, "moto server exited at start"
-                assert time.monotonic() < deadline, "moto server did not start in 60 s"
                 time.sleep(0.2)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        proc.wait()
 
 
 def s3_env(endpoint: str) -> dict[str, str]:

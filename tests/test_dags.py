@@ -1,4 +1,5 @@
-"""The DAGs: they parse fast with nothing heavy imported, and run end to end on real Airflow.
+"""The DAGs: they parse with nothing heavy imported, and run end to end on real Airflow.
+(How long a parse takes is bench/dag_parse.py's table, not a test's.)
 
 The end-to-end test runs both DAGs with `dag.test()` (real task runs against a migrated
 SQLite metadata DB) on a few days of generated transcripts and a tiny random BERT.
@@ -27,12 +28,10 @@ HEAVY = ("torch", "transformers", "great_expectations", "pandas", "pyarrow", "sk
 RETRAIN_FILE = "model_retrain.py"
 
 PARSE_PROBE = """
-import json, sys, time
+import json, sys
 from airflow.dag_processing.dagbag import DagBag
-start = time.perf_counter()
 bag = DagBag(dag_folder=sys.argv[1])
 print(json.dumps({
-    "seconds": time.perf_counter() - start,
     "dags": sorted(bag.dags),
     "errors": {k: str(v) for k, v in bag.import_errors.items()},
     "heavy": [m for m in sys.argv[2:] if m in sys.modules],
@@ -41,7 +40,7 @@ print(json.dumps({
 
 
 @pytest.mark.parametrize("dag_file", sorted(p.name for p in DAGS.glob("*.py")))
-def test_dag_file_parses_fast_without_heavy_imports(dag_file: str) -> None:
+def test_dag_file_parses_without_heavy_imports(dag_file: str) -> None:
     """Parsed in a fresh interpreter, as the dag-processor does, after Airflow itself is loaded."""
     out = subprocess.run(
         [sys.executable, "-c", PARSE_PROBE, str(DAGS / dag_file), *HEAVY],
@@ -57,7 +56,6 @@ def test_dag_file_parses_fast_without_heavy_imports(dag_file: str) -> None:
     else:
         assert probe["dags"] == [dag_file.removesuffix(".py")]
     assert probe["heavy"] == [], f"{dag_file} imports {probe['heavy']} at parse time"
-    assert probe["seconds"] < 1.0, f"{dag_file} took {probe['seconds']:.2f}s to parse"
 
 
 def test_retrain_dags_share_one_shape_with_their_own_schedule_and_params() -> None:

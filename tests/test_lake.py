@@ -54,10 +54,9 @@ def test_sigkill_while_writing_keeps_previous_partition(tmp_path: Path) -> None:
     old = table("old", 1000)
     lake.write_partition(old, tmp_path, DAY, {"tag": "old"})
     proc = start_writer(tmp_path, "new", 400_000)
-    deadline = time.monotonic() + 60
     # Kill once the new data file is being written beside the partition.
     while not list(tmp_path.glob(".dt=*.tmp-*/part-*.parquet")):
-        assert proc.poll() is None and time.monotonic() < deadline, "writer ended before the kill"
+        assert proc.poll() is None, "writer ended before the kill"
         time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
