@@ -101,6 +101,41 @@ launch(Path(sys.argv[1]), Path(sys.argv[2]), TrainConfig(**json.loads(sys.argv[4
 """
 
 
+def test_gpus_per_training_reaches_the_launcher(
+    intentflow_home: Path,
+    make_snapshot: MakeSnapshot,
+    tiny_bert_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """INTENTFLOW_GPUS_PER_TRAINING=2 on a gpu worker: train_step leases two GPUs and runs the
+    training in two torchrun processes (the DAG's side, pool_slots: test_dags.py).
+
+    No GPUs here: the worker's CUDA (the device check and the device count) is mocked, and the
+    two processes are told of no GPU (gloo on CPUs); the leases and the launch are real."""
+    import torch
+
+    from ml import device, distributed
+    from ml.retrain import train_step
+
+    monkeypatch.setenv("INTENTFLOW_GPUS_PER_TRAINING", "2")
+    monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
+    monkeypatch.setattr(device, "training_device", lambda require_gpu: "cuda")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    launched: list[tuple[int, dict[str, str] | None]] = []
+    launch_for_real = distributed.launch
+
+    def on_cpus(*args: Any) -> dict[str, Any]:
+        *rest, processes, env = args
+        launched.append((processes, env))
+        return launch_for_real(*rest, processes, {**(env or {}), "CUDA_VISIBLE_DEVICES": ""})
+
+    monkeypatch.setattr(distributed, "launch", on_cpus)
+    snapshot = make_snapshot(n_per_label=8)
+    trained = train_step({"path": str(snapshot)}, {"epochs": 1}, "run-on-2-gpus")
+    assert launched == [(2, {"CUDA_VISIBLE_DEVICES": "0,1"})]
+    assert json.loads(Path(trained["artifact_dir"], "metrics.json").read_text())["processes"] == 2
+
+
 def test_a_failing_rank_fails_the_training_with_a_clear_error(
     tiny_train_config: TrainConfig, tmp_path: Path
 ) -> None:
