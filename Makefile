@@ -37,7 +37,7 @@ airflow: install  ## the Airflow UI (standalone) on the demo's state
 	bash scripts/airflow_standalone.sh
 
 # Debian's Chromium for the browser test (as root, through apt-get); elsewhere that test skips
-# with its reason (and fails under CI=true).
+# with its reason (and fails under CI: tests/ci.py).
 chromium:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	  && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
@@ -61,6 +61,7 @@ bench: install  ## benchmarks against same-run baselines (training needs ../shar
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/ingest.py --rows 1000000
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/redaction.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/lake_publish.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python bench/dag_parse.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/train.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/entities.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/answers.py

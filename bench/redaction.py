@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import os
 import tempfile
 import time
 from datetime import date
@@ -23,9 +24,9 @@ from ml import redact_eval as ev
 from ml.generate import generate
 from ml.redact import redact
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-if not DATASETS.exists():
-    DATASETS = Path("/work/shared/datasets")
+# The public datasets, found as by the other benchmarks and the tests (tests/ci.py).
+REPO = Path(__file__).resolve().parent.parent
+DATASETS = Path(os.environ.get("INTENTFLOW_SHARED", REPO.parent / "shared")) / "datasets"
 
 
 def presidio_redactor():

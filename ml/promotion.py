@@ -35,14 +35,19 @@ _EPS = 1e-9
 class PromotionPolicy:
     metric: str = DEFAULT_PROMOTION_METRIC  # compared on the test split
     min_improvement: float = DEFAULT_MIN_IMPROVEMENT  # absolute gain over the champion
-    max_class_regression: float = DEFAULT_MAX_CLASS_REGRESSION  # largest per-class F1 drop
+    max_class_regression: float = DEFAULT_MAX_CLASS_REGRESSION  # largest per-class drop
     min_test_size: int = DEFAULT_MIN_TEST_SIZE  # smallest test set (summed support) to trust
-    # Fewest test examples of a class for its F1 drop to count in the per-class check.
+    # Fewest test examples of a class for its drop to count in the per-class check.
     min_class_support: int = DEFAULT_MIN_CLASS_SUPPORT
+    # The per-class metric compared (higher is better): the task's, ml.metric_views.CLASS_METRIC
+    # (F1 for intent and entities, MRR by intent for answers).
+    class_metric: str = "f1"
 
     def __post_init__(self) -> None:
         if not isinstance(self.metric, str) or not self.metric or self.metric == PER_CLASS:
             raise ValueError(f"promotion metric must name a test metric, got {self.metric!r}")
+        if not isinstance(self.class_metric, str) or not self.class_metric:
+            raise ValueError(f"per-class metric must be named, got {self.class_metric!r}")
         for name in (
             "min_improvement",
             "max_class_regression",
@@ -107,9 +112,11 @@ def _check_metric(challenger: dict, champion: dict, policy: PromotionPolicy) -> 
 def _check_classes(
     challenger: dict, champion: dict, policy: PromotionPolicy
 ) -> tuple[bool, str, dict[str, int]]:
-    """The largest per-class F1 drop, over the classes with test support of at least
-    `policy.min_class_support`; also the classes skipped for lower support, with their supports.
+    """The largest drop of the per-class metric (`policy.class_metric`), over the classes with
+    test support of at least `policy.min_class_support`; also the classes skipped for lower
+    support, with their supports.
     """
+    name = policy.class_metric
     old = champion.get(PER_CLASS) or {}
     new = challenger.get(PER_CLASS) or {}
     if not old or not new:
@@ -118,14 +125,14 @@ def _check_classes(
     skipped: dict[str, int] = {}
     for label, per in old.items():
         support = per.get("support", new.get(label, {}).get("support"))
-        if support == 0 or "f1" not in per:
+        if support == 0 or name not in per:
             continue  # a class absent from the test split says nothing
         if support is not None and support < policy.min_class_support:
-            skipped[label] = int(support)  # a single example flips its F1 by too much
+            skipped[label] = int(support)  # a single example flips its score by too much
             continue
         # Same test split, so a class the challenger does not report scored nothing.
-        after = float(new.get(label, {}).get("f1", 0.0))
-        drops.append((float(per["f1"]) - after, label, float(per["f1"]), after))
+        after = float(new.get(label, {}).get(name, 0.0))
+        drops.append((float(per[name]) - after, label, float(per[name]), after))
     skipped = dict(sorted(skipped.items()))
     note = (
         f"; {len(skipped)} class(es) with test support < {policy.min_class_support} not judged: "
@@ -136,12 +143,12 @@ def _check_classes(
     if not drops:
         if skipped:
             return True, "per-class check skipped: no class has enough test support" + note, skipped
-        return True, "per-class check skipped: champion has no per-class f1", skipped
+        return True, f"per-class check skipped: champion has no per-class {name}", skipped
     drop, label, before, after = max(drops)
     ok = drop <= policy.max_class_regression + _EPS
     return (
         ok,
-        f"largest per-class f1 drop {max(drop, 0.0):.3f} on {label!r} ({before:.3f} -> "
+        f"largest per-class {name} drop {max(drop, 0.0):.3f} on {label!r} ({before:.3f} -> "
         f"{after:.3f}) {'<=' if ok else '>'} {policy.max_class_regression:.3f} allowed" + note,
         skipped,
     )

@@ -301,15 +301,21 @@ def promote_step(
     model: str | ModelSpec | None = None,
 ) -> dict[str, Any]:
     """Apply the configured promotion policy (INTENTFLOW_PROMOTION_*) on the model's metric
-    (its configured promotion_metric, else its task's PROMOTION_METRIC); reasons go to the audit.
+    (its configured promotion_metric, else its task's PROMOTION_METRIC) and its task's
+    per-class metric; reasons go to the audit.
     """
+    from ml.metric_views import task_view
     from ml.promotion import PromotionPolicy, promote
     from ml.registry import Registry
 
     cfg = cfg or settings()
     spec = _spec(model, cfg)
     metric = spec.primary_metric
-    policy = dataclasses.replace(PromotionPolicy.from_settings(cfg), metric=metric)
+    policy = dataclasses.replace(
+        PromotionPolicy.from_settings(cfg),
+        metric=metric,
+        class_metric=task_view(spec.task, metric).class_metric,
+    )
     decision = promote(
         Registry(cfg.registry_url),
         registered["model"],

@@ -34,6 +34,9 @@ os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
 
+# Under CI a skip other than the CUDA ones fails its test (tests/ci.py).
+pytest_plugins = ("ci",)
+
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)

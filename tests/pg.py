@@ -11,7 +11,7 @@ Load it as a plugin from a test module (tests/ is on sys.path under pytest's def
   test starts clean without paying for a database; plain strings, so subprocesses can use them.
 - `db_url` (function, parametrized "sqlite"/"postgresql"): a registry URL on either backend.
 
-No server: the PostgreSQL cases skip, except under CI=true, where they fail.
+No server: the PostgreSQL cases skip, except under CI (tests/ci.py), where they fail.
 Other fixtures of the same kind come from `make_pg_database_fixture` / `make_pg_schema_fixture`.
 """
 
@@ -25,6 +25,7 @@ from typing import NoReturn
 from urllib.parse import quote
 
 import pytest
+from ci import skip_or_fail
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -36,9 +37,7 @@ PG_USERS = ("postgres", "root")  # trust auth: whichever role exists
 
 def unavailable(reason: str) -> NoReturn:
     """Skip locally; in CI a missing server is a broken setup, not a reason to pass."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"PostgreSQL is required in CI (CI=true): {reason}", pytrace=False)
-    pytest.skip(f"PostgreSQL unavailable at {PG_HOST}:{PG_PORT}: {reason}")
+    skip_or_fail(f"PostgreSQL unavailable at {PG_HOST}:{PG_PORT}: {reason}")
 
 
 def server_url(database: str, user: str) -> str:

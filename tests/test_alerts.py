@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sys
 import threading
@@ -15,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from ci import skip_or_fail
 
 from ml.alerts import alert_from_failure
 from ml.validation import DataQualityError
@@ -43,9 +43,7 @@ def receiver() -> Iterator[tuple[Receiver, str, int]]:
     try:
         import aiosmtpd.controller as aiosmtpd
     except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("aiosmtpd (a test dependency) is required in CI", pytrace=False)
-        pytest.skip("aiosmtpd not installed (pip install -e '.[test]')")
+        skip_or_fail("aiosmtpd not installed (pip install -e '.[test]')")
     got = Receiver()
 
     class Handler(BaseHTTPRequestHandler):

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from ci import dataset
 
 from ml import answers
 from ml.answers import (
@@ -32,7 +34,7 @@ from ml.answers import (
 from ml.artifacts import PICKLE_SUFFIXES, directory_sha256
 from ml.config import default_base_model
 
-BITEXT = Path(__file__).resolve().parents[2] / "shared/datasets/bitext-customer-support/train.csv"
+BITEXT = "bitext-customer-support/train.csv"  # under ../shared/datasets (tests/ci.py)
 HEADER = ["instruction", "intent", "start_offset", "end_offset", "response"]
 
 # Three intents, each with its own distinct reply family; questions are templates with ids.
@@ -226,9 +228,8 @@ def test_build_dataset_reads_a_jsonl_source_through_a_source_spec(tmp_path: Path
     ]
 
 
-@pytest.mark.skipif(not BITEXT.is_file(), reason=f"{BITEXT} not present")
 def test_bitext_snapshot_has_no_template_leak(tmp_path: Path) -> None:
-    result = build_dataset(str(BITEXT), tmp_path)
+    result = build_dataset(str(dataset(BITEXT)), tmp_path)
     counts = result["counts"]
     assert counts["records"] == 3611 and counts["quarantined"] == 0
     folder = Path(result["path"])
@@ -360,10 +361,10 @@ def test_trained_tiny_model_learns_the_intents_and_evaluates(
     assert metrics["bank_size"] == 120 and metrics["gold_missing"] == 0
     assert 0 < metrics["latency_ms_p50"] <= metrics["latency_ms_p95"]
     assert 0 < metrics["latency_ms_p50_bank10k"] <= metrics["latency_ms_p95_bank10k"]
-    # Storable by the registry as it is: numbers, and per_class of numbers.
-    from ml.registry import flatten_metrics
+    # Storable by the registry as it is (numbers, and per_class of numbers): nothing lost.
+    from ml.registry import flatten_metrics, nest_metrics
 
-    assert flatten_metrics({"test": metrics})
+    assert nest_metrics(flatten_metrics({"test": metrics})) == {"test": metrics}
     assert set(metrics["per_class"]) <= set(TOPICS)
     assert sum(c["support"] for c in metrics["per_class"].values()) == metrics["n"]
     # Chance: 1/3 for the same-intent top answer. Three distinct reply families are easy.
@@ -401,14 +402,32 @@ def test_evaluate_takes_a_golden_csv_with_reply_texts(
         writer.writerow(["where is my order 78", "A reply nobody approved."])
     metrics = evaluate(out, golden)
     assert metrics["n"] == 2 and metrics["gold_missing"] == 1
-    assert metrics["mrr"] <= 0.5 and "per_class" not in metrics
+    # The first reply is found (case aside) at its rank in the whole bank; the second is a miss.
+    (ranked,) = predict(out, ["where is my order 77"], top_k=len(bank))
+    rank = 1 + [a["answer_id"] for a in ranked["answers"]].index(bank[0]["answer_id"])
+    assert metrics["mrr"] == pytest.approx((1 / rank + 0) / 2)
+    assert "per_class" not in metrics
 
 
-def test_evaluate_refuses_a_tampered_artifact(tiny_answers: dict[str, Any]) -> None:
+def test_evaluate_and_predict_refuse_a_tampered_artifact(
+    tiny_answers: dict[str, Any], tmp_path: Path
+) -> None:
+    """One reply of the stored bank changed after registration: its sha256 no longer matches."""
+    import shutil
+
     from ml.artifacts import ArtifactIntegrityError
 
-    with pytest.raises(ArtifactIntegrityError):
-        predict(Path(tiny_answers["artifact_dir"]), ["hi"], expected_sha256="0" * 64)
+    sha = tiny_answers["artifact_sha256"]
+    copy = Path(shutil.copytree(tiny_answers["artifact_dir"], tmp_path / "copy"))
+    assert predict(copy, ["hi"], expected_sha256=sha)[0]["answers"]  # intact: loads
+    bank = pq.read_table(copy / "answers.parquet").to_pylist()
+    bank[0]["answer"] = "Send your card number to this address."
+    pq.write_table(pa.Table.from_pylist(bank), copy / "answers.parquet")
+    test_split = Path(tiny_answers["snapshot"]["path"]) / "test.parquet"
+    with pytest.raises(ArtifactIntegrityError, match=f"expected sha256 {sha}"):
+        evaluate(copy, test_split, sha)
+    with pytest.raises(ArtifactIntegrityError, match=f"expected sha256 {sha}"):
+        predict(copy, ["hi"], expected_sha256=sha)
 
 
 def test_resume_from_a_checkpoint_continues_to_the_same_model(
@@ -445,7 +464,7 @@ def test_resume_from_a_checkpoint_continues_to_the_same_model(
         a, b = load_file(str(full / name)), load_file(str(tmp_path / "model" / name))
         assert a.keys() == b.keys()
         for key in a:
-            np.testing.assert_allclose(a[key], b[key], atol=1e-5, err_msg=f"{name}:{key}")
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name}:{key}")
 
 
 def test_fine_tune_refuses_an_empty_bank(tiny_answers: dict[str, Any], tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ml.cli import app
+from ml.config import settings
 
 # pg_url (PostgreSQL) comes from tests/pg.py.
 pytest_plugins = ("pg",)
@@ -116,6 +117,40 @@ def test_train_predict_evaluate_list(
     bad.write_text('{"utterance": "hi", "intent": "lost_card"}\n{"utterance": 5, "intent": "x"}\n')
     result = runner.invoke(app, ["evaluate", "--model", "intent:1", "--data", str(bad)])
     assert result.exit_code == 2 and "bad.jsonl: record 2: field 'utterance'" in result.output
+
+
+def test_train_reads_the_named_text_and_label_columns(
+    intentflow_home: Path, tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`train --data` on a CSV whose columns have other names: --text-column and --label-column
+    pick them, past a `label` column that the defaults would take."""
+    from ml.registry import Registry
+
+    monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
+    words = {"refund_request": "refund money", "lost_card": "lost card", "order": "track order"}
+    rows = ["message,label,topic"] + [
+        f"{w} please {i},spam,{topic}" for topic, w in words.items() for i in range(30)
+    ]
+    data = tmp_path / "tickets.csv"
+    data.write_text("\n".join(rows) + "\n")
+    columns = ["--text-column", "message", "--label-column", "topic"]
+    trained = json.loads(invoke("train", "--data", str(data), *columns, "--epochs", "1", "--json"))
+    version = Registry(settings().registry_url).get("intent", version=trained["version"])
+    assert json.loads(Path(version.artifact_uri, "labels.json").read_text()) == sorted(words)
+    snapshot = Path(version.lineage["snapshot_path"])
+    texts = [t for split in ("train", "validation", "test") for t in _texts(snapshot, split)]
+    assert sorted(texts) == sorted(r.split(",")[0] for r in rows[1:])
+
+    # Without them, the file has no `text` column: a clear error naming file and columns.
+    result = runner.invoke(app, ["train", "--data", str(data), "--epochs", "1"])
+    assert result.exit_code != 0
+    assert f"{data}: no column 'text' (columns: message, label, topic)" in result.output
+
+
+def _texts(snapshot: Path, split: str) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(snapshot / f"{split}.parquet").column("text").to_pylist()
 
 
 def test_bad_model_reference_and_tampered_artifact_are_refused(

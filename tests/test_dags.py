@@ -1,4 +1,5 @@
-"""The DAGs: they parse fast with nothing heavy imported, and run end to end on real Airflow.
+"""The DAGs: they parse with nothing heavy imported, and run end to end on real Airflow.
+(How long a parse takes is bench/dag_parse.py's table, not a test's.)
 
 The end-to-end test runs both DAGs with `dag.test()` (real task runs against a migrated
 SQLite metadata DB) on a few days of generated transcripts and a tiny random BERT.
@@ -27,12 +28,10 @@ HEAVY = ("torch", "transformers", "great_expectations", "pandas", "pyarrow", "sk
 RETRAIN_FILE = "model_retrain.py"
 
 PARSE_PROBE = """
-import json, sys, time
+import json, sys
 from airflow.dag_processing.dagbag import DagBag
-start = time.perf_counter()
 bag = DagBag(dag_folder=sys.argv[1])
 print(json.dumps({
-    "seconds": time.perf_counter() - start,
     "dags": sorted(bag.dags),
     "errors": {k: str(v) for k, v in bag.import_errors.items()},
     "heavy": [m for m in sys.argv[2:] if m in sys.modules],
@@ -41,7 +40,7 @@ print(json.dumps({
 
 
 @pytest.mark.parametrize("dag_file", sorted(p.name for p in DAGS.glob("*.py")))
-def test_dag_file_parses_fast_without_heavy_imports(dag_file: str) -> None:
+def test_dag_file_parses_without_heavy_imports(dag_file: str) -> None:
     """Parsed in a fresh interpreter, as the dag-processor does, after Airflow itself is loaded."""
     out = subprocess.run(
         [sys.executable, "-c", PARSE_PROBE, str(DAGS / dag_file), *HEAVY],
@@ -57,17 +56,19 @@ def test_dag_file_parses_fast_without_heavy_imports(dag_file: str) -> None:
     else:
         assert probe["dags"] == [dag_file.removesuffix(".py")]
     assert probe["heavy"] == [], f"{dag_file} imports {probe['heavy']} at parse time"
-    assert probe["seconds"] < 1.0, f"{dag_file} took {probe['seconds']:.2f}s to parse"
 
 
-def test_retrain_dags_share_one_shape_with_their_own_schedule_and_params() -> None:
+def test_retrain_dags_share_one_shape_with_their_own_schedule_and_params(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
+    monkeypatch.delenv("INTENTFLOW_GPUS_PER_TRAINING", raising=False)
     dags = DagBag(dag_folder=str(DAGS / RETRAIN_FILE)).dags
     for spec in configured_models():
         dag = dags[spec.dag_id]
         fine_tune = dag.get_task("fine_tune")
-        assert (fine_tune.queue, fine_tune.pool) == ("gpu", "gpu")
+        assert (fine_tune.queue, fine_tune.pool, fine_tune.pool_slots) == ("gpu", "gpu", 1)
         assert {"base_model", "epochs", "learning_rate", "batch_size"} <= set(dag.params)
         order = [t.task_id for t in dag.topological_sort()]
         assert order == ["snapshot", "fine_tune", "evaluate", "register", "promote"]
@@ -81,6 +82,17 @@ def test_retrain_dags_share_one_shape_with_their_own_schedule_and_params() -> No
         "0 3 * * *",
         "0 4 * * 0",
     )
+
+
+def test_gpus_per_training_sets_the_fine_tune_pool_slots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A training on N GPUs takes N slots of the GPU-sized `gpu` pool (the launcher's side:
+    test_distributed_training.py)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("INTENTFLOW_GPUS_PER_TRAINING", "2")
+    dags = DagBag(dag_folder=str(DAGS / RETRAIN_FILE)).dags
+    assert sorted(dags) == sorted(m.dag_id for m in configured_models())
+    assert {dag.get_task("fine_tune").pool_slots for dag in dags.values()} == {2}
 
 
 def test_models_file_replaces_the_configured_models(
@@ -128,6 +140,8 @@ def test_ingest_and_retrain_end_to_end(
     for d in days:
         run = ingest.test(logical_date=datetime(d.day.year, d.day.month, d.day.day, tzinfo=UTC))
         assert run.state == DagRunState.SUCCESS
+        # Each published day emits the `transcripts` Asset event (what triggers a retrain).
+        assert _asset_events(run.run_id) == [("transcripts", "publish")]
     cfg = settings()
     manifests = [lake.read_manifest(cfg.lake, d.day) for d in days]
     for d, m in zip(days, manifests, strict=True):
@@ -141,6 +155,20 @@ def test_ingest_and_retrain_end_to_end(
         lake.read_manifest(cfg.lake, date(2026, 11, 21))["content_hash"]
         == manifests[1]["content_hash"]
     )
+
+    # A day that fails the validation gate is not published, and emits no Asset event.
+    drop = intentflow_home / "raw" / "2026-11-23"
+    drop.mkdir()
+    good = {"started_at": "2026-11-23T10:00:00Z", "intent": "refund_request"}
+    good["turns"] = [{"speaker": "customer", "text": "refund please"}]
+    lines = [json.dumps({**good, "conversation_id": f"c{i}"}) for i in range(5)]
+    (drop / "broken.jsonl").write_text("\n".join(lines + ["{broken"] * 4) + "\n")  # 44% bad
+    failed = ingest.test(logical_date=datetime(2026, 11, 23, tzinfo=UTC))
+    assert failed.state == DagRunState.FAILED
+    states = {ti.task_id: ti.state for ti in failed.get_task_instances()}
+    assert (states["validate"], states["publish"]) == ("failed", "upstream_failed")
+    assert _asset_events(failed.run_id) == []
+    assert lake.read_manifest(cfg.lake, date(2026, 11, 23)) is None
 
     retrain = _dag("intent_retrain")
     conf = {"window_days": 3, "end_date": "2026-11-22", "epochs": 1, "batch_size": 16}
@@ -163,9 +191,43 @@ def test_ingest_and_retrain_end_to_end(
     # A second run is compared with the champion on the same test split and registered as v2.
     run = retrain.test(run_conf=conf)
     assert run.state == DagRunState.SUCCESS
-    versions = Registry(cfg.registry_url).list_versions(cfg.model_name)
-    assert [v.version for v in versions] == [1, 2]
-    assert {a for v in versions for a in v.aliases} >= {"champion"}
+    registry = Registry(cfg.registry_url)
+    v1, v2 = registry.list_versions(cfg.model_name)
+    assert (v1.version, v2.version) == (1, 2)
+    # Same snapshot, seed and params: the same model and score. No worse is enough (the
+    # default minimum improvement is 0), so v2 takes the champion alias from v1.
+    assert v2.metrics["test"] == {**v1.metrics["test"], **_latency(v2.metrics["test"])}
+    assert (v1.aliases, v2.aliases) == ((), ("champion",))
+    [moved] = [a for a in registry.audit(cfg.model_name) if a["action"] == "promote"][1:]
+    assert (moved["version"], moved["alias"], moved["actor"]) == (
+        2,
+        "champion",
+        "airflow:intent_retrain",
+    )
+    macro_f1 = v1.metrics["test"]["macro_f1"]
+    assert (
+        f"macro_f1 {macro_f1:.3f} vs champion {macro_f1:.3f} (+0.000 >= +0.000)" in moved["reason"]
+    )
+
+
+def _asset_events(run_id: str) -> list[tuple[str, str | None]]:
+    """(asset name, task) of the Asset events a DAG run emitted, from Airflow's metadata DB."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    query = (
+        select(AssetModel.name, AssetEvent.source_task_id)
+        .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+        .where(AssetEvent.source_run_id == run_id)
+    )
+    with create_session() as session:
+        return [(name, task) for name, task in session.execute(query)]
+
+
+def _latency(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The timing figures of a metrics dict: they differ from run to run, the rest must not."""
+    return {k: v for k, v in metrics.items() if k.startswith(("latency", "throughput"))}
 
 
 @pytest.mark.slow
@@ -200,3 +262,51 @@ def test_entities_retrain_end_to_end(
     assert version.lineage["partitions"][0]["file"] == str(source)
     assert {"micro_f1", "macro_f1", "n"} <= set(version.metrics["test"])
     assert version.params["epochs"] == 1
+
+
+@pytest.mark.slow
+def test_answers_retrain_end_to_end(
+    airflow_db: Path, intentflow_home: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The generated answers DAG: question → answer pairs → snapshot → fine_tune → evaluate →
+    register (task type answers) → promote on MRR, and per intent on MRR."""
+    from airflow.utils.state import DagRunState
+    from test_answers import _pairs_csv
+
+    from ml.registry import Registry
+
+    source = intentflow_home / "labeled" / "pairs.csv"
+    source.parent.mkdir(parents=True)
+    _pairs_csv(source)
+    monkeypatch.setenv("INTENTFLOW_ANSWERS_SOURCE", str(source))
+    monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
+    # A small test split (three intents, a few questions each): judge it all the same.
+    monkeypatch.setenv("INTENTFLOW_PROMOTION_MIN_TEST_SIZE", "5")
+    monkeypatch.setenv("INTENTFLOW_PROMOTION_MIN_CLASS_SUPPORT", "1")
+    retrain = _dag("answers_retrain")
+    conf = {"epochs": 1, "batch_size": 16, "learning_rate": 0.003}
+    run = retrain.test(run_conf=conf)
+    assert run.state == DagRunState.SUCCESS
+
+    registry = Registry(settings().registry_url)
+    [version] = registry.list_versions("answers")
+    assert version.task_type == "answers" and version.aliases == ("champion",)
+    assert (version.dag_id, version.run_id) == ("answers_retrain", run.run_id)
+    assert version.lineage["partitions"][0]["file"] == str(source)
+    assert version.params["epochs"] == 1
+    test = version.metrics["test"]
+    assert {"mrr", "recall_at_1", "intent_mrr", "n"} <= set(test)
+    assert set(test["per_class"]) == {"track_order", "get_refund", "reset_password"}
+    assert json.loads(Path(version.artifact_uri, "task.json").read_text())["task"] == "answers"
+
+    # The second run is compared with the champion on MRR, then per intent on MRR: same
+    # snapshot, seed and params, so the same scores, and no worse is enough to promote.
+    run = retrain.test(run_conf=conf)
+    assert run.state == DagRunState.SUCCESS
+    v1, v2 = registry.list_versions("answers")
+    assert v2.metrics["test"] == {**v1.metrics["test"], **_latency(v2.metrics["test"])}
+    assert (v1.aliases, v2.aliases) == ((), ("champion",))
+    [moved] = [a for a in registry.audit("answers") if a["action"] == "promote"][1:]
+    mrr = test["mrr"]
+    assert f"mrr {mrr:.3f} vs champion {mrr:.3f} (+0.000 >= +0.000)" in moved["reason"]
+    assert "largest per-class mrr drop 0.000 on" in moved["reason"]

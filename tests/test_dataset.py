@@ -5,6 +5,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from ci import dataset
 
 from ml import lake
 from ml.dataset import (
@@ -206,9 +207,6 @@ def test_load_labeled_names_file_record_and_field(
         load_labeled(path)
 
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-
-
 @pytest.mark.parametrize(
     ("relative", "rows", "labels"),
     [
@@ -223,9 +221,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 def test_load_labeled_reads_the_public_datasets(
     relative: str, rows: int, labels: int | None
 ) -> None:
-    path = SHARED / relative
-    if not path.exists():
-        pytest.skip(f"{path} not found (public datasets live in ../shared/datasets)")
+    path = dataset(relative)
     table = load_labeled(path)
     assert table.num_rows == rows
     assert len(set(table.column("conversation_id").to_pylist())) == rows

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from ci import HAS_CUDA, NEEDS_CUDA
 
 from ml.config import settings
 from ml.device import GPUUnavailableError, gpu_lease, training_device, visible_devices
 from ml.retrain import train_step
 
-no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+# The only skips CI allows (tests/ci.py).
+no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason=HAS_CUDA)
 
 
 @pytest.mark.parametrize(
@@ -55,7 +57,7 @@ def test_required_gpu_missing_fails_before_training(
     assert not (intentflow_home / "artifacts").exists(), "nothing may be written"
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=NEEDS_CUDA)
 def test_gpu_present_is_used() -> None:
     assert training_device(require_gpu=True) == "cuda"
 

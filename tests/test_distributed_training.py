@@ -4,12 +4,18 @@ No GPU here: the gloo backend stands in for NCCL; sharding, gradient all-reduce,
 writing, checkpoints and resume are the same code the GPUs run.
 """
 
+import dataclasses
+import hashlib
 import json
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from ml.distributed import DistributedTrainingError, World, launch, shard, shard_count
@@ -52,10 +58,82 @@ def test_two_process_training_writes_one_artifact_and_resumes(
     scored = evaluate_model(out, snapshot / "test.parquet", result["artifact_sha256"])
     assert scored["accuracy"] > 0.5, "better than chance (1/3)"
 
-    # A retried task: both processes load the last checkpoint; nothing is left to train.
-    again = launch(snapshot, tmp_path / "retried", config, checkpoints, 2)
+    # Killed after its second checkpoint, torchrun and its processes at once (a lost worker),
+    # then retried: both processes resume there and end with the uninterrupted run's weights.
+    killed = tmp_path / "killed-checkpoints"
+    victim = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, str(snapshot), str(tmp_path / "killed"), str(killed)]
+        + [json.dumps(dataclasses.asdict(config))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert victim.stdout is not None
+    for line in victim.stdout:
+        if line.rstrip().endswith("epoch-002 written"):
+            break
+    else:
+        raise AssertionError(f"the training ended before its second checkpoint: {victim.wait()}")
+    tree = psutil.Process(victim.pid)
+    for proc in [tree, *tree.children(recursive=True)]:
+        proc.send_signal(signal.SIGKILL)
+    victim.wait()
+    [left] = killed.glob("epoch-*")
+    assert int(left.name.removeprefix("epoch-")) < 6, "killed with epochs left to train"
+    again = launch(snapshot, tmp_path / "retried", config, killed, 2)
     assert again["epochs_run"] == 6 and again["best_epoch"] == result["best_epoch"]
     assert again["validation"] == result["validation"]
+    weights = [directory / "model.safetensors" for directory in (out, tmp_path / "retried")]
+    assert _sha256(weights[0]) == _sha256(weights[1])
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+LAUNCH = """
+import json, logging, sys
+from pathlib import Path
+from ml.distributed import launch
+from ml.train import TrainConfig
+logging.basicConfig(level=logging.INFO)
+launch(Path(sys.argv[1]), Path(sys.argv[2]), TrainConfig(**json.loads(sys.argv[4])), Path(sys.argv[3]), 2)
+"""
+
+
+def test_gpus_per_training_reaches_the_launcher(
+    intentflow_home: Path,
+    make_snapshot: MakeSnapshot,
+    tiny_bert_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """INTENTFLOW_GPUS_PER_TRAINING=2 on a gpu worker: train_step leases two GPUs and runs the
+    training in two torchrun processes (the DAG's side, pool_slots: test_dags.py).
+
+    No GPUs here: the worker's CUDA (the device check and the device count) is mocked, and the
+    two processes are told of no GPU (gloo on CPUs); the leases and the launch are real."""
+    import torch
+
+    from ml import device, distributed
+    from ml.retrain import train_step
+
+    monkeypatch.setenv("INTENTFLOW_GPUS_PER_TRAINING", "2")
+    monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
+    monkeypatch.setattr(device, "training_device", lambda require_gpu: "cuda")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    launched: list[tuple[int, dict[str, str] | None]] = []
+    launch_for_real = distributed.launch
+
+    def on_cpus(*args: Any) -> dict[str, Any]:
+        *rest, processes, env = args
+        launched.append((processes, env))
+        return launch_for_real(*rest, processes, {**(env or {}), "CUDA_VISIBLE_DEVICES": ""})
+
+    monkeypatch.setattr(distributed, "launch", on_cpus)
+    snapshot = make_snapshot(n_per_label=8)
+    trained = train_step({"path": str(snapshot)}, {"epochs": 1}, "run-on-2-gpus")
+    assert launched == [(2, {"CUDA_VISIBLE_DEVICES": "0,1"})]
+    assert json.loads(Path(trained["artifact_dir"], "metrics.json").read_text())["processes"] == 2
 
 
 def test_a_failing_rank_fails_the_training_with_a_clear_error(

@@ -4,18 +4,19 @@ with its quarantine, and a real (tiny BERT) training through the CLI and the ret
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from ci import dataset
 from typer.testing import CliRunner
 
 from ml import entities
 from ml.entities import Span, SpanError, bio_tags, check_spans, decode, span_metrics
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-BITEXT = DATASETS / "bitext-customer-support" / "train.csv"
+BITEXT = "bitext-customer-support/train.csv"  # under ../shared/datasets (tests/ci.py)
 
 
 @pytest.fixture(scope="module")
@@ -171,11 +172,8 @@ def test_build_dataset_quarantines_bad_spans_and_splits_by_template(
     assert snap["window"] is None and snap["partitions"][0]["file"] == str(source)
 
 
-@pytest.mark.skipif(
-    not BITEXT.exists(), reason=f"{BITEXT} absent (public datasets beside the repo)"
-)
 def test_bitext_real_spans_every_record_accounted_for(tmp_path: Path) -> None:
-    snap = entities.build_dataset(str(BITEXT), tmp_path)
+    snap = entities.build_dataset(str(dataset(BITEXT)), tmp_path)
     c = snap["counts"]
     assert c["train"] + c["validation"] + c["test"] + c["quarantined"] == 3611
     # Bitext ships spans past the end of the text and ids glued to a word: quarantined.
@@ -253,10 +251,16 @@ def test_entities_train_register_predict_evaluate_through_the_cli(
 
 
 def test_entities_training_resumes_from_its_checkpoint(
-    tiny_bert_dir: Path, tmp_path: Path, write_bitext: Any, caplog: pytest.LogCaptureFixture
+    tiny_bert_dir: Path,
+    tmp_path: Path,
+    write_bitext: Any,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """ml.train's checkpoints serve the token-classification loop too: a retried training
-    that finds the last epoch's checkpoint resumes there and ends with the same weights."""
+    """ml.train's checkpoints serve the token-classification loop too: a retried training that
+    finds epoch 1's checkpoint (killed in epoch 2) resumes there and ends with the same weights."""
+    from ml import loop
+
     source = tmp_path / "bitext.csv"
     write_bitext(source, 90, broken=False)
     snap = Path(entities.build_dataset(str(source), tmp_path / "snaps")["path"])
@@ -268,11 +272,21 @@ def test_entities_training_resumes_from_its_checkpoint(
         "num_threads": 1,
         "early_stopping_patience": None,
     }
+    # Only the latest checkpoint is kept: a copy of epoch 1's is what a kill in epoch 2 leaves.
+    save, after_epoch_1 = loop._save_checkpoint, tmp_path / "after-epoch-1"
+
+    def save_and_copy_the_first(root: Path, config: Any, run: Any, *rest: Any) -> None:
+        save(root, config, run, *rest)
+        if run.epoch == 1:
+            shutil.copytree(root / "epoch-001", after_epoch_1 / "epoch-001")
+
+    monkeypatch.setattr(loop, "_save_checkpoint", save_and_copy_the_first)
     first = entities.fine_tune(snap, tmp_path / "a", config, tmp_path / "ckpt")
-    assert first["epochs_run"] == 2 and (tmp_path / "ckpt" / "epoch-002").is_dir()
+    assert first["epochs_run"] == 2 and (after_epoch_1 / "epoch-001").is_dir()
     with caplog.at_level("INFO", logger="ml.train"):
-        again = entities.fine_tune(snap, tmp_path / "b", config, tmp_path / "ckpt")
-    assert "resuming from" in caplog.text
+        again = entities.fine_tune(snap, tmp_path / "b", config, after_epoch_1)
+    assert "resuming from" in caplog.text and "(epoch 1, step" in caplog.text
+    assert (after_epoch_1 / "epoch-002").is_dir(), "epoch 2 ran again, after the resume"
     weights = [(tmp_path / d / "model.safetensors").read_bytes() for d in ("a", "b")]
     assert weights[0] == weights[1]
     assert again["validation"] == first["validation"]

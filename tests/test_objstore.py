@@ -244,32 +244,40 @@ def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return make_bucket()
 
 
-def test_s3_sigkill_at_any_moment_leaves_a_whole_partition(bucket: str) -> None:
-    """Kills land before, during and after the upload and the commit: always one whole day."""
+@pytest.mark.parametrize(
+    ("stop", "expected"),
+    [
+        ("data_writer:1", "old"),  # holding the lock, before the data file is written
+        ("read_manifest:1", "old"),  # the new version uploaded, not committed
+        ("_collect_versions:1", "new"),  # committed, older versions not yet deleted
+        (None, "new"),  # after the write returned
+    ],
+)
+def test_s3_sigkill_before_during_and_after_the_commit_leaves_a_whole_day(
+    bucket: str, stop: str | None, expected: str
+) -> None:
+    """The writer stops at a known point (tests/partition_writer.py) and is killed there: the
+    day is whole, the old one until the commit and the new one from then on."""
     root = f"{bucket}/lake/transcripts"
-    old, new = table("old", 1000), table("new", 100_000)
+    old, new = table("old", 1000), table("new", 5000)
+    lake.write_partition(old, root, DAY, {"tag": "old"})
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    seen = []
-    for delay in (0.0, 0.3, 0.8, 1.5, 4.0):
-        lake.write_partition(old, root, DAY, {"tag": "old"})
-        proc = subprocess.Popen(
-            [sys.executable, "-c", WRITER, root, str(new.num_rows), "new"],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        seen.append(assert_whole(root, {"old": old, "new": new}))
-        assert lake.list_partitions(root) == [DAY]
-    assert seen[0] == "old", seen
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, root, str(new.num_rows), "new", *([stop] if stop else [])],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
+    assert proc.stdout.readline().strip() == ("stopped" if stop else "done")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert assert_whole(root, {"old": old, "new": new}) == expected
+    assert lake.list_partitions(root) == [DAY]
     # The next writer breaks the dead writer's lock (same host, pid gone) and collects debris.
     lake.write_partition(old, root, DAY, {"tag": "old"})
     manifest = lake.read_manifest(root, DAY)
     assert versions(root) == sorted([manifest["version"], manifest["previous_version"]])
-    print(f"kills at growing delays saw: {seen}")
 
 
 def test_ingest_a_day_to_s3_twice_gives_the_same_partition(

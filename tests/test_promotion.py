@@ -8,10 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from ml.artifacts import directory_sha256
 from ml.config import ConfigError, settings
+from ml.metric_views import CLASS_METRIC
 from ml.promotion import (
     Decision,
     PromotionPolicy,
@@ -137,14 +139,62 @@ def test_too_small_test_set_blocks_even_without_champion() -> None:
     assert decide(tiny, None, PromotionPolicy(min_test_size=10)).promote
 
 
+def _answers_metrics(gold_first: dict[str, bool]) -> dict[str, Any]:
+    """Real answers test metrics (ml.answers.ranking_metrics): 30 `track` and 20 `refund`
+    questions against a bank of three answers; per intent, the gold answer ranks first, or
+    second behind answer 2."""
+    from ml.answers import ranking_metrics
+
+    rows, gold, intents = [], [], []
+    for intent, answer, n in (("track", 0, 30), ("refund", 1, 20)):
+        for _ in range(n):
+            row = [0.1, 0.1, 0.1]
+            row[answer] = 0.9
+            row[2] = 0.5 if gold_first[intent] else 0.95
+            rows.append(row)
+            gold.append(answer)
+            intents.append(intent)
+    bank_intents = [["track"], ["refund"], ["other"]]
+    return ranking_metrics(np.array(rows), gold, intents, bank_intents)
+
+
+def test_answers_per_class_check_compares_mrr_by_intent() -> None:
+    """Answers' per-class metrics are MRR and recall_at_1 by intent, no F1: the check compares
+    the task's per-class metric (ml.metric_views.CLASS_METRIC), so it is never skipped."""
+    champion = _answers_metrics({"track": False, "refund": True})
+    challenger = _answers_metrics({"track": True, "refund": False})
+    assert set(challenger["per_class"]["refund"]) == {"mrr", "recall_at_1", "support"}
+    policy = PromotionPolicy(metric="mrr", class_metric=CLASS_METRIC["answers"])
+    decision = decide(challenger, champion, policy)
+    # Better overall (0.8 vs 0.7), but refund questions lost their first-ranked answers.
+    assert not decision.promote
+    assert decision.reasons == [
+        "test set has 50 examples (>= 20)",
+        "mrr 0.800 vs champion 0.700 (+0.100 >= +0.000)",
+        "largest per-class mrr drop 0.500 on 'refund' (1.000 -> 0.500) > 0.100 allowed",
+    ]
+    # With the intent model's per-class metric, the same metrics have nothing to compare.
+    f1 = decide(challenger, champion, PromotionPolicy(metric="mrr"))
+    assert f1.promote and f1.reasons[2] == "per-class check skipped: champion has no per-class f1"
+
+
 def test_a_task_without_classes_is_sized_by_its_example_count() -> None:
-    """Answer retrieval has no per-class metrics: `n` counts its test examples."""
-    policy = PromotionPolicy(metric="mrr")
-    decision = decide({"mrr": 0.61, "recall@1": 0.5, "n": 40}, {"mrr": 0.60, "n": 40}, policy)
+    """Answer metrics without intents have no per-class metrics: `n` counts its test examples."""
+    from ml.answers import ranking_metrics
+
+    scores = np.array([[0.9, 0.1]] * 30 + [[0.1, 0.9]] * 10)
+    champion = ranking_metrics(scores, [0] * 40)
+    challenger = ranking_metrics(scores, [0] * 30 + [1] * 10)
+    assert "per_class" not in challenger
+    policy = PromotionPolicy(metric="mrr", class_metric=CLASS_METRIC["answers"])
+    decision = decide(challenger, champion, policy)
     assert decision.promote
-    assert decision.reasons[0] == "test set has 40 examples (>= 20)"
-    assert "mrr 0.610 vs champion 0.600" in decision.reasons[1]
-    assert not decide({"mrr": 0.9, "n": 12}, None, policy).promote
+    assert decision.reasons == [
+        "test set has 40 examples (>= 20)",
+        "mrr 1.000 vs champion 0.875 (+0.125 >= +0.000)",
+        "per-class check skipped: no per-class metrics to compare",
+    ]
+    assert not decide(ranking_metrics(scores[:12], [0] * 12), None, policy).promote
 
 
 def test_missing_metric_blocks() -> None:

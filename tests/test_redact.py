@@ -1,4 +1,5 @@
 import pytest
+from ci import dataset
 
 from ml.redact import luhn_ok, redact
 
@@ -83,14 +84,9 @@ def test_recall_on_generated_pii_meets_targets(tmp_path) -> None:
 
 
 def test_abcd_scenario_values_all_removed_with_source_values() -> None:
-    from pathlib import Path
-
     from ml import redact_eval as ev
 
-    # ../shared/datasets beside the repository (never copied into it)
-    path = Path(__file__).resolve().parents[2] / "shared/datasets/abcd-sample/abcd_sample.json"
-    if not path.exists():
-        pytest.skip(f"{path} not present")
+    path = dataset("abcd-sample/abcd_sample.json")
     cases = ev.abcd_cases(path)
     found = ev.Recall()
     for text, values, known in cases:

@@ -663,26 +663,34 @@ def _register_in_process(url: str, barrier: Any, results: Any) -> None:
     """Runs in a spawned process: open the registry, wait for all, register at once."""
     try:
         with Registry(url) as reg:
-            barrier.wait(timeout=60)
+            barrier.wait()
             results.put(register(reg, "racer", actor="worker").version)
     except Exception as exc:  # noqa: BLE001 - report to the parent instead of dying silently
+        barrier.abort()  # the others stop waiting for this one (BrokenBarrierError)
         results.put(repr(exc))
+
+
+def _race(target: Any, args: list[tuple]) -> list[Any]:
+    """Run `target(*a, barrier, results)` for each `a` in a spawned process; what each put.
+
+    No time limit: every worker reaches the barrier, or breaks it for all by failing first.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(len(args)), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*a, barrier, results)) for a in args]
+    for proc in procs:
+        proc.start()
+    got = [results.get() for _ in procs]  # before join: a full queue would block the workers
+    for proc in procs:
+        proc.join()
+    assert [proc.exitcode for proc in procs] == [0] * len(procs), got
+    return got
 
 
 def test_concurrent_registration_gets_distinct_consecutive_versions(db_url: str) -> None:
     migrated(db_url)  # schema first: the race under test is registration
     workers = WORKERS[make_url(db_url).get_backend_name()]
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(workers), ctx.Queue()
-    procs = [
-        ctx.Process(target=_register_in_process, args=(db_url, barrier, results))
-        for _ in range(workers)
-    ]
-    for proc in procs:
-        proc.start()
-    got = [results.get(timeout=120) for _ in procs]
-    for proc in procs:
-        proc.join(timeout=30)
+    got = _race(_register_in_process, [(db_url,)] * workers)
     assert all(isinstance(v, int) for v in got), got  # a worker's error comes back as a str
     assert sorted(got) == list(range(1, workers + 1)), got
     with Registry(db_url) as reg:
@@ -693,10 +701,11 @@ def test_concurrent_registration_gets_distinct_consecutive_versions(db_url: str)
 def _promote_in_process(url: str, version: int, barrier: Any, results: Any) -> None:
     try:
         with Registry(url) as reg:
-            barrier.wait(timeout=60)
+            barrier.wait()
             reg.set_alias("racer", "champion", version, actor=f"w{version}", reason="race")
             results.put(version)
     except Exception as exc:  # noqa: BLE001
+        barrier.abort()
         results.put(repr(exc))
 
 
@@ -706,18 +715,9 @@ def test_concurrent_alias_moves_are_atomic(db_url: str) -> None:
     with Registry(migrated(db_url)) as reg:
         for _ in range(workers):
             register(reg, "racer")
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(workers), ctx.Queue()
-    procs = [
-        ctx.Process(target=_promote_in_process, args=(db_url, v, barrier, results))
-        for v in range(1, workers + 1)
-    ]
-    for proc in procs:
-        proc.start()
-    got = sorted(results.get(timeout=120) for _ in procs)
-    for proc in procs:
-        proc.join(timeout=30)
-    assert got == list(range(1, workers + 1)), got
+    got = _race(_promote_in_process, [(db_url, v) for v in range(1, workers + 1)])
+    assert all(isinstance(v, int) for v in got), got  # a worker's error comes back as a str
+    assert sorted(got) == list(range(1, workers + 1)), got
     with Registry(db_url) as reg:
         moves = [r for r in reg.audit("racer") if r["alias"] == "champion"]
         # Each move saw the previous one: from_version chains through every move in order.

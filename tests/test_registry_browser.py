@@ -1,7 +1,7 @@
 """The registry page in a real browser: Debian's Chromium, driven by Playwright, against a real
 `airflow api-server` with the plugin (tests/ui_server.py).
 
-Skips when Chromium or Playwright is missing, except under CI=true, where that fails
+Skips when Chromium or Playwright is missing, except under CI (tests/ci.py), where that fails
 (`.ci/run` installs Chromium). The screenshot lands in test-artifacts/registry-page.png.
 """
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from ci import skip_or_fail
 from conftest import REPO
 
 if TYPE_CHECKING:
@@ -34,9 +35,7 @@ CHROMIUM_ARGS = [
 
 
 def _unavailable(why: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{why} (CI=true: the browser test must run; .ci/run installs Chromium)")
-    pytest.skip(why)
+    skip_or_fail(f"{why}; .ci/run installs Chromium")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
+from ci import dataset
 from sqlalchemy import create_engine, text
 
 from ml import lake
@@ -18,16 +19,6 @@ from ml.sources import assigned_start, parse_source
 pytest_plugins = ("pg",)
 
 DAY = date(2026, 11, 22)
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-if not DATASETS.exists():
-    DATASETS = Path("/work/shared/datasets")
-
-
-def need(name: str) -> Path:
-    path = DATASETS / name
-    if not path.exists():
-        pytest.skip(f"public dataset {name} not present under {DATASETS}")
-    return path
 
 
 def spec(**kw) -> str:
@@ -130,7 +121,7 @@ def test_assigned_dates_are_deterministic_and_inside_the_range() -> None:
 def test_abcd_conversations_with_their_scenario_pii_redacted(
     intentflow_home: Path, tmp_path: Path
 ) -> None:
-    folder = need("abcd-sample")
+    folder = dataset("abcd-sample")
     data = json.loads((folder / "abcd_sample.json").read_text())
     source = spec(
         format="abcd",
@@ -193,7 +184,7 @@ def test_abcd_conversations_with_their_scenario_pii_redacted(
 def test_single_message_public_sets_load_as_one_turn_transcripts(
     intentflow_home: Path, tmp_path: Path, name: str, kw: dict
 ) -> None:
-    folder = need(name)
+    folder = dataset(name)
     kw = {**kw, "url": str(folder), "layout": "static", "name": name}
     kw["dates"] = ["2026-11-01", "2026-11-30"]
     if "labels" in kw:

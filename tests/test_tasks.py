@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,6 @@ from ml.tasks import TASK_MODULES, UnknownTaskError, artifact_task, task_module
 
 @pytest.mark.parametrize("task", sorted(TASK_MODULES))
 def test_every_task_module_implements_the_contract(task: str) -> None:
-    if importlib.util.find_spec(TASK_MODULES[task]) is None:
-        pytest.skip(f"{TASK_MODULES[task]} is not in this tree yet")
     module = task_module(task)
     assert module.TASK == task and isinstance(module.PROMOTION_METRIC, str)
 
@@ -120,8 +117,6 @@ def test_answers_trains_registers_and_serves_through_the_generic_pipeline(
     from ml.cli import app
     from ml.registry import Registry
 
-    if importlib.util.find_spec("ml.answers") is None:
-        pytest.skip("ml.answers is not in this tree yet")
     monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
     monkeypatch.setenv("INTENTFLOW_PROMOTION_MIN_TEST_SIZE", "5")
     data = _answer_pairs(tmp_path / "pairs.csv")
@@ -140,7 +135,11 @@ def test_answers_trains_registers_and_serves_through_the_generic_pipeline(
     )  # fmt: skip
     assert (trained["model"], trained["task"], trained["metric"]) == ("answers", "answers", "mrr")
     assert trained["alias"] == "champion" and 0.0 <= trained["test"]["mrr"] <= 1.0
-    assert any("mrr" in reason for reason in trained["reasons"]) or trained["version"] == 1
+    # The first version: no champion to compare with; the policy sizes the test set by `n`.
+    assert trained["version"] == 1 and trained["reasons"] == [
+        f"test set has {trained['test']['n']} examples (>= 5)",
+        "no champion yet",
+    ]
     version = Registry(settings().registry_url).get("answers", alias="champion")
     assert version.task_type == "answers"
 

@@ -6,7 +6,6 @@ import math
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -265,8 +264,7 @@ from pathlib import Path
 from ml.train import TrainConfig, fine_tune
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
 config = TrainConfig(**json.loads(sys.argv[1]))
-result = fine_tune(Path(sys.argv[2]), Path(sys.argv[3]), config, Path(sys.argv[4]))
-print("RESULT", json.dumps(result["validation"]["macro_f1"]), result["artifact_sha256"])
+fine_tune(Path(sys.argv[2]), Path(sys.argv[3]), config, Path(sys.argv[4]))
 """
 
 
@@ -288,25 +286,26 @@ def test_killed_training_resumes_from_its_checkpoint_and_ends_with_the_same_mode
 
     checkpoints = tmp_path / "ckpt"
     victim = run(tmp_path / "killed", checkpoints)
-    deadline = time.monotonic() + 120
-    while not (checkpoints / "epoch-002" / "state.json").exists():
-        assert victim.poll() is None, victim.stdout.read()
-        assert time.monotonic() < deadline, "no second checkpoint within 120 s"
-        time.sleep(0.05)
+    assert victim.stdout is not None
+    # Killed once its second checkpoint is complete (logged after the checkpoint's rename).
+    for line in victim.stdout:
+        if line.rstrip().endswith("epoch-002 written"):
+            break
+    else:
+        raise AssertionError(f"the training ended before its second checkpoint: {victim.wait()}")
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert not (tmp_path / "killed").exists()  # no half-written artifact
 
     retry = run(tmp_path / "killed", checkpoints)
-    out, _ = retry.communicate(timeout=300)
+    out, _ = retry.communicate()
     assert retry.returncode == 0, out
     assert "resuming from" in out and "epoch 1/8" not in out.split("resuming from")[1]
 
     straight = run(tmp_path / "straight", tmp_path / "ckpt-straight")
-    out_straight, _ = straight.communicate(timeout=300)
+    out_straight, _ = straight.communicate()
     assert straight.returncode == 0, out_straight
-    resumed_line = next(line for line in out.splitlines() if line.startswith("RESULT"))
-    straight_line = next(line for line in out_straight.splitlines() if line.startswith("RESULT"))
-    # Same data, seed and restored RNG/optimizer state: the resumed run ends where an
-    # uninterrupted one does (equal score; weights compared through the metric to stay robust).
-    assert resumed_line.split()[1] == straight_line.split()[1]
+    # Same data, seed and restored RNG/optimizer state: the resumed run ends with the very
+    # weights of an uninterrupted one.
+    weights = [tmp_path / run / "model.safetensors" for run in ("killed", "straight")]
+    assert _sha(weights[0]) == _sha(weights[1])
