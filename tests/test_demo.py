@@ -45,7 +45,6 @@ def test_demo_script_runs_the_flow_and_stops_airflow(tmp_path: Path, tiny_bert_d
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
