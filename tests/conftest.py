@@ -154,6 +154,15 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def pipeline_state(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A pipeline_state.PipelineState: what real ingests and retrains (tiny BERT) wrote, built
+    once per session. Read-only: tests that change the registry use registry_copy()."""
+    from pipeline_state import build
+
+    return build(tmp_path_factory.mktemp("pipeline") / "intentflow", tiny_bert_dir)
+
+
 # --- data ------------------------------------------------------------------------------------
 
 DEFAULT_LABELS = ("lost_card", "refund_request", "password_reset")
