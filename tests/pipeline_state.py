@@ -27,7 +27,8 @@ START = date(2026, 11, 20)
 PUBLISHED_DAYS = 3  # enough history for the volume expectation to apply to the next day
 PER_DAY = 40
 SHRUNK_DAY = 6  # fewer than half the trailing mean: the volume expectation fails
-RUN_PARAMS = {"epochs": 1, "batch_size": 16, "learning_rate": 3e-3, "num_threads": 1}
+RUN_PARAMS = {"epochs": 1, "learning_rate": 3e-3, "num_threads": 1}
+BATCH_SIZES = {1: 16, 2: 8}  # intent version -> its run's batch size: a param that differs
 # The configured promotion policy (INTENTFLOW_PROMOTION_*), for tiny data: a first version is
 # trusted on a test split of a handful of rows; a later one must gain a whole point of its
 # metric, which it cannot, so it stays challenger whatever the tiny model scores.
@@ -127,7 +128,8 @@ def _retrain(days: tuple[date, ...]) -> tuple[dict[int, str], dict[int, tuple[da
     for version, window in ((1, days[:2]), (2, days)):
         run_id = f"scheduled__{window[-1] + timedelta(days=1)}T03:00:00+00:00"
         snap = retrain.snapshot_step(window[-1], len(window))
-        trained = retrain.train_step(snap, RUN_PARAMS, run_id)
+        params = {**RUN_PARAMS, "batch_size": BATCH_SIZES[version]}
+        trained = retrain.train_step(snap, params, run_id)
         evaluation = retrain.evaluate_step(snap, trained)
         lineage = {"dag_id": "intent_retrain", "run_id": run_id, "actor": "airflow:intent_retrain"}
         registered = retrain.register_step(snap, trained, evaluation, lineage)
