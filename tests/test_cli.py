@@ -186,6 +186,8 @@ def test_registry_show_lineage_diff(two_versions: PipelineState, tiny_bert_dir: 
     assert lineage["partitions"] == partitions
     assert lineage["base_model_sha256"] == directory_sha256(tiny_bert_dir)
     assert lineage["params"]["epochs"] == 1
+    card = (Path(lineage["artifact_uri"]) / "README.md").read_text()
+    assert f"Date window: {days[0]} to {days[-1]}" in card
     text = invoke("registry", "lineage", "intent@champion")
     assert lineage["data_snapshot_hash"] in text
     assert ", ".join(f"{p['day']} ({p['content_hash'][:12]})" for p in partitions) in text
