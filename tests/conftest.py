@@ -69,55 +69,25 @@ def intentflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-def task_test_metrics() -> dict[str, dict[str, Any]]:
-    """Per task type, test metrics as its own scoring function returns them (no model needed):
-    intent from ml.evaluate, entities from ml.entities.span_metrics, answers from
-    ml.answers.ranking_metrics."""
-    import numpy as np
-
-    from ml.answers import ranking_metrics
-    from ml.entities import span_metrics
-    from ml.evaluate import classification_metrics
-
-    labels = ["lost_card", "refund_request"]
-    gold_spans = [[("order_id", 5, 13)], [("city", 0, 5), ("order_id", 9, 15)], []]
-    predicted_spans = [[("order_id", 5, 13)], [("city", 0, 5)], [("amount", 2, 4)]]
-    # Three questions against a bank of three answers; the third ranks its gold answer second.
-    scores = np.array([[0.9, 0.1, 0.2], [0.1, 0.8, 0.3], [0.7, 0.2, 0.6]])
-    return {
-        "intent": classification_metrics(
-            [labels[0]] * 3 + [labels[1]], [labels[0]] * 2 + [labels[1]] * 2, labels
-        ),
-        "entities": span_metrics(gold_spans, predicted_spans),
-        "answers": ranking_metrics(
-            scores, [0, 1, 2], ["track", "refund", "track"], [["track"], ["refund"], ["track"]]
-        ),
-    }
-
-
 @pytest.fixture
-def task_versions(intentflow_home: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, dict]:
-    """Version 1 of `intent`, `entities` and `answers` (the default models' names and task
-    types) in the default SQLite registry, with task_test_metrics() as their test metrics."""
+def task_versions(
+    intentflow_home: Path,
+    pipeline_state: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, dict]:
+    """The `intent`, `entities` and `answers` models (the default models' names and task
+    types) as real retrains and `intentflow train --data` registered them
+    (tests/pipeline_state.py): model -> test metrics of its latest version. Settings point at
+    that state, with a private copy of its registry."""
+    from pipeline_state import use_state
+
     from ml.registry import Registry
 
-    monkeypatch.delenv("INTENTFLOW_MODELS_FILE", raising=False)
-    monkeypatch.delenv("INTENTFLOW_MODEL_NAME", raising=False)
-    metrics = task_test_metrics()
-    with Registry() as registry:
-        for task, test in metrics.items():
-            registry.register_version(
-                task,
-                artifact_uri=f"/nowhere/{task}",
-                artifact_sha256="0" * 64,
-                base_model="minilm",
-                data_snapshot_hash="h",
-                params={},
-                lineage={},
-                metrics={"test": test},
-                task_type=task,
-            )
-    return metrics
+    use_state(pipeline_state, tmp_path / "task-versions", monkeypatch)
+    with Registry(pipeline_state.registry_url) as registry:
+        latest = {v.model: v for v in registry.list_versions()}
+    return {task: latest[task].metrics["test"] for task in ("intent", "entities", "answers")}
 
 
 # --- models ----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Built once per session (conftest's `pipeline_state`) on tiny synthetic data: `ml
 drops, `ml.ingest.ingest_day` for each day (the last one, a feed that shrank, is rejected by
 the volume expectation and never published), the retrain steps the DAG runs (snapshot →
 fine_tune on the tiny BERT → evaluate → register → promote) twice, and `intentflow train
---data` on a labeled CSV. Tests that read pipeline outputs (the registry page, the CLI) use
+--data` on labeled files (FILE_MODEL, an intent model, and the entities and answers models). Tests that read pipeline outputs (the registry page, the CLI) use
 it instead of hand-made reports, manifests and registry rows.
 
 The registry, lake, reports and artifacts hold absolute paths into this home, so it cannot be
@@ -38,6 +38,13 @@ PROMOTION_ENV = {
 }
 FILE_MODEL = "faq"  # an unconfigured intent model trained from a file
 FILE_LABELS = {"lost_card": "lost card stolen", "refund_request": "refund money back"}
+# Question and reply templates of the answers model's file, one reply family per intent.
+ANSWER_TOPICS = {
+    "track_order": ("where is my order {n}", "Your parcel {n} ships from our depot tomorrow."),
+    "get_refund": ("i want my money back for {n}", "A refund for {n} reaches your card in days."),
+    "reset_password": ("cannot log in account {n}", "Reset the password of {n} on the login page."),
+}
+ANSWER_PHRASINGS = ["", "please ", "hi, ", "urgent: ", "hello, ", "help "]
 # What a test run may have set that would change where or how the pipeline writes.
 INTENTFLOW_ENV = (
     "INTENTFLOW_REGISTRY_URL",
@@ -93,6 +100,7 @@ def build(home: Path, base_model: Path) -> PipelineState:
         published, rejected, failures = _ingest(home)
         runs, windows = _retrain(published)
         labeled = _train_from_file(home)
+        _train_other_tasks(home)
     return PipelineState(home, published, rejected, failures, runs, windows, labeled)
 
 
@@ -140,21 +148,56 @@ def _retrain(days: tuple[date, ...]) -> tuple[dict[int, str], dict[int, tuple[da
     return runs, windows
 
 
-def _train_from_file(home: Path) -> Path:
-    """`intentflow train --data labeled.csv` (FILE_MODEL:1, champion: the first version)."""
+def _train(data: Path, task: str, model: str | None = None) -> None:
+    """`intentflow train --data DATA --task TASK [--model MODEL]`, one epoch."""
     from typer.testing import CliRunner
 
     from ml.cli import app
 
+    args = ["train", "--data", str(data), "--task", task, "--epochs", "1", "--batch-size", "16"]
+    result = CliRunner().invoke(app, [*args, *(["--model", model] if model else [])])
+    assert result.exit_code == 0, result.output
+
+
+def _train_from_file(home: Path) -> Path:
+    """FILE_MODEL:1 (champion: the first version) from a labeled CSV."""
     labeled = home / "labeled.csv"
     rows = [
         f"{words} please {i},{label}" for label, words in FILE_LABELS.items() for i in range(30)
     ]
     labeled.write_text("text,label\n" + "\n".join(rows) + "\n")
-    args = ["train", "--data", str(labeled), "--task", "intent", "--model", FILE_MODEL]
-    result = CliRunner().invoke(app, [*args, "--epochs", "1", "--batch-size", "16"])
-    assert result.exit_code == 0, result.output
+    _train(labeled, "intent", FILE_MODEL)
     return labeled
+
+
+def _train_other_tasks(home: Path) -> None:
+    """entities:1 from a Bitext-shaped CSV and answers:1 from question/reply pairs."""
+    import csv
+
+    from conftest import _write_bitext
+
+    _write_bitext(home / "entities.csv", 90, broken=False)
+    _train(home / "entities.csv", "entities")
+    pairs = []
+    for intent, (question, reply) in ANSWER_TOPICS.items():
+        for i in range(30):
+            asked = ANSWER_PHRASINGS[i % len(ANSWER_PHRASINGS)] + question.format(n=1000 + i)
+            start = asked.index(str(1000 + i))
+            answer = reply.format(n=1000 + i) + f" Variant {i % 7}."
+            pairs.append([asked, intent, start, start + 4, answer])
+    with (home / "answers.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["instruction", "intent", "start_offset", "end_offset", "response"])
+        writer.writerows(pairs)
+    _train(home / "answers.csv", "answers")
+
+
+def use_state(state: PipelineState, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point a test's settings at the state, with a private copy of its registry in `folder`."""
+    for name in INTENTFLOW_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("INTENTFLOW_HOME", str(state.home))
+    monkeypatch.setenv("INTENTFLOW_REGISTRY_URL", registry_copy(state, folder))
 
 
 def registry_copy(state: PipelineState, folder: Path) -> str:

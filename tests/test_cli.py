@@ -7,7 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from pipeline_state import BATCH_SIZES, FILE_MODEL, INTENTFLOW_ENV, PipelineState, registry_copy
+from pipeline_state import BATCH_SIZES, FILE_MODEL, PipelineState, use_state
 from typer.testing import CliRunner
 
 from ml.cli import app
@@ -151,10 +151,7 @@ def two_versions(
 ) -> PipelineState:
     """What real ingests and two retrains wrote: intent:1 (champion) and intent:2 (challenger),
     plus faq:1 from `intentflow train --data`; this test changes a copy of the registry."""
-    for name in INTENTFLOW_ENV:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("INTENTFLOW_HOME", str(pipeline_state.home))
-    monkeypatch.setenv("INTENTFLOW_REGISTRY_URL", registry_copy(pipeline_state, tmp_path))
+    use_state(pipeline_state, tmp_path, monkeypatch)
     return pipeline_state
 
 
@@ -235,7 +232,7 @@ def test_registry_promote_and_rollback_record_actor_and_reason(
 
 def test_registry_commands_fail_clearly_on_bad_input(two_versions: PipelineState) -> None:
     assert "model 'ghost' is not registered" in fails("registry", "show", "ghost")
-    assert f"(registered models: {FILE_MODEL}, intent)" in fails(
+    assert f"(registered models: answers, entities, {FILE_MODEL}, intent)" in fails(
         "registry", "list", "--model", "ghost"
     )
     assert "has no alias 'staging'" in fails("registry", "lineage", "intent@staging")
@@ -303,6 +300,7 @@ def test_registry_list_report_and_show_give_each_task_its_own_metrics(
     rows = {r["model"]: r for r in json.loads(invoke("registry", "list", "--json"))}
     assert {m: r["task"] for m, r in rows.items()} == {
         "intent": "intent",
+        FILE_MODEL: "intent",
         "entities": "entities",
         "answers": "answers",
     }
@@ -326,15 +324,16 @@ def test_registry_list_report_and_show_give_each_task_its_own_metrics(
 
     report = invoke("report")
     assert (
-        f"entities:1  aliases=-  test micro_f1={ent['micro_f1']:.4f}  "
+        f"entities:1  aliases=champion  test micro_f1={ent['micro_f1']:.4f}  "
         f"macro_f1={ent['macro_f1']:.4f}" in report
     )
-    assert f"answers:1  aliases=-  test mrr={ans['mrr']:.4f}  recall_at_1=" in report
+    assert f"answers:1  aliases=champion  test mrr={ans['mrr']:.4f}  recall_at_1=" in report
     assert {v["model"] for v in json.loads(invoke("report", "--json"))["versions"]} == set(rows)
 
     # Per class, answers shows MRR by intent (its per-class metric), not an empty F1.
     shown = invoke("registry", "show", "answers:1")
-    assert f"track{' ' * 19} mrr {ans['per_class']['track']['mrr']:.4f}  n=2" in shown
+    label, per = sorted(ans["per_class"].items())[0]
+    assert f"{label:<24} mrr {per['mrr']:.4f}  n={per['support']}" in shown
 
 
 def test_a_configured_promotion_metric_leads_the_registry_list(
