@@ -4,8 +4,9 @@ Built once per session (conftest's `pipeline_state`) on tiny synthetic data: `ml
 drops, `ml.ingest.ingest_day` for each day (the last one, a feed that shrank, is rejected by
 the volume expectation and never published), the retrain steps the DAG runs (snapshot →
 fine_tune on the tiny BERT → evaluate → register → promote) twice, and `intentflow train
---data` on labeled files (FILE_MODEL, an intent model, and the entities and answers models). Tests that read pipeline outputs (the registry page, the CLI) use
-it instead of hand-made reports, manifests and registry rows.
+--data` on labeled files (FILE_MODEL, an intent model; the entities and answers models).
+Tests that read pipeline outputs (the registry page, the CLI) use it instead of hand-made
+reports, manifests and registry rows.
 
 The registry, lake, reports and artifacts hold absolute paths into this home, so it cannot be
 moved: tests read its files as they are and mutate only a copy of the registry
@@ -97,14 +98,14 @@ def build(home: Path, base_model: Path) -> PipelineState:
     with pipeline_env(home, base_model), pytest.MonkeyPatch.context() as mp:
         for name, value in PROMOTION_ENV.items():
             mp.setenv(name, value)
-        published, rejected, failures = _ingest(home)
+        published, rejected, failures = _ingest()
         runs, windows = _retrain(published)
         labeled = _train_from_file(home)
         _train_other_tasks(home)
     return PipelineState(home, published, rejected, failures, runs, windows, labeled)
 
 
-def _ingest(home: Path) -> tuple[tuple[date, ...], date, tuple[str, ...]]:
+def _ingest() -> tuple[tuple[date, ...], date, tuple[str, ...]]:
     from ml.config import settings
     from ml.generate import generate
     from ml.ingest import ingest_day

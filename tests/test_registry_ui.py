@@ -121,6 +121,10 @@ def test_every_page_on_the_pipelines_own_state(ui_server: UiServer) -> None:
         manifest = lake.read_manifest(lake_root, day)
         row = _row(html, f"day-{day}")
         assert f"<td>{day}</td><td>{manifest['rows_read']}</td>" in row
+        share = manifest["rows_quarantined"] / manifest["rows_read"]
+        assert f"<td>{100 * share:.1f}%</td>" in row
+        rules = ", ".join(f"{k}={v}" for k, v in sorted(manifest["quarantine_rules"].items()))
+        assert f"<td>{rules}</td>" in row
         assert "<td>none</td>" in row  # no failed expectation on a published day
         assert f'href="/intentflow/validation/{day}"' in row
     rejected = _row(html, f"day-{state.rejected}")
