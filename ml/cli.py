@@ -465,10 +465,7 @@ def registry_lineage(
         "created_by": v.created_by,
         "created_at": v.created_at,
     }
-    parts = [
-        f"{p['day']} ({p.get('content_hash', '?')[:12]})" if isinstance(p, dict) else str(p)
-        for p in lineage["partitions"]
-    ]
+    parts = [_partition_text(p) for p in lineage["partitions"]]
     lines = [f"{v.model}:{v.version} ({','.join(v.aliases) or 'no alias'})"]
     for key in ("dag_id", "run_id", "logical_date", "data_snapshot_hash"):
         lines.append(f"  {key:<20}{lineage[key] if lineage[key] is not None else '-'}")
@@ -483,6 +480,16 @@ def registry_lineage(
         lines.append(f"  {key:<20}{lineage[key] if lineage[key] is not None else '-'}")
     lines.append(f"  {'params':<20}{json.dumps(v.params, sort_keys=True)}")
     _emit(lineage, as_json, "\n".join(lines))
+
+
+def _partition_text(part: Any) -> str:
+    """A lake partition `{day, content_hash}` or a labeled file `{file, sha256}` (a snapshot of
+    `train --data`, entities or answers), with the first 12 digits of its hash."""
+    if isinstance(part, dict) and part.get("day"):
+        return f"{part['day']} ({str(part.get('content_hash', '?'))[:12]})"
+    if isinstance(part, dict) and part.get("file"):
+        return f"{part['file']} (sha256 {str(part.get('sha256', '?'))[:12]})"
+    return str(part)
 
 
 @registry_app.command("promote")

@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from pipeline_state import BATCH_SIZES, FILE_MODEL, PipelineState, use_state
 from typer.testing import CliRunner
 
 from ml.cli import app
@@ -181,44 +182,14 @@ def test_train_on_an_empty_window_fails_clearly(intentflow_home: Path) -> None:
 # --- registry commands ----------------------------------------------------------------------
 
 
-def _artifact(folder: Path, content: bytes) -> tuple[str, str]:
-    from ml.artifacts import directory_sha256
-
-    folder.mkdir(parents=True)
-    (folder / "model.safetensors").write_bytes(content)
-    return str(folder), directory_sha256(folder)
-
-
 @pytest.fixture
-def two_versions(intentflow_home: Path) -> Path:
-    """intent:1 (champion) and intent:2 in the default SQLite registry, with real artifacts."""
-    from ml.registry import Registry
-
-    with Registry() as reg:
-        for n, f1 in ((1, 0.80), (2, 0.86)):
-            uri, sha = _artifact(intentflow_home / f"art-{n}", b"w%d" % n)
-            reg.register_version(
-                "intent",
-                artifact_uri=uri,
-                artifact_sha256=sha,
-                base_model="minilm",
-                base_model_sha256="ef" * 32,
-                data_snapshot_hash=f"snap-{n}",
-                dag_id="intent_retrain",
-                run_id=f"manual__{n}",
-                code_version="0.1.0+gtest",
-                params={"epochs": n, "learning_rate": 5e-5},
-                lineage={"partitions": [{"day": "2026-11-20", "content_hash": "c" * 64}]},
-                metrics={
-                    "test": {
-                        "accuracy": f1 + 0.05,
-                        "macro_f1": f1,
-                        "per_class": {"lost_card": {"f1": f1, "support": 30}},
-                    }
-                },
-            )
-        reg.set_alias("intent", "champion", 1, actor="dag", reason="first", action="promote")
-    return intentflow_home
+def two_versions(
+    pipeline_state: PipelineState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> PipelineState:
+    """What real ingests and two retrains wrote: intent:1 (champion) and intent:2 (challenger),
+    plus faq:1 from `intentflow train --data`; this test changes a copy of the registry."""
+    use_state(pipeline_state, tmp_path, monkeypatch)
+    return pipeline_state
 
 
 def fails(*args: str) -> str:
@@ -227,28 +198,58 @@ def fails(*args: str) -> str:
     return result.output
 
 
-def test_registry_show_lineage_diff(two_versions: Path) -> None:
+def test_registry_show_lineage_diff(two_versions: PipelineState, tiny_bert_dir: Path) -> None:
+    from ml import lake
+    from ml.artifacts import directory_sha256
+    from ml.config import settings
+    from ml.registry import Registry
+
     shown = json.loads(invoke("registry", "show", "intent@champion", "--json"))
     assert (shown["version"], shown["aliases"]) == (1, ["champion"])
     assert [r["action"] for r in shown["audit"]] == ["register", "promote"]
     assert "intent:1  aliases=champion" in invoke("registry", "show", "intent")
 
+    cfg = settings()
+    days = two_versions.windows[1]
+    partitions = [
+        {"day": str(d), "content_hash": lake.read_manifest(cfg.lake, d)["content_hash"]}
+        for d in days
+    ]
     lineage = json.loads(invoke("registry", "lineage", "intent@champion", "--json"))
-    assert lineage["data_snapshot_hash"] == "snap-1" and lineage["run_id"] == "manual__1"
-    assert lineage["partitions"] == [{"day": "2026-11-20", "content_hash": "c" * 64}]
-    assert lineage["base_model_sha256"] == "ef" * 32 and lineage["params"]["epochs"] == 1
+    assert lineage["run_id"] == two_versions.runs[1] and lineage["dag_id"] == "intent_retrain"
+    assert lineage["partitions"] == partitions
+    assert lineage["base_model_sha256"] == directory_sha256(tiny_bert_dir)
+    assert lineage["params"]["epochs"] == 1
+    card = (Path(lineage["artifact_uri"]) / "README.md").read_text()
+    assert f"Date window: {days[0]} to {days[-1]}" in card
     text = invoke("registry", "lineage", "intent@champion")
-    assert "snap-1" in text and "2026-11-20 (cccccccccccc)" in text
+    assert lineage["data_snapshot_hash"] in text
+    assert ", ".join(f"{p['day']} ({p['content_hash'][:12]})" for p in partitions) in text
 
+    with Registry(cfg.registry_url) as registry:
+        one, two = (registry.get("intent", version=n).metrics["test"] for n in (1, 2))
     diff = json.loads(invoke("registry", "diff", "intent:1", "intent:2", "--json"))
     f1 = next(r for r in diff["metrics"] if r["class"] is None and r["name"] == "macro_f1")
-    assert f1["delta"] == pytest.approx(0.06)
-    assert diff["params"] == {"epochs": [1, 2]}
-    assert "test/lost_card/f1" in invoke("registry", "diff", "intent:1", "intent:2")
+    assert f1["delta"] == pytest.approx(two["macro_f1"] - one["macro_f1"])
+    assert diff["params"] == {"batch_size": [BATCH_SIZES[1], BATCH_SIZES[2]]}
+    label = sorted(one["per_class"])[0]
+    assert f"test/{label}/f1" in invoke("registry", "diff", "intent:1", "intent:2")
+
+
+def test_registry_lineage_of_a_model_trained_from_a_file(two_versions: PipelineState) -> None:
+    """`train --data` records the file and its sha256, not lake days (#13 item 5)."""
+    import hashlib
+
+    labeled = two_versions.labeled_file
+    source = {"file": str(labeled), "sha256": hashlib.sha256(labeled.read_bytes()).hexdigest()}
+    lineage = json.loads(invoke("registry", "lineage", f"{FILE_MODEL}@champion", "--json"))
+    assert lineage["partitions"] == [source]
+    text = invoke("registry", "lineage", f"{FILE_MODEL}@champion")
+    assert f"{labeled} (sha256 {source['sha256'][:12]})" in text
 
 
 def test_registry_promote_and_rollback_record_actor_and_reason(
-    two_versions: Path, monkeypatch: pytest.MonkeyPatch
+    two_versions: PipelineState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("USER", "alice")
     out = json.loads(
@@ -266,16 +267,24 @@ def test_registry_promote_and_rollback_record_actor_and_reason(
     assert "--reason" in fails("registry", "promote", "intent:2")  # required
 
 
-def test_registry_commands_fail_clearly_on_bad_input(two_versions: Path) -> None:
+def test_registry_commands_fail_clearly_on_bad_input(two_versions: PipelineState) -> None:
     assert "model 'ghost' is not registered" in fails("registry", "show", "ghost")
-    assert "(registered models: intent)" in fails("registry", "list", "--model", "ghost")
+    assert f"(registered models: answers, entities, {FILE_MODEL}, intent)" in fails(
+        "registry", "list", "--model", "ghost"
+    )
     assert "has no alias 'staging'" in fails("registry", "lineage", "intent@staging")
     assert "has no version 7 (latest is 2)" in fails("registry", "diff", "intent:1", "intent:7")
     assert "has no version 9" in fails("registry", "promote", "intent:9", "--reason", "x")
-    import shutil
+    from ml.config import settings
+    from ml.registry import Registry
 
-    shutil.rmtree(two_versions / "art-2")
-    assert "is missing" in fails("registry", "promote", "intent:2", "--reason", "x")
+    # intent:2's artifact goes missing for a moment (the state's files are shared: put back).
+    artifact = Path(Registry(settings().registry_url).get("intent", version=2).artifact_uri)
+    artifact.rename(artifact.with_name("moved-away"))
+    try:
+        assert "is missing" in fails("registry", "promote", "intent:2", "--reason", "x")
+    finally:
+        artifact.with_name("moved-away").rename(artifact)
     assert "no earlier champion" in fails("registry", "rollback", "intent", "--reason", "x")
 
 
@@ -328,6 +337,7 @@ def test_registry_list_report_and_show_give_each_task_its_own_metrics(
     rows = {r["model"]: r for r in json.loads(invoke("registry", "list", "--json"))}
     assert {m: r["task"] for m, r in rows.items()} == {
         "intent": "intent",
+        FILE_MODEL: "intent",
         "entities": "entities",
         "answers": "answers",
     }
@@ -351,15 +361,16 @@ def test_registry_list_report_and_show_give_each_task_its_own_metrics(
 
     report = invoke("report")
     assert (
-        f"entities:1  aliases=-  test micro_f1={ent['micro_f1']:.4f}  "
+        f"entities:1  aliases=champion  test micro_f1={ent['micro_f1']:.4f}  "
         f"macro_f1={ent['macro_f1']:.4f}" in report
     )
-    assert f"answers:1  aliases=-  test mrr={ans['mrr']:.4f}  recall_at_1=" in report
+    assert f"answers:1  aliases=champion  test mrr={ans['mrr']:.4f}  recall_at_1=" in report
     assert {v["model"] for v in json.loads(invoke("report", "--json"))["versions"]} == set(rows)
 
     # Per class, answers shows MRR by intent (its per-class metric), not an empty F1.
     shown = invoke("registry", "show", "answers:1")
-    assert f"track{' ' * 19} mrr {ans['per_class']['track']['mrr']:.4f}  n=2" in shown
+    label, per = sorted(ans["per_class"].items())[0]
+    assert f"{label:<24} mrr {per['mrr']:.4f}  n={per['support']}" in shown
 
 
 def test_a_configured_promotion_metric_leads_the_registry_list(

@@ -81,11 +81,30 @@ def test_login_see_versions_and_promote_in_the_browser(ui_server: UiServer, brow
         expect(page.locator("#v2")).to_be_visible()
         expect(page.locator("#metric-chart")).to_be_visible()
         assert page.locator("#metric-chart circle").count() == 2
-        expect(page.locator("#v1 .aliases")).to_contain_text("champion")
-        expect(page.locator("#v2 .aliases")).to_contain_text("challenger")
+        # The aliases the registry holds now (other tests on this server move them too).
+        with Registry(ui_server.registry_url) as registry:
+            aliases = {v.version: v.aliases for v in registry.list_versions("intent")}
+        assert "champion" in aliases[1]
+        for version, names in aliases.items():
+            for name in names:
+                expect(page.locator(f"#v{version} .aliases")).to_contain_text(name)
         expect(page.locator("#confusion img")).to_be_visible()
         # The PNG really loaded (served by the app, through the cookie).
         assert page.eval_on_selector("#confusion img", "img => img.naturalWidth") > 0
+        # Ingest health from the real lake and reports: the day the volume gate rejected.
+        state = ui_server.state
+        rejected = page.locator(f"#day-{state.rejected}")
+        expect(rejected).to_contain_text("rejected, not published")
+        for name in state.rejected_failures:
+            expect(rejected).to_contain_text(name)
+        for day in state.published:
+            expect(page.locator(f"#day-{day}")).to_contain_text("none")
+        # A day the version trained on opens its real validation report.
+        with context.expect_page() as opened:
+            page.click(f"#v2 a[href$='/validation/{state.published[-1]}']", modifiers=["Shift"])
+        report = opened.value
+        expect(report.locator("h1")).to_have_text(f"Transcripts {state.published[-1]}: passed")
+        report.close()
 
         # The reason is required: the browser will not submit without one.
         page.click("#v2 button[type=submit]")

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from pipeline_state import FILE_MODEL, pipeline_env
 
 if TYPE_CHECKING:
     from ui_server import UiServer
 
 pytest_plugins = ("ui_server",)
-MODEL = "intent"  # what ui_server seeds
+MODEL = "intent"  # retrained twice in tests/pipeline_state.py; FILE_MODEL from a file there
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -84,20 +85,81 @@ def test_anonymous_post_is_refused_and_changes_nothing(ui_server: UiServer) -> N
     assert champion(ui_server) == before
 
 
-def test_page_shows_versions_chart_health_and_missing_parts(ui_server: UiServer) -> None:
-    status, _, body = call(ui_server, "/intentflow/", token=ui_server.token())
+def _row(html: str, row_id: str) -> str:
+    """The table row `<tr id="row_id">` of a page (fails when it is not there)."""
+    assert f'<tr id="{row_id}">' in html, row_id
+    return html.split(f'<tr id="{row_id}">', 1)[1].split("</tr>", 1)[0]
+
+
+def test_every_page_on_the_pipelines_own_state(ui_server: UiServer) -> None:
+    """Every route of the plugin on what real ingests, retrains and `train --data` wrote:
+    each page answers and shows the state's own versions, days and failed expectations."""
+    from ml import lake
+    from ml.config import settings
+    from ml.registry import Registry
+
+    state, token = ui_server.state, ui_server.token()
+    with Registry(ui_server.registry_url) as registry:
+        versions = {(v.model, v.version): v for v in registry.list_versions()}
+    status, _, body = call(ui_server, "/intentflow/", token=token)
     html = body.decode()
-    assert status == 200
-    for part in ('id="v1"', 'id="v2"', '<svg id="metric-chart"', "champion", "challenger"):
-        assert part in html
-    assert "/dags/intent_retrain/runs/manual__2026-11-22" in html
-    assert "/intentflow/validation/2026-11-20" in html
-    assert "expect_column_values_to_be_unique" in html  # 2026-11-21 failed it
-    assert "20.0%" in html  # 2 of 10 quarantined on 2026-11-20
+    assert status == 200 and '<svg id="metric-chart"' in html
     assert "Promote v2" in html and 'name="csrf_token"' in html
-    # v1 (latest is v2, so ask for v1) has lost its evaluation reports.
-    _, _, body = call(ui_server, "/intentflow/?version=1", token=ui_server.token())
-    assert "No confusion-matrix picture for v1" in body.decode()
+    for version, window in state.windows.items():
+        row = _row(html, f"v{version}")
+        alias = "champion" if version == 1 else "challenger"
+        assert f'<span class="alias {alias}">{alias}</span>' in row
+        run = state.runs[version]
+        assert f'href="/dags/intent_retrain/runs/{urllib.parse.quote(run)}"' in row
+        macro_f1 = versions[(MODEL, version)].metrics["test"]["macro_f1"]
+        assert f"<td>{macro_f1:.4f}</td>" in row
+        links = [f'<a href="/intentflow/validation/{day}">{day}</a>' for day in window]
+        assert ", ".join(links) in row
+    with pipeline_env(state.home):
+        lake_root = settings().lake
+    for day in state.published:
+        manifest = lake.read_manifest(lake_root, day)
+        row = _row(html, f"day-{day}")
+        assert f"<td>{day}</td><td>{manifest['rows_read']}</td>" in row
+        share = manifest["rows_quarantined"] / manifest["rows_read"]
+        assert f"<td>{100 * share:.1f}%</td>" in row
+        rules = ", ".join(f"{k}={v}" for k, v in sorted(manifest["quarantine_rules"].items()))
+        assert f"<td>{rules}</td>" in row
+        assert "<td>none</td>" in row  # no failed expectation on a published day
+        assert f'href="/intentflow/validation/{day}"' in row
+    rejected = _row(html, f"day-{state.rejected}")
+    assert "rejected, not published" in rejected
+    assert f"<td>{', '.join(state.rejected_failures)}</td>" in rejected
+    assert "expect_table_row_count_to_be_between" in rejected
+
+    # The model trained from a file names its file, and links to no lake day.
+    status, _, body = call(ui_server, f"/intentflow/?model={FILE_MODEL}", token=token)
+    faq = body.decode()
+    assert status == 200
+    assert f'<span class="file">{state.labeled_file}</span>' in _row(faq, "v1")
+    for page in (html, faq):
+        assert "/validation/None" not in page and "none recorded" not in page
+
+    for day in (*state.published, state.rejected):
+        status, _, body = call(ui_server, f"/intentflow/validation/{day}", token=token)
+        verdict = "FAILED" if day == state.rejected else "passed"
+        assert status == 200 and f"Transcripts {day}: {verdict}" in body.decode()
+    for version in state.windows:
+        status, headers, body = call(ui_server, f"/intentflow/?version={version}", token=token)
+        assert status == 200 and f"Confusion matrix of v{version}" in body.decode()
+        status, headers, body = call(
+            ui_server, f"/intentflow/confusion/{version}.png?model={MODEL}", token=token
+        )
+        assert status == 200 and headers["content-type"] == "image/png"
+        assert body.startswith(b"\x89PNG")
+    status, _, body = call(ui_server, f"/intentflow/api/audit/{MODEL}", token=token)
+    first = [(e["action"], e["version"], e["actor"]) for e in json.loads(body)][:4]
+    assert status == 200 and first == [
+        ("register", 1, "airflow:intent_retrain"),
+        ("promote", 1, "airflow:intent_retrain"),
+        ("register", 2, "airflow:intent_retrain"),
+        ("set_alias", 2, "airflow:intent_retrain"),
+    ]
 
 
 def test_confusion_png_and_validation_report_are_served(ui_server: UiServer) -> None:
@@ -105,9 +167,11 @@ def test_confusion_png_and_validation_report_are_served(ui_server: UiServer) -> 
     status, headers, body = call(ui_server, "/intentflow/confusion/2.png?model=intent", token=token)
     assert status == 200 and headers["content-type"] == "image/png"
     assert body.startswith(b"\x89PNG")
-    assert call(ui_server, "/intentflow/confusion/1.png?model=intent", token=token)[0] == 404
-    status, _, body = call(ui_server, "/intentflow/validation/2026-11-20", token=token)
-    assert status == 200 and b"report 2026-11-20" in body
+    assert call(ui_server, "/intentflow/confusion/9.png?model=intent", token=token)[0] == 404
+    day = ui_server.state.published[0]
+    status, _, body = call(ui_server, f"/intentflow/validation/{day}", token=token)
+    assert status == 200 and f"Transcripts {day}: passed".encode() in body
+    assert call(ui_server, "/intentflow/validation/2026-01-01", token=token)[0] == 404
     assert call(ui_server, "/intentflow/validation/..%2F..%2Fetc", token=token)[0] in (400, 404)
 
 
@@ -155,8 +219,11 @@ def test_api_models_lists_versions_with_their_task(ui_server: UiServer) -> None:
     status, headers, body = call(ui_server, "/intentflow/api/models", token=ui_server.token())
     assert status == 200 and headers["content-type"] == "application/json"
     data = json.loads(body)
-    assert data["models"] == [MODEL]
+    assert data["models"] == ["answers", "entities", FILE_MODEL, MODEL]
     assert [(v["model"], v["version"], v["task"]) for v in data["versions"]] == [
+        ("answers", 1, "answers"),
+        ("entities", 1, "entities"),
+        (FILE_MODEL, 1, "intent"),
         (MODEL, 1, "intent"),
         (MODEL, 2, "intent"),
     ]
@@ -281,12 +348,8 @@ def test_plugin_is_in_the_airflow_ui_navigation(ui_server: UiServer) -> None:
 
 
 @pytest.mark.parametrize(
-    ("model", "primary", "per_class", "label"),
-    [
-        ("entities", "micro_f1", "f1", "order_id"),
-        ("answers", "mrr", "mrr", "track"),
-        ("intent", "macro_f1", "f1", "lost_card"),
-    ],
+    ("model", "primary", "per_class"),
+    [("entities", "micro_f1", "f1"), ("answers", "mrr", "mrr"), ("intent", "macro_f1", "f1")],
 )
 def test_each_task_shows_its_own_metrics(
     intentflow_home: Path,
@@ -295,7 +358,6 @@ def test_each_task_shows_its_own_metrics(
     model: str,
     primary: str,
     per_class: str,
-    label: str,
 ) -> None:
     """The page leads with the task's primary metric (first column, the chart's default) and
     shows its per-class metric, from the version's own registered figures."""
@@ -305,8 +367,10 @@ def test_each_task_shows_its_own_metrics(
     assert f"<td>{test[primary]:.4f}</td>" in html
     assert f'<option value="{primary}" selected>' in html
     assert "no chart" not in html
-    assert f"<h2>Per-class {per_class} of v1" in html
-    assert f"<tr><td>{label}</td>\n<td>{test['per_class'][label][per_class]:.3f}</td>" in html
+    assert f"<h2>Per-class {per_class} of v" in html
+    for label, figures in test["per_class"].items():
+        if figures.get(per_class) is not None:
+            assert f"<tr><td>{label}</td>\n<td>{figures[per_class]:.3f}</td>" in html
 
 
 def test_api_models_gives_each_versions_task_type(
@@ -325,11 +389,12 @@ def test_api_models_gives_each_versions_task_type(
         app.dependency_overrides.pop(get_user)
     assert response.status_code == 200
     data = response.json()
-    assert data["models"] == ["answers", "entities", "intent"]
+    assert data["models"] == ["answers", "entities", FILE_MODEL, "intent"]
     versions = {v["model"]: v for v in data["versions"]}
     assert {name: v["task"] for name, v in versions.items()} == {
         "answers": "answers",
         "entities": "entities",
+        FILE_MODEL: "intent",
         "intent": "intent",
     }
     assert versions["entities"]["test"]["micro_f1"] == task_versions["entities"]["micro_f1"]

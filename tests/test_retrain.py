@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,11 @@ from ml.artifacts import directory_sha256
 from ml.config import settings
 from ml.registry import Registry
 from ml.retrain import evaluate_step, register_step
+
+
+def snapshot_info(folder: Path) -> dict[str, Any]:
+    """The snapshot dict ml.dataset's writer returned for `folder` (its snapshot.json + path)."""
+    return {**json.loads((folder / "snapshot.json").read_text()), "path": str(folder)}
 
 
 @pytest.fixture
@@ -33,7 +39,7 @@ def test_evaluate_step_scores_golden_sets_and_the_champion_on_the_same_data(
     pacsv.write_csv(test.select(["text", "label"]), golden)
     monkeypatch.setenv("INTENTFLOW_GOLDEN_SETS", f"regression={golden}")
 
-    snapshot = {"path": str(snap_dir), "hash": "h", "window": None, "partitions": []}
+    snapshot = snapshot_info(snap_dir)
     first = evaluate_step(snapshot, trained)
     assert first["champion"] is None
     assert first["challenger_golden"]["regression"]["n"] == test.num_rows
@@ -49,6 +55,8 @@ def test_evaluate_step_scores_golden_sets_and_the_champion_on_the_same_data(
     version = Registry(cfg.registry_url).get(cfg.model_name, version=registered["version"])
     assert version.metrics["golden:regression"]["n"] == test.num_rows
     assert version.lineage["evaluation_reports"] == first["reports"]
+    assert version.lineage["partitions"] == snapshot["partitions"]  # the labeled file
+    assert version.data_snapshot_hash == snapshot["hash"]
     assert (version.dag_id, version.run_id, version.created_by) == ("t", "r1", "intentflow")
     assert version.base_model_sha256 == directory_sha256(Path(trained["base_model"]))
     assert version.code_version and version.code_version.startswith("0.1.0")
@@ -84,7 +92,7 @@ def test_evaluate_step_fails_rather_than_skip_the_champion_when_the_registry_is_
         conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     engine.dispose()
     monkeypatch.setenv("INTENTFLOW_REGISTRY_URL", url)
-    snapshot = {"path": str(trained["snapshot_dir"]), "hash": "h", "window": None, "partitions": []}
+    snapshot = snapshot_info(Path(trained["snapshot_dir"]))
     with pytest.raises(SchemaError, match="newer than this intentflow"):
         evaluate_step(snapshot, trained)
 
@@ -99,7 +107,7 @@ def test_train_step_retry_reuses_a_finished_artifact_and_drops_checkpoints(
     from ml.retrain import train_step
 
     monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
-    snapshot = {"path": str(make_snapshot(n_per_label=8))}
+    snapshot = snapshot_info(make_snapshot(n_per_label=8))
     params = {"epochs": 1, "batch_size": 8, "learning_rate": 3e-3}
     first = train_step(snapshot, params, "manual__2026-11-29T03:00:00+00:00")
     run_dir = Path(first["artifact_dir"]).parent

@@ -1,4 +1,5 @@
-"""A real `airflow api-server` with the registry plugin, over a seeded registry and lake.
+"""A real `airflow api-server` with the registry plugin, over what a real ingest and retrain
+wrote (tests/pipeline_state.py) and a copy of their registry.
 
 Test modules use it with `pytest_plugins = ("ui_server",)`. One server per session: it takes
 20-40 s to start on a busy 2-core machine. Users (simple auth manager): `admin` (may trigger
@@ -18,24 +19,21 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 from conftest import REPO
+from pipeline_state import INTENTFLOW_ENV, PipelineState, registry_copy
 
 PASSWORDS = {"admin": "admin-pw-7", "viewer": "viewer-pw-7"}
 MODEL = "intent"
-LABELS = ("lost_card", "refund_request", "password_reset")
-DAYS = (date(2026, 11, 20), date(2026, 11, 21))
 
 
 @dataclass(frozen=True)
 class UiServer:
     url: str  # http://127.0.0.1:PORT
-    registry_url: str
-    home: Path
+    registry_url: str  # a copy of the state's registry: promotions land there
+    state: PipelineState  # what the server shows: real ingest and retrain outputs
     log: Path
 
     def token(self, user: str = "admin") -> str:
@@ -53,75 +51,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _metrics(f1s: tuple[float, ...], accuracy: float) -> dict:
-    per_class = {label: {"f1": f1, "support": 10} for label, f1 in zip(LABELS, f1s, strict=True)}
-    return {
-        "test": {
-            "accuracy": accuracy,
-            "macro_f1": sum(f1s) / len(f1s),
-            "per_class": per_class,
-        }
-    }
-
-
-def seed(home: Path, registry_url: str) -> None:
-    """Two versions of `intent` (v1 champion, v2 challenger), reports, two lake days."""
-    from ml import lake
-    from ml.evaluate import plot_confusion
-    from ml.registry import CHALLENGER, CHAMPION, Registry
-
-    reports = home / "artifacts" / "intent" / "run-2" / "evaluation"
-    confusion = {"labels": list(LABELS), "matrix": [[9, 1, 0], [0, 10, 0], [1, 0, 9]]}
-    (reports / "challenger" / "test").mkdir(parents=True)
-    plot_confusion(confusion, reports / "challenger" / "test" / "confusion_matrix.png", "v2")
-    partitions = [{"day": d.isoformat(), "content_hash": "x"} for d in DAYS]
-    with Registry(registry_url) as registry:
-        for version, f1s, acc in ((1, (0.80, 0.70, 0.75), 0.76), (2, (0.90, 0.85, 0.70), 0.84)):
-            registry.register_version(
-                MODEL,
-                artifact_uri=str(home / f"model-{version}"),
-                artifact_sha256="0" * 64,
-                base_model="minilm",
-                data_snapshot_hash=f"snap{version}",
-                params={},
-                lineage={
-                    "dag_id": "intent_retrain",
-                    "run_id": f"manual__2026-11-2{version}",
-                    "window": {"start": "2026-11-20", "end": "2026-11-21"},
-                    "partitions": partitions,
-                    # v1's reports are gone: the page must say so.
-                    "evaluation_reports": str(reports if version == 2 else home / "gone"),
-                },
-                metrics=_metrics(f1s, acc),
-                actor="test",
-            )
-        registry.set_alias(MODEL, CHAMPION, 1, actor="test", reason="first")
-        registry.set_alias(MODEL, CHALLENGER, 2, actor="test", reason="second")
-    settings_lake = home / "lake" / "transcripts"
-    for i, day in enumerate(DAYS):
-        report_dir = home / "reports" / f"dt={day}"
-        report_dir.mkdir(parents=True)
-        (report_dir / "validation.html").write_text(f"<html><body>report {day}</body></html>")
-        results = [
-            {"success": True, "expectation_config": {"type": "expect_column_to_exist"}},
-            {
-                "success": i == 0,
-                "expectation_config": {"type": "expect_column_values_to_be_unique"},
-            },
-        ]
-        (report_dir / "validation.json").write_text(json.dumps({"results": results}))
-        table = pa.table({"conversation_id": ["a", "b"], "content_hash": ["h1", "h2"]})
-        manifest = {
-            "day": day.isoformat(),
-            "rows_read": 10,
-            "rows_written": 8 + i,
-            "rows_quarantined": 2 - i,
-            "quarantine_rules": {"empty_text": 2 - i},
-            "validation_report": str(report_dir / "validation.html"),
-        }
-        lake.write_partition(table, settings_lake, day, manifest)
-
-
 def _stop(proc: subprocess.Popen) -> None:
     # The api-server forks workers: signal its whole process group (we started it as leader).
     if proc.poll() is None:
@@ -134,19 +63,18 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="session")
-def ui_server(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
+def ui_server(
+    airflow_db: Path, pipeline_state: PipelineState, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[UiServer]:
     root = tmp_path_factory.mktemp("ui")
-    home = root / "intentflow"
-    registry_url = f"sqlite:///{home / 'registry.db'}"
-    home.mkdir()
-    seed(home, registry_url)
+    registry_url = registry_copy(pipeline_state, root)
     passwords = root / "passwords.json"
     passwords.write_text(json.dumps(PASSWORDS))
     port = _free_port()
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in INTENTFLOW_ENV},
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        "INTENTFLOW_HOME": str(home),
+        "INTENTFLOW_HOME": str(pipeline_state.home),
         "INTENTFLOW_REGISTRY_URL": registry_url,
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__PARALLELISM": "2",
@@ -169,7 +97,7 @@ def ui_server(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = UiServer(f"http://127.0.0.1:{port}", registry_url, home, log)
+    server = UiServer(f"http://127.0.0.1:{port}", registry_url, pipeline_state, log)
     try:
         deadline = time.monotonic() + 120
         while True:

@@ -8,7 +8,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from ml import lake
+from ml import lake, storage
 from ml.config import Settings
 from ml.metric_views import metric_view
 from ml.registry import CHAMPION, PER_CLASS, Registry, VersionInfo
@@ -26,7 +26,8 @@ class VersionRow:
     window: str | None
     dag_id: str | None
     run_id: str | None
-    partitions: list[str]  # days the version trained on
+    partitions: list[str]  # lake days the version trained on
+    files: list[str]  # or the labeled files (`intentflow train --data`, entities, answers)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class DayHealth:
     rules: dict[str, int]
     failed_expectations: list[str] | None  # None: no readable validation result
     has_report: bool
+    published: bool = True  # False: the validation gate rejected the day
 
     @property
     def quarantine_share(self) -> float | None:
@@ -85,7 +87,8 @@ def version_row(info: VersionInfo) -> VersionRow:
     lineage = info.lineage
     window = lineage.get("window")
     text = f"{window.get('start')} .. {window.get('end')}" if isinstance(window, dict) else None
-    days = [str(p.get("day")) for p in lineage.get("partitions") or [] if isinstance(p, dict)]
+    # A lake snapshot records {day, content_hash} per partition; a file snapshot {file, sha256}.
+    parts = [p for p in lineage.get("partitions") or [] if isinstance(p, dict)]
     return VersionRow(
         info=info,
         test=_scalars(info.metrics.get("test", {})),
@@ -93,7 +96,8 @@ def version_row(info: VersionInfo) -> VersionRow:
         # Columns since revision 0002 (retrain writes them there); older versions: the JSON.
         dag_id=info.dag_id or lineage.get("dag_id"),
         run_id=info.run_id or lineage.get("run_id"),
-        partitions=days,
+        partitions=[str(p["day"]) for p in parts if p.get("day")],
+        files=[str(p["file"]) for p in parts if p.get("file")],
     )
 
 
@@ -123,25 +127,44 @@ def class_rows(
 
 
 def _failed_expectations(report_html: Path) -> list[str] | None:
-    # ml.validation writes validation.json (GX's result) beside the HTML report.
+    """The expectations the day failed, each once: `type(column)`. ml.validation writes
+    validation.json (GX's results: the day's, then one per batch of rows) beside the report."""
     try:
-        result = json.loads((report_html.parent / "validation.json").read_text())
+        results = json.loads((report_html.parent / "validation.json").read_text())
     except (OSError, ValueError):
         return None
-    return [
-        str((r.get("expectation_config") or {}).get("type", "?"))
-        for r in result.get("results", [])
-        if not r.get("success", True)
-    ]
+    if not isinstance(results, list):
+        return None
+    names: dict[str, None] = {}  # ordered, each name once over the batches
+    for batch in results:
+        for r in batch.get("results", []) if isinstance(batch, dict) else []:
+            if r.get("success", True):
+                continue
+            config = r.get("expectation_config") or {}
+            column = (config.get("kwargs") or {}).get("column")
+            names[f"{config.get('type', '?')}({column})" if column else config.get("type", "?")] = (
+                None
+            )
+    return list(names)
+
+
+def _rejected_days(cfg: Settings) -> list[date]:
+    """Days with a validation result in the reports but no lake partition: the gate refused
+    them. Reports are read from local disk only, as the rest of this page does."""
+    if storage.is_remote(cfg.reports):
+        return []
+    found = Path(cfg.reports).glob("dt=*/validation.json")
+    return [date.fromisoformat(p.parent.name[3:]) for p in found]
 
 
 def ingest_health(cfg: Settings, days: int = 14) -> list[DayHealth]:
-    """The latest `days` lake partitions, newest first, from their manifests."""
+    """The latest `days` days ingest ran on, newest first: published partitions (from their
+    manifests) and days the validation gate rejected (from their validation results)."""
+    published = set(lake.list_partitions(cfg.lake))
     out = []
-    for day in reversed(lake.list_partitions(cfg.lake)[-days:]):
-        manifest = lake.read_manifest(cfg.lake, day) or {}
-        report = manifest.get("validation_report")
-        report_path = Path(report) if isinstance(report, str) else None
+    for day in sorted(published | set(_rejected_days(cfg)))[-days:][::-1]:
+        manifest = (lake.read_manifest(cfg.lake, day) or {}) if day in published else {}
+        report_path = validation_report(cfg, day)
         out.append(
             DayHealth(
                 day=day.isoformat(),
@@ -150,17 +173,24 @@ def ingest_health(cfg: Settings, days: int = 14) -> list[DayHealth]:
                 rows_quarantined=manifest.get("rows_quarantined"),
                 rules=dict(manifest.get("quarantine_rules") or {}),
                 failed_expectations=_failed_expectations(report_path) if report_path else None,
-                has_report=bool(report_path and report_path.is_file()),
+                has_report=report_path is not None,
+                published=day in published,
             )
         )
     return out
 
 
 def validation_report(cfg: Settings, day: date) -> Path | None:
-    """The HTML validation report of a lake day, as its manifest names it."""
-    manifest = lake.read_manifest(cfg.lake, day) or {}
-    report = manifest.get("validation_report")
-    path = Path(report) if isinstance(report, str) else None
+    """The HTML validation report of a day: as its manifest names it; for a day the gate
+    rejected (no partition), the one validation wrote in the reports."""
+    manifest = lake.read_manifest(cfg.lake, day)
+    if manifest is not None:
+        report = manifest.get("validation_report")
+        path = Path(report) if isinstance(report, str) else None
+    elif storage.is_remote(cfg.reports):
+        path = None
+    else:
+        path = Path(lake.partition_path(cfg.reports, day)) / "validation.html"
     return path if path and path.is_file() else None
 
 
