@@ -313,8 +313,7 @@ def evaluate_model(
     Returns accuracy, macro/weighted F1, per-class precision/recall/F1, top-3 accuracy,
     expected calibration error at the artifact's temperature (`ece`) and at T = 1
     (`ece_uncalibrated`), the `temperature`, and latency (all numbers, ready for the
-    registry). With
-    `report_dir`, also writes metrics.json and the confusion matrix as JSON and PNG there.
+    registry). With `report_dir`, also writes metrics.json and the confusion matrix as JSON and PNG there.
     `data` is a labeled .parquet/.csv/.jsonl file, or a snapshot directory (its test split is
     used). Intents the model does not know count as misses.
     """

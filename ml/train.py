@@ -3,7 +3,8 @@
 Tokenize once, then ml.loop's training loop (length-grouped batches, AdamW with linear
 warmup/decay, validation macro-F1 after every epoch, the best epoch kept, checkpoints, DDP
 under torchrun) with label-smoothed cross-entropy, a temperature fitted on the kept model's
-validation logits (ml.calibration), and an intent artifact written through ml.artifact_files. It runs on CPU by default and uses CUDA (with bf16 autocast) when present.
+validation logits (ml.calibration), and an intent artifact written through ml.artifact_files.
+It runs on CPU by default and uses CUDA (with bf16 autocast) when present.
 
 torch and transformers are imported inside functions: DAG files import this module at parse
 time, and the scheduler must not pay for torch on every parse.
