@@ -84,7 +84,8 @@ def fit_temperature(logits: np.ndarray, true_ids: np.ndarray) -> dict[str, Any]:
     is enough to give the NLL a minimum, and then the fit is left alone.
 
     Returns temperature, n (rows fitted), and limited_by: None (the NLL optimum),
-    "confidence_cap" (the floor above) or "bounds" (MIN/MAX_TEMPERATURE).
+    "confidence_cap" (the floor above), "bounds" (MIN/MAX_TEMPERATURE) or "no validation
+    rows" (T = 1).
     """
     logits = np.asarray(logits, dtype=np.float64)
     true_ids = np.asarray(true_ids, dtype=np.int64)
