@@ -7,6 +7,7 @@ peak memory and CPU time are its own.
     python bench/train.py --part banking77      # shipped defaults on Banking77 (~10 quiet min)
     python bench/train.py --part dstc11         # shipped defaults on DSTC11 insurance, finance
     python bench/train.py --quick               # a small smoke run (CI-sized), same code path
+    python bench/train.py --part banking77 --epochs 3   # fewer epochs on a slow machine
 
 Every training reports wall time and process CPU time (user + sys); on a loaded machine the
 quiet wall time is estimated as CPU time / threads (it assumes the threads scale perfectly).
@@ -110,6 +111,7 @@ def tutorial_recipe(snapshot: Path, epochs: int) -> dict[str, Any]:
 
 def our_recipe(snapshot: Path, epochs: int | None) -> dict[str, Any]:
     """`intentflow train`'s defaults (TrainConfig), evaluated like the pipeline does."""
+    from ml.artifact_files import METRICS_FILE, read_json
     from ml.evaluate import evaluate_model
     from ml.train import TrainConfig, fine_tune
 
@@ -123,10 +125,15 @@ def our_recipe(snapshot: Path, epochs: int | None) -> dict[str, Any]:
     trained = fine_tune(snapshot, out, config)
     cpu = _cpu_seconds() - cpu
     test = evaluate_model(out, snapshot / "test.parquet", trained["artifact_sha256"])
+    calibration = read_json(out / METRICS_FILE)["calibration"]
     return {
         "samples_per_second": trained["samples_per_second"],
         "accuracy": test["accuracy"],
         "macro_f1": test["macro_f1"],
+        "ece_uncalibrated": test["ece_uncalibrated"],
+        "ece": test["ece"],
+        "temperature": test["temperature"],
+        "calibration": calibration,
         "validation_accuracy": trained["validation"]["accuracy"],
         "epochs_run": trained["epochs_run"],
         "best_epoch": trained["best_epoch"],
@@ -203,21 +210,27 @@ def speed_part(banking: Path, root: Path, quick: bool) -> None:
     print(f"speed-up (samples/s): {ours['samples_per_second'] / base['samples_per_second']:.1f}x")
 
 
-def quality_part(datasets: list[tuple[str, Path, str, str]], root: Path, quick: bool) -> None:
+def quality_part(
+    datasets: list[tuple[str, Path, str, str]], root: Path, quick: bool, epochs: int | None
+) -> None:
     from ml.train import TrainConfig
 
     print("\nQuality: MiniLM-L6 with intentflow train's defaults, our 80/10/10 split")
+    if epochs is not None:
+        print(f"(--epochs {epochs}: that many epochs, no early stopping; not the defaults)")
     header = (
         f"{'dataset':<18}{'train':>6}{'test':>6}{'accuracy':>9}{'macro-F1':>9}{'epochs':>7}"
         f"{'best':>5}{'wall min':>9}{'CPU min':>8}{'thr':>4}{'quiet min':>10}"
     )
+    calibration = []
     print(header)
     for name, path, text, label in datasets:
         if not path.exists():
             print(f"{name:<18}skipped: {path} not found")
             continue
         snap = snapshot_of(path, text, label, root, limit=400 if quick else None)
-        r = run_worker("ours", snap, 1 if quick else None)
+        r = run_worker("ours", snap, 1 if quick else epochs)
+        calibration.append((name, r))
         n_train, n_test = (
             pq.read_metadata(snap / f"{s}.parquet").num_rows for s in ("train", "test")
         )
@@ -226,8 +239,22 @@ def quality_part(datasets: list[tuple[str, Path, str, str]], root: Path, quick: 
             f"{r['epochs_run']:>7}{r['best_epoch']:>5}{r['train_wall_seconds'] / 60:>9.1f}"
             f"{r['train_cpu_seconds'] / 60:>8.1f}{r['threads']:>4}{quiet_minutes(r):>10.1f}"
         )
+    print_calibration(calibration)
     config = TrainConfig()  # what `intentflow train` ships (--quick overrides epochs)
     print(f"defaults: {json.dumps({k: v for k, v in asdict(config).items() if k != 'base_model'})}")
+
+
+def print_calibration(results: list[tuple[str, dict[str, Any]]]) -> None:
+    """Expected calibration error (15 bins) at T = 1 and at the fitted temperature."""
+    print("\nCalibration: temperature fitted on validation; ECE at T = 1 -> at T")
+    print(f"{'dataset':<18}{'T':>7}{'limited by':>16}{'val ECE':>17}{'test ECE':>17}")
+    for name, r in results:
+        fit = r["calibration"]
+        val = f"{fit['validation']['ece_uncalibrated']:.3f} -> {fit['validation']['ece']:.3f}"
+        test = f"{r['ece_uncalibrated']:.3f} -> {r['ece']:.3f}"
+        print(
+            f"{name:<18}{r['temperature']:>7.3f}{fit['limited_by'] or '-':>16}{val:>17}{test:>17}"
+        )
 
 
 PARTS = ("speed", "banking77", "dstc11")
@@ -241,9 +268,13 @@ def main() -> None:
     parser.add_argument(
         "--part", action="append", choices=PARTS, help="run only this part (repeatable)"
     )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help="banking77/dstc11: train this many epochs without early stopping (a slow machine)",
+    )
     parser.add_argument("--worker", choices=["tutorial", "ours"], help=argparse.SUPPRESS)
     parser.add_argument("--snapshot", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--epochs", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args.snapshot, args.epochs)
@@ -264,7 +295,7 @@ def main() -> None:
             path = SHARED / "dstc11-intents" / f"{name}.jsonl"
             datasets.append((f"dstc11-{name}", path, "utterance", "intent"))
     if datasets:
-        quality_part(datasets, root, args.quick)
+        quality_part(datasets, root, args.quick, args.epochs)
     print(f"\n(scratch files in {root})")
 
 

@@ -275,6 +275,11 @@ def evaluate(
         _fail(str(exc))
     headline = _headline(metrics, metric_view(version.model, kind))
     text = f"{version.model}:{version.version} on {data}: {headline}"
+    if "ece_uncalibrated" in metrics:  # intent: calibration before and after its temperature
+        text += (
+            f"\n  calibration error (ECE) {metrics['ece']:.4f} at temperature "
+            f"{metrics['temperature']:.4f}, {metrics['ece_uncalibrated']:.4f} uncalibrated"
+        )
     for label, per in metrics.get("per_class", {}).items() if kind != "intent" else ():
         scores = "  ".join(f"{k} {v:.4f}" for k, v in per.items() if k != "support")
         text += f"\n  {label:<16} {scores}  n={per.get('support', '?')}"

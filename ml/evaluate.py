@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ml.artifacts import ArtifactIntegrityError, checked_dir
+from ml.calibration import expected_calibration_error, read_temperature, softmax
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -92,13 +93,14 @@ def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return out
 
 
-def batched_probabilities(
+def batched_logits(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     encoded: Sequence[dict[str, list[int]]],
     batch_size: int,
 ) -> np.ndarray:
-    """Softmax probabilities (n, num_labels) for already-tokenized, unpadded examples.
+    """Logits (n, num_labels) in fp32 for already-tokenized, unpadded examples (probabilities
+    are ml.calibration.softmax of these at the artifact's temperature).
 
     Examples are run in order of length so each batch pads to a similar length (much less
     wasted compute on CPU), then put back in input order.
@@ -116,7 +118,7 @@ def batched_probabilities(
             idx = order[start : start + batch_size]
             batch = collate([encoded[i] for i in idx])
             logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-            out[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            out[idx] = logits.float().cpu().numpy()
     return out
 
 
@@ -136,18 +138,21 @@ class Classifier:
         tokenizer: PreTrainedTokenizerBase,
         labels: list[str],
         max_length: int,
+        temperature: float = 1.0,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.labels = labels
         self.max_length = max_length
+        # Fitted on validation at training time (ml.calibration); 1.0 for older artifacts.
+        self.temperature = temperature
 
     @classmethod
     def load(cls, artifact_dir: Path, expected_sha256: str | None = None) -> Classifier:
         """Load an artifact; with `expected_sha256`, verify the bytes before reading any of them.
 
-        Raises ArtifactIntegrityError on a hash mismatch, on pickle-based weight files, or when
-        labels.json disagrees with the model config.
+        Raises ArtifactIntegrityError on a hash mismatch, on pickle-based weight files, when
+        labels.json disagrees with the model config, or on an unusable calibration.json.
         """
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -169,16 +174,22 @@ class Classifier:
                 f"id2label {config_labels}"
             )
         tokenizer = AutoTokenizer.from_pretrained(path)
-        return cls(model, tokenizer, labels, _max_length(path, model.config))
+        temperature = read_temperature(path)
+        return cls(model, tokenizer, labels, _max_length(path, model.config), temperature)
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Probabilities, shape (len(texts), len(self.labels)); columns follow `self.labels`."""
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Raw logits, shape (len(texts), len(self.labels)); columns follow `self.labels`."""
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         # Longer texts are truncated to the length the model was trained with.
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
         examples = [{key: encoded[key][i] for key in encoded.keys()} for i in range(len(texts))]
-        return batched_probabilities(self.model, self.tokenizer, examples, batch_size)
+        return batched_logits(self.model, self.tokenizer, examples, batch_size)
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Calibrated probabilities (softmax at the artifact's temperature), shape
+        (len(texts), len(self.labels)); columns follow `self.labels`."""
+        return softmax(self.logits(texts, batch_size), self.temperature)
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
         """The most probable label for each text, with its probability."""
@@ -218,25 +229,6 @@ def top_k_accuracy(probs: np.ndarray, true_ids: np.ndarray, k: int) -> float:
         return 0.0
     top = np.argsort(-probs, axis=1)[:, :k]
     return float((top == true_ids[:, None]).any(axis=1).mean())
-
-
-def expected_calibration_error(probs: np.ndarray, true_ids: np.ndarray, bins: int = 15) -> float:
-    """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins.
-
-    A router that thresholds on probability needs probabilities that mean what they say.
-    """
-    if len(true_ids) == 0:
-        return 0.0
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == true_ids
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        in_bin = which == b
-        if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(ece)
 
 
 def confusion_matrix(
@@ -319,20 +311,24 @@ def evaluate_model(
     """Score an artifact on labeled data.
 
     Returns accuracy, macro/weighted F1, per-class precision/recall/F1, top-3 accuracy,
-    expected calibration error and latency (all numbers, ready for the registry). With
-    `report_dir`, also writes metrics.json and the confusion matrix as JSON and PNG there.
+    expected calibration error at the artifact's temperature (`ece`) and at T = 1
+    (`ece_uncalibrated`), the `temperature`, and latency (all numbers, ready for the
+    registry). With `report_dir`, also writes metrics.json and the confusion matrix as JSON and PNG there.
     `data` is a labeled .parquet/.csv/.jsonl file, or a snapshot directory (its test split is
     used). Intents the model does not know count as misses.
     """
     classifier = Classifier.load(artifact_dir, expected_sha256)
     texts, y_true = read_labeled(data, text_column, label_column)
-    probs = classifier.predict_proba(texts)
+    logits = classifier.logits(texts)
+    probs = softmax(logits, classifier.temperature)
     y_pred = [classifier.labels[j] for j in probs.argmax(axis=1)] if len(texts) else []
     index = {label: i for i, label in enumerate(classifier.labels)}
     true_ids = np.array([index.get(y, -1) for y in y_true], dtype=np.int64)
     metrics = classification_metrics(y_true, y_pred, classifier.labels)
     metrics["top3_accuracy"] = top_k_accuracy(probs, true_ids, 3)
     metrics["ece"] = expected_calibration_error(probs, true_ids)
+    metrics["ece_uncalibrated"] = expected_calibration_error(softmax(logits), true_ids)
+    metrics["temperature"] = classifier.temperature
     metrics.update(latency(classifier, texts))
     if report_dir is not None:
         write_report(metrics, confusion_matrix(y_true, y_pred, classifier.labels), report_dir)

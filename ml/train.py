@@ -2,8 +2,9 @@
 
 Tokenize once, then ml.loop's training loop (length-grouped batches, AdamW with linear
 warmup/decay, validation macro-F1 after every epoch, the best epoch kept, checkpoints, DDP
-under torchrun) with label-smoothed cross-entropy, and an intent artifact written through
-ml.artifact_files. It runs on CPU by default and uses CUDA (with bf16 autocast) when present.
+under torchrun) with label-smoothed cross-entropy, a temperature fitted on the kept model's
+validation logits (ml.calibration), and an intent artifact written through ml.artifact_files.
+It runs on CPU by default and uses CUDA (with bf16 autocast) when present.
 
 torch and transformers are imported inside functions: DAG files import this module at parse
 time, and the scheduler must not pay for torch on every parse.
@@ -31,7 +32,8 @@ from ml.artifact_files import (
     write_staged,
     write_training_record,
 )
-from ml.evaluate import LABELS_FILE, batched_probabilities, classification_metrics
+from ml.calibration import CALIBRATION_FILE, calibration_record
+from ml.evaluate import LABELS_FILE, batched_logits, classification_metrics
 from ml.loop import (
     BaseTrainConfig,
     LoopTask,
@@ -146,6 +148,8 @@ def fine_tune(
             _intent_loop(tokenizer, validation, labels, resolved),
             checkpoint_dir,
         )
+        # One more pass over validation, on the kept epoch's weights: its logits fit T.
+        calibration = _calibrate(model, tokenizer, validation, resolved) if world.main else {}
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -153,7 +157,16 @@ def fine_tune(
         return {}
     wall_seconds = time.perf_counter() - started
     _write_artifact(
-        out_dir, model, tokenizer, labels, resolved, snapshot, train, outcome, wall_seconds
+        out_dir,
+        model,
+        tokenizer,
+        labels,
+        resolved,
+        snapshot,
+        train,
+        outcome,
+        wall_seconds,
+        calibration,
     )
     logger.info("wrote artifact %s", out_dir)
     return artifact_summary(out_dir)
@@ -298,9 +311,34 @@ def _validate(
     if not validation.encoded:
         return classification_metrics([], [], labels)
     # Inference holds no activations for backward, so larger batches are cheap.
-    probs = batched_probabilities(model, tokenizer, validation.encoded, batch_size * 2)
-    predicted = [labels[i] for i in probs.argmax(axis=1)]
+    logits = batched_logits(model, tokenizer, validation.encoded, batch_size * 2)
+    predicted = [labels[i] for i in logits.argmax(axis=1)]
     return classification_metrics(validation.intents, predicted, labels)
+
+
+def _calibrate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    validation: _Split,
+    config: TrainConfig,
+) -> dict[str, Any]:
+    """The temperature fitted on validation, with NLL and ECE there before and after."""
+    import numpy as np
+
+    logits = batched_logits(model, tokenizer, validation.encoded, config.batch_size * 2)
+    record = calibration_record(logits, np.array(validation.label_ids, dtype=np.int64))
+    fit = record["validation"]
+    logger.info(
+        "temperature %.4f fitted on %d validation rows%s: ECE %.4f -> %.4f, NLL %.4f -> %.4f",
+        record["temperature"],
+        record["n"],
+        f" (limited by {record['limited_by']})" if record["limited_by"] else "",
+        fit["ece_uncalibrated"],
+        fit["ece"],
+        fit["nll_uncalibrated"],
+        fit["nll"],
+    )
+    return record
 
 
 # --- artifact --------------------------------------------------------------------------------
@@ -316,6 +354,7 @@ def _write_artifact(
     train: _Split,
     outcome: Outcome,
     wall_seconds: float,
+    calibration: dict[str, Any],
 ) -> None:
     """An intent artifact, written atomically (see write_staged)."""
 
@@ -323,6 +362,7 @@ def _write_artifact(
         save_model_files(staging, model, tokenizer, "intent")
         support = {label: train.intents.count(label) for label in labels}
         write_json(staging / LABELS_FILE, labels)
+        write_json(staging / CALIBRATION_FILE, calibration)
         write_training_record(
             staging,
             config,
@@ -330,8 +370,9 @@ def _write_artifact(
             outcome,
             wall_seconds,
             processes=distributed.current().size,
+            calibration=calibration,
         )
-        card = _model_card(config, snapshot, support, outcome)
+        card = _model_card(config, snapshot, support, outcome, calibration)
         (staging / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
 
     write_staged(out_dir, fill)
@@ -342,6 +383,7 @@ def _model_card(
     snapshot: dict[str, Any],
     support: dict[str, int],
     outcome: Outcome,
+    calibration: dict[str, Any],
 ) -> str:
     """A short model card: what it is, what it was trained on, how good, and where it fails."""
     # A snapshot built from a labeled file has no date window.
@@ -381,6 +423,10 @@ Fine-tuned from `{config.base_model}` by Intentflow (`ml.train.fine_tune`).
 - macro F1: {val["macro_f1"]:.4f}
 - weighted F1: {val["weighted_f1"]:.4f}
 
+## Calibration
+
+{_calibration_text(calibration)}
+
 ## Training
 
 {settings}
@@ -389,7 +435,7 @@ Fine-tuned from `{config.base_model}` by Intentflow (`ml.train.fine_tune`).
 
 Routing customer-service conversations by intent, from the customer's turns only (agent and
 system turns are excluded from the model text). Predictions feed a router; low-probability
-predictions should go to a human queue.
+predictions should go to a human queue (probabilities are calibrated, see above).
 
 ## Limitations
 
@@ -399,3 +445,23 @@ predictions should go to a human queue.
 {rare_note}- The label set is closed: a conversation whose intent is outside the {len(support)} labels
   above is still forced into one of them.
 """
+
+
+def _calibration_text(calibration: dict[str, Any]) -> str:
+    """The model card's account of the temperature and what it did on validation."""
+    fit = calibration["validation"]
+    limited = {
+        None: "the validation NLL minimum",
+        "confidence_cap": "no validation errors, so kept where mean "
+        "validation confidence is (n + 1) / (n + 2)",
+        "bounds": f"clamped to the range {calibration['bounds']}",
+    }.get(calibration["limited_by"], str(calibration["limited_by"]))
+    return (
+        f"Probabilities are softmax(logits / T) with T = {calibration['temperature']:.4f}, "
+        f"fitted on {calibration['n']} validation examples ({limited}); stored in "
+        f"`{CALIBRATION_FILE}`.\n\n"
+        f"- expected calibration error (validation): {fit['ece_uncalibrated']:.4f} at T = 1, "
+        f"{fit['ece']:.4f} calibrated\n"
+        f"- negative log-likelihood (validation): {fit['nll_uncalibrated']:.4f} at T = 1, "
+        f"{fit['nll']:.4f} calibrated"
+    )

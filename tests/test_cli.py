@@ -99,6 +99,13 @@ def test_train_predict_evaluate_list(
         "lost_card",
         "order_status",
     }
+    # Calibration before and after the artifact's temperature, in JSON and in the text.
+    assert metrics["temperature"] > 0 and 0 <= metrics["ece_uncalibrated"] <= 1
+    text = invoke("evaluate", "--model", "intent:1", "--data", str(labeled_csv))
+    assert (
+        f"calibration error (ECE) {metrics['ece']:.4f} at temperature "
+        f"{metrics['temperature']:.4f}, {metrics['ece_uncalibrated']:.4f} uncalibrated"
+    ) in text
 
     # The same rows as DSTC11 JSONL and as CLINC150 JSON: the same scores.
     rows = [line.rsplit(",", 1) for line in labeled_csv.read_text().splitlines()[1:]]
