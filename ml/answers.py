@@ -68,6 +68,7 @@ from ml.loop import (
     train_epochs,
 )
 from ml.tasks import TASK_FILE
+from ml.threads import threads_for, torch_threads
 
 if TYPE_CHECKING:
     import torch
@@ -647,8 +648,6 @@ def fine_tune(
     Raises EmptyBankError / ValueError before training on an empty bank or train split,
     FileExistsError when `out_dir` exists and is not empty.
     """
-    import torch
-
     started = time.perf_counter()
     snapshot_dir, out_dir = Path(snapshot_dir), Path(out_dir)
     cfg = answers_config(config)
@@ -661,11 +660,9 @@ def fine_tune(
     if not train_rows["text"]:
         raise ValueError(f"the train split of snapshot {snapshot_dir} is empty: nothing to learn")
     base_model = str(Path(cfg.base_model or default_base_model()).absolute())
-    threads = cfg.num_threads or os.cpu_count() or 1
+    threads = threads_for(cfg.num_threads)
 
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         set_seed(cfg.seed)
         model, tokenizer = _load_encoder(base_model)
         limit = model.config.max_position_embeddings
@@ -691,8 +688,6 @@ def fine_tune(
         embeddings = encode(
             model, tokenizer, bank["answer"].to_pylist(), resolved.answer_max_length
         )
-    finally:
-        torch.set_num_threads(previous_threads)
     _write_artifact(
         out_dir,
         model,

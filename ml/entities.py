@@ -573,6 +573,7 @@ def fine_tune(
     from ml import artifact_files as files
     from ml import loop
     from ml.evaluate import LABELS_FILE
+    from ml.threads import threads_for, torch_threads
     from ml.train import TrainConfig, artifact_summary
 
     started = time.perf_counter()
@@ -585,11 +586,9 @@ def fine_tune(
         raise ValueError(f"the train split of snapshot {snapshot_dir} is empty: nothing to learn")
     settings = TrainConfig.from_params(config)
     base_model = loop.resolve_base_model(settings.base_model, head="token-classification")
-    threads = settings.num_threads or os.cpu_count() or 1
+    threads = threads_for(settings.num_threads)
     tags = tag_names()
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         loop.set_seed(settings.seed)
         tokenizer = AutoTokenizer.from_pretrained(base_model)
         if not tokenizer.is_fast:
@@ -625,8 +624,6 @@ def fine_tune(
             metric=PROMOTION_METRIC,
         )
         outcome = loop.train_epochs(model, train, resolved, task, checkpoint_dir)
-    finally:
-        torch.set_num_threads(previous_threads)
     wall_seconds = time.perf_counter() - started
     support = Counter(s.type for spans in train_spans for s in spans)
 
