@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ml.artifacts import ArtifactIntegrityError, checked_dir
+from ml.progress import Progress
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -97,11 +98,12 @@ def batched_probabilities(
     tokenizer: PreTrainedTokenizerBase,
     encoded: Sequence[dict[str, list[int]]],
     batch_size: int,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """Softmax probabilities (n, num_labels) for already-tokenized, unpadded examples.
 
     Examples are run in order of length so each batch pads to a similar length (much less
-    wasted compute on CPU), then put back in input order.
+    wasted compute on CPU), then put back in input order. `progress` advances per text.
     """
     import torch
     from transformers import DataCollatorWithPadding
@@ -117,6 +119,8 @@ def batched_probabilities(
             batch = collate([encoded[i] for i in idx])
             logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
             out[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            if progress is not None:
+                progress.advance(len(idx))
     return out
 
 
@@ -171,14 +175,16 @@ class Classifier:
         tokenizer = AutoTokenizer.from_pretrained(path)
         return cls(model, tokenizer, labels, _max_length(path, model.config))
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def predict_proba(
+        self, texts: Sequence[str], batch_size: int = 64, progress: Progress | None = None
+    ) -> np.ndarray:
         """Probabilities, shape (len(texts), len(self.labels)); columns follow `self.labels`."""
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         # Longer texts are truncated to the length the model was trained with.
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
         examples = [{key: encoded[key][i] for key in encoded.keys()} for i in range(len(texts))]
-        return batched_probabilities(self.model, self.tokenizer, examples, batch_size)
+        return batched_probabilities(self.model, self.tokenizer, examples, batch_size, progress)
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
         """The most probable label for each text, with its probability."""
@@ -326,7 +332,8 @@ def evaluate_model(
     """
     classifier = Classifier.load(artifact_dir, expected_sha256)
     texts, y_true = read_labeled(data, text_column, label_column)
-    probs = classifier.predict_proba(texts)
+    with Progress("evaluate", len(texts), "texts") as progress:
+        probs = classifier.predict_proba(texts, progress=progress)
     y_pred = [classifier.labels[j] for j in probs.argmax(axis=1)] if len(texts) else []
     index = {label: i for i, label in enumerate(classifier.labels)}
     true_ids = np.array([index.get(y, -1) for y in y_true], dtype=np.int64)
