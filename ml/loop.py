@@ -339,8 +339,8 @@ def train_epochs(
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 run.step += 1
-            run.train_seconds += time.perf_counter() - tick
-            window_seconds += time.perf_counter() - tick
+            elapsed = time.perf_counter() - tick
+            run.train_seconds, window_seconds = run.train_seconds + elapsed, window_seconds + elapsed
             if stepped:
                 progress.advance(
                     1,

@@ -121,7 +121,8 @@ class Progress:
         parts += [f"{k} {v}" for k, v in _figures(self.figures).items()]
         eta = self.eta()
         if eta is not None:
-            parts.append(f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
+            minutes, seconds = divmod(round(eta), 60)
+            parts.append(f"ETA {minutes // 60}:{minutes % 60:02d}:{seconds:02d}")
         logger.info(", ".join(parts))
 
     def eta(self) -> float | None:
