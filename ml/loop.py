@@ -340,7 +340,8 @@ def train_epochs(
                 optimizer.zero_grad(set_to_none=True)
                 run.step += 1
             elapsed = time.perf_counter() - tick
-            run.train_seconds, window_seconds = run.train_seconds + elapsed, window_seconds + elapsed
+            run.train_seconds += elapsed
+            window_seconds += elapsed
             if stepped:
                 progress.advance(
                     1,
