@@ -62,6 +62,7 @@ bench: install  ## benchmarks against same-run baselines (training needs ../shar
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/redaction.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/lake_publish.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/train.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python bench/threads.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/entities.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/answers.py
 
