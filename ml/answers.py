@@ -67,6 +67,7 @@ from ml.loop import (
     torch_device,
     train_epochs,
 )
+from ml.progress import Progress
 from ml.tasks import TASK_FILE
 from ml.threads import threads_for, torch_threads
 
@@ -451,8 +452,10 @@ def encode(
     texts: Sequence[str],
     max_length: int,
     batch_size: int = 64,
+    progress: Progress | None = None,
 ) -> np.ndarray:
-    """Normalised float32 embeddings (len(texts), hidden), batched by length, input order."""
+    """Normalised float32 embeddings (len(texts), hidden), batched by length, input order;
+    `progress` advances per text."""
     import torch
     from transformers import DataCollatorWithPadding
 
@@ -475,6 +478,8 @@ def encode(
             idx = order[start : start + batch_size]
             batch = collate([examples[i] for i in idx])
             out[idx] = _embed(model, {k: v.to(device) for k, v in batch.items()}).cpu().numpy()
+            if progress is not None:
+                progress.advance(len(idx))
     return out
 
 
@@ -915,12 +920,12 @@ class Retriever:
         tokenizer = AutoTokenizer.from_pretrained(path)
         return cls(model, tokenizer, bank, embeddings, int(task["max_length"]))
 
-    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return encode(self.model, self.tokenizer, texts, self.max_length)
+    def encode_queries(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        return encode(self.model, self.tokenizer, texts, self.max_length, progress=progress)
 
-    def scores(self, texts: Sequence[str]) -> np.ndarray:
+    def scores(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         """Cosine similarity of each text to every bank answer (texts x bank)."""
-        return self.encode_queries(texts) @ self.embeddings.T
+        return self.encode_queries(texts, progress) @ self.embeddings.T
 
     def search(self, texts: Sequence[str], top_k: int = 5) -> list[dict[str, Any]]:
         scores = self.scores(texts)
@@ -1029,7 +1034,8 @@ def evaluate(
     10,000 (…_bank10k). Gold answers missing from the bank count as misses (`gold_missing`)."""
     retriever = Retriever.load(artifact_dir, expected_sha256)
     rows = read_questions(data)
-    scores = retriever.scores(rows["text"])
+    with Progress("evaluate", len(rows["text"]), "texts") as progress:
+        scores = retriever.scores(rows["text"], progress)
     metrics = _score(scores, rows, retriever.bank)
     metrics["bank_size"] = retriever.bank.num_rows
     known = set(retriever.answer_ids)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import termios
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -152,3 +153,19 @@ def test_progress_modes(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptu
         "epoch 1 done",
     ]
     assert "loss 0.5000" in lines[0]
+
+
+def test_entities_evaluate_reports_progress(
+    tiny_bert_dir: Path, tmp_path: Path, write_bitext: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ml import entities
+
+    source = tmp_path / "bitext.csv"
+    write_bitext(source, 90, broken=False)
+    snap = Path(entities.build_dataset(str(source), tmp_path / "snaps")["path"])
+    config = {"base_model": str(tiny_bert_dir), "epochs": 1, "max_steps": 1, "num_threads": 1}
+    trained = entities.fine_tune(snap, tmp_path / "model", config)
+    with caplog.at_level("INFO", logger="ml.progress"):
+        metrics = entities.evaluate(Path(trained["artifact_dir"]), snap / "test.parquet")
+    n = len(entities.read_split(snap / "test.parquet")[0])
+    assert n > 0 and f"evaluate: {n}/{n} texts (100%)" in caplog.text, (metrics, caplog.text)
