@@ -74,9 +74,6 @@ def worker(policy: str, snapshot: Path, steps: int) -> None:
     result = {
         "samples_per_second": trained["samples_per_second"],
         "threads": trained["config"]["num_threads"],
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)")
-        if policy == "new"
-        else "(default)",
         "cpu_per_wall": cpu / trained["wall_seconds"],
     }
     print("RESULT " + json.dumps(result))
@@ -130,7 +127,8 @@ def main() -> None:
                 results.setdefault((policy, competitors), []).append(r)
                 print(
                     f"  {policy:<4} competitors {competitors}: {r['samples_per_second']:6.1f} "
-                    f"samples/s, {r['threads']} threads, load {r['load']:.1f}",
+                    f"samples/s, {r['threads']} threads, {r['cpu_per_wall']:.2f} CPUs busy, "
+                    f"load {r['load']:.1f}",
                     flush=True,
                 )
 
