@@ -63,6 +63,7 @@ bench: install  ## benchmarks against same-run baselines (training needs ../shar
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/lake_publish.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/dag_parse.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/train.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python bench/threads.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/entities.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/answers.py
 

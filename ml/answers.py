@@ -67,7 +67,9 @@ from ml.loop import (
     torch_device,
     train_epochs,
 )
+from ml.progress import Progress
 from ml.tasks import TASK_FILE
+from ml.threads import threads_for, torch_threads
 
 if TYPE_CHECKING:
     import torch
@@ -450,8 +452,10 @@ def encode(
     texts: Sequence[str],
     max_length: int,
     batch_size: int = 64,
+    progress: Progress | None = None,
 ) -> np.ndarray:
-    """Normalised float32 embeddings (len(texts), hidden), batched by length, input order."""
+    """Normalised float32 embeddings (len(texts), hidden), batched by length, input order;
+    `progress` advances per text."""
     import torch
     from transformers import DataCollatorWithPadding
 
@@ -474,6 +478,8 @@ def encode(
             idx = order[start : start + batch_size]
             batch = collate([examples[i] for i in idx])
             out[idx] = _embed(model, {k: v.to(device) for k, v in batch.items()}).cpu().numpy()
+            if progress is not None:
+                progress.advance(len(idx))
     return out
 
 
@@ -647,8 +653,6 @@ def fine_tune(
     Raises EmptyBankError / ValueError before training on an empty bank or train split,
     FileExistsError when `out_dir` exists and is not empty.
     """
-    import torch
-
     started = time.perf_counter()
     snapshot_dir, out_dir = Path(snapshot_dir), Path(out_dir)
     cfg = answers_config(config)
@@ -661,11 +665,9 @@ def fine_tune(
     if not train_rows["text"]:
         raise ValueError(f"the train split of snapshot {snapshot_dir} is empty: nothing to learn")
     base_model = str(Path(cfg.base_model or default_base_model()).absolute())
-    threads = cfg.num_threads or os.cpu_count() or 1
+    threads = threads_for(cfg.num_threads)
 
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         set_seed(cfg.seed)
         model, tokenizer = _load_encoder(base_model)
         limit = model.config.max_position_embeddings
@@ -691,8 +693,6 @@ def fine_tune(
         embeddings = encode(
             model, tokenizer, bank["answer"].to_pylist(), resolved.answer_max_length
         )
-    finally:
-        torch.set_num_threads(previous_threads)
     _write_artifact(
         out_dir,
         model,
@@ -920,12 +920,12 @@ class Retriever:
         tokenizer = AutoTokenizer.from_pretrained(path)
         return cls(model, tokenizer, bank, embeddings, int(task["max_length"]))
 
-    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return encode(self.model, self.tokenizer, texts, self.max_length)
+    def encode_queries(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        return encode(self.model, self.tokenizer, texts, self.max_length, progress=progress)
 
-    def scores(self, texts: Sequence[str]) -> np.ndarray:
+    def scores(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         """Cosine similarity of each text to every bank answer (texts x bank)."""
-        return self.encode_queries(texts) @ self.embeddings.T
+        return self.encode_queries(texts, progress) @ self.embeddings.T
 
     def search(self, texts: Sequence[str], top_k: int = 5) -> list[dict[str, Any]]:
         scores = self.scores(texts)
@@ -1034,7 +1034,8 @@ def evaluate(
     10,000 (…_bank10k). Gold answers missing from the bank count as misses (`gold_missing`)."""
     retriever = Retriever.load(artifact_dir, expected_sha256)
     rows = read_questions(data)
-    scores = retriever.scores(rows["text"])
+    with Progress("evaluate", len(rows["text"]), "texts") as progress:
+        scores = retriever.scores(rows["text"], progress)
     metrics = _score(scores, rows, retriever.bank)
     metrics["bank_size"] = retriever.bank.num_rows
     known = set(retriever.answer_ids)

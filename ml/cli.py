@@ -65,6 +65,9 @@ def main(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(message)s",
     )
+    # Long commands report progress even without --verbose: a bar on a terminal, else these
+    # lines (ml.progress; INTENTFLOW_PROGRESS=off silences both).
+    logging.getLogger("ml.progress").setLevel(logging.INFO)
     if not verbose:
         # transformers' weight-loading progress bars would clutter a terminal or a pipe.
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

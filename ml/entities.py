@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ml.artifacts import checked_dir, file_sha256
+from ml.progress import Progress
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -511,8 +512,10 @@ def _tag_probabilities(
     tokenizer: PreTrainedTokenizerBase,
     encoded: Sequence[dict[str, Any]],
     batch_size: int,
+    progress: Progress | None = None,
 ) -> list[np.ndarray]:
-    """Per-token tag probabilities (tokens, tags) for each example, in input order."""
+    """Per-token tag probabilities (tokens, tags) for each example, in input order;
+    `progress` advances per text."""
     import torch
     from transformers import DataCollatorWithPadding
 
@@ -529,18 +532,24 @@ def _tag_probabilities(
             probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
             for row, i in enumerate(idx):
                 out[i] = probs[row, : len(encoded[i]["input_ids"])]
+            if progress is not None:
+                progress.advance(len(idx))
     return out
 
 
 def _predict_spans(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, split: _TokenSplit, batch_size: int
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    split: _TokenSplit,
+    batch_size: int,
+    progress: Progress | None = None,
 ) -> list[list[dict[str, Any]]]:
     id2label = model.config.id2label
     result = []
     for text, offs, probs in zip(
         split.texts,
         split.offsets,
-        _tag_probabilities(model, tokenizer, split.encoded, batch_size),
+        _tag_probabilities(model, tokenizer, split.encoded, batch_size, progress),
         strict=True,
     ):
         best = probs.argmax(axis=1)
@@ -550,9 +559,13 @@ def _predict_spans(
 
 
 def _score(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, split: _TokenSplit, batch_size: int
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    split: _TokenSplit,
+    batch_size: int,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
-    predicted = _predict_spans(model, tokenizer, split, batch_size)
+    predicted = _predict_spans(model, tokenizer, split, batch_size, progress)
     gold = [[(s.type, s.start, s.end) for s in spans] for spans in split.spans]
     return span_metrics(
         gold, [[(p["type"], p["start"], p["end"]) for p in spans] for spans in predicted]
@@ -573,6 +586,7 @@ def fine_tune(
     from ml import artifact_files as files
     from ml import loop
     from ml.evaluate import LABELS_FILE
+    from ml.threads import threads_for, torch_threads
     from ml.train import TrainConfig, artifact_summary
 
     started = time.perf_counter()
@@ -585,11 +599,9 @@ def fine_tune(
         raise ValueError(f"the train split of snapshot {snapshot_dir} is empty: nothing to learn")
     settings = TrainConfig.from_params(config)
     base_model = loop.resolve_base_model(settings.base_model, head="token-classification")
-    threads = settings.num_threads or os.cpu_count() or 1
+    threads = threads_for(settings.num_threads)
     tags = tag_names()
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         loop.set_seed(settings.seed)
         tokenizer = AutoTokenizer.from_pretrained(base_model)
         if not tokenizer.is_fast:
@@ -625,8 +637,6 @@ def fine_tune(
             metric=PROMOTION_METRIC,
         )
         outcome = loop.train_epochs(model, train, resolved, task, checkpoint_dir)
-    finally:
-        torch.set_num_threads(previous_threads)
     wall_seconds = time.perf_counter() - started
     support = Counter(s.type for spans in train_spans for s in spans)
 
@@ -732,7 +742,8 @@ def evaluate(
     tagger = Tagger.load(Path(artifact_dir), expected_sha256)
     texts, gold = read_split(Path(data))
     split = _encode(tagger.tokenizer, texts, gold, tagger.max_length)
-    metrics = _score(tagger.model, tagger.tokenizer, split, 64)
+    with Progress("evaluate", len(texts), "texts") as progress:
+        metrics = _score(tagger.model, tagger.tokenizer, split, 64, progress)
     metrics.update(_latency(tagger, texts))
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)

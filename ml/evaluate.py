@@ -17,6 +17,7 @@ import numpy as np
 
 from ml.artifacts import ArtifactIntegrityError, checked_dir
 from ml.calibration import expected_calibration_error, read_temperature, softmax
+from ml.progress import Progress
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -98,12 +99,13 @@ def batched_logits(
     tokenizer: PreTrainedTokenizerBase,
     encoded: Sequence[dict[str, list[int]]],
     batch_size: int,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """Logits (n, num_labels) in fp32 for already-tokenized, unpadded examples (probabilities
     are ml.calibration.softmax of these at the artifact's temperature).
 
     Examples are run in order of length so each batch pads to a similar length (much less
-    wasted compute on CPU), then put back in input order.
+    wasted compute on CPU), then put back in input order. `progress` advances per text.
     """
     import torch
     from transformers import DataCollatorWithPadding
@@ -119,6 +121,8 @@ def batched_logits(
             batch = collate([encoded[i] for i in idx])
             logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
             out[idx] = logits.float().cpu().numpy()
+            if progress is not None:
+                progress.advance(len(idx))
     return out
 
 
@@ -177,19 +181,23 @@ class Classifier:
         temperature = read_temperature(path)
         return cls(model, tokenizer, labels, _max_length(path, model.config), temperature)
 
-    def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def logits(
+        self, texts: Sequence[str], batch_size: int = 64, progress: Progress | None = None
+    ) -> np.ndarray:
         """Raw logits, shape (len(texts), len(self.labels)); columns follow `self.labels`."""
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         # Longer texts are truncated to the length the model was trained with.
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
         examples = [{key: encoded[key][i] for key in encoded.keys()} for i in range(len(texts))]
-        return batched_logits(self.model, self.tokenizer, examples, batch_size)
+        return batched_logits(self.model, self.tokenizer, examples, batch_size, progress)
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def predict_proba(
+        self, texts: Sequence[str], batch_size: int = 64, progress: Progress | None = None
+    ) -> np.ndarray:
         """Calibrated probabilities (softmax at the artifact's temperature), shape
         (len(texts), len(self.labels)); columns follow `self.labels`."""
-        return softmax(self.logits(texts, batch_size), self.temperature)
+        return softmax(self.logits(texts, batch_size, progress), self.temperature)
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
         """The most probable label for each text, with its probability."""
@@ -319,7 +327,8 @@ def evaluate_model(
     """
     classifier = Classifier.load(artifact_dir, expected_sha256)
     texts, y_true = read_labeled(data, text_column, label_column)
-    logits = classifier.logits(texts)
+    with Progress("evaluate", len(texts), "texts") as progress:
+        logits = classifier.logits(texts, progress=progress)
     probs = softmax(logits, classifier.temperature)
     y_pred = [classifier.labels[j] for j in probs.argmax(axis=1)] if len(texts) else []
     index = {label: i for i, label in enumerate(classifier.labels)}

@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from ml.progress import Progress
 from ml.schema import CHANNELS, SPEAKERS
 from ml.taxonomy import INTENTS
 
@@ -710,9 +711,11 @@ def generate(
         raise ValueError("broken_share must be within [0, 1]")
     first = start if start is not None else date.today() - timedelta(days=days)
     out = Path(out_dir)
-    return [
-        _write_day(out, first + timedelta(days=i), per_day, seed, broken_share) for i in range(days)
-    ]
+    with Progress("generate", days * per_day, "records") as progress:
+        return [
+            _write_day(out, first + timedelta(days=i), per_day, seed, broken_share, progress)
+            for i in range(days)
+        ]
 
 
 # --- One day ----------------------------------------------------------------------------------
@@ -733,14 +736,16 @@ def _broken_count(per_day: int, share: float) -> int:
     return min(n, per_day - 1)  # line 0 stays good, so a duplicate always has an original
 
 
-def _write_day(out: Path, day: date, per_day: int, seed: int, share: float) -> GeneratedDay:
-    lines, broken, pii = _day_lines(day, per_day, seed, share)
+def _write_day(
+    out: Path, day: date, per_day: int, seed: int, share: float, progress: Progress
+) -> GeneratedDay:
+    lines, broken, pii = _day_lines(day, per_day, seed, share, progress)
     files = _write_files(out / day.isoformat(), lines)
     return GeneratedDay(day=day, files=files, records=len(lines), broken=broken, pii=pii)
 
 
 def _day_lines(
-    day: date, per_day: int, seed: int, share: float
+    day: date, per_day: int, seed: int, share: float, progress: Progress
 ) -> tuple[list[str], int, dict[str, list[str]]]:
     rng = _day_rng(seed, day)
     n_broken = _broken_count(per_day, share)
@@ -764,6 +769,7 @@ def _day_lines(
             good_ids.append(cid)
         _collect_pii(pii, seeded, line)
         lines.append(line)
+        progress.advance()
     return lines, n_broken, pii
 
 

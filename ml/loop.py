@@ -32,6 +32,7 @@ import numpy as np
 from ml import distributed
 from ml.artifact_files import write_json
 from ml.config import default_base_model
+from ml.progress import Progress
 
 if TYPE_CHECKING:
     import torch
@@ -72,10 +73,10 @@ class BaseTrainConfig:
     seed: int = 42
     # Stop after this many optimizer steps in total (tests, smoke runs). None: run all epochs.
     max_steps: int | None = None
-    # torch intra-op threads. None: os.cpu_count() (shared out among torchrun processes). Set
-    # explicitly because torch's default can collapse throughput when a busy process shares cores.
+    # torch intra-op threads. None: the CPUs this process may use, shared out among torchrun's
+    # processes (ml.threads, which also makes idle OpenMP threads sleep rather than spin).
     num_threads: int | None = None
-    # Log progress every this many optimizer steps.
+    # Outside a terminal, a progress line every this many optimizer steps (ml.progress).
     log_every: int = 20
     # Stop when the task's validation metric has not improved for this many epochs (the best
     # epoch is kept either way). None: always run every epoch.
@@ -296,7 +297,12 @@ def train_epochs(
     run = RunState()
     if checkpoints is not None:
         run = _load_checkpoint(checkpoints, config, model, optimizer, scheduler) or run
-    window_loss, window_steps = 0.0, 0
+    # Loss and speed shown: over the batches since the last multiple of log_every steps.
+    window_loss, window_steps, window_samples, window_seconds = 0.0, 0, 0, 0.0
+    # Rank 0 alone reports: the other ranks run the same steps.
+    progress = Progress(
+        "train", total_steps, "steps", config.log_every, run.step, None if world.main else "off"
+    )
     for epoch in range(run.epoch + 1, config.epochs + 1):
         if run.step >= total_steps or run.stale_epochs_exhausted(config):
             break
@@ -326,24 +332,31 @@ def train_epochs(
             epoch_loss, epoch_batches = epoch_loss + loss_value, epoch_batches + 1
             window_loss, window_steps = window_loss + loss_value, window_steps + 1
             run.samples += len(batch_ids) * world.size  # every rank ran a batch like it
+            window_samples += len(batch_ids) * world.size
             if stepped:
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 run.step += 1
-            run.train_seconds += time.perf_counter() - tick
-            if stepped and (run.step % config.log_every == 0 or run.step == total_steps):
-                loss_avg = window_loss / window_steps
-                log_progress(run.step, total_steps, loss_avg, run.samples, run.train_seconds)
-                window_loss, window_steps = 0.0, 0
+            elapsed = time.perf_counter() - tick
+            run.train_seconds += elapsed
+            window_seconds += elapsed
+            if stepped:
+                progress.advance(
+                    1,
+                    loss=window_loss / window_steps,
+                    **{"samples/s": window_samples / window_seconds},
+                )
+                if run.step % config.log_every == 0:
+                    window_loss, window_steps, window_samples, window_seconds = 0.0, 0, 0, 0.0
 
         metrics = loop.validate(model)
         train_loss = epoch_loss / max(epoch_batches, 1)
         run.history.append(
             {"epoch": epoch, "steps": run.step, "train_loss": train_loss, **headline(metrics)}
         )
-        logger.info(
+        progress.note(
             "epoch %d/%d: train loss %.4f, validation %s",
             epoch,
             config.epochs,
@@ -366,6 +379,7 @@ def train_epochs(
                 _save_checkpoint(checkpoints, config, run, model, optimizer, scheduler)
             distributed.barrier(world)
 
+    progress.close()
     if run.best_epoch == 0:
         raise RuntimeError("no epoch ran: check epochs and max_steps")
     if run.stale_epochs_exhausted(config) and run.epoch < config.epochs:
@@ -493,20 +507,6 @@ def _load_checkpoint(
     run.best_state = load_file(str(latest / "best.safetensors"))
     logger.info("resuming from %s (epoch %d, step %d)", latest, run.epoch, run.step)
     return run
-
-
-def log_progress(step: int, total: int, loss: float, samples: int, seconds: float) -> None:
-    """One progress line: step, mean loss since the last line, throughput and ETA."""
-    rate = samples / seconds if seconds else 0.0
-    eta = (total - step) * seconds / step
-    logger.info(
-        "step %d/%d loss %.4f %.1f samples/s ETA %s",
-        step,
-        total,
-        loss,
-        rate,
-        time.strftime("%H:%M:%S", time.gmtime(eta)),
-    )
 
 
 def headline(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from ml import jsonl_arrow, sources, staging, storage
 from ml.config import ingest_workers
 from ml.handover import QUARANTINE_FILE, ROWS_FILE
 from ml.parse import Rejected, parse_items
+from ml.progress import Progress
 from ml.schema import QUARANTINE_SCHEMA
 from ml.sources import Item, SourceError, SourceSpec, parse_source
 from ml.taxonomy import known_intents
@@ -65,17 +66,22 @@ def stage_day(
     staging_dir.mkdir(parents=True, exist_ok=True)
     # A retried task reuses its run's folder: runs a killed attempt left must not be merged.
     shutil.rmtree(staging_dir / RUNS_DIR, ignore_errors=True)
-    size = _input_bytes(files)
+    sizes = [_file_bytes(url) for url in files]
+    size = sum(sizes)
     stage = _Stage(staging_dir, staging.bucket_count(size))
     try:
         with stage:
             fast = FAST_PATH and jsonl_arrow.fast_path_applies(spec)
-            with _block_pool(size if fast else 0) as pool:
+            with (
+                _block_pool(size if fast else 0) as pool,
+                Progress(f"ingest {day}", size / 1e6 or None, "MB") as progress,
+            ):
                 for index, url in enumerate(files):
                     if fast:
-                        _normalise_blocks(stage, spec, url, index, day, labels, pool)
+                        _normalise_blocks(stage, spec, url, index, day, labels, pool, progress)
                     else:
                         _normalise_items(stage, spec, url, index, day, labels)
+                        progress.advance(sizes[index] / 1e6, records=stage.read)
                 stage.drain()
             with _LineReader(files) as lines:
                 merged = staging.merge(
@@ -228,6 +234,7 @@ def _normalise_blocks(
     day: date,
     labels: frozenset[str],
     pool: Any,
+    progress: Progress,
 ) -> None:
     """Plain JSONL in blocks through ml.jsonl_arrow; in worker processes when `pool` is given.
 
@@ -242,10 +249,12 @@ def _normalise_blocks(
                 job = (*args, stage.next_seq(), data, first_line, offset)
                 if pool is None:
                     stage.add(*stage_block(*job))
-                    continue
-                stage.pending.append(pool.submit(stage_block, *job))
-                while len(stage.pending) > 2 * pool._max_workers:
-                    stage.add(*stage.pending.popleft().result())
+                else:
+                    stage.pending.append(pool.submit(stage_block, *job))
+                    while len(stage.pending) > 2 * pool._max_workers:
+                        stage.add(*stage.pending.popleft().result())
+                # Bytes handed to a parser (at most two blocks a worker ahead of the count).
+                progress.advance(len(data) / 1e6, records=stage.read)
         except OSError as exc:
             raise SourceError(f"cannot read {url}: {exc}") from exc
 
@@ -285,12 +294,11 @@ def stage_block(
     return rows.num_rows + len(rejected), rejected
 
 
-def _input_bytes(files: list[str]) -> int:
-    size = 0
-    for url in files:
-        with contextlib.suppress(OSError):
-            size += fsspec.core.url_to_fs(url)[0].size(url) or 0
-    return size
+def _file_bytes(url: str) -> int:
+    """A source file's size; 0 when the store cannot say."""
+    with contextlib.suppress(OSError):
+        return fsspec.core.url_to_fs(url)[0].size(url) or 0
+    return 0
 
 
 @contextlib.contextmanager

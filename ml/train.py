@@ -13,7 +13,6 @@ time, and the scheduler must not pay for torch on every parse.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -43,6 +42,7 @@ from ml.loop import (
     torch_device,
     train_epochs,
 )
+from ml.threads import threads_for, torch_threads
 
 if TYPE_CHECKING:
     import torch
@@ -103,8 +103,6 @@ def fine_tune(
     or a base model that is not a local sequence-classification-capable checkpoint, and
     FileExistsError when `out_dir` exists and is not empty.
     """
-    import torch
-
     started = time.perf_counter()
     world = distributed.current()
     snapshot_dir, out_dir = Path(snapshot_dir), Path(out_dir)
@@ -114,11 +112,9 @@ def fine_tune(
     val_rows = _read_split(snapshot_dir, "validation")
     labels = _label_set(train_rows["intent"], snapshot_dir)
     base_model = resolve_base_model(config.base_model)
-    threads = config.num_threads or max((os.cpu_count() or 1) // world.size, 1)
+    threads = threads_for(config.num_threads, world.size)
 
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         set_seed(config.seed)
         model, tokenizer = _load_base(base_model, labels)
         max_length = min(config.max_length, model.config.max_position_embeddings)
@@ -150,8 +146,6 @@ def fine_tune(
         )
         # One more pass over validation, on the kept epoch's weights: its logits fit T.
         calibration = _calibrate(model, tokenizer, validation, resolved) if world.main else {}
-    finally:
-        torch.set_num_threads(previous_threads)
 
     if not world.main:
         return {}

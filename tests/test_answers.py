@@ -389,7 +389,7 @@ def test_predict_returns_ranked_answers_from_the_stored_bank(tiny_answers: dict[
 
 
 def test_evaluate_takes_a_golden_csv_with_reply_texts(
-    tiny_answers: dict[str, Any], tmp_path: Path
+    tiny_answers: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A golden file names replies by text; a reply the bank lacks is a counted miss."""
     out = Path(tiny_answers["artifact_dir"])
@@ -400,7 +400,9 @@ def test_evaluate_takes_a_golden_csv_with_reply_texts(
         writer.writerow(["text", "answer"])
         writer.writerow(["where is my order 77", bank[0]["answer"].upper()])
         writer.writerow(["where is my order 78", "A reply nobody approved."])
-    metrics = evaluate(out, golden)
+    with caplog.at_level("INFO", logger="ml.progress"):
+        metrics = evaluate(out, golden)
+    assert "evaluate: 2/2 texts (100%)" in caplog.text  # ml.progress, as the CLI shows it
     assert metrics["n"] == 2 and metrics["gold_missing"] == 1
     # The first reply is found (case aside) at its rank in the whole bank; the second is a miss.
     (ranked,) = predict(out, ["where is my order 77"], top_k=len(bank))
