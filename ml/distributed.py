@@ -91,6 +91,17 @@ def barrier(world: World) -> None:
         dist.barrier()
 
 
+def gather(world: World, value: Any) -> list[Any]:
+    """`value` from every rank, in rank order (every rank must call this)."""
+    import torch.distributed as dist
+
+    if world.size == 1 or not dist.is_initialized():
+        return [value]
+    out: list[Any] = [None] * world.size
+    dist.all_gather_object(out, value)
+    return out
+
+
 def launch(
     snapshot_dir: Path,
     out_dir: Path,

@@ -375,8 +375,11 @@ def train_epochs(
             }
         run.epoch = epoch
         if checkpoints is not None:
+            # Each rank's own dropout stream: ranks draw different amounts (their batches pad
+            # to different lengths), so one rank's state would not resume another exactly.
+            rng_states = distributed.gather(world, torch.get_rng_state())
             if world.main:
-                _save_checkpoint(checkpoints, config, run, model, optimizer, scheduler)
+                _save_checkpoint(checkpoints, config, run, model, optimizer, scheduler, rng_states)
             distributed.barrier(world)
 
     progress.close()
@@ -452,6 +455,7 @@ def _save_checkpoint(
     model: PreTrainedModel,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
+    rng_states: list[torch.Tensor],
 ) -> None:
     import torch
     from safetensors.torch import save_file, save_model
@@ -467,7 +471,7 @@ def _save_checkpoint(
         {
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
+            "torch_rng": rng_states,  # one per rank
         },
         tmp / "optimizer.pt",
     )
@@ -502,7 +506,8 @@ def _load_checkpoint(
     extra = torch.load(latest / "optimizer.pt", weights_only=True)
     optimizer.load_state_dict(extra["optimizer"])
     scheduler.load_state_dict(extra["scheduler"])
-    torch.set_rng_state(extra["torch_rng"])
+    states = extra["torch_rng"] if isinstance(extra["torch_rng"], list) else [extra["torch_rng"]]
+    torch.set_rng_state(states[distributed.current().rank % len(states)])
     run = RunState(**saved["run"])
     run.best_state = load_file(str(latest / "best.safetensors"))
     logger.info("resuming from %s (epoch %d, step %d)", latest, run.epoch, run.step)
