@@ -62,7 +62,9 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
+# One server and registry copy per test module: what one module promotes through it never
+# changes what the next one sees, whatever the order.
+@pytest.fixture(scope="module")
 def ui_server(
     airflow_db: Path, pipeline_state: PipelineState, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[UiServer]:
