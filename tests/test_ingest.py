@@ -10,6 +10,7 @@ import pytest
 from ml import lake
 from ml.config import settings
 from ml.ingest import discover, ingest_day, normalise, validate
+from ml.progress import Progress
 from ml.validation import DataQualityError
 
 DAY = date(2026, 11, 22)
@@ -114,9 +115,17 @@ def test_a_retried_normalise_ignores_what_a_killed_attempt_staged(tmp_path: Path
     # (numbered apart from this attempt's, as when the day's files changed in between).
     stale = step._Stage(staging, 1)
     stale.seq = 1000
-    step._normalise_blocks(
-        stale, step.parse_source(str(src)), files[0], 0, DAY, frozenset({"refund_request"}), None
-    )
+    with Progress("stale attempt", None, mode="off") as progress:
+        step._normalise_blocks(
+            stale,
+            step.parse_source(str(src)),
+            files[0],
+            0,
+            DAY,
+            frozenset({"refund_request"}),
+            None,
+            progress,
+        )
     again = normalise(files, DAY, staging, str(src))
     assert (again["rows_written"], again["rows_quarantined"]) == (30, 0)
     assert again["content_hash"] == first["content_hash"]
