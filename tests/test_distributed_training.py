@@ -17,6 +17,7 @@ from typing import Any
 
 import psutil
 import pytest
+from processes import read_until
 
 from ml.distributed import DistributedTrainingError, World, launch, shard, shard_count
 from ml.evaluate import evaluate_model
@@ -68,12 +69,7 @@ def test_two_process_training_writes_one_artifact_and_resumes(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    assert victim.stdout is not None
-    for line in victim.stdout:
-        if line.rstrip().endswith("epoch-002 written"):
-            break
-    else:
-        raise AssertionError(f"the training ended before its second checkpoint: {victim.wait()}")
+    read_until(victim, "epoch-002 written")
     tree = psutil.Process(victim.pid)
     for proc in [tree, *tree.children(recursive=True)]:
         proc.send_signal(signal.SIGKILL)

@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from processes import read_until
 
 from ml.artifacts import PICKLE_SUFFIXES, directory_sha256
 from ml.config import default_base_model
@@ -286,13 +287,8 @@ def test_killed_training_resumes_from_its_checkpoint_and_ends_with_the_same_mode
 
     checkpoints = tmp_path / "ckpt"
     victim = run(tmp_path / "killed", checkpoints)
-    assert victim.stdout is not None
     # Killed once its second checkpoint is complete (logged after the checkpoint's rename).
-    for line in victim.stdout:
-        if line.rstrip().endswith("epoch-002 written"):
-            break
-    else:
-        raise AssertionError(f"the training ended before its second checkpoint: {victim.wait()}")
+    read_until(victim, "epoch-002 written")
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert not (tmp_path / "killed").exists()  # no half-written artifact
