@@ -22,8 +22,10 @@ from typing import Any
 logger = logging.getLogger("ml.progress")
 
 MODES = ("auto", "bar", "log", "off")
-# Log mode writes a line about every this share of the total when the caller sets no `every`.
+# Log mode writes a line about every this share of the total when the caller sets no `every`,
+# and no more often than every LOG_SECONDS: a step that takes a second logs only its end.
 LOG_SHARE = 0.05
+LOG_SECONDS = 10.0
 
 
 def display_mode(mode: str | None = None) -> str:
@@ -41,7 +43,8 @@ class Progress:
 
     advance(n, **figures) after each piece of work; note(text) for a line of its own (above
     the bar, or a log line). In log mode a line is written each time `done` passes a multiple
-    of `every` (default: about 5% of the total) and at the end. Use as a context manager (the bar is closed).
+    of `every` (default: about 5% of the total, at most one line every LOG_SECONDS) and at
+    the end. Use as a context manager (the bar is closed).
     """
 
     def __init__(
@@ -57,8 +60,9 @@ class Progress:
         self.done = self._logged = self._started_at = start
         self.mode = display_mode(mode)
         self.every = every or (max(total * LOG_SHARE, 1) if total else 1)
+        self._gap = 0.0 if every else LOG_SECONDS
         self.figures: dict[str, Any] = {}
-        self._clock = time.monotonic()
+        self._clock = self._line_at = time.monotonic()
         self._bar: Any = None
         if self.mode == "bar":
             from tqdm import tqdm
@@ -82,7 +86,9 @@ class Progress:
                 self._bar.set_postfix(_figures(self.figures), refresh=False)
             self._bar.update(n)
         elif self.mode == "log" and (
-            self.done // self.every > self._logged // self.every or self.done == self.total
+            self.done == self.total
+            or self.done // self.every > self._logged // self.every
+            and time.monotonic() - self._line_at >= self._gap
         ):
             self._log_line()
 
@@ -112,7 +118,7 @@ class Progress:
         self.close()
 
     def _log_line(self) -> None:
-        self._logged = self.done
+        self._logged, self._line_at = self.done, time.monotonic()
         parts = [f"{self.what}: {_count(self.done)}"]
         if self.total:
             parts[0] += f"/{_count(self.total)} {self.unit} ({100 * self.done / self.total:.0f}%)"

@@ -95,10 +95,34 @@ def test_generate_and_ingest_log_progress(tmp_path: Path, tiny_bert_dir: Path) -
         env=env,
     )
     lines = progress_lines(generate.stderr)
-    assert "generate: 400/400 records (100%)" in lines[-1] and len(lines) >= 10
+    # A quick step logs its end only (intermediate lines at most every LOG_SECONDS).
+    assert "generate: 400/400 records (100%)" in lines[-1] and len(lines) == 1
     ingest = intentflow("ingest", "--date", "2026-11-21", "--source", str(drops), env=env)
     [last] = progress_lines(ingest.stderr)[-1:]
     assert "ingest 2026-11-21: " in last and "MB (100%), records 200" in last
+
+
+def test_log_lines_follow_the_share_and_the_clock(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without `every`: a line per 5% of the total, but none sooner than LOG_SECONDS after
+    the last; with `every` (training's steps): every `every` units, whatever the clock."""
+    from ml import progress as module
+
+    now = [0.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: now[0])
+    caplog.set_level("INFO", logger="ml.progress")
+    with Progress("slow", 100, "records", mode="log") as slow:
+        for _ in range(100):
+            now[0] += 1.0  # a record a second: 5% every 5 s, so every other share logs
+            slow.advance(1)
+    counts = [int(re.search(r"slow: (\d+)/", m).group(1)) for m in caplog.messages]
+    assert counts == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    caplog.clear()
+    with Progress("steps", 6, "steps", every=2, mode="log") as steps:
+        for _ in range(6):
+            steps.advance(1)  # the clock stands still
+    assert [re.search(r"steps: (\d+)/", m).group(1) for m in caplog.messages] == ["2", "4", "6"]
 
 
 def test_train_on_a_terminal_draws_a_bar(
