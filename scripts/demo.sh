@@ -51,10 +51,13 @@ sql wait-dag transcripts_ingest 180
 airflow dags unpause transcripts_ingest >/dev/null
 
 step "airflow backfill create transcripts_ingest $first .. $last ($parallel days at a time)"
-for try in 1 2 3 4 5; do  # SQLite metadata: the running scheduler may hold the lock
+# SQLite metadata: the running scheduler may hold the lock. A create that failed on it can
+# leave its backfill behind (Airflow's clean-up is best effort), and further creates are
+# refused ("Another backfill is running") until the scheduler has finished that one's runs.
+for try in $(seq 1 40); do
   airflow backfill create --dag-id transcripts_ingest --from-date "$first" --to-date "$last" \
     --max-active-runs "$parallel" --reprocess-behavior completed >"$logs/backfill.log" 2>&1 && break
-  [ "$try" = 5 ] && { echo "backfill create failed; log: $logs/backfill.log" >&2; tail -20 "$logs/backfill.log" >&2; exit 1; }
+  [ "$try" = 40 ] && { echo "backfill create failed; log: $logs/backfill.log" >&2; tail -20 "$logs/backfill.log" >&2; exit 1; }
   sleep 3
 done
 if ! sql wait-runs transcripts_ingest "$first" "$last" 900; then

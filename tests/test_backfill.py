@@ -108,7 +108,10 @@ def test_backfill_twice_gives_the_same_partitions(tmp_path: Path) -> None:
             cmd = [*airflow, "backfill", "create", "--dag-id", "transcripts_ingest",
                    "--from-date", FIRST.isoformat(), "--to-date", last.isoformat(),
                    "--max-active-runs", "3", "--reprocess-behavior", "completed"]  # fmt: skip
-            for _ in range(5):  # SQLite metadata: the running scheduler may hold the lock
+            # SQLite metadata: the running scheduler may hold the lock. A create that failed on
+            # it can leave its backfill behind (Airflow's clean-up is best effort), and further
+            # creates are refused until the scheduler has finished that one's runs.
+            for _ in range(40):
                 done = subprocess.run(cmd, env=env, capture_output=True, text=True)
                 if done.returncode == 0:
                     break
