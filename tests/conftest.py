@@ -34,6 +34,8 @@ os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
 # Under CI a skip other than the CUDA ones fails its test (tests/ci.py).
 pytest_plugins = ("ci",)
 
+from pipeline_state import HOME_ENV  # noqa: E402 (after the settings above)
+
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
@@ -55,19 +57,7 @@ def intentflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh INTENTFLOW_HOME (lake, registry, artifacts) for one test."""
     home = tmp_path / "intentflow"
     monkeypatch.setenv("INTENTFLOW_HOME", str(home))
-    for name in (
-        "INTENTFLOW_REGISTRY_URL",
-        "INTENTFLOW_SOURCE",
-        "INTENTFLOW_BASE_MODEL",
-        "INTENTFLOW_LABELS",
-        "AIRFLOW_CONN_INTENTFLOW_REGISTRY",
-        "INTENTFLOW_PROMOTION_METRIC",
-        "INTENTFLOW_PROMOTION_MIN_IMPROVEMENT",
-        "INTENTFLOW_PROMOTION_MAX_CLASS_REGRESSION",
-        "INTENTFLOW_PROMOTION_MIN_TEST_SIZE",
-        "INTENTFLOW_PROMOTION_MIN_CLASS_SUPPORT",
-        "INTENTFLOW_REQUIRE_GPU",
-    ):
+    for name in HOME_ENV:
         monkeypatch.delenv(name, raising=False)
     return home
 

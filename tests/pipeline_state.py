@@ -46,8 +46,9 @@ ANSWER_TOPICS = {
     "reset_password": ("cannot log in account {n}", "Reset the password of {n} on the login page."),
 }
 ANSWER_PHRASINGS = ["", "please ", "hi, ", "urgent: ", "hello, ", "help "]
-# What a test run may have set that would change where or how the pipeline writes.
-INTENTFLOW_ENV = (
+# Settings a test's fresh INTENTFLOW_HOME starts without (conftest's intentflow_home).
+# Storage and model-file settings stay: fixtures that use intentflow_home set them first.
+HOME_ENV = (
     "INTENTFLOW_REGISTRY_URL",
     "INTENTFLOW_SOURCE",
     "INTENTFLOW_BASE_MODEL",
@@ -59,6 +60,10 @@ INTENTFLOW_ENV = (
     "INTENTFLOW_PROMOTION_MIN_TEST_SIZE",
     "INTENTFLOW_PROMOTION_MIN_CLASS_SUPPORT",
     "INTENTFLOW_REQUIRE_GPU",
+)
+# What a test run may have set that would change where or how the pipeline writes.
+INTENTFLOW_ENV = (
+    *HOME_ENV,
     "INTENTFLOW_MODELS_FILE",
     "INTENTFLOW_MODEL_NAME",
     "INTENTFLOW_DATA_URL",
