@@ -44,8 +44,7 @@ def latest_states(dag_id: str, days: list[str]) -> dict[str, str]:
         "SELECT substr(logical_date, 1, 10), state FROM dag_run WHERE dag_id = ? ORDER BY id",
         dag_id,
     )
-    states = {day: state for day, state in rows if day in days}
-    return states
+    return {day: state for day, state in rows if day in days}
 
 
 def wait_runs(dag_id: str, first: str, last: str, timeout: float) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from partition_writer import WRITER, table
+from processes import kill_after
 
 from ml import lake
 
@@ -86,10 +87,7 @@ def test_sigkill_before_during_and_after_the_swap_leaves_a_whole_day(
     old, new = table("old", 1000), table("new", 5000)
     lake.write_partition(old, tmp_path, DAY, {"tag": "old"})
     proc = start_writer(tmp_path, "new", new.num_rows, stop)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
-    assert proc.stdout.readline().strip() == ("stopped" if stop else "done")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after(proc, stop)
     assert assert_whole(tmp_path, {"old": old, "new": new}) == expected
     assert lake.list_partitions(tmp_path) == [DAY]
     # The next writer clears the dead writer's debris.

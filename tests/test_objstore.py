@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from partition_writer import WRITER, table
+from processes import kill_after
 from s3_server import make_bucket, moto_server, s3_env
 
 from ml import handover, lake, storage
@@ -268,10 +268,7 @@ def test_s3_sigkill_before_during_and_after_the_commit_leaves_a_whole_day(
         text=True,
         env=env,
     )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
-    assert proc.stdout.readline().strip() == ("stopped" if stop else "done")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after(proc, stop)
     assert assert_whole(root, {"old": old, "new": new}) == expected
     assert lake.list_partitions(root) == [DAY]
     # The next writer breaks the dead writer's lock (same host, pid gone) and collects debris.
