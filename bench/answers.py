@@ -13,7 +13,7 @@ vocabulary and placeholders, and are never a real reply nor start like one. Gold
 reported on that bank too. `--artifact DIR` reuses a trained model instead of fine-tuning.
 
 Data: ../shared/datasets/bitext-customer-support (Bitext, CDLA-Sharing-1.0); the held-out
-Bitext test set stays held out; our split groups questions by template (ml/answers.py).
+Bitext test set stays held out; our split groups questions by template (ml/tasks/answers/).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def distractors(bank: pa.Table, total: int, seed: int = 0) -> list[str]:
     """`total - len(bank)` synthetic replies: the lines of two real replies of different intents
     interleaved (A1, B1, A2, B2, ...). Never a copy of a real reply's opening, which a
     truncating encoder would tie with the real reply."""
-    from ml.answers import answer_id
+    from ml.tasks.answers import answer_id
 
     rng = np.random.default_rng(seed)
     texts = bank["answer"].to_pylist()
@@ -81,12 +81,12 @@ def tfidf(bank_texts: list[str]) -> Callable[[Sequence[str]], np.ndarray]:
 def encoder(
     model_dir: str, bank_texts: list[str], cfg: Any, stored: np.ndarray | None = None
 ) -> Callable:
-    """Mean-pooled normalised embeddings of a checkpoint (ml.answers' pooling); the bank is
+    """Mean-pooled normalised embeddings of a checkpoint (ml.tasks.answers' pooling); the bank is
     encoded once (its first rows taken from `stored`, an artifact's saved bank embeddings)."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from ml.answers import encode
+    from ml.tasks.answers import encode
 
     model = AutoModel.from_pretrained(model_dir, dtype=torch.float32, add_pooling_layer=False)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -106,7 +106,7 @@ def measure(
     bank: pa.Table,
     intents: bool,
 ) -> dict[str, Any]:
-    from ml.answers import ranking_metrics
+    from ml.tasks.answers import ranking_metrics
 
     index = {a: i for i, a in enumerate(bank["answer_id"].to_pylist())}
     gold = [index[a] for a in rows["answer_id"]]
@@ -126,7 +126,7 @@ def first_columns(scores: Callable, m: int) -> Callable:
 
 
 def latency(scores: Callable[[Sequence[str]], np.ndarray], texts: list[str], n: int) -> dict:
-    from ml.answers import query_latency
+    from ml.tasks.answers import query_latency
 
     def search(batch: Sequence[str]) -> Any:
         row = scores(batch)[0]
@@ -157,8 +157,8 @@ def main() -> None:
         return
     import torch
 
-    from ml.answers import AnswersConfig, build_dataset, fine_tune
     from ml.config import default_base_model
+    from ml.tasks.answers import AnswersConfig, build_dataset, fine_tune
 
     torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp(prefix="bench-answers-"))
@@ -176,7 +176,7 @@ def main() -> None:
     )
     tick = time.perf_counter()
     if args.artifact:
-        from ml.answers import artifact_summary
+        from ml.tasks.answers import artifact_summary
 
         trained = artifact_summary(Path(args.artifact))
     else:

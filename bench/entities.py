@@ -1,15 +1,15 @@
-"""Entity tagging benchmark: the fine-tuned MiniLM tagger (ml.entities) against a regex +
+"""Entity tagging benchmark: the fine-tuned MiniLM tagger (ml.tasks.entities) against a regex +
 gazetteer tagger, on the same split of Bitext, in one run.
 
     python bench/entities.py              # MiniLM, 3 epochs (minutes on a CPU)
     python bench/entities.py --quick      # 1 epoch: a smoke run of the same code path
 
 Data: ../shared/datasets/bitext-customer-support (Bitext, CDLA-Sharing-1.0), split by our own
-rule (ml.entities: sha256 of the text's template, 80/10/10), plus ABCD weak labels when the
+rule (ml.tasks.entities: sha256 of the text's template, 80/10/10), plus ABCD weak labels when the
 sample is there (ASAPP, MIT). Bitext's official held-out 20% is not in the folder and is not
 used. The baseline learns its gazetteer (names, cities, countries, account types) from the
 same train split and finds ids and amounts with regular expressions; both are scored with
-the same entity-level exact-span metric (ml.entities.span_metrics).
+the same entity-level exact-span metric (ml.tasks.entities.span_metrics).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def with_unseen_values(
     texts: list[str], spans: list[list[Any]]
 ) -> tuple[list[str], list[list[Any]]]:
     """The texts with each gazetteer-type entity replaced by an unseen value, offsets moved."""
-    from ml.entities import Span
+    from ml.tasks.entities import Span
 
     out_texts, out_spans = [], []
     for i, (text, row) in enumerate(zip(texts, spans, strict=True)):
@@ -105,7 +105,7 @@ def main() -> None:
     if not bitext.exists():
         sys.exit(f"skipped: {bitext} not found (the public datasets beside the repo)")
 
-    from ml import entities
+    from ml.tasks import entities
 
     work = Path(tempfile.mkdtemp(prefix="bench-entities-"))
     snap = entities.build_dataset(

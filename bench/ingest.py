@@ -87,10 +87,10 @@ def run_plain(feed: Path, out: Path) -> int:
 
 
 def run_full(feed: Path, home: Path) -> tuple[int, dict[str, float]]:
-    """ml.ingest.ingest_day's steps, each timed (the GX import on its own: a fixed cost)."""
+    """ml.ingest.steps.ingest_day's steps, each timed (the GX import on its own: a fixed cost)."""
     os.environ["INTENTFLOW_HOME"] = str(home)
-    from ml import ingest
     from ml.config import settings
+    from ml.ingest.steps import steps as ingest
 
     cfg, steps = settings(), {}
     t = time.perf_counter()

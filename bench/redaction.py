@@ -1,4 +1,4 @@
-"""Redaction: ours (ml/redact.py) against Presidio's pattern recognizers, same texts, same run.
+"""Redaction: ours (ml/ingest/redact.py) against Presidio's pattern recognizers, same texts, same run.
 
     PYTHONPATH=. python bench/redaction.py [--days 5 --per-day 400]
 
@@ -20,9 +20,9 @@ import time
 from datetime import date
 from pathlib import Path
 
-from ml import redact_eval as ev
-from ml.generate import generate
-from ml.redact import redact
+from ml.ingest import redact_eval as ev
+from ml.ingest.redact import redact
+from ml.synthetic.generate import generate
 
 # The public datasets, found as by the other benchmarks and the tests (tests/ci.py).
 REPO = Path(__file__).resolve().parent.parent

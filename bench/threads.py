@@ -57,7 +57,7 @@ def worker(policy: str, snapshot: Path, steps: int) -> None:
         import torch  # before ml: OpenMP starts with its default (spinning) wait policy
 
         torch.set_num_threads(os.cpu_count() or 1)
-    from ml.train import TrainConfig, fine_tune
+    from ml.tasks.intent.train import TrainConfig, fine_tune
 
     config = TrainConfig(
         epochs=1,
@@ -111,7 +111,7 @@ def main() -> None:
         worker(args.worker, args.snapshot, args.steps)
         return
 
-    from ml.dataset import snapshot_from_file
+    from ml.snapshots.build import snapshot_from_file
 
     root = Path(tempfile.mkdtemp(prefix="bench-threads-"))
     # 80% of the rows train: one epoch of `steps` batches of 32.

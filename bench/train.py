@@ -111,9 +111,9 @@ def tutorial_recipe(snapshot: Path, epochs: int) -> dict[str, Any]:
 
 def our_recipe(snapshot: Path, epochs: int | None) -> dict[str, Any]:
     """`intentflow train`'s defaults (TrainConfig), evaluated like the pipeline does."""
-    from ml.artifact_files import METRICS_FILE, read_json
-    from ml.evaluate import evaluate_model
-    from ml.train import TrainConfig, fine_tune
+    from ml.artifact.files import METRICS_FILE, read_json
+    from ml.tasks.intent.evaluate import evaluate_model
+    from ml.tasks.intent.train import TrainConfig, fine_tune
 
     config = (
         TrainConfig()
@@ -166,7 +166,7 @@ def run_worker(recipe: str, snapshot: Path, epochs: int | None) -> dict[str, Any
 
 def snapshot_of(path: Path, text: str, label: str, root: Path, limit: int | None = None) -> Path:
     """Our split of a public file; with `limit`, the train split cut to that many rows."""
-    from ml.dataset import snapshot_from_file
+    from ml.snapshots.build import snapshot_from_file
 
     snap = Path(snapshot_from_file(path, root, text, label)["path"])
     if limit is None:
@@ -213,7 +213,7 @@ def speed_part(banking: Path, root: Path, quick: bool) -> None:
 def quality_part(
     datasets: list[tuple[str, Path, str, str]], root: Path, quick: bool, epochs: int | None
 ) -> None:
-    from ml.train import TrainConfig
+    from ml.tasks.intent.train import TrainConfig
 
     print("\nQuality: MiniLM-L6 with intentflow train's defaults, our 80/10/10 split")
     if epochs is not None:

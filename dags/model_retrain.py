@@ -1,8 +1,8 @@
 """
 ### Model retrain
 
-One retrain DAG per configured model (`ml.models`: `intent_retrain`, `entities_retrain`, ...),
-all of the same shape; each model's task type (`ml.tasks`) decides how its data is built,
+One retrain DAG per configured model (`ml.retrain.specs`: `intent_retrain`, `entities_retrain`, ...),
+all of the same shape; each model's task type (`ml.tasks.contract`) decides how its data is built,
 how it trains and how it is scored.
 
 | task | does |
@@ -25,7 +25,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from ml.config import gpus_per_training
-from ml.models import ModelSpec, configured_models
+from ml.retrain.specs import ModelSpec, configured_models
 
 
 def _window_end(params: dict, data_interval_end, run_after) -> str:
@@ -104,7 +104,7 @@ def retrain_dag(spec: ModelSpec):
         def snapshot(params: dict | None = None, data_interval_end=None, dag_run=None) -> dict:
             from datetime import date
 
-            from ml.retrain import snapshot_step
+            from ml.retrain.steps import snapshot_step
 
             if not spec.from_lake:
                 return snapshot_step(date.today(), 1, model=name)
@@ -112,23 +112,23 @@ def retrain_dag(spec: ModelSpec):
             return snapshot_step(end, params["window_days"], model=name)
 
         # A training on N GPUs (INTENTFLOW_GPUS_PER_TRAINING) takes N slots of the GPU-sized
-        # pool (multi-GPU runs are intent's; see ml.retrain).
+        # pool (multi-GPU runs are intent's; see ml.retrain.steps).
         @task(queue="gpu", pool="gpu", pool_slots=gpus_per_training())
         def fine_tune(snap: dict, params: dict | None = None, run_id: str | None = None) -> dict:
-            from ml.retrain import train_step
+            from ml.retrain.steps import train_step
 
             given = {k: v for k, v in params.items() if k not in ("window_days", "end_date")}
             return train_step(snap, given, run_id, model=name)
 
         @task
         def evaluate(snap: dict, trained: dict) -> dict:
-            from ml.retrain import evaluate_step
+            from ml.retrain.steps import evaluate_step
 
             return evaluate_step(snap, trained, model=name)
 
         @task
         def register(snap: dict, trained: dict, evaluation: dict, dag_run=None) -> dict:
-            from ml.retrain import register_step
+            from ml.retrain.steps import register_step
 
             lineage = {
                 "dag_id": dag_run.dag_id,
@@ -140,7 +140,7 @@ def retrain_dag(spec: ModelSpec):
 
         @task
         def promote(registered: dict, evaluation: dict, dag_run=None) -> dict:
-            from ml.retrain import promote_step
+            from ml.retrain.steps import promote_step
 
             return promote_step(
                 registered, evaluation, actor=f"airflow:{dag_run.dag_id}", model=name

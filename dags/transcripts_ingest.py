@@ -74,7 +74,7 @@ def transcripts_ingest():
         from datetime import date
 
         from ml.config import settings
-        from ml.ingest import discover
+        from ml.ingest.steps import discover
 
         day, source = _day(params, ds), params.get("source") or settings().source
         return {"day": day, "source": source, "files": discover(source, date.fromisoformat(day))}
@@ -99,8 +99,8 @@ def transcripts_ingest():
         from airflow.sdk.exceptions import AirflowFailException
 
         from ml.config import settings
-        from ml.ingest import validate
-        from ml.validation import DataQualityError
+        from ml.ingest.steps import validate
+        from ml.ingest.validation import DataQualityError
 
         cfg = settings()
         try:
@@ -113,7 +113,7 @@ def transcripts_ingest():
     @task(outlets=[TRANSCRIPTS])
     def publish(validated: dict) -> dict:
         from ml.config import settings
-        from ml.ingest import publish
+        from ml.ingest.steps import publish
 
         return publish(validated, settings())
 

@@ -35,7 +35,7 @@ def default_base_model() -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / "model")
 
 
-# Promotion policy defaults (ml.promotion.PromotionPolicy); env INTENTFLOW_PROMOTION_*.
+# Promotion policy defaults (ml.registry.promotion.PromotionPolicy); env INTENTFLOW_PROMOTION_*.
 DEFAULT_PROMOTION_METRIC = "macro_f1"  # compared on the test split
 DEFAULT_MIN_IMPROVEMENT = 0.0  # absolute gain over the champion required
 DEFAULT_MAX_CLASS_REGRESSION = 0.10  # largest per-class F1 drop allowed

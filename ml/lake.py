@@ -44,8 +44,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ml import storage
-from ml.schema import TRANSCRIPT_SCHEMA
 from ml.storage import Location
+from ml.transcript import TRANSCRIPT_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def partition_path(root: Location, day: date) -> Location:
 def table_content_hash(table: pa.Table) -> str:
     """sha256 over the rows' content hashes in row order, one per line: equal data, equal hash.
 
-    A partition's rows are in a fixed order (ml/staging.py), so this is the data's hash.
+    A partition's rows are in a fixed order (ml/ingest/staging.py), so this is the data's hash.
     """
     hashes = table.column("content_hash").to_pylist() if table.num_rows else []
     return hashlib.sha256("\n".join(hashes).encode()).hexdigest()

@@ -10,7 +10,7 @@ is skipped (logged), so one DAG works with any subset:
   from `email_to` or INTENTFLOW_ALERT_EMAIL_TO (comma-separated).
 
 The message names the DAG run and task, the failed expectations with counts and examples,
-and links the validation report (`ml/alerts.py` builds it).
+and links the validation report (`ml/ingest/alerts.py` builds it).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class DataQualityNotifier(BaseNotifier):
         self.email_to = email_to
 
     def notify(self, context: dict[str, Any]) -> None:
-        from ml.alerts import alert_from_failure
+        from ml.ingest.alerts import alert_from_failure
 
         ti = context.get("ti") or context.get("task_instance")
         dag_run = context.get("dag_run")
@@ -90,7 +90,7 @@ class DataQualityNotifier(BaseNotifier):
         log.info("data-quality alert for %s sent via %s", alert.run_id, sent or "no channel")
 
     def _webhook(self, alert: Any) -> bool:
-        from ml.alerts import post_json
+        from ml.ingest.alerts import post_json
 
         conn = _connection(self.webhook_conn_id)
         if conn is None:

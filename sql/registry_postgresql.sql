@@ -1,5 +1,5 @@
 -- Intentflow model registry schema (postgresql) at revision 0003.
--- Generated from the migrations in ml/migrations: python -m ml.migrate postgresql
+-- Generated from the migrations in ml/registry/migrations: python -m ml.registry.migrate postgresql
 -- Apply to an empty database, or let `intentflow registry upgrade` do it.
 -- metrics.class_label is NULL for scalar metrics; uniqueness uses COALESCE(.., '').
 BEGIN;

@@ -1,5 +1,5 @@
 -- Intentflow model registry schema (sqlite) at revision 0003.
--- Generated from the migrations in ml/migrations: python -m ml.migrate sqlite
+-- Generated from the migrations in ml/registry/migrations: python -m ml.registry.migrate sqlite
 -- Apply to an empty database, or let `intentflow registry upgrade` do it.
 -- metrics.class_label is NULL for scalar metrics; uniqueness uses COALESCE(.., '').
 CREATE TABLE alembic_version (

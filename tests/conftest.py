@@ -75,7 +75,7 @@ def task_versions(
     that state, with a private copy of its registry."""
     from pipeline_state import use_state
 
-    from ml.registry import Registry
+    from ml.registry.store import Registry
 
     use_state(pipeline_state, tmp_path / "task-versions", monkeypatch)
     with Registry(pipeline_state.registry_url) as registry:
@@ -139,8 +139,8 @@ def _text_for(label: str, rng: random.Random) -> str:
 
 
 def _id_in(split: str, base: str) -> str:
-    """An id `base-k` that ml.dataset's split rule puts in `split`."""
-    from ml.dataset import split_of
+    """An id `base-k` that ml.snapshots.build's split rule puts in `split`."""
+    from ml.snapshots.build import split_of
 
     return next(f"{base}-{k}" for k in range(10_000) if split_of(f"{base}-{k}") == split)
 
@@ -152,13 +152,13 @@ def write_snapshot(
     extra_eval_labels: Sequence[str] = (),
     seed: int = 0,
 ) -> Path:
-    """A snapshot written by ml.dataset itself (snapshot_from_file) from a labeled JSONL file in
+    """A snapshot written by ml.snapshots.build itself (snapshot_from_file) from a labeled JSONL file in
     `folder`; returns the snapshot's folder. Ids are picked so that its split rule gives each
     label `n_per_label` train rows and half as many (at least one) validation and test rows.
 
     `extra_eval_labels` appear in validation and test only (a label the model never saw).
     """
-    from ml.dataset import snapshot_from_file
+    from ml.snapshots.build import snapshot_from_file
 
     rng = random.Random(seed)
     rows = []
@@ -197,7 +197,7 @@ def make_snapshot(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture(scope="session")
 def tiny_train_config(tiny_bert_dir: Path) -> Any:
     """A TrainConfig for the tiny BERT; derive variants with dataclasses.replace, never mutate."""
-    from ml.train import TrainConfig
+    from ml.tasks.intent.train import TrainConfig
 
     return TrainConfig(
         base_model=str(tiny_bert_dir),
@@ -218,7 +218,7 @@ def tiny_artifact(
 
     Trained once per session, plus "snapshot_dir"; treat the artifact directory as read-only.
     """
-    from ml.train import fine_tune
+    from ml.tasks.intent.train import fine_tune
 
     root = tmp_path_factory.mktemp("tiny-artifact")
     # Seed 3: the tiny BERT learns the three labels in 6 epochs (validation accuracy 0.75, the

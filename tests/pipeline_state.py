@@ -1,7 +1,7 @@
 """What a real ingest and retrain leave in INTENTFLOW_HOME, made by the pipeline's own code.
 
-Built once per session (conftest's `pipeline_state`) on tiny synthetic data: `ml.generate`
-drops, `ml.ingest.ingest_day` for each day (the last one, a feed that shrank, is rejected by
+Built once per session (conftest's `pipeline_state`) on tiny synthetic data: `ml.synthetic.generate`
+drops, `ml.ingest.steps.ingest_day` for each day (the last one, a feed that shrank, is rejected by
 the volume expectation and never published), the retrain steps the DAG runs (snapshot →
 fine_tune on the tiny BERT → evaluate → register → promote) twice, and `intentflow train
 --data` on labeled files (FILE_MODEL, an intent model; the entities and answers models).
@@ -112,9 +112,9 @@ def build(home: Path, base_model: Path) -> PipelineState:
 
 def _ingest() -> tuple[tuple[date, ...], date, tuple[str, ...]]:
     from ml.config import settings
-    from ml.generate import generate
-    from ml.ingest import ingest_day
-    from ml.validation import DataQualityError
+    from ml.ingest.steps import ingest_day
+    from ml.ingest.validation import DataQualityError
+    from ml.synthetic.generate import generate
 
     raw = settings().source
     generate(Path(raw), PUBLISHED_DAYS, PER_DAY, start=START)
@@ -136,7 +136,7 @@ def _ingest() -> tuple[tuple[date, ...], date, tuple[str, ...]]:
 
 def _retrain(days: tuple[date, ...]) -> tuple[dict[int, str], dict[int, tuple[date, ...]]]:
     """intent:1 on the first two days, intent:2 on all three, as the retrain DAG runs them."""
-    from ml import retrain
+    from ml.retrain import steps as retrain
 
     runs, windows = {}, {}
     for version, window in ((1, days[:2]), (2, days)):
@@ -158,7 +158,7 @@ def _train(data: Path, task: str, model: str | None = None) -> None:
     """`intentflow train --data DATA --task TASK [--model MODEL]`, one epoch."""
     from typer.testing import CliRunner
 
-    from ml.cli import app
+    from ml.cli.main import app
 
     args = ["train", "--data", str(data), "--task", task, "--epochs", "1", "--batch-size", "16"]
     result = CliRunner().invoke(app, [*args, *(["--model", model] if model else [])])

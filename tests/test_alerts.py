@@ -16,8 +16,8 @@ from types import SimpleNamespace
 import pytest
 from ci import skip_or_fail
 
-from ml.alerts import alert_from_failure
-from ml.validation import DataQualityError
+from ml.ingest.alerts import alert_from_failure
+from ml.ingest.validation import DataQualityError
 
 REPO = Path(__file__).resolve().parent.parent
 FAILED = [

@@ -1,4 +1,4 @@
-"""ml.answers: answer bank handling, quarantine, ranking metrics on hand-computed cases, and
+"""ml.tasks.answers: answer bank handling, quarantine, ranking metrics on hand-computed cases, and
 real bi-encoder training (tiny BERT; MiniLM for a few steps) through build_dataset →
 fine_tune → evaluate → predict, plus resume from a checkpoint."""
 
@@ -16,8 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 from ci import dataset
 
-from ml import answers
-from ml.answers import (
+from ml.artifact.integrity import PICKLE_SUFFIXES, directory_sha256
+from ml.config import default_base_model
+from ml.tasks import answers
+from ml.tasks.answers import (
     PROMOTION_METRIC,
     TASK,
     EmptyBankError,
@@ -31,8 +33,6 @@ from ml.answers import (
     question_template,
     ranking_metrics,
 )
-from ml.artifacts import PICKLE_SUFFIXES, directory_sha256
-from ml.config import default_base_model
 
 BITEXT = "bitext-customer-support/train.csv"  # under ../shared/datasets (tests/ci.py)
 HEADER = ["instruction", "intent", "start_offset", "end_offset", "response"]
@@ -362,7 +362,7 @@ def test_trained_tiny_model_learns_the_intents_and_evaluates(
     assert 0 < metrics["latency_ms_p50"] <= metrics["latency_ms_p95"]
     assert 0 < metrics["latency_ms_p50_bank10k"] <= metrics["latency_ms_p95_bank10k"]
     # Storable by the registry as it is (numbers, and per_class of numbers): nothing lost.
-    from ml.registry import flatten_metrics, nest_metrics
+    from ml.registry.store import flatten_metrics, nest_metrics
 
     assert nest_metrics(flatten_metrics({"test": metrics})) == {"test": metrics}
     assert set(metrics["per_class"]) <= set(TOPICS)
@@ -417,7 +417,7 @@ def test_evaluate_and_predict_refuse_a_tampered_artifact(
     """One reply of the stored bank changed after registration: its sha256 no longer matches."""
     import shutil
 
-    from ml.artifacts import ArtifactIntegrityError
+    from ml.artifact.integrity import ArtifactIntegrityError
 
     sha = tiny_answers["artifact_sha256"]
     copy = Path(shutil.copytree(tiny_answers["artifact_dir"], tmp_path / "copy"))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ml.artifacts import (
+from ml.artifact.integrity import (
     ArtifactIntegrityError,
     assert_safetensors_only,
     directory_sha256,

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ml import lake
-from ml.generate import generate
+from ml.synthetic.generate import generate
 
 REPO = Path(__file__).resolve().parent.parent
 FIRST, DAYS = date(2026, 11, 16), 5

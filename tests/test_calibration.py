@@ -1,4 +1,4 @@
-"""Temperature scaling (ml.calibration) on synthetic logits with a known temperature, and the
+"""Temperature scaling (ml.training.calibration) on synthetic logits with a known temperature, and the
 temperature's path through a trained artifact: calibration.json, metrics.json, the model card,
 Classifier, evaluate_model and the artifact hash."""
 
@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ml.artifacts import ArtifactIntegrityError, directory_sha256
-from ml.calibration import (
+from ml.artifact.integrity import ArtifactIntegrityError, directory_sha256
+from ml.tasks.intent.evaluate import Classifier, evaluate_model, read_labeled
+from ml.training.calibration import (
     CALIBRATION_FILE,
     MAX_TEMPERATURE,
     MIN_TEMPERATURE,
@@ -24,7 +25,6 @@ from ml.calibration import (
     read_temperature,
     softmax,
 )
-from ml.evaluate import Classifier, evaluate_model, read_labeled
 
 
 def _calibrated_data(n: int = 4000, k: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ import pytest
 from pipeline_state import BATCH_SIZES, FILE_MODEL, PipelineState, use_state
 from typer.testing import CliRunner
 
-from ml.cli import app
+from ml.cli.main import app
 from ml.config import settings
 
 # pg_url (PostgreSQL) comes from tests/pg.py.
@@ -132,7 +132,7 @@ def test_train_reads_the_named_text_and_label_columns(
 ) -> None:
     """`train --data` on a CSV whose columns have other names: --text-column and --label-column
     pick them, past a `label` column that the defaults would take."""
-    from ml.registry import Registry
+    from ml.registry.store import Registry
 
     monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
     words = {"refund_request": "refund money", "lost_card": "lost card", "order": "track order"}
@@ -170,7 +170,7 @@ def test_bad_model_reference_and_tampered_artifact_are_refused(
     monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
     invoke("train", "--data", str(labeled_csv), "--epochs", "1")
     from ml.config import settings
-    from ml.registry import Registry
+    from ml.registry.store import Registry
 
     artifact = Registry(settings().registry_url).get("intent", version=1).artifact_uri
     labels = Path(artifact) / "labels.json"
@@ -207,9 +207,9 @@ def fails(*args: str) -> str:
 
 def test_registry_show_lineage_diff(two_versions: PipelineState, tiny_bert_dir: Path) -> None:
     from ml import lake
-    from ml.artifacts import directory_sha256
+    from ml.artifact.integrity import directory_sha256
     from ml.config import settings
-    from ml.registry import Registry
+    from ml.registry.store import Registry
 
     shown = json.loads(invoke("registry", "show", "intent@champion", "--json"))
     assert (shown["version"], shown["aliases"]) == (1, ["champion"])
@@ -283,7 +283,7 @@ def test_registry_commands_fail_clearly_on_bad_input(two_versions: PipelineState
     assert "has no version 7 (latest is 2)" in fails("registry", "diff", "intent:1", "intent:7")
     assert "has no version 9" in fails("registry", "promote", "intent:9", "--reason", "x")
     from ml.config import settings
-    from ml.registry import Registry
+    from ml.registry.store import Registry
 
     # intent:2's artifact goes missing for a moment (the state's files are shared: put back).
     artifact = Path(Registry(settings().registry_url).get("intent", version=2).artifact_uri)
@@ -296,7 +296,7 @@ def test_registry_commands_fail_clearly_on_bad_input(two_versions: PipelineState
 
 
 def test_registry_upgrade_on_postgresql(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ml.migrate import head
+    from ml.registry.migrate import head
 
     monkeypatch.setenv("INTENTFLOW_REGISTRY_URL", pg_url)
     assert "run `intentflow registry upgrade`" in fails("registry", "list")
@@ -311,8 +311,8 @@ def test_predict_refuses_a_pickle_even_when_its_hash_was_registered(
 ) -> None:
     import shutil
 
-    from ml.artifacts import directory_sha256
-    from ml.registry import Registry
+    from ml.artifact.integrity import directory_sha256
+    from ml.registry.store import Registry
 
     artifact = intentflow_home / "pickled"
     shutil.copytree(tiny_artifact["artifact_dir"], artifact)

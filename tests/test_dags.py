@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 
 from ml import lake
-from ml.artifacts import directory_sha256
+from ml.artifact.integrity import directory_sha256
 from ml.config import ConfigError, settings
-from ml.generate import generate
-from ml.models import configured_models
+from ml.retrain.specs import configured_models
+from ml.synthetic.generate import generate
 
 DAGS = Path(__file__).resolve().parent.parent / "dags"
 HEAVY = ("torch", "transformers", "great_expectations", "pandas", "pyarrow", "sklearn")
-# dags/model_retrain.py generates one retrain DAG per configured model (ml.models).
+# dags/model_retrain.py generates one retrain DAG per configured model (ml.retrain.specs).
 RETRAIN_FILE = "model_retrain.py"
 
 PARSE_PROBE = """
@@ -132,7 +132,7 @@ def test_ingest_and_retrain_end_to_end(
 ) -> None:
     from airflow.utils.state import DagRunState
 
-    from ml.registry import Registry
+    from ml.registry.store import Registry
 
     monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
     days = generate(intentflow_home / "raw", days=3, per_day=120, start=date(2026, 11, 20), seed=7)
@@ -242,7 +242,7 @@ def test_entities_retrain_end_to_end(
     evaluate → register (task type entities) → promote on micro-F1."""
     from airflow.utils.state import DagRunState
 
-    from ml.registry import Registry
+    from ml.registry.store import Registry
 
     source = intentflow_home / "labeled" / "spans.csv"
     source.parent.mkdir(parents=True)
@@ -273,7 +273,7 @@ def test_answers_retrain_end_to_end(
     from airflow.utils.state import DagRunState
     from test_answers import _pairs_csv
 
-    from ml.registry import Registry
+    from ml.registry.store import Registry
 
     source = intentflow_home / "labeled" / "pairs.csv"
     source.parent.mkdir(parents=True)

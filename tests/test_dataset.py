@@ -8,7 +8,7 @@ import pytest
 from ci import dataset
 
 from ml import lake
-from ml.dataset import (
+from ml.snapshots.build import (
     SPLITS,
     EmptyWindowError,
     load_labeled,
@@ -16,7 +16,7 @@ from ml.dataset import (
     snapshot_from_file,
     split_of,
 )
-from ml.schema import TRANSCRIPT_SCHEMA, content_hash
+from ml.transcript import TRANSCRIPT_SCHEMA, content_hash
 
 
 def day_table(day: date, ids: list[str], intent: str | None = "refund_request") -> pa.Table:

@@ -10,8 +10,8 @@ import torch
 from ci import HAS_CUDA, NEEDS_CUDA
 
 from ml.config import settings
-from ml.device import GPUUnavailableError, gpu_lease, training_device, visible_devices
-from ml.retrain import train_step
+from ml.retrain.steps import train_step
+from ml.training.device import GPUUnavailableError, gpu_lease, training_device, visible_devices
 
 # The only skips CI allows (tests/ci.py).
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason=HAS_CUDA)
@@ -39,7 +39,7 @@ def test_require_gpu_rejects_a_typo(intentflow_home: Path, monkeypatch: pytest.M
 
 @no_gpu
 def test_cpu_allowed_by_default_and_said(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="ml.device"):
+    with caplog.at_level(logging.WARNING, logger="ml.training.device"):
         assert training_device(require_gpu=False) == "cpu"
     assert "no CUDA GPU visible" in caplog.text and "training on the CPU" in caplog.text
 

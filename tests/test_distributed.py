@@ -19,8 +19,8 @@ import pytest
 from airflow_cluster import Cluster, Process, start_redis, wait_for
 from pg import make_pg_database_fixture, unavailable
 
-from ml.generate import generate
-from ml.registry import Registry
+from ml.registry.store import Registry
+from ml.synthetic.generate import generate
 
 pytestmark = pytest.mark.slow
 

@@ -20,8 +20,8 @@ from s3_server import make_bucket, moto_server, s3_env
 from test_distributed import DAY, RETRAIN_CONF, _ready, _tasks, _trigger, _wait_run
 
 from ml import lake, storage
-from ml.generate import generate
-from ml.registry import Registry
+from ml.registry.store import Registry
+from ml.synthetic.generate import generate
 
 pytestmark = pytest.mark.slow
 

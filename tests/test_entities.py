@@ -13,8 +13,8 @@ import pytest
 from ci import dataset
 from typer.testing import CliRunner
 
-from ml import entities
-from ml.entities import Span, SpanError, bio_tags, check_spans, decode, span_metrics
+from ml.tasks import entities
+from ml.tasks.entities import Span, SpanError, bio_tags, check_spans, decode, span_metrics
 
 BITEXT = "bitext-customer-support/train.csv"  # under ../shared/datasets (tests/ci.py)
 
@@ -192,9 +192,9 @@ def test_entities_train_register_predict_evaluate_through_the_cli(
     write_bitext: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from ml.cli import app
+    from ml.cli.main import app
     from ml.config import settings
-    from ml.registry import Registry
+    from ml.registry.store import Registry
 
     monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
     source = tmp_path / "bitext.csv"
@@ -257,9 +257,9 @@ def test_entities_training_resumes_from_its_checkpoint(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """ml.train's checkpoints serve the token-classification loop too: a retried training that
+    """ml.tasks.intent.train's checkpoints serve the token-classification loop too: a retried training that
     finds epoch 1's checkpoint (killed in epoch 2) resumes there and ends with the same weights."""
-    from ml import loop
+    from ml.training import loop
 
     source = tmp_path / "bitext.csv"
     write_bitext(source, 90, broken=False)
@@ -283,7 +283,7 @@ def test_entities_training_resumes_from_its_checkpoint(
     monkeypatch.setattr(loop, "_save_checkpoint", save_and_copy_the_first)
     first = entities.fine_tune(snap, tmp_path / "a", config, tmp_path / "ckpt")
     assert first["epochs_run"] == 2 and (after_epoch_1 / "epoch-001").is_dir()
-    with caplog.at_level("INFO", logger="ml.train"):
+    with caplog.at_level("INFO", logger="ml.training.loop"):
         again = entities.fine_tune(snap, tmp_path / "b", config, after_epoch_1)
     assert "resuming from" in caplog.text and "(epoch 1, step" in caplog.text
     assert (after_epoch_1 / "epoch-002").is_dir(), "epoch 2 ran again, after the resume"

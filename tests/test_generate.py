@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ml.generate import BROKEN_KINDS, GeneratedDay, _typo, generate
-from ml.schema import CHANNELS, SPEAKERS
+from ml.synthetic.generate import BROKEN_KINDS, GeneratedDay, _typo, generate
 from ml.taxonomy import INTENTS
+from ml.transcript import CHANNELS, SPEAKERS
 
 DAY = date(2026, 11, 20)
 DAYS = 5

@@ -21,13 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from ml import jsonl_arrow
-from ml import normalise as step
-from ml.cli import app
+from ml.cli.main import app
 from ml.config import allowed_languages
-from ml.ingest import discover, normalise
-from ml.parse import ALLOWED_CHANNELS, MAX_TEXT_CHARS, MAX_TURNS, clean_field, clean_text
-from ml.schema import CHANNELS, SPEAKERS
+from ml.ingest import fast_jsonl as jsonl_arrow
+from ml.ingest import normalise as step
+from ml.ingest.parse import ALLOWED_CHANNELS, MAX_TEXT_CHARS, MAX_TURNS, clean_field, clean_text
+from ml.ingest.steps import discover, normalise
+from ml.transcript import CHANNELS, SPEAKERS
 
 DAY = date(2026, 11, 22)
 # No example database in the repository; each run explores afresh (failures print the input).

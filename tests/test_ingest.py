@@ -9,9 +9,9 @@ import pytest
 
 from ml import lake
 from ml.config import settings
-from ml.ingest import discover, ingest_day, normalise, validate
+from ml.ingest.steps import discover, ingest_day, normalise, validate
+from ml.ingest.validation import DataQualityError
 from ml.progress import Progress
-from ml.validation import DataQualityError
 
 DAY = date(2026, 11, 22)
 
@@ -104,7 +104,7 @@ def test_rerun_gives_identical_partition(intentflow_home: Path, tmp_path: Path) 
 
 def test_a_retried_normalise_ignores_what_a_killed_attempt_staged(tmp_path: Path) -> None:
     """A task retry stages into its run's folder again: a dead attempt's runs are not merged."""
-    from ml import normalise as step
+    from ml.ingest import normalise as step
 
     src = tmp_path / "raw"
     write_drop(src, "a.jsonl", [rec(str(i)) for i in range(30)])
@@ -133,7 +133,7 @@ def test_a_retried_normalise_ignores_what_a_killed_attempt_staged(tmp_path: Path
 
 def test_a_day_without_input_files_fails_saying_so(intentflow_home: Path, tmp_path: Path) -> None:
     """#15.4: an empty or missing day folder names what is missing, not a row count of 0."""
-    from ml.ingest import SourceError
+    from ml.ingest.steps import SourceError
 
     (tmp_path / "raw" / "2026-11-23").mkdir(parents=True)
     for folder, day in (("nothing", DAY), ("raw", date(2026, 11, 23))):
@@ -161,7 +161,7 @@ def test_a_crashed_run_leaves_no_staged_day(
     intentflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """#15.4: the merge is made to fail (a stand-in for any crash: a full disk, a bug)."""
-    from ml import staging
+    from ml.ingest import staging
 
     src = tmp_path / "raw"
     write_drop(src, "a.jsonl", [rec(str(i)) for i in range(10)])
@@ -180,7 +180,7 @@ def test_the_issue_corpus_publishes_the_day_with_one_quarantine_row_each(
 ) -> None:
     """#15: the records that crashed ingest or failed a whole day, beside 40 good ones, on
     both parsing paths (in a 32+ line file the fast path once accepted the deep record)."""
-    from ml import normalise as step
+    from ml.ingest import normalise as step
 
     base = json.loads(rec("x"))
     deep = "[" * 60_000 + "]" * 60_000
@@ -317,7 +317,7 @@ def test_every_kind_of_bad_input_is_quarantined_and_the_run_goes_on(
 def test_a_file_that_cannot_be_read_fails_the_day_and_writes_nothing(
     intentflow_home: Path, tmp_path: Path
 ) -> None:
-    from ml.ingest import SourceError
+    from ml.ingest.steps import SourceError
 
     src = tmp_path / "raw"
     write_drop(src, "a.jsonl", [rec(str(i)) for i in range(10)])
@@ -379,9 +379,10 @@ def test_fast_path_stages_exactly_what_the_record_path_stages(
     tmp_path: Path, monkeypatch, caplog
 ) -> None:
     """The Arrow fast path is an optimisation only: same rows, same quarantine, same counts."""
-    from ml import jsonl_arrow, staging
-    from ml import normalise as step
-    from ml.generate import generate
+    from ml.ingest import fast_jsonl as jsonl_arrow
+    from ml.ingest import normalise as step
+    from ml.ingest import staging
+    from ml.synthetic.generate import generate
 
     generate(tmp_path / "feed", days=1, per_day=1500, start=DAY, seed=9)
     sys_path = Path(__file__).resolve().parents[1] / "bench"
@@ -421,7 +422,7 @@ def test_fast_path_stages_exactly_what_the_record_path_stages(
         monkeypatch.setattr(staging, "REPEATS_BATCH", 5 if key == "buckets" else 50_000)
         monkeypatch.setenv("INTENTFLOW_INGEST_WORKERS", workers)
         out = tmp_path / f"stage-{key}"
-        with caplog.at_level("INFO", logger="ml.normalise"):
+        with caplog.at_level("INFO", logger="ml.ingest.normalise"):
             staged[key] = normalise(files, DAY, out, str(tmp_path / "feed"))
         assert ("worker processes" in caplog.text) == (key in ("pool", "buckets"))
         caplog.clear()
@@ -462,7 +463,7 @@ def test_validation_batches_shrink_for_long_rows(tmp_path: Path, monkeypatch) ->
 
     import pyarrow as pa
 
-    from ml import ingest
+    from ml.ingest.steps import steps as ingest
 
     rng = random.Random(0)
     long_rows = pa.table(

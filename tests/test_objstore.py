@@ -25,8 +25,9 @@ from partition_writer import WRITER, table
 from processes import kill_after
 from s3_server import make_bucket, moto_server, s3_env
 
-from ml import handover, lake, storage
+from ml import lake, storage
 from ml.config import ConfigError, settings
+from ml.ingest import staged_day as handover
 
 DAY = date(2026, 11, 22)
 REPO = Path(__file__).resolve().parent.parent
@@ -200,8 +201,8 @@ def test_a_writer_that_lost_its_lock_does_not_commit(
 
 
 def test_quarantine_and_snapshot_on_object_storage(mem_root: str, tmp_path: Path) -> None:
-    from ml.dataset import local_snapshot, make_snapshot
-    from ml.schema import QUARANTINE_SCHEMA
+    from ml.snapshots.build import local_snapshot, make_snapshot
+    from ml.transcript import QUARANTINE_SCHEMA
 
     quarantine = pa.Table.from_pylist([], schema=QUARANTINE_SCHEMA)
     url = lake.write_quarantine(quarantine, f"{mem_root}-quarantine", DAY)
@@ -280,8 +281,8 @@ def test_s3_sigkill_before_during_and_after_the_commit_leaves_a_whole_day(
 def test_ingest_a_day_to_s3_twice_gives_the_same_partition(
     bucket: str, intentflow_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ml.generate import generate
-    from ml.ingest import ingest_day
+    from ml.ingest.steps import ingest_day
+    from ml.synthetic.generate import generate
 
     monkeypatch.setenv("INTENTFLOW_DATA_URL", f"{bucket}/intentflow")
     generate(intentflow_home / "raw", days=1, per_day=150, start=DAY, seed=3)
@@ -312,12 +313,13 @@ def test_snapshot_train_register_evaluate_and_predict_with_everything_on_s3(
 
     from typer.testing import CliRunner
 
-    from ml.artifacts import ArtifactIntegrityError, fetch_artifact
-    from ml.cli import app
-    from ml.generate import generate
-    from ml.ingest import ingest_day
-    from ml.registry import Registry
-    from ml.retrain import run_on_snapshot, snapshot_step
+    from ml.artifact.integrity import ArtifactIntegrityError
+    from ml.artifact.store import fetch_artifact
+    from ml.cli.main import app
+    from ml.ingest.steps import ingest_day
+    from ml.registry.store import Registry
+    from ml.retrain.steps import run_on_snapshot, snapshot_step
+    from ml.synthetic.generate import generate
 
     monkeypatch.setenv("INTENTFLOW_DATA_URL", f"{bucket}/data")
     monkeypatch.setenv("INTENTFLOW_ARTIFACTS_URL", f"{bucket}/models")
@@ -386,9 +388,9 @@ def mem_data(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def test_a_retried_normalise_replaces_its_staging_prefix_and_a_failed_day_stays_staged(
     mem_data: str, intentflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ml import ingest
-    from ml.generate import generate
-    from ml.validation import DataQualityError
+    from ml.ingest.steps import steps as ingest
+    from ml.ingest.validation import DataQualityError
+    from ml.synthetic.generate import generate
 
     raw = tmp_path / "raw"
     generate(raw, days=1, per_day=60, start=DAY, seed=4, broken_share=0.5)
@@ -450,7 +452,7 @@ def test_a_retried_normalise_replaces_its_staging_prefix_and_a_failed_day_stays_
 
     # A file of the day cannot be read at all: nothing is staged for that day, on the store
     # either (as a local staging folder is removed), and the error names the file.
-    from ml.sources import SourceError
+    from ml.ingest.sources import SourceError
 
     cfg = _host(tmp_path, monkeypatch, "e")
     scratch = ingest.staging_dir_for(cfg, DAY, run)
@@ -467,8 +469,8 @@ def test_s3_ingest_tasks_on_three_hosts_give_the_local_ingests_partition(
     publish dies between the copy and the commit once, and its retry publishes the day."""
     import pyarrow.parquet as pq
 
-    from ml import ingest
-    from ml.generate import generate
+    from ml.ingest.steps import steps as ingest
+    from ml.synthetic.generate import generate
 
     raw = tmp_path / "raw"
     generate(raw, days=1, per_day=150, start=DAY, seed=3)

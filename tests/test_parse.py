@@ -3,8 +3,8 @@ from datetime import date
 
 import pytest
 
-from ml.parse import Rejected, canonical_row, parse_items
-from ml.sources import SourceSpec, read_items
+from ml.ingest.parse import Rejected, canonical_row, parse_items
+from ml.ingest.sources import SourceSpec, read_items
 from ml.taxonomy import known_intents
 
 DAY = date(2026, 11, 22)
@@ -30,7 +30,7 @@ def record(**over) -> dict:
 
 
 def parsed(*lines: bytes) -> list:
-    """Lines through the production path: a JSONL file read by ml.sources, then ml.parse."""
+    """Lines through the production path: a JSONL file read by ml.ingest.sources, then ml.ingest.parse."""
     import uuid
 
     import fsspec
@@ -215,7 +215,7 @@ def test_a_rejected_records_fields_are_storable_and_nothing_is_lost() -> None:
     """#15.1: a lone surrogate (a \\u escape) or undecodable bytes cannot fail the writer."""
     import pyarrow as pa
 
-    from ml.schema import QUARANTINE_SCHEMA
+    from ml.transcript import QUARANTINE_SCHEMA
 
     got = outcomes(
         json.dumps(record(conversation_id="id-\ud83d")).encode(),
@@ -243,8 +243,8 @@ def test_an_integer_too_long_for_python_is_still_json() -> None:
 
 def test_batched_parse_equals_record_by_record_and_hash_is_content_hash(tmp_path) -> None:
     """Batching (vectorised redaction, the fast hash) changes no row, no rejection, no order."""
-    from ml.generate import generate
-    from ml.schema import content_hash
+    from ml.synthetic.generate import generate
+    from ml.transcript import content_hash
 
     [day] = generate(tmp_path, days=1, per_day=600, start=DAY, seed=3)
     items = [

@@ -134,7 +134,11 @@ def test_train_on_a_terminal_draws_a_bar(
     fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     args = ("train", "--data", str(labeled_csv), "--epochs", "1", "--batch-size", "8")
     process = subprocess.Popen(
-        [sys.executable, "-m", "ml.cli", *args], stdin=child, stdout=child, stderr=child, env=env
+        [sys.executable, "-m", "ml.cli", *args],
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        env=env,
     )
     os.close(child)
     screen = b""
@@ -182,7 +186,7 @@ def test_progress_modes(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptu
 def test_entities_evaluate_reports_progress(
     tiny_bert_dir: Path, tmp_path: Path, write_bitext: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from ml import entities
+    from ml.tasks import entities
 
     source = tmp_path / "bitext.csv"
     write_bitext(source, 90, broken=False)

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ml.artifacts import directory_sha256
+from ml.artifact.integrity import directory_sha256
 from ml.config import ConfigError, settings
-from ml.metric_views import CLASS_METRIC
-from ml.promotion import (
+from ml.registry.errors import RegistryError
+from ml.registry.promotion import (
     Decision,
     PromotionPolicy,
     decide,
@@ -22,7 +22,8 @@ from ml.promotion import (
     promote_manually,
     rollback,
 )
-from ml.registry import Registry, RegistryError
+from ml.registry.store import Registry
+from ml.registry.views import CLASS_METRIC
 
 # db_url (SQLite and PostgreSQL) comes from tests/pg.py.
 pytest_plugins = ("pg",)
@@ -140,10 +141,10 @@ def test_too_small_test_set_blocks_even_without_champion() -> None:
 
 
 def _answers_metrics(gold_first: dict[str, bool]) -> dict[str, Any]:
-    """Real answers test metrics (ml.answers.ranking_metrics): 30 `track` and 20 `refund`
+    """Real answers test metrics (ml.tasks.answers.ranking_metrics): 30 `track` and 20 `refund`
     questions against a bank of three answers; per intent, the gold answer ranks first, or
     second behind answer 2."""
-    from ml.answers import ranking_metrics
+    from ml.tasks.answers import ranking_metrics
 
     rows, gold, intents = [], [], []
     for intent, answer, n in (("track", 0, 30), ("refund", 1, 20)):
@@ -160,7 +161,7 @@ def _answers_metrics(gold_first: dict[str, bool]) -> dict[str, Any]:
 
 def test_answers_per_class_check_compares_mrr_by_intent() -> None:
     """Answers' per-class metrics are MRR and recall_at_1 by intent, no F1: the check compares
-    the task's per-class metric (ml.metric_views.CLASS_METRIC), so it is never skipped."""
+    the task's per-class metric (ml.registry.views.CLASS_METRIC), so it is never skipped."""
     champion = _answers_metrics({"track": False, "refund": True})
     challenger = _answers_metrics({"track": True, "refund": False})
     assert set(challenger["per_class"]["refund"]) == {"mrr", "recall_at_1", "support"}
@@ -180,7 +181,7 @@ def test_answers_per_class_check_compares_mrr_by_intent() -> None:
 
 def test_a_task_without_classes_is_sized_by_its_example_count() -> None:
     """Answer metrics without intents have no per-class metrics: `n` counts its test examples."""
-    from ml.answers import ranking_metrics
+    from ml.tasks.answers import ranking_metrics
 
     scores = np.array([[0.9, 0.1]] * 30 + [[0.1, 0.9]] * 10)
     champion = ranking_metrics(scores, [0] * 40)

@@ -1,7 +1,7 @@
 import pytest
 from ci import dataset
 
-from ml.redact import luhn_ok, redact
+from ml.ingest.redact import luhn_ok, redact
 
 
 @pytest.mark.parametrize(
@@ -71,8 +71,8 @@ def test_recall_on_generated_pii_meets_targets(tmp_path) -> None:
     """≥ 99% of seeded e-mails, phones and cards removed; ≤ 1% of PII-free turns changed."""
     from datetime import date
 
-    from ml import redact_eval as ev
-    from ml.generate import generate
+    from ml.ingest import redact_eval as ev
+    from ml.synthetic.generate import generate
 
     days = generate(tmp_path, days=3, per_day=300, start=date(2026, 11, 1), seed=11)
     cases = [c for d in days for c in ev.generated_cases(d.files, d.pii)]
@@ -84,7 +84,7 @@ def test_recall_on_generated_pii_meets_targets(tmp_path) -> None:
 
 
 def test_abcd_scenario_values_all_removed_with_source_values() -> None:
-    from ml import redact_eval as ev
+    from ml.ingest import redact_eval as ev
 
     path = dataset("abcd-sample/abcd_sample.json")
     cases = ev.abcd_cases(path)
@@ -121,9 +121,9 @@ def test_redact_many_equals_redact_on_generated_and_fuzzed_text(tmp_path) -> Non
     """The vectorised redactor is an optimisation only: identical output, text by text."""
     from datetime import date
 
-    from ml import redact_eval as ev
-    from ml.generate import generate
-    from ml.redact import redact_many
+    from ml.ingest import redact_eval as ev
+    from ml.ingest.redact import redact_many
+    from ml.synthetic.generate import generate
 
     days = generate(tmp_path, days=2, per_day=400, start=date(2026, 11, 1), seed=5)
     texts = [text for d in days for text, _ in ev.generated_cases(d.files, d.pii)]

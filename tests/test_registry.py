@@ -18,17 +18,8 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SAWarning
 
-from ml import migrate
-from ml.migrate import SchemaError
-from ml.registry import (
-    Base,
-    Metric,
-    NotFoundError,
-    Registry,
-    RegistryError,
-    VersionInfo,
-    diff_versions,
-)
+from ml.registry.errors import NotFoundError, RegistryError, SchemaError
+from ml.registry.store import Base, Metric, Registry, VersionInfo, diff_versions, migrate
 
 # The PostgreSQL/SQLite fixtures (db_url, pg_url, pg_database) live in tests/pg.py.
 pytest_plugins = ("pg",)
@@ -417,7 +408,7 @@ def test_sql_file_creates_what_the_migrations_create(db_url: str, tmp_path: Path
         assert expected["views"] == VIEWS
         assert _snapshot(file_engine, file_schema) == expected, (
             f"sql/registry_{dialect}.sql is stale: regenerate it with "
-            f"`python -m ml.migrate {dialect} > sql/registry_{dialect}.sql`"
+            f"`python -m ml.registry.migrate {dialect} > sql/registry_{dialect}.sql`"
         )
     finally:
         if file_schema:
@@ -431,7 +422,7 @@ def test_sql_file_creates_what_the_migrations_create(db_url: str, tmp_path: Path
 def test_sql_files_are_the_migrations_rendered(dialect: str) -> None:
     script = (SQL_DIR / f"registry_{dialect}.sql").read_text()
     assert script == migrate.offline_sql(dialect), (
-        f"regenerate: python -m ml.migrate {dialect} > sql/registry_{dialect}.sql"
+        f"regenerate: python -m ml.registry.migrate {dialect} > sql/registry_{dialect}.sql"
     )
     for view in VIEWS:
         assert f"CREATE VIEW {view} AS" in script

@@ -57,7 +57,7 @@ def browser() -> Iterator[Any]:
 def test_login_see_versions_and_promote_in_the_browser(ui_server: UiServer, browser: Any) -> None:
     from playwright.sync_api import expect
 
-    from ml.registry import Registry
+    from ml.registry.store import Registry
 
     context = browser.new_context(viewport={"width": 1300, "height": 900})
     try:

@@ -54,7 +54,7 @@ def call(
 
 
 def champion(server: UiServer) -> int:
-    from ml.registry import Registry
+    from ml.registry.store import Registry
 
     with Registry(server.registry_url) as registry:
         return registry.get(MODEL, alias="champion").version
@@ -96,7 +96,7 @@ def test_every_page_on_the_pipelines_own_state(ui_server: UiServer) -> None:
     each page answers and shows the state's own versions, days and failed expectations."""
     from ml import lake
     from ml.config import settings
-    from ml.registry import Registry
+    from ml.registry.store import Registry
 
     state, token = ui_server.state, ui_server.token()
     with Registry(ui_server.registry_url) as registry:
@@ -256,7 +256,7 @@ def _render(intentflow_home: Path, **query: object) -> str:
     from intentflow_ui.data import build_page
 
     from ml.config import settings
-    from ml.registry import Registry
+    from ml.registry.store import Registry
 
     with Registry(settings().registry_url) as registry:
         data = build_page(registry, settings(), query.get("model"), query.get("version"), None)
@@ -266,7 +266,7 @@ def _render(intentflow_home: Path, **query: object) -> str:
 def _register(
     registry_url: str, metrics: dict, lineage: dict | None = None, **columns: str
 ) -> None:
-    from ml.registry import Registry
+    from ml.registry.store import Registry
 
     with Registry(registry_url) as registry:
         registry.register_version(

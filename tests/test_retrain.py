@@ -11,14 +11,14 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from ml.artifacts import directory_sha256
+from ml.artifact.integrity import directory_sha256
 from ml.config import settings
-from ml.registry import Registry
-from ml.retrain import evaluate_step, register_step
+from ml.registry.store import Registry
+from ml.retrain.steps import evaluate_step, register_step
 
 
 def snapshot_info(folder: Path) -> dict[str, Any]:
-    """The snapshot dict ml.dataset's writer returned for `folder` (its snapshot.json + path)."""
+    """The snapshot dict ml.snapshots.build's writer returned for `folder` (its snapshot.json + path)."""
     return {**json.loads((folder / "snapshot.json").read_text()), "path": str(folder)}
 
 
@@ -83,7 +83,7 @@ def test_evaluate_step_fails_rather_than_skip_the_champion_when_the_registry_is_
     """Only "no champion yet" skips the comparison; an unusable registry fails the task."""
     from sqlalchemy import create_engine, text
 
-    from ml.migrate import SchemaError
+    from ml.registry.errors import SchemaError
 
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     Registry(url).close()
@@ -104,7 +104,7 @@ def test_train_step_retry_reuses_a_finished_artifact_and_drops_checkpoints(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from ml.retrain import train_step
+    from ml.retrain.steps import train_step
 
     monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
     snapshot = snapshot_info(make_snapshot(n_per_label=8))
@@ -113,7 +113,7 @@ def test_train_step_retry_reuses_a_finished_artifact_and_drops_checkpoints(
     run_dir = Path(first["artifact_dir"]).parent
     assert run_dir.name == "manual__2026-11-29T03_00_00_00_00"
     assert not (run_dir / "checkpoints").exists()
-    with caplog.at_level("INFO", logger="ml.retrain"):
+    with caplog.at_level("INFO", logger="ml.retrain.steps"):
         again = train_step(snapshot, params, "manual__2026-11-29T03:00:00+00:00")
     assert "already complete: reused" in caplog.text
     assert again == first

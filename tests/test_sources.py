@@ -13,8 +13,8 @@ from sqlalchemy import create_engine, text
 
 from ml import lake
 from ml.config import settings
-from ml.ingest import discover, ingest_day
-from ml.sources import assigned_start, parse_source
+from ml.ingest.sources import assigned_start, parse_source
+from ml.ingest.steps import discover, ingest_day
 
 pytest_plugins = ("pg",)
 

@@ -1,9 +1,9 @@
-"""The staging buckets: a stable, even spread of conversation ids (ml/staging.py)."""
+"""The staging buckets: a stable, even spread of conversation ids (ml/ingest/staging.py)."""
 
 import numpy as np
 import pyarrow as pa
 
-from ml.staging import bucket_count, buckets_of
+from ml.ingest.staging import bucket_count, buckets_of
 
 
 def test_bucket_of_an_id_never_changes() -> None:

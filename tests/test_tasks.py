@@ -1,4 +1,4 @@
-"""Task types (ml.tasks) and the models configuration (ml.models)."""
+"""Task types (ml.tasks.contract) and the models configuration (ml.retrain.specs)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from ml.config import ConfigError, settings
-from ml.models import configured_models, model_spec
-from ml.tasks import TASK_MODULES, UnknownTaskError, artifact_task, task_module
+from ml.retrain.specs import configured_models, model_spec
+from ml.tasks.contract import TASK_MODULES, UnknownTaskError, artifact_task, task_module
 
 
 @pytest.mark.parametrize("task", sorted(TASK_MODULES))
@@ -110,12 +110,12 @@ def _answer_pairs(path: Path) -> Path:
 def test_answers_trains_registers_and_serves_through_the_generic_pipeline(
     intentflow_home: Path, tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`intentflow train --task answers` → ml.answers through the generic retrain steps;
+    """`intentflow train --task answers` → ml.tasks.answers through the generic retrain steps;
     predict/evaluate dispatch by the artifact's task.json."""
     from typer.testing import CliRunner
 
-    from ml.cli import app
-    from ml.registry import Registry
+    from ml.cli.main import app
+    from ml.registry.store import Registry
 
     monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
     monkeypatch.setenv("INTENTFLOW_PROMOTION_MIN_TEST_SIZE", "5")

@@ -29,7 +29,7 @@ def python(code: str, **env: str) -> str:
 
 def test_importing_ml_makes_openmp_threads_wait_passively() -> None:
     # Set before torch loads OpenMP, and handed to child processes (torchrun's ranks).
-    code = "import ml.train, os, sys; print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
+    code = "import ml.tasks.intent.train, os, sys; print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
     assert python(code) == "PASSIVE False"
     assert python(code, OMP_WAIT_POLICY="ACTIVE") == "ACTIVE False"  # a deliberate choice stays
 
@@ -43,7 +43,7 @@ def test_training_uses_the_cpus_the_process_may_use(
     code = (
         "import os; from pathlib import Path\n"
         "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
-        "from ml.train import TrainConfig, fine_tune\n"
+        "from ml.tasks.intent.train import TrainConfig, fine_tune\n"
         f"out = fine_tune(Path({str(snapshot)!r}), Path({str(tmp_path / 'model')!r}), "
         f"TrainConfig(base_model={str(tiny_bert_dir)!r}, epochs=1, max_steps=2))\n"
         "print(out['config']['num_threads'])"

@@ -16,10 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 from processes import read_until
 
-from ml.artifacts import PICKLE_SUFFIXES, directory_sha256
+from ml.artifact.integrity import PICKLE_SUFFIXES, directory_sha256
 from ml.config import default_base_model
-from ml.evaluate import Classifier
-from ml.train import TrainConfig, fine_tune, training_loss
+from ml.tasks.intent.evaluate import Classifier
+from ml.tasks.intent.train import TrainConfig, fine_tune, training_loss
 
 MakeSnapshot = Callable[..., Path]
 
@@ -165,7 +165,7 @@ def test_label_with_one_example_is_trained_with_a_warning(
     _add_train_rows(
         snapshot, [{"conversation_id": "r1", "text": "close my account", "intent": "close"}]
     )
-    with caplog.at_level(logging.WARNING, logger="ml.train"):
+    with caplog.at_level(logging.WARNING, logger="ml.tasks.intent.train"):
         result = fine_tune(snapshot, tmp_path / "model", replace(tiny_train_config, max_steps=2))
     assert "close" in result["labels"]
     assert "fewer than 5 train examples {'close': 1}" in caplog.text
@@ -262,7 +262,7 @@ def test_gradient_accumulation_takes_fewer_optimizer_steps(
 RESUME_SCRIPT = """
 import json, logging, sys
 from pathlib import Path
-from ml.train import TrainConfig, fine_tune
+from ml.tasks.intent.train import TrainConfig, fine_tune
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
 config = TrainConfig(**json.loads(sys.argv[1]))
 fine_tune(Path(sys.argv[2]), Path(sys.argv[3]), config, Path(sys.argv[4]))

@@ -9,9 +9,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from ml.schema import TRANSCRIPT_SCHEMA, content_hash
+from ml.ingest.validation import min_volume, run_suite
 from ml.taxonomy import known_intents
-from ml.validation import min_volume, run_suite
+from ml.transcript import TRANSCRIPT_SCHEMA, content_hash
 
 DAY = date(2026, 11, 22)
 

@@ -36,7 +36,8 @@ from markupsafe import Markup
 from intentflow_ui.chart import metric_chart
 from intentflow_ui.data import Page, build_page, confusion_png, validation_report
 from ml.config import settings
-from ml.registry import CHAMPION, Registry, RegistryError
+from ml.registry.errors import RegistryError
+from ml.registry.store import CHAMPION, Registry
 
 # Who may move the champion: whoever may trigger the DAG that publishes models.
 PERMISSION_DAG = "intent_retrain"

@@ -10,10 +10,10 @@ from typing import Any
 
 from ml import lake, storage
 from ml.config import Settings
-from ml.metric_views import metric_view
-from ml.registry import CHAMPION, PER_CLASS, Registry, VersionInfo
+from ml.registry.store import CHAMPION, PER_CLASS, Registry, VersionInfo
+from ml.registry.views import metric_view
 
-# Columns and chart choices: the model's headline metrics (ml.metric_views) first, then these
+# Columns and chart choices: the model's headline metrics (ml.registry.views) first, then these
 # further intent figures when present, then the rest alphabetically.
 KEY_METRICS = ("accuracy", "macro_f1", "weighted_f1", "top3_accuracy", "ece")
 CONFUSION_PNG = Path("challenger") / "test" / "confusion_matrix.png"
@@ -127,7 +127,7 @@ def class_rows(
 
 
 def _failed_expectations(report_html: Path) -> list[str] | None:
-    """The expectations the day failed, each once: `type(column)`. ml.validation writes
+    """The expectations the day failed, each once: `type(column)`. ml.ingest.validation writes
     validation.json (GX's results: the day's, then one per batch of rows) beside the report."""
     try:
         results = json.loads((report_html.parent / "validation.json").read_text())

@@ -1,0 +1,352 @@
+"""The fast path for JSONL drops: parse, check and normalise whole blocks in Arrow.
+
+pyarrow's JSON reader decodes a block of lines in C++; the rules of :mod:`ml.ingest.parse` are then
+checked column by column. A row goes this way only when it plainly passes every rule in the
+common shape (ASCII text, ids and codes; a `started_at` of the data interval's day in UTC with
+whole seconds); everything else (a block pyarrow refuses, narrowed down by halving, a
+`_pii` field, a row any check is unsure of) takes the record-by-record path of
+:func:`ml.ingest.parse.parse_items`, so every quarantine row, rule and reason is the same as there.
+Lines pyarrow must not read at all (not opening an object, nested deeper than
+ml.ingest.sources.MAX_DEPTH) go that way before it sees them. tests/test_ingest.py and
+tests/test_hostile.py check that both paths stage identical rows and quarantine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from ml.config import allowed_languages
+from ml.ingest.parse import (
+    ALLOWED_CHANNELS,
+    MAX_TEXT_CHARS,
+    MAX_TURN_CHARS,
+    MAX_TURNS,
+    Rejected,
+    parse_items,
+)
+from ml.ingest.redact import redact_array
+from ml.ingest.sources import BOM, MAX_DEPTH, SourceSpec, jsonl_item, too_deep
+from ml.transcript import SPEAKERS, TRANSCRIPT_SCHEMA
+
+# Bytes read per block: bounds memory whatever the file size.
+BLOCK_BYTES = 16 << 20
+# Below this many lines a refused chunk is parsed record by record instead of halved again.
+MIN_CHUNK_LINES = 32
+
+_INPUT = pa.schema(
+    [
+        ("conversation_id", pa.string()),
+        ("started_at", pa.string()),
+        ("channel", pa.string()),
+        ("language", pa.string()),
+        ("intent", pa.string()),
+        ("source", pa.string()),
+        ("turns", pa.list_(pa.struct([("speaker", pa.string()), ("text", pa.string())]))),
+    ]
+)
+_PARSE = pj.ParseOptions(explicit_schema=_INPUT, unexpected_field_behavior="ignore")
+# Printable ASCII, not blank at either end: Python's strip() leaves it as it is.
+_PLAIN = r"^[!-~](?:[ -~]*[!-~])?$"
+# The control characters ml.ingest.parse.clean_text drops, as far as ASCII goes.
+_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+# Lines that may carry source-given PII (`_pii`, which the reader's schema leaves out, also
+# spelt with \u escapes of printable ASCII, which JSON writers never need): record by record.
+_SLOW_LINE = r'"_pii"|\\u00[2-7][0-9A-Fa-f]'
+
+
+def fast_path_applies(spec: SourceSpec) -> bool:
+    """Plain JSONL drops (no column mapping, dated by their folder)."""
+    return spec.format == "jsonl" and not spec.columns and spec.layout == "daily"
+
+
+@dataclass
+class Block:
+    """One block's outcome: canonical rows (with line numbers and byte offsets) and the rest."""
+
+    rows: pa.Table  # TRANSCRIPT_SCHEMA + `line` + `offset` (of the line in the file), line order
+    slow: list[tuple[int, str, dict[str, Any] | Rejected]] = field(default_factory=list)
+
+
+def split_blocks(fh: Any) -> Iterator[tuple[bytes, int, int]]:
+    """An open JSONL file as blocks of whole lines: (bytes, first line number, byte offset)."""
+    first_line, offset, rest = 1, 0, b""
+    while True:
+        chunk = fh.read(BLOCK_BYTES)
+        data = rest + chunk
+        if not chunk:
+            if data:
+                yield (data if data.endswith(b"\n") else data + b"\n"), first_line, offset
+            return
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            rest = data
+            continue
+        data, rest = data[:cut], data[cut:]
+        yield data, first_line, offset
+        first_line += data.count(b"\n")
+        offset += len(data)
+
+
+def parse_block(
+    spec: SourceSpec,
+    url: str,
+    day: date,
+    labels: frozenset[str],
+    default_source: str,
+    data: bytes,
+    first_line: int,
+    offset: int = 0,
+) -> Block:
+    """One block of whole lines (ending with a newline, at `offset` in its file), normalised."""
+    stem = Path(url).stem
+    return _Parser(spec, url, stem, day, labels, default_source).block(data, first_line, offset)
+
+
+class _Parser:
+    def __init__(
+        self,
+        spec: SourceSpec,
+        url: str,
+        stem: str,
+        day: date,
+        labels: frozenset[str],
+        default_source: str,
+    ) -> None:
+        self.spec, self.url, self.stem, self.day = spec, url, stem, day
+        self.labels, self.default_source = labels, default_source
+        self.started_re = rf"^{re.escape(day.isoformat())}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:Z|\+00:00)$"
+        self.label_set = pa.array(sorted(labels), pa.string())
+        self.speakers = pa.array(SPEAKERS, pa.string())
+        self.channels = pa.array(sorted(ALLOWED_CHANNELS), pa.string())
+        self.languages = pa.array(sorted(set(allowed_languages())), pa.string())
+
+    def block(self, data: bytes, first_line: int, offset: int) -> Block:
+        buf = np.frombuffer(data, np.uint8)
+        ends = np.flatnonzero(buf == 10) + 1
+        starts = np.concatenate(([0], ends)).astype(np.int64)  # one more than lines
+        n_lines = len(ends)
+        opens = buf[starts[:-1]] == ord("{")  # JSON records open with '{' (cheap checks)
+        # Python skips lines that strip() to nothing (after the byte-order mark of a file).
+        nonblank = np.ones(n_lines, bool)
+        for i in np.flatnonzero(~opens).tolist():
+            line = data[starts[i] : starts[i + 1]]
+            nonblank[i] = bool((line.removeprefix(BOM) if first_line + i == 1 else line).strip())
+        lines = np.flatnonzero(nonblank)
+        offsets = pa.py_buffer(starts.astype(np.int64))
+        line_arr = pa.Array.from_buffers(
+            pa.large_binary(), n_lines, [None, offsets, pa.py_buffer(data)]
+        )
+        slow_line = pc.match_substring_regex(line_arr, _SLOW_LINE).to_numpy(zero_copy_only=False)
+        # Only lines that open an object go to Arrow: pyarrow 26's reader crashes the process
+        # (SIGSEGV) on input that opens with `null`; any other line is no record anyway.
+        slow_line = slow_line | ~opens | _too_deep(line_arr, data, starts)
+        tables: list[pa.Table] = []
+        slow = lines[slow_line[lines]].tolist()
+        fast = lines[~slow_line[lines]]
+        # Arrow reads a chunk as one slice of the block: it must never span a line kept from
+        # it (a line nested 100,000 deep overflows its parser's stack).
+        for run in np.split(fast, np.unique(np.searchsorted(fast, slow))):
+            self._parse(data, starts, run, tables, slow)
+        parsed = (
+            pa.concat_tables(tables)
+            if tables
+            else _INPUT.empty_table()
+            .append_column("line", pa.array([], pa.int64()))
+            .append_column("offset", pa.array([], pa.int64()))
+        )
+        rows, unsure = self._normalise(parsed)
+        slow.extend(unsure)
+        slow.sort()
+        rows = rows.set_column(
+            rows.schema.get_field_index("line"), "line", pc.add(rows.column("line"), first_line)
+        )
+        rows = rows.set_column(
+            rows.schema.get_field_index("offset"), "offset", pc.add(rows.column("offset"), offset)
+        )
+        return Block(rows=rows, slow=self._record_by_record(data, starts, slow, first_line))
+
+    def _parse(
+        self, data: bytes, starts: np.ndarray, lines: np.ndarray, out: list, slow: list
+    ) -> None:
+        """Parse lines (indexes into the block) with pyarrow; halve a chunk it refuses."""
+        if len(lines) == 0:
+            return
+        if len(lines) >= MIN_CHUNK_LINES or len(lines) == 1:
+            first, last = int(lines[0]), int(lines[-1])
+            # Lines in between that are not in `lines` are blank: the reader skips them too.
+            # (`lines` never straddles a line sent record by record: see `block`.)
+            chunk = data[starts[first] : starts[last + 1]]
+            try:
+                table = pj.read_json(io.BytesIO(chunk), parse_options=_PARSE)
+            except (pa.ArrowInvalid, UnicodeDecodeError):
+                table = None
+            if table is not None and table.num_rows == len(lines):  # one row per line
+                out.append(
+                    table.append_column("line", pa.array(lines, pa.int64())).append_column(
+                        "offset", pa.array(starts[lines], pa.int64())
+                    )
+                )
+                return
+            if len(lines) == 1:
+                slow.append(int(lines[0]))
+                return
+        if len(lines) < MIN_CHUNK_LINES:
+            slow.extend(lines.tolist())
+            return
+        half = len(lines) // 2
+        self._parse(data, starts, lines[:half], out, slow)
+        self._parse(data, starts, lines[half:], out, slow)
+
+    def _record_by_record(
+        self, data: bytes, starts: np.ndarray, slow: list[int], first_line: int
+    ) -> list[tuple[int, str, dict[str, Any] | Rejected]]:
+        items = (
+            jsonl_item(self.spec, first_line + i, data[starts[i] : starts[i + 1]], self.stem)
+            for i in slow
+        )
+        return [
+            (item.number, item.raw, outcome)
+            for item, outcome in parse_items(
+                items, self.url, self.day, self.labels, self.default_source
+            )
+        ]
+
+    def _normalise(self, t: pa.Table) -> tuple[pa.Table, list[int]]:
+        """Canonical rows for the rows that plainly pass every rule; the others' line indexes."""
+        n = t.num_rows
+        ok = _true(pc.match_substring_regex(t["conversation_id"], _PLAIN))
+        ok &= _true(pc.match_substring_regex(t["started_at"], self.started_re))
+        for name in ("channel", "language", "source"):
+            col = t[name]
+            ok &= _true(pc.or_kleene(pc.is_null(col), pc.match_substring_regex(col, _PLAIN)))
+        ok &= _true(pc.or_kleene(pc.is_null(t["intent"]), pc.is_in(t["intent"], self.label_set)))
+        channel = pc.ascii_lower(pc.fill_null(t["channel"], "unknown"))
+        ok &= _true(pc.is_in(channel, self.channels))
+        ok &= _true(pc.is_in(pc.fill_null(t["language"], "und"), self.languages))
+        turns = t["turns"].combine_chunks() if n else pa.array([], _INPUT.field("turns").type)
+        count = pc.list_value_length(turns)
+        ok &= _true(pc.and_kleene(pc.greater(count, 0), pc.less_equal(count, MAX_TURNS)))
+        flat = pc.list_flatten(turns)
+        parents = pc.list_parent_indices(turns).to_numpy(zero_copy_only=False)
+        speaker, text = pc.struct_field(flat, "speaker"), pc.struct_field(flat, "text")
+        turn_ok = _true(pc.is_in(speaker, self.speakers))
+        turn_ok &= _true(pc.string_is_ascii(text))
+        turn_ok &= _true(pc.less_equal(pc.utf8_length(text), MAX_TURN_CHARS))
+        # Control characters are rare: look for them before paying for a rewrite of every text.
+        if pc.any(pc.match_substring_regex(text, _CONTROL)).as_py():
+            text = pc.replace_substring_regex(text, _CONTROL, "")
+        cleaned = pc.ascii_trim_whitespace(text)
+        said = _true(pc.equal(speaker, "customer")) & _true(pc.greater(pc.utf8_length(cleaned), 0))
+        ok &= np.bincount(parents, weights=~turn_ok, minlength=n) == 0
+        ok &= np.bincount(parents, weights=said, minlength=n) > 0
+        unsure = t["line"].to_numpy()[~ok].tolist()
+        keep = np.flatnonzero(ok)
+        if len(keep) < n:
+            t = t.take(keep)
+        turn_keep = ok[parents]
+        parents = np.searchsorted(keep, parents[turn_keep])  # renumbered among kept rows
+        speaker = speaker.filter(turn_keep)
+        said = said[turn_keep]
+        redacted = redact_array(cleaned.filter(turn_keep))
+        rows = self._rows(t, parents, speaker, redacted, said)
+        # The model text's length is a rule on it as stored, after redaction.
+        long = _true(pc.greater(pc.utf8_length(rows["text"]), MAX_TEXT_CHARS))
+        if long.any():
+            unsure += rows["line"].to_numpy()[long].tolist()
+            rows = rows.filter(pa.array(~long))
+        return rows, unsure
+
+    def _rows(
+        self,
+        t: pa.Table,
+        parents: np.ndarray,
+        speaker: pa.Array,
+        text: pa.Array,
+        said: np.ndarray,
+    ) -> pa.Table:
+        n = t.num_rows
+        offsets = pa.array(
+            np.concatenate(([0], np.cumsum(np.bincount(parents, minlength=n)))), pa.int32()
+        )
+        turns = pa.ListArray.from_arrays(
+            offsets, pa.StructArray.from_arrays([speaker, text], names=["speaker", "text"])
+        ).cast(TRANSCRIPT_SCHEMA.field("turns").type)
+        said_offsets = np.concatenate(([0], np.cumsum(np.bincount(parents[said], minlength=n))))
+        model_text = pc.binary_join(
+            pa.ListArray.from_arrays(pa.array(said_offsets, pa.int32()), text.filter(said)), " "
+        )
+        cid = t["conversation_id"].combine_chunks() if n else pa.array([], pa.string())
+        started_raw = pc.utf8_slice_codeunits(t["started_at"], 0, 19)
+        started_at = pc.assume_timezone(
+            pc.strptime(started_raw, format="%Y-%m-%dT%H:%M:%S", unit="us"), "UTC"
+        )
+        channel = pc.ascii_lower(pc.fill_null(t["channel"], "unknown"))
+        language = pc.fill_null(t["language"], "und")
+        source = pc.fill_null(t["source"], self.default_source.strip())
+        intent = t["intent"]
+        hash_input = pc.binary_join_element_wise(
+            "channel\x1f", channel,
+            "\x1econversation_id\x1f", cid,
+            "\x1eintent\x1f", pc.fill_null(intent, "\x00"),
+            "\x1elanguage\x1f", language,
+            "\x1esource\x1f", source,
+            "\x1estarted_at\x1f", started_raw, "+00:00",
+            "\x1etext\x1f", model_text,
+            "\x1eturns\x1f",
+            pc.binary_join(
+                pa.ListArray.from_arrays(offsets, pc.binary_join_element_wise(speaker, text, "\x1c")),
+                "\x1d",
+            ),
+            "",
+        )  # fmt: skip
+        hashes = [
+            hashlib.sha256(b).hexdigest() for b in pc.cast(hash_input, pa.binary()).to_pylist()
+        ]
+        columns = {
+            "conversation_id": cid,
+            "source": source,
+            "started_at": started_at,
+            "channel": channel,
+            "language": language,
+            "turns": turns,
+            "intent": intent,
+            "text": model_text,
+            "content_hash": pa.array(hashes, pa.string()),
+            "line": t["line"],
+            "offset": t["offset"],
+        }
+        schema = TRANSCRIPT_SCHEMA.append(pa.field("line", pa.int64())).append(
+            pa.field("offset", pa.int64())
+        )
+        return pa.table([columns[f.name] for f in schema], schema=schema)
+
+
+def _too_deep(lines: pa.Array, data: bytes, starts: np.ndarray) -> np.ndarray:
+    """Lines nested deeper than ml.ingest.sources.MAX_DEPTH, which Python may not decode at all.
+
+    Only a line with more opening brackets than that can be: mostly long conversations,
+    which ml.ingest.sources.too_deep clears.
+    """
+    brackets = pc.add(pc.count_substring(lines, "["), pc.count_substring(lines, "{"))
+    brackets = brackets.to_numpy(zero_copy_only=False)
+    deep = np.zeros(len(lines), bool)
+    for i in np.flatnonzero(brackets > MAX_DEPTH).tolist():
+        deep[i] = too_deep(data[starts[i] : starts[i + 1]].decode("utf-8", "replace"))
+    return deep
+
+
+def _true(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean mask as numpy, null counting as False."""
+    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False).astype(bool)

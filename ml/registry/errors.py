@@ -1,0 +1,15 @@
+"""What the registry raises: callers (CLI, retrain steps, UI) catch these by type."""
+
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """A registry request that cannot be served: unknown model/alias/version, bad input."""
+
+
+class NotFoundError(RegistryError):
+    """The model, version or alias asked for does not exist (the database itself answered)."""
+
+
+class SchemaError(RegistryError):
+    """The registry database is not at the schema this code expects."""

@@ -1,0 +1,69 @@
+"""Which test metrics a registered version's views show: `intentflow registry list`, `report`,
+`evaluate` and the registry page in the Airflow UI all ask here, so they agree.
+
+Each task type records its own metric names (ml.tasks.intent.evaluate for intent, ml.tasks.entities.span_metrics,
+ml.tasks.answers.ranking_metrics). A view leads with the model's primary metric (its configured
+promotion metric, ml.retrain.specs, else its task's PROMOTION_METRIC), then the task's other headline
+metrics below; per class it shows the task's per-class metric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ml.config import ConfigError, Settings
+from ml.tasks.contract import UnknownTaskError, task_module
+
+# Per task type: the test metrics a person reads first (after the primary one), and the metric
+# shown per class (intent label, entity type, or the query's intent for answers).
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "intent": ("macro_f1", "accuracy"),
+    "entities": ("micro_f1", "macro_f1"),
+    "answers": ("mrr", "recall_at_1", "recall_at_5"),
+}
+CLASS_METRIC: dict[str, str] = {"intent": "f1", "entities": "f1", "answers": "mrr"}
+
+
+@dataclass(frozen=True)
+class MetricView:
+    """What the views show of one registered model's versions."""
+
+    metrics: tuple[str, ...]  # headline test metrics, the primary one first
+    class_metric: str  # the per-class metric
+
+    @property
+    def primary(self) -> str | None:
+        return self.metrics[0] if self.metrics else None
+
+    def headline(self, test: dict[str, Any]) -> dict[str, float]:
+        """The headline metrics `test` (a split's metrics) has, in order; absent ones left out."""
+        return {k: test[k] for k in self.metrics if isinstance(test.get(k), int | float)}
+
+
+def task_view(task: str, primary: str | None) -> MetricView:
+    """The view of task type `task` led by `primary` (None: the task's headline metrics)."""
+    names = [primary] if primary else []
+    return MetricView(
+        tuple(dict.fromkeys([*names, *TASK_METRICS.get(task, ())])), CLASS_METRIC.get(task, "f1")
+    )
+
+
+def metric_view(model: str, task: str, cfg: Settings | None = None) -> MetricView:
+    """The view of registered model `model` of task type `task`.
+
+    Its primary metric is the configured model's (same name and task: ModelSpec.primary_metric),
+    else the task module's PROMOTION_METRIC; a model configuration that does not load, or an
+    unknown task type, still gets a view (the views must render whatever the registry holds).
+    """
+    return task_view(task, _primary(model, task, cfg))
+
+
+def _primary(model: str, task: str, cfg: Settings | None) -> str | None:
+    from ml.retrain.specs import configured_models
+
+    try:
+        spec = next((m for m in configured_models(cfg) if (m.name, m.task) == (model, task)), None)
+        return spec.primary_metric if spec else task_module(task).PROMOTION_METRIC
+    except (ConfigError, UnknownTaskError):
+        return None

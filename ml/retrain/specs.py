@@ -1,0 +1,152 @@
+"""The configured models: one retrain DAG each (dags/model_retrain.py), one registered model each.
+
+A model is a name (the registry's), a task type (ml.tasks.contract), where its training data comes from
+("lake" for the ingested transcripts, else a labeled file or URL the task's build_dataset
+reads), a schedule, and default params for its DAG form. The defaults below give `intent`
+(exactly as before: `intent_retrain`, nightly, from the lake), `entities` and `answers`;
+INTENTFLOW_MODELS_FILE (a JSON list of such objects) replaces them, e.g.::
+
+    [{"name": "intent", "task": "intent", "source": "lake", "schedule": "0 3 * * *",
+      "params": {"window_days": 7}},
+     {"name": "entities", "task": "entities", "source": "/data/bitext/train.csv",
+      "schedule": "0 4 * * 0", "params": {"epochs": 3},
+      "options": {"abcd": "/data/abcd/abcd_sample.json"}}]
+
+Light on purpose: the dag-processor reads it at parse time (no task module is imported).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ml.config import ConfigError, Settings, settings
+from ml.tasks.contract import TASK_MODULES
+
+LAKE = "lake"
+# Where the entities and answers models read Bitext-style rows (spans; instruction → response)
+# when INTENTFLOW_ENTITIES_SOURCE / INTENTFLOW_ANSWERS_SOURCE are unset.
+LABELED_SOURCE_SUBDIR = "labeled/bitext-customer-support/train.csv"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # the registered model's name
+    task: str  # a task type of ml.tasks.contract.TASK_MODULES
+    source: str = LAKE  # "lake", or a labeled file / URL for the task's build_dataset
+    schedule: str | None = None  # cron, or None: triggered by hand only
+    params: dict[str, Any] = field(
+        default_factory=dict
+    )  # DAG form defaults (TrainConfig fields...)
+    options: dict[str, Any] = field(default_factory=dict)  # extra build_dataset arguments
+    # The test metric promotion compares; None: the task module's PROMOTION_METRIC.
+    promotion_metric: str | None = None
+    dag_id: str = ""  # default: "<name>_retrain"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.task not in TASK_MODULES:
+            raise ConfigError(
+                f"model {self.name!r}: unknown task type {self.task!r} "
+                f"(known: {', '.join(sorted(TASK_MODULES))})"
+            )
+        if not self.dag_id:
+            object.__setattr__(self, "dag_id", f"{self.name}_retrain")
+
+    @property
+    def from_lake(self) -> bool:
+        return self.source == LAKE
+
+    @property
+    def primary_metric(self) -> str:
+        """The test metric promotion compares and views show first: the configured one, else
+        the task module's PROMOTION_METRIC (imported only when asked for)."""
+        from ml.tasks.contract import task_module
+
+        return self.promotion_metric or task_module(self.task).PROMOTION_METRIC
+
+
+def default_models(cfg: Settings) -> list[ModelSpec]:
+    return [
+        ModelSpec(
+            name=cfg.model_name,
+            task="intent",
+            source=LAKE,
+            schedule="0 3 * * *",
+            params={"window_days": 7},
+            promotion_metric=cfg.promotion_metric,
+            dag_id="intent_retrain",
+            description="Intent classifier from the lake's transcripts.",
+        ),
+        ModelSpec(
+            name="entities",
+            task="entities",
+            # Labeled spans, not the lake: lake transcripts are PII-redacted (see ml.tasks.entities).
+            source=os.environ.get("INTENTFLOW_ENTITIES_SOURCE")
+            or str(cfg.home / LABELED_SOURCE_SUBDIR),
+            schedule="0 4 * * 0",
+            params={"epochs": 3},
+            options={"abcd": os.environ["INTENTFLOW_ENTITIES_ABCD"]}
+            if os.environ.get("INTENTFLOW_ENTITIES_ABCD")
+            else {},
+            description="Entity tagger (order/invoice ids, account types, names, places, "
+            "amounts) from a labeled span source.",
+        ),
+        ModelSpec(
+            name="answers",
+            task="answers",
+            # Approved question → answer pairs (Bitext's instruction → response by default).
+            source=os.environ.get("INTENTFLOW_ANSWERS_SOURCE")
+            or str(cfg.home / LABELED_SOURCE_SUBDIR),
+            schedule="0 5 * * 0",
+            description="Answer suggestion: ranks approved agent replies from an answer bank.",
+        ),
+    ]
+
+
+def configured_models(cfg: Settings | None = None) -> list[ModelSpec]:
+    """INTENTFLOW_MODELS_FILE's models, else the defaults; names and DAG ids unique."""
+    cfg = cfg or settings()
+    path = os.environ.get("INTENTFLOW_MODELS_FILE", "").strip()
+    models = _read_models(Path(path)) if path else default_models(cfg)
+    for attr in ("name", "dag_id"):
+        values = [getattr(m, attr) for m in models]
+        dupes = sorted({v for v in values if values.count(v) > 1})
+        if dupes:
+            raise ConfigError(f"models configuration: duplicate {attr} {dupes}")
+    return models
+
+
+def _read_models(path: Path) -> list[ModelSpec]:
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"INTENTFLOW_MODELS_FILE {path}: {exc}") from exc
+    if not isinstance(items, list):
+        raise ConfigError(f"INTENTFLOW_MODELS_FILE {path}: expected a JSON list of models")
+    known = set(ModelSpec.__dataclass_fields__)
+    models = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not {"name", "task"} <= set(item):
+            raise ConfigError(f"{path}: model #{i + 1} needs at least 'name' and 'task'")
+        unknown = sorted(set(item) - known)
+        if unknown:
+            raise ConfigError(f"{path}: model {item['name']!r} has unknown keys {unknown}")
+        models.append(ModelSpec(**item))
+    return models
+
+
+def model_spec(name: str | None = None, cfg: Settings | None = None) -> ModelSpec:
+    """The configured model `name`; None: the intent model (INTENTFLOW_MODEL_NAME)."""
+    cfg = cfg or settings()
+    name = name or cfg.model_name
+    models = configured_models(cfg)
+    for spec in models:
+        if spec.name == name:
+            return spec
+    raise ConfigError(
+        f"no configured model {name!r} (configured: {', '.join(m.name for m in models)})"
+    )

@@ -1,0 +1,361 @@
+"""The retrain pipeline as steps: snapshot → fine_tune → evaluate → register → promote.
+
+Each configured model's retrain DAG (`intent_retrain`, `entities_retrain`, ...; see ml.retrain.specs)
+runs each step as a task and `intentflow train` runs them in order, so both take one code path.
+Steps exchange small JSON-serialisable dicts (paths, hashes, metrics), never models or data.
+The steps are generic: `model` names a configured model (None: the intent model), and its
+task type's module (ml.tasks.contract) builds the dataset, trains, evaluates; promotion compares the
+model's promotion metric.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import subprocess
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from ml import storage
+from ml.config import Settings, settings
+from ml.retrain.specs import ModelSpec, model_spec
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+
+
+def code_version() -> str:
+    """The package version plus the git commit when running from a checkout."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        pkg = version("intentflow")
+    except PackageNotFoundError:
+        pkg = "0+unknown"
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return pkg
+    return f"{pkg}+g{sha}"
+
+
+def _spec(model: str | ModelSpec | None, cfg: Settings) -> ModelSpec:
+    """A configured model by name (None: the intent model), or a spec given as it is (the CLI
+    trains unconfigured models from a file)."""
+    return model if isinstance(model, ModelSpec) else model_spec(model, cfg)
+
+
+def _task(spec: ModelSpec) -> Any:
+    from ml.tasks.contract import task_module
+
+    return task_module(spec.task)
+
+
+def snapshot_step(
+    end: date, window_days: int, cfg: Settings | None = None, model: str | ModelSpec | None = None
+) -> dict[str, Any]:
+    """The lake's window for a lake-fed model; else the task's build_dataset on its source."""
+    cfg = cfg or settings()
+    spec = _spec(model, cfg)
+    if not spec.from_lake:
+        return _task(spec).build_dataset(spec.source, cfg.snapshots / spec.name, **spec.options)
+    from ml.snapshots.build import make_snapshot
+
+    return make_snapshot(cfg.lake, cfg.snapshots, end, window_days)
+
+
+def train_step(
+    snapshot: dict[str, Any],
+    params: dict[str, Any],
+    run_key: str,
+    cfg: Settings | None = None,
+    model: str | ModelSpec | None = None,
+) -> dict[str, Any]:
+    import json
+
+    from ml.artifact.files import METRICS_FILE
+    from ml.artifact.store import publish_artifact
+    from ml.snapshots.build import local_snapshot
+    from ml.training.device import gpu_lease, training_device
+
+    cfg = cfg or settings()
+    spec = _spec(model, cfg)
+    # First: a gpu worker without its GPU fails here, before any data or model is loaded.
+    device = training_device(cfg.require_gpu)
+    # An empty param means "the default": the configured base model, then the task's.
+    given = {k: v for k, v in params.items() if v not in (None, "")}
+    config = {"base_model": cfg.base_model, **given}
+    safe_key = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_key)
+    run_url = storage.join(cfg.artifacts, spec.name, safe_key)
+    model_url = storage.join(run_url, "model")
+    # On object storage the model is written to a local work folder, then uploaded.
+    remote = storage.is_remote(run_url)
+    run_dir = cfg.cache / "runs" / spec.name / safe_key if remote else Path(run_url)
+    done = storage.join(run_url, "summary.json")
+    if storage.exists(done):
+        # A retry after the artifact was written (say the worker died before reporting).
+        log.info("artifact %s already complete: reused", model_url)
+        return json.loads(storage.read_bytes(done))
+    summary = run_dir / "summary.json"
+    if summary.is_file():  # trained here, but the upload did not finish
+        out = json.loads(summary.read_text(encoding="utf-8"))
+    else:
+        # A kill between the artifact's rename and summary.json: the artifact is whole, but
+        # its summary was never handed on; train again rather than guess.
+        shutil.rmtree(run_dir / "model", ignore_errors=True)
+        # Training reads a local snapshot: a cached download when it is on object storage.
+        snapshot = {**snapshot, "path": str(local_snapshot(snapshot["path"], cfg.cache))}
+        if device != "cuda":
+            out = _train_in(run_dir, snapshot, config, spec, gpus=[])
+        else:
+            import torch
+
+            # Each training holds its own GPU(s) when a worker runs several at once.
+            with gpu_lease(torch.cuda.device_count(), count=cfg.gpus_per_training) as gpus:
+                out = _train_in(run_dir, snapshot, config, spec, gpus)
+        _write_json(summary, out)
+    if remote:
+        publish_artifact(
+            run_dir / "model", str(model_url), out["artifact_sha256"], cfg.cache, METRICS_FILE
+        )
+        out = {**out, "artifact_dir": str(model_url)}
+        fs, path = storage.filesystem(str(done))
+        fs.pipe_file(path, json.dumps(out, default=str).encode())
+    return json.loads(json.dumps(out, default=str))
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    import json
+
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, default=str), encoding="utf-8")
+    tmp.rename(path)
+
+
+def _train_in(
+    run_dir: Path,
+    snapshot: dict[str, Any],
+    config: dict[str, Any],
+    spec: ModelSpec,
+    gpus: list[int],
+) -> dict:
+    """The task's fine_tune into run_dir/model: in this process on one device, under torchrun
+    on several (intent only; other task types train on the first leased GPU).
+
+    Checkpoints per epoch go to run_dir/checkpoints: a retried task resumes where the killed one
+    stopped; the finished artifact supersedes them.
+    """
+    checkpoints, model_dir, snapshot_dir = (
+        run_dir / "checkpoints",
+        run_dir / "model",
+        Path(snapshot["path"]),
+    )
+    if len(gpus) > 1 and spec.task == "intent":
+        from ml.tasks.intent import train_config
+        from ml.training.device import visible_devices
+        from ml.training.launcher import launch
+
+        env = {"CUDA_VISIBLE_DEVICES": visible_devices(gpus)}
+        out = launch(snapshot_dir, model_dir, train_config(config), checkpoints, len(gpus), env)
+    else:
+        if len(gpus) > 1:
+            log.warning(
+                "%s training is single-process: using GPU %d of %s", spec.task, gpus[0], gpus
+            )
+        if gpus:
+            import torch
+
+            torch.cuda.set_device(gpus[0])
+        out = _task(spec).fine_tune(snapshot_dir, model_dir, config, checkpoints)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return out
+
+
+def evaluate_step(
+    snapshot: dict[str, Any],
+    trained: dict[str, Any],
+    cfg: Settings | None = None,
+    model: str | ModelSpec | None = None,
+) -> dict[str, Any]:
+    """Score the new model and the current champion on the same test split and golden sets.
+
+    Reports (metrics.json, for intent also the confusion matrix JSON + PNG) go beside the new
+    model's artifact. Golden sets (INTENTFLOW_GOLDEN_SETS) are intent-labeled files: they
+    apply to intent models only.
+    """
+    from ml.artifact.store import fetch_artifact
+    from ml.registry.errors import NotFoundError
+    from ml.registry.store import Registry
+    from ml.snapshots.build import local_snapshot
+
+    cfg = cfg or settings()
+    spec = _spec(model, cfg)
+    task = _task(spec)
+    reports_at = storage.join(storage.parent(trained["artifact_dir"]), "evaluation")
+    snapshot_dir = local_snapshot(snapshot["path"], cfg.cache)
+    golden = cfg.golden_sets if spec.task == "intent" else {}
+    datasets = {"test": snapshot_dir / "test.parquet", **golden}
+
+    def score(artifact: str, sha256: str, who: str) -> dict[str, Any]:
+        local = fetch_artifact(artifact, sha256, cfg.cache)
+        with storage.local_output(storage.join(reports_at, who)) as reports:
+            return {
+                split: task.evaluate(local, data, sha256, report_dir=reports / split)
+                for split, data in datasets.items()
+            }
+
+    challenger = score(trained["artifact_dir"], trained["artifact_sha256"], "challenger")
+    result: dict[str, Any] = {
+        "challenger": challenger.pop("test"),
+        "challenger_golden": challenger,
+        "champion": None,
+        "champion_golden": None,
+        "champion_version": None,
+        "reports": str(reports_at),
+    }
+    registry = Registry(cfg.registry_url)  # an old schema or a dead database fails the task
+    try:
+        champion = registry.get(spec.name, alias=CHAMPION)
+    except NotFoundError:  # only "no champion yet": anything else must not skip the comparison
+        log.info("no %s@%s yet: nothing to compare against", spec.name, CHAMPION)
+        return result
+    theirs = score(champion.artifact_uri, champion.artifact_sha256, f"champion-v{champion.version}")
+    result.update(
+        champion=theirs.pop("test"), champion_golden=theirs, champion_version=champion.version
+    )
+    return result
+
+
+def base_model_sha256(base_model: str) -> str | None:
+    """sha256 of a local base model directory; None for a hub id (nothing local to hash)."""
+    from ml.artifact.integrity import directory_sha256
+
+    path = Path(base_model)
+    return directory_sha256(path) if path.is_dir() else None
+
+
+def register_step(
+    snapshot: dict[str, Any],
+    trained: dict[str, Any],
+    evaluation: dict[str, Any],
+    lineage: dict[str, Any],
+    cfg: Settings | None = None,
+    model: str | ModelSpec | None = None,
+) -> dict[str, Any]:
+    """Register the trained model (with its task type) with its metrics and lineage.
+
+    `lineage` carries the run: dag_id, run_id, logical_date, actor; the rest (data snapshot,
+    partitions, base model and its hash, code version, parameters) is taken from the steps.
+    """
+    from ml.registry.store import Registry
+
+    cfg = cfg or settings()
+    spec = _spec(model, cfg)
+    run = dict(lineage)
+    actor = run.pop("actor", "intentflow")
+    info = Registry(cfg.registry_url).register_version(
+        spec.name,
+        task_type=spec.task,
+        artifact_uri=trained["artifact_dir"],
+        artifact_sha256=trained["artifact_sha256"],
+        base_model=trained["base_model"],
+        base_model_sha256=base_model_sha256(trained["base_model"]),
+        data_snapshot_hash=snapshot["hash"],
+        dag_id=run.pop("dag_id", None),
+        run_id=run.pop("run_id", None),
+        logical_date=run.pop("logical_date", None),
+        code_version=code_version(),
+        params=trained.get("config", {}),
+        lineage={
+            **run,
+            "snapshot_path": snapshot.get("path"),
+            "window": snapshot.get("window"),
+            "partitions": snapshot.get("partitions", []),
+            "counts": snapshot.get("counts"),
+            "evaluation_reports": evaluation["reports"],
+        },
+        metrics={
+            "test": evaluation["challenger"],
+            "validation": trained["validation"],
+            **{f"golden:{name}": m for name, m in evaluation["challenger_golden"].items()},
+        },
+        actor=actor,
+    )
+    return {"model": info.model, "version": info.version}
+
+
+def promote_step(
+    registered: dict[str, Any],
+    evaluation: dict[str, Any],
+    actor: str,
+    cfg: Settings | None = None,
+    model: str | ModelSpec | None = None,
+) -> dict[str, Any]:
+    """Apply the configured promotion policy (INTENTFLOW_PROMOTION_*) on the model's metric
+    (its configured promotion_metric, else its task's PROMOTION_METRIC) and its task's
+    per-class metric; reasons go to the audit.
+    """
+    from ml.registry.promotion import PromotionPolicy, promote
+    from ml.registry.store import Registry
+    from ml.registry.views import task_view
+
+    cfg = cfg or settings()
+    spec = _spec(model, cfg)
+    metric = spec.primary_metric
+    policy = dataclasses.replace(
+        PromotionPolicy.from_settings(cfg),
+        metric=metric,
+        class_metric=task_view(spec.task, metric).class_metric,
+    )
+    decision = promote(
+        Registry(cfg.registry_url),
+        registered["model"],
+        registered["version"],
+        evaluation["challenger"],
+        evaluation["champion"],
+        policy,
+        actor,
+    )
+    outcome = CHAMPION if decision.promote else "challenger"
+    log.info(
+        "%s:%s → %s: %s",
+        registered["model"],
+        registered["version"],
+        outcome,
+        "; ".join(decision.reasons),
+    )
+    return {**registered, "alias": outcome, "reasons": decision.reasons}
+
+
+def run_on_snapshot(
+    snap: dict[str, Any],
+    params: dict[str, Any],
+    run_key: str,
+    actor: str,
+    cfg: Settings | None = None,
+    model: str | ModelSpec | None = None,
+) -> dict[str, Any]:
+    """fine_tune → evaluate → register → promote on a snapshot, as the DAG's tasks do."""
+    cfg = cfg or settings()
+    trained = train_step(snap, params, run_key, cfg, model)
+    evaluation = evaluate_step(snap, trained, cfg, model)
+    lineage = {"dag_id": None, "run_id": run_key, "actor": actor}
+    registered = register_step(snap, trained, evaluation, lineage, cfg, model)
+    promoted = promote_step(registered, evaluation, actor, cfg, model)
+    spec = _spec(model, cfg)
+    return {
+        **promoted,
+        "task": spec.task,
+        "metric": spec.primary_metric,
+        "test": evaluation["challenger"],
+    }

@@ -1,0 +1,59 @@
+"""Task types: which `ml` module trains, evaluates and serves each kind of model.
+
+A task type is one module (see /TASK-CONTRACT in the README's "Task types" section) exposing
+TASK, PROMOTION_METRIC, build_dataset, fine_tune, evaluate and predict. The retrain steps
+(ml.retrain.steps) and the CLI dispatch through here, by the model's configured task type or by the
+`task.json` an artifact carries, so adding a task type is a module plus one line below.
+
+Light on purpose: DAG files import it at parse time; task modules load only when asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from types import ModuleType
+
+from ml.artifact.files import TASK_FILE
+
+# task type -> module implementing the contract.
+TASK_MODULES: dict[str, str] = {
+    "intent": "ml.tasks.intent",
+    "entities": "ml.tasks.entities",
+    "answers": "ml.tasks.answers",
+}
+# Artifacts from before task types existed carry no task.json: they are intent models.
+LEGACY_TASK = "intent"
+CONTRACT = ("TASK", "PROMOTION_METRIC", "build_dataset", "fine_tune", "evaluate", "predict")
+
+
+class UnknownTaskError(ValueError):
+    """A task type no module is configured for."""
+
+
+def task_module(task: str) -> ModuleType:
+    """The module for `task`, checked against the contract."""
+    if task not in TASK_MODULES:
+        raise UnknownTaskError(
+            f"unknown task type {task!r}: known task types are {', '.join(sorted(TASK_MODULES))}"
+        )
+    module = importlib.import_module(TASK_MODULES[task])
+    missing = [name for name in CONTRACT if not hasattr(module, name)]
+    if missing or module.TASK != task:
+        raise UnknownTaskError(
+            f"{module.__name__} does not implement task type {task!r} "
+            f"(missing: {', '.join(missing) or '-'}; TASK={getattr(module, 'TASK', None)!r})"
+        )
+    return module
+
+
+def artifact_task(artifact_dir: Path | str) -> str:
+    """The task type an artifact directory was trained for (its task.json)."""
+    path = Path(artifact_dir) / TASK_FILE
+    if not path.is_file():
+        return LEGACY_TASK
+    task = json.loads(path.read_text(encoding="utf-8")).get("task")
+    if not isinstance(task, str) or not task:
+        raise UnknownTaskError(f"{path} names no task type")
+    return task

@@ -1,0 +1,462 @@
+"""Fine-tune a BERT-class checkpoint into an intent classifier from a dataset snapshot.
+
+Tokenize once, then ml.training.loop's training loop (length-grouped batches, AdamW with linear
+warmup/decay, validation macro-F1 after every epoch, the best epoch kept, checkpoints, DDP
+under torchrun) with label-smoothed cross-entropy, a temperature fitted on the kept model's
+validation logits (ml.training.calibration), and an intent artifact written through ml.artifact.files.
+It runs on CPU by default and uses CUDA (with bf16 autocast) when present.
+
+torch and transformers are imported inside functions: DAG files import this module at parse
+time, and the scheduler must not pay for torch on every parse.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow.parquet as pq
+
+from ml.artifact import files as artifact_files
+from ml.artifact.files import (
+    LABELS_FILE,
+    MODEL_CARD_FILE,
+    check_out_dir,
+    read_json,
+    save_model_files,
+    write_json,
+    write_staged,
+    write_training_record,
+)
+from ml.tasks.intent.evaluate import batched_logits, classification_metrics
+from ml.threads import threads_for, torch_threads
+from ml.training import distributed
+from ml.training.calibration import CALIBRATION_FILE, calibration_record
+from ml.training.device import torch_device
+from ml.training.loop import (
+    BaseTrainConfig,
+    LoopTask,
+    Outcome,
+    resolve_base_model,
+    set_seed,
+    train_epochs,
+)
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger("ml.tasks.intent.train")
+
+# Fewer train examples than this for a label: trained anyway (the label stays in the model),
+# but its predictions are unreliable, so the log and the model card say so.
+RARE_LABEL_EXAMPLES = 5
+
+
+@dataclass
+class TrainConfig(BaseTrainConfig):
+    """Intent training: ml.training.loop's shared settings (their defaults are intent's) plus the
+    intent-only ones below. Serialized, resolved, into train_config.json."""
+
+    # One optimizer step every this many batches: a larger effective batch in the same memory.
+    gradient_accumulation_steps: int = 1
+    # Cross-entropy label smoothing: intent sets have near-synonym classes (Banking77's
+    # card_arrival / card_delivery_estimate); softer targets generalise better.
+    label_smoothing: float = 0.1
+
+    def accumulation_steps(self) -> int:
+        return max(1, self.gradient_accumulation_steps)
+
+
+@dataclass
+class _Split:
+    """One tokenized split: unpadded encodings, label strings and label ids (-1: unknown)."""
+
+    encoded: list[dict[str, list[int]]]
+    intents: list[str]
+    label_ids: list[int]
+    lengths: list[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lengths = [len(e["input_ids"]) for e in self.encoded]
+
+    def examples(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        """The loop's view of a batch: encodings plus the target under `labels`."""
+        return [{**self.encoded[i], "labels": self.label_ids[i]} for i in ids]
+
+
+def fine_tune(
+    snapshot_dir: Path, out_dir: Path, config: TrainConfig, checkpoint_dir: Path | None = None
+) -> dict[str, Any]:
+    """Fine-tune on `snapshot_dir` and write a safetensors-only model artifact to `out_dir`.
+
+    With `checkpoint_dir`, the model, optimizer and schedule are saved there after every
+    epoch, and a call that finds a checkpoint resumes from it: a retried task (after a kill
+    or a lost worker) continues instead of starting over, and ends with the same model.
+
+    Under torchrun (ml.training.distributed) every process calls this; rank 0 alone writes checkpoints
+    and the artifact, and the other ranks return an empty dict.
+
+    Raises ValueError before any training for an empty train split, fewer than two labels,
+    or a base model that is not a local sequence-classification-capable checkpoint, and
+    FileExistsError when `out_dir` exists and is not empty.
+    """
+    started = time.perf_counter()
+    world = distributed.current()
+    snapshot_dir, out_dir = Path(snapshot_dir), Path(out_dir)
+    check_out_dir(out_dir)
+    snapshot = read_json(snapshot_dir / "snapshot.json")
+    train_rows = _read_split(snapshot_dir, "train")
+    val_rows = _read_split(snapshot_dir, "validation")
+    labels = _label_set(train_rows["intent"], snapshot_dir)
+    base_model = resolve_base_model(config.base_model)
+    threads = threads_for(config.num_threads, world.size)
+
+    with torch_threads(threads):
+        set_seed(config.seed)
+        model, tokenizer = _load_base(base_model, labels)
+        max_length = min(config.max_length, model.config.max_position_embeddings)
+        resolved = replace(
+            config, base_model=base_model, num_threads=threads, max_length=max_length
+        )
+        label2id = {label: i for i, label in enumerate(labels)}
+        train = _tokenize(tokenizer, train_rows, label2id, max_length)
+        validation = _tokenize(tokenizer, val_rows, label2id, max_length)
+        _warn_unknown_labels(validation, labels)
+        _warn_rare_labels(train, labels)
+        logger.info(
+            "fine-tuning %s on %d train / %d validation examples, %d labels, %d threads, "
+            "%d process(es), %s",
+            base_model,
+            len(train.intents),
+            len(validation.intents),
+            len(labels),
+            threads,
+            world.size,
+            torch_device().type,
+        )
+        outcome = train_epochs(
+            model,
+            train,
+            resolved,
+            _intent_loop(tokenizer, validation, labels, resolved),
+            checkpoint_dir,
+        )
+        # One more pass over validation, on the kept epoch's weights: its logits fit T.
+        calibration = _calibrate(model, tokenizer, validation, resolved) if world.main else {}
+
+    if not world.main:
+        return {}
+    wall_seconds = time.perf_counter() - started
+    _write_artifact(
+        out_dir,
+        model,
+        tokenizer,
+        labels,
+        resolved,
+        snapshot,
+        train,
+        outcome,
+        wall_seconds,
+        calibration,
+    )
+    logger.info("wrote artifact %s", out_dir)
+    return artifact_summary(out_dir)
+
+
+def artifact_summary(out_dir: Path) -> dict[str, Any]:
+    """What fine_tune returns, read back from a finished artifact (a retried task reuses it)."""
+    return artifact_files.artifact_summary(
+        out_dir, TrainConfig, labels=read_json(out_dir / LABELS_FILE)
+    )
+
+
+# --- inputs and checks -----------------------------------------------------------------------
+
+
+def _read_split(snapshot_dir: Path, split: str) -> dict[str, list[str]]:
+    """`text` and `intent` of one split; rows without an intent cannot be trained or scored."""
+    path = snapshot_dir / f"{split}.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"snapshot split {path} not found")
+    table = pq.read_table(path, columns=["text", "intent"]).to_pydict()
+    rows = [(t or "", y) for t, y in zip(table["text"], table["intent"], strict=True) if y]
+    return {"text": [t for t, _ in rows], "intent": [y for _, y in rows]}
+
+
+def _label_set(intents: list[str], snapshot_dir: Path) -> list[str]:
+    """Sorted labels actually present in train: the model can only learn those."""
+    if not intents:
+        raise ValueError(f"the train split of snapshot {snapshot_dir} is empty: nothing to learn")
+    labels = sorted(set(intents))
+    if len(labels) < 2:
+        raise ValueError(
+            f"the train split of snapshot {snapshot_dir} has only the label(s) {labels}; "
+            "a classifier needs at least 2"
+        )
+    return labels
+
+
+def _load_base(
+    base_model: str, labels: list[str]
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base_model)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"base model {base_model} has no usable tokenizer: {exc}") from exc
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base_model,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        problem_type="single_label_classification",
+        # A checkpoint that already has a head (e.g. a previous intent model) may have a
+        # different label count: re-initialise the head instead of failing.
+        ignore_mismatched_sizes=True,
+        # fp32 master weights whatever the checkpoint's dtype; CUDA adds bf16 autocast.
+        dtype=torch.float32,
+        use_safetensors=True,
+    )
+    return model.to(torch_device()), tokenizer
+
+
+def _tokenize(
+    tokenizer: PreTrainedTokenizerBase,
+    split: dict[str, list[str]],
+    label2id: dict[str, int],
+    max_length: int,
+) -> _Split:
+    """Tokenize a whole split once; padding happens per batch. Long texts are truncated."""
+    texts = split["text"]
+    encoded = tokenizer(texts, truncation=True, max_length=max_length) if texts else {}
+    keys = list(encoded.keys())
+    examples = [{key: encoded[key][i] for key in keys} for i in range(len(texts))]
+    label_ids = [label2id.get(intent, -1) for intent in split["intent"]]
+    return _Split(examples, list(split["intent"]), label_ids)
+
+
+def rare_labels(intents: list[str], labels: list[str]) -> dict[str, int]:
+    """Labels with fewer than RARE_LABEL_EXAMPLES train examples, with their counts."""
+    counts = {label: intents.count(label) for label in labels}
+    return {label: n for label, n in counts.items() if n < RARE_LABEL_EXAMPLES}
+
+
+def _warn_rare_labels(train: _Split, labels: list[str]) -> None:
+    rare = rare_labels(train.intents, labels)
+    if rare:
+        logger.warning(
+            "labels with fewer than %d train examples %s: trained, but expect poor recall on them",
+            RARE_LABEL_EXAMPLES,
+            rare,
+        )
+
+
+def _warn_unknown_labels(validation: _Split, labels: list[str]) -> None:
+    pairs = zip(validation.intents, validation.label_ids, strict=True)
+    unknown = sorted({y for y, i in pairs if i < 0})
+    if unknown:
+        logger.warning(
+            "validation has labels absent from train %s: those rows always count as misses "
+            "(the model only knows %d labels)",
+            unknown,
+            len(labels),
+        )
+
+
+# --- training loop ---------------------------------------------------------------------------
+
+
+def training_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Cross-entropy against targets smoothed by `smoothing`, in fp32 whatever autocast did."""
+    import torch.nn.functional as F
+
+    return F.cross_entropy(logits.float(), targets, label_smoothing=smoothing)
+
+
+def _intent_loop(
+    tokenizer: PreTrainedTokenizerBase, validation: _Split, labels: list[str], config: TrainConfig
+) -> LoopTask:
+    from transformers import DataCollatorWithPadding
+
+    return LoopTask(
+        collate=DataCollatorWithPadding(tokenizer),
+        validate=lambda model: _validate(model, tokenizer, validation, labels, config.batch_size),
+        metric="macro_f1",
+        # Under autocast, like the model's own loss; training_loss computes in fp32 anyway.
+        loss=lambda model, batch: training_loss(
+            model(**batch).logits, batch["labels"], config.label_smoothing
+        ),
+    )
+
+
+def _validate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    validation: _Split,
+    labels: list[str],
+    batch_size: int,
+) -> dict[str, Any]:
+    """classification_metrics on the validation split; unknown labels count as misses."""
+    if not validation.encoded:
+        return classification_metrics([], [], labels)
+    # Inference holds no activations for backward, so larger batches are cheap.
+    logits = batched_logits(model, tokenizer, validation.encoded, batch_size * 2)
+    predicted = [labels[i] for i in logits.argmax(axis=1)]
+    return classification_metrics(validation.intents, predicted, labels)
+
+
+def _calibrate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    validation: _Split,
+    config: TrainConfig,
+) -> dict[str, Any]:
+    """The temperature fitted on validation, with NLL and ECE there before and after."""
+    import numpy as np
+
+    logits = batched_logits(model, tokenizer, validation.encoded, config.batch_size * 2)
+    record = calibration_record(logits, np.array(validation.label_ids, dtype=np.int64))
+    fit = record["validation"]
+    logger.info(
+        "temperature %.4f fitted on %d validation rows%s: ECE %.4f -> %.4f, NLL %.4f -> %.4f",
+        record["temperature"],
+        record["n"],
+        f" (limited by {record['limited_by']})" if record["limited_by"] else "",
+        fit["ece_uncalibrated"],
+        fit["ece"],
+        fit["nll_uncalibrated"],
+        fit["nll"],
+    )
+    return record
+
+
+# --- artifact --------------------------------------------------------------------------------
+
+
+def _write_artifact(
+    out_dir: Path,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    labels: list[str],
+    config: TrainConfig,
+    snapshot: dict[str, Any],
+    train: _Split,
+    outcome: Outcome,
+    wall_seconds: float,
+    calibration: dict[str, Any],
+) -> None:
+    """An intent artifact, written atomically (see write_staged)."""
+
+    def fill(staging: Path) -> None:
+        save_model_files(staging, model, tokenizer, "intent")
+        support = {label: train.intents.count(label) for label in labels}
+        write_json(staging / LABELS_FILE, labels)
+        write_json(staging / CALIBRATION_FILE, calibration)
+        write_training_record(
+            staging,
+            config,
+            snapshot,
+            outcome.record(
+                wall_seconds, processes=distributed.current().size, calibration=calibration
+            ),
+        )
+        card = _model_card(config, snapshot, support, outcome, calibration)
+        (staging / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
+
+    write_staged(out_dir, fill)
+
+
+def _model_card(
+    config: TrainConfig,
+    snapshot: dict[str, Any],
+    support: dict[str, int],
+    outcome: Outcome,
+    calibration: dict[str, Any],
+) -> str:
+    """A short model card: what it is, what it was trained on, how good, and where it fails."""
+    # A snapshot built from a labeled file has no date window.
+    window = snapshot.get("window") or {}
+    dates = f"{window.get('start')} to {window.get('end')}" if window else "none (from a file)"
+    val = outcome.validation
+    settings = "\n".join(f"- {key}: {value}" for key, value in asdict(config).items())
+    rare = {label: n for label, n in support.items() if n < RARE_LABEL_EXAMPLES}
+    rare_note = (
+        f"- Labels with fewer than {RARE_LABEL_EXAMPLES} train examples, expect poor recall: "
+        + ", ".join(f"`{label}` ({n})" for label, n in rare.items())
+        + "\n"
+        if rare
+        else ""
+    )
+    label_rows = "\n".join(
+        f"| `{label}` | {n} | {val['per_class'].get(label, {}).get('f1', 0.0):.3f} |"
+        for label, n in support.items()
+    )
+    return f"""# Intent classifier
+
+Fine-tuned from `{config.base_model}` by Intentflow (`ml.tasks.intent.train.fine_tune`).
+
+## Training data
+
+- Data snapshot: `{snapshot.get("hash")}`
+- Date window: {dates}
+- Train examples: {sum(support.values())}; validation examples: {val["n"]}
+
+| label | train support | validation F1 |
+|---|---|---|
+{label_rows}
+
+## Validation metrics (epoch {outcome.best_epoch} of {outcome.epochs_run} kept)
+
+- accuracy: {val["accuracy"]:.4f}
+- macro F1: {val["macro_f1"]:.4f}
+- weighted F1: {val["weighted_f1"]:.4f}
+
+## Calibration
+
+{_calibration_text(calibration)}
+
+## Training
+
+{settings}
+
+## Intended use
+
+Routing customer-service conversations by intent, from the customer's turns only (agent and
+system turns are excluded from the model text). Predictions feed a router; low-probability
+predictions should go to a human queue (probabilities are calibrated, see above).
+
+## Limitations
+
+- Trained on English data (synthetic and/or real) from the window above only; other
+  languages, products or phrasing drift after the window will degrade accuracy.
+- Texts longer than {config.max_length} tokens are truncated: only their beginning is seen.
+{rare_note}- The label set is closed: a conversation whose intent is outside the {len(support)} labels
+  above is still forced into one of them.
+"""
+
+
+def _calibration_text(calibration: dict[str, Any]) -> str:
+    """The model card's account of the temperature and what it did on validation."""
+    fit = calibration["validation"]
+    limited = {
+        None: "the validation NLL minimum",
+        "confidence_cap": "no validation errors, so kept where mean "
+        "validation confidence is (n + 1) / (n + 2)",
+        "bounds": f"clamped to the range {calibration['bounds']}",
+    }.get(calibration["limited_by"], str(calibration["limited_by"]))
+    return (
+        f"Probabilities are softmax(logits / T) with T = {calibration['temperature']:.4f}, "
+        f"fitted on {calibration['n']} validation examples ({limited}); stored in "
+        f"`{CALIBRATION_FILE}`.\n\n"
+        f"- expected calibration error (validation): {fit['ece_uncalibrated']:.4f} at T = 1, "
+        f"{fit['ece']:.4f} calibrated\n"
+        f"- negative log-likelihood (validation): {fit['nll_uncalibrated']:.4f} at T = 1, "
+        f"{fit['nll']:.4f} calibrated"
+    )

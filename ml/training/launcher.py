@@ -1,0 +1,85 @@
+"""Distributed intent training on one machine: torchrun starts N processes of fine_tune.
+
+`launch` is what the retrain step calls; `main` is each process's entry point
+(`python -m ml.training.launcher`). The primitives the processes share are in
+ml.training.distributed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ml.training.distributed import DistributedTrainingError, setup
+
+logger = logging.getLogger(__name__)
+
+
+def launch(
+    snapshot_dir: Path,
+    out_dir: Path,
+    config: Any,
+    checkpoint_dir: Path | None,
+    processes: int,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run fine_tune in `processes` torchrun processes on this machine; its artifact summary.
+
+    `env` adds to the children's environment (CUDA_VISIBLE_DEVICES: the leased GPUs).
+    """
+    from ml.tasks.intent.train import artifact_summary
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(asdict(config), handle)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={processes}",
+        "-m",
+        "ml.training.launcher",
+        str(snapshot_dir),
+        str(out_dir),
+        handle.name,
+        str(checkpoint_dir or ""),
+    ]
+    logger.info("launching %d training processes: %s", processes, " ".join(command))
+    try:
+        done = subprocess.run(command, env={**os.environ, **(env or {})}, check=False)
+    finally:
+        os.unlink(handle.name)
+    if done.returncode != 0:
+        raise DistributedTrainingError(
+            f"torchrun training with {processes} processes exited with code {done.returncode}; "
+            "the failing rank's traceback is above in this log"
+        )
+    return artifact_summary(Path(out_dir))
+
+
+def main(argv: list[str]) -> None:
+    """torchrun's entry point: `python -m ml.training.launcher SNAPSHOT OUT CONFIG_JSON [CHECKPOINTS]`."""
+    import torch.distributed as dist
+
+    from ml.tasks.intent.train import TrainConfig, fine_tune
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    snapshot, out, config_file, checkpoints = (argv + [""])[:4]
+    config = TrainConfig(**json.loads(Path(config_file).read_text(encoding="utf-8")))
+    world = setup()
+    try:
+        fine_tune(Path(snapshot), Path(out), config, Path(checkpoints) if checkpoints else None)
+    finally:
+        if world.size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,100 @@
+"""The canonical transcript: one row per conversation, the contract every stage shares."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+
+import pyarrow as pa
+
+SPEAKERS = ("customer", "agent", "system")
+CHANNELS = ("chat", "email", "voice", "sms")
+
+TURN = pa.struct([("speaker", pa.string()), ("text", pa.string())])
+
+TRANSCRIPT_SCHEMA = pa.schema(
+    [
+        pa.field("conversation_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("started_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("channel", pa.string(), nullable=False),
+        pa.field("language", pa.string(), nullable=False),
+        pa.field("turns", pa.list_(TURN), nullable=False),
+        pa.field("intent", pa.string(), nullable=True),  # null: unlabeled
+        pa.field("text", pa.string(), nullable=False),  # model_text(turns), after redaction
+        pa.field("content_hash", pa.string(), nullable=False),
+    ]
+)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("line", pa.int64(), nullable=False),  # 1-based line or record number
+        pa.field("rule", pa.string(), nullable=False),  # machine-readable rule id
+        pa.field("reason", pa.string(), nullable=False),  # what a person reads
+        pa.field("conversation_id", pa.string(), nullable=True),
+        pa.field("raw", pa.string(), nullable=False),  # the record as read, never altered
+    ]
+)
+
+
+def model_text(turns: Iterable[Mapping[str, str]]) -> str:
+    """The text the model sees: the customer's turns in order, joined by a space.
+
+    Agent and system turns are left out on purpose: at prediction time the router sees only
+    what the customer wrote, and agent replies often name the intent outright.
+    """
+    return " ".join(
+        t["text"].strip() for t in turns if t["speaker"] == "customer" and t["text"].strip()
+    )
+
+
+def content_hash(row: Mapping[str, object]) -> str:
+    """sha256 of a transcript's content (everything but the hash), stable across runs.
+
+    Fields joined with ASCII separators in a fixed order (not JSON: it is the ingest hot spot);
+    the turns as speaker/text pairs. Any other key is appended sorted, so nothing is ignored.
+    """
+    parts = [f"{k}\x1f{_hash_value(row[k])}" for k in sorted(row) if k != "content_hash"]
+    return hashlib.sha256("\x1e".join(parts).encode("utf-8")).hexdigest()
+
+
+def canonical_hash(row: Mapping[str, object]) -> str:
+    """`content_hash` of a row made by ml.ingest.parse (fixed keys and types), without the generic walk.
+
+    Same string, same hash: tests/test_parse.py checks it against `content_hash`.
+    """
+    if row.keys() != _CANONICAL_KEYS:
+        return content_hash(row)
+    turns = "\x1d".join(f"{t['speaker']}\x1c{t['text']}" for t in row["turns"])  # type: ignore[attr-defined]
+    intent = "\x00" if row["intent"] is None else row["intent"]
+    text = (
+        f"channel\x1f{row['channel']}\x1econversation_id\x1f{row['conversation_id']}"
+        f"\x1eintent\x1f{intent}\x1elanguage\x1f{row['language']}"
+        f"\x1esource\x1f{row['source']}\x1estarted_at\x1f{row['started_at'].isoformat()}"  # type: ignore[attr-defined]
+        f"\x1etext\x1f{row['text']}\x1eturns\x1f{turns}"
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+_CANONICAL_KEYS = {
+    "channel", "conversation_id", "intent", "language", "source", "started_at", "text", "turns",
+}  # fmt: skip
+
+
+def _hash_value(value: object) -> str:
+    if value is None:
+        return "\x00"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "\x1d".join(
+            f"{t['speaker']}\x1c{t['text']}"
+            if isinstance(t, Mapping)
+            else json.dumps(t, sort_keys=True, default=str)
+            for t in value
+        )
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return json.dumps(value, sort_keys=True, default=str)
