@@ -18,8 +18,9 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SAWarning
 
+from ml.registry import migrate
 from ml.registry.errors import NotFoundError, RegistryError, SchemaError
-from ml.registry.store import Base, Metric, Registry, VersionInfo, diff_versions, migrate
+from ml.registry.store import Base, Metric, Registry, VersionInfo, diff_versions
 
 # The PostgreSQL/SQLite fixtures (db_url, pg_url, pg_database) live in tests/pg.py.
 pytest_plugins = ("pg",)

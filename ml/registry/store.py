@@ -434,7 +434,7 @@ class Registry:
         attempts: int = 4,
         backoff_s: float = 0.5,
     ) -> None:
-        from ml.registry import migrate  # ml.registry.migrate imports this module
+        from ml.registry import migrate
 
         self.url = url or settings().registry_url
         parsed = make_url(self.url)
