@@ -463,7 +463,7 @@ def test_validation_batches_shrink_for_long_rows(tmp_path: Path, monkeypatch) ->
 
     import pyarrow as pa
 
-    from ml.ingest.steps import steps as ingest
+    from ml.ingest import steps as ingest
 
     rng = random.Random(0)
     long_rows = pa.table(
