@@ -13,7 +13,8 @@ vocabulary and placeholders, and are never a real reply nor start like one. Gold
 reported on that bank too. `--artifact DIR` reuses a trained model instead of fine-tuning.
 
 Data: ../shared/datasets/bitext-customer-support (Bitext, CDLA-Sharing-1.0); the held-out
-Bitext test set stays held out; our split groups questions by template (ml/tasks/answers/).
+Bitext test set stays held out; our split groups questions by template
+(ml/tasks/answers/data.py).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def distractors(bank: pa.Table, total: int, seed: int = 0) -> list[str]:
     """`total - len(bank)` synthetic replies: the lines of two real replies of different intents
     interleaved (A1, B1, A2, B2, ...). Never a copy of a real reply's opening, which a
     truncating encoder would tie with the real reply."""
-    from ml.tasks.answers import answer_id
+    from ml.tasks.answers.bank import answer_id
 
     rng = np.random.default_rng(seed)
     texts = bank["answer"].to_pylist()
@@ -81,12 +82,13 @@ def tfidf(bank_texts: list[str]) -> Callable[[Sequence[str]], np.ndarray]:
 def encoder(
     model_dir: str, bank_texts: list[str], cfg: Any, stored: np.ndarray | None = None
 ) -> Callable:
-    """Mean-pooled normalised embeddings of a checkpoint (ml.tasks.answers' pooling); the bank is
-    encoded once (its first rows taken from `stored`, an artifact's saved bank embeddings)."""
+    """Mean-pooled normalised embeddings of a checkpoint (ml.tasks.answers.model's pooling); the
+    bank is encoded once (its first rows taken from `stored`, an artifact's saved bank
+    embeddings)."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from ml.tasks.answers import encode
+    from ml.tasks.answers.model import encode
 
     model = AutoModel.from_pretrained(model_dir, dtype=torch.float32, add_pooling_layer=False)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -106,7 +108,7 @@ def measure(
     bank: pa.Table,
     intents: bool,
 ) -> dict[str, Any]:
-    from ml.tasks.answers import ranking_metrics
+    from ml.tasks.answers.metrics import ranking_metrics
 
     index = {a: i for i, a in enumerate(bank["answer_id"].to_pylist())}
     gold = [index[a] for a in rows["answer_id"]]
@@ -126,7 +128,7 @@ def first_columns(scores: Callable, m: int) -> Callable:
 
 
 def latency(scores: Callable[[Sequence[str]], np.ndarray], texts: list[str], n: int) -> dict:
-    from ml.tasks.answers import query_latency
+    from ml.tasks.answers.evaluation import query_latency
 
     def search(batch: Sequence[str]) -> Any:
         row = scores(batch)[0]
@@ -158,7 +160,8 @@ def main() -> None:
     import torch
 
     from ml.config import default_base_model
-    from ml.tasks.answers import AnswersConfig, build_dataset, fine_tune
+    from ml.tasks.answers import build_dataset, fine_tune
+    from ml.tasks.answers.train import AnswersConfig
 
     torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp(prefix="bench-answers-"))
@@ -176,7 +179,7 @@ def main() -> None:
     )
     tick = time.perf_counter()
     if args.artifact:
-        from ml.tasks.answers import artifact_summary
+        from ml.tasks.answers.train import artifact_summary
 
         trained = artifact_summary(Path(args.artifact))
     else:

@@ -271,13 +271,13 @@ def test_answers_retrain_end_to_end(
     """The generated answers DAG: question → answer pairs → snapshot → fine_tune → evaluate →
     register (task type answers) → promote on MRR, and per intent on MRR."""
     from airflow.utils.state import DagRunState
-    from test_answers import _pairs_csv
+    from answer_pairs import pairs_csv
 
     from ml.registry.store import Registry
 
     source = intentflow_home / "labeled" / "pairs.csv"
     source.parent.mkdir(parents=True)
-    _pairs_csv(source)
+    pairs_csv(source)
     monkeypatch.setenv("INTENTFLOW_ANSWERS_SOURCE", str(source))
     monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
     # A small test split (three intents, a few questions each): judge it all the same.

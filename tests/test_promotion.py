@@ -141,10 +141,10 @@ def test_too_small_test_set_blocks_even_without_champion() -> None:
 
 
 def _answers_metrics(gold_first: dict[str, bool]) -> dict[str, Any]:
-    """Real answers test metrics (ml.tasks.answers.ranking_metrics): 30 `track` and 20 `refund`
-    questions against a bank of three answers; per intent, the gold answer ranks first, or
-    second behind answer 2."""
-    from ml.tasks.answers import ranking_metrics
+    """Real answers test metrics (ml.tasks.answers.metrics.ranking_metrics): 30 `track` and 20
+    `refund` questions against a bank of three answers; per intent, the gold answer ranks
+    first, or second behind answer 2."""
+    from ml.tasks.answers.metrics import ranking_metrics
 
     rows, gold, intents = [], [], []
     for intent, answer, n in (("track", 0, 30), ("refund", 1, 20)):
@@ -181,7 +181,7 @@ def test_answers_per_class_check_compares_mrr_by_intent() -> None:
 
 def test_a_task_without_classes_is_sized_by_its_example_count() -> None:
     """Answer metrics without intents have no per-class metrics: `n` counts its test examples."""
-    from ml.tasks.answers import ranking_metrics
+    from ml.tasks.answers.metrics import ranking_metrics
 
     scores = np.array([[0.9, 0.1]] * 30 + [[0.1, 0.9]] * 10)
     champion = ranking_metrics(scores, [0] * 40)
