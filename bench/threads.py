@@ -111,7 +111,7 @@ def main() -> None:
         worker(args.worker, args.snapshot, args.steps)
         return
 
-    from ml.snapshots.build import snapshot_from_file
+    from ml.snapshots.labeled import snapshot_from_file
 
     root = Path(tempfile.mkdtemp(prefix="bench-threads-"))
     # 80% of the rows train: one epoch of `steps` batches of 32.

@@ -166,7 +166,7 @@ def run_worker(recipe: str, snapshot: Path, epochs: int | None) -> dict[str, Any
 
 def snapshot_of(path: Path, text: str, label: str, root: Path, limit: int | None = None) -> Path:
     """Our split of a public file; with `limit`, the train split cut to that many rows."""
-    from ml.snapshots.build import snapshot_from_file
+    from ml.snapshots.labeled import snapshot_from_file
 
     snap = Path(snapshot_from_file(path, root, text, label)["path"])
     if limit is None:

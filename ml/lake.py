@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ml import storage
+from ml.quarantine import QUARANTINE_FILE
 from ml.storage import Location
 from ml.transcript import TRANSCRIPT_SCHEMA
 
@@ -409,22 +410,6 @@ def list_partitions(root: Location) -> list[date]:
 
 
 def write_quarantine(table: pa.Table, root: Location, day: date) -> Location:
-    """Write the day's quarantined records (replacing a rerun's identical set) atomically.
-
-    On object storage one PUT of the file is atomic in itself.
-    """
-    table = table.sort_by([("source_file", "ascending"), ("line", "ascending")])
-    if storage.is_remote(root):
-        url = f"{partition_path(root, day)}/quarantine.parquet"
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        fs, path = storage.filesystem(url)
-        fs.pipe_file(path, sink.getvalue().to_pybytes())
-        return url
-    folder = Path(partition_path(root, day))
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "quarantine.parquet"
-    tmp = folder / f".quarantine.parquet.tmp-{uuid.uuid4().hex}"
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return path
+    """Write the day's quarantined records (replacing a rerun's identical set) atomically."""
+    table = table.sort_by([("source_file", "ascending"), ("record", "ascending")])
+    return storage.write_parquet(table, storage.join(partition_path(root, day), QUARANTINE_FILE))

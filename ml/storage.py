@@ -82,6 +82,28 @@ def read_bytes(loc: Location) -> bytes:
     return fs.cat_file(path)
 
 
+def write_parquet(table: Any, loc: Location) -> Location:
+    """Write `table` (pyarrow) as one Parquet file at `loc`, replacing it atomically: a temp
+    file renamed in place locally; on object storage one PUT is atomic in itself."""
+    import uuid
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if is_remote(loc):
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        fs, path = filesystem(str(loc))
+        fs.pipe_file(path, sink.getvalue().to_pybytes())
+        return loc
+    path = Path(loc)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def put_dir(local: Path, url: str, last: str | None = None) -> None:
     """Upload every file under `local` to `url`; the file named `last` goes up last.
 

@@ -139,8 +139,8 @@ def _text_for(label: str, rng: random.Random) -> str:
 
 
 def _id_in(split: str, base: str) -> str:
-    """An id `base-k` that ml.snapshots.build's split rule puts in `split`."""
-    from ml.snapshots.build import split_of
+    """An id `base-k` that ml.snapshots.writer's split rule puts in `split`."""
+    from ml.snapshots.writer import split_of
 
     return next(f"{base}-{k}" for k in range(10_000) if split_of(f"{base}-{k}") == split)
 
@@ -152,13 +152,13 @@ def write_snapshot(
     extra_eval_labels: Sequence[str] = (),
     seed: int = 0,
 ) -> Path:
-    """A snapshot written by ml.snapshots.build itself (snapshot_from_file) from a labeled JSONL file in
+    """A snapshot written by ml.snapshots.writer itself (snapshot_from_file) from a labeled JSONL file in
     `folder`; returns the snapshot's folder. Ids are picked so that its split rule gives each
     label `n_per_label` train rows and half as many (at least one) validation and test rows.
 
     `extra_eval_labels` appear in validation and test only (a label the model never saw).
     """
-    from ml.snapshots.build import snapshot_from_file
+    from ml.snapshots.labeled import snapshot_from_file
 
     rng = random.Random(seed)
     rows = []

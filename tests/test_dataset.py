@@ -8,14 +8,9 @@ import pytest
 from ci import dataset
 
 from ml import lake
-from ml.snapshots.build import (
-    SPLITS,
-    EmptyWindowError,
-    load_labeled,
-    make_snapshot,
-    snapshot_from_file,
-    split_of,
-)
+from ml.snapshots.labeled import load_labeled, snapshot_from_file
+from ml.snapshots.lake_window import make_snapshot
+from ml.snapshots.writer import SPLITS, EmptySnapshotError, split_of
 from ml.transcript import TRANSCRIPT_SCHEMA, content_hash
 
 
@@ -73,11 +68,11 @@ def test_snapshot_hash_changes_with_the_data(tmp_path: Path) -> None:
 
 
 def test_empty_window_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(EmptyWindowError, match="ingest those days first"):
+    with pytest.raises(EmptySnapshotError, match="ingest those days first"):
         make_snapshot(tmp_path / "lake", tmp_path / "s", date(2026, 11, 22), 7)
     d = date(2026, 11, 22)
     lake.write_partition(day_table(d, ["u"], intent=None), tmp_path / "lake", d, {})
-    with pytest.raises(EmptyWindowError, match="no labeled"):
+    with pytest.raises(EmptySnapshotError, match="no labeled"):
         make_snapshot(tmp_path / "lake", tmp_path / "s", d, 1)
 
 

@@ -201,7 +201,8 @@ def test_a_writer_that_lost_its_lock_does_not_commit(
 
 
 def test_quarantine_and_snapshot_on_object_storage(mem_root: str, tmp_path: Path) -> None:
-    from ml.snapshots.build import local_snapshot, make_snapshot
+    from ml.snapshots.lake_window import make_snapshot
+    from ml.snapshots.writer import local_snapshot
     from ml.transcript import QUARANTINE_SCHEMA
 
     quarantine = pa.Table.from_pylist([], schema=QUARANTINE_SCHEMA)

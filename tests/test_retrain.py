@@ -18,7 +18,7 @@ from ml.retrain.steps import evaluate_step, register_step
 
 
 def snapshot_info(folder: Path) -> dict[str, Any]:
-    """The snapshot dict ml.snapshots.build's writer returned for `folder` (its snapshot.json + path)."""
+    """The snapshot dict ml.snapshots.writer's writer returned for `folder` (its snapshot.json + path)."""
     return {**json.loads((folder / "snapshot.json").read_text()), "path": str(folder)}
 
 

@@ -123,7 +123,7 @@ def ingest(
     _emit(result, as_json, text)
 
 
-# ml.snapshots.build.load_labeled reads these with ingestion's adapters (ml.ingest.sources).
+# ml.snapshots.labeled.load_labeled reads these with ingestion's adapters (ml.ingest.sources).
 LABELED_FORMATS = (
     "Formats (by content): JSONL transcripts; flat JSONL such as DSTC11 (utterance, intent); "
     "CSV (e.g. Banking77, Bitext); CLINC150 JSON; ABCD JSON; Parquet."
@@ -180,7 +180,8 @@ def train(
     from ml.config import ConfigError
     from ml.registry.views import task_view
     from ml.retrain import steps as retrain
-    from ml.snapshots.build import EmptyWindowError, snapshot_from_file
+    from ml.snapshots.labeled import snapshot_from_file
+    from ml.snapshots.writer import EmptySnapshotError
     from ml.tasks.contract import UnknownTaskError, task_module
 
     cfg = settings()
@@ -206,7 +207,7 @@ def train(
         else:
             end = date.fromisoformat(end_date) if end_date else date.today() - timedelta(days=1)
             snap = retrain.snapshot_step(end, window_days, cfg, spec)
-    except (EmptyWindowError, ValueError, FileNotFoundError) as exc:
+    except (EmptySnapshotError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     result = retrain.run_on_snapshot(snap, params, run_key, actor="cli", cfg=cfg, model=spec)
     text = (

@@ -69,7 +69,7 @@ def snapshot_step(
     spec = _spec(model, cfg)
     if not spec.from_lake:
         return _task(spec).build_dataset(spec.source, cfg.snapshots / spec.name, **spec.options)
-    from ml.snapshots.build import make_snapshot
+    from ml.snapshots.lake_window import make_snapshot
 
     return make_snapshot(cfg.lake, cfg.snapshots, end, window_days)
 
@@ -85,7 +85,7 @@ def train_step(
 
     from ml.artifact.files import METRICS_FILE
     from ml.artifact.store import publish_artifact
-    from ml.snapshots.build import local_snapshot
+    from ml.snapshots.writer import local_snapshot
     from ml.training.device import gpu_lease, training_device
 
     cfg = cfg or settings()
@@ -196,7 +196,7 @@ def evaluate_step(
     from ml.artifact.store import fetch_artifact
     from ml.registry.errors import NotFoundError
     from ml.registry.store import Registry
-    from ml.snapshots.build import local_snapshot
+    from ml.snapshots.writer import local_snapshot
 
     cfg = cfg or settings()
     spec = _spec(model, cfg)

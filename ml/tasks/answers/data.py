@@ -4,20 +4,16 @@ Pairs are read through ml.ingest.sources' adapters (e.g. Bitext's `instruction` 
 their answers are deduplicated into the bank (ml.tasks.answers.bank). The split is by *group*,
 not by raw text: questions whose templates match once ids, numbers and the labelled entity
 span are masked, and questions sharing an answer, are one group (union-find), and the group's
-key picks train/validation/test with the same hash rule as ml.snapshots.build. Records with an
+key picks train/validation/test with the same hash rule as ml.snapshots.writer. Records with an
 empty question or answer (or that a source adapter rejects) go to ``quarantine.parquet`` with
 file, record number, rule, reason and the raw record; records in = pairs kept + quarantined.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import re
-import shutil
-import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date
@@ -27,9 +23,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ml.artifact.files import read_json
+from ml import storage
 from ml.artifact.integrity import file_sha256
-from ml.snapshots.build import SPLITS, split_of
+from ml.quarantine import QUARANTINE_FILE, quarantine_table
+from ml.snapshots.writer import SPLITS, content_hash, existing, freeze, split_rows
 from ml.tasks.answers.bank import (
     BANK_FILE,
     EmptyBankError,
@@ -41,11 +38,10 @@ from ml.tasks.answers.model import TASK
 
 logger = logging.getLogger(__name__)
 
-QUARANTINE_FILE = "quarantine.parquet"
 SPLIT_COLUMNS = ["conversation_id", "text", "answer_id", "intent", "group"]
 GROUP_RULE = (
     "union-find over question templates (lower case, entity span and digit runs as <e>, "
-    "punctuation dropped) and answer ids; split = ml.snapshots.build.split_of(min template of group)"
+    "punctuation dropped) and answer ids; split = ml.snapshots.writer.split_of(min template of group)"
 )
 # Bitext's columns; other sources name theirs in build_dataset's options.
 DEFAULT_COLUMNS = {"text": "instruction", "agent_text": "response", "intent": "intent"}
@@ -163,8 +159,8 @@ def read_pairs(
             except RecordError as exc:
                 quarantine.append(
                     {
-                        "file": url,
-                        "record_number": item.number,
+                        "source_file": url,
+                        "record": item.number,
                         "rule": exc.rule,
                         "reason": str(exc),
                         "raw": item.raw,
@@ -186,92 +182,58 @@ def build_dataset(
     `columns` maps canonical fields to the source's (default Bitext's: text=instruction,
     agent_text=response, intent=intent). Writes train/validation/test.parquet (conversation_id,
     text, answer_id, intent, group), answers.parquet (the bank) and quarantine.parquet into
-    `out_root/<hash16>` and returns ml.snapshots.build.make_snapshot's keys. Raises EmptyBankError when
+    `out_root/<hash16>` and returns ml.snapshots.lake_window.make_snapshot's keys. Raises EmptyBankError when
     no record yields a pair (all of them are still written to quarantine first).
     """
     if options:
         logger.info("build_dataset ignores options %s", sorted(options))
-    out_root = Path(out_root)
-    pairs, quarantine, files = read_pairs(source, columns, tuple(span_columns))
-    digest = hashlib.sha256(
-        json.dumps(
-            {
-                "task": TASK,
-                "files": [f["sha256"] for f in files],
-                "columns": columns or DEFAULT_COLUMNS,
-                "span": list(span_columns),
-                "groups": GROUP_RULE,
-                "splits": SPLITS,
-            },
-            sort_keys=True,
-        ).encode()
-    ).hexdigest()
-    folder = out_root / digest[:16]
-    if (folder / "snapshot.json").exists():
-        logger.info("snapshot %s exists: reused", folder)
-        return read_json(folder / "snapshot.json") | {"path": str(folder)}
+    pairs, rejected, files = read_pairs(source, columns, tuple(span_columns))
+    quarantine = quarantine_table(rejected)
+    digest = content_hash(
+        {
+            "task": TASK,
+            "files": [f["sha256"] for f in files],
+            "columns": columns or DEFAULT_COLUMNS,
+            "span": list(span_columns),
+            "groups": GROUP_RULE,
+            "splits": SPLITS,
+        }
+    )
+    found = existing(out_root, digest)
+    if found is not None:
+        return found
     if not pairs:
-        _write_quarantine(out_root / f"{digest[:16]}.{QUARANTINE_FILE}", quarantine)
+        where = storage.join(out_root, f"{digest[:16]}.{QUARANTINE_FILE}")
+        storage.write_parquet(quarantine, where)
         raise EmptyBankError(
-            f"{source}: none of {len(quarantine)} records is a usable question/answer pair, "
-            f"so the answer bank would be empty (quarantine: {out_root / digest[:16]}."
-            f"{QUARANTINE_FILE})"
+            f"{source}: none of {len(rejected)} records is a usable question/answer pair, "
+            f"so the answer bank would be empty (quarantine: {where})"
         )
     bank = build_bank(pairs)
     groups = group_keys([p["template"] for p in pairs], [p["answer_id"] for p in pairs])
-    for pair, group in zip(pairs, groups, strict=True):
-        pair["group"] = group
-        pair["split"] = split_of(group)
-
-    tmp = out_root / f".{digest[:16]}.tmp-{uuid.uuid4().hex}"
-    tmp.mkdir(parents=True)
-    counts: dict[str, int] = {}
     schema = pa.schema([(c, pa.string()) for c in SPLIT_COLUMNS])
-    for name in SPLITS:
-        rows = [{c: p[c] for c in SPLIT_COLUMNS} for p in pairs if p["split"] == name]
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp / f"{name}.parquet")
-        counts[name] = len(rows)
-    pq.write_table(bank, tmp / BANK_FILE)
-    _write_quarantine(tmp / QUARANTINE_FILE, quarantine)
-    counts["quarantined"] = len(quarantine)
-    counts["records"] = len(pairs) + len(quarantine)
-    counts["answers"] = bank.num_rows
-    counts["duplicate_answers"] = len(pairs) - bank.num_rows
-    rules: dict[str, int] = {}
-    for q in quarantine:
-        rules[q["rule"]] = rules.get(q["rule"], 0) + 1
+    table = pa.Table.from_pylist(
+        [
+            {c: p[c] for c in SPLIT_COLUMNS if c != "group"} | {"group": g}
+            for p, g in zip(pairs, groups, strict=True)
+        ],
+        schema=schema,
+    )
     info = {
-        "hash": digest,
         "task": TASK,
         "window": None,
         "partitions": files,
         "source": source,
-        "counts": counts,
-        "quarantine_rules": rules,
         "labels": sorted({p["intent"] for p in pairs if p["intent"]}),
         "split_rule": f"{GROUP_RULE}; {json.dumps(SPLITS)}",
+        "counts": {
+            "records": len(pairs) + len(rejected),
+            "answers": bank.num_rows,
+            "duplicate_answers": len(pairs) - bank.num_rows,
+        },
     }
-    (tmp / "snapshot.json").write_text(json.dumps(info, indent=2) + "\n")
-    try:
-        os.rename(tmp, folder)
-    except OSError:  # another run wrote the same snapshot first: same content, keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("answers snapshot %s: %s (quarantine rules %s)", digest[:16], counts, rules)
-    return info | {"path": str(folder)}
-
-
-def _write_quarantine(path: Path, rows: list[dict[str, Any]]) -> None:
-    schema = pa.schema(
-        [
-            ("file", pa.string()),
-            ("record_number", pa.int64()),
-            ("rule", pa.string()),
-            ("reason", pa.string()),
-            ("raw", pa.string()),
-        ]
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    splits = split_rows(table, groups)
+    return freeze(out_root, digest, splits, info, quarantine, files={BANK_FILE: bank})
 
 
 def read_questions(data: Path) -> dict[str, list[Any]]:

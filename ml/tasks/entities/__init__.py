@@ -373,7 +373,7 @@ def build_dataset(source: str, out_root: Path, abcd: str | None = None, **_: Any
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ml.snapshots.build import SPLITS, split_of
+    from ml.snapshots.writer import SPLITS, split_of
 
     collected = _Collected()
     _bitext(source, collected)

@@ -1,6 +1,6 @@
 """The `intent` task type: the contract of ml.tasks.contract over ml.tasks.intent.train and ml.tasks.intent.evaluate (no fork).
 
-Intent models train from the lake by default (ml.snapshots.build.make_snapshot, by ml.retrain.steps); this
+Intent models train from the lake by default (ml.snapshots.lake_window.make_snapshot, by ml.retrain.steps); this
 module's build_dataset is for a configured labeled file instead.
 """
 
@@ -18,8 +18,8 @@ PROMOTION_METRIC = DEFAULT_PROMOTION_METRIC  # macro_f1
 def build_dataset(
     source: str, out_root: Path, text_column: str = "text", label_column: str = "label", **_: Any
 ) -> dict[str, Any]:
-    """A snapshot of one labeled file (ml.snapshots.build.snapshot_from_file)."""
-    from ml.snapshots.build import snapshot_from_file
+    """A snapshot of one labeled file (ml.snapshots.labeled.snapshot_from_file)."""
+    from ml.snapshots.labeled import snapshot_from_file
 
     return snapshot_from_file(Path(source), Path(out_root), text_column, label_column)
 

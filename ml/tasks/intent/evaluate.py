@@ -216,10 +216,10 @@ def _max_length(path: Path, model_config: Any) -> int:
 def read_labeled(
     data: Path, text_column: str = "text", label_column: str = "label"
 ) -> tuple[list[str], list[str]]:
-    """(texts, intents) from a labeled file (see ml.snapshots.build.load_labeled) or a snapshot
+    """(texts, intents) from a labeled file (see ml.snapshots.labeled.load_labeled) or a snapshot
     directory's test split. Rows without a label cannot be scored and are skipped.
     """
-    from ml.snapshots.build import load_labeled
+    from ml.snapshots.labeled import load_labeled
 
     path = Path(data)
     if path.is_dir():

@@ -13,7 +13,7 @@ import pytest
 from answer_pairs import pairs_csv, write_pairs
 from ci import dataset
 
-from ml.snapshots.build import SPLITS
+from ml.snapshots.writer import SPLITS
 from ml.tasks.answers import build_dataset
 from ml.tasks.answers.bank import EmptyBankError, answer_id, build_bank
 from ml.tasks.answers.data import group_keys, question_template

@@ -1,0 +1,75 @@
+"""The lake's window frozen into a snapshot: the labeled rows of N days of partitions.
+
+The split is a function of the conversation id alone (ml.snapshots.writer.split_of), so a
+conversation stays in the same split however the window moves, and the test set never leaks
+into training. The snapshot's hash covers its partitions' content hashes and the split rule:
+same data, same hash, same folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ml import lake
+from ml.snapshots.writer import EmptySnapshotError, content_hash, freeze, split_rows
+from ml.storage import Location
+
+log = logging.getLogger(__name__)
+
+SPLIT_RULE = "sha256(conversation_id) mod 100: train<80, validation<90, test"
+COLUMNS = ["conversation_id", "text", "intent"]
+
+
+def _load_window(lake_root: Location, days: list[date]) -> tuple[pa.Table, list[dict[str, str]]]:
+    tables, partitions = [], []
+    for day in days:
+        manifest = lake.read_manifest(lake_root, day)
+        if manifest is None:
+            log.warning("no partition for %s in %s: skipped", day, lake_root)
+            continue
+        tables.append(lake.read_partition(lake_root, day).select([*COLUMNS, "started_at"]))
+        partitions.append({"day": day.isoformat(), "content_hash": manifest["content_hash"]})
+    if not tables:
+        raise EmptySnapshotError(
+            f"no partitions in {lake_root} for {days[0]}..{days[-1]}: ingest those days first"
+        )
+    return pa.concat_tables(tables), partitions
+
+
+def _dedupe_latest(table: pa.Table) -> pa.Table:
+    """Keep one row per conversation id: the latest (a conversation can be re-sent a day later)."""
+    table = table.sort_by([("conversation_id", "ascending"), ("started_at", "descending")])
+    ids = table.column("conversation_id").to_pylist()
+    keep = [i for i, cid in enumerate(ids) if i == 0 or ids[i - 1] != cid]
+    return table.take(pa.array(keep, type=pa.int64()))
+
+
+def make_snapshot(
+    lake_root: Location, out_root: Location, end: date, window_days: int
+) -> dict[str, Any]:
+    """Freeze the labeled rows of the `window_days` days ending `end` into a snapshot folder."""
+    if window_days < 1:
+        raise ValueError(f"window_days must be at least 1, got {window_days}")
+    days = lake.days_in_window(end, window_days)
+    table, partitions = _load_window(lake_root, days)
+    table = _dedupe_latest(table.filter(pc.is_valid(table.column("intent")))).select(COLUMNS)
+    if table.num_rows == 0:
+        raise EmptySnapshotError(f"the window {days[0]}..{days[-1]} holds no labeled transcripts")
+    window = {"start": days[0].isoformat(), "end": days[-1].isoformat()}
+    info = {"window": window, "partitions": partitions}
+    return freeze_intents(table, out_root, {"partitions": partitions}, info)
+
+
+def freeze_intents(
+    table: pa.Table, out_root: Location, identity: dict[str, Any], info: dict[str, Any]
+) -> dict[str, Any]:
+    """An intent snapshot (conversation_id, text, intent), split by conversation id."""
+    digest = content_hash({**identity, "split": SPLIT_RULE})
+    splits = split_rows(table, table.column("conversation_id").to_pylist())
+    labels = sorted(set(table.column("intent").to_pylist()))
+    return freeze(out_root, digest, splits, {**info, "labels": labels, "split_rule": SPLIT_RULE})
