@@ -5,11 +5,11 @@ gazetteer tagger, on the same split of Bitext, in one run.
     python bench/entities.py --quick      # 1 epoch: a smoke run of the same code path
 
 Data: ../shared/datasets/bitext-customer-support (Bitext, CDLA-Sharing-1.0), split by our own
-rule (ml.tasks.entities: sha256 of the text's template, 80/10/10), plus ABCD weak labels when the
+rule (ml.tasks.entities.data: sha256 of the text's template, 80/10/10), plus ABCD weak labels when the
 sample is there (ASAPP, MIT). Bitext's official held-out 20% is not in the folder and is not
 used. The baseline learns its gazetteer (names, cities, countries, account types) from the
 same train split and finds ids and amounts with regular expressions; both are scored with
-the same entity-level exact-span metric (ml.tasks.entities.span_metrics).
+the same entity-level exact-span metric (ml.tasks.entities.metrics.span_metrics).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def with_unseen_values(
     texts: list[str], spans: list[list[Any]]
 ) -> tuple[list[str], list[list[Any]]]:
     """The texts with each gazetteer-type entity replaced by an unseen value, offsets moved."""
-    from ml.tasks.entities import Span
+    from ml.tasks.entities.spans import Span
 
     out_texts, out_spans = [], []
     for i, (text, row) in enumerate(zip(texts, spans, strict=True)):
@@ -106,6 +106,9 @@ def main() -> None:
         sys.exit(f"skipped: {bitext} not found (the public datasets beside the repo)")
 
     from ml.tasks import entities
+    from ml.tasks.entities.data import read_split
+    from ml.tasks.entities.metrics import span_metrics
+    from ml.tasks.entities.model import Tagger
 
     work = Path(tempfile.mkdtemp(prefix="bench-entities-"))
     snap = entities.build_dataset(
@@ -113,13 +116,13 @@ def main() -> None:
     )
     folder = Path(snap["path"])
     print(f"snapshot: {snap['counts']}; quarantined rules {snap['quarantine_rules']}")
-    train_texts, train_spans = entities.read_split(folder / "train.parquet")
-    test_texts, test_spans = entities.read_split(folder / "test.parquet")
+    train_texts, train_spans = read_split(folder / "train.parquet")
+    test_texts, test_spans = read_split(folder / "test.parquet")
     gold = [[(s.type, s.start, s.end) for s in row] for row in test_spans]
 
     tick = time.perf_counter()
     baseline = RegexGazetteerTagger(train_texts, train_spans)
-    base = entities.span_metrics(gold, [baseline.spans(t) for t in test_texts])
+    base = span_metrics(gold, [baseline.spans(t) for t in test_texts])
     base_seconds = time.perf_counter() - tick
 
     epochs = 1 if args.quick else args.epochs
@@ -141,28 +144,30 @@ def main() -> None:
     header = (
         f"{'type':<14}{'support':>8}  {'regex+gazetteer P/R/F1':>24}  {'MiniLM tagger P/R/F1':>24}"
     )
-    table(entities, base, model, header)
+    table(base, model, header)
     unseen_texts, unseen_spans = with_unseen_values(test_texts, test_spans)
     unseen_gold = [[(s.type, s.start, s.end) for s in row] for row in unseen_spans]
-    base_u = entities.span_metrics(unseen_gold, [baseline.spans(t) for t in unseen_texts])
-    predicted = entities.Tagger.load(Path(trained["artifact_dir"])).spans(unseen_texts)
-    model_u = entities.span_metrics(
+    base_u = span_metrics(unseen_gold, [baseline.spans(t) for t in unseen_texts])
+    predicted = Tagger.load(Path(trained["artifact_dir"])).spans(unseen_texts)
+    model_u = span_metrics(
         unseen_gold, [[(p["type"], p["start"], p["end"]) for p in row] for row in predicted]
     )
     print(
         "\nThe same texts, names/cities/countries/account types swapped for values unseen in train:\n"
     )
-    table(entities, base_u, model_u, header)
+    table(base_u, model_u, header)
     print(
         f"\nmodel latency per message (batch 1): p50 {model['latency_ms_p50']} ms, "
         f"p95 {model['latency_ms_p95']} ms"
     )
 
 
-def table(entities: Any, base: dict[str, Any], model: dict[str, Any], header: str) -> None:
+def table(base: dict[str, Any], model: dict[str, Any], header: str) -> None:
+    from ml.tasks.entities.spans import ENTITY_TYPES
+
     print(header)
     print("-" * len(header))
-    for kind in entities.ENTITY_TYPES:
+    for kind in ENTITY_TYPES:
         b, m = base["per_class"].get(kind), model["per_class"].get(kind)
         if not (b or m):
             continue

@@ -187,6 +187,7 @@ def test_entities_evaluate_reports_progress(
     tiny_bert_dir: Path, tmp_path: Path, write_bitext: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     from ml.tasks import entities
+    from ml.tasks.entities.data import read_split
 
     source = tmp_path / "bitext.csv"
     write_bitext(source, 90, broken=False)
@@ -195,5 +196,5 @@ def test_entities_evaluate_reports_progress(
     trained = entities.fine_tune(snap, tmp_path / "model", config)
     with caplog.at_level("INFO", logger="ml.progress"):
         metrics = entities.evaluate(Path(trained["artifact_dir"]), snap / "test.parquet")
-    n = len(entities.read_split(snap / "test.parquet")[0])
+    n = len(read_split(snap / "test.parquet")[0])
     assert n > 0 and f"evaluate: {n}/{n} texts (100%)" in caplog.text, (metrics, caplog.text)

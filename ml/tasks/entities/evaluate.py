@@ -1,0 +1,73 @@
+"""Scoring an entity tagger: span metrics (ml.tasks.entities.metrics) of its predicted spans
+against gold ones, and its per-message latency."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ml.progress import Progress
+from ml.tasks.entities.data import read_split
+from ml.tasks.entities.metrics import span_metrics
+from ml.tasks.entities.model import Tagger, TokenSplit, encode, predict_spans
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+LATENCY_SAMPLES = 40
+
+
+def score(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    split: TokenSplit,
+    batch_size: int,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """span_metrics of the model's spans against the split's gold spans."""
+    predicted = predict_spans(model, tokenizer, split, batch_size, progress)
+    gold = [[(s.type, s.start, s.end) for s in spans] for spans in split.spans]
+    return span_metrics(
+        gold, [[(p["type"], p["start"], p["end"]) for p in spans] for spans in predicted]
+    )
+
+
+def evaluate(
+    artifact_dir: Path,
+    data: Path,
+    expected_sha256: str | None = None,
+    report_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Entity-level metrics on a split file (or a snapshot's test split), plus latency."""
+    tagger = Tagger.load(Path(artifact_dir), expected_sha256)
+    texts, gold = read_split(Path(data))
+    split = encode(tagger.tokenizer, texts, gold, tagger.max_length)
+    with Progress("evaluate", len(texts), "texts") as progress:
+        metrics = score(tagger.model, tagger.tokenizer, split, 64, progress)
+    metrics.update(_latency(tagger, texts))
+    if report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _latency(tagger: Tagger, texts: Sequence[str]) -> dict[str, float]:
+    """Per-message latency at batch 1 (p50/p95), what a live assistant pays per turn."""
+    sample = list(texts[:LATENCY_SAMPLES])
+    if not sample:
+        return {}
+    tagger.spans(sample[:1], batch_size=1)  # warm-up
+    timings = []
+    for text in sample:
+        tick = time.perf_counter()
+        tagger.spans([text], batch_size=1)
+        timings.append((time.perf_counter() - tick) * 1000)
+    return {
+        "latency_ms_p50": round(float(np.percentile(timings, 50)), 3),
+        "latency_ms_p95": round(float(np.percentile(timings, 95)), 3),
+    }
