@@ -27,17 +27,6 @@ TRANSCRIPT_SCHEMA = pa.schema(
     ]
 )
 
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        pa.field("source_file", pa.string(), nullable=False),
-        pa.field("line", pa.int64(), nullable=False),  # 1-based line or record number
-        pa.field("rule", pa.string(), nullable=False),  # machine-readable rule id
-        pa.field("reason", pa.string(), nullable=False),  # what a person reads
-        pa.field("conversation_id", pa.string(), nullable=True),
-        pa.field("raw", pa.string(), nullable=False),  # the record as read, never altered
-    ]
-)
-
 
 def model_text(turns: Iterable[Mapping[str, str]]) -> str:
     """The text the model sees: the customer's turns in order, joined by a space.

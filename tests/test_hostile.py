@@ -184,7 +184,7 @@ def write_drop(root: Path, drop: tuple[list[tuple[bytes, int]], bool, bool]) -> 
 def staged_tables(folder: Path) -> tuple[Any, list[dict[str, Any]]]:
     rows = pq.read_table(folder / "rows.parquet")
     quarantine = pq.read_table(folder / "quarantine.parquet").to_pylist()
-    return rows, sorted(quarantine, key=lambda r: (r["source_file"], r["line"]))
+    return rows, sorted(quarantine, key=lambda r: (r["source_file"], r["record"]))
 
 
 def assert_clean(rows: Any) -> None:

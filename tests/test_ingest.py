@@ -76,9 +76,9 @@ def test_ingest_day_counts_quarantine_and_partition(intentflow_home: Path, tmp_p
     assert table.column("intent").to_pylist()[2] is None  # unlabeled rows are kept
     q = pq.read_table(result["quarantine_file"]).to_pylist()
     dup = next(r for r in q if r["rule"] == "duplicate_id")
-    assert dup["source_file"].endswith("b.jsonl") and dup["line"] == 1 and "dup id" in dup["raw"]
+    assert dup["source_file"].endswith("b.jsonl") and dup["record"] == 1 and "dup id" in dup["raw"]
     broken = next(r for r in q if r["rule"] == "malformed_json")
-    assert broken["line"] == 3 and broken["raw"] == "{broken"
+    assert broken["record"] == 3 and broken["raw"] == "{broken"
     # The summary page lists every expectation GX ran (the day's, then the one batch's) as passed.
     report = Path(result["validation_report"])
     ran = json.loads((report.parent / "validation.json").read_text())
@@ -217,7 +217,7 @@ def test_the_issue_corpus_publishes_the_day_with_one_quarantine_row_each(
     assert results[True]["content_hash"] == results[False]["content_hash"]
     q = pq.read_table(results[False]["quarantine_file"]).to_pylist()
     surrogate = next(r for r in q if r["rule"] == "invalid_utf8")
-    assert surrogate["conversation_id"] == "id-\\ud83d" and surrogate["line"] == 22
+    assert surrogate["conversation_id"] == "id-\\ud83d" and surrogate["record"] == 22
     table = lake.read_partition(settings().lake, DAY).to_pylist()
     [cleaned] = [r for r in table if r["conversation_id"].startswith("ctl")]
     assert (cleaned["conversation_id"], cleaned["source"]) == ("ctl[31m", "src")
@@ -288,7 +288,7 @@ def test_every_kind_of_bad_input_is_quarantined_and_the_run_goes_on(
         "text_too_long": 1,
     }
     q = {
-        (Path(r["source_file"]).name, r["line"]): r
+        (Path(r["source_file"]).name, r["record"]): r
         for r in pq.read_table(result["quarantine_file"]).to_pylist()
     }
     assert (
@@ -434,7 +434,7 @@ def test_fast_path_stages_exactly_what_the_record_path_stages(
     for fast in (staged["pool"], staged["fast"], staged["buckets"]):
         assert fast["tables"][0].sort_by("conversation_id").equals(slow["tables"][0])
         # The quarantine is published sorted by file and line (ml.lake.write_quarantine).
-        order = [("source_file", "ascending"), ("line", "ascending")]
+        order = [("source_file", "ascending"), ("record", "ascending")]
         got, want = (s["tables"][1].sort_by(order).to_pylist() for s in (fast, slow))
         assert got == want
         for key in (

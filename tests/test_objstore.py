@@ -201,9 +201,9 @@ def test_a_writer_that_lost_its_lock_does_not_commit(
 
 
 def test_quarantine_and_snapshot_on_object_storage(mem_root: str, tmp_path: Path) -> None:
+    from ml.quarantine import QUARANTINE_SCHEMA
     from ml.snapshots.lake_window import make_snapshot
     from ml.snapshots.writer import local_snapshot
-    from ml.transcript import QUARANTINE_SCHEMA
 
     quarantine = pa.Table.from_pylist([], schema=QUARANTINE_SCHEMA)
     url = lake.write_quarantine(quarantine, f"{mem_root}-quarantine", DAY)

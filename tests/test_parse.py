@@ -215,7 +215,7 @@ def test_a_rejected_records_fields_are_storable_and_nothing_is_lost() -> None:
     """#15.1: a lone surrogate (a \\u escape) or undecodable bytes cannot fail the writer."""
     import pyarrow as pa
 
-    from ml.transcript import QUARANTINE_SCHEMA
+    from ml.quarantine import QUARANTINE_SCHEMA
 
     got = outcomes(
         json.dumps(record(conversation_id="id-\ud83d")).encode(),

@@ -33,8 +33,8 @@ from ml.ingest.parse import Rejected, parse_items
 from ml.ingest.sources import Item, SourceError, SourceSpec, parse_source
 from ml.ingest.staged_day import QUARANTINE_FILE, ROWS_FILE
 from ml.progress import Progress
+from ml.quarantine import QUARANTINE_SCHEMA
 from ml.taxonomy import known_intents
-from ml.transcript import QUARANTINE_SCHEMA
 
 log = logging.getLogger(__name__)
 

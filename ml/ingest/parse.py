@@ -53,7 +53,7 @@ class Rejected:
     """A record that broke a rule; becomes one quarantine row."""
 
     source_file: str
-    line: int
+    record: int  # 1-based line or record number
     rule: str
     reason: str
     raw: str
@@ -63,7 +63,7 @@ class Rejected:
         cid = self.conversation_id
         return {
             "source_file": storable(self.source_file),
-            "line": self.line,
+            "record": self.record,
             "rule": self.rule,
             "reason": storable(self.reason),
             "conversation_id": None if cid is None else storable(cid),

@@ -15,13 +15,9 @@ reason; they are never trained on.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import re
-import shutil
-import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -29,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ml.artifact.integrity import file_sha256
+from ml.quarantine import quarantine_table
+from ml.snapshots.writer import content_hash, existing, freeze, split_rows
 from ml.tasks.entities.model import TASK
 from ml.tasks.entities.spans import ENTITY_TYPES, Span, SpanError, check_spans
 
@@ -64,7 +62,7 @@ class _Collected:
 
     def quarantine(self, file: str, number: int, rule: str, reason: str, raw: str) -> None:
         self.quarantined.append(
-            {"file": file, "record": number, "rule": rule, "reason": reason, "raw": raw}
+            {"source_file": file, "record": number, "rule": rule, "reason": reason, "raw": raw}
         )
 
     def add(
@@ -164,15 +162,12 @@ def template(row: dict[str, Any]) -> str:
 def build_dataset(source: str, out_root: Path, abcd: str | None = None, **_: Any) -> dict[str, Any]:
     """Freeze Bitext-style spans (`source`, a CSV) and optional ABCD weak labels (`abcd`, a JSON
     file) into a content-hashed snapshot: train/validation/test.parquet (id, text, spans,
-    source), quarantine.parquet (file, record, rule, reason, raw) and snapshot.json.
+    source), quarantine.parquet (ml.quarantine's schema) and snapshot.json.
 
     Split by the text's template (spans replaced by their type), so "cancel order 123" and
     "cancel order 456" land in the same split and the test set measures new phrasings.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from ml.snapshots.build import SPLITS, split_of
 
     collected = _Collected()
     _bitext(source, collected)
@@ -183,67 +178,28 @@ def build_dataset(source: str, out_root: Path, abcd: str | None = None, **_: Any
             f"{source}: no usable entity examples ({len(collected.quarantined)} quarantined)"
         )
     rows = sorted(collected.rows, key=lambda r: r["id"])
-    digest = hashlib.sha256(
-        json.dumps(
-            {"rows": rows, "split": SPLIT_RULE, "types": ENTITY_TYPES}, sort_keys=True
-        ).encode()
-    ).hexdigest()
-    out_root = Path(out_root)
-    folder = out_root / digest[:16]
-    if (folder / "snapshot.json").exists():
-        log.info("snapshot %s exists: reused", folder)
-        return json.loads((folder / "snapshot.json").read_text()) | {"path": str(folder)}
-
+    digest = content_hash({"rows": rows, "split": SPLIT_RULE, "types": ENTITY_TYPES})
+    found = existing(out_root, digest)
+    if found is not None:
+        return found
     span_type = pa.list_(
         pa.struct([("start", pa.int32()), ("end", pa.int32()), ("type", pa.string())])
     )
     schema = pa.schema(
         [("id", pa.string()), ("text", pa.string()), ("spans", span_type), ("source", pa.string())]
     )
-    splits = [split_of(template(r)) for r in rows]
-    tmp = out_root / f".{digest[:16]}.tmp-{uuid.uuid4().hex}"
-    tmp.mkdir(parents=True)
-    counts: dict[str, int] = {}
-    for name in SPLITS:
-        part = [r for r, s in zip(rows, splits, strict=True) if s == name]
-        pq.write_table(pa.Table.from_pylist(part, schema=schema), tmp / f"{name}.parquet")
-        counts[name] = len(part)
-    counts["quarantined"] = len(collected.quarantined)
-    quarantine_schema = pa.schema(
-        [
-            ("file", pa.string()),
-            ("record", pa.int64()),
-            ("rule", pa.string()),
-            ("reason", pa.string()),
-            ("raw", pa.string()),
-        ]
-    )
-    pq.write_table(
-        pa.Table.from_pylist(collected.quarantined, schema=quarantine_schema),
-        tmp / "quarantine.parquet",
-    )
-    sources = [{"file": str(f), "sha256": file_sha256(f)} for f in (source, abcd) if f]
+    table = pa.Table.from_pylist(rows, schema=schema)
     info = {
         "task": TASK,
-        "hash": digest,
         "window": None,
-        "partitions": sources,
+        "partitions": [{"file": str(f), "sha256": file_sha256(f)} for f in (source, abcd) if f],
         "source": source,
         "labels": list(ENTITY_TYPES),
-        "counts": counts,
-        "quarantine_rules": dict(Counter(q["rule"] for q in collected.quarantined)),
         "entities": dict(Counter(s["type"] for r in rows for s in r["spans"])),
         "split_rule": SPLIT_RULE,
     }
-    (tmp / "snapshot.json").write_text(json.dumps(info, indent=2) + "\n")
-    try:
-        os.rename(tmp, folder)
-    except OSError:  # another run wrote the same snapshot first: same content, keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info(
-        "entity snapshot %s: %s, quarantined %s", digest[:16], counts, info["quarantine_rules"]
-    )
-    return info | {"path": str(folder)}
+    splits = split_rows(table, [template(r) for r in rows])
+    return freeze(out_root, digest, splits, info, quarantine_table(collected.quarantined))
 
 
 def read_split(path: Path) -> tuple[list[str], list[list[Span]]]:

@@ -96,12 +96,12 @@ def test_build_dataset_splits_by_group_and_quarantines_bad_records(tmp_path: Pat
     assert counts["answers"] == 120 and counts["duplicate_answers"] == 0
 
     quarantine = pq.read_table(folder / "quarantine.parquet").to_pylist()
-    assert [(q["record_number"], q["rule"]) for q in quarantine] == [
+    assert [(q["record"], q["rule"]) for q in quarantine] == [
         (121, "empty_question"),
         (122, "empty_answer"),
         (123, "malformed_csv"),
     ]
-    assert all(q["file"] == str(source) and q["reason"] for q in quarantine)
+    assert all(q["source_file"] == str(source) and q["reason"] for q in quarantine)
     assert json.loads(quarantine[1]["raw"])["instruction"] == "where is it"
 
     splits = {s: pq.read_table(folder / f"{s}.parquet").to_pylist() for s in SPLITS}
@@ -149,7 +149,7 @@ def test_build_dataset_reads_a_jsonl_source_through_a_source_spec(tmp_path: Path
     assert counts["records"] == 62 and counts["quarantined"] == 2
     assert counts["answers"] == 9 and counts["duplicate_answers"] == 51
     quarantine = pq.read_table(Path(result["path"]) / "quarantine.parquet").to_pylist()
-    assert [(q["record_number"], q["rule"]) for q in quarantine] == [
+    assert [(q["record"], q["rule"]) for q in quarantine] == [
         (61, "empty_answer"),
         (62, "malformed_json"),
     ]

@@ -52,7 +52,7 @@ def test_build_dataset_quarantines_bad_spans_and_splits_by_template(
         (5, "span_splits_word"),
         (6, "invalid_field"),
     ]
-    assert all(q["file"] == str(source) and q["reason"] and q["raw"] for q in quarantine)
+    assert all(q["source_file"] == str(source) and q["reason"] and q["raw"] for q in quarantine)
     assert "3707955617" in quarantine[0]["raw"]
 
     rows = [
