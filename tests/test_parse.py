@@ -151,7 +151,7 @@ def test_missing_optional_fields_get_defaults() -> None:
 def test_bad_records_are_rejected_with_rule_and_reason(line: bytes, rule: str, needle: str) -> None:
     [out] = outcomes(line)
     assert isinstance(out, Rejected)
-    assert (out.rule, out.source_file, out.line) == (rule, "f.jsonl", 1)
+    assert (out.rule, out.source_file, out.record) == (rule, "f.jsonl", 1)
     assert needle in out.reason
     assert out.raw  # the raw record is kept for the data owner
 
@@ -165,7 +165,7 @@ def test_every_non_blank_line_has_one_outcome_with_its_line_number() -> None:
     ]
     got = parsed(*lines)
     assert [item.number for item, _ in got] == [1, 3, 4]
-    assert isinstance(got[1][1], Rejected) and got[1][1].line == 3
+    assert isinstance(got[1][1], Rejected) and got[1][1].record == 3
 
 
 def test_control_characters_are_removed() -> None:

@@ -15,7 +15,7 @@ This module is the task contract of ml.tasks.contract; the task itself lives in:
 from __future__ import annotations
 
 from ml.tasks.entities.data import build_dataset
-from ml.tasks.entities.evaluate import evaluate
+from ml.tasks.entities.evaluation import evaluate
 from ml.tasks.entities.metrics import PROMOTION_METRIC
 from ml.tasks.entities.model import TASK, predict
 from ml.tasks.entities.train import fine_tune

@@ -65,7 +65,7 @@ def fine_tune(
 
     from ml.artifact import files as files
     from ml.artifact.files import LABELS_FILE
-    from ml.tasks.entities.evaluate import score as _score
+    from ml.tasks.entities.evaluation import score as _score
     from ml.tasks.entities.model import encode as _encode
     from ml.threads import threads_for, torch_threads
     from ml.training import loop
