@@ -25,7 +25,8 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from ml.config import gpus_per_training
-from ml.retrain.specs import ModelSpec, configured_models
+from ml.retrain.specs import END_DATE, WINDOW_DAYS, ModelSpec, configured_models
+from ml.training.config import json_schema, tunables
 
 
 def _window_end(params: dict, data_interval_end, run_after) -> str:
@@ -36,49 +37,16 @@ def _window_end(params: dict, data_interval_end, run_after) -> str:
 
 
 def _params(spec: ModelSpec) -> dict[str, Param]:
-    """The trigger form: the model's configured defaults, else empty (the library default)."""
+    """The trigger form: the model's configured defaults, else empty (the task's default).
+    Each field is described once, on its setting (ml.training.config, ml.retrain.specs)."""
     defaults = spec.params
     params: dict[str, Param] = {}
     if spec.from_lake:
-        params["window_days"] = Param(
-            defaults.get("window_days", 7),
-            type="integer",
-            minimum=1,
-            maximum=366,
-            description="Days of transcripts to train on, ending the day before the run.",
-        )
-        params["end_date"] = Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            description="Last day of the window (YYYY-MM-DD); empty: the day before the run.",
-        )
-    params["base_model"] = Param(
-        defaults.get("base_model"),
-        type=["null", "string"],
-        description="Local Hugging Face checkpoint directory; empty: INTENTFLOW_BASE_MODEL or the packaged MiniLM-L6.",
-    )
-    params["epochs"] = Param(
-        defaults.get("epochs"),
-        type=["null", "integer"],
-        minimum=1,
-        maximum=100,
-        description="Training epochs; empty: the library default.",
-    )
-    params["learning_rate"] = Param(
-        defaults.get("learning_rate"),
-        type=["null", "number"],
-        exclusiveMinimum=0,
-        maximum=1,
-        description="Peak AdamW learning rate; empty: the library default.",
-    )
-    params["batch_size"] = Param(
-        defaults.get("batch_size"),
-        type=["null", "integer"],
-        minimum=1,
-        maximum=1024,
-        description="Examples per step; empty: the library default.",
-    )
+        window = defaults.get(WINDOW_DAYS.name, 7)
+        params[WINDOW_DAYS.name] = Param(window, **json_schema(WINDOW_DAYS, nullable=False))
+        params[END_DATE.name] = Param(None, **json_schema(END_DATE))
+    for setting in tunables():
+        params[setting.name] = Param(defaults.get(setting.name), **json_schema(setting))
     return params
 
 
@@ -117,7 +85,7 @@ def retrain_dag(spec: ModelSpec):
         def fine_tune(snap: dict, params: dict | None = None, run_id: str | None = None) -> dict:
             from ml.retrain.steps import train_step
 
-            given = {k: v for k, v in params.items() if k not in ("window_days", "end_date")}
+            given = {k: v for k, v in params.items() if k not in (WINDOW_DAYS.name, END_DATE.name)}
             return train_step(snap, given, run_id, model=name)
 
         @task

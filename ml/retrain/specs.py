@@ -25,8 +25,23 @@ from typing import Any
 
 from ml.config import ConfigError, Settings, settings
 from ml.tasks.contract import TASK_MODULES
+from ml.training.config import Tunable
 
 LAKE = "lake"
+# The lake window a lake-fed model trains on: the DAG form's and `intentflow train`'s options.
+WINDOW_DAYS = Tunable(
+    "window_days",
+    int,
+    "Days of transcripts to train on, ending the day before the run.",
+    minimum=1,
+    maximum=366,
+)
+END_DATE = Tunable(
+    "end_date",
+    str,
+    "Last day of the window (YYYY-MM-DD); empty: the day before the run.",
+    format="date",
+)
 # Where the entities and answers models read Bitext-style rows (spans; instruction → response)
 # when INTENTFLOW_ENTITIES_SOURCE / INTENTFLOW_ANSWERS_SOURCE are unset.
 LABELED_SOURCE_SUBDIR = "labeled/bitext-customer-support/train.csv"

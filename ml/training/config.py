@@ -9,8 +9,32 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Self
+
+
+@dataclass(frozen=True)
+class Tunable:
+    """A training setting that the DAG form and `intentflow train` offer: described once, here,
+    on its config field (dags/model_retrain.py builds Params from it, ml/cli the options)."""
+
+    name: str
+    kind: type  # int, float or str
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    format: str | None = None  # JSON-schema format of a string setting, e.g. "date"
+
+
+def tunable(
+    help: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: bool = False,
+) -> dict[str, Any]:
+    """Field metadata marking a config field as tunable, with its help text and limits."""
+    return {"tunable": (help, minimum, maximum, exclusive_minimum)}
 
 
 @dataclass
@@ -20,26 +44,62 @@ class BaseTrainConfig:
     the task needs another. Serialized, resolved, into the artifact's train_config.json."""
 
     # None: the packaged MiniLM-L6 (ml.config.default_base_model()). Else a local checkpoint dir.
-    base_model: str | None = None
+    base_model: str | None = field(
+        default=None,
+        metadata=tunable(
+            "Local Hugging Face checkpoint directory; empty: INTENTFLOW_BASE_MODEL or the packaged MiniLM-L6."
+        ),
+    )
     # Banking77 (77 intents, 8k examples) is still improving at epoch 5; 6 epochs of MiniLM-L6
     # fit the 15-minute budget on 2 CPU cores (~10 min measured as CPU time / threads).
-    epochs: int = 6
+    epochs: int = field(
+        default=6,
+        metadata=tunable("Training epochs; empty: the task's default.", minimum=1, maximum=100),
+    )
     # MiniLM-L6 is small and shallow, and its [CLS] pooler was not trained for sentences: at
     # 1e-4 Banking77 reaches 62% validation accuracy after epoch 1, at 2e-4 74.5%.
-    learning_rate: float = 2e-4
+    learning_rate: float = field(
+        default=2e-4,
+        metadata=tunable(
+            "Peak AdamW learning rate; empty: the task's default.",
+            minimum=0,
+            exclusive_minimum=True,
+            maximum=1,
+        ),
+    )
     # Fits comfortably in CPU memory at max_length 128 and keeps AdamW steps stable.
-    batch_size: int = 32
+    batch_size: int = field(
+        default=32,
+        metadata=tunable("Examples per step; empty: the task's default.", minimum=1, maximum=1024),
+    )
     # Longer texts are truncated to this many tokens (customer turns rarely exceed it); it is
     # also capped at the checkpoint's max_position_embeddings.
-    max_length: int = 128
+    max_length: int = field(
+        default=128,
+        metadata=tunable(
+            "Tokens kept per text (longer ones are truncated); empty: the task's default.",
+            minimum=8,
+            maximum=8192,
+        ),
+    )
     # A short warmup keeps the randomly initialised head from wrecking pretrained weights early.
     warmup_ratio: float = 0.1
     # Standard AdamW decay; not applied to biases and LayerNorm weights.
     weight_decay: float = 0.01
     # Seeds random, numpy and torch (head init, dropout, batch order): same seed, same model.
-    seed: int = 42
+    seed: int = field(
+        default=42,
+        metadata=tunable(
+            "Seed of head initialisation, dropout and batch order; empty: 42.", minimum=0
+        ),
+    )
     # Stop after this many optimizer steps in total (tests, smoke runs). None: run all epochs.
-    max_steps: int | None = None
+    max_steps: int | None = field(
+        default=None,
+        metadata=tunable(
+            "Stop after this many optimizer steps (smoke runs); empty: run every epoch.", minimum=1
+        ),
+    )
     # torch intra-op threads. None: the CPUs this process may use, shared out among torchrun's
     # processes (ml.threads, which also makes idle OpenMP threads sleep rather than spin).
     num_threads: int | None = None
@@ -47,7 +107,12 @@ class BaseTrainConfig:
     log_every: int = 20
     # Stop when the task's validation metric has not improved for this many epochs (the best
     # epoch is kept either way). None: always run every epoch.
-    early_stopping_patience: int | None = 2
+    early_stopping_patience: int | None = field(
+        default=2,
+        metadata=tunable(
+            "Epochs without validation gain before stopping; empty: the task's default.", minimum=1
+        ),
+    )
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None) -> Self:
@@ -60,3 +125,30 @@ class BaseTrainConfig:
     def accumulation_steps(self) -> int:
         """Batches per optimizer step; a task without gradient accumulation steps every batch."""
         return 1
+
+
+def tunables(config_type: type[BaseTrainConfig] | None = None) -> list[Tunable]:
+    """The tunable settings of a config class (BaseTrainConfig's: those every task shares)."""
+    found = []
+    for f in dataclasses.fields(config_type or BaseTrainConfig):
+        if "tunable" in f.metadata:
+            help_, minimum, maximum, exclusive = f.metadata["tunable"]
+            kind = {"int": int, "float": float}.get(str(f.type).split(" |")[0], str)
+            found.append(Tunable(f.name, kind, help_, minimum, maximum, exclusive))
+    return found
+
+
+def json_schema(setting: Tunable, nullable: bool = True) -> dict[str, Any]:
+    """The setting as JSON-schema keywords (what an Airflow Param takes); `nullable`: an empty
+    form field means the default."""
+    kind = {int: "integer", float: "number", str: "string"}[setting.kind]
+    schema: dict[str, Any] = {"type": ["null", kind] if nullable else kind}
+    schema["description"] = setting.help
+    if setting.format:
+        schema["format"] = setting.format
+    if setting.minimum is not None:
+        key = "exclusiveMinimum" if setting.exclusive_minimum else "minimum"
+        schema[key] = setting.minimum
+    if setting.maximum is not None:
+        schema["maximum"] = setting.maximum
+    return schema
