@@ -361,6 +361,68 @@ def test_snapshot_train_register_evaluate_and_predict_with_everything_on_s3(
         fetch_artifact(version.artifact_uri, version.artifact_sha256, intentflow_home / "fresh")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["entities", "answers"])
+def test_labeled_task_types_run_end_to_end_on_s3(
+    task: str,
+    bucket: str,
+    intentflow_home: Path,
+    tiny_bert_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    write_bitext: Any,
+) -> None:
+    """Every task type on object storage: the labeled source's snapshot (with its quarantine),
+    the artifact and its evaluation reports in the bucket; predict on an empty cache; and
+    `intentflow train --data` writing its snapshot to the bucket too."""
+    import shutil
+
+    from answer_pairs import pairs_csv
+    from typer.testing import CliRunner
+
+    from ml.cli.main import app
+    from ml.registry.store import Registry
+    from ml.retrain.steps import run_on_snapshot, snapshot_step
+
+    if task == "entities":
+        source = tmp_path / "bitext.csv"
+        write_bitext(source, 160)
+        monkeypatch.setenv("INTENTFLOW_ENTITIES_SOURCE", str(source))
+    else:
+        source = pairs_csv(tmp_path / "pairs.csv")
+        monkeypatch.setenv("INTENTFLOW_ANSWERS_SOURCE", str(source))
+    monkeypatch.setenv("INTENTFLOW_DATA_URL", f"{bucket}/data")
+    monkeypatch.setenv("INTENTFLOW_ARTIFACTS_URL", f"{bucket}/models")
+    monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
+    monkeypatch.setenv("INTENTFLOW_PROMOTION_MIN_TEST_SIZE", "0")
+    cfg = settings()
+    snap = snapshot_step(date.today(), 1, cfg, task)
+    assert snap["path"].startswith(f"{bucket}/data/snapshots/{task}/")
+    assert storage.exists(f"{snap['path']}/quarantine.parquet")
+    assert storage.exists(f"{snap['path']}/snapshot.json")
+    shutil.rmtree(cfg.cache, ignore_errors=True)  # training reads the snapshot from the store
+    params = {"epochs": 1, "batch_size": 16, "num_threads": 1}
+    result = run_on_snapshot(snap, params, "run-1", actor="test", cfg=cfg, model=task)
+    assert (result["task"], result["alias"]) == (task, "champion")
+    version = Registry(cfg.registry_url).get(task, alias="champion")
+    assert version.artifact_uri == f"{bucket}/models/{task}/run-1/model"
+    reports = version.lineage["evaluation_reports"]
+    assert storage.exists(f"{reports}/challenger/test/metrics.json")
+    assert not (intentflow_home / "artifacts").exists()
+
+    shutil.rmtree(cfg.cache)
+    runner = CliRunner()
+    out = runner.invoke(app, ["predict", "--model", f"{task}@champion", "cancel order 1003"])
+    assert out.exit_code == 0, out.output
+    out = runner.invoke(
+        app, ["train", "--task", task, "--data", str(source), "--epochs", "1", "--json"]
+    )
+    assert out.exit_code == 0, out.output
+    trained = json.loads(out.stdout)
+    snapshot = Registry(cfg.registry_url).get(task, version=trained["version"]).lineage
+    assert snapshot["snapshot_path"].startswith(f"{bucket}/data/snapshots/{task}/")
+
+
 # --- ingest's tasks on different hosts, the staged day on the store ---------------------------
 
 
