@@ -1,7 +1,7 @@
 """Which test metrics a registered version's views show: `intentflow registry list`, `report`,
 `evaluate` and the registry page in the Airflow UI all ask here, so they agree.
 
-Each task type records its own metric names (ml.tasks.intent.evaluate for intent, ml.tasks.entities.span_metrics,
+Each task type records its own metric names (ml.tasks.intent.evaluation for intent, ml.tasks.entities.span_metrics,
 ml.tasks.answers.ranking_metrics). A view leads with the model's primary metric (its configured
 promotion metric, ml.retrain.specs, else its task's PROMOTION_METRIC), then the task's other headline
 metrics below; per class it shows the task's per-class metric.

@@ -33,7 +33,6 @@ import logging
 import os
 import re
 import shutil
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -50,20 +49,19 @@ from ml.artifact.files import (
     METRICS_FILE,
     MODEL_CARD_FILE,
     TASK_FILE,
-    check_out_dir,
     read_json,
     save_model_files,
+    write_json,
     write_staged,
     write_training_record,
 )
 from ml.artifact.integrity import checked_dir, file_sha256
-from ml.config import default_base_model
 from ml.progress import Progress
 from ml.snapshots.build import SPLITS, split_of
-from ml.threads import threads_for, torch_threads
 from ml.training.config import BaseTrainConfig
 from ml.training.device import torch_device
-from ml.training.loop import LoopTask, Outcome, amp_dtype, set_seed, train_epochs
+from ml.training.loop import LoopTask, Outcome, amp_dtype, train_epochs
+from ml.training.prepare import prepare
 
 if TYPE_CHECKING:
     import torch
@@ -647,39 +645,30 @@ def fine_tune(
     Raises EmptyBankError / ValueError before training on an empty bank or train split,
     FileExistsError when `out_dir` exists and is not empty.
     """
-    started = time.perf_counter()
     snapshot_dir, out_dir = Path(snapshot_dir), Path(out_dir)
     cfg = answers_config(config)
-    check_out_dir(out_dir)
-    snapshot = read_json(snapshot_dir / "snapshot.json")
-    bank = read_bank(snapshot_dir / BANK_FILE)
-    answer_text = dict(zip(bank["answer_id"].to_pylist(), bank["answer"].to_pylist(), strict=True))
-    train_rows = _read_pairs_split(snapshot_dir, "train")
-    val_rows = _read_pairs_split(snapshot_dir, "validation")
-    if not train_rows["text"]:
-        raise ValueError(f"the train split of snapshot {snapshot_dir} is empty: nothing to learn")
-    base_model = str(Path(cfg.base_model or default_base_model()).absolute())
-    threads = threads_for(cfg.num_threads)
-
-    with torch_threads(threads):
-        set_seed(cfg.seed)
-        model, tokenizer = _load_encoder(base_model)
-        limit = model.config.max_position_embeddings
-        resolved = replace(
-            cfg,
-            base_model=base_model,
-            num_threads=threads,
-            max_length=min(cfg.max_length, limit),
-            answer_max_length=min(cfg.answer_max_length, limit),
+    with prepare(snapshot_dir, out_dir, cfg, head="feature-extraction") as run:
+        bank = read_bank(snapshot_dir / BANK_FILE)
+        answer_text = dict(
+            zip(bank["answer_id"].to_pylist(), bank["answer"].to_pylist(), strict=True)
         )
+        train_rows = _read_pairs_split(snapshot_dir, "train")
+        val_rows = _read_pairs_split(snapshot_dir, "validation")
+        if not train_rows["text"]:
+            raise ValueError(
+                f"the train split of snapshot {snapshot_dir} is empty: nothing to learn"
+            )
+        model, tokenizer = _load_encoder(run.base_model)
+        limit = model.config.max_position_embeddings
+        resolved = run.resolve(cfg, limit, answer_max_length=min(cfg.answer_max_length, limit))
         train = _tokenize_pairs(tokenizer, train_rows, answer_text, resolved)
         logger.info(
             "fine-tuning bi-encoder %s on %d pairs (%d validation), bank of %d, %d threads, %s",
-            base_model,
+            run.base_model,
             len(train.queries),
             len(val_rows["text"]),
             bank.num_rows,
-            threads,
+            run.threads,
             torch_device().type,
         )
         task = _pairs_loop(tokenizer, val_rows, bank, resolved)
@@ -694,9 +683,9 @@ def fine_tune(
         bank,
         embeddings,
         resolved,
-        snapshot,
+        run.snapshot,
         outcome,
-        time.perf_counter() - started,
+        run.wall_seconds(),
     )
     logger.info("wrote answers artifact %s", out_dir)
     return artifact_summary(out_dir)
@@ -983,19 +972,9 @@ def read_questions(data: Path) -> dict[str, list[Any]]:
 def query_latency(search: Any, texts: Sequence[str], samples: int | None = None) -> dict:
     """Per-query milliseconds at batch 1 (encode + score the bank + top-5): p50 and p95 over
     the first `samples` texts (default LATENCY_SAMPLES)."""
-    single = list(texts[: samples or LATENCY_SAMPLES])
-    if not single:
-        return {}
-    search(single[:1])  # warm-up: the first call pays lazy initialisation
-    timings = []
-    for text in single:
-        tick = time.perf_counter()
-        search([text])
-        timings.append((time.perf_counter() - tick) * 1000)
-    return {
-        "ms_p50": round(float(np.percentile(timings, 50)), 3),
-        "ms_p95": round(float(np.percentile(timings, 95)), 3),
-    }
+    from ml.tasks.latency import per_message_ms
+
+    return per_message_ms(search, texts, samples or LATENCY_SAMPLES, prefix="")
 
 
 def _padded(retriever: Retriever, size: int, seed: int = 0) -> Retriever:
@@ -1039,7 +1018,5 @@ def evaluate(
         latency = query_latency(lambda t, r=ranker: r.search(t, 5), rows["text"])
         metrics.update({f"latency_{k}{suffix}": v for k, v in latency.items()})
     if report_dir is not None:
-        report_dir = Path(report_dir)
-        report_dir.mkdir(parents=True, exist_ok=True)
-        (report_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json(Path(report_dir) / METRICS_FILE, metrics)
     return metrics

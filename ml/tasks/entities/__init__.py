@@ -35,11 +35,10 @@ import logging
 import os
 import re
 import shutil
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -586,30 +585,26 @@ def fine_tune(
     from ml.artifact import files as files
     from ml.artifact.files import LABELS_FILE
     from ml.tasks.intent.train import TrainConfig, artifact_summary
-    from ml.threads import threads_for, torch_threads
     from ml.training import loop
+    from ml.training.prepare import prepare
 
-    started = time.perf_counter()
     snapshot_dir, out_dir = Path(snapshot_dir), Path(out_dir)
-    files.check_out_dir(out_dir)
-    snapshot = files.read_json(snapshot_dir / "snapshot.json")
-    train_texts, train_spans = read_split(snapshot_dir / "train.parquet")
-    val_texts, val_spans = read_split(snapshot_dir / "validation.parquet")
-    if not train_texts:
-        raise ValueError(f"the train split of snapshot {snapshot_dir} is empty: nothing to learn")
     settings = TrainConfig.from_params(config)
-    base_model = loop.resolve_base_model(settings.base_model, head="token-classification")
-    threads = threads_for(settings.num_threads)
     tags = tag_names()
-    with torch_threads(threads):
-        loop.set_seed(settings.seed)
-        tokenizer = AutoTokenizer.from_pretrained(base_model)
+    with prepare(snapshot_dir, out_dir, settings, head="token-classification") as run:
+        train_texts, train_spans = read_split(snapshot_dir / "train.parquet")
+        val_texts, val_spans = read_split(snapshot_dir / "validation.parquet")
+        if not train_texts:
+            raise ValueError(
+                f"the train split of snapshot {snapshot_dir} is empty: nothing to learn"
+            )
+        tokenizer = AutoTokenizer.from_pretrained(run.base_model)
         if not tokenizer.is_fast:
             raise ValueError(
-                f"base model {base_model} has no fast tokenizer: offsets are needed to align spans"
+                f"base model {run.base_model} has no fast tokenizer: offsets are needed to align spans"
             )
         model = AutoModelForTokenClassification.from_pretrained(
-            base_model,
+            run.base_model,
             num_labels=len(tags),
             id2label=dict(enumerate(tags)),
             label2id={t: i for i, t in enumerate(tags)},
@@ -617,18 +612,15 @@ def fine_tune(
             dtype=torch.float32,
             use_safetensors=True,
         ).to(loop.torch_device())
-        max_length = min(settings.max_length, model.config.max_position_embeddings)
-        resolved = replace(
-            settings, base_model=base_model, num_threads=threads, max_length=max_length
-        )
-        train = _encode(tokenizer, train_texts, train_spans, max_length)
-        validation = _encode(tokenizer, val_texts, val_spans, max_length)
+        resolved = run.resolve(settings, model.config.max_position_embeddings)
+        train = _encode(tokenizer, train_texts, train_spans, resolved.max_length)
+        validation = _encode(tokenizer, val_texts, val_spans, resolved.max_length)
         log.info(
             "fine-tuning %s for entities on %d train / %d validation texts, %d threads, %s",
-            base_model,
+            run.base_model,
             len(train_texts),
             len(val_texts),
-            threads,
+            run.threads,
             loop.torch_device().type,
         )
         task = loop.LoopTask(
@@ -637,15 +629,16 @@ def fine_tune(
             metric=PROMOTION_METRIC,
         )
         outcome = loop.train_epochs(model, train, resolved, task, checkpoint_dir)
-    wall_seconds = time.perf_counter() - started
+    wall_seconds = run.wall_seconds()
     support = Counter(s.type for spans in train_spans for s in spans)
 
     def fill(staging: Path) -> None:
         files.save_model_files(staging, model, tokenizer, TASK)
         files.write_json(staging / LABELS_FILE, tags)
-        files.write_training_record(staging, resolved, snapshot, outcome.record(wall_seconds))
+        files.write_training_record(staging, resolved, run.snapshot, outcome.record(wall_seconds))
         (staging / files.MODEL_CARD_FILE).write_text(
-            _model_card(resolved, snapshot, support, len(train_texts), outcome), encoding="utf-8"
+            _model_card(resolved, run.snapshot, support, len(train_texts), outcome),
+            encoding="utf-8",
         )
 
     files.write_staged(out_dir, fill)
@@ -746,23 +739,14 @@ def evaluate(
         metrics = _score(tagger.model, tagger.tokenizer, split, 64, progress)
     metrics.update(_latency(tagger, texts))
     if report_dir is not None:
-        report_dir.mkdir(parents=True, exist_ok=True)
-        (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        from ml.artifact.files import METRICS_FILE, write_json
+
+        write_json(Path(report_dir) / METRICS_FILE, metrics)
     return metrics
 
 
 def _latency(tagger: Tagger, texts: Sequence[str]) -> dict[str, float]:
     """Per-message latency at batch 1 (p50/p95), what a live assistant pays per turn."""
-    sample = list(texts[:LATENCY_SAMPLES])
-    if not sample:
-        return {}
-    tagger.spans(sample[:1], batch_size=1)  # warm-up
-    timings = []
-    for text in sample:
-        tick = time.perf_counter()
-        tagger.spans([text], batch_size=1)
-        timings.append((time.perf_counter() - tick) * 1000)
-    return {
-        "latency_ms_p50": round(float(np.percentile(timings, 50)), 3),
-        "latency_ms_p95": round(float(np.percentile(timings, 95)), 3),
-    }
+    from ml.tasks.latency import per_message_ms
+
+    return per_message_ms(lambda batch: tagger.spans(batch, batch_size=1), texts, LATENCY_SAMPLES)

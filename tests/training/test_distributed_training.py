@@ -19,7 +19,7 @@ import psutil
 import pytest
 from processes import read_until
 
-from ml.tasks.intent.evaluate import evaluate_model
+from ml.tasks.intent.evaluation import evaluate_model
 from ml.tasks.intent.train import TrainConfig
 from ml.training.distributed import DistributedTrainingError, World, shard, shard_count
 from ml.training.launcher import launch
@@ -112,21 +112,21 @@ def test_gpus_per_training_reaches_the_launcher(
     import torch
 
     from ml.retrain.steps import train_step
-    from ml.training import device, distributed
+    from ml.training import device, launcher
 
     monkeypatch.setenv("INTENTFLOW_GPUS_PER_TRAINING", "2")
     monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
     monkeypatch.setattr(device, "training_device", lambda require_gpu: "cuda")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     launched: list[tuple[int, dict[str, str] | None]] = []
-    launch_for_real = distributed.launch
+    launch_for_real = launcher.launch
 
     def on_cpus(*args: Any) -> dict[str, Any]:
         *rest, processes, env = args
         launched.append((processes, env))
         return launch_for_real(*rest, processes, {**(env or {}), "CUDA_VISIBLE_DEVICES": ""})
 
-    monkeypatch.setattr(distributed, "launch", on_cpus)
+    monkeypatch.setattr(launcher, "launch", on_cpus)
     snapshot = make_snapshot(n_per_label=8)
     trained = train_step({"path": str(snapshot)}, {"epochs": 1}, "run-on-2-gpus")
     assert launched == [(2, {"CUDA_VISIBLE_DEVICES": "0,1"})]
