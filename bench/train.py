@@ -112,7 +112,7 @@ def tutorial_recipe(snapshot: Path, epochs: int) -> dict[str, Any]:
 def our_recipe(snapshot: Path, epochs: int | None) -> dict[str, Any]:
     """`intentflow train`'s defaults (TrainConfig), evaluated like the pipeline does."""
     from ml.artifact.files import METRICS_FILE, read_json
-    from ml.tasks.intent.evaluate import evaluate_model
+    from ml.tasks.intent.evaluation import evaluate_model
     from ml.tasks.intent.train import TrainConfig, fine_tune
 
     config = (

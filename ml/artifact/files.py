@@ -3,7 +3,9 @@
 Every task (ml.tasks.intent.train for intent, ml.tasks.entities, ml.tasks.answers) writes its artifact the same way:
 weights (safetensors only), tokenizer and task.json, the resolved train_config.json, a
 metrics.json of the training outcome and a model card, all into a hidden sibling that is
-renamed into place at the end. Kept here, in one place, so the artifacts stay alike.
+renamed into place at the end. Kept here, in one place, so the artifacts stay alike; the
+evaluation reports (metrics.json) and the retrain steps' summaries are written by the same
+write_json.
 
 torch and transformers are imported inside functions (DAG files import this at parse time).
 """
@@ -49,9 +51,24 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def write_json(path: Path, payload: Any) -> None:
-    """Indented JSON with a final newline, keys in insertion order (people read these)."""
-    path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+def write_json(path: Path, payload: Any, default: Callable[[Any], Any] | None = None) -> Path:
+    """The one writer of JSON files: an artifact's, an evaluation report's (metrics.json), a
+    retrain step's summary. Indented with a final newline, keys in insertion order (people read
+    these); `default` turns what JSON cannot hold into something it can (None: a TypeError).
+
+    Written to a hidden sibling, then renamed over `path`, its folder created if missing: a
+    reader, or a task retried after a kill, never finds half a file."""
+    path = Path(path)
+    text = json.dumps(payload, indent=2, sort_keys=False, default=default) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def library_versions() -> dict[str, Any]:

@@ -265,7 +265,7 @@ def evaluate(
     """Score a registered model on a labeled file (dispatched by the artifact's task type)."""
     from ml.registry.views import metric_view
     from ml.tasks.contract import task_module
-    from ml.tasks.intent.evaluate import evaluate_model
+    from ml.tasks.intent.evaluation import evaluate_model
 
     try:
         version, artifact, kind = _registered_artifact(model)

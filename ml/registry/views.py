@@ -1,8 +1,8 @@
 """Which test metrics a registered version's views show: `intentflow registry list`, `report`,
 `evaluate` and the registry page in the Airflow UI all ask here, so they agree.
 
-Each task type records its own metric names (ml.tasks.intent.evaluate for intent, ml.tasks.entities.span_metrics,
-ml.tasks.answers.metrics.ranking_metrics). A view leads with the model's primary metric (its configured
+Each task type records its own metric names (ml.tasks.intent.metrics, ml.tasks.entities.metrics,
+ml.tasks.answers.metrics). A view leads with the model's primary metric (its configured
 promotion metric, ml.retrain.specs, else its task's PROMOTION_METRIC), then the task's other headline
 metrics below; per class it shows the task's per-class metric.
 """

@@ -85,7 +85,7 @@ def train_step(
 ) -> dict[str, Any]:
     import json
 
-    from ml.artifact.files import METRICS_FILE
+    from ml.artifact.files import METRICS_FILE, write_json
     from ml.artifact.store import publish_artifact
     from ml.snapshots.writer import local_snapshot
     from ml.training.device import gpu_lease, training_device
@@ -125,7 +125,7 @@ def train_step(
             # Each training holds its own GPU(s) when a worker runs several at once.
             with gpu_lease(torch.cuda.device_count(), count=cfg.gpus_per_training) as gpus:
                 out = _train_in(run_dir, snapshot, config, spec, gpus)
-        _write_json(summary, out)
+        write_json(summary, out, default=str)
     if remote:
         publish_artifact(
             run_dir / "model", str(model_url), out["artifact_sha256"], cfg.cache, METRICS_FILE
@@ -134,14 +134,6 @@ def train_step(
         fs, path = storage.filesystem(str(done))
         fs.pipe_file(path, json.dumps(out, default=str).encode())
     return json.loads(json.dumps(out, default=str))
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    import json
-
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, default=str), encoding="utf-8")
-    tmp.rename(path)
 
 
 def _train_in(
@@ -163,12 +155,14 @@ def _train_in(
         Path(snapshot["path"]),
     )
     if len(gpus) > 1 and spec.task == "intent":
-        from ml.tasks.intent import train_config
+        from ml.tasks.intent.train import TrainConfig
         from ml.training.device import visible_devices
         from ml.training.launcher import launch
 
         env = {"CUDA_VISIBLE_DEVICES": visible_devices(gpus)}
-        out = launch(snapshot_dir, model_dir, train_config(config), checkpoints, len(gpus), env)
+        out = launch(
+            snapshot_dir, model_dir, TrainConfig.from_params(config), checkpoints, len(gpus), env
+        )
     else:
         if len(gpus) > 1:
             log.warning(

@@ -8,7 +8,7 @@ the negative log-likelihood (Guo et al. 2017, "On calibration of modern neural n
 fixes the scale without changing any prediction: softmax(logits / T) keeps every argmax.
 
 The fitted T is written to the artifact's calibration.json (so the artifact sha256 covers it)
-and applied wherever logits become probabilities (ml.tasks.intent.evaluate.Classifier). An artifact without
+and applied wherever logits become probabilities (ml.tasks.intent.model.Classifier). An artifact without
 the file loads with T = 1, as it was trained.
 """
 

@@ -1,11 +1,12 @@
-"""The task-agnostic training loop every task type fine-tunes with, and its shared settings.
+"""The task-agnostic training loop every task type fine-tunes with.
 
 A plain PyTorch loop in the style of transformers' examples/pytorch/text-classification
 (`run_glue_no_trainer.py`): length-grouped batches with dynamic padding, AdamW with linear
 warmup/decay, validation after every epoch, the best epoch kept, early stopping, checkpoints
 after every epoch (a retried task resumes), DDP under torchrun and bf16 autocast on CUDA.
 Intent (ml.tasks.intent.train), entities (ml.tasks.entities) and answers (ml.tasks.answers) each describe their batches,
-loss and validation in a LoopTask; the recipe itself is written once, here.
+loss and validation in a LoopTask; the recipe itself is written once, here, and what comes before
+it (out dir, snapshot, base model, threads, seed) once in ml.training.prepare.
 
 torch and transformers are imported inside functions: DAG files import the task modules at
 parse time, and the scheduler must not pay for torch on every parse.
@@ -17,7 +18,6 @@ import json
 import logging
 import math
 import os
-import random
 import shutil
 import time
 from collections.abc import Callable
@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from ml.artifact.files import write_json
-from ml.config import default_base_model
 from ml.progress import Progress
 from ml.training import distributed
 from ml.training.config import BaseTrainConfig
@@ -100,46 +99,7 @@ class Outcome:
         }
 
 
-# --- base model, seeds, device ---------------------------------------------------------------
-
-
-def resolve_base_model(base_model: str | None, head: str = "sequence-classification") -> str:
-    """A local checkpoint directory whose config maps to a model with the `head` wanted
-    (sequence-classification or token-classification)."""
-    from transformers import AutoConfig
-    from transformers.models.auto import modeling_auto
-
-    mapping = {
-        "sequence-classification": modeling_auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING,
-        "token-classification": modeling_auto.MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING,
-    }[head]
-
-    path = Path(base_model or default_base_model())
-    if not path.is_dir():
-        raise ValueError(f"base model {path} does not exist or is not a directory")
-    if not (path / "config.json").is_file():
-        raise ValueError(f"base model {path} has no config.json: not a Hugging Face checkpoint")
-    if not any(path.glob("*.safetensors")):
-        raise ValueError(f"base model {path} has no .safetensors weights (pickles are refused)")
-    try:
-        model_config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"base model {path} has an unreadable config.json: {exc}") from exc
-    if type(model_config) not in mapping:
-        raise ValueError(
-            f"base model {path} is a {model_config.model_type!r} checkpoint, which has no "
-            f"{head} head in transformers"
-        )
-    return str(path.absolute())
-
-
-def set_seed(seed: int) -> None:
-    """Seed random, numpy and torch: same seed, same head init, dropout and batch order."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
+# --- batches, optimizer, device ----------------------------------------------------------------
 
 
 def length_grouped_batches(

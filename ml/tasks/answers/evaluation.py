@@ -4,8 +4,6 @@ per-query latency against that bank and against one padded to 10,000 answers.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ml.artifact.files import METRICS_FILE
+from ml.artifact.files import METRICS_FILE, write_json
 from ml.progress import Progress
 from ml.tasks.answers.data import read_questions
 from ml.tasks.answers.metrics import bank_ranking_metrics
@@ -27,19 +25,9 @@ LATENCY_BANK = 10_000
 def query_latency(search: Any, texts: Sequence[str], samples: int | None = None) -> dict:
     """Per-query milliseconds at batch 1 (encode + score the bank + top-5): p50 and p95 over
     the first `samples` texts (default LATENCY_SAMPLES)."""
-    single = list(texts[: samples or LATENCY_SAMPLES])
-    if not single:
-        return {}
-    search(single[:1])  # warm-up: the first call pays lazy initialisation
-    timings = []
-    for text in single:
-        tick = time.perf_counter()
-        search([text])
-        timings.append((time.perf_counter() - tick) * 1000)
-    return {
-        "ms_p50": round(float(np.percentile(timings, 50)), 3),
-        "ms_p95": round(float(np.percentile(timings, 95)), 3),
-    }
+    from ml.tasks.latency import per_message_ms
+
+    return per_message_ms(search, texts, samples or LATENCY_SAMPLES, prefix="")
 
 
 def _padded(retriever: Retriever, size: int, seed: int = 0) -> Retriever:
@@ -83,7 +71,5 @@ def evaluate(
         latency = query_latency(lambda t, r=ranker: r.search(t, 5), rows["text"])
         metrics.update({f"latency_{k}{suffix}": v for k, v in latency.items()})
     if report_dir is not None:
-        report_dir = Path(report_dir)
-        report_dir.mkdir(parents=True, exist_ok=True)
-        (report_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json(Path(report_dir) / METRICS_FILE, metrics)
     return metrics

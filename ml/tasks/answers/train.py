@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,20 +25,17 @@ import pyarrow.parquet as pq
 from ml.artifact import files as artifact_files
 from ml.artifact.files import (
     MODEL_CARD_FILE,
-    check_out_dir,
-    read_json,
     save_model_files,
     write_staged,
     write_training_record,
 )
-from ml.config import default_base_model
 from ml.tasks.answers.bank import BANK_FILE, read_bank
 from ml.tasks.answers.metrics import PROMOTION_METRIC, bank_ranking_metrics, ranking_metrics
 from ml.tasks.answers.model import EMBEDDINGS_FILE, TASK, embed, encode
-from ml.threads import threads_for, torch_threads
 from ml.training.config import BaseTrainConfig
 from ml.training.device import torch_device
-from ml.training.loop import LoopTask, Outcome, set_seed, train_epochs
+from ml.training.loop import LoopTask, Outcome, train_epochs
+from ml.training.prepare import prepare
 
 if TYPE_CHECKING:
     import torch
@@ -192,39 +188,30 @@ def fine_tune(
     Raises EmptyBankError / ValueError before training on an empty bank or train split,
     FileExistsError when `out_dir` exists and is not empty.
     """
-    started = time.perf_counter()
     snapshot_dir, out_dir = Path(snapshot_dir), Path(out_dir)
     cfg = answers_config(config)
-    check_out_dir(out_dir)
-    snapshot = read_json(snapshot_dir / "snapshot.json")
-    bank = read_bank(snapshot_dir / BANK_FILE)
-    answer_text = dict(zip(bank["answer_id"].to_pylist(), bank["answer"].to_pylist(), strict=True))
-    train_rows = _read_pairs_split(snapshot_dir, "train")
-    val_rows = _read_pairs_split(snapshot_dir, "validation")
-    if not train_rows["text"]:
-        raise ValueError(f"the train split of snapshot {snapshot_dir} is empty: nothing to learn")
-    base_model = str(Path(cfg.base_model or default_base_model()).absolute())
-    threads = threads_for(cfg.num_threads)
-
-    with torch_threads(threads):
-        set_seed(cfg.seed)
-        model, tokenizer = _load_encoder(base_model)
-        limit = model.config.max_position_embeddings
-        resolved = replace(
-            cfg,
-            base_model=base_model,
-            num_threads=threads,
-            max_length=min(cfg.max_length, limit),
-            answer_max_length=min(cfg.answer_max_length, limit),
+    with prepare(snapshot_dir, out_dir, cfg, head="feature-extraction") as run:
+        bank = read_bank(snapshot_dir / BANK_FILE)
+        answer_text = dict(
+            zip(bank["answer_id"].to_pylist(), bank["answer"].to_pylist(), strict=True)
         )
+        train_rows = _read_pairs_split(snapshot_dir, "train")
+        val_rows = _read_pairs_split(snapshot_dir, "validation")
+        if not train_rows["text"]:
+            raise ValueError(
+                f"the train split of snapshot {snapshot_dir} is empty: nothing to learn"
+            )
+        model, tokenizer = _load_encoder(run.base_model)
+        limit = model.config.max_position_embeddings
+        resolved = run.resolve(cfg, limit, answer_max_length=min(cfg.answer_max_length, limit))
         train = _tokenize_pairs(tokenizer, train_rows, answer_text, resolved)
         logger.info(
             "fine-tuning bi-encoder %s on %d pairs (%d validation), bank of %d, %d threads, %s",
-            base_model,
+            run.base_model,
             len(train.queries),
             len(val_rows["text"]),
             bank.num_rows,
-            threads,
+            run.threads,
             torch_device().type,
         )
         task = _pairs_loop(tokenizer, val_rows, bank, resolved)
@@ -239,9 +226,9 @@ def fine_tune(
         bank,
         embeddings,
         resolved,
-        snapshot,
+        run.snapshot,
         outcome,
-        time.perf_counter() - started,
+        run.wall_seconds(),
     )
     logger.info("wrote answers artifact %s", out_dir)
     return artifact_summary(out_dir)

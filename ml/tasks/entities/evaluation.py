@@ -3,13 +3,9 @@ against gold ones, and its per-message latency."""
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from ml.progress import Progress
 from ml.tasks.entities.data import read_split
@@ -51,23 +47,14 @@ def evaluate(
         metrics = score(tagger.model, tagger.tokenizer, split, 64, progress)
     metrics.update(_latency(tagger, texts))
     if report_dir is not None:
-        report_dir.mkdir(parents=True, exist_ok=True)
-        (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        from ml.artifact.files import METRICS_FILE, write_json
+
+        write_json(Path(report_dir) / METRICS_FILE, metrics)
     return metrics
 
 
 def _latency(tagger: Tagger, texts: Sequence[str]) -> dict[str, float]:
     """Per-message latency at batch 1 (p50/p95), what a live assistant pays per turn."""
-    sample = list(texts[:LATENCY_SAMPLES])
-    if not sample:
-        return {}
-    tagger.spans(sample[:1], batch_size=1)  # warm-up
-    timings = []
-    for text in sample:
-        tick = time.perf_counter()
-        tagger.spans([text], batch_size=1)
-        timings.append((time.perf_counter() - tick) * 1000)
-    return {
-        "latency_ms_p50": round(float(np.percentile(timings, 50)), 3),
-        "latency_ms_p95": round(float(np.percentile(timings, 95)), 3),
-    }
+    from ml.tasks.latency import per_message_ms
+
+    return per_message_ms(lambda batch: tagger.spans(batch, batch_size=1), texts, LATENCY_SAMPLES)

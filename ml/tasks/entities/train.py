@@ -9,9 +9,8 @@ parse time, and the scheduler must not pay for torch on every parse.
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,30 +66,26 @@ def fine_tune(
     from ml.artifact.files import LABELS_FILE
     from ml.tasks.entities.evaluation import score as _score
     from ml.tasks.entities.model import encode as _encode
-    from ml.threads import threads_for, torch_threads
     from ml.training import loop
+    from ml.training.prepare import prepare
 
-    started = time.perf_counter()
     snapshot_dir, out_dir = Path(snapshot_dir), Path(out_dir)
-    files.check_out_dir(out_dir)
-    snapshot = files.read_json(snapshot_dir / "snapshot.json")
-    train_texts, train_spans = read_split(snapshot_dir / "train.parquet")
-    val_texts, val_spans = read_split(snapshot_dir / "validation.parquet")
-    if not train_texts:
-        raise ValueError(f"the train split of snapshot {snapshot_dir} is empty: nothing to learn")
     settings = TrainConfig.from_params(config)
-    base_model = loop.resolve_base_model(settings.base_model, head="token-classification")
-    threads = threads_for(settings.num_threads)
     tags = tag_names()
-    with torch_threads(threads):
-        loop.set_seed(settings.seed)
-        tokenizer = AutoTokenizer.from_pretrained(base_model)
+    with prepare(snapshot_dir, out_dir, settings, head="token-classification") as run:
+        train_texts, train_spans = read_split(snapshot_dir / "train.parquet")
+        val_texts, val_spans = read_split(snapshot_dir / "validation.parquet")
+        if not train_texts:
+            raise ValueError(
+                f"the train split of snapshot {snapshot_dir} is empty: nothing to learn"
+            )
+        tokenizer = AutoTokenizer.from_pretrained(run.base_model)
         if not tokenizer.is_fast:
             raise ValueError(
-                f"base model {base_model} has no fast tokenizer: offsets are needed to align spans"
+                f"base model {run.base_model} has no fast tokenizer: offsets are needed to align spans"
             )
         model = AutoModelForTokenClassification.from_pretrained(
-            base_model,
+            run.base_model,
             num_labels=len(tags),
             id2label=dict(enumerate(tags)),
             label2id={t: i for i, t in enumerate(tags)},
@@ -98,18 +93,15 @@ def fine_tune(
             dtype=torch.float32,
             use_safetensors=True,
         ).to(loop.torch_device())
-        max_length = min(settings.max_length, model.config.max_position_embeddings)
-        resolved = replace(
-            settings, base_model=base_model, num_threads=threads, max_length=max_length
-        )
-        train = _encode(tokenizer, train_texts, train_spans, max_length)
-        validation = _encode(tokenizer, val_texts, val_spans, max_length)
+        resolved = run.resolve(settings, model.config.max_position_embeddings)
+        train = _encode(tokenizer, train_texts, train_spans, resolved.max_length)
+        validation = _encode(tokenizer, val_texts, val_spans, resolved.max_length)
         log.info(
             "fine-tuning %s for entities on %d train / %d validation texts, %d threads, %s",
-            base_model,
+            run.base_model,
             len(train_texts),
             len(val_texts),
-            threads,
+            run.threads,
             loop.torch_device().type,
         )
         task = loop.LoopTask(
@@ -118,15 +110,16 @@ def fine_tune(
             metric=PROMOTION_METRIC,
         )
         outcome = loop.train_epochs(model, train, resolved, task, checkpoint_dir)
-    wall_seconds = time.perf_counter() - started
+    wall_seconds = run.wall_seconds()
     support = Counter(s.type for spans in train_spans for s in spans)
 
     def fill(staging: Path) -> None:
         files.save_model_files(staging, model, tokenizer, TASK)
         files.write_json(staging / LABELS_FILE, tags)
-        files.write_training_record(staging, resolved, snapshot, outcome.record(wall_seconds))
+        files.write_training_record(staging, resolved, run.snapshot, outcome.record(wall_seconds))
         (staging / files.MODEL_CARD_FILE).write_text(
-            _model_card(resolved, snapshot, support, len(train_texts), outcome), encoding="utf-8"
+            _model_card(resolved, run.snapshot, support, len(train_texts), outcome),
+            encoding="utf-8",
         )
 
     files.write_staged(out_dir, fill)

@@ -1,7 +1,16 @@
-"""The `intent` task type: the contract of ml.tasks.contract over ml.tasks.intent.train and ml.tasks.intent.evaluate (no fork).
+"""The `intent` task type: the contract of ml.tasks.contract, and nothing else.
 
-Intent models train from the lake by default (ml.snapshots.lake_window.make_snapshot, by ml.retrain.steps); this
-module's build_dataset is for a configured labeled file instead.
+What it is made of, one concern a module: model (loading an artifact, logits, calibrated
+probabilities, predict), metrics (classification metrics, top-k accuracy, confusion matrix and
+the promotion metric), evaluation (scoring a labeled file, the report) and train (TrainConfig,
+fine_tune). Intent models train from the lake by default (ml.snapshots.lake_window.make_snapshot, by
+ml.retrain.steps); build_dataset below is for a configured labeled file instead.
+
+No submodule is named like a contract function: importing ml.tasks.intent.evaluate would set
+this package's `evaluate` to that module, over the function below.
+
+train and evaluation load inside the functions below; nothing here imports torch until a model
+is trained or loaded (DAG files import ml.tasks.contract at parse time).
 """
 
 from __future__ import annotations
@@ -9,10 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ml.config import DEFAULT_PROMOTION_METRIC
+from ml.tasks.intent.metrics import PROMOTION_METRIC
+from ml.tasks.intent.model import TASK, predict
 
-TASK = "intent"
-PROMOTION_METRIC = DEFAULT_PROMOTION_METRIC  # macro_f1
+__all__ = ["TASK", "PROMOTION_METRIC", "build_dataset", "fine_tune", "evaluate", "predict"]
 
 
 def build_dataset(
@@ -24,19 +33,15 @@ def build_dataset(
     return snapshot_from_file(Path(source), Path(out_root), text_column, label_column)
 
 
-def train_config(params: dict[str, Any]) -> Any:
-    """A TrainConfig from params naming its fields; None/"" mean the default, others are ignored."""
-    from ml.tasks.intent.train import TrainConfig
-
-    return TrainConfig.from_params(params)
-
-
 def fine_tune(
     snapshot_dir: Path, out_dir: Path, config: dict[str, Any], checkpoint_dir: Path | None = None
 ) -> dict[str, Any]:
-    from ml.tasks.intent import train
+    """ml.tasks.intent.train.fine_tune with a TrainConfig from `config` (DAG params / CLI
+    options naming its fields; None and "" mean the default, other keys are ignored)."""
+    from ml.tasks.intent.train import TrainConfig
+    from ml.tasks.intent.train import fine_tune as train
 
-    return train.fine_tune(Path(snapshot_dir), Path(out_dir), train_config(config), checkpoint_dir)
+    return train(Path(snapshot_dir), Path(out_dir), TrainConfig.from_params(config), checkpoint_dir)
 
 
 def evaluate(
@@ -45,32 +50,7 @@ def evaluate(
     expected_sha256: str | None = None,
     report_dir: Path | None = None,
 ) -> dict[str, Any]:
-    from ml.tasks.intent.evaluate import evaluate_model
+    """ml.tasks.intent.evaluation.evaluate_model: the test metrics, and the report in `report_dir`."""
+    from ml.tasks.intent.evaluation import evaluate_model
 
     return evaluate_model(Path(artifact_dir), Path(data), expected_sha256, report_dir=report_dir)
-
-
-def predict(
-    artifact_dir: Path, texts: list[str], top_k: int = 5, expected_sha256: str | None = None
-) -> list[dict[str, Any]]:
-    """Label, probability and the top-k labels per text."""
-    from ml.tasks.intent.evaluate import Classifier
-
-    classifier = Classifier.load(Path(artifact_dir), expected_sha256)
-    probs = classifier.predict_proba(texts)
-    out = []
-    for text, row in zip(texts, probs, strict=True):
-        order = row.argsort()[::-1][:top_k]
-        best = int(order[0])
-        out.append(
-            {
-                "text": text,
-                "intent": classifier.labels[best],
-                "probability": round(float(row[best]), 4),
-                "top_k": [
-                    {"intent": classifier.labels[i], "probability": round(float(row[i]), 4)}
-                    for i in order
-                ],
-            }
-        )
-    return out

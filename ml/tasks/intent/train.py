@@ -1,6 +1,7 @@
 """Fine-tune a BERT-class checkpoint into an intent classifier from a dataset snapshot.
 
-Tokenize once, then ml.training.loop's training loop (length-grouped batches, AdamW with linear
+Prepared as every task's fine_tune is (ml.training.prepare), tokenize once, then
+ml.training.loop's training loop (length-grouped batches, AdamW with linear
 warmup/decay, validation macro-F1 after every epoch, the best epoch kept, checkpoints, DDP
 under torchrun) with label-smoothed cross-entropy, a temperature fitted on the kept model's
 validation logits (ml.training.calibration), and an intent artifact written through ml.artifact.files.
@@ -13,9 +14,8 @@ time, and the scheduler must not pay for torch on every parse.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,26 +25,20 @@ from ml.artifact import files as artifact_files
 from ml.artifact.files import (
     LABELS_FILE,
     MODEL_CARD_FILE,
-    check_out_dir,
     read_json,
     save_model_files,
     write_json,
     write_staged,
     write_training_record,
 )
-from ml.tasks.intent.evaluate import batched_logits, classification_metrics
-from ml.threads import threads_for, torch_threads
+from ml.tasks.intent.metrics import PROMOTION_METRIC, classification_metrics
+from ml.tasks.intent.model import TASK, batched_logits
 from ml.training import distributed
 from ml.training.calibration import CALIBRATION_FILE, calibration_record
+from ml.training.config import BaseTrainConfig
 from ml.training.device import torch_device
-from ml.training.loop import (
-    BaseTrainConfig,
-    LoopTask,
-    Outcome,
-    resolve_base_model,
-    set_seed,
-    train_epochs,
-)
+from ml.training.loop import LoopTask, Outcome, train_epochs
+from ml.training.prepare import prepare
 
 if TYPE_CHECKING:
     import torch
@@ -105,38 +99,27 @@ def fine_tune(
     or a base model that is not a local sequence-classification-capable checkpoint, and
     FileExistsError when `out_dir` exists and is not empty.
     """
-    started = time.perf_counter()
-    world = distributed.current()
     snapshot_dir, out_dir = Path(snapshot_dir), Path(out_dir)
-    check_out_dir(out_dir)
-    snapshot = read_json(snapshot_dir / "snapshot.json")
-    train_rows = _read_split(snapshot_dir, "train")
-    val_rows = _read_split(snapshot_dir, "validation")
-    labels = _label_set(train_rows["intent"], snapshot_dir)
-    base_model = resolve_base_model(config.base_model)
-    threads = threads_for(config.num_threads, world.size)
-
-    with torch_threads(threads):
-        set_seed(config.seed)
-        model, tokenizer = _load_base(base_model, labels)
-        max_length = min(config.max_length, model.config.max_position_embeddings)
-        resolved = replace(
-            config, base_model=base_model, num_threads=threads, max_length=max_length
-        )
+    with prepare(snapshot_dir, out_dir, config, head="sequence-classification") as run:
+        train_rows = _read_split(snapshot_dir, "train")
+        val_rows = _read_split(snapshot_dir, "validation")
+        labels = _label_set(train_rows["intent"], snapshot_dir)
+        model, tokenizer = _load_base(run.base_model, labels)
+        resolved = run.resolve(config, model.config.max_position_embeddings)
         label2id = {label: i for i, label in enumerate(labels)}
-        train = _tokenize(tokenizer, train_rows, label2id, max_length)
-        validation = _tokenize(tokenizer, val_rows, label2id, max_length)
+        train = _tokenize(tokenizer, train_rows, label2id, resolved.max_length)
+        validation = _tokenize(tokenizer, val_rows, label2id, resolved.max_length)
         _warn_unknown_labels(validation, labels)
         _warn_rare_labels(train, labels)
         logger.info(
             "fine-tuning %s on %d train / %d validation examples, %d labels, %d threads, "
             "%d process(es), %s",
-            base_model,
+            run.base_model,
             len(train.intents),
             len(validation.intents),
             len(labels),
-            threads,
-            world.size,
+            run.threads,
+            run.world.size,
             torch_device().type,
         )
         outcome = train_epochs(
@@ -147,21 +130,20 @@ def fine_tune(
             checkpoint_dir,
         )
         # One more pass over validation, on the kept epoch's weights: its logits fit T.
-        calibration = _calibrate(model, tokenizer, validation, resolved) if world.main else {}
+        calibration = _calibrate(model, tokenizer, validation, resolved) if run.world.main else {}
 
-    if not world.main:
+    if not run.world.main:
         return {}
-    wall_seconds = time.perf_counter() - started
     _write_artifact(
         out_dir,
         model,
         tokenizer,
         labels,
         resolved,
-        snapshot,
+        run.snapshot,
         train,
         outcome,
-        wall_seconds,
+        run.wall_seconds(),
         calibration,
     )
     logger.info("wrote artifact %s", out_dir)
@@ -288,7 +270,7 @@ def _intent_loop(
     return LoopTask(
         collate=DataCollatorWithPadding(tokenizer),
         validate=lambda model: _validate(model, tokenizer, validation, labels, config.batch_size),
-        metric="macro_f1",
+        metric=PROMOTION_METRIC,
         # Under autocast, like the model's own loss; training_loss computes in fp32 anyway.
         loss=lambda model, batch: training_loss(
             model(**batch).logits, batch["labels"], config.label_smoothing
@@ -355,7 +337,7 @@ def _write_artifact(
     """An intent artifact, written atomically (see write_staged)."""
 
     def fill(staging: Path) -> None:
-        save_model_files(staging, model, tokenizer, "intent")
+        save_model_files(staging, model, tokenizer, TASK)
         support = {label: train.intents.count(label) for label in labels}
         write_json(staging / LABELS_FILE, labels)
         write_json(staging / CALIBRATION_FILE, calibration)

@@ -8,7 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from ml.artifact.integrity import ArtifactIntegrityError
-from ml.tasks.intent.evaluate import Classifier, Prediction, classification_metrics, evaluate_model
+from ml.tasks.intent.evaluation import evaluate_model
+from ml.tasks.intent.metrics import classification_metrics, confusion_matrix, top_k_accuracy
+from ml.tasks.intent.model import Classifier, Prediction
+from ml.training.calibration import expected_calibration_error
 
 # --- classification_metrics, by hand ---------------------------------------------------------
 
@@ -136,8 +139,6 @@ def test_labels_file_must_match_model_config(artifact_copy: Path) -> None:
 
 
 def test_top_k_accuracy_and_ece_by_hand() -> None:
-    from ml.tasks.intent.evaluate import expected_calibration_error, top_k_accuracy
-
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1], [0.2, 0.5, 0.3]])
     true_ids = np.array([0, 1, 1, -1])  # -1: a label the model does not know
     assert top_k_accuracy(probs, true_ids, 1) == pytest.approx(1 / 4)
@@ -151,8 +152,6 @@ def test_top_k_accuracy_and_ece_by_hand() -> None:
 
 
 def test_confusion_matrix_counts_and_unknown_labels() -> None:
-    from ml.tasks.intent.evaluate import confusion_matrix
-
     c = confusion_matrix(["a", "a", "b", "z"], ["a", "b", "b", "a"], ["a", "b"])
     assert c["labels"] == ["a", "b", "z"]
     assert c["matrix"] == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]

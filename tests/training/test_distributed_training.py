@@ -19,7 +19,7 @@ import psutil
 import pytest
 from processes import read_until
 
-from ml.tasks.intent.evaluate import evaluate_model
+from ml.tasks.intent.evaluation import evaluate_model
 from ml.tasks.intent.train import TrainConfig
 from ml.training.distributed import DistributedTrainingError, World, shard, shard_count
 from ml.training.launcher import launch

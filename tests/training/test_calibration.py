@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from ml.artifact.integrity import ArtifactIntegrityError, directory_sha256
-from ml.tasks.intent.evaluate import Classifier, evaluate_model, read_labeled
+from ml.tasks.intent.evaluation import evaluate_model, read_labeled
+from ml.tasks.intent.model import Classifier
 from ml.training.calibration import (
     CALIBRATION_FILE,
     MAX_TEMPERATURE,

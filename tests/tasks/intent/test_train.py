@@ -18,7 +18,7 @@ from processes import read_until
 
 from ml.artifact.integrity import PICKLE_SUFFIXES, directory_sha256
 from ml.config import default_base_model
-from ml.tasks.intent.evaluate import Classifier
+from ml.tasks.intent.model import Classifier
 from ml.tasks.intent.train import TrainConfig, fine_tune, training_loss
 
 MakeSnapshot = Callable[..., Path]
