@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from ml.tasks.answers import AnswersConfig
+from ml.tasks.answers.train import AnswersConfig
 from ml.tasks.intent.train import TrainConfig
 from ml.threads import available_cpus
 from ml.training.prepare import prepare, resolve_base_model

@@ -67,6 +67,7 @@ def fine_tune(
     from ml.tasks.entities.evaluation import score as _score
     from ml.tasks.entities.model import encode as _encode
     from ml.training import loop
+    from ml.training.device import torch_device
     from ml.training.prepare import prepare
 
     snapshot_dir, out_dir = Path(snapshot_dir), Path(out_dir)
@@ -92,7 +93,7 @@ def fine_tune(
             ignore_mismatched_sizes=True,
             dtype=torch.float32,
             use_safetensors=True,
-        ).to(loop.torch_device())
+        ).to(torch_device())
         resolved = run.resolve(settings, model.config.max_position_embeddings)
         train = _encode(tokenizer, train_texts, train_spans, resolved.max_length)
         validation = _encode(tokenizer, val_texts, val_spans, resolved.max_length)
@@ -102,7 +103,7 @@ def fine_tune(
             len(train_texts),
             len(val_texts),
             run.threads,
-            loop.torch_device().type,
+            torch_device().type,
         )
         task = loop.LoopTask(
             collate=DataCollatorForTokenClassification(tokenizer),
