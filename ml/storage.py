@@ -9,6 +9,7 @@ file with a marker file last, and read by downloading into a local cache first.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -174,3 +175,14 @@ def local_output(loc: Location, last: str | None = None) -> Iterator[Path]:
         put_dir(tmp, str(loc), last)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def file_sha256(path: Path | str) -> str:
+    """sha256 of one file: a local path or an fsspec URL (a snapshot's source files)."""
+    import fsspec
+
+    digest = hashlib.sha256()
+    with fsspec.open(str(path), "rb") as fh:
+        while block := fh.read(1 << 20):  # 1 MiB: weights can be hundreds of MB
+            digest.update(block)
+    return digest.hexdigest()

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-# Read files in 1 MiB blocks: model weights can be hundreds of MB.
-_BLOCK = 1 << 20
+from ml import storage
+
 # The only weights format we load: safetensors holds tensors, never executable pickle code.
 WEIGHTS_FILE = "model.safetensors"
 # Suffixes of pickle-based checkpoints (torch.save, joblib...). Loading one can run arbitrary
@@ -21,17 +21,6 @@ PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"})
 
 class ArtifactIntegrityError(Exception):
     """An artifact's content does not match the hash it was registered with."""
-
-
-def file_sha256(path: Path | str) -> str:
-    """sha256 of one file: a local path or an fsspec URL (a snapshot's source files)."""
-    import fsspec
-
-    digest = hashlib.sha256()
-    with fsspec.open(str(path), "rb") as fh:
-        while block := fh.read(_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def directory_sha256(path: Path) -> str:
@@ -48,7 +37,7 @@ def directory_sha256(path: Path) -> str:
     files = sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*") if p.is_file())
     digest = hashlib.sha256()
     for relative, file in files:
-        digest.update(relative.encode("utf-8") + b"\0" + file_sha256(file).encode() + b"\n")
+        digest.update(relative.encode("utf-8") + b"\0" + storage.file_sha256(file).encode() + b"\n")
     return digest.hexdigest()
 
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ml.artifact.integrity import file_sha256
+from ml import storage
 from ml.snapshots.lake_window import COLUMNS, freeze_intents
 from ml.snapshots.writer import EmptySnapshotError
 from ml.storage import Location
@@ -38,7 +38,7 @@ def snapshot_from_file(
     table = _dedupe_first(load_labeled(path, text_column, label_column))
     if table.num_rows == 0:
         raise EmptySnapshotError(f"{path} holds no labeled rows")
-    file_hash = file_sha256(path)
+    file_hash = storage.file_sha256(path)
     source = [{"file": str(path.absolute()), "sha256": file_hash}]
     identity = {"file": file_hash, "columns": [text_column, label_column]}
     return freeze_intents(table, out_root, identity, {"window": None, "partitions": source})

@@ -24,7 +24,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ml import storage
-from ml.artifact.integrity import file_sha256
 from ml.quarantine import QUARANTINE_FILE, quarantine_table
 from ml.snapshots.writer import SPLITS, content_hash, existing, freeze, split_rows
 from ml.tasks.answers.bank import (
@@ -148,7 +147,7 @@ def read_pairs(
         raise FileNotFoundError(f"no {spec.format} files at {spec.url}")
     pairs, quarantine, read = [], [], []
     for url in files:
-        read.append({"file": url, "sha256": file_sha256(url)})
+        read.append({"file": url, "sha256": storage.file_sha256(url)})
         for item in read_items(spec, url, date.today()):
             try:
                 if isinstance(item.record, RecordError):

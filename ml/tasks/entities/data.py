@@ -24,7 +24,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from ml.artifact.integrity import file_sha256
+from ml import storage
 from ml.quarantine import quarantine_table
 from ml.snapshots.writer import content_hash, existing, freeze, split_rows
 from ml.tasks.entities.model import TASK
@@ -192,7 +192,9 @@ def build_dataset(source: str, out_root: Path, abcd: str | None = None, **_: Any
     info = {
         "task": TASK,
         "window": None,
-        "partitions": [{"file": str(f), "sha256": file_sha256(f)} for f in (source, abcd) if f],
+        "partitions": [
+            {"file": str(f), "sha256": storage.file_sha256(f)} for f in (source, abcd) if f
+        ],
         "source": source,
         "labels": list(ENTITY_TYPES),
         "entities": dict(Counter(s["type"] for r in rows for s in r["spans"])),
