@@ -93,6 +93,11 @@ class BaseTrainConfig:
             "Seed of head initialisation, dropout and batch order; empty: 42.", minimum=0
         ),
     )
+    # One optimizer step every this many batches: a larger effective batch in the same memory.
+    gradient_accumulation_steps: int = field(
+        default=1,
+        metadata=tunable("Batches per optimizer step; empty: 1 (no accumulation).", minimum=1),
+    )
     # Stop after this many optimizer steps in total (tests, smoke runs). None: run all epochs.
     max_steps: int | None = field(
         default=None,
@@ -123,8 +128,8 @@ class BaseTrainConfig:
         return cls(**given)
 
     def accumulation_steps(self) -> int:
-        """Batches per optimizer step; a task without gradient accumulation steps every batch."""
-        return 1
+        """Batches per optimizer step (the loop's reading of gradient_accumulation_steps)."""
+        return max(1, self.gradient_accumulation_steps)
 
 
 def tunables(config_type: type[BaseTrainConfig] | None = None) -> list[Tunable]:

@@ -31,17 +31,12 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainConfig(BaseTrainConfig):
     """Entity training: ml.training.config's shared settings, with the defaults a tagger needs,
-    plus gradient accumulation; every field is applied, and train_config.json records them
+    every field is applied, and train_config.json records them
     resolved. The loss is the token-classification head's own cross-entropy (no smoothing)."""
 
     # Bitext (2,840 train texts, bench/README.md): 3 epochs of MiniLM-L6 reach test micro-F1
     # 0.954 (29 minutes on a loaded 2-core machine), 2 epochs 0.944.
     epochs: int = 3
-    # One optimizer step every this many batches: a larger effective batch in the same memory.
-    gradient_accumulation_steps: int = 1
-
-    def accumulation_steps(self) -> int:
-        return max(1, self.gradient_accumulation_steps)
 
 
 def artifact_summary(out_dir: Path) -> dict[str, Any]:

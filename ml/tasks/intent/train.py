@@ -56,14 +56,9 @@ class TrainConfig(BaseTrainConfig):
     """Intent training: ml.training.loop's shared settings (their defaults are intent's) plus the
     intent-only ones below. Serialized, resolved, into train_config.json."""
 
-    # One optimizer step every this many batches: a larger effective batch in the same memory.
-    gradient_accumulation_steps: int = 1
     # Cross-entropy label smoothing: intent sets have near-synonym classes (Banking77's
     # card_arrival / card_delivery_estimate); softer targets generalise better.
     label_smoothing: float = 0.1
-
-    def accumulation_steps(self) -> int:
-        return max(1, self.gradient_accumulation_steps)
 
 
 @dataclass
