@@ -388,7 +388,7 @@ def mem_data(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def test_a_retried_normalise_replaces_its_staging_prefix_and_a_failed_day_stays_staged(
     mem_data: str, intentflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ml.ingest.steps import steps as ingest
+    from ml.ingest import steps as ingest
     from ml.ingest.validation import DataQualityError
     from ml.synthetic.generate import generate
 
@@ -469,7 +469,7 @@ def test_s3_ingest_tasks_on_three_hosts_give_the_local_ingests_partition(
     publish dies between the copy and the commit once, and its retry publishes the day."""
     import pyarrow.parquet as pq
 
-    from ml.ingest.steps import steps as ingest
+    from ml.ingest import steps as ingest
     from ml.synthetic.generate import generate
 
     raw = tmp_path / "raw"
