@@ -90,7 +90,7 @@ def run_full(feed: Path, home: Path) -> tuple[int, dict[str, float]]:
     """ml.ingest.steps.ingest_day's steps, each timed (the GX import on its own: a fixed cost)."""
     os.environ["INTENTFLOW_HOME"] = str(home)
     from ml.config import settings
-    from ml.ingest.steps import steps as ingest
+    from ml.ingest import steps as ingest
 
     cfg, steps = settings(), {}
     t = time.perf_counter()

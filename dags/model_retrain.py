@@ -18,13 +18,13 @@ Leave a param empty to use the library default.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from ml.config import gpus_per_training
+from ml.config import gpus_per_training, retrain_max_active_runs
+from ml.retrain.results import Evaluation, Lineage, Promoted, Registered, Snapshot, Trained
 from ml.retrain.specs import END_DATE, WINDOW_DAYS, ModelSpec, configured_models
 from ml.training.config import json_schema, tunables
 
@@ -59,9 +59,7 @@ def retrain_dag(spec: ModelSpec):
         schedule=spec.schedule,
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         catchup=False,
-        # One run at a time by default; a GPU cluster may allow more: the `gpu` pool still
-        # bounds concurrent trainings to one per GPU.
-        max_active_runs=int(os.environ.get("INTENTFLOW_RETRAIN_MAX_ACTIVE_RUNS", "1")),
+        max_active_runs=retrain_max_active_runs(),
         default_args={"retries": 1, "retry_delay": timedelta(minutes=2)},
         params=_params(spec),
         tags=["intentflow", "training", spec.task],
@@ -69,7 +67,7 @@ def retrain_dag(spec: ModelSpec):
     )
     def retrain():
         @task
-        def snapshot(params: dict | None = None, data_interval_end=None, dag_run=None) -> dict:
+        def snapshot(params: dict | None = None, data_interval_end=None, dag_run=None) -> Snapshot:
             from datetime import date
 
             from ml.retrain.steps import snapshot_step
@@ -82,23 +80,27 @@ def retrain_dag(spec: ModelSpec):
         # A training on N GPUs (INTENTFLOW_GPUS_PER_TRAINING) takes N slots of the GPU-sized
         # pool (multi-GPU runs are intent's; see ml.retrain.steps).
         @task(queue="gpu", pool="gpu", pool_slots=gpus_per_training())
-        def fine_tune(snap: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+        def fine_tune(
+            snap: Snapshot, params: dict | None = None, run_id: str | None = None
+        ) -> Trained:
             from ml.retrain.steps import train_step
 
             given = {k: v for k, v in params.items() if k not in (WINDOW_DAYS.name, END_DATE.name)}
             return train_step(snap, given, run_id, model=name)
 
         @task
-        def evaluate(snap: dict, trained: dict) -> dict:
+        def evaluate(snap: Snapshot, trained: Trained) -> Evaluation:
             from ml.retrain.steps import evaluate_step
 
             return evaluate_step(snap, trained, model=name)
 
         @task
-        def register(snap: dict, trained: dict, evaluation: dict, dag_run=None) -> dict:
+        def register(
+            snap: Snapshot, trained: Trained, evaluation: Evaluation, dag_run=None
+        ) -> Registered:
             from ml.retrain.steps import register_step
 
-            lineage = {
+            lineage: Lineage = {
                 "dag_id": dag_run.dag_id,
                 "run_id": dag_run.run_id,
                 "logical_date": dag_run.logical_date,
@@ -107,7 +109,7 @@ def retrain_dag(spec: ModelSpec):
             return register_step(snap, trained, evaluation, lineage, model=name)
 
         @task
-        def promote(registered: dict, evaluation: dict, dag_run=None) -> dict:
+        def promote(registered: Registered, evaluation: Evaluation, dag_run=None) -> Promoted:
             from ml.retrain.steps import promote_step
 
             return promote_step(

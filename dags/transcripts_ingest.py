@@ -21,6 +21,9 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
+# Types only (light at parse time): the dicts the tasks hand each other through XCom.
+from ml.ingest.results import Discovered, Published, Staged, Validated
+
 TRANSCRIPTS = Asset("transcripts")
 # Airflow puts plugins/ on sys.path; the notifier imports nothing heavy until it fires.
 try:
@@ -70,7 +73,7 @@ def _day(params: dict, ds: str | None) -> str:
 )
 def transcripts_ingest():
     @task
-    def discover(params: dict | None = None, ds: str | None = None) -> dict:
+    def discover(params: dict | None = None, ds: str | None = None) -> Discovered:
         from datetime import date
 
         from ml.config import settings
@@ -80,11 +83,11 @@ def transcripts_ingest():
         return {"day": day, "source": source, "files": discover(source, date.fromisoformat(day))}
 
     @task
-    def normalise(found: dict, run_id: str | None = None) -> dict:
+    def normalise(found: Discovered, run_id: str | None = None) -> Staged:
         from datetime import date
 
         from ml.config import settings
-        from ml.ingest import normalise, staging_dir_for, staging_url_for
+        from ml.ingest.steps import normalise, staging_dir_for, staging_url_for
 
         cfg, day = settings(), date.fromisoformat(found["day"])
         # Local scratch; with the data on object storage the staged day is uploaded there,
@@ -95,7 +98,7 @@ def transcripts_ingest():
         )
 
     @task
-    def validate(staged: dict) -> dict:
+    def validate(staged: Staged) -> Validated:
         from airflow.sdk.exceptions import AirflowFailException
 
         from ml.config import settings
@@ -111,7 +114,7 @@ def transcripts_ingest():
             raise AirflowFailException(str(exc)) from exc
 
     @task(outlets=[TRANSCRIPTS])
-    def publish(validated: dict) -> dict:
+    def publish(validated: Validated) -> Published:
         from ml.config import settings
         from ml.ingest.steps import publish
 

@@ -1,7 +1,16 @@
 """Every Intentflow setting and default, read from the environment in one place.
 
 The DAGs, the CLI and the tests all call :func:`settings`, so switching from the embedded
-default (SQLite, local folders, CPU) to a scaled-out deployment is configuration only.
+default (SQLite, local folders, CPU) to a scaled-out deployment is configuration only. A few
+settings are read where one step needs them alone, by a function here: at DAG parse time
+(:func:`gpus_per_training`, :func:`retrain_max_active_runs`), per record or per process
+(:func:`allowed_languages`, :func:`labels_file`, :func:`ingest_workers`,
+:func:`progress_mode`), or by the Airflow alert plugin (:func:`alert_email_to`). Each variable
+is described once, at the field or function that reads it; the README's Configuration table
+is the user's summary.
+
+Light on purpose (the standard library and ml.storage only): the DAG files import it at parse
+time.
 """
 
 from __future__ import annotations
@@ -137,6 +146,17 @@ class Settings:
     gpus_per_training: int = 1
     data_url: Location | None = None  # None: home
     artifacts_url: Location | None = None  # None: data/artifacts
+    # INTENTFLOW_MODELS_FILE: a JSON list of the models to retrain (ml.retrain.specs); None:
+    # the default intent, entities and answers models.
+    models_file: Path | None = None
+    # The default `entities` and `answers` models' labeled sources, a file or URL each (None:
+    # the Bitext file under home, ml.retrain.specs.LABELED_SOURCE_SUBDIR):
+    # INTENTFLOW_ENTITIES_SOURCE (spans), INTENTFLOW_ANSWERS_SOURCE (question → answer pairs).
+    # INTENTFLOW_ENTITIES_ABCD: ABCD-style conversations whose scenario values weakly label the
+    # entities data (None: not used).
+    entities_source: str | None = None
+    answers_source: str | None = None
+    entities_abcd: str | None = None
 
     @property
     def data_root(self) -> Location:
@@ -231,13 +251,28 @@ def settings() -> Settings:
         gpus_per_training=gpus_per_training(),
         data_url=_location("INTENTFLOW_DATA_URL"),
         artifacts_url=_location("INTENTFLOW_ARTIFACTS_URL"),
+        models_file=_path("INTENTFLOW_MODELS_FILE"),
+        entities_source=_text("INTENTFLOW_ENTITIES_SOURCE"),
+        answers_source=_text("INTENTFLOW_ANSWERS_SOURCE"),
+        entities_abcd=_text("INTENTFLOW_ENTITIES_ABCD"),
     )
+
+
+def _text(name: str) -> str | None:
+    """A setting's value, stripped; None when unset or blank."""
+    return os.environ.get(name, "").strip() or None
 
 
 def _location(name: str) -> Location | None:
     """A folder or fsspec URL setting; None when unset."""
-    value = os.environ.get(name, "").strip()
+    value = _text(name)
     return location(value) if value else None
+
+
+def _path(name: str) -> Path | None:
+    """A local file setting; None when unset."""
+    value = _text(name)
+    return Path(value).expanduser() if value else None
 
 
 def gpus_per_training() -> int:
@@ -245,6 +280,18 @@ def gpus_per_training() -> int:
     value = int(_env_number("INTENTFLOW_GPUS_PER_TRAINING", 1, int))
     if value < 1:
         raise ConfigError("INTENTFLOW_GPUS_PER_TRAINING must be at least 1")
+    return value
+
+
+def retrain_max_active_runs() -> int:
+    """INTENTFLOW_RETRAIN_MAX_ACTIVE_RUNS (default 1): concurrent runs of each retrain DAG.
+
+    Read at DAG parse time. A GPU cluster may allow more: the `gpu` pool still bounds
+    concurrent trainings to one per GPU.
+    """
+    value = int(_env_number("INTENTFLOW_RETRAIN_MAX_ACTIVE_RUNS", 1, int))
+    if value < 1:
+        raise ConfigError("INTENTFLOW_RETRAIN_MAX_ACTIVE_RUNS must be at least 1")
     return value
 
 
@@ -268,6 +315,24 @@ def allowed_languages() -> tuple[str, ...]:
     """INTENTFLOW_LANGUAGES (comma-separated): a record in another language is quarantined."""
     raw = os.environ.get("INTENTFLOW_LANGUAGES", "")
     return tuple(x.strip() for x in raw.split(",") if x.strip()) or DEFAULT_LANGUAGES
+
+
+def labels_file() -> Path | None:
+    """INTENTFLOW_LABELS: a text file of the accepted intent labels, one a line (`#` starts a
+    comment line); None: the default taxonomy (ml.taxonomy.INTENTS)."""
+    return _path("INTENTFLOW_LABELS")
+
+
+def progress_mode() -> str:
+    """INTENTFLOW_PROGRESS: how long steps report progress (ml.progress.MODES): auto (default:
+    a bar when stderr is a terminal, else log lines), bar, log or off; ml.progress checks it."""
+    return (_text("INTENTFLOW_PROGRESS") or "auto").lower()
+
+
+def alert_email_to() -> str | None:
+    """INTENTFLOW_ALERT_EMAIL_TO: comma-separated recipients of the data-quality alert e-mail
+    (plugins/intentflow_alerts.py) when the notifier names none; None: no e-mail."""
+    return _text("INTENTFLOW_ALERT_EMAIL_TO")
 
 
 def _flag(name: str) -> bool:

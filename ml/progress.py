@@ -12,11 +12,12 @@ log lines), bar, log or off.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from types import TracebackType
 from typing import Any
+
+from ml.config import progress_mode
 
 # One logger for every progress line, so the CLI can show them without --verbose.
 logger = logging.getLogger("ml.progress")
@@ -30,7 +31,7 @@ LOG_SECONDS = 10.0
 
 def display_mode(mode: str | None = None) -> str:
     """bar, log or off: `mode`, else INTENTFLOW_PROGRESS; auto means a bar on a terminal."""
-    chosen = (mode or os.environ.get("INTENTFLOW_PROGRESS") or "auto").strip().lower()
+    chosen = (mode or progress_mode()).strip().lower()
     if chosen not in MODES:
         raise ValueError(f"INTENTFLOW_PROGRESS must be one of {', '.join(MODES)}, got {chosen!r}")
     if chosen == "auto":

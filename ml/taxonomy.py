@@ -6,8 +6,7 @@ trained on silently. Point `INTENTFLOW_LABELS` at a text file (one label a line)
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from ml.config import labels_file
 
 INTENTS: dict[str, str] = {
     "billing_dispute": "the customer disputes a charge on their bill",
@@ -39,8 +38,8 @@ INTENTS: dict[str, str] = {
 
 def known_intents() -> frozenset[str]:
     """The accepted label set: `INTENTFLOW_LABELS` (a file) if set, else :data:`INTENTS`."""
-    path = os.environ.get("INTENTFLOW_LABELS")
-    if not path:
+    path = labels_file()
+    if path is None:
         return frozenset(INTENTS)
-    labels = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     return frozenset(label for label in labels if label and not label.startswith("#"))

@@ -52,7 +52,7 @@ def content_hash(row: Mapping[str, object]) -> str:
 def canonical_hash(row: Mapping[str, object]) -> str:
     """`content_hash` of a row made by ml.ingest.parse (fixed keys and types), without the generic walk.
 
-    Same string, same hash: tests/test_parse.py checks it against `content_hash`.
+    Same string, same hash: tests/ingest/test_parse.py checks it against `content_hash`.
     """
     if row.keys() != _CANONICAL_KEYS:
         return content_hash(row)

@@ -16,7 +16,6 @@ and links the validation report (`ml/ingest/alerts.py` builds it).
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from airflow.sdk.bases.notifier import BaseNotifier
@@ -108,7 +107,9 @@ class DataQualityNotifier(BaseNotifier):
         return True
 
     def _email(self, alert: Any) -> bool:
-        to = self.email_to or os.environ.get("INTENTFLOW_ALERT_EMAIL_TO")
+        from ml.config import alert_email_to
+
+        to = self.email_to or alert_email_to()
         if not to or _connection(self.smtp_conn_id) is None:
             return False
         from airflow.providers.smtp.hooks.smtp import SmtpHook

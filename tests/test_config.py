@@ -1,4 +1,4 @@
-"""Where the registry lives: INTENTFLOW_REGISTRY_URL, Airflow's connection, or SQLite."""
+"""Settings read from the environment (ml.config): each variable, its default and its errors."""
 
 from __future__ import annotations
 
@@ -50,3 +50,64 @@ def test_ingest_workers(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("INTENTFLOW_INGEST_WORKERS", bad)
         with pytest.raises(ConfigError, match="INTENTFLOW_INGEST_WORKERS"):
             ingest_workers()
+
+
+def test_model_sources_and_models_file(
+    intentflow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = (
+        "INTENTFLOW_MODELS_FILE",
+        "INTENTFLOW_ENTITIES_SOURCE",
+        "INTENTFLOW_ANSWERS_SOURCE",
+        "INTENTFLOW_ENTITIES_ABCD",
+    )
+    for name in names:
+        monkeypatch.setenv(name, "  ")  # blank is unset
+    cfg = settings()
+    assert (cfg.models_file, cfg.entities_source, cfg.answers_source, cfg.entities_abcd) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    monkeypatch.setenv("HOME", str(intentflow_home))
+    monkeypatch.setenv("INTENTFLOW_MODELS_FILE", "~/models.json")
+    monkeypatch.setenv("INTENTFLOW_ENTITIES_SOURCE", "s3://labeled/spans.csv")
+    monkeypatch.setenv("INTENTFLOW_ANSWERS_SOURCE", "/data/pairs.csv")
+    monkeypatch.setenv("INTENTFLOW_ENTITIES_ABCD", "/data/abcd.json")
+    cfg = settings()
+    assert cfg.models_file == intentflow_home / "models.json"
+    assert (cfg.entities_source, cfg.answers_source, cfg.entities_abcd) == (
+        "s3://labeled/spans.csv",
+        "/data/pairs.csv",
+        "/data/abcd.json",
+    )
+
+
+def test_retrain_max_active_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ml.config import retrain_max_active_runs
+
+    monkeypatch.delenv("INTENTFLOW_RETRAIN_MAX_ACTIVE_RUNS", raising=False)
+    assert retrain_max_active_runs() == 1
+    monkeypatch.setenv("INTENTFLOW_RETRAIN_MAX_ACTIVE_RUNS", "2")
+    assert retrain_max_active_runs() == 2
+    for bad in ("0", "many"):
+        monkeypatch.setenv("INTENTFLOW_RETRAIN_MAX_ACTIVE_RUNS", bad)
+        with pytest.raises(ConfigError, match="INTENTFLOW_RETRAIN_MAX_ACTIVE_RUNS"):
+            retrain_max_active_runs()
+
+
+def test_labels_progress_and_alert_recipients(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ml.config import alert_email_to, labels_file, progress_mode
+
+    for name in ("INTENTFLOW_LABELS", "INTENTFLOW_PROGRESS", "INTENTFLOW_ALERT_EMAIL_TO"):
+        monkeypatch.delenv(name, raising=False)
+    assert (labels_file(), progress_mode(), alert_email_to()) == (None, "auto", None)
+    monkeypatch.setenv("INTENTFLOW_LABELS", str(tmp_path / "labels.txt"))
+    monkeypatch.setenv("INTENTFLOW_PROGRESS", " Log ")
+    monkeypatch.setenv("INTENTFLOW_ALERT_EMAIL_TO", "a@example.com, b@example.com")
+    assert labels_file() == tmp_path / "labels.txt"
+    assert progress_mode() == "log"
+    assert alert_email_to() == "a@example.com, b@example.com"

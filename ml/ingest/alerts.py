@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ml.ingest.results import FailedExpectation
+
 
 @dataclass(frozen=True)
 class Alert:
@@ -22,9 +24,7 @@ class Alert:
     task_id: str
     logical_date: str | None
     error: str
-    failed: list[dict[str, Any]] = field(
-        default_factory=list
-    )  # expectation, column, count, examples
+    failed: list[FailedExpectation] = field(default_factory=list)
     report: str | None = None  # the validation report (a path or URL)
     log_url: str | None = None
 

@@ -7,8 +7,8 @@ whole seconds); everything else (a block pyarrow refuses, narrowed down by halvi
 `_pii` field, a row any check is unsure of) takes the record-by-record path of
 :func:`ml.ingest.parse.parse_items`, so every quarantine row, rule and reason is the same as there.
 Lines pyarrow must not read at all (not opening an object, nested deeper than
-ml.ingest.sources.MAX_DEPTH) go that way before it sees them. tests/test_ingest.py and
-tests/test_hostile.py check that both paths stage identical rows and quarantine.
+ml.ingest.sources.MAX_DEPTH) go that way before it sees them. tests/ingest/test_ingest.py and
+tests/ingest/test_hostile.py check that both paths stage identical rows and quarantine.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from ml.config import ingest_workers
 from ml.ingest import fast_jsonl as jsonl_arrow
 from ml.ingest import sources, staging
 from ml.ingest.parse import Rejected, parse_items
+from ml.ingest.results import Staged
 from ml.ingest.sources import Item, SourceError, SourceSpec, parse_source
 from ml.ingest.staged_day import QUARANTINE_FILE, ROWS_FILE
 from ml.progress import Progress
@@ -59,9 +60,7 @@ def _belongs(spec: SourceSpec, item: Item, day: date) -> bool:
     return start.date() == day
 
 
-def stage_day(
-    files: list[str], day: date, staging_dir: Path, source: str | None = None
-) -> dict[str, Any]:
+def stage_day(files: list[str], day: date, staging_dir: Path, source: str | None = None) -> Staged:
     """The day staged in the local folder `staging_dir` (see :func:`normalise`)."""
     spec = parse_source(source) if source else SourceSpec(url="unknown")
     labels = sources.load_labels(spec.labels) if spec.labels else known_intents()
@@ -101,7 +100,7 @@ def stage_day(
         raise AssertionError(
             f"lost records: read {stage.read}, wrote {merged.rows}, quarantined {stage.quarantined}"
         )
-    staged = {
+    staged: Staged = {
         "day": day.isoformat(),
         "staging_dir": str(staging_dir),
         "source": spec.display_name,

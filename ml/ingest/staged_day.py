@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ml import storage
+from ml.ingest.results import Staged
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ QUARANTINE_FILE = "quarantine.parquet"
 STAGED_MARKER = "_staged.json"
 
 
-def upload(local: Path, url: str, staged: dict[str, Any]) -> None:
+def upload(local: Path, url: str, staged: Staged) -> None:
     """Upload the staged day to `url`: quarantine, rows, then the marker (the completion).
 
     A retried normalise replaces the prefix: the old marker goes first, so a half-done
@@ -61,24 +62,24 @@ def discard(where: storage.Location) -> None:
         shutil.rmtree(where, ignore_errors=True)
 
 
-def location(staged: dict[str, Any]) -> storage.Location:
+def location(staged: Staged) -> storage.Location:
     """The staged day's folder (a Path) or prefix on object storage (a URL)."""
     return storage.location(staged["staging_dir"])
 
 
-def is_whole(staged: dict[str, Any]) -> bool:
+def is_whole(staged: Staged) -> bool:
     where = location(staged)
     if storage.is_remote(where):
         return storage.exists(storage.join(where, STAGED_MARKER))
     return (Path(where) / ROWS_FILE).exists()
 
 
-def require(staged: dict[str, Any]) -> None:
+def require(staged: Staged) -> None:
     if not is_whole(staged):
         raise missing(staged)
 
 
-def missing(staged: dict[str, Any]) -> FileNotFoundError:
+def missing(staged: Staged) -> FileNotFoundError:
     return FileNotFoundError(
         f"staged day {staged['day']} is missing or incomplete at {staged['staging_dir']}: "
         "rerun normalise"
@@ -86,7 +87,7 @@ def missing(staged: dict[str, Any]) -> FileNotFoundError:
 
 
 @contextlib.contextmanager
-def open_file(staged: dict[str, Any], name: str) -> Iterator[Any]:
+def open_file(staged: Staged, name: str) -> Iterator[Any]:
     """A staged file, for pyarrow: its local Path, or an fsspec file object (read by range)."""
     loc = storage.join(location(staged), name)
     if not storage.is_remote(loc):

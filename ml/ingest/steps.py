@@ -1,7 +1,7 @@
 """One day's ingest as four steps: discover → normalise → validate → publish.
 
 The Airflow DAG runs each step as a task; :func:`ingest_day` runs them in order for the CLI.
-Steps hand over a small JSON-serialisable dict (the staged day), never data. The staged day
+Steps hand over a small JSON-serialisable dict (ml.ingest.results), never data. The staged day
 is a folder under `$INTENTFLOW_HOME/staging` when the data root is local; when it is on object
 storage, `normalise` uploads it to `<data root>/staging/<day>__<run>/`, so `validate` and
 `publish` may run on any worker (publish copies it into the lake within the store).
@@ -14,7 +14,6 @@ import shutil
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,6 +23,7 @@ from ml.config import Settings, settings
 from ml.ingest import sources
 from ml.ingest import staged_day as handover
 from ml.ingest.normalise import stage_day
+from ml.ingest.results import FailedExpectation, Published, Staged, Validated
 from ml.ingest.sources import SourceError, parse_source
 from ml.ingest.staged_day import QUARANTINE_FILE, ROWS_FILE
 from ml.ingest.validation import DataQualityError, min_volume, run_suite
@@ -56,7 +56,7 @@ def normalise(
     staging_dir: Path,
     source: str | None = None,
     upload_to: str | None = None,
-) -> dict[str, Any]:
+) -> Staged:
     """Parse and redact every record; stage the day's rows (one sorted Parquet file) and quarantine.
 
     Streams: parsed pieces go straight to bucketed run files (ml/ingest/staging.py), merged one
@@ -65,7 +65,7 @@ def normalise(
 
     `staging_dir` is local scratch. With `upload_to` (a URL on object storage, see
     :func:`staging_url_for`) the staged files are uploaded there (replacing a retried run's),
-    the scratch is removed, and the returned dict points at the URL.
+    the scratch is removed, and the staged day's `staging_dir` is the URL.
     """
     if upload_to is None:
         return stage_day(files, day, staging_dir, source)
@@ -93,8 +93,8 @@ def trailing_rows(lake_root: storage.Location, day: date, days: int = 7) -> list
 
 
 def validate(
-    staged: dict[str, Any], report_root: storage.Location, lake_root: storage.Location | None = None
-) -> dict[str, Any]:
+    staged: Staged, report_root: storage.Location, lake_root: storage.Location | None = None
+) -> Validated:
     """Run the GX suite on the staged rows; raise DataQualityError when the day fails.
 
     `lake_root` enables the volume check against the trailing days' partitions.
@@ -126,7 +126,7 @@ def validate(
             row_count=rows.metadata.num_rows,
         )
     outcome = storage.rebase_paths(outcome, report_dir, report_at, ("report_path", "data_docs"))
-    failed = list(outcome.failed)
+    failed: list[FailedExpectation] = list(outcome.failed)
     share = staged["rows_quarantined"] / staged["rows_read"] if staged["rows_read"] else 0.0
     if share > MAX_QUARANTINE_SHARE:
         failed.append(
@@ -138,7 +138,7 @@ def validate(
                 "examples": [f"{share:.1%} quarantined > {MAX_QUARANTINE_SHARE:.0%}"],
             }
         )
-    result = {
+    result: Validated = {
         **staged,
         "validation_report": outcome.report_path,
         "data_docs": outcome.data_docs,
@@ -164,7 +164,7 @@ def validation_batch_rows(meta: pq.FileMetaData) -> int:
     return max(1, min(VALIDATION_BATCH_ROWS, int(VALIDATION_BATCH_BYTES / max(per_row, 1))))
 
 
-def publish(validated: dict[str, Any], cfg: Settings) -> dict[str, Any]:
+def publish(validated: Validated, cfg: Settings) -> Published:
     """Swap the staged day into the lake and quarantine; remove the staged day.
 
     Staged on object storage, the rows are copied into the lake within the store. The staged
@@ -202,7 +202,10 @@ def publish(validated: dict[str, Any], cfg: Settings) -> dict[str, Any]:
     manifest["rows"] = validated["rows_written"]
     partition = lake.publish_file(storage.join(staging, ROWS_FILE), cfg.lake, day, manifest)
     handover.discard(staging)
-    summary = {**_summary(cfg, day, partition), "quarantine_file": str(quarantine_path)}
+    summary: Published = {
+        **_summary(cfg, day, partition),
+        "quarantine_file": str(quarantine_path),
+    }
     log.info(
         "published %s: %d rows, %d quarantined",
         day,
@@ -212,7 +215,7 @@ def publish(validated: dict[str, Any], cfg: Settings) -> dict[str, Any]:
     return summary
 
 
-def _summary(cfg: Settings, day: date, partition: storage.Location) -> dict[str, Any]:
+def _summary(cfg: Settings, day: date, partition: storage.Location) -> Published:
     quarantine = storage.join(lake.partition_path(cfg.quarantine, day), "quarantine.parquet")
     return {
         **(lake.read_manifest(cfg.lake, day) or {}),
@@ -233,7 +236,7 @@ def staging_dir_for(cfg: Settings, day: date, run_key: str | None = None) -> Pat
     return cfg.staging / f"{day.isoformat()}__{key}"
 
 
-def ingest_day(day: date, source: str | None = None, cfg: Settings | None = None) -> dict[str, Any]:
+def ingest_day(day: date, source: str | None = None, cfg: Settings | None = None) -> Published:
     """discover → normalise → validate → publish for one day, as the DAG does."""
     cfg = cfg or settings()
     source = source or cfg.source

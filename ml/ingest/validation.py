@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -24,6 +23,7 @@ import pyarrow as pa
 
 from ml.config import DEFAULT_LANGUAGES, allowed_languages
 from ml.ingest.parse import ALLOWED_CHANNELS, MAX_TEXT_CHARS, MAX_TURN_CHARS
+from ml.ingest.results import FailedExpectation
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,9 @@ VOLUME_MIN_HISTORY = 3  # trailing days needed before the volume check applies
 class DataQualityError(RuntimeError):
     """The day failed its data-quality gate; the message lists the failed expectations."""
 
-    def __init__(self, message: str, failed: list[dict[str, Any]] | None = None, report: str = ""):
+    def __init__(
+        self, message: str, failed: list[FailedExpectation] | None = None, report: str = ""
+    ):
         super().__init__(message)
         self.failed = failed or []
         self.report = report
@@ -52,7 +54,7 @@ class DataQualityError(RuntimeError):
 @dataclass(frozen=True)
 class ValidationOutcome:
     success: bool
-    failed: list[dict[str, Any]]  # expectation, column, unexpected count, a few examples
+    failed: list[FailedExpectation]
     report_path: str  # a short summary page linking the Data Docs page
     data_docs: str  # the GX Data Docs page of this validation
     evaluated: int
@@ -206,7 +208,6 @@ def run_suite(
         rows, row_count = [rows], rows.num_rows
     if row_count is None:
         raise ValueError("row_count is needed with batches")
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # before GX is imported
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
 
@@ -265,7 +266,13 @@ def run_suite(
     html = report_dir / "validation.html"
     html.write_text(_html(day, success, checks, [str(p) for p in pages], len(batch_results)))
     failed = [
-        {k: c[k] for k in ("expectation", "column", "rule", "unexpected_count", "examples")}
+        FailedExpectation(
+            expectation=c["expectation"],
+            column=c["column"],
+            rule=c["rule"],
+            unexpected_count=c["unexpected_count"],
+            examples=c["examples"],
+        )
         for c in checks
         if not c["success"]
     ]
@@ -281,9 +288,12 @@ def _context(report_dir: Path) -> tuple[Any, Path]:
         ProgressBarsConfig,
     )
 
-    # Our own config: GX's default one adds a Data Docs site in a temporary folder.
+    # Our own config: GX's default one adds a Data Docs site in a temporary folder. Usage
+    # analytics off here, whatever GX_ANALYTICS_ENABLED says: a worker holding customer data
+    # reports nothing to a third party.
     config = DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False)
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        analytics_enabled=False,
     )
     context = gx.get_context(mode="ephemeral", project_config=config)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)

@@ -18,7 +18,6 @@ Light on purpose: the dag-processor reads it at parse time (no task module is im
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,13 +99,10 @@ def default_models(cfg: Settings) -> list[ModelSpec]:
             name="entities",
             task="entities",
             # Labeled spans, not the lake: lake transcripts are PII-redacted (see ml.tasks.entities).
-            source=os.environ.get("INTENTFLOW_ENTITIES_SOURCE")
-            or str(cfg.home / LABELED_SOURCE_SUBDIR),
+            source=cfg.entities_source or str(cfg.home / LABELED_SOURCE_SUBDIR),
             schedule="0 4 * * 0",
             params={"epochs": 3},
-            options={"abcd": os.environ["INTENTFLOW_ENTITIES_ABCD"]}
-            if os.environ.get("INTENTFLOW_ENTITIES_ABCD")
-            else {},
+            options={"abcd": cfg.entities_abcd} if cfg.entities_abcd else {},
             description="Entity tagger (order/invoice ids, account types, names, places, "
             "amounts) from a labeled span source.",
         ),
@@ -114,8 +110,7 @@ def default_models(cfg: Settings) -> list[ModelSpec]:
             name="answers",
             task="answers",
             # Approved question → answer pairs (Bitext's instruction → response by default).
-            source=os.environ.get("INTENTFLOW_ANSWERS_SOURCE")
-            or str(cfg.home / LABELED_SOURCE_SUBDIR),
+            source=cfg.answers_source or str(cfg.home / LABELED_SOURCE_SUBDIR),
             schedule="0 5 * * 0",
             description="Answer suggestion: ranks approved agent replies from an answer bank.",
         ),
@@ -125,8 +120,7 @@ def default_models(cfg: Settings) -> list[ModelSpec]:
 def configured_models(cfg: Settings | None = None) -> list[ModelSpec]:
     """INTENTFLOW_MODELS_FILE's models, else the defaults; names and DAG ids unique."""
     cfg = cfg or settings()
-    path = os.environ.get("INTENTFLOW_MODELS_FILE", "").strip()
-    models = _read_models(Path(path)) if path else default_models(cfg)
+    models = _read_models(cfg.models_file) if cfg.models_file else default_models(cfg)
     for attr in ("name", "dag_id"):
         values = [getattr(m, attr) for m in models]
         dupes = sorted({v for v in values if values.count(v) > 1})

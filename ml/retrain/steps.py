@@ -2,7 +2,7 @@
 
 Each configured model's retrain DAG (`intent_retrain`, `entities_retrain`, ...; see ml.retrain.specs)
 runs each step as a task and `intentflow train` runs them in order, so both take one code path.
-Steps exchange small JSON-serialisable dicts (paths, hashes, metrics), never models or data.
+Steps exchange small JSON-serialisable dicts (ml.retrain.results), never models or data.
 The steps are generic: `model` names a configured model (None: the intent model), and its
 task type's module (ml.tasks.contract) builds the dataset, trains, evaluates; promotion compares the
 model's promotion metric.
@@ -20,6 +20,16 @@ from typing import Any
 
 from ml import storage
 from ml.config import Settings, settings
+from ml.retrain.results import (
+    Evaluation,
+    Lineage,
+    Metrics,
+    Promoted,
+    Registered,
+    Retrained,
+    Snapshot,
+    Trained,
+)
 from ml.retrain.specs import ModelSpec, model_spec
 
 log = logging.getLogger(__name__)
@@ -63,7 +73,7 @@ def _task(spec: ModelSpec) -> Any:
 
 def snapshot_step(
     end: date, window_days: int, cfg: Settings | None = None, model: str | ModelSpec | None = None
-) -> dict[str, Any]:
+) -> Snapshot:
     """The lake's window for a lake-fed model; else the task's build_dataset on its source."""
     cfg = cfg or settings()
     spec = _spec(model, cfg)
@@ -77,12 +87,12 @@ def snapshot_step(
 
 
 def train_step(
-    snapshot: dict[str, Any],
+    snapshot: Snapshot,
     params: dict[str, Any],
     run_key: str,
     cfg: Settings | None = None,
     model: str | ModelSpec | None = None,
-) -> dict[str, Any]:
+) -> Trained:
     import json
 
     from ml.artifact.files import METRICS_FILE, write_json
@@ -138,11 +148,11 @@ def train_step(
 
 def _train_in(
     run_dir: Path,
-    snapshot: dict[str, Any],
+    snapshot: Snapshot,
     config: dict[str, Any],
     spec: ModelSpec,
     gpus: list[int],
-) -> dict:
+) -> Trained:
     """The task's fine_tune into run_dir/model: in this process on one device, under torchrun
     on several (intent only; other task types train on the first leased GPU).
 
@@ -178,11 +188,11 @@ def _train_in(
 
 
 def evaluate_step(
-    snapshot: dict[str, Any],
-    trained: dict[str, Any],
+    snapshot: Snapshot,
+    trained: Trained,
     cfg: Settings | None = None,
     model: str | ModelSpec | None = None,
-) -> dict[str, Any]:
+) -> Evaluation:
     """Score the new model and the current champion on the same test split and golden sets.
 
     Reports (metrics.json, for intent also the confusion matrix JSON + PNG) go beside the new
@@ -202,7 +212,7 @@ def evaluate_step(
     golden = cfg.golden_sets if spec.task == "intent" else {}
     datasets = {"test": snapshot_dir / "test.parquet", **golden}
 
-    def score(artifact: str, sha256: str, who: str) -> dict[str, Any]:
+    def score(artifact: str, sha256: str, who: str) -> dict[str, Metrics]:
         local = fetch_artifact(artifact, sha256, cfg.cache)
         with storage.local_output(storage.join(reports_at, who)) as reports:
             return {
@@ -211,7 +221,7 @@ def evaluate_step(
             }
 
     challenger = score(trained["artifact_dir"], trained["artifact_sha256"], "challenger")
-    result: dict[str, Any] = {
+    result: Evaluation = {
         "challenger": challenger.pop("test"),
         "challenger_golden": challenger,
         "champion": None,
@@ -241,13 +251,13 @@ def base_model_sha256(base_model: str) -> str | None:
 
 
 def register_step(
-    snapshot: dict[str, Any],
-    trained: dict[str, Any],
-    evaluation: dict[str, Any],
-    lineage: dict[str, Any],
+    snapshot: Snapshot,
+    trained: Trained,
+    evaluation: Evaluation,
+    lineage: Lineage,
     cfg: Settings | None = None,
     model: str | ModelSpec | None = None,
-) -> dict[str, Any]:
+) -> Registered:
     """Register the trained model (with its task type) with its metrics and lineage.
 
     `lineage` carries the run: dag_id, run_id, logical_date, actor; the rest (data snapshot,
@@ -291,12 +301,12 @@ def register_step(
 
 
 def promote_step(
-    registered: dict[str, Any],
-    evaluation: dict[str, Any],
+    registered: Registered,
+    evaluation: Evaluation,
     actor: str,
     cfg: Settings | None = None,
     model: str | ModelSpec | None = None,
-) -> dict[str, Any]:
+) -> Promoted:
     """Apply the configured promotion policy (INTENTFLOW_PROMOTION_*) on the model's metric
     (its configured promotion_metric, else its task's PROMOTION_METRIC) and its task's
     per-class metric; reasons go to the audit.
@@ -334,18 +344,18 @@ def promote_step(
 
 
 def run_on_snapshot(
-    snap: dict[str, Any],
+    snap: Snapshot,
     params: dict[str, Any],
     run_key: str,
     actor: str,
     cfg: Settings | None = None,
     model: str | ModelSpec | None = None,
-) -> dict[str, Any]:
+) -> Retrained:
     """fine_tune → evaluate → register → promote on a snapshot, as the DAG's tasks do."""
     cfg = cfg or settings()
     trained = train_step(snap, params, run_key, cfg, model)
     evaluation = evaluate_step(snap, trained, cfg, model)
-    lineage = {"dag_id": None, "run_id": run_key, "actor": actor}
+    lineage: Lineage = {"dag_id": None, "run_id": run_key, "actor": actor}
     registered = register_step(snap, trained, evaluation, lineage, cfg, model)
     promoted = promote_step(registered, evaluation, actor, cfg, model)
     spec = _spec(model, cfg)

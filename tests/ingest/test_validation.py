@@ -143,3 +143,14 @@ def test_no_temporary_docs_site(
         assert check(tmp_path, [row(i) for i in range(3)]).success
     assert "temporary directory" not in caplog.text
     assert not list((tmp_path / "tmp").iterdir())
+
+
+def test_gx_usage_analytics_are_off_whatever_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation runs beside customer data: GX reports nothing, even when its variable says so."""
+    from ml.ingest.validation import _context
+
+    monkeypatch.setenv("GX_ANALYTICS_ENABLED", "true")
+    context, _ = _context(tmp_path)
+    assert context.variables.analytics_enabled is False

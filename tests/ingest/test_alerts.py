@@ -19,7 +19,7 @@ from ci import skip_or_fail
 from ml.ingest.alerts import alert_from_failure
 from ml.ingest.validation import DataQualityError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FAILED = [
     {
         "expectation": "expect_column_values_to_be_unique",

@@ -385,7 +385,7 @@ def test_fast_path_stages_exactly_what_the_record_path_stages(
     from ml.synthetic.generate import generate
 
     generate(tmp_path / "feed", days=1, per_day=1500, start=DAY, seed=9)
-    sys_path = Path(__file__).resolve().parents[1] / "bench"
+    sys_path = Path(__file__).resolve().parents[2] / "bench"
     monkeypatch.syspath_prepend(str(sys_path))
     import ingest as bench  # bench/ingest.py: its templates hold every PII kind
 
