@@ -362,7 +362,7 @@ def test_trained_tiny_model_learns_the_intents_and_evaluates(
     assert 0 < metrics["latency_ms_p50"] <= metrics["latency_ms_p95"]
     assert 0 < metrics["latency_ms_p50_bank10k"] <= metrics["latency_ms_p95_bank10k"]
     # Storable by the registry as it is (numbers, and per_class of numbers): nothing lost.
-    from ml.registry.store import flatten_metrics, nest_metrics
+    from ml.registry.metrics import flatten_metrics, nest_metrics
 
     assert nest_metrics(flatten_metrics({"test": metrics})) == {"test": metrics}
     assert set(metrics["per_class"]) <= set(TOPICS)

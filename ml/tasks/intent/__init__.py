@@ -10,18 +10,24 @@ from pathlib import Path
 from typing import Any
 
 from ml.config import DEFAULT_PROMOTION_METRIC
+from ml.storage import Location
 
 TASK = "intent"
 PROMOTION_METRIC = DEFAULT_PROMOTION_METRIC  # macro_f1
 
 
 def build_dataset(
-    source: str, out_root: Path, text_column: str = "text", label_column: str = "label", **_: Any
+    source: str,
+    out_root: Location,
+    text_column: str = "text",
+    label_column: str = "label",
+    **_: Any,
 ) -> dict[str, Any]:
-    """A snapshot of one labeled file (ml.snapshots.build.snapshot_from_file)."""
+    """A snapshot of one labeled file (ml.snapshots.build.snapshot_from_file) under `out_root`, a
+    folder or an fsspec URL; options of other tasks are ignored."""
     from ml.snapshots.build import snapshot_from_file
 
-    return snapshot_from_file(Path(source), Path(out_root), text_column, label_column)
+    return snapshot_from_file(Path(source), out_root, text_column, label_column)
 
 
 def train_config(params: dict[str, Any]) -> Any:
@@ -44,10 +50,17 @@ def evaluate(
     data: Path,
     expected_sha256: str | None = None,
     report_dir: Path | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    **_: Any,
 ) -> dict[str, Any]:
+    """The test metrics of `data` (a labeled file, or a snapshot's test split); options of other
+    tasks are ignored."""
     from ml.tasks.intent.evaluate import evaluate_model
 
-    return evaluate_model(Path(artifact_dir), Path(data), expected_sha256, report_dir=report_dir)
+    return evaluate_model(
+        Path(artifact_dir), Path(data), expected_sha256, text_column, label_column, report_dir
+    )
 
 
 def predict(
