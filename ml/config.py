@@ -202,9 +202,6 @@ class Settings:
         """Local copies of remote snapshots and artifacts (keyed by content hash)."""
         return self.home / "cache"
 
-    def resolved_base_model(self) -> str:
-        return self.base_model or default_base_model()
-
 
 def parse_golden_sets(spec: str) -> dict[str, Path]:
     """`name=path[,name=path...]`: each file .parquet/.csv/.jsonl with text and label columns."""

@@ -1,4 +1,4 @@
--- Intentflow model registry schema (postgresql) at revision 0003.
+-- Intentflow model registry schema (postgresql) at revision 0001.
 -- Generated from the migrations in ml/registry/migrations: python -m ml.registry.migrate postgresql
 -- Apply to an empty database, or let `intentflow registry upgrade` do it.
 -- metrics.class_label is NULL for scalar metrics; uniqueness uses COALESCE(.., '').
@@ -33,10 +33,17 @@ CREATE TABLE model_versions (
     lineage JSONB NOT NULL,
     created_at TIMESTAMP WITH TIME ZONE NOT NULL,
     created_by VARCHAR(200) NOT NULL,
+    base_model_sha256 VARCHAR(64),
+    dag_id VARCHAR(250),
+    run_id VARCHAR(250),
+    logical_date TIMESTAMP WITH TIME ZONE,
+    code_version VARCHAR(100),
     CONSTRAINT pk_model_versions PRIMARY KEY (id),
     CONSTRAINT fk_model_versions_model_id_registered_models FOREIGN KEY(model_id) REFERENCES registered_models (id),
     CONSTRAINT uq_model_versions_model_id_version UNIQUE (model_id, version)
 );
+
+CREATE INDEX ix_model_versions_data_snapshot_hash ON model_versions (data_snapshot_hash);
 
 CREATE TABLE aliases (
     id SERIAL NOT NULL,
@@ -108,22 +115,6 @@ SELECT m.name AS model,
   JOIN registered_models m ON m.id = v.model_id
  WHERE x.class_label IS NULL;
 
-INSERT INTO alembic_version (version_num) VALUES ('0001') RETURNING alembic_version.version_num;
-
--- Running upgrade 0001 -> 0002
-
-ALTER TABLE model_versions ADD COLUMN base_model_sha256 VARCHAR(64);
-
-ALTER TABLE model_versions ADD COLUMN dag_id VARCHAR(250);
-
-ALTER TABLE model_versions ADD COLUMN run_id VARCHAR(250);
-
-ALTER TABLE model_versions ADD COLUMN logical_date TIMESTAMP WITH TIME ZONE;
-
-ALTER TABLE model_versions ADD COLUMN code_version VARCHAR(100);
-
-CREATE INDEX ix_model_versions_data_snapshot_hash ON model_versions (data_snapshot_hash);
-
 CREATE VIEW alias_lineage AS
 SELECT m.name AS model,
        a.alias AS alias,
@@ -142,12 +133,6 @@ SELECT m.name AS model,
   JOIN registered_models m ON m.id = a.model_id
   JOIN model_versions v ON v.id = a.version_id;
 
-UPDATE alembic_version SET version_num='0002' WHERE alembic_version.version_num = '0001';
-
--- Running upgrade 0002 -> 0003
-
--- lineage backfill from the lineage JSON runs online only; no-op when empty;
-
-UPDATE alembic_version SET version_num='0003' WHERE alembic_version.version_num = '0002';
+INSERT INTO alembic_version (version_num) VALUES ('0001') RETURNING alembic_version.version_num;
 
 COMMIT;

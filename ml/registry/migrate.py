@@ -5,9 +5,6 @@
   is upgraded on first use; any other database at an older revision is refused with a message
   naming the command, so a shared PostgreSQL is only changed when an operator says so.
 - :func:`offline_sql` renders the migrations as SQL: what `sql/registry_<dialect>.sql` holds.
-
-Registries created before migrations existed hold revision 0001's schema without an
-`alembic_version` table; they are stamped 0001 and upgraded from there.
 """
 
 from __future__ import annotations
@@ -21,14 +18,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, text
 
 from ml.registry.errors import SchemaError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 UPGRADE_COMMAND = "intentflow registry upgrade"
-# Revision whose schema the pre-Alembic create_all registry matches.
-BASELINE = "0001"
 # Serializes migrations across processes on PostgreSQL (any constant works).
 _PG_MIGRATION_LOCK = 0x1E7F_0001
 
@@ -51,11 +46,8 @@ def head() -> str:
 
 
 def current(connection: Connection) -> str | None:
-    """The database's revision; BASELINE for a pre-migration registry; None when empty."""
-    revision = MigrationContext.configure(connection).get_current_revision()
-    if revision is None and inspect(connection).has_table("registered_models"):
-        return BASELINE
-    return revision
+    """The database's revision; None when it has no registry schema."""
+    return MigrationContext.configure(connection).get_current_revision()
 
 
 def _known(revision: str) -> bool:
@@ -74,10 +66,7 @@ def _upgrade_locked(connection: Connection, target: str) -> tuple[str | None, st
             f"(latest {head()!r}): upgrade the intentflow package"
         )
     if before != target:
-        cfg = _config(connection)
-        if MigrationContext.configure(connection).get_current_revision() is None and before:
-            command.stamp(cfg, BASELINE)  # pre-migration registry: its schema is the baseline
-        command.upgrade(cfg, target)
+        command.upgrade(_config(connection), target)
     return before, target
 
 

@@ -26,7 +26,8 @@ from ml.config import (
     Settings,
 )
 from ml.registry.errors import RegistryError
-from ml.registry.store import CHALLENGER, CHAMPION, PER_CLASS, Registry, VersionInfo
+from ml.registry.metrics import PER_CLASS
+from ml.registry.store import CHALLENGER, CHAMPION, Registry, VersionInfo
 
 # Float slack so that e.g. 0.915 - 0.905 still counts as an improvement of 0.010.
 _EPS = 1e-9

@@ -2,223 +2,53 @@
 
 A plain SQLAlchemy 2 library (no Airflow). SQLite is the embedded default; PostgreSQL is the
 scaled-out store, where several workers may register versions of one model at the same time.
-
-Schema notes:
-- `metrics.class_label` is NULL for scalar metrics and the class name for per-class ones. SQL
-  treats NULLs as distinct in UNIQUE constraints, so uniqueness is a unique index on
-  `(version_id, split, name, COALESCE(class_label, ''))`, which both backends support. An empty
-  class label is therefore rejected.
-- Timestamps are stored in UTC and always come back timezone-aware (SQLite keeps no zone).
-- JSON columns (params, lineage, details) accept datetimes, dates and paths: they are written
-  as ISO strings / plain strings and come back as such.
-
-The schema is changed only by the Alembic migrations in ml/registry/migrations (see ml.registry.migrate), which
-tests keep equal to this ORM; `sql/registry_*.sql` are those migrations rendered as SQL.
+The tables are ml.registry.schema's; metrics are stored flattened (ml.registry.metrics).
+Timestamps come back timezone-aware; JSON columns accept datetimes, dates and paths (stored as
+ISO strings / plain strings, and returned as such).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import numbers
 import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from pathlib import Path, PurePath
+from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import (
-    JSON,
-    DateTime,
-    Double,
-    Engine,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    Select,
-    String,
-    Text,
-    TypeDecorator,
-    UniqueConstraint,
-    create_engine,
-    event,
-    func,
-    literal,
-    select,
-)
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import URL, Dialect, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.orm import (
-    DeclarativeBase,
-    Mapped,
-    Session,
-    mapped_column,
-    relationship,
-    selectinload,
-    sessionmaker,
-)
+from sqlalchemy import Select, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from ml.config import settings
+from ml.registry.engine import is_disconnect, registry_engine, writer
 from ml.registry.errors import NotFoundError, RegistryError
+from ml.registry.metrics import flatten_metrics, nest_metrics
+from ml.registry.schema import (
+    Alias,
+    AuditLog,
+    Metric,
+    ModelVersion,
+    RegisteredModel,
+    json_dumps,
+    utcnow,
+)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-PER_CLASS = "per_class"
 
 # Model and alias names end up inside refs like "intent@champion" / "intent:3".
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _REF_RE = re.compile(r"^(?P<model>[^@:\s]+)(?:@(?P<alias>[^@:\s]+)|:(?P<version>\d+))?$")
-# Connection execution option that makes SQLite take the write lock at BEGIN.
-_SQLITE_WRITE = "intentflow_sqlite_write"
-# Driver messages (psycopg2, sqlite3) that mean "not reachable now", as opposed to bad SQL.
-_UNREACHABLE_HINTS = (
-    "could not connect",
-    "connection refused",
-    "connection to server",
-    "server closed the connection",
-    "terminating connection",
-    "timeout expired",
-    "the database system is",  # starting up / shutting down / in recovery mode
-    "unable to open database",
-    "database is locked",
-)
 # Attempts at a write that lost a race (e.g. two workers creating the same model).
 _WRITE_ATTEMPTS = 5
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """TIMESTAMP WITH TIME ZONE on PostgreSQL; UTC without zone on SQLite, re-zoned on read."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: registry timestamps must be aware")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-# JSONB on PostgreSQL so operators can index and query lineage.
-JSONType = JSON().with_variant(JSONB(), "postgresql")
-
-
-class Base(DeclarativeBase):
-    # Deterministic constraint names: identical on both backends and stable for migrations.
-    metadata = MetaData(
-        naming_convention={
-            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-            "pk": "pk_%(table_name)s",
-        }
-    )
-
-
-class RegisteredModel(Base):
-    __tablename__ = "registered_models"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    task_type: Mapped[str] = mapped_column(String(50), default="intent", server_default="intent")
-    description: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_utcnow)
-
-
-class ModelVersion(Base):
-    __tablename__ = "model_versions"
-    __table_args__ = (UniqueConstraint("model_id", "version"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id"))
-    version: Mapped[int] = mapped_column(Integer)
-    artifact_uri: Mapped[str] = mapped_column(Text)
-    artifact_sha256: Mapped[str] = mapped_column(String(64))
-    base_model: Mapped[str] = mapped_column(Text)
-    data_snapshot_hash: Mapped[str] = mapped_column(String(128), index=True)
-    params: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    lineage: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_utcnow)
-    created_by: Mapped[str] = mapped_column(String(200))
-    # Lineage (revision 0002); on versions registered before it, filled by revision 0003 from
-    # their lineage JSON where that held the value (else NULL).
-    base_model_sha256: Mapped[str | None] = mapped_column(String(64))
-    dag_id: Mapped[str | None] = mapped_column(String(250))
-    run_id: Mapped[str | None] = mapped_column(String(250))
-    logical_date: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    code_version: Mapped[str | None] = mapped_column(String(100))
-
-    model: Mapped[RegisteredModel] = relationship(lazy="joined")
-    metric_rows: Mapped[list[Metric]] = relationship(order_by="Metric.id")
-    # Read-only: aliases are moved by id in _move_alias, never through this collection.
-    aliases: Mapped[list[Alias]] = relationship(viewonly=True)
-
-
-class Metric(Base):
-    __tablename__ = "metrics"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
-    split: Mapped[str] = mapped_column(String(100))
-    name: Mapped[str] = mapped_column(String(100))
-    class_label: Mapped[str | None] = mapped_column(String(200))  # NULL: scalar metric
-    value: Mapped[float] = mapped_column(Double)
-
-
-# NULL-safe uniqueness (see module docstring).
-Index(
-    "uq_metrics_version_id_split_name_class_label",
-    Metric.version_id,
-    Metric.split,
-    Metric.name,
-    func.coalesce(Metric.class_label, literal("")),
-    unique=True,
-)
-
-
-class Alias(Base):
-    __tablename__ = "aliases"
-    __table_args__ = (UniqueConstraint("model_id", "alias"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id"))
-    alias: Mapped[str] = mapped_column(String(100))
-    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_utcnow)
-
-
-class AuditLog(Base):
-    __tablename__ = "audit_log"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id"), index=True)
-    version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
-    action: Mapped[str] = mapped_column(String(50))  # register, promote, set_alias, rollback...
-    alias: Mapped[str | None] = mapped_column(String(100))
-    actor: Mapped[str] = mapped_column(String(200))
-    reason: Mapped[str | None] = mapped_column(Text)
-    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    at: Mapped[datetime] = mapped_column(UTCDateTime, default=_utcnow)
 
 
 @dataclass(frozen=True)
@@ -244,26 +74,11 @@ class VersionInfo:
     task_type: str = "intent"  # the registered model's (ml.tasks.contract)
 
 
-def _json_default(value: Any) -> Any:
-    # Airflow hands over logical dates (pendulum) and paths; store them readably.
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, PurePath):
-        return str(value)
-    if isinstance(value, set | frozenset):
-        return sorted(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _json_dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default)
-
-
 def _as_json(value: Any, what: str) -> dict:
     if not isinstance(value, Mapping):
         raise RegistryError(f"{what} must be a dict, got {value!r}")
     try:
-        return json.loads(_json_dumps(value))
+        return json.loads(json_dumps(value))
     except (TypeError, ValueError) as exc:
         raise RegistryError(f"{what} cannot be stored as JSON: {exc}") from exc
 
@@ -292,55 +107,6 @@ def _aware(value: datetime | str | None, what: str) -> datetime | None:
     if not isinstance(when, datetime) or when.tzinfo is None:
         raise RegistryError(f"{what} {value!r} must be a timezone-aware date-time")
     return when
-
-
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise RegistryError(f"metric {where} must be a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        # SQLite would store NaN as NULL; refuse rather than lose it silently.
-        raise RegistryError(f"metric {where} is {number}: only finite numbers are stored")
-    return number
-
-
-def flatten_metrics(metrics: Mapping[str, Any]) -> list[tuple[str, str, str | None, float]]:
-    """Nested metrics -> (split, name, class_label, value) rows; class_label None for scalars."""
-    if not isinstance(metrics, Mapping):
-        raise RegistryError(f"metrics must be a dict of split -> metrics, got {metrics!r}")
-    rows: list[tuple[str, str, str | None, float]] = []
-    for split, values in metrics.items():
-        if not isinstance(values, Mapping):
-            raise RegistryError(f"metrics[{split!r}] must be a dict, got {values!r}")
-        for name, value in values.items():
-            if name != PER_CLASS:
-                rows.append((split, name, None, _number(value, f"{split}/{name}")))
-                continue
-            if not isinstance(value, Mapping):
-                raise RegistryError(f"metrics[{split!r}]['per_class'] must be a dict")
-            for label, per in value.items():
-                if not isinstance(per, Mapping) or str(label) == "":
-                    raise RegistryError(
-                        f"metrics[{split!r}]['per_class'][{label!r}] must be a dict of "
-                        "metric -> number under a non-empty label"
-                    )
-                for m, x in per.items():
-                    rows.append((split, m, str(label), _number(x, f"{split}/{label}/{m}")))
-    return rows
-
-
-def nest_metrics(rows: list[tuple[str, str, str | None, float]]) -> dict:
-    """Inverse of flatten_metrics; support counts come back as ints."""
-    out: dict[str, dict[str, Any]] = {}
-    for split, name, label, value in rows:
-        values = out.setdefault(split, {})
-        if label is None:
-            values[name] = value
-            continue
-        if name == "support" and value.is_integer():
-            value = int(value)
-        values.setdefault(PER_CLASS, {}).setdefault(label, {})[name] = value
-    return out
 
 
 def _to_info(v: ModelVersion) -> VersionInfo:
@@ -440,27 +206,15 @@ class Registry:
         parsed = make_url(self.url)
         # Error messages name the database, never its password.
         self.where = parsed.render_as_string(hide_password=True)
-        self._sqlite = parsed.get_backend_name() == "sqlite"
         self._attempts, self._backoff_s = max(attempts, 1), backoff_s
-        if self._sqlite and parsed.database not in (None, "", ":memory:"):
-            if not parsed.database.startswith("file:"):
-                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self._engine = create_engine(
-            self.url,
-            pool_pre_ping=True,
-            json_serializer=_json_dumps,
-            # Wait for a busy SQLite writer instead of failing at once; fail fast on a dead host.
-            connect_args={"timeout": 30} if self._sqlite else _connect_timeout(parsed),
-        )
-        if self._sqlite:
-            _sqlite_transactions(self._engine)
-        writer = self._engine.execution_options(**{_SQLITE_WRITE: True})
+        self._engine = registry_engine(parsed)
+        writes = writer(self._engine)
         self._reads = sessionmaker(self._engine, expire_on_commit=False)
-        self._writes = sessionmaker(writer, expire_on_commit=False)
-        auto = self._sqlite if auto_upgrade is None else auto_upgrade
+        self._writes = sessionmaker(writes, expire_on_commit=False)
+        auto = parsed.get_backend_name() == "sqlite" if auto_upgrade is None else auto_upgrade
         # (revision found, revision now): they differ when this call upgraded the schema.
         self.schema: tuple[str | None, str] = self._reachable(
-            lambda: migrate.ensure_current(writer, auto_upgrade=auto, where=self.where)
+            lambda: migrate.ensure_current(writes, auto_upgrade=auto, where=self.where)
         )
 
     def close(self) -> None:
@@ -482,7 +236,7 @@ class Registry:
             try:
                 return fn()
             except (OperationalError, InterfaceError) as exc:
-                if not _is_disconnect(exc):
+                if not is_disconnect(exc):
                     raise
                 if attempt == self._attempts:
                     first = str(exc.orig or exc).strip().splitlines()[0]
@@ -689,7 +443,7 @@ class Registry:
                 select(ModelVersion.version).where(ModelVersion.id == row.version_id)
             )
             row.version_id = target.id
-            row.updated_at = _utcnow()
+            row.updated_at = utcnow()
         moved = {"from_version": previous, "to_version": target.version}
         if alias == CHAMPION and self._drop_alias(session, registered, CHALLENGER, target):
             moved["removed_aliases"] = [CHALLENGER]  # the champion is no longer a challenger
@@ -857,36 +611,3 @@ class Registry:
                 f"model {registered.name!r} has no alias {alias!r} (aliases: {known})"
             )
         return found
-
-
-def _connect_timeout(url: URL) -> dict[str, Any]:
-    # libpq waits for a dead host for minutes by default; backoff handles the retries.
-    return {"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {}
-
-
-def _is_disconnect(exc: DBAPIError) -> bool:
-    """Whether the error means the server cannot be reached (worth a retry), not bad SQL."""
-    if exc.connection_invalidated:
-        return True
-    message = str(exc.orig or exc).lower()
-    return any(hint in message for hint in _UNREACHABLE_HINTS)
-
-
-def _sqlite_transactions(engine: Engine) -> None:
-    """Let SQLAlchemy emit BEGIN (the sqlite3 driver skips it for SELECT and DDL).
-
-    Writers BEGIN IMMEDIATE: they take the write lock up front and wait for each other
-    (connect timeout) instead of failing with "database is locked" on lock upgrade.
-    """
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
-        write = conn.get_execution_options().get(_SQLITE_WRITE)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

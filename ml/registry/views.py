@@ -23,6 +23,9 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "answers": ("mrr", "recall_at_1", "recall_at_5"),
 }
 CLASS_METRIC: dict[str, str] = {"intent": "f1", "entities": "f1", "answers": "mrr"}
+# Whether a text report lists every class: a few entity types, or the intents answers are
+# grouped by; an intent model's tens of labels would bury the headline.
+LISTS_CLASSES: dict[str, bool] = {"intent": False, "entities": True, "answers": True}
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class MetricView:
 
     metrics: tuple[str, ...]  # headline test metrics, the primary one first
     class_metric: str  # the per-class metric
+    lists_classes: bool  # whether a text report lists every class's metrics
 
     @property
     def primary(self) -> str | None:
@@ -45,7 +49,9 @@ def task_view(task: str, primary: str | None) -> MetricView:
     """The view of task type `task` led by `primary` (None: the task's headline metrics)."""
     names = [primary] if primary else []
     return MetricView(
-        tuple(dict.fromkeys([*names, *TASK_METRICS.get(task, ())])), CLASS_METRIC.get(task, "f1")
+        tuple(dict.fromkeys([*names, *TASK_METRICS.get(task, ())])),
+        CLASS_METRIC.get(task, "f1"),
+        LISTS_CLASSES.get(task, True),
     )
 
 

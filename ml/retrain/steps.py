@@ -78,9 +78,8 @@ def snapshot_step(
     cfg = cfg or settings()
     spec = _spec(model, cfg)
     if not spec.from_lake:
-        return _task(spec).build_dataset(
-            spec.source, storage.join(cfg.snapshots, spec.name), **spec.options
-        )
+        out_root = storage.join(cfg.snapshots, spec.name)
+        return _task(spec).build_dataset(spec.source, out_root, **spec.options)
     from ml.snapshots.lake_window import make_snapshot
 
     return make_snapshot(cfg.lake, cfg.snapshots, end, window_days)

@@ -5,6 +5,13 @@ TASK, PROMOTION_METRIC, build_dataset, fine_tune, evaluate and predict. The retr
 (ml.retrain.steps) and the CLI dispatch through here, by the model's configured task type or by the
 `task.json` an artifact carries, so adding a task type is a module plus one line below.
 
+Callers pass a task's options by keyword and never ask which task it is:
+`build_dataset(source, out_root, **options)` gets a configured model's `options` (with the
+CLI's --text-column / --label-column when given), and `evaluate(artifact_dir, data,
+expected_sha256=None, report_dir=None, **options)` the CLI's. Each task reads the options it
+understands (intent: text_column, label_column; entities: abcd; answers: columns, span_columns)
+and ignores the others.
+
 Light on purpose: DAG files import it at parse time; task modules load only when asked for.
 """
 
@@ -23,8 +30,6 @@ TASK_MODULES: dict[str, str] = {
     "entities": "ml.tasks.entities",
     "answers": "ml.tasks.answers",
 }
-# Artifacts from before task types existed carry no task.json: they are intent models.
-LEGACY_TASK = "intent"
 CONTRACT = ("TASK", "PROMOTION_METRIC", "build_dataset", "fine_tune", "evaluate", "predict")
 
 
@@ -52,7 +57,10 @@ def artifact_task(artifact_dir: Path | str) -> str:
     """The task type an artifact directory was trained for (its task.json)."""
     path = Path(artifact_dir) / TASK_FILE
     if not path.is_file():
-        return LEGACY_TASK
+        # Every task's fine_tune writes one (ml.artifact.files.save_model_files).
+        raise UnknownTaskError(
+            f"{artifact_dir} has no {TASK_FILE}: not an intentflow model artifact"
+        )
     task = json.loads(path.read_text(encoding="utf-8")).get("task")
     if not isinstance(task, str) or not task:
         raise UnknownTaskError(f"{path} names no task type")

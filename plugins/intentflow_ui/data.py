@@ -10,7 +10,8 @@ from typing import Any
 
 from ml import lake, storage
 from ml.config import Settings
-from ml.registry.store import CHAMPION, PER_CLASS, Registry, VersionInfo
+from ml.registry.metrics import PER_CLASS
+from ml.registry.store import CHAMPION, Registry, VersionInfo
 from ml.registry.views import metric_view
 
 # Columns and chart choices: the model's headline metrics (ml.registry.views) first, then these

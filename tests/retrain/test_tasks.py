@@ -24,14 +24,13 @@ def test_unknown_task_type_is_a_clear_error() -> None:
         task_module("sentiment")
 
 
-def test_artifact_task_reads_task_json_and_defaults_to_intent(
-    tiny_artifact: dict[str, Any], tmp_path: Path
-) -> None:
+def test_artifact_task_reads_task_json(tiny_artifact: dict[str, Any], tmp_path: Path) -> None:
     assert artifact_task(tiny_artifact["artifact_dir"]) == "intent"
     assert json.loads(Path(tiny_artifact["artifact_dir"], "task.json").read_text()) == {
         "task": "intent"
     }
-    assert artifact_task(tmp_path) == "intent"  # an artifact from before task types
+    with pytest.raises(UnknownTaskError, match="has no task.json: not an intentflow model"):
+        artifact_task(tmp_path)
     (tmp_path / "task.json").write_text('{"task": "entities"}')
     assert artifact_task(tmp_path) == "entities"
 

@@ -7,7 +7,7 @@ Offline (`sql=True`), the dialect comes from `sqlalchemy.url` and SQL is written
 
 from alembic import context
 
-from ml.registry.store import Base
+from ml.registry.schema import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from ml import storage
 from ml.quarantine import QUARANTINE_FILE, quarantine_table
 from ml.snapshots.writer import SPLITS, content_hash, existing, freeze, split_rows
+from ml.storage import Location
 from ml.tasks.answers.bank import (
     BANK_FILE,
     EmptyBankError,
@@ -170,7 +171,7 @@ def read_pairs(
 
 def build_dataset(
     source: str,
-    out_root: Path,
+    out_root: Location,
     columns: dict[str, str] | None = None,
     span_columns: tuple[str, str] = DEFAULT_SPAN,
     **options: Any,

@@ -53,6 +53,7 @@ def evaluate(
     data: Path,
     expected_sha256: str | None = None,
     report_dir: Path | None = None,
+    **_: Any,
 ) -> dict[str, Any]:
     """Rank `data`'s questions against the artifact's stored bank: mrr (PROMOTION_METRIC),
     recall_at_1/5, their same-intent variants, per_class by intent (mrr, recall_at_1, support),

@@ -27,6 +27,7 @@ from typing import Any
 from ml import storage
 from ml.quarantine import quarantine_table
 from ml.snapshots.writer import content_hash, existing, freeze, split_rows
+from ml.storage import Location
 from ml.tasks.entities.model import TASK
 from ml.tasks.entities.spans import ENTITY_TYPES, Span, SpanError, check_spans
 
@@ -159,7 +160,9 @@ def template(row: dict[str, Any]) -> str:
     return " ".join("".join(parts).lower().split())
 
 
-def build_dataset(source: str, out_root: Path, abcd: str | None = None, **_: Any) -> dict[str, Any]:
+def build_dataset(
+    source: str, out_root: Location, abcd: str | None = None, **_: Any
+) -> dict[str, Any]:
     """Freeze Bitext-style spans (`source`, a CSV) and optional ABCD weak labels (`abcd`, a JSON
     file) into a content-hashed snapshot: train/validation/test.parquet (id, text, spans,
     source), quarantine.parquet (ml.quarantine's schema) and snapshot.json.

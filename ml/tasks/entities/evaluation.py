@@ -38,6 +38,7 @@ def evaluate(
     data: Path,
     expected_sha256: str | None = None,
     report_dir: Path | None = None,
+    **_: Any,
 ) -> dict[str, Any]:
     """Entity-level metrics on a split file (or a snapshot's test split), plus latency."""
     tagger = Tagger.load(Path(artifact_dir), expected_sha256)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ml.storage import Location
 from ml.tasks.intent.metrics import PROMOTION_METRIC
 from ml.tasks.intent.model import TASK, predict
 
@@ -25,12 +26,17 @@ __all__ = ["TASK", "PROMOTION_METRIC", "build_dataset", "fine_tune", "evaluate",
 
 
 def build_dataset(
-    source: str, out_root: Path, text_column: str = "text", label_column: str = "label", **_: Any
+    source: str,
+    out_root: Location,
+    text_column: str = "text",
+    label_column: str = "label",
+    **_: Any,
 ) -> dict[str, Any]:
-    """A snapshot of one labeled file (ml.snapshots.labeled.snapshot_from_file)."""
+    """A snapshot of one labeled file (ml.snapshots.labeled.snapshot_from_file) under `out_root`, a
+    folder or an fsspec URL; options of other tasks are ignored."""
     from ml.snapshots.labeled import snapshot_from_file
 
-    return snapshot_from_file(Path(source), Path(out_root), text_column, label_column)
+    return snapshot_from_file(Path(source), out_root, text_column, label_column)
 
 
 def fine_tune(
@@ -49,8 +55,14 @@ def evaluate(
     data: Path,
     expected_sha256: str | None = None,
     report_dir: Path | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    **_: Any,
 ) -> dict[str, Any]:
-    """ml.tasks.intent.evaluation.evaluate_model: the test metrics, and the report in `report_dir`."""
+    """The test metrics of `data` (a labeled file, or a snapshot's test split); options of other
+    tasks are ignored."""
     from ml.tasks.intent.evaluation import evaluate_model
 
-    return evaluate_model(Path(artifact_dir), Path(data), expected_sha256, report_dir=report_dir)
+    return evaluate_model(
+        Path(artifact_dir), Path(data), expected_sha256, text_column, label_column, report_dir
+    )

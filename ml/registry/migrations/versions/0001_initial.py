@@ -1,7 +1,5 @@
-"""The registry as first released: models, versions, metrics, aliases, audit log, two views.
-
-Registries created before migrations existed (by create_all) hold exactly this schema;
-ml.registry.migrate stamps them with this revision before upgrading.
+"""The registry: models, versions with their lineage, metrics, aliases, audit log, and the
+operators' views (current_champions, metric_history, alias_lineage).
 
 Revision ID: 0001
 Revises:
@@ -49,6 +47,24 @@ METRIC_HISTORY = """SELECT m.name AS model,
   JOIN registered_models m ON m.id = v.model_id
  WHERE x.class_label IS NULL"""
 
+# Which data and code made the version each alias serves ("which data trained the champion").
+ALIAS_LINEAGE = """SELECT m.name AS model,
+       a.alias AS alias,
+       v.version AS version,
+       v.data_snapshot_hash AS data_snapshot_hash,
+       v.dag_id AS dag_id,
+       v.run_id AS run_id,
+       v.logical_date AS logical_date,
+       v.base_model AS base_model,
+       v.base_model_sha256 AS base_model_sha256,
+       v.code_version AS code_version,
+       v.artifact_uri AS artifact_uri,
+       v.artifact_sha256 AS artifact_sha256,
+       a.updated_at AS alias_since
+  FROM aliases a
+  JOIN registered_models m ON m.id = a.model_id
+  JOIN model_versions v ON v.id = a.version_id"""
+
 
 def upgrade() -> None:
     op.create_table(
@@ -74,6 +90,11 @@ def upgrade() -> None:
         sa.Column("lineage", JSON, nullable=False),
         sa.Column("created_at", UTC_TIMESTAMP, nullable=False),
         sa.Column("created_by", sa.String(200), nullable=False),
+        sa.Column("base_model_sha256", sa.String(64), nullable=True),
+        sa.Column("dag_id", sa.String(250), nullable=True),
+        sa.Column("run_id", sa.String(250), nullable=True),
+        sa.Column("logical_date", UTC_TIMESTAMP, nullable=True),
+        sa.Column("code_version", sa.String(100), nullable=True),
         sa.ForeignKeyConstraint(
             ["model_id"],
             ["registered_models.id"],
@@ -81,6 +102,9 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name="pk_model_versions"),
         sa.UniqueConstraint("model_id", "version", name="uq_model_versions_model_id_version"),
+    )
+    op.create_index(
+        "ix_model_versions_data_snapshot_hash", "model_versions", ["data_snapshot_hash"]
     )
     op.create_table(
         "aliases",
@@ -140,9 +164,11 @@ def upgrade() -> None:
     )
     op.execute(f"CREATE VIEW current_champions AS\n{CURRENT_CHAMPIONS}")
     op.execute(f"CREATE VIEW metric_history AS\n{METRIC_HISTORY}")
+    op.execute(f"CREATE VIEW alias_lineage AS\n{ALIAS_LINEAGE}")
 
 
 def downgrade() -> None:
+    op.execute("DROP VIEW alias_lineage")
     op.execute("DROP VIEW metric_history")
     op.execute("DROP VIEW current_champions")
     for table in ("metrics", "audit_log", "aliases", "model_versions", "registered_models"):

@@ -148,6 +148,10 @@ def test_train_reads_the_named_text_and_label_columns(
     snapshot = Path(version.lineage["snapshot_path"])
     texts = [t for split in ("train", "validation", "test") for t in _texts(snapshot, split)]
     assert sorted(texts) == sorted(r.split(",")[0] for r in rows[1:])
+    # evaluate passes them on to the task the same way.
+    ref = f"intent:{trained['version']}"
+    scored = json.loads(invoke("evaluate", "--model", ref, "--data", str(data), *columns, "--json"))
+    assert scored["n"] == len(rows) - 1 and set(scored["per_class"]) == set(words)
 
     # Without them, the file has no `text` column: a clear error naming file and columns.
     result = runner.invoke(app, ["train", "--data", str(data), "--epochs", "1"])

@@ -20,12 +20,13 @@ from sqlalchemy.exc import IntegrityError, SAWarning
 
 from ml.registry import migrate
 from ml.registry.errors import NotFoundError, RegistryError, SchemaError
-from ml.registry.store import Base, Metric, Registry, VersionInfo, diff_versions
+from ml.registry.schema import Base, Metric
+from ml.registry.store import Registry, VersionInfo, diff_versions
 
 # The PostgreSQL/SQLite fixtures (db_url, pg_url, pg_database) live in tests/pg.py.
 pytest_plugins = ("pg",)
 
-SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 VIEWS = ["alias_lineage", "current_champions", "metric_history"]
 
 METRICS: dict[str, Any] = {
@@ -463,50 +464,22 @@ def test_migrations_downgrade_to_nothing_and_upgrade_again(db_url: str) -> None:
         assert register(reg).version == 1
 
 
-def _at_revision(url: str, revision: str) -> None:
-    engine = create_engine(url)
-    try:
-        migrate.upgrade(engine, revision)
-    finally:
-        engine.dispose()
-
-
-def test_postgresql_at_an_older_schema_names_the_upgrade_command(pg_url: str) -> None:
+def test_postgresql_without_the_schema_names_the_upgrade_command(pg_url: str) -> None:
     with pytest.raises(SchemaError, match=r"has no registry schema.*`intentflow registry upgrade`"):
         Registry(pg_url)
-    _at_revision(pg_url, migrate.BASELINE)
-    with pytest.raises(SchemaError, match=r"is at revision '0001'.*`intentflow registry upgrade`"):
-        Registry(pg_url)
     with Registry(pg_url, auto_upgrade=True) as reg:  # what the command does
-        assert reg.schema == ("0001", migrate.head())
+        assert reg.schema == (None, migrate.head())
         assert register(reg).version == 1
 
 
 def test_sqlite_registry_upgrades_itself_unless_told_not_to(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    _at_revision(url, migrate.BASELINE)
-    with pytest.raises(SchemaError, match="is at revision '0001'"):
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    with pytest.raises(SchemaError, match="has no registry schema"):
         Registry(url, auto_upgrade=False)
     with Registry(url) as reg:
-        assert reg.schema == ("0001", migrate.head())
-
-
-def test_pre_migration_registry_is_stamped_then_upgraded(db_url: str) -> None:
-    """A registry made by the old create_all (revision 0001's schema, no alembic_version)."""
-    _at_revision(db_url, migrate.BASELINE)
-    engine = create_engine(db_url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP TABLE alembic_version"))
-        conn.execute(
-            text(
-                "INSERT INTO registered_models (name, task_type, created_at) "
-                "VALUES ('intent', 'intent', CURRENT_TIMESTAMP)"
-            )
-        )
-    engine.dispose()
-    with Registry(db_url, auto_upgrade=True) as reg:
-        assert reg.schema == ("0001", migrate.head())
-        assert register(reg).version == 1  # the old row survived: same model, first version
+        assert reg.schema == (None, migrate.head())
+    with Registry(url, auto_upgrade=False) as reg:
+        assert reg.schema == (migrate.head(), migrate.head())
 
 
 def test_newer_schema_than_the_code_is_refused(db_url: str) -> None:
@@ -516,133 +489,6 @@ def test_newer_schema_than_the_code_is_refused(db_url: str) -> None:
     engine.dispose()
     with pytest.raises(SchemaError, match="revision '9999', newer than this intentflow"):
         Registry(db_url, auto_upgrade=True)
-
-
-def _insert_0001_era_versions(url: str, lineages: list[dict[str, Any]]) -> None:
-    """Versions as the code of revision 0001 stored them: the run's lineage only in the JSON
-    (dag_id, run_id, logical_date as str(pendulum datetime), code_version, actor...)."""
-    import sqlalchemy as sa
-    from sqlalchemy.dialects import postgresql
-
-    json_type = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-    models = sa.table(
-        "registered_models",
-        sa.column("id", sa.Integer()),
-        sa.column("name", sa.String()),
-        sa.column("task_type", sa.String()),
-        sa.column("created_at", sa.DateTime(timezone=True)),
-    )
-    versions = sa.table(
-        "model_versions",
-        *(sa.column(c, sa.String()) for c in ("artifact_uri", "artifact_sha256", "base_model")),
-        *(sa.column(c, sa.String()) for c in ("data_snapshot_hash", "created_by")),
-        sa.column("model_id", sa.Integer()),
-        sa.column("version", sa.Integer()),
-        sa.column("params", json_type),
-        sa.column("lineage", json_type),
-        sa.column("created_at", sa.DateTime(timezone=True)),
-    )
-    engine = create_engine(url)
-    now = datetime(2026, 11, 1, tzinfo=UTC)
-    try:
-        with engine.begin() as conn:
-            conn.execute(models.insert().values(id=1, name="intent", created_at=now))
-            conn.execute(
-                versions.insert(),
-                [
-                    {
-                        "model_id": 1,
-                        "version": n,
-                        "artifact_uri": f"file:///artifacts/intent/{n}",
-                        "artifact_sha256": "ab" * 32,
-                        "base_model": "minilm-l6",
-                        "data_snapshot_hash": f"snap-{n}",
-                        "params": {"epochs": 3},
-                        "lineage": lineage,
-                        "created_at": now,
-                        "created_by": "airflow:intent_retrain",
-                    }
-                    for n, lineage in enumerate(lineages, start=1)
-                ],
-            )
-    finally:
-        engine.dispose()
-
-
-def test_upgrade_backfills_lineage_columns_of_versions_registered_before_0002(
-    db_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    _at_revision(db_url, migrate.BASELINE)
-    airflow_run = {
-        "dag_id": "intent_retrain",
-        "run_id": "scheduled__2026-11-28T03:00:00+00:00",
-        "logical_date": "2026-11-28T04:00:00+01:00",
-        "actor": "airflow:intent_retrain",
-        "window": {"start": "2026-11-21", "end": "2026-11-28"},
-        "partitions": ["dt=2026-11-27"],
-        "code_version": "0.1.0+gabc123",
-    }
-    cli_run = {"dag_id": None, "run_id": "cli-1", "actor": "alice", "code_version": "0.1.0"}
-    unusable = {"dag_id": "x" * 251, "logical_date": "yesterday", "run_id": "manual__2"}
-    _insert_0001_era_versions(db_url, [airflow_run, cli_run, unusable, {}])
-
-    with caplog.at_level("WARNING"), Registry(db_url, auto_upgrade=True) as reg:
-        assert reg.schema == ("0001", migrate.head())
-        first, second, third, fourth = reg.list_versions("intent")
-
-    assert (first.dag_id, first.run_id, first.code_version) == (
-        "intent_retrain",
-        "scheduled__2026-11-28T03:00:00+00:00",
-        "0.1.0+gabc123",
-    )
-    assert first.logical_date == datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
-    assert first.base_model_sha256 is None  # 0001-era code did not record it
-    assert first.lineage == airflow_run  # copied, not moved
-    assert (second.dag_id, second.run_id, second.code_version) == (None, "cli-1", "0.1.0")
-    assert second.logical_date is None
-    # Values that do not fit their column stay in the JSON only, with a warning.
-    assert (third.dag_id, third.run_id, third.logical_date) == (None, "manual__2", None)
-    assert third.lineage == unusable
-    assert (
-        "lineage dag_id='xxx" in caplog.text and "lineage logical_date='yesterday'" in caplog.text
-    )
-    assert (fourth.dag_id, fourth.run_id, fourth.logical_date, fourth.code_version) == ((None,) * 4)
-    with Registry(db_url) as reg:  # the operators' view now shows the backfilled run
-        reg.set_alias("intent", "champion", 1, actor="a", reason="r")
-    engine = create_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            row = conn.execute(text("SELECT dag_id, run_id, code_version FROM alias_lineage")).one()
-    finally:
-        engine.dispose()
-    assert tuple(row) == ("intent_retrain", first.run_id, "0.1.0+gabc123")
-
-
-def test_lineage_backfill_only_fills_null_columns_and_is_a_no_op_when_rerun(db_url: str) -> None:
-    with Registry(migrated(db_url)) as reg:  # a fresh database: nothing to backfill
-        assert reg.list_versions() == []
-        # Registered at head: columns given explicitly, the JSON disagreeing must not win.
-        register(
-            reg,
-            lineage={"dag_id": "from_json", "run_id": "json_run", "code_version": "json"},
-            dag_id="from_column",
-            code_version="1.2.3",
-        )
-        before = reg.get("intent", version=1)
-    engine = create_engine(db_url)
-    try:
-        from alembic import command
-
-        with engine.begin() as conn:
-            command.downgrade(migrate._config(conn), "0002")
-        assert migrate.upgrade(engine) == ("0002", migrate.head())
-    finally:
-        engine.dispose()
-    with Registry(db_url) as reg:
-        after = reg.get("intent", version=1)
-    assert (after.dag_id, after.code_version) == ("from_column", "1.2.3")  # kept
-    assert after.run_id == "json_run"  # was NULL: filled from the JSON
-    assert after.lineage == before.lineage
 
 
 # --- concurrency ----------------------------------------------------------------------------
