@@ -17,7 +17,9 @@ import typer
 
 from ml.cli.output import emit, fail, headline, metrics_text
 from ml.cli.registry import open_registry, registry_app, version_rows
+from ml.cli.tuning import with_tuning
 from ml.config import settings
+from ml.retrain.specs import END_DATE, WINDOW_DAYS
 
 if TYPE_CHECKING:
     from ml.retrain.specs import ModelSpec
@@ -96,7 +98,7 @@ def ingest(
         str | None,
         typer.Option(
             help="Folder or fsspec URL of daily JSONL drops, or a JSON source spec "
-            "(format, url, columns, ...; see README, Ingestion); default INTENTFLOW_SOURCE."
+            "(format, url, columns, ...; docs/ingestion.md); default INTENTFLOW_SOURCE."
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -138,36 +140,22 @@ def _given(ctx: typer.Context, **options: Any) -> dict[str, Any]:
 
 
 @app.command()
+@with_tuning
 def train(
     ctx: typer.Context,
     data: Annotated[
         Path | None,
         typer.Option(help=f"A labeled file instead of the lake. {LABELED_FORMATS}"),
     ] = None,
-    window_days: Annotated[int, typer.Option(min=1, help="Days of the lake to train on.")] = 7,
-    end_date: Annotated[
-        str | None, typer.Option(help="Last day of the window (YYYY-MM-DD); default yesterday.")
-    ] = None,
+    window_days: Annotated[
+        int, typer.Option(min=WINDOW_DAYS.minimum, max=WINDOW_DAYS.maximum, help=WINDOW_DAYS.help)
+    ] = 7,
+    end_date: Annotated[str | None, typer.Option(help=END_DATE.help)] = None,
     text_column: Annotated[str, typer.Option(help=TEXT_COLUMN_HELP)] = "text",
     label_column: Annotated[str, typer.Option(help=LABEL_COLUMN_HELP)] = "label",
-    base_model: Annotated[
-        str | None,
-        typer.Option(help="Local Hugging Face checkpoint; default the packaged MiniLM-L6."),
-    ] = None,
-    epochs: Annotated[
-        int | None, typer.Option(min=1, help="Epochs; default: the library's.")
-    ] = None,
-    learning_rate: Annotated[
-        float | None, typer.Option(help="Peak learning rate; default: the library's.")
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(min=1, help="Batch size; default: the library's.")
-    ] = None,
     model: Annotated[
         str | None,
-        typer.Option(
-            help="A configured model (see README, Task types); default: the intent model."
-        ),
+        typer.Option(help="A configured model (docs/task-types.md); default: the intent model."),
     ] = None,
     task: Annotated[
         str | None,
@@ -177,6 +165,7 @@ def train(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    tuning: dict[str, Any] | None = None,
 ) -> None:
     """Snapshot → fine-tune → evaluate → register → promote, without Airflow."""
     import dataclasses
@@ -195,14 +184,8 @@ def train(
         # The file instead of the model's own source; options given here over its configured ones.
         columns = _given(ctx, text_column=text_column, label_column=label_column)
         spec = dataclasses.replace(spec, source=str(data), options={**spec.options, **columns})
-    given = {
-        "base_model": base_model,
-        "epochs": epochs,
-        "learning_rate": learning_rate,
-        "batch_size": batch_size,
-    }
     # The model's configured defaults (as in its DAG form), then what was given here.
-    params = {**spec.params, **{k: v for k, v in given.items() if v is not None}}
+    params = {**spec.params, **(tuning or {})}
     run_key = f"cli-{datetime.now().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     end = date.fromisoformat(end_date) if end_date else date.today() - timedelta(days=1)
     try:

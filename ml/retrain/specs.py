@@ -38,7 +38,7 @@ WINDOW_DAYS = Tunable(
 END_DATE = Tunable(
     "end_date",
     str,
-    "Last day of the window (YYYY-MM-DD); empty: the day before the run.",
+    "Last day of the window (YYYY-MM-DD); default: the day before the run.",
     format="date",
 )
 # Where the entities and answers models read Bitext-style rows (spans; instruction → response)

@@ -47,21 +47,21 @@ class BaseTrainConfig:
     base_model: str | None = field(
         default=None,
         metadata=tunable(
-            "Local Hugging Face checkpoint directory; empty: INTENTFLOW_BASE_MODEL or the packaged MiniLM-L6."
+            "Local Hugging Face checkpoint directory; default: INTENTFLOW_BASE_MODEL or the packaged MiniLM-L6."
         ),
     )
     # Banking77 (77 intents, 8k examples) is still improving at epoch 5; 6 epochs of MiniLM-L6
     # fit the 15-minute budget on 2 CPU cores (~10 min measured as CPU time / threads).
     epochs: int = field(
         default=6,
-        metadata=tunable("Training epochs; empty: the task's default.", minimum=1, maximum=100),
+        metadata=tunable("Training epochs; default: the task's default.", minimum=1, maximum=100),
     )
     # MiniLM-L6 is small and shallow, and its [CLS] pooler was not trained for sentences: at
     # 1e-4 Banking77 reaches 62% validation accuracy after epoch 1, at 2e-4 74.5%.
     learning_rate: float = field(
         default=2e-4,
         metadata=tunable(
-            "Peak AdamW learning rate; empty: the task's default.",
+            "Peak AdamW learning rate; default: the task's default.",
             minimum=0,
             exclusive_minimum=True,
             maximum=1,
@@ -70,14 +70,16 @@ class BaseTrainConfig:
     # Fits comfortably in CPU memory at max_length 128 and keeps AdamW steps stable.
     batch_size: int = field(
         default=32,
-        metadata=tunable("Examples per step; empty: the task's default.", minimum=1, maximum=1024),
+        metadata=tunable(
+            "Examples per step; default: the task's default.", minimum=1, maximum=1024
+        ),
     )
     # Longer texts are truncated to this many tokens (customer turns rarely exceed it); it is
     # also capped at the checkpoint's max_position_embeddings.
     max_length: int = field(
         default=128,
         metadata=tunable(
-            "Tokens kept per text (longer ones are truncated); empty: the task's default.",
+            "Tokens kept per text (longer ones are truncated); default: the task's default.",
             minimum=8,
             maximum=8192,
         ),
@@ -90,19 +92,20 @@ class BaseTrainConfig:
     seed: int = field(
         default=42,
         metadata=tunable(
-            "Seed of head initialisation, dropout and batch order; empty: 42.", minimum=0
+            "Seed of head initialisation, dropout and batch order; default: 42.", minimum=0
         ),
     )
     # One optimizer step every this many batches: a larger effective batch in the same memory.
     gradient_accumulation_steps: int = field(
         default=1,
-        metadata=tunable("Batches per optimizer step; empty: 1 (no accumulation).", minimum=1),
+        metadata=tunable("Batches per optimizer step; default: 1 (no accumulation).", minimum=1),
     )
     # Stop after this many optimizer steps in total (tests, smoke runs). None: run all epochs.
     max_steps: int | None = field(
         default=None,
         metadata=tunable(
-            "Stop after this many optimizer steps (smoke runs); empty: run every epoch.", minimum=1
+            "Stop after this many optimizer steps (smoke runs); default: run every epoch.",
+            minimum=1,
         ),
     )
     # torch intra-op threads. None: the CPUs this process may use, shared out among torchrun's
@@ -115,7 +118,8 @@ class BaseTrainConfig:
     early_stopping_patience: int | None = field(
         default=2,
         metadata=tunable(
-            "Epochs without validation gain before stopping; empty: the task's default.", minimum=1
+            "Epochs without validation gain before stopping; default: the task's default.",
+            minimum=1,
         ),
     )
 
@@ -126,6 +130,10 @@ class BaseTrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         given = {k: v for k, v in (params or {}).items() if k in names and v not in (None, "")}
         return cls(**given)
+
+    def __post_init__(self) -> None:
+        for setting in tunables():
+            check_limits(setting, getattr(self, setting.name))
 
     def accumulation_steps(self) -> int:
         """Batches per optimizer step (the loop's reading of gradient_accumulation_steps)."""
@@ -157,3 +165,18 @@ def json_schema(setting: Tunable, nullable: bool = True) -> dict[str, Any]:
     if setting.maximum is not None:
         schema["maximum"] = setting.maximum
     return schema
+
+
+def check_limits(setting: Tunable, value: Any) -> None:
+    """ValueError naming the setting when `value` is outside its limits (None: the default)."""
+    if value is None or setting.kind not in (int, float):
+        return
+    low, high = setting.minimum, setting.maximum
+    below = low is not None and (value <= low if setting.exclusive_minimum else value < low)
+    if below or (high is not None and value > high):
+        bound = f"{'>' if setting.exclusive_minimum else '>='} {low}" if low is not None else ""
+        upper = f"<= {high}" if high is not None else ""
+        raise ValueError(
+            f"training setting {setting.name}={value!r} is out of range "
+            f"(must be {' and '.join(b for b in (bound, upper) if b)})"
+        )
