@@ -5,7 +5,7 @@ baseline) parsed the same way in the same run.
 
 Each parse runs in a fresh interpreter after Airflow itself is imported (the dag-processor has
 it loaded already), so the figure is the file's own cost: its imports and its DAG objects.
-Medians of `--repeat` parses. tests/test_dags.py checks what must hold (no heavy import at
+Medians of `--repeat` parses. tests/dags/test_dags.py checks what must hold (no heavy import at
 parse time); the seconds are this table's.
 """
 

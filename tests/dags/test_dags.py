@@ -22,7 +22,7 @@ from ml.config import ConfigError, settings
 from ml.retrain.specs import configured_models
 from ml.synthetic.generate import generate
 
-DAGS = Path(__file__).resolve().parent.parent / "dags"
+DAGS = Path(__file__).resolve().parents[2] / "dags"
 HEAVY = ("torch", "transformers", "great_expectations", "pandas", "pyarrow", "sklearn")
 # dags/model_retrain.py generates one retrain DAG per configured model (ml.retrain.specs).
 RETRAIN_FILE = "model_retrain.py"

@@ -22,7 +22,7 @@ import pytest
 from ml import lake
 from ml.synthetic.generate import generate
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FIRST, DAYS = date(2026, 11, 16), 5
 
 

@@ -1,4 +1,4 @@
-"""The Celery cluster of tests/test_distributed.py with the lake and artifacts on S3.
+"""The Celery cluster of tests/dags/test_distributed.py with the lake and artifacts on S3.
 
 The `default` and `gpu` workers get different INTENTFLOW_HOME folders, as two machines would:
 the only storage they share is the bucket (moto's S3 server stands in for S3, see
