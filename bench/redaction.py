@@ -20,7 +20,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from ml.ingest import redact_eval as ev
+from ml.ingest import redaction_metrics as ev
 from ml.ingest.redact import redact
 from ml.synthetic.generate import generate
 

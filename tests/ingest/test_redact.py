@@ -71,7 +71,7 @@ def test_recall_on_generated_pii_meets_targets(tmp_path) -> None:
     """≥ 99% of seeded e-mails, phones and cards removed; ≤ 1% of PII-free turns changed."""
     from datetime import date
 
-    from ml.ingest import redact_eval as ev
+    from ml.ingest import redaction_metrics as ev
     from ml.synthetic.generate import generate
 
     days = generate(tmp_path, days=3, per_day=300, start=date(2026, 11, 1), seed=11)
@@ -84,7 +84,7 @@ def test_recall_on_generated_pii_meets_targets(tmp_path) -> None:
 
 
 def test_abcd_scenario_values_all_removed_with_source_values() -> None:
-    from ml.ingest import redact_eval as ev
+    from ml.ingest import redaction_metrics as ev
 
     path = dataset("abcd-sample/abcd_sample.json")
     cases = ev.abcd_cases(path)
@@ -121,7 +121,7 @@ def test_redact_many_equals_redact_on_generated_and_fuzzed_text(tmp_path) -> Non
     """The vectorised redactor is an optimisation only: identical output, text by text."""
     from datetime import date
 
-    from ml.ingest import redact_eval as ev
+    from ml.ingest import redaction_metrics as ev
     from ml.ingest.redact import redact_many
     from ml.synthetic.generate import generate
 
