@@ -3,7 +3,7 @@
 A model is a name (the registry's), a task type (ml.tasks.contract), where its training data comes from
 ("lake" for the ingested transcripts, else a labeled file or URL the task's build_dataset
 reads), a schedule, and default params for its DAG form. The defaults below give `intent`
-(exactly as before: `intent_retrain`, nightly, from the lake), `entities` and `answers`;
+(`intent_retrain`, nightly, from the lake), `entities` and `answers`;
 INTENTFLOW_MODELS_FILE (a JSON list of such objects) replaces them, e.g.::
 
     [{"name": "intent", "task": "intent", "source": "lake", "schedule": "0 3 * * *",

@@ -3,7 +3,7 @@
 A task type is one package (docs/task-types.md, "The task contract") exposing
 TASK, PROMOTION_METRIC, build_dataset, fine_tune, evaluate and predict. The retrain steps
 (ml.retrain.steps) and the CLI dispatch through here, by the model's configured task type or by the
-`task.json` an artifact carries, so adding a task type is a module plus one line below.
+`task.json` an artifact carries, so adding a task type is a package plus one line below.
 
 Callers pass a task's options by keyword and never ask which task it is:
 `build_dataset(source, out_root, **options)` gets a configured model's `options` (with the

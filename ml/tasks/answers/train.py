@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class AnswersConfig(BaseTrainConfig):
-    """Bi-encoder training: ml.training.loop's shared settings, with the defaults a sentence encoder
+    """Bi-encoder training: ml.training.config's shared settings, with the defaults a sentence encoder
     needs, plus the answer-only ones. Serialised, resolved, into train_config.json.
 
     In-batch negatives: the shared batch_size also sets how many negatives a query sees a step.

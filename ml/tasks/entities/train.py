@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig(BaseTrainConfig):
-    """Entity training: ml.training.config's shared settings, with the defaults a tagger needs,
-    every field is applied, and train_config.json records them
-    resolved. The loss is the token-classification head's own cross-entropy (no smoothing)."""
+    """Entity training: ml.training.config's shared settings, with the defaults a tagger needs;
+    every field is applied, and train_config.json records them resolved. The loss is the
+    token-classification head's own cross-entropy (no smoothing)."""
 
     # Bitext (2,840 train texts, bench/README.md): 3 epochs of MiniLM-L6 reach test micro-F1
     # 0.954 (29 minutes on a loaded 2-core machine), 2 epochs 0.944.

@@ -53,7 +53,7 @@ RARE_LABEL_EXAMPLES = 5
 
 @dataclass
 class TrainConfig(BaseTrainConfig):
-    """Intent training: ml.training.loop's shared settings (their defaults are intent's) plus the
+    """Intent training: ml.training.config's shared settings (their defaults are intent's) plus the
     intent-only ones below. Serialized, resolved, into train_config.json."""
 
     # Cross-entropy label smoothing: intent sets have near-synonym classes (Banking77's
