@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ml.training.config import Tunable, tunables
+from ml.training.config import Tunable, check_limits, tunables
 
 
 def _option(setting: Tunable) -> inspect.Parameter:
@@ -40,7 +40,16 @@ def with_tuning(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
         tuning = {s.name: kwargs.pop(s.name) for s in settings}
+        for setting in settings:  # limits click cannot express (an exclusive minimum)
+            try:
+                check_limits(setting, tuning[setting.name])
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc), param_hint=_flag(setting)) from None
         return command(**kwargs, tuning={k: v for k, v in tuning.items() if v is not None})
 
     wrapper.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
     return wrapper
+
+
+def _flag(setting: Tunable) -> str:
+    return "--" + setting.name.replace("_", "-")

@@ -32,9 +32,9 @@ from ml.ingest import sources, staging
 from ml.ingest.parse import Rejected, parse_items
 from ml.ingest.results import Staged
 from ml.ingest.sources import Item, SourceError, SourceSpec, parse_source
-from ml.ingest.staged_day import QUARANTINE_FILE, ROWS_FILE
+from ml.ingest.staged_day import ROWS_FILE
 from ml.progress import Progress
-from ml.quarantine import QUARANTINE_SCHEMA
+from ml.quarantine import QUARANTINE_FILE, QUARANTINE_SCHEMA
 from ml.taxonomy import known_intents
 
 log = logging.getLogger(__name__)

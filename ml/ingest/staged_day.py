@@ -18,11 +18,11 @@ from typing import Any
 
 from ml import storage
 from ml.ingest.results import Staged
+from ml.quarantine import QUARANTINE_FILE
 
 log = logging.getLogger(__name__)
 
 ROWS_FILE = "rows.parquet"
-QUARANTINE_FILE = "quarantine.parquet"
 # Uploaded last to a staging prefix on object storage: the staged day is whole once it exists.
 STAGED_MARKER = "_staged.json"
 

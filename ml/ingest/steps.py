@@ -25,8 +25,9 @@ from ml.ingest import staged_day as handover
 from ml.ingest.normalise import stage_day
 from ml.ingest.results import FailedExpectation, Published, Staged, Validated
 from ml.ingest.sources import SourceError, parse_source
-from ml.ingest.staged_day import QUARANTINE_FILE, ROWS_FILE
+from ml.ingest.staged_day import ROWS_FILE
 from ml.ingest.validation import DataQualityError, min_volume, run_suite
+from ml.quarantine import QUARANTINE_FILE
 from ml.taxonomy import known_intents
 from ml.transcript import TRANSCRIPT_SCHEMA
 

@@ -66,7 +66,12 @@ def test_a_value_outside_its_limits_is_refused_by_every_task_config(
             config.from_params({setting: value})
 
 
-def test_the_cli_refuses_an_out_of_range_setting_before_any_work(intentflow_home) -> None:
-    out = CliRunner().invoke(app, ["train", "--epochs", "0", "--json"])
-    assert out.exit_code == 2 and "--epochs" in out.output
+@pytest.mark.parametrize(
+    ("option", "value"), [("--epochs", "0"), ("--learning-rate", "0"), ("--batch-size", "0")]
+)
+def test_the_cli_refuses_an_out_of_range_setting_before_any_work(
+    intentflow_home, option: str, value: str
+) -> None:
+    out = CliRunner().invoke(app, ["train", option, value, "--json"])
+    assert out.exit_code == 2 and option in out.output, out.output
     assert not (intentflow_home / "snapshots").exists()
