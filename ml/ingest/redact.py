@@ -11,8 +11,6 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-PLACEHOLDERS = ("[EMAIL]", "[IBAN]", "[CARD]", "[PHONE]", "[ORDER_ID]", "[ACCOUNT_ID]", "[NAME]")
-
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 # 13-19 digits, optionally grouped by spaces or dashes.
 _CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
