@@ -25,7 +25,6 @@ from ml.artifact.integrity import assert_safetensors_only, directory_sha256
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from ml.training.config import BaseTrainConfig
 
 # Written into every artifact: {"task": "<task type>"} (ml.tasks.contract.artifact_task).
 TASK_FILE = "task.json"
@@ -112,7 +111,7 @@ def save_model_files(
 
 def write_training_record(
     staging: Path,
-    config: BaseTrainConfig,
+    config: Any,  # the task's resolved training config (a dataclass)
     snapshot: dict[str, Any],
     outcome: dict[str, Any],
 ) -> None:
@@ -125,9 +124,7 @@ def write_training_record(
     write_json(staging / METRICS_FILE, outcome)
 
 
-def artifact_summary(
-    out_dir: Path, config_type: type[BaseTrainConfig], **extra: Any
-) -> dict[str, Any]:
+def artifact_summary(out_dir: Path, config_type: type, **extra: Any) -> dict[str, Any]:
     """What a task's fine_tune returns, read back from a finished artifact (a retried task
     reuses it): path, sha256, `extra` (e.g. labels or task), the outcome's headline keys,
     train loss, base model and the config fields of `config_type`."""

@@ -240,7 +240,7 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Score a registered model on a labeled file (dispatched by the artifact's task type)."""
-    from ml.registry.views import metric_view
+    from ml.retrain.specs import metric_view
     from ml.tasks.contract import task_module
 
     options = _given(ctx, text_column=text_column, label_column=label_column)

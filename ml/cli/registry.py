@@ -110,7 +110,7 @@ def registry_show(
 ) -> None:
     """One version: aliases, metrics, lineage and its audit trail."""
     from ml.registry.errors import RegistryError
-    from ml.registry.views import metric_view
+    from ml.retrain.specs import metric_view
 
     registry = open_registry()
     try:
@@ -280,7 +280,7 @@ def _num(x: float | None, signed: bool = False) -> str:
 
 def version_rows(versions: list[VersionInfo]) -> list[dict[str, Any]]:
     """Versions as rows, each with its task's headline test metrics (ml.registry.views)."""
-    from ml.registry.views import metric_view
+    from ml.retrain.specs import metric_view
 
     views: dict[tuple[str, str], Any] = {}
     rows = []

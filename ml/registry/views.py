@@ -12,9 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ml.config import ConfigError, Settings
-from ml.tasks.contract import UnknownTaskError, task_module
-
 # Per task type: the test metrics a person reads first (after the primary one), and the metric
 # shown per class (intent label, entity type, or the query's intent for answers).
 TASK_METRICS: dict[str, tuple[str, ...]] = {
@@ -53,23 +50,3 @@ def task_view(task: str, primary: str | None) -> MetricView:
         CLASS_METRIC.get(task, "f1"),
         LISTS_CLASSES.get(task, True),
     )
-
-
-def metric_view(model: str, task: str, cfg: Settings | None = None) -> MetricView:
-    """The view of registered model `model` of task type `task`.
-
-    Its primary metric is the configured model's (same name and task: ModelSpec.primary_metric),
-    else the task module's PROMOTION_METRIC; a model configuration that does not load, or an
-    unknown task type, still gets a view (the views must render whatever the registry holds).
-    """
-    return task_view(task, _primary(model, task, cfg))
-
-
-def _primary(model: str, task: str, cfg: Settings | None) -> str | None:
-    from ml.retrain.specs import configured_models
-
-    try:
-        spec = next((m for m in configured_models(cfg) if (m.name, m.task) == (model, task)), None)
-        return spec.primary_metric if spec else task_module(task).PROMOTION_METRIC
-    except (ConfigError, UnknownTaskError):
-        return None

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ml.config import ConfigError, Settings, settings
-from ml.tasks.contract import TASK_MODULES
+from ml.registry.views import MetricView, task_view
+from ml.tasks.contract import TASK_MODULES, UnknownTaskError, task_module
 from ml.training.config import Tunable
 
 LAKE = "lake"
@@ -78,7 +79,6 @@ class ModelSpec:
     def primary_metric(self) -> str:
         """The test metric promotion compares and views show first: the configured one, else
         the task module's PROMOTION_METRIC (imported only when asked for)."""
-        from ml.tasks.contract import task_module
 
         return self.promotion_metric or task_module(self.task).PROMOTION_METRIC
 
@@ -159,3 +159,21 @@ def model_spec(name: str | None = None, cfg: Settings | None = None) -> ModelSpe
     raise ConfigError(
         f"no configured model {name!r} (configured: {', '.join(m.name for m in models)})"
     )
+
+
+def metric_view(model: str, task: str, cfg: Settings | None = None) -> MetricView:
+    """The view of registered model `model` of task type `task`.
+
+    Its primary metric is the configured model's (same name and task: ModelSpec.primary_metric),
+    else the task module's PROMOTION_METRIC; a model configuration that does not load, or an
+    unknown task type, still gets a view (the views must render whatever the registry holds).
+    """
+    return task_view(task, _primary(model, task, cfg))
+
+
+def _primary(model: str, task: str, cfg: Settings | None) -> str | None:
+    try:
+        spec = next((m for m in configured_models(cfg) if (m.name, m.task) == (model, task)), None)
+        return spec.primary_metric if spec else task_module(task).PROMOTION_METRIC
+    except (ConfigError, UnknownTaskError):
+        return None

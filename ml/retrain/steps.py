@@ -164,9 +164,9 @@ def _train_in(
         Path(snapshot["path"]),
     )
     if len(gpus) > 1 and spec.task == "intent":
+        from ml.retrain.launcher import launch
         from ml.tasks.intent.train import TrainConfig
         from ml.training.device import visible_devices
-        from ml.training.launcher import launch
 
         env = {"CUDA_VISIBLE_DEVICES": visible_devices(gpus)}
         out = launch(

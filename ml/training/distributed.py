@@ -1,6 +1,6 @@
 """One training on several GPUs: torchrun processes with DistributedDataParallel.
 
-`ml.retrain.steps.train_step` runs `torchrun --standalone --nproc-per-node=N -m ml.training.launcher ...`
+`ml.retrain.steps.train_step` runs `torchrun --standalone --nproc-per-node=N -m ml.retrain.launcher ...`
 when a training is given N > 1 GPUs (INTENTFLOW_GPUS_PER_TRAINING). Each process takes every
 N-th length-grouped batch, DDP all-reduces the gradients, every process validates (identical
 weights give identical metrics, so all agree on early stopping without talking), and rank 0

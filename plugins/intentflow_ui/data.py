@@ -12,7 +12,7 @@ from ml import lake, storage
 from ml.config import Settings
 from ml.registry.metrics import PER_CLASS
 from ml.registry.store import CHAMPION, Registry, VersionInfo
-from ml.registry.views import metric_view
+from ml.retrain.specs import metric_view
 
 # Columns and chart choices: the model's headline metrics (ml.registry.views) first, then these
 # further intent figures when present, then the rest alphabetically.

@@ -19,10 +19,10 @@ import psutil
 import pytest
 from processes import read_until
 
+from ml.retrain.launcher import launch
 from ml.tasks.intent.evaluation import evaluate_model
 from ml.tasks.intent.train import TrainConfig
 from ml.training.distributed import DistributedTrainingError, World, shard, shard_count
-from ml.training.launcher import launch
 
 MakeSnapshot = Callable[..., Path]
 
@@ -91,7 +91,7 @@ def _sha256(path: Path) -> str:
 LAUNCH = """
 import json, logging, sys
 from pathlib import Path
-from ml.training.launcher import launch
+from ml.retrain.launcher import launch
 from ml.tasks.intent.train import TrainConfig
 logging.basicConfig(level=logging.INFO)
 launch(Path(sys.argv[1]), Path(sys.argv[2]), TrainConfig(**json.loads(sys.argv[4])), Path(sys.argv[3]), 2)
@@ -111,8 +111,9 @@ def test_gpus_per_training_reaches_the_launcher(
     two processes are told of no GPU (gloo on CPUs); the leases and the launch are real."""
     import torch
 
+    from ml.retrain import launcher
     from ml.retrain.steps import train_step
-    from ml.training import device, launcher
+    from ml.training import device
 
     monkeypatch.setenv("INTENTFLOW_GPUS_PER_TRAINING", "2")
     monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))

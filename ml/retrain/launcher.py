@@ -1,7 +1,7 @@
 """Distributed intent training on one machine: torchrun starts N processes of fine_tune.
 
 `launch` is what the retrain step calls; `main` is each process's entry point
-(`python -m ml.training.launcher`). The primitives the processes share are in
+(`python -m ml.retrain.launcher`). The primitives the processes share are in
 ml.training.distributed.
 """
 
@@ -45,7 +45,7 @@ def launch(
         "--standalone",
         f"--nproc-per-node={processes}",
         "-m",
-        "ml.training.launcher",
+        "ml.retrain.launcher",
         str(snapshot_dir),
         str(out_dir),
         handle.name,
@@ -65,7 +65,7 @@ def launch(
 
 
 def main(argv: list[str]) -> None:
-    """torchrun's entry point: `python -m ml.training.launcher SNAPSHOT OUT CONFIG_JSON [CHECKPOINTS]`."""
+    """torchrun's entry point: `python -m ml.retrain.launcher SNAPSHOT OUT CONFIG_JSON [CHECKPOINTS]`."""
     import torch.distributed as dist
 
     from ml.tasks.intent.train import TrainConfig, fine_tune
