@@ -298,8 +298,16 @@ def _prediction_text(p: dict[str, Any]) -> str:
         return "\n".join([p.get("text", ""), *(spans or ["  (no entities)"])])
     # A ranked list (answers): whatever list of {"score", ...} the task returns.
     ranked = next((v for v in p.values() if isinstance(v, list)), [])
-    rows = [f"  {r.get('score', 0.0):.3f}  {r.get('answer') or r.get('text') or r}" for r in ranked]
-    return "\n".join([str(p.get("text", "")), *rows])
+    rows = [
+        f"  {r.get('score', 0.0):.3f}  {_one_line(r.get('answer') or r.get('text') or r)}"
+        for r in ranked
+    ]
+    return "\n".join([_one_line(p.get("text", "")), *rows])
+
+
+def _one_line(value: Any) -> str:
+    """A text on one line: agents' replies hold line breaks, and each result is one line."""
+    return " ".join(str(value).split())
 
 
 @app.command()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from answer_pairs import pairs_csv
 
 from ml.config import ConfigError, settings
 from ml.retrain.specs import configured_models, model_spec
@@ -78,33 +79,6 @@ def test_answers_is_a_configured_model_with_its_own_dag(intentflow_home: Path) -
     assert task_module("answers").PROMOTION_METRIC == "mrr"
 
 
-def _answer_pairs(path: Path) -> Path:
-    """Bitext-shaped question → answer pairs: three topics, varied phrasings, one reply each."""
-    import csv
-
-    topics = {
-        "track_order": ("where is my order {n}", "Your parcel {n} ships tomorrow."),
-        "get_refund": ("i want my money back for {n}", "A refund for {n} reaches you in days."),
-        "reset_password": ("cannot log in account {n}", "Reset the password of {n} online."),
-    }
-    openers = ["", "please ", "hi, ", "urgent: ", "hello, ", "help "]
-    endings = ["", " now", " today", " asap", " thanks", " again", " quickly"]
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, ["instruction", "intent", "response"])
-        writer.writeheader()
-        for intent, (question, reply) in topics.items():
-            for i in range(42):
-                opener, ending = openers[i % 6], endings[(i // 6) % 7]
-                writer.writerow(
-                    {
-                        "instruction": opener + question.format(n=1000 + i) + ending,
-                        "intent": intent,
-                        "response": reply.format(n=1000 + i),
-                    }
-                )
-    return path
-
-
 @pytest.mark.slow
 def test_answers_trains_registers_and_serves_through_the_generic_pipeline(
     intentflow_home: Path, tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -118,7 +92,7 @@ def test_answers_trains_registers_and_serves_through_the_generic_pipeline(
 
     monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
     monkeypatch.setenv("INTENTFLOW_PROMOTION_MIN_TEST_SIZE", "5")
-    data = _answer_pairs(tmp_path / "pairs.csv")
+    data = pairs_csv(tmp_path / "pairs.csv", per_intent=42)
     runner = CliRunner()
 
     def invoke(*args: str) -> str:
