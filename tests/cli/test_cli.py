@@ -248,7 +248,7 @@ def test_registry_show_lineage_diff(two_versions: PipelineState, tiny_bert_dir: 
 
 
 def test_registry_lineage_of_a_model_trained_from_a_file(two_versions: PipelineState) -> None:
-    """`train --data` records the file and its sha256, not lake days (#13 item 5)."""
+    """`train --data` records the file and its sha256, not lake days."""
     import hashlib
 
     labeled = two_versions.labeled_file

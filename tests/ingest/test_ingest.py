@@ -132,7 +132,7 @@ def test_a_retried_normalise_ignores_what_a_killed_attempt_staged(tmp_path: Path
 
 
 def test_a_day_without_input_files_fails_saying_so(intentflow_home: Path, tmp_path: Path) -> None:
-    """#15.4: an empty or missing day folder names what is missing, not a row count of 0."""
+    """An empty or missing day folder names what is missing, not a row count of 0."""
     from ml.ingest.steps import SourceError
 
     (tmp_path / "raw" / "2026-11-23").mkdir(parents=True)
@@ -150,7 +150,7 @@ def test_quarantine_share_over_threshold_fails(intentflow_home: Path, tmp_path: 
     with pytest.raises(DataQualityError, match="quarantine_share"):
         validate(staged, tmp_path / "reports")
     # The DAG's validate task keeps the staged day for inspection; the CLI's one-shot run
-    # leaves none (#15.4), its report stays.
+    # leaves none, its report stays.
     with pytest.raises(DataQualityError, match="quarantine_share"):
         ingest_day(DAY, str(src))
     assert not list(settings().staging.iterdir())
@@ -160,7 +160,7 @@ def test_quarantine_share_over_threshold_fails(intentflow_home: Path, tmp_path: 
 def test_a_crashed_run_leaves_no_staged_day(
     intentflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """#15.4: the merge is made to fail (a stand-in for any crash: a full disk, a bug)."""
+    """The merge is made to fail (a stand-in for any crash: a full disk, a bug)."""
     from ml.ingest import staging
 
     src = tmp_path / "raw"
@@ -178,7 +178,7 @@ def test_a_crashed_run_leaves_no_staged_day(
 def test_the_issue_corpus_publishes_the_day_with_one_quarantine_row_each(
     intentflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """#15: the records that crashed ingest or failed a whole day, beside 40 good ones, on
+    """The records that crashed ingest or failed a whole day, beside 40 good ones, on
     both parsing paths (in a 32+ line file the fast path once accepted the deep record)."""
     from ml.ingest import normalise as step
 

@@ -108,7 +108,7 @@ def test_missing_optional_fields_get_defaults() -> None:
             "text_too_long",
             "10001",
         ),
-        # #15: per-record rules that once failed the whole day, or crashed it.
+        # Per-record rules that once failed the whole day, or crashed it.
         (b"[" * 100_000 + b"]" * 100_000, "too_deep", "64 levels"),
         (
             json.dumps(record(extra=None)).replace("null", "[" * 50_000 + "]" * 50_000).encode(),
@@ -179,7 +179,7 @@ def test_control_characters_are_removed() -> None:
 
 
 def test_every_string_field_is_cleaned_before_the_rules_and_redaction() -> None:
-    """#15.3: control and invisible characters go and NFKC folds, in every field, not just turns."""
+    """Control and invisible characters go and NFKC folds, in every field, not just turns."""
     row = canonical_row(
         record(
             conversation_id="c\x001\x1b[0m\u200b",
@@ -212,7 +212,7 @@ def test_redaction_that_lengthens_the_text_past_its_limit_quarantines_the_record
 
 
 def test_a_rejected_records_fields_are_storable_and_nothing_is_lost() -> None:
-    """#15.1: a lone surrogate (a \\u escape) or undecodable bytes cannot fail the writer."""
+    """A lone surrogate (a \\u escape) or undecodable bytes cannot fail the writer."""
     import pyarrow as pa
 
     from ml.quarantine import QUARANTINE_SCHEMA
@@ -223,13 +223,14 @@ def test_a_rejected_records_fields_are_storable_and_nothing_is_lost() -> None:
     )
     assert [o.rule for o in got] == ["invalid_utf8", "invalid_utf8"]
     rows = [o.as_row() for o in got]
-    pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)  # raised UnicodeEncodeError before
+    # A lone surrogate left as it is would raise UnicodeEncodeError in the writer.
+    pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)
     assert rows[0]["conversation_id"] == "id-\\ud83d" and "\\ud83d" in rows[0]["raw"]
     assert rows[1]["raw"] == '{"conversation_id": "bad\\xff\\xfe"}'
 
 
 def test_a_byte_order_mark_opens_the_file_not_the_first_record() -> None:
-    """#15.4: as the CSV reader does (utf-8-sig)."""
+    """As the CSV reader does (utf-8-sig)."""
     got = outcomes(b"\xef\xbb\xbf" + json.dumps(record()).encode(), b"\xef\xbb\xbf{}")
     assert not isinstance(got[0], Rejected)
     assert got[1].rule == "malformed_json"  # only the file's first line may carry one

@@ -134,7 +134,7 @@ def test_batches_are_checked_one_by_one_and_counted_together(tmp_path: Path) -> 
 def test_no_temporary_docs_site(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """#15.4: GX's default ephemeral context adds a Data Docs site in a temporary folder."""
+    """GX's default ephemeral context adds a Data Docs site in a temporary folder."""
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
