@@ -326,6 +326,12 @@ def progress_mode() -> str:
     return (_text("INTENTFLOW_PROGRESS") or "auto").lower()
 
 
+def pii_key_env() -> str | None:
+    """INTENTFLOW_PII_KEY: the secret that pseudonymises personal identifiers (ml.subjects);
+    every worker of one deployment must share it. Unset: a key generated under the local home."""
+    return _text("INTENTFLOW_PII_KEY")
+
+
 def alert_email_to() -> str | None:
     """INTENTFLOW_ALERT_EMAIL_TO: comma-separated recipients of the data-quality alert e-mail
     (plugins/intentflow_alerts.py) when the notifier names none; None: no e-mail."""
