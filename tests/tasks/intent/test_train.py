@@ -219,8 +219,9 @@ def test_minilm_fine_tunes_above_chance(make_snapshot: MakeSnapshot, tmp_path: P
 def test_early_stopping_keeps_the_best_epoch(
     make_snapshot: MakeSnapshot, tiny_train_config: TrainConfig, tmp_path: Path
 ) -> None:
-    # A learning rate of 0 never improves on epoch 1: patience 1 stops after epoch 2.
-    config = replace(tiny_train_config, learning_rate=0.0, early_stopping_patience=1)
+    # A learning rate far below float32's resolution leaves the weights as they are, so epoch 2
+    # never improves on epoch 1 and patience 1 stops there (0 itself is not a valid setting).
+    config = replace(tiny_train_config, learning_rate=1e-30, early_stopping_patience=1)
     result = fine_tune(make_snapshot(n_per_label=8), tmp_path / "model", config)
     assert (result["epochs_run"], result["best_epoch"]) == (2, 1)
 
