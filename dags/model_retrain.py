@@ -10,8 +10,8 @@ how it trains and how it is scored.
 | `snapshot` | lake-fed models: freezes the window of lake partitions into train/validation/test (split by conversation id, content-hashed); others: the task's labeled source into the same split files (bad records quarantined) |
 | `fine_tune` | trains from the base model on the `gpu` queue and pool (CUDA when the worker has it; else the CPU, or a failure where `INTENTFLOW_REQUIRE_GPU` is set) |
 | `evaluate` | the task's metrics on the test split (intent: accuracy, macro-F1, per class; entities: span F1 per type; answers: MRR, recall@k), for the new model and the champion |
-| `register` | a new version (with its task type) in the registry with its metrics, artifact sha256 and lineage |
-| `promote` | moves `champion` to the new version when the policy allows on the model's promotion metric; otherwise it becomes `challenger` |
+| `register` | a new version (with its task type) in the registry with its metrics, artifact sha256 and lineage; a retry returns the version this run registered |
+| `promote` | moves `champion` to the new version when the policy allows on the model's promotion metric and the champion is still the one `evaluate` compared against (else "skipped: champion changed since evaluation"); otherwise it becomes `challenger` |
 
 Leave a param empty to use the library default.
 """

@@ -1,4 +1,4 @@
--- Intentflow model registry schema (sqlite) at revision 0001.
+-- Intentflow model registry schema (sqlite) at revision 0002.
 -- Generated from the migrations in ml/registry/migrations: python -m ml.registry.migrate sqlite
 -- Apply to an empty database, or let `intentflow registry upgrade` do it.
 -- metrics.class_label is NULL for scalar metrics; uniqueness uses COALESCE(.., '').
@@ -132,3 +132,19 @@ SELECT m.name AS model,
   JOIN model_versions v ON v.id = a.version_id;
 
 INSERT INTO alembic_version (version_num) VALUES ('0001') RETURNING version_num;
+
+-- Running upgrade 0001 -> 0002
+
+UPDATE model_versions
+   SET run_id = substr(run_id, 1, 200) || '#retry-v' || version
+ WHERE run_id IS NOT NULL
+   AND EXISTS (SELECT 1
+                 FROM model_versions AS earlier
+                WHERE earlier.model_id = model_versions.model_id
+                  AND earlier.dag_id = model_versions.dag_id
+                  AND earlier.run_id = model_versions.run_id
+                  AND earlier.version < model_versions.version);
+
+CREATE UNIQUE INDEX uq_model_versions_model_id_dag_id_run_id ON model_versions (model_id, dag_id, run_id) WHERE run_id IS NOT NULL;
+
+UPDATE alembic_version SET version_num='0002' WHERE alembic_version.version_num = '0001';

@@ -2,8 +2,9 @@
 wrote (tests/pipeline_state.py) and a copy of their registry.
 
 Test modules use it with `pytest_plugins = ("ui_server",)`. One server per session: it takes
-20-40 s to start on a busy 2-core machine. Users (simple auth manager): `admin` (may trigger
-DAGs, so may promote) and `viewer` (read only).
+20-40 s to start on a busy 2-core machine. Users (the simple auth manager, extended with users
+scoped to some DAGs: tests/dag_scoped_auth.py): `admin` (may trigger DAGs, so may promote),
+`viewer` (read only), and the operators of DAG_SCOPES, each allowed on its DAGs only.
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ import pytest
 from conftest import REPO
 from pipeline_state import INTENTFLOW_ENV, PipelineState, registry_copy
 
-PASSWORDS = {"admin": "admin-pw-7", "viewer": "viewer-pw-7"}
+# Operators (role "op": may trigger DAGs) allowed on these DAGs and no other.
+DAG_SCOPES = {
+    "intent_ops": ["intent_retrain", "transcripts_ingest"],
+    "entities_ops": ["entities_retrain"],
+}
+PASSWORDS = {"admin": "admin-pw-7", "viewer": "viewer-pw-7"} | {
+    user: f"{user}-pw-7" for user in DAG_SCOPES
+}
 MODEL = "intent"
 
 
@@ -75,15 +83,19 @@ def ui_server(
     port = _free_port()
     env = {
         **{k: v for k, v in os.environ.items() if k not in INTENTFLOW_ENV},
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        # tests/ for the auth manager (dag_scoped_auth).
+        "PYTHONPATH": os.pathsep.join(
+            [str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]
+        ),
         "INTENTFLOW_HOME": str(pipeline_state.home),
         "INTENTFLOW_REGISTRY_URL": registry_url,
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__PARALLELISM": "2",
-        "AIRFLOW__CORE__AUTH_MANAGER": (
-            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+        "AIRFLOW__CORE__AUTH_MANAGER": "dag_scoped_auth.DagScopedAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
+            ["admin:admin", "viewer:viewer", *(f"{user}:op" for user in DAG_SCOPES)]
         ),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
+        "INTENTFLOW_TEST_DAG_SCOPES": json.dumps(DAG_SCOPES),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API__PORT": str(port),

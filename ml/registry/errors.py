@@ -13,3 +13,12 @@ class NotFoundError(RegistryError):
 
 class SchemaError(RegistryError):
     """The registry database is not at the schema this code expects."""
+
+
+class AliasChangedError(RegistryError):
+    """A compare-and-swap alias move found the alias elsewhere than expected; nothing moved."""
+
+    def __init__(self, message: str, *, expected: int | None, current: int | None) -> None:
+        super().__init__(message)
+        self.expected = expected  # the version the caller saw (None: no such alias then)
+        self.current = current  # the version the alias points at now (None: none)

@@ -5,15 +5,17 @@ explains itself in `reasons`, which end up in the registry's audit trail. The ch
 must come from evaluating the champion on the challenger's test split, not from its own
 registration, or the comparison is between different test sets.
 
-`promote` applies the policy (the retrain DAG's `promote` task); `promote_manually` and
-`rollback` are an operator's decisions, recorded with actor and reason. All three refuse a
-version whose artifact is missing or does not match its sha256: the alias would point at a
-model nobody can load.
+`promote` applies the policy (the retrain DAG's `promote` task) as a compare-and-swap: the
+champion moves only if it is still the version the challenger was evaluated against, so an
+operator's rollback while the DAG ran is never overwritten. `promote_manually` and `rollback`
+are an operator's decisions (the CLI's and the registry page's), recorded with actor and reason.
+All three refuse a version whose artifact is missing or does not match its sha256: the alias
+would point at a model nobody can load.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ml.artifact.integrity import ArtifactIntegrityError, check_artifact
@@ -25,7 +27,7 @@ from ml.config import (
     DEFAULT_PROMOTION_METRIC,
     Settings,
 )
-from ml.registry.errors import RegistryError
+from ml.registry.errors import AliasChangedError, RegistryError
 from ml.registry.metrics import PER_CLASS
 from ml.registry.store import CHALLENGER, CHAMPION, Registry, VersionInfo
 
@@ -79,6 +81,8 @@ class Decision:
     # Classes left out of the per-class regression check for test support below the policy's
     # min_class_support: label -> support. Not judged, so a person should know.
     skipped_classes: dict[str, int] = field(default_factory=dict)
+    # The policy said promote, but the champion had moved since the evaluation: not promoted.
+    champion_changed: bool = False
 
 
 def support_total(metrics: dict) -> int:
@@ -181,8 +185,16 @@ def promote(
     champion_metrics: dict | None,
     policy: PromotionPolicy,
     actor: str,
+    *,
+    evaluated_champion: int | None,
 ) -> Decision:
-    """Decide, then move `champion` to the version, or else mark it the `challenger`."""
+    """Decide, then move `champion` to the version, or else mark it the `challenger`.
+
+    `evaluated_champion` is the champion version `champion_metrics` belong to (None: there was
+    no champion). The champion moves only if it is still that version (compare-and-swap);
+    otherwise the version becomes `challenger` and the decision, audited as
+    "promote_skipped", says "skipped: champion changed since evaluation".
+    """
     _require_artifact(registry.get(model, version=version))
     decision = decide(challenger_metrics, champion_metrics, policy)
     details: dict[str, Any] = {
@@ -190,17 +202,44 @@ def promote(
         "policy": asdict(policy),
         # label -> test support of the classes the per-class check did not judge
         "skipped_classes": decision.skipped_classes,
+        "evaluated_champion": evaluated_champion,
     }
+    if decision.promote:
+        try:
+            registry.set_alias(
+                model,
+                CHAMPION,
+                version,
+                actor=actor,
+                reason="; ".join(decision.reasons),
+                action="promote",
+                details=details,
+                expected=evaluated_champion,
+            )
+            return decision
+        except AliasChangedError as moved:
+            skipped = (
+                f"skipped: champion changed since evaluation (evaluated against "
+                f"{_shown(evaluated_champion)}, now {_shown(moved.current)})"
+            )
+            decision = replace(
+                decision, promote=False, reasons=[skipped, *decision.reasons], champion_changed=True
+            )
+            details = {**details, "reasons": decision.reasons, "current_champion": moved.current}
     registry.set_alias(
         model,
-        CHAMPION if decision.promote else CHALLENGER,
+        CHALLENGER,
         version,
         actor=actor,
         reason="; ".join(decision.reasons),
-        action="promote" if decision.promote else "set_alias",
+        action="promote_skipped" if decision.champion_changed else "set_alias",
         details=details,
     )
     return decision
+
+
+def _shown(version: int | None) -> str:
+    return "no champion" if version is None else f"v{version}"
 
 
 def _require_artifact(info: VersionInfo) -> None:
@@ -211,25 +250,46 @@ def _require_artifact(info: VersionInfo) -> None:
 
 
 def promote_manually(
-    registry: Registry, ref: str, *, actor: str, reason: str, alias: str = CHAMPION
+    registry: Registry,
+    ref: str,
+    *,
+    actor: str,
+    reason: str,
+    alias: str = CHAMPION,
+    details: dict | None = None,
 ) -> VersionInfo:
-    """An operator moves `alias` (default champion) to the version `ref` names, policy aside."""
+    """An operator moves `alias` (default champion) to the version `ref` names, policy aside.
+    `details` (e.g. which client) is stored with the audit entry."""
     if not reason or not reason.strip():
         raise RegistryError("a manual promotion needs a reason")
     info = registry.resolve(ref)
     _require_artifact(info)
     registry.set_alias(
-        info.model, alias, info.version, actor=actor, reason=reason.strip(), action="promote"
+        info.model,
+        alias,
+        info.version,
+        actor=actor,
+        reason=reason.strip(),
+        action="promote",
+        details=details,
     )
     return registry.get(info.model, version=info.version)
 
 
 def rollback(
-    registry: Registry, model: str, *, actor: str, reason: str, version: int | None = None
+    registry: Registry,
+    model: str,
+    *,
+    actor: str,
+    reason: str,
+    version: int | None = None,
+    details: dict | None = None,
 ) -> VersionInfo:
     """Move `champion` back to `version`, or to the version it held before its last move."""
     if not reason or not reason.strip():
         raise RegistryError("a rollback needs a reason")
     target = version if version is not None else registry.previous_champion(model)
     _require_artifact(registry.get(model, version=target))
-    return registry.rollback(model, actor=actor, reason=reason.strip(), version=target)
+    return registry.rollback(
+        model, actor=actor, reason=reason.strip(), version=target, details=details
+    )

@@ -157,6 +157,20 @@ Index(
 )
 
 
+# One version per model and DAG run: a retried register task finds the version its first try
+# wrote (ml.registry.store.register_version) and a racing twin fails here. Versions without a
+# run (run_id NULL) are not constrained; nor, as NULLs differ in SQL, are those without a DAG.
+Index(
+    "uq_model_versions_model_id_dag_id_run_id",
+    ModelVersion.model_id,
+    ModelVersion.dag_id,
+    ModelVersion.run_id,
+    unique=True,
+    sqlite_where=ModelVersion.run_id.is_not(None),
+    postgresql_where=ModelVersion.run_id.is_not(None),
+)
+
+
 class Alias(Base):
     __tablename__ = "aliases"
     __table_args__ = (UniqueConstraint("model_id", "alias"),)

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from ml.config import settings
 from ml.registry.engine import is_disconnect, registry_engine, writer
-from ml.registry.errors import NotFoundError, RegistryError
+from ml.registry.errors import AliasChangedError, NotFoundError, RegistryError
 from ml.registry.metrics import flatten_metrics, nest_metrics
 from ml.registry.schema import (
     Alias,
@@ -46,6 +46,15 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _REF_RE = re.compile(r"^(?P<model>[^@:\s]+)(?:@(?P<alias>[^@:\s]+)|:(?P<version>\d+))?$")
 # Attempts at a write that lost a race (e.g. two workers creating the same model).
 _WRITE_ATTEMPTS = 5
+
+
+class _AnyVersion:
+    def __repr__(self) -> str:
+        return "ANY_VERSION"
+
+
+# `set_alias(expected=...)` default: move the alias wherever it points now.
+ANY_VERSION: Any = _AnyVersion()
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -107,6 +116,10 @@ def _aware(value: datetime | str | None, what: str) -> datetime | None:
     if not isinstance(when, datetime) or when.tzinfo is None:
         raise RegistryError(f"{what} {value!r} must be a timezone-aware date-time")
     return when
+
+
+def _shown(version: int | None) -> str:
+    return "unset" if version is None else f"v{version}"
 
 
 def _to_info(v: ModelVersion) -> VersionInfo:
@@ -295,6 +308,11 @@ class Registry:
         """Add the next version of `model` (created on first use) with its metrics and lineage.
 
         `lineage` holds what has no column of its own (the partitions read, the window...).
+        Idempotent per DAG run: when `dag_id` and `run_id` are given and that run already
+        registered a version of `model` (a retried register task), that version is returned
+        and nothing is written; the database's unique index on (model, dag_id, run_id) settles a
+        race between two such calls (the loser's retry finds the winner's version). The same
+        run with a different artifact is refused.
         """
         _check_name("model", model)
         _check_sha256("artifact_sha256", artifact_sha256)
@@ -315,6 +333,23 @@ class Registry:
                 raise RegistryError(
                     f"model {model!r} has task_type {registered.task_type!r}, not {task_type!r}"
                 )
+            elif dag_id is not None and run_id is not None:
+                done = self._registered_by_run(session, registered, dag_id, run_id)
+                if done is not None:
+                    if done.artifact_sha256 != artifact_sha256:
+                        raise RegistryError(
+                            f"DAG run {dag_id}/{run_id} already registered {model}:{done.version}"
+                            f" with another artifact (sha256 {done.artifact_sha256[:12]}, now "
+                            f"{artifact_sha256[:12]}): start a new DAG run to register a new model"
+                        )
+                    log.info(
+                        "%s:%s is DAG run %s/%s's: not registered again",
+                        model,
+                        done.version,
+                        dag_id,
+                        run_id,
+                    )
+                    return _to_info(done)
             latest = session.scalar(
                 select(func.max(ModelVersion.version)).where(ModelVersion.model_id == registered.id)
             )
@@ -392,22 +427,35 @@ class Registry:
         reason: str,
         action: str = "set_alias",
         details: dict | None = None,
+        expected: int | None = ANY_VERSION,
     ) -> None:
         """Point `model@alias` at `version` (create or move) and audit it, atomically.
 
         `action` names the audit action ("promote", "rollback"...); `details` is stored with it.
+        `expected` makes it a compare-and-swap: move only if the alias still points at that
+        version (None: only if there is no such alias yet), else raise AliasChangedError and
+        write nothing. The check and the move are one transaction holding the model's lock, so
+        no other alias move can slip between them.
         """
         _check_name("alias", alias)
 
         def write(session: Session) -> None:
             registered = self._require_model(session, model, lock=True)
             target = self._require_version(session, registered, version)
-            self._move_alias(session, registered, alias, target, actor, reason, action, details)
+            self._move_alias(
+                session, registered, alias, target, actor, reason, action, details, expected
+            )
 
         self._retrying(write)
 
     def rollback(
-        self, model: str, *, actor: str, reason: str, version: int | None = None
+        self,
+        model: str,
+        *,
+        actor: str,
+        reason: str,
+        version: int | None = None,
+        details: dict | None = None,
     ) -> VersionInfo:
         """Move the champion back to `version`, or to the one it pointed at before its last move."""
 
@@ -415,7 +463,7 @@ class Registry:
             registered = self._require_model(session, model, lock=True)
             target = version if version is not None else self._previous_champion(session, model)
             v = self._require_version(session, registered, target)
-            self._move_alias(session, registered, CHAMPION, v, actor, reason, "rollback", None)
+            self._move_alias(session, registered, CHAMPION, v, actor, reason, "rollback", details)
             return v.version
 
         return self.get(model, version=self._retrying(write))
@@ -430,18 +478,28 @@ class Registry:
         reason: str,
         action: str,
         details: dict | None,
+        expected: int | None = ANY_VERSION,
     ) -> None:
-        # The model row is locked (FOR UPDATE), so read-then-upsert cannot race.
+        # The model row is locked (FOR UPDATE on PostgreSQL; SQLite writers BEGIN IMMEDIATE),
+        # so read-compare-then-upsert cannot race another alias move of this model.
         row = session.scalar(
             select(Alias).where(Alias.model_id == registered.id, Alias.alias == alias)
         )
         previous = None
-        if row is None:
-            session.add(Alias(model_id=registered.id, alias=alias, version_id=target.id))
-        else:
+        if row is not None:
             previous = session.scalar(
                 select(ModelVersion.version).where(ModelVersion.id == row.version_id)
             )
+        if expected is not ANY_VERSION and previous != expected:
+            raise AliasChangedError(
+                f"{registered.name}@{alias} is {_shown(previous)}, not {_shown(expected)} "
+                "as expected: not moved",
+                expected=expected,
+                current=previous,
+            )
+        if row is None:
+            session.add(Alias(model_id=registered.id, alias=alias, version_id=target.id))
+        else:
             row.version_id = target.id
             row.updated_at = utcnow()
         moved = {"from_version": previous, "to_version": target.version}
@@ -556,6 +614,18 @@ class Registry:
         return self._read(read)
 
     # --- lookups with clear errors ------------------------------------------------------------
+
+    @staticmethod
+    def _registered_by_run(
+        session: Session, registered: RegisteredModel, dag_id: str, run_id: str
+    ) -> ModelVersion | None:
+        return session.scalar(
+            _versions_query().where(
+                ModelVersion.model_id == registered.id,
+                ModelVersion.dag_id == dag_id,
+                ModelVersion.run_id == run_id,
+            )
+        )
 
     @staticmethod
     def _lock_model(session: Session, model: str) -> RegisteredModel | None:

@@ -69,7 +69,7 @@ class ModelSpec:
                 f"(known: {', '.join(sorted(TASK_MODULES))})"
             )
         if not self.dag_id:
-            object.__setattr__(self, "dag_id", f"{self.name}_retrain")
+            object.__setattr__(self, "dag_id", default_dag_id(self.name))
 
     @property
     def from_lake(self) -> bool:
@@ -81,6 +81,11 @@ class ModelSpec:
         the task module's PROMOTION_METRIC (imported only when asked for)."""
 
         return self.promotion_metric or task_module(self.task).PROMOTION_METRIC
+
+
+def default_dag_id(name: str) -> str:
+    """The retrain DAG id of a model whose configuration names none."""
+    return f"{name}_retrain"
 
 
 def default_models(cfg: Settings) -> list[ModelSpec]:
@@ -159,6 +164,17 @@ def model_spec(name: str | None = None, cfg: Settings | None = None) -> ModelSpe
     raise ConfigError(
         f"no configured model {name!r} (configured: {', '.join(m.name for m in models)})"
     )
+
+
+def retrain_dag_id(model: str, cfg: Settings | None = None) -> str:
+    """The DAG that publishes registered model `model`, whose permissions guard it: its
+    configured spec's DAG; for a model no configuration names (one `intentflow train --data`
+    made), the id a spec of that name would get: no such DAG exists, so an auth manager with
+    per-DAG permissions lets only users allowed on every DAG through. Raises ConfigError when
+    the model configuration does not load.
+    """
+    spec = next((m for m in configured_models(cfg) if m.name == model), None)
+    return spec.dag_id if spec else default_dag_id(model)
 
 
 def metric_view(model: str, task: str, cfg: Settings | None = None) -> MetricView:

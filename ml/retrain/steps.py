@@ -309,6 +309,10 @@ def promote_step(
     """Apply the configured promotion policy (INTENTFLOW_PROMOTION_*) on the model's metric
     (its configured promotion_metric, else its task's PROMOTION_METRIC) and its task's
     per-class metric; reasons go to the audit.
+
+    The champion moves only if it is still the version `evaluate` compared against
+    (`champion_version`): a champion moved by hand in the meantime (a rollback) stays, and
+    the result's first reason says "skipped: champion changed since evaluation".
     """
     from ml.registry.promotion import PromotionPolicy, promote
     from ml.registry.store import Registry
@@ -330,9 +334,11 @@ def promote_step(
         evaluation["champion"],
         policy,
         actor,
+        evaluated_champion=evaluation["champion_version"],
     )
     outcome = CHAMPION if decision.promote else "challenger"
-    log.info(
+    log.log(
+        logging.WARNING if decision.champion_changed else logging.INFO,
         "%s:%s → %s: %s",
         registered["model"],
         registered["version"],

@@ -1,10 +1,13 @@
 """The registry page's FastAPI app, mounted by the plugin at /intentflow in the api-server.
 
 Airflow does not guard a plugin's endpoints, so every route here depends on Airflow's own
-`get_user` (JWT bearer header or the `_token` cookie the UI sets). Moving the champion also
-needs the auth manager's permission to trigger the retrain DAG, a same-origin POST and a
-CSRF token derived from the session cookie (a cross-site page can send the cookie but not
-read it, so it cannot compute the token).
+`get_user` (JWT bearer header or the `_token` cookie the UI sets), and asks the auth manager
+about the DAG that owns what it shows: a model's data needs read access to the model's retrain
+DAG (ml.retrain.specs.retrain_dag_id), ingest health and validation reports read access to
+the ingest DAG. Moving a model's champion needs permission to trigger that model's DAG, a
+same-origin POST and a CSRF token derived from the session cookie (a cross-site page can send
+the cookie but not read it, so it cannot compute the token); it goes through the CLI's own
+functions (ml.registry.promotion), so the same checks apply.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.core_api.security import get_user
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import (
     FileResponse,
     HTMLResponse,
@@ -35,12 +39,26 @@ from markupsafe import Markup
 
 from intentflow_ui.chart import metric_chart
 from intentflow_ui.data import Page, build_page, confusion_png, validation_report
-from ml.config import settings
+from ml.config import ConfigError, settings
 from ml.registry.errors import RegistryError
+from ml.registry.promotion import promote_manually, rollback
 from ml.registry.store import CHAMPION, Registry
+from ml.retrain.specs import retrain_dag_id
 
-# Who may move the champion: whoever may trigger the DAG that publishes models.
-PERMISSION_DAG = "intent_retrain"
+# Whose permissions guard ingest health and the validation reports (dags/transcripts_ingest.py).
+INGEST_DAG = "transcripts_ingest"
+# Sent with every response; the validation report (HTML a pipeline wrote from customer data)
+# also gets REPORT_HEADERS: a sandbox (no script, no same-origin access) and no caching.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "SAMEORIGIN",  # the Airflow UI frames the page; no one else
+    "Referrer-Policy": "same-origin",
+}
+REPORT_HEADERS = {
+    "Content-Security-Policy": "sandbox; default-src 'none'; style-src 'unsafe-inline'; "
+    "img-src data:; frame-ancestors 'self'",
+    "Cache-Control": "no-store",
+}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,199}$")
 METRIC_RE = re.compile(r"^[A-Za-z0-9_:.\-]{1,100}$")
 REASON_MIN, REASON_MAX = 3, 500
@@ -52,6 +70,14 @@ templates = Environment(
 
 app = FastAPI(title="Intentflow registry", docs_url=None, redoc_url=None, openapi_url=None)
 User = Annotated[BaseUser, Depends(get_user)]
+
+
+@app.middleware("http")
+async def _security_headers(request: Request, call_next: Any) -> Response:
+    response = await call_next(request)
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 @app.exception_handler(HTTPException)
@@ -71,13 +97,34 @@ def _registry() -> Registry:
     return Registry(settings().registry_url)
 
 
-def can_promote(user: BaseUser) -> bool:
+def model_dag(model: str) -> str:
+    """The DAG whose permissions guard `model` (its retrain DAG)."""
+    try:
+        return retrain_dag_id(model, settings())
+    except ConfigError as exc:  # no guess at whose model it is: refuse
+        raise HTTPException(503, "the model configuration does not load") from exc
+
+
+def can_read(user: BaseUser, dag_id: str) -> bool:
+    return get_auth_manager().is_authorized_dag(
+        method="GET", details=DagDetails(id=dag_id), user=user
+    )
+
+
+def can_promote(user: BaseUser, model: str) -> bool:
+    """May trigger the model's retrain DAG: may move its champion."""
     return get_auth_manager().is_authorized_dag(
         method="POST",
         access_entity=DagAccessEntity.RUN,
-        details=DagDetails(id=PERMISSION_DAG),
+        details=DagDetails(id=model_dag(model)),
         user=user,
     )
+
+
+def _require_read(user: BaseUser, model: str) -> None:
+    dag_id = model_dag(model)
+    if not can_read(user, dag_id):
+        raise HTTPException(403, f"{user.get_name()} may not read {dag_id}, which owns {model}")
 
 
 def csrf_token(request: Request) -> str:
@@ -109,13 +156,21 @@ def _version(value: str | None) -> int:
 
 
 def render_page(
-    data: Page, user: str, may_promote: bool, csrf: str, done: str | None, root: str
+    data: Page,
+    user: str,
+    may_promote: bool,
+    csrf: str,
+    done: str | None,
+    root: str,
+    promote_dag: str | None = None,
 ) -> str:
     points = [(r.info.version, r.test.get(data.metric)) for r in data.versions]
     return templates.get_template("page.html").render(
         p=data,
         user=user,
         can_promote=may_promote,
+        promote_dag=promote_dag,
+        ingest_dag=INGEST_DAG,
         csrf=csrf,
         chart=Markup(metric_chart(points, data.metric)) if data.versions else "",
         root=root,
@@ -137,26 +192,47 @@ def page(
         raise HTTPException(400, "invalid model name")
     if metric is not None and not METRIC_RE.match(metric):
         raise HTTPException(400, "invalid metric name")
+    if model is not None:
+        _require_read(user, model)
+    readable: dict[str, bool] = {}  # one question to the auth manager per model
+
+    def may_read(name: str) -> bool:
+        if name not in readable:
+            readable[name] = can_read(user, model_dag(name))
+        return readable[name]
+
     with _registry() as registry:
-        data = build_page(registry, settings(), model, version, metric)
+        data = build_page(
+            registry,
+            settings(),
+            model,
+            version,
+            metric,
+            readable=may_read,
+            show_health=can_read(user, INGEST_DAG),
+        )
     html = render_page(
         data,
         user.get_name(),
-        can_promote(user),
+        data.model is not None and can_promote(user, data.model),
         csrf_token(request),
         done,
         request.scope.get("root_path", ""),
+        model_dag(data.model) if data.model else None,
     )
     return HTMLResponse(html)
 
 
 @app.get("/api/models")
 def models(user: User) -> dict[str, Any]:
-    """Models and versions with their task type, aliases and test metrics, as JSON."""
+    """Models and versions with their task type, aliases and test metrics, as JSON: the
+    models whose retrain DAG the user may read."""
     with _registry() as registry:
-        versions = registry.list_versions()
+        everything = registry.list_versions()
+    readable = {m for m in {v.model for v in everything} if can_read(user, model_dag(m))}
+    versions = [v for v in everything if v.model in readable]
     return {
-        "models": sorted({v.model for v in versions}),
+        "models": sorted(readable),
         "versions": [
             {
                 "model": v.model,
@@ -172,9 +248,10 @@ def models(user: User) -> dict[str, Any]:
 
 @app.get("/api/audit/{model:path}")
 def audit(user: User, model: str) -> list[dict[str, Any]]:
+    _require_read(user, _name(model, "model name"))
     try:
         with _registry() as registry:
-            entries = registry.audit(_name(model, "model name"))
+            entries = registry.audit(model)
     except RegistryError as exc:
         raise HTTPException(404, str(exc)) from exc
     return [{**e, "at": e["at"].isoformat()} for e in entries]
@@ -185,9 +262,10 @@ def confusion(
     user: User, version: int, model: Annotated[str, Query(max_length=200)]
 ) -> FileResponse:
     # The path comes from the registry's lineage, never from the request.
+    _require_read(user, _name(model, "model name"))
     try:
         with _registry() as registry:
-            info = registry.get(_name(model, "model name"), version=version)
+            info = registry.get(model, version=version)
     except RegistryError as exc:
         raise HTTPException(404, str(exc)) from exc
     path = confusion_png(info)
@@ -198,6 +276,10 @@ def confusion(
 
 @app.get("/validation/{day}", response_class=HTMLResponse)
 def validation(user: User, day: str) -> FileResponse:
+    """The day's validation report: only a file inside reports/dt=DAY (see
+    validation_report), sandboxed, for users who may read the ingest DAG."""
+    if not can_read(user, INGEST_DAG):
+        raise HTTPException(403, f"{user.get_name()} may not read {INGEST_DAG}")
     try:
         parsed = date.fromisoformat(day)
     except ValueError as exc:
@@ -205,7 +287,7 @@ def validation(user: User, day: str) -> FileResponse:
     path = validation_report(settings(), parsed)
     if path is None:
         raise HTTPException(404, f"no validation report for {day}")
-    return FileResponse(path, media_type="text/html")
+    return FileResponse(path, media_type="text/html", headers=REPORT_HEADERS)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -218,30 +300,35 @@ async def move_champion(request: Request, user: User) -> RedirectResponse:
     """Promote (a newer version) or roll back (an older one) `champion`, with a reason."""
     form = await _form(request)
     _check_csrf(request, form.get("csrf_token", ""))
-    if not can_promote(user):
-        raise HTTPException(403, f"{user.get_name()} may not trigger {PERMISSION_DAG}")
     model = _name(form.get("model"), "model name")
+    if not await run_in_threadpool(can_promote, user, model):
+        raise HTTPException(403, f"{user.get_name()} may not trigger {model_dag(model)}")
     version = _version(form.get("version"))
     reason = " ".join(form.get("reason", "").split())
     if not REASON_MIN <= len(reason) <= REASON_MAX:
         raise HTTPException(400, f"a reason of {REASON_MIN}-{REASON_MAX} characters is required")
     try:
-        with _registry() as registry:
-            try:
-                current = registry.get(model, alias=CHAMPION).version
-            except RegistryError:
-                current = None
-            action = "rollback" if current is not None and version < current else "promote"
-            registry.set_alias(
-                model,
-                CHAMPION,
-                version,
-                actor=user.get_name(),
-                reason=reason,
-                action=action,
-                details={"via": "airflow-ui"},
-            )
+        action = await run_in_threadpool(_move_champion, model, version, user.get_name(), reason)
     except RegistryError as exc:
         raise HTTPException(400, str(exc)) from exc
     query = urlencode({"model": model, "version": version, "done": f"{action}: v{version}"})
     return RedirectResponse(f"{request.scope.get('root_path', '')}/?{query}", status_code=303)
+
+
+def _move_champion(model: str, version: int, actor: str, reason: str) -> str:
+    """What `intentflow registry promote MODEL:VERSION` (a newer version) or `rollback MODEL
+    --to VERSION` (an older one) does, with its checks (the artifact is there and whole);
+    returns which it was."""
+    details = {"via": "airflow-ui"}
+    with _registry() as registry:
+        try:
+            current = registry.get(model, alias=CHAMPION).version
+        except RegistryError:
+            current = None
+        if current is not None and version < current:
+            rollback(registry, model, actor=actor, reason=reason, version=version, details=details)
+            return "rollback"
+        promote_manually(
+            registry, f"{model}:{version}", actor=actor, reason=reason, details=details
+        )
+        return "promote"

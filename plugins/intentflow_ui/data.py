@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -18,6 +19,7 @@ from ml.retrain.specs import metric_view
 # further intent figures when present, then the rest alphabetically.
 KEY_METRICS = ("accuracy", "macro_f1", "weighted_f1", "top3_accuracy", "ece")
 CONFUSION_PNG = Path("challenger") / "test" / "confusion_matrix.png"
+REPORT_HTML = "validation.html"  # what ml.ingest.validation writes in reports/dt=DAY/
 
 
 @dataclass
@@ -77,6 +79,7 @@ class Page:
     has_confusion: bool = False
     audit: list[dict] = field(default_factory=list)
     health: list[DayHealth] = field(default_factory=list)
+    health_shown: bool = True  # False: the viewer may not read the ingest DAG
     notes: list[str] = field(default_factory=list)  # what is missing, said plainly
 
 
@@ -94,7 +97,7 @@ def version_row(info: VersionInfo) -> VersionRow:
         info=info,
         test=_scalars(info.metrics.get("test", {})),
         window=text,
-        # Columns since revision 0002 (retrain writes them there); older versions: the JSON.
+        # The lineage columns (retrain writes them there); versions from before: the JSON.
         dag_id=info.dag_id or lineage.get("dag_id"),
         run_id=info.run_id or lineage.get("run_id"),
         partitions=[str(p["day"]) for p in parts if p.get("day")],
@@ -182,17 +185,31 @@ def ingest_health(cfg: Settings, days: int = 14) -> list[DayHealth]:
 
 
 def validation_report(cfg: Settings, day: date) -> Path | None:
-    """The HTML validation report of a day: as its manifest names it; for a day the gate
-    rejected (no partition), the one validation wrote in the reports."""
-    manifest = lake.read_manifest(cfg.lake, day)
-    if manifest is not None:
-        report = manifest.get("validation_report")
-        path = Path(report) if isinstance(report, str) else None
-    elif storage.is_remote(cfg.reports):
-        path = None
-    else:
-        path = Path(lake.partition_path(cfg.reports, day)) / "validation.html"
-    return path if path and path.is_file() else None
+    """The HTML validation report of a day, if it is a file inside the day's report folder
+    (reports/dt=DAY) once every link and `..` is resolved: as the partition's manifest names
+    it, else (a day the gate rejected has no partition) the one validation wrote there.
+
+    A manifest is data, written wherever the lake is writable: whatever path it names, nothing
+    outside that folder is served (a manifest naming /etc/passwd, or a link to it, gives None).
+    Reports on object storage are not served (None).
+    """
+    if storage.is_remote(cfg.reports):
+        return None
+    folder = Path(lake.partition_path(cfg.reports, day))
+    manifest = lake.read_manifest(cfg.lake, day) or {}
+    named = manifest.get("validation_report")
+    return _file_inside(Path(named) if isinstance(named, str) else folder / REPORT_HTML, folder)
+
+
+def _file_inside(path: Path, folder: Path) -> Path | None:
+    """`path`, resolved, if it is a regular file under `folder`; the folder itself counts as
+    where it is named (its parent resolved), so a day folder that is a link leads nowhere."""
+    try:
+        real = path.resolve(strict=True)
+        root = folder.parent.resolve(strict=True) / folder.name
+    except (OSError, RuntimeError):  # missing, or a link loop
+        return None
+    return real if real.is_relative_to(root) and real.is_file() else None
 
 
 def build_page(
@@ -201,12 +218,24 @@ def build_page(
     model: str | None,
     version: int | None,
     metric: str | None,
+    *,
+    readable: Callable[[str], bool] = lambda model: True,
+    show_health: bool = True,
 ) -> Page:
-    everything = registry.list_versions()
-    models = sorted({v.model for v in everything})
-    page = Page(models=models, health=ingest_health(cfg))
+    """The page for `model` (None: the configured intent model, else the first), among the
+    models `readable` allows; the ingest health table only when `show_health`."""
+    registered = registry.list_versions()
+    models = sorted(m for m in {v.model for v in registered} if readable(m))
+    everything = [v for v in registered if v.model in models]
+    page = Page(
+        models=models, health=ingest_health(cfg) if show_health else [], health_shown=show_health
+    )
     if not models:
-        page.notes.append("The registry holds no models yet: run the intent_retrain DAG.")
+        page.notes.append(
+            "The registry holds no model you may read (read access to its retrain DAG)."
+            if registered
+            else "The registry holds no models yet: run the intent_retrain DAG."
+        )
         return page
     page.model = (
         model if model in models else (cfg.model_name if cfg.model_name in models else models[0])

@@ -7,9 +7,12 @@ confusion-matrix file), from a real registry without a server.
 from __future__ import annotations
 
 import json
+import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +20,7 @@ import pytest
 from pipeline_state import FILE_MODEL, pipeline_env
 
 if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
     from ui_server import UiServer
 
 pytest_plugins = ("ui_server",)
@@ -169,8 +173,12 @@ def test_confusion_png_and_validation_report_are_served(ui_server: UiServer) -> 
     assert body.startswith(b"\x89PNG")
     assert call(ui_server, "/intentflow/confusion/9.png?model=intent", token=token)[0] == 404
     day = ui_server.state.published[0]
-    status, _, body = call(ui_server, f"/intentflow/validation/{day}", token=token)
+    status, headers, body = call(ui_server, f"/intentflow/validation/{day}", token=token)
     assert status == 200 and f"Transcripts {day}: passed".encode() in body
+    # Pipeline-written HTML on the Airflow origin: sandboxed (no script, an opaque origin).
+    assert headers["content-security-policy"].split(";")[0] == "sandbox"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["cache-control"] == "no-store"
     assert call(ui_server, "/intentflow/validation/2026-01-01", token=token)[0] == 404
     assert call(ui_server, "/intentflow/validation/..%2F..%2Fetc", token=token)[0] in (400, 404)
 
@@ -248,6 +256,60 @@ def test_promote_and_roll_back_through_the_api_are_audited(ui_server: UiServer) 
     assert b"&lt;b&gt;really&lt;/b&gt;" in page and b"<b>really</b>" not in page
 
 
+# --- per-DAG permissions (the DAG-scoped users of tests/ui_server.py) --------------------------
+
+
+def test_a_model_is_shown_only_to_users_who_may_read_its_dag(ui_server: UiServer) -> None:
+    """entities_ops may read entities_retrain only: it sees the entities model and nothing
+    of intent (the page, its audit, its pictures), nor ingest health or validation reports."""
+    token = ui_server.token("entities_ops")
+    status, _, body = call(ui_server, "/intentflow/api/models", token=token)
+    data = json.loads(body)
+    assert status == 200 and data["models"] == ["entities"]
+    assert {v["model"] for v in data["versions"]} == {"entities"}
+    status, _, body = call(ui_server, "/intentflow/", token=token)
+    html = body.decode()
+    assert status == 200 and "<h2>Versions of entities</h2>" in html
+    assert "?model=intent" not in html and f"?model={FILE_MODEL}" not in html
+    assert 'id="day-' not in html and "need read access to transcripts_ingest" in html
+    day = ui_server.state.published[0]
+    for path in (
+        f"/intentflow/?model={MODEL}",
+        f"/intentflow/api/audit/{MODEL}",
+        f"/intentflow/confusion/1.png?model={MODEL}",
+        f"/intentflow/validation/{day}",
+    ):
+        assert call(ui_server, path, token=token)[0] == 403, path
+    assert call(ui_server, "/intentflow/api/audit/entities", token=token)[0] == 200
+
+    token = ui_server.token("intent_ops")
+    _, _, body = call(ui_server, "/intentflow/api/models", token=token)
+    assert json.loads(body)["models"] == [MODEL]
+    assert call(ui_server, f"/intentflow/validation/{day}", token=token)[0] == 200
+    assert call(ui_server, "/intentflow/?model=entities", token=token)[0] == 403
+
+
+def test_moving_a_champion_needs_permission_on_that_models_dag(ui_server: UiServer) -> None:
+    before = champion(ui_server)
+    entities_ops, intent_ops = ui_server.token("entities_ops"), ui_server.token("intent_ops")
+    form = {"model": MODEL, "version": "2", "reason": "not my model"}
+    assert call(ui_server, "/intentflow/champion", token=entities_ops, form=form)[0] == 403
+    assert champion(ui_server) == before
+    form = {"model": "entities", "version": "1", "reason": "not my model either"}
+    assert call(ui_server, "/intentflow/champion", token=intent_ops, form=form)[0] == 403
+    # Each may move its own model's champion.
+    form = {"model": "entities", "version": "1", "reason": "confirm v1"}
+    assert call(ui_server, "/intentflow/champion", token=entities_ops, form=form)[0] == 303
+    _, _, body = call(ui_server, f"/intentflow/?model={MODEL}", token=intent_ops)
+    assert b"Promote v2" in body
+    form = {"model": MODEL, "version": "2", "reason": "intent ops promote"}
+    assert call(ui_server, "/intentflow/champion", token=intent_ops, form=form)[0] == 303
+    assert champion(ui_server) == 2
+    form = {"model": MODEL, "version": str(before), "reason": "intent ops roll back"}
+    assert call(ui_server, "/intentflow/champion", token=intent_ops, form=form)[0] == 303
+    assert champion(ui_server) == before
+
+
 # --- rendering awkward registries (real registry, no server) ------------------------------
 
 
@@ -266,19 +328,19 @@ def _render(intentflow_home: Path, **query: object) -> str:
 def _register(
     registry_url: str, metrics: dict, lineage: dict | None = None, **columns: str
 ) -> None:
+    """A version of MODEL; its artifact is nowhere unless `columns` say where."""
     from ml.registry.store import Registry
 
+    fields = {"artifact_uri": "/nowhere", "artifact_sha256": "0" * 64, **columns}
     with Registry(registry_url) as registry:
         registry.register_version(
             MODEL,
-            artifact_uri="/nowhere",
-            artifact_sha256="0" * 64,
             base_model="minilm",
             data_snapshot_hash="h",
             params={},
             lineage=lineage or {},
             metrics=metrics,
-            **columns,
+            **fields,
         )
 
 
@@ -323,7 +385,7 @@ def test_registry_text_is_escaped(intentflow_home: Path, plugins_path: None) -> 
 
 
 def test_run_link_comes_from_the_lineage_columns(intentflow_home: Path, plugins_path: None) -> None:
-    """Retrain records its DAG run in the registry's columns (revision 0002), not the JSON."""
+    """Retrain records its DAG run in the registry's lineage columns, not the JSON."""
     from ml.config import settings
 
     _register(
@@ -374,19 +436,11 @@ def test_each_task_shows_its_own_metrics(
 
 
 def test_api_models_gives_each_versions_task_type(
-    intentflow_home: Path, plugins_path: None, task_versions: dict[str, dict]
+    task_versions: dict[str, dict], client: TestClient
 ) -> None:
     """/api/models in-process (authentication stubbed; the server tests check it): every
     version says which task type it is, beside its aliases and scalar test metrics."""
-    from airflow.api_fastapi.core_api.security import get_user
-    from fastapi.testclient import TestClient
-    from intentflow_ui.app import app
-
-    app.dependency_overrides[get_user] = lambda: None
-    try:
-        response = TestClient(app).get("/api/models")
-    finally:
-        app.dependency_overrides.pop(get_user)
+    response = client.get("/api/models")
     assert response.status_code == 200
     data = response.json()
     assert data["models"] == ["answers", "entities", FILE_MODEL, "intent"]
@@ -399,3 +453,125 @@ def test_api_models_gives_each_versions_task_type(
     }
     assert versions["entities"]["test"]["micro_f1"] == task_versions["entities"]["micro_f1"]
     assert "per_class" not in versions["entities"]["test"]
+
+
+# --- in process: what the app serves and refuses (no server) ----------------------------
+
+
+class AllowEveryDag:
+    """A stub of Airflow's auth manager interface: only `is_authorized_dag`, the one method
+    the app calls, allowing everything (the server tests above check real permissions)."""
+
+    def is_authorized_dag(self, **_: object) -> bool:
+        return True
+
+
+@pytest.fixture
+def client(plugins_path: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    """The app in process as a signed-in admin: Airflow's `get_user` overridden, its auth
+    manager stubbed (AllowEveryDag)."""
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi.testclient import TestClient
+    from intentflow_ui import app as ui
+
+    ui.app.dependency_overrides[get_user] = lambda: SimpleAuthManagerUser(
+        username="tester", role="admin"
+    )
+    monkeypatch.setattr(ui, "get_auth_manager", AllowEveryDag)
+    try:
+        yield TestClient(ui.app)
+    finally:
+        ui.app.dependency_overrides.pop(get_user)
+
+
+DAY = "2026-11-20"
+
+
+def _manifest_names(report: str | Path) -> None:
+    """The day's lake partition manifest names `report` as its validation report."""
+    from ml import lake
+    from ml.config import settings
+
+    folder = Path(lake.partition_path(settings().lake, date.fromisoformat(DAY)))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "_manifest.json").write_text(json.dumps({"validation_report": str(report)}))
+
+
+def _report_folder() -> Path:
+    from ml import lake
+    from ml.config import settings
+
+    return Path(lake.partition_path(settings().reports, date.fromisoformat(DAY)))
+
+
+def test_a_validation_report_is_served_only_from_its_days_report_folder(
+    intentflow_home: Path, client: TestClient, tmp_path: Path
+) -> None:
+    """Whatever the manifest names, and wherever links point, nothing outside
+    reports/dt=DAY is served; the report itself is, sandboxed."""
+    secret = tmp_path / "outside" / "validation.html"
+    secret.parent.mkdir()
+    secret.write_text("<h1>not a report</h1>")
+    folder = _report_folder()
+    folder.mkdir(parents=True)
+    for named in (
+        "/etc/passwd",
+        secret,
+        folder / ".." / ".." / ".." / "outside" / "validation.html",
+    ):
+        _manifest_names(named)
+        response = client.get(f"/validation/{DAY}")
+        assert response.status_code == 404, named
+        assert b"root:" not in response.content and b"not a report" not in response.content
+    (folder / "validation.html").symlink_to(secret)  # a link out of the folder
+    _manifest_names(folder / "validation.html")
+    assert client.get(f"/validation/{DAY}").status_code == 404
+    (folder / "validation.html").unlink()
+    (folder / "validation.html").write_text("<h1>Transcripts 2026-11-20: passed</h1>")
+    response = client.get(f"/validation/{DAY}")
+    assert response.status_code == 200 and b"passed" in response.content
+    assert response.headers["content-security-policy"].split(";")[0] == "sandbox"
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_day_folder_that_links_elsewhere_serves_nothing(
+    intentflow_home: Path, client: TestClient, tmp_path: Path
+) -> None:
+    """A rejected day (no manifest) whose report folder is a link to another folder."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "validation.html").write_text("<h1>elsewhere</h1>")
+    folder = _report_folder()
+    folder.parent.mkdir(parents=True)
+    folder.symlink_to(elsewhere, target_is_directory=True)
+    assert client.get(f"/validation/{DAY}").status_code == 404
+
+
+def test_the_page_refuses_a_version_whose_artifact_is_missing_as_the_cli_does(
+    intentflow_home: Path, client: TestClient, tmp_path: Path
+) -> None:
+    from ml.artifact.integrity import directory_sha256
+    from ml.config import settings
+    from ml.registry.store import Registry
+
+    url = settings().registry_url
+    with Registry(url) as registry:
+        for n in (1, 2, 3):
+            artifact = tmp_path / f"artifact-{n}"
+            artifact.mkdir()
+            (artifact / "model.safetensors").write_bytes(b"weights %d" % n)
+            _register(
+                url, {}, artifact_uri=str(artifact), artifact_sha256=directory_sha256(artifact)
+            )
+        registry.set_alias(MODEL, "champion", 2, actor="t", reason="t")
+        shutil.rmtree(tmp_path / "artifact-3")
+        shutil.rmtree(tmp_path / "artifact-1")
+        bearer = {"Authorization": "Bearer stubbed"}  # no cookie: no CSRF token needed
+        for version in ("3", "1"):  # a promotion, a rollback
+            form = {"model": MODEL, "version": version, "reason": "try it"}
+            response = client.post("/champion", data=form, headers=bearer)
+            assert response.status_code == 400, version
+            assert f"cannot point an alias at {MODEL}:{version}" in response.json()["detail"]
+            assert "is missing" in response.json()["detail"]
+        assert registry.get(MODEL, alias="champion").version == 2

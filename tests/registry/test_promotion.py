@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -206,8 +208,8 @@ def test_missing_metric_blocks() -> None:
     assert "challenger has no macro_f1 on the test split" in decision.reasons
 
 
-@pytest.fixture
-def registry(db_url: str, tmp_path: Path) -> Iterator[Registry]:
+@contextmanager
+def _three_versions(db_url: str, tmp_path: Path) -> Iterator[Registry]:
     """Three versions of `intent`, each with a real (small) artifact directory."""
     with Registry(db_url, auto_upgrade=True) as reg:
         for n in range(1, 4):
@@ -227,18 +229,30 @@ def registry(db_url: str, tmp_path: Path) -> Iterator[Registry]:
         yield reg
 
 
+@pytest.fixture
+def registry(db_url: str, tmp_path: Path) -> Iterator[Registry]:
+    with _three_versions(db_url, tmp_path) as reg:
+        yield reg
+
+
 def test_promote_moves_aliases(registry: Registry) -> None:
-    first = promote(registry, "intent", 1, CHAMPION, None, POLICY, actor="dag")
+    first = promote(
+        registry, "intent", 1, CHAMPION, None, POLICY, actor="dag", evaluated_champion=None
+    )
     assert first.promote and registry.resolve("intent").version == 1
 
     worse = metrics(0.8, {"refund": 0.8, "lost_card": 0.8})
-    held = promote(registry, "intent", 2, worse, CHAMPION, POLICY, actor="dag")
+    held = promote(
+        registry, "intent", 2, worse, CHAMPION, POLICY, actor="dag", evaluated_champion=1
+    )
     assert not held.promote
     assert registry.resolve("intent").version == 1
     assert registry.resolve("intent@challenger").version == 2
 
     better = metrics(0.95, {"refund": 0.95, "lost_card": 0.95})
-    assert promote(registry, "intent", 3, better, CHAMPION, POLICY, actor="dag").promote
+    assert promote(
+        registry, "intent", 3, better, CHAMPION, POLICY, actor="dag", evaluated_champion=1
+    ).promote
     assert registry.resolve("intent@champion").version == 3
 
     moves = [r for r in registry.audit("intent") if r["alias"]]
@@ -255,16 +269,115 @@ def test_promote_moves_aliases(registry: Registry) -> None:
 
 
 def test_promote_records_the_classes_it_did_not_judge(registry: Registry) -> None:
-    promote(registry, "intent", 1, CHAMPION, None, POLICY, actor="dag")
+    promote(registry, "intent", 1, CHAMPION, None, POLICY, actor="dag", evaluated_champion=None)
     champion = {**CHAMPION, "per_class": {**CHAMPION["per_class"]}}
     champion["per_class"]["close_account"] = {"f1": 1.0, "support": 3}
     better = metrics(0.95, {"refund": 0.95, "lost_card": 0.95})
     better["per_class"]["close_account"] = {"f1": 0.0, "support": 3}
-    assert promote(registry, "intent", 2, better, champion, POLICY, actor="dag").promote
+    assert promote(
+        registry, "intent", 2, better, champion, POLICY, actor="dag", evaluated_champion=1
+    ).promote
     move = [r for r in registry.audit("intent") if r["alias"]][-1]
     assert (move["action"], move["version"]) == ("promote", 2)
     assert move["details"]["skipped_classes"] == {"close_account": 3}
     assert "'close_account' (3)" in move["reason"]
+
+
+# --- compare-and-swap: the champion evaluated against is the one replaced ---------------------
+
+
+def test_a_rollback_after_evaluation_is_not_overwritten_by_the_dags_promote(
+    registry: Registry,
+) -> None:
+    """The DAG evaluated v3 against champion v2; an operator rolled back to v1 before the
+    promote task ran: v1 stays, v3 becomes challenger, and the audit says why."""
+    registry.set_alias("intent", "champion", 2, actor="dag", reason="earlier run")
+    rollback(registry, "intent", actor="ops", reason="v2 misroutes refunds", version=1)
+    better = metrics(0.95, {"refund": 0.95, "lost_card": 0.95})
+    decision = promote(
+        registry, "intent", 3, better, CHAMPION, POLICY, actor="dag", evaluated_champion=2
+    )
+    assert not decision.promote and decision.champion_changed
+    assert decision.reasons[0] == (
+        "skipped: champion changed since evaluation (evaluated against v2, now v1)"
+    )
+    assert registry.resolve("intent").version == 1
+    assert registry.resolve("intent@challenger").version == 3
+    last = registry.audit("intent")[-1]
+    assert (last["action"], last["alias"], last["version"]) == ("promote_skipped", "challenger", 3)
+    assert last["reason"].startswith("skipped: champion changed since evaluation")
+    assert (last["details"]["evaluated_champion"], last["details"]["current_champion"]) == (2, 1)
+
+
+def test_a_first_champion_named_while_the_dag_ran_is_kept(registry: Registry) -> None:
+    """Evaluated with no champion; someone named one since: that one stays."""
+    promote_manually(registry, "intent:1", actor="alice", reason="first release")
+    decision = promote(
+        registry, "intent", 2, CHAMPION, None, POLICY, actor="dag", evaluated_champion=None
+    )
+    assert decision.champion_changed and not decision.promote
+    assert "(evaluated against no champion, now v1)" in decision.reasons[0]
+    assert registry.resolve("intent").version == 1
+
+
+def test_the_alias_moves_only_from_the_expected_version(registry: Registry) -> None:
+    from ml.registry.errors import AliasChangedError
+
+    registry.set_alias("intent", "champion", 1, actor="a", reason="r", expected=None)
+    with pytest.raises(AliasChangedError, match="intent@champion is v1, not v2") as err:
+        registry.set_alias("intent", "champion", 3, actor="a", reason="r", expected=2)
+    assert (err.value.expected, err.value.current) == (2, 1)
+    registry.set_alias("intent", "champion", 3, actor="a", reason="r", expected=1)
+    assert registry.resolve("intent").version == 3
+
+
+def _at_once(*jobs: Callable[[], object]) -> list[str]:
+    """Run each job in its own thread, all released together; the errors they raised."""
+    barrier, errors = threading.Barrier(len(jobs)), []
+
+    def run(job: Callable[[], object]) -> None:
+        try:
+            barrier.wait()
+            job()
+        except Exception as exc:  # noqa: BLE001 - handed to the caller's assertion
+            barrier.abort()
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_concurrent_promote_and_rollback_never_lose_the_rollback(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The DAG's promote (it evaluated v3 against v2) and an operator's rollback to v1 at the
+    same moment, each on its own connection, several rounds: whichever commits first, v1 is the
+    champion at the end and the audit shows both decisions."""
+    better = metrics(0.95, {"refund": 0.95, "lost_card": 0.95})
+    with (
+        _three_versions(db_url, tmp_path) as setup,
+        Registry(db_url) as dag,
+        Registry(db_url) as ops,
+    ):
+        for _ in range(4):
+            setup.set_alias("intent", "champion", 2, actor="dag", reason="an earlier run")
+            errors = _at_once(
+                lambda: promote(
+                    dag, "intent", 3, better, CHAMPION, POLICY, actor="dag", evaluated_champion=2
+                ),
+                lambda: rollback(ops, "intent", actor="ops", reason="v2 misroutes", version=1),
+            )
+            assert errors == []
+            assert setup.resolve("intent").version == 1
+            last_two = [(r["action"], r["version"]) for r in setup.audit("intent")[-2:]]
+            assert last_two in (
+                [("promote", 3), ("rollback", 1)],  # the DAG first: the rollback undoes it
+                [("rollback", 1), ("promote_skipped", 3)],  # the operator first: v3 waits
+            )
 
 
 # --- configuration --------------------------------------------------------------------------
@@ -331,7 +444,7 @@ def test_manual_promote_and_rollback_are_audited(registry: Registry) -> None:
 def test_a_version_whose_artifact_is_missing_or_altered_cannot_be_promoted(
     registry: Registry,
 ) -> None:
-    promote(registry, "intent", 1, CHAMPION, None, POLICY, actor="dag")
+    promote(registry, "intent", 1, CHAMPION, None, POLICY, actor="dag", evaluated_champion=None)
     artifact = Path(registry.get("intent", version=2).artifact_uri)
     (artifact / "model.safetensors").write_bytes(b"tampered")
     with pytest.raises(RegistryError, match=r"cannot point an alias at intent:2: .*sha256"):
@@ -341,7 +454,7 @@ def test_a_version_whose_artifact_is_missing_or_altered_cannot_be_promoted(
         promote_manually(registry, "intent:2", actor="eve", reason="try")
     better = metrics(0.99, {"refund": 0.99, "lost_card": 0.99})
     with pytest.raises(RegistryError, match="is missing"):
-        promote(registry, "intent", 2, better, CHAMPION, POLICY, actor="dag")
+        promote(registry, "intent", 2, better, CHAMPION, POLICY, actor="dag", evaluated_champion=1)
     with pytest.raises(RegistryError, match="is missing"):
         rollback(registry, "intent", actor="ops", reason="r", version=2)
     assert registry.resolve("intent").version == 1  # nothing moved

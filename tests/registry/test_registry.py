@@ -564,6 +564,117 @@ def test_concurrent_alias_moves_are_atomic(db_url: str) -> None:
         assert reg.resolve("racer@champion").version == chain[-1][1]
 
 
+# --- one version per DAG run ----------------------------------------------------------------
+
+RUN = {"dag_id": "intent_retrain", "run_id": "scheduled__2026-11-28T03:00:00+00:00"}
+
+
+def test_a_retried_registration_returns_the_version_its_run_registered(
+    registry: Registry,
+) -> None:
+    first = register(registry, **RUN, artifact_uri="file:///artifacts/intent/run-1")
+    again = register(registry, **RUN, artifact_uri="file:///artifacts/intent/run-1")
+    assert again == first
+    assert [v.version for v in registry.list_versions("intent")] == [1]
+    assert [r["action"] for r in registry.audit("intent")] == ["register"]
+    # Another run of the DAG, or a CLI run (no DAG), registers a new version.
+    assert register(registry, dag_id=RUN["dag_id"], run_id="manual__2").version == 2
+    assert [register(registry, run_id="cli-1").version for _ in range(2)] == [3, 4]
+    with pytest.raises(RegistryError, match=r"already registered intent:1 with another artifact"):
+        register(registry, **RUN, artifact_sha256="cd" * 32)
+    assert len(registry.list_versions("intent")) == 4
+
+
+def test_the_database_refuses_a_second_version_of_one_dag_run(
+    registry: Registry, engine: Engine
+) -> None:
+    first = register(registry, **RUN)
+    twin = (
+        "INSERT INTO model_versions (model_id, version, artifact_uri, artifact_sha256, base_model,"
+        " data_snapshot_hash, params, lineage, created_at, created_by, dag_id, run_id)"
+        " SELECT model_id, 2, artifact_uri, artifact_sha256, base_model, data_snapshot_hash,"
+        " params, lineage, created_at, created_by, dag_id, run_id FROM model_versions"
+        " WHERE version = :v"
+    )
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text(twin), {"v": first.version})
+
+
+def test_a_registration_racing_its_twin_returns_the_twins_version(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two tries of one register task where the second looked before the first committed:
+    the unique index refuses the second version, and the retry returns the first's."""
+    first = register(registry, **RUN)
+    lookup = Registry._registered_by_run
+    calls: list[object] = []
+
+    def miss_once(*args: Any) -> Any:
+        calls.append(args)
+        return None if len(calls) == 1 else lookup(*args)
+
+    monkeypatch.setattr(Registry, "_registered_by_run", staticmethod(miss_once))
+    assert register(registry, **RUN) == first
+    assert len(calls) == 2  # the write that lost to the index, then the retry that found it
+    assert [v.version for v in registry.list_versions("intent")] == [1]
+
+
+def _register_run_in_process(url: str, barrier: Any, results: Any) -> None:
+    try:
+        with Registry(url) as reg:
+            barrier.wait()
+            results.put(register(reg, "racer", actor="worker", **RUN).version)
+    except Exception as exc:  # noqa: BLE001
+        barrier.abort()
+        results.put(repr(exc))
+
+
+def test_concurrent_tries_of_one_dag_run_register_one_version(db_url: str) -> None:
+    """Several tries of the same register task at once, the model not yet registered (so no
+    row to lock): every try gets version 1, and there is one version."""
+    migrated(db_url)
+    workers = 4
+    got = _race(_register_run_in_process, [(db_url,)] * workers)
+    assert got == [1] * workers, got
+    with Registry(db_url) as reg:
+        assert [v.version for v in reg.list_versions("racer")] == [1]
+
+
+def test_upgrading_keeps_twins_a_retried_run_registered_before(db_url: str) -> None:
+    """A registry at revision 0001 may hold two versions of one DAG run: the upgrade keeps
+    both and renames the later one's run, so the new unique index can be built."""
+    from alembic import command
+
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(migrate._config(conn), "0001")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO registered_models (id, name, task_type, created_at)"
+                    " VALUES (1, 'intent', 'intent', :t)"
+                ),
+                {"t": datetime(2026, 1, 1)},
+            )
+            for version, run in ((1, "r1"), (2, "r1"), (3, "r2"), (4, None), (5, None)):
+                conn.execute(
+                    text(
+                        "INSERT INTO model_versions (model_id, version, artifact_uri,"
+                        " artifact_sha256, base_model, data_snapshot_hash, params, lineage,"
+                        " created_at, created_by, dag_id, run_id) VALUES (1, :v, 'a', :sha,"
+                        " 'b', 'h', '{}', '{}', :t, 'x', 'intent_retrain', :run)"
+                    ),
+                    {"v": version, "sha": "ab" * 32, "t": datetime(2026, 1, 1), "run": run},
+                )
+        assert migrate.upgrade(engine) == ("0001", migrate.head())
+        with engine.connect() as conn:
+            runs = conn.execute(text("SELECT run_id FROM model_versions ORDER BY version")).all()
+        assert [r for (r,) in runs] == ["r1", "r1#retry-v2", "r2", None, None]
+    finally:
+        engine.dispose()
+
+
 # --- lineage, diff, unreachable database ----------------------------------------------------
 
 

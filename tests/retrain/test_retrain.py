@@ -117,3 +117,68 @@ def test_train_step_retry_reuses_a_finished_artifact_and_drops_checkpoints(
         again = train_step(snapshot, params, "manual__2026-11-29T03:00:00+00:00")
     assert "already complete: reused" in caplog.text
     assert again == first
+
+
+def _fake_run(tmp_path: Path, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A trained artifact (a real folder and its sha256, no training) and its evaluation."""
+    artifact = tmp_path / name / "model"
+    artifact.mkdir(parents=True)
+    (artifact / "model.safetensors").write_bytes(name.encode())
+    test = {"accuracy": 0.9, "macro_f1": 0.9, "per_class": {"a": {"f1": 0.9, "support": 50}}}
+    trained = {
+        "artifact_dir": str(artifact),
+        "artifact_sha256": directory_sha256(artifact),
+        "base_model": "hub/base",
+        "config": {},
+        "validation": {"accuracy": 0.9},
+    }
+    evaluation = {
+        "challenger": test,
+        "challenger_golden": {},
+        "champion": None,
+        "champion_golden": None,
+        "champion_version": None,
+        "reports": str(tmp_path / name / "evaluation"),
+    }
+    return trained, evaluation
+
+
+SNAPSHOT = {"hash": "h", "path": "/snap", "window": None, "partitions": [], "counts": {}}
+
+
+def test_a_retried_register_task_returns_the_version_its_first_try_registered(
+    intentflow_home: Path, tmp_path: Path
+) -> None:
+    trained, evaluation = _fake_run(tmp_path, "run-1")
+    lineage = {"dag_id": "intent_retrain", "run_id": "scheduled__1", "actor": "airflow"}
+    first = register_step(SNAPSHOT, trained, evaluation, lineage)
+    assert register_step(SNAPSHOT, trained, evaluation, lineage) == first
+    assert [v.version for v in Registry(settings().registry_url).list_versions()] == [1]
+
+
+def test_the_promote_task_keeps_a_champion_rolled_back_while_the_dag_ran(
+    intentflow_home: Path, tmp_path: Path
+) -> None:
+    """evaluate compared v3 with champion v2; an operator rolled back to v1 before promote:
+    promote leaves v1 and says so in its result and the audit."""
+    from ml.registry.promotion import rollback
+    from ml.retrain.steps import promote_step
+
+    registry = Registry(settings().registry_url)
+    runs = [_fake_run(tmp_path, f"run-{n}") for n in (1, 2, 3)]
+    for n, (trained, evaluation) in enumerate(runs, start=1):
+        lineage = {"dag_id": "intent_retrain", "run_id": f"scheduled__{n}"}
+        register_step(SNAPSHOT, trained, evaluation, lineage)
+    registry.set_alias("intent", "champion", 2, actor="dag", reason="an earlier run")
+    _, evaluation = runs[2]
+    weaker = {**evaluation["challenger"], "macro_f1": 0.5, "accuracy": 0.5}
+    evaluation = {**evaluation, "champion": weaker, "champion_version": 2}
+    rollback(registry, "intent", actor="ops", reason="v2 misroutes refunds", version=1)
+
+    promoted = promote_step({"model": "intent", "version": 3}, evaluation, actor="airflow")
+    assert promoted["alias"] == "challenger"
+    assert promoted["reasons"][0] == (
+        "skipped: champion changed since evaluation (evaluated against v2, now v1)"
+    )
+    assert registry.get("intent").version == 1
+    assert registry.audit("intent")[-1]["action"] == "promote_skipped"
