@@ -37,11 +37,11 @@ from intentflow_ui.chart import metric_chart
 from intentflow_ui.data import Page, build_page, confusion_png, validation_report
 from ml.config import settings
 from ml.registry.errors import RegistryError
+from ml.registry.names import NAME_RE  # model names: one safe path segment
 from ml.registry.store import CHAMPION, Registry
 
 # Who may move the champion: whoever may trigger the DAG that publishes models.
 PERMISSION_DAG = "intent_retrain"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,199}$")
 METRIC_RE = re.compile(r"^[A-Za-z0-9_:.\-]{1,100}$")
 REASON_MIN, REASON_MAX = 3, 500
 
