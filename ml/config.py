@@ -15,6 +15,7 @@ time.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +107,10 @@ def airflow_conn_to_url(conn: str) -> str:
         conn = f"{kind}://{auth}{c.get('host') or ''}{port}/{c.get('schema') or ''}"
     scheme, sep, rest = conn.partition("://")
     if not sep:
-        raise ConfigError(f"AIRFLOW_CONN_INTENTFLOW_REGISTRY={conn!r} is not a connection URI")
+        raise ConfigError(
+            "AIRFLOW_CONN_INTENTFLOW_REGISTRY is not a connection URI (scheme://...) "
+            "nor a JSON connection"
+        )
     # Airflow's connection type `postgres` is SQLAlchemy's `postgresql` (psycopg2 installed).
     drivers = {"postgres": "postgresql+psycopg2", "postgresql": "postgresql+psycopg2"}
     if scheme not in drivers and not scheme.startswith(("postgresql+", "sqlite")):
@@ -117,7 +121,7 @@ def airflow_conn_to_url(conn: str) -> str:
     return f"{drivers.get(scheme, scheme)}://{rest}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     """Resolved configuration. Paths live under `home` unless overridden.
 
@@ -157,6 +161,14 @@ class Settings:
     entities_source: str | None = None
     answers_source: str | None = None
     entities_abcd: str | None = None
+
+    def __repr__(self) -> str:
+        # The registry URL holds the database password, a source may hold another: a repr
+        # lands in logs and tracebacks, so every value is shown with its password masked.
+        shown = ", ".join(
+            f"{f.name}={_shown(getattr(self, f.name))!r}" for f in dataclasses.fields(self)
+        )
+        return f"Settings({shown})"
 
     @property
     def data_root(self) -> Location:
@@ -203,6 +215,13 @@ class Settings:
         return self.home / "cache"
 
 
+def _shown(value: object) -> object:
+    """A setting's value as repr shows it: strings with their passwords masked."""
+    from ml.credentials import hide_credentials
+
+    return hide_credentials(value) if isinstance(value, str) else value
+
+
 def parse_golden_sets(spec: str) -> dict[str, Path]:
     """`name=path[,name=path...]`: each file .parquet/.csv/.jsonl with text and label columns."""
     sets: dict[str, Path] = {}
@@ -226,7 +245,7 @@ def settings() -> Settings:
     return Settings(
         home=home,
         registry_url=registry_url_from_env(home),
-        model_name=os.environ.get("INTENTFLOW_MODEL_NAME", DEFAULT_MODEL_NAME),
+        model_name=_model_name(),
         source=os.environ.get("INTENTFLOW_SOURCE") or str(home / DEFAULT_SOURCE_SUBDIR),
         base_model=os.environ.get("INTENTFLOW_BASE_MODEL") or None,
         golden_sets=parse_golden_sets(os.environ.get("INTENTFLOW_GOLDEN_SETS", "")),
@@ -255,14 +274,38 @@ def settings() -> Settings:
     )
 
 
+def _model_name() -> str:
+    """INTENTFLOW_MODEL_NAME (default `intent`): one safe path segment (ml.registry.names)."""
+    from ml.registry.names import InvalidNameError, check_name
+
+    name = os.environ.get("INTENTFLOW_MODEL_NAME", DEFAULT_MODEL_NAME)
+    try:
+        return check_name("model", name)
+    except InvalidNameError as exc:
+        raise ConfigError(f"INTENTFLOW_MODEL_NAME: {exc}") from None
+
+
 def _text(name: str) -> str | None:
     """A setting's value, stripped; None when unset or blank."""
     return os.environ.get(name, "").strip() or None
 
 
 def _location(name: str) -> Location | None:
-    """A folder or fsspec URL setting; None when unset."""
+    """A folder or fsspec URL setting; None when unset.
+
+    A storage URL with a password in it is refused: its locations are named in logs, XCom,
+    manifests and the registry's artifact URIs. The store's credentials come from its own
+    environment (AWS_*, GOOGLE_*, an instance role) instead.
+    """
+    from ml.credentials import has_credentials, hide_credentials
+
     value = _text(name)
+    if value and has_credentials(value):
+        raise ConfigError(
+            f"{name}={hide_credentials(value)!r} holds a password: give the store's "
+            "credentials through its environment (AWS_*, GOOGLE_*, an instance role), "
+            "never in the URL"
+        )
     return location(value) if value else None
 
 

@@ -105,14 +105,54 @@ def write_parquet(table: Any, loc: Location) -> Location:
     return path
 
 
+class UnsafePathError(ValueError):
+    """A path that would leave its folder: an object key with `..` or an absolute part, or a
+    symbolic link in a folder to upload (its target, anywhere on the machine, would go up)."""
+
+
+def local_files(folder: Path) -> list[Path]:
+    """Every regular file under `folder`, sorted; UnsafePathError at the first symbolic link (a
+    file or folder link would bring in, hash or upload what it points at, outside `folder`)."""
+    files = []
+    for top, dirs, names in os.walk(folder):
+        for name in sorted(dirs + names):
+            path = Path(top) / name
+            if path.is_symlink():
+                raise UnsafePathError(
+                    f"{folder}: {path.relative_to(folder).as_posix()!r} is a symbolic link; "
+                    "refused (its target would be read in its place)"
+                )
+        files += [p for p in (Path(top) / name for name in names) if p.is_file()]
+    return sorted(files)
+
+
+def relative_key(key: str, root: str) -> str:
+    """`key` (an object under `root`) as a relative path that stays under a download folder.
+
+    Object keys are any strings: `root/../x`, `root//etc/x` or `root/a/../../x` are legal keys,
+    and joined to a local folder they would land outside it. Such a key raises UnsafePathError
+    naming it.
+    """
+    root = root.rstrip("/")
+    rest = key[len(root) + 1 :] if key.startswith(f"{root}/") else None
+    parts = rest.split("/") if rest else []
+    if not parts or any(p in ("", ".", "..") or "\0" in p for p in parts):
+        raise UnsafePathError(
+            f"object key {key!r} under {root!r} is not a plain relative path "
+            "(empty, '.' or '..' parts, or an absolute path): refused, nothing downloaded"
+        )
+    return "/".join(parts)
+
+
 def put_dir(local: Path, url: str, last: str | None = None) -> None:
     """Upload every file under `local` to `url`; the file named `last` goes up last.
 
     Readers treat `last` as the marker that the directory is complete: until it exists the
-    upload is unfinished (a killed upload leaves no marker, and is redone or ignored).
+    upload is unfinished (a killed upload leaves no marker, and is redone or ignored). A
+    symbolic link under `local` is refused before anything is uploaded.
     """
     fs, root = filesystem(url)
-    files = sorted(p for p in local.rglob("*") if p.is_file())
+    files = local_files(local)
     files.sort(key=lambda p: p.relative_to(local).as_posix() == last)  # stable: `last` at the end
     for file in files:
         fs.put_file(str(file), f"{root}/{file.relative_to(local).as_posix()}")
@@ -123,17 +163,24 @@ def get_dir(url: str, local: Path) -> Path:
     """Download the directory at `url` to `local`, atomically (a temp folder renamed in place).
 
     A concurrent download of the same directory is harmless: the first rename wins, the other
-    copy is dropped.
+    copy is dropped. Every key is checked before anything is written: one that would land
+    outside `local` (`..`, an absolute part) raises UnsafePathError, and nothing is downloaded.
     """
     fs, root = filesystem(url)
     fs.invalidate_cache(root)
     names = [p for p in fs.find(root) if not p.endswith("/")]
     if not names:
         raise FileNotFoundError(f"{url} is missing or empty")
+    keys = {name: relative_key(name, root) for name in names}
     local.parent.mkdir(parents=True, exist_ok=True)
     tmp = local.parent / f".{local.name}.tmp-{uuid.uuid4().hex}"
-    for name in names:
-        target = tmp / name[len(root) :].lstrip("/")
+    inside = tmp.resolve()
+    for name, relative in keys.items():
+        target = tmp / relative
+        # Belt and braces: the checked key resolves under the download folder.
+        if not target.resolve().is_relative_to(inside):
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise UnsafePathError(f"object key {name!r} resolves outside {local}: refused")
         target.parent.mkdir(parents=True, exist_ok=True)
         fs.get_file(name, str(target))
     try:

@@ -23,18 +23,34 @@ class ArtifactIntegrityError(Exception):
     """An artifact's content does not match the hash it was registered with."""
 
 
-def directory_sha256(path: Path) -> str:
+def artifact_files(root: Path) -> list[Path]:
+    """Every file of the artifact at `root`; ArtifactIntegrityError if it holds a symbolic link.
+
+    A link's target could be any file on the machine (a key, /etc/shadow): it would be hashed,
+    uploaded and served as part of the model. Artifacts are written by training, which makes
+    no links, so a link is refused rather than followed or skipped.
+    """
+    try:
+        return storage.local_files(root)
+    except storage.UnsafePathError as exc:
+        raise ArtifactIntegrityError(f"artifact {exc}") from None
+
+
+def directory_sha256(path: Path, *, follow_symlinks: bool = False) -> str:
     """sha256 over the sorted relative paths and contents of every file under `path`.
 
     Each file contributes one `relative/posix/path NUL file-sha256 LF` record; the path is
     hashed next to the content so that a rename changes the result even if bytes do not.
-    Empty directories carry no content and are ignored.
+    Empty directories carry no content and are ignored. A symbolic link raises
+    ArtifactIntegrityError (:func:`artifact_files`), unless `follow_symlinks` (a base model
+    in Hugging Face's cache, whose files are links into its blob store: hashed for lineage only).
     """
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"artifact directory not found: {root}")
+    found = [p for p in root.rglob("*") if p.is_file()] if follow_symlinks else artifact_files(root)
     # Sort on the posix string itself so the order is the same on every platform.
-    files = sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*") if p.is_file())
+    files = sorted((p.relative_to(root).as_posix(), p) for p in found)
     digest = hashlib.sha256()
     for relative, file in files:
         digest.update(relative.encode("utf-8") + b"\0" + storage.file_sha256(file).encode() + b"\n")
@@ -52,12 +68,13 @@ def verify_artifact(path: Path, expected_sha256: str) -> None:
 
 
 def assert_safetensors_only(path: Path) -> None:
-    """Raise :class:`ArtifactIntegrityError` unless `path` has safetensors weights and no pickle."""
+    """Raise :class:`ArtifactIntegrityError` unless `path` has safetensors weights and no pickle
+    (and no symbolic link: :func:`artifact_files`)."""
     root = Path(path)
     pickles = sorted(
         p.relative_to(root).as_posix()
-        for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in PICKLE_SUFFIXES
+        for p in artifact_files(root)
+        if p.suffix.lower() in PICKLE_SUFFIXES
     )
     if pickles:
         raise ArtifactIntegrityError(

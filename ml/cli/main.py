@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ml.cli.output import emit, fail, headline, metrics_text
+from ml.cli.output import emit, fail, headline, metrics_text, name_check
 from ml.cli.registry import open_registry, registry_app, version_rows
 from ml.cli.tuning import with_tuning
 from ml.config import settings
@@ -155,7 +155,10 @@ def train(
     label_column: Annotated[str, typer.Option(help=LABEL_COLUMN_HELP)] = "label",
     model: Annotated[
         str | None,
-        typer.Option(help="A configured model (docs/task-types.md); default: the intent model."),
+        typer.Option(
+            help="A configured model (docs/task-types.md); default: the intent model.",
+            callback=name_check("model"),
+        ),
     ] = None,
     task: Annotated[
         str | None,

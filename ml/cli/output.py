@@ -3,18 +3,38 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import typer
 
+from ml.credentials import hide_credentials
+
 
 def emit(payload: Any, as_json: bool, text: str) -> None:
-    typer.echo(json.dumps(payload, indent=2, default=str) if as_json else text)
+    """Print the answer; a password in any URL it names is masked (ml.credentials)."""
+    typer.echo(hide_credentials(json.dumps(payload, indent=2, default=str) if as_json else text))
 
 
 def fail(message: str) -> NoReturn:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    typer.secho(f"error: {hide_credentials(message)}", err=True, fg=typer.colors.RED)
     raise typer.Exit(2)
+
+
+def name_check(kind: str) -> Callable[[str | None], str | None]:
+    """A typer callback: a `kind` ("model", "alias") name option must be one safe path
+    segment (ml.registry.names), else the command stops with a usage error."""
+    from ml.registry.names import InvalidNameError, check_name
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check_name(kind, value)
+        except InvalidNameError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return check
 
 
 def metrics_text(metrics: dict[str, float], sep: str) -> str:

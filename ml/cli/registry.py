@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ml.cli.output import emit, fail, metrics_text
+from ml.cli.output import emit, fail, metrics_text, name_check
 from ml.config import settings
 
 if TYPE_CHECKING:
@@ -65,7 +65,10 @@ registry_app.command("migrate", help="Alias of `upgrade`.")(registry_upgrade)
 
 @registry_app.command("list")
 def registry_list(
-    model: Annotated[str | None, typer.Option(help="Only this registered model.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Only this registered model.", callback=name_check("model")),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Versions with their aliases and test metrics."""
@@ -198,7 +201,9 @@ def registry_promote(
     ref: Annotated[str, typer.Argument(help="The version to promote: NAME:VERSION or NAME@ALIAS.")],
     reason: Reason,
     actor: Actor = None,
-    alias: Annotated[str, typer.Option(help="The alias to move.")] = "champion",
+    alias: Annotated[
+        str, typer.Option(help="The alias to move.", callback=name_check("alias"))
+    ] = "champion",
     as_json: AsJson = False,
 ) -> None:
     """Point an alias (default: champion) at a version, by hand; audited with actor and reason."""
@@ -219,7 +224,10 @@ def registry_promote(
 
 @registry_app.command("rollback")
 def registry_rollback(
-    model: Annotated[str, typer.Argument(help="The registered model, e.g. intent.")],
+    model: Annotated[
+        str,
+        typer.Argument(help="The registered model, e.g. intent.", callback=name_check("model")),
+    ],
     reason: Reason,
     actor: Actor = None,
     to: Annotated[

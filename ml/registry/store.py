@@ -20,13 +20,15 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from ml.config import settings
+from ml.credentials import hide_credentials
 from ml.registry.engine import is_disconnect, registry_engine, writer
 from ml.registry.errors import AliasChangedError, NotFoundError, RegistryError
 from ml.registry.metrics import flatten_metrics, nest_metrics
+from ml.registry.names import check_name
 from ml.registry.schema import (
     Alias,
     AuditLog,
@@ -40,8 +42,6 @@ from ml.registry.schema import (
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
-# Model and alias names end up inside refs like "intent@champion" / "intent:3".
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _REF_RE = re.compile(r"^(?P<model>[^@:\s]+)(?:@(?P<alias>[^@:\s]+)|:(?P<version>\d+))?$")
 # Attempts at a write that lost a race (e.g. two workers creating the same model).
@@ -90,14 +90,6 @@ def _as_json(value: Any, what: str) -> dict:
         return json.loads(json_dumps(value))
     except (TypeError, ValueError) as exc:
         raise RegistryError(f"{what} cannot be stored as JSON: {exc}") from exc
-
-
-def _check_name(kind: str, name: str) -> None:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise RegistryError(
-            f"invalid {kind} name {name!r}: use letters, digits, '_', '.', '-', '/' "
-            "and start with a letter or digit"
-        )
 
 
 def _check_sha256(what: str, value: Any) -> None:
@@ -182,12 +174,13 @@ def parse_ref(ref: str) -> tuple[str, int | None, str | None]:
         raise RegistryError(
             f"malformed model reference {ref!r}: expected 'name', 'name@alias' or 'name:version'"
         )
+    check_name("model", match["model"])
     version = match["version"]
     if version is not None:
         if int(version) < 1:
             raise RegistryError(f"malformed model reference {ref!r}: versions start at 1")
         return match["model"], int(version), None
-    return match["model"], None, match["alias"] or CHAMPION
+    return match["model"], None, check_name("alias", match["alias"] or CHAMPION)
 
 
 def _versions_query() -> Select[Any]:
@@ -216,9 +209,12 @@ class Registry:
         from ml.registry import migrate
 
         self.url = url or settings().registry_url
-        parsed = make_url(self.url)
         # Error messages name the database, never its password.
-        self.where = parsed.render_as_string(hide_password=True)
+        self.where = hide_credentials(self.url)
+        try:
+            parsed = make_url(self.url)
+        except ArgumentError:  # a clear error for the CLI and tasks, the URL without password
+            raise RegistryError(f"the registry URL {self.where!r} is not a database URL") from None
         self._attempts, self._backoff_s = max(attempts, 1), backoff_s
         self._engine = registry_engine(parsed)
         writes = writer(self._engine)
@@ -314,7 +310,7 @@ class Registry:
         race between two such calls (the loser's retry finds the winner's version). The same
         run with a different artifact is refused.
         """
-        _check_name("model", model)
+        check_name("model", model)
         _check_sha256("artifact_sha256", artifact_sha256)
         if base_model_sha256 is not None:
             _check_sha256("base_model_sha256", base_model_sha256)
@@ -437,7 +433,7 @@ class Registry:
         write nothing. The check and the move are one transaction holding the model's lock, so
         no other alias move can slip between them.
         """
-        _check_name("alias", alias)
+        check_name("alias", alias)
 
         def write(session: Session) -> None:
             registered = self._require_model(session, model, lock=True)

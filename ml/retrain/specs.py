@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ml.config import ConfigError, Settings, settings
+from ml.registry.names import InvalidNameError, check_name
 from ml.registry.views import MetricView, task_view
 from ml.tasks.contract import TASK_MODULES, UnknownTaskError, task_module
 from ml.training.config import Tunable
@@ -63,6 +64,10 @@ class ModelSpec:
     description: str = ""
 
     def __post_init__(self) -> None:
+        try:
+            check_name("model", self.name)  # the name is a folder of its artifacts and snapshots
+        except InvalidNameError as exc:
+            raise ConfigError(str(exc)) from None
         if self.task not in TASK_MODULES:
             raise ConfigError(
                 f"model {self.name!r}: unknown task type {self.task!r} "

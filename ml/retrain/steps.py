@@ -242,11 +242,13 @@ def evaluate_step(
 
 
 def base_model_sha256(base_model: str) -> str | None:
-    """sha256 of a local base model directory; None for a hub id (nothing local to hash)."""
+    """sha256 of a local base model directory; None for a hub id (nothing local to hash).
+
+    Links are followed: a checkpoint in Hugging Face's cache is links into its blob store."""
     from ml.artifact.integrity import directory_sha256
 
     path = Path(base_model)
-    return directory_sha256(path) if path.is_dir() else None
+    return directory_sha256(path, follow_symlinks=True) if path.is_dir() else None
 
 
 def register_step(
@@ -262,12 +264,16 @@ def register_step(
     `lineage` carries the run: dag_id, run_id, logical_date, actor; the rest (data snapshot,
     partitions, base model and its hash, code version, parameters) is taken from the steps.
     """
+    from ml.artifact.integrity import check_artifact
     from ml.registry.store import Registry
 
     cfg = cfg or settings()
     spec = _spec(model, cfg)
     run = dict(lineage)
     actor = run.pop("actor", "intentflow")
+    # What is registered is what was trained: hashed again (a link or a changed file since
+    # fine_tune is refused); on object storage, present.
+    check_artifact(trained["artifact_dir"], trained["artifact_sha256"])
     info = Registry(cfg.registry_url).register_version(
         spec.name,
         task_type=spec.task,

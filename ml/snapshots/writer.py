@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ml import storage
+from ml.credentials import hide_credentials_in
 from ml.quarantine import QUARANTINE_FILE, rule_counts
 from ml.storage import Location
 
@@ -85,7 +86,9 @@ def freeze(
     if found is not None:
         return found
     counts = {name: splits[name].num_rows for name in SPLITS} | dict(info.get("counts", {}))
-    record = {"hash": digest, **info, "counts": counts}
+    # The record goes to snapshot.json, XCom, the registry's lineage and model cards: a source
+    # URL's password (a labeled file on ftp://user:password@...) is masked in all of them.
+    record = hide_credentials_in({"hash": digest, **info, "counts": counts})
     if quarantine is not None:
         counts["quarantined"] = quarantine.num_rows
         record["quarantine_rules"] = rule_counts(quarantine)
@@ -122,7 +125,9 @@ def local_snapshot(path: str, cache: Path) -> Path:
     """
     if not storage.is_remote(storage.location(path)):
         return Path(path)
-    local = cache / "snapshots" / path.rstrip("/").rsplit("/", 1)[-1]
+    url = path.rstrip("/")
+    # The folder's name (its hash) names the cache entry: never '..' or '.'.
+    local = cache / "snapshots" / storage.relative_key(url, str(storage.parent(url)))
     if (local / SNAPSHOT_FILE).is_file():
         return local
     return storage.get_dir(path, local)

@@ -41,6 +41,7 @@ from intentflow_ui.chart import metric_chart
 from intentflow_ui.data import Page, build_page, confusion_png, validation_report
 from ml.config import ConfigError, settings
 from ml.registry.errors import RegistryError
+from ml.registry.names import NAME_RE  # model names: one safe path segment
 from ml.registry.promotion import promote_manually, rollback
 from ml.registry.store import CHAMPION, Registry
 from ml.retrain.specs import retrain_dag_id
@@ -59,7 +60,6 @@ REPORT_HEADERS = {
     "img-src data:; frame-ancestors 'self'",
     "Cache-Control": "no-store",
 }
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,199}$")
 METRIC_RE = re.compile(r"^[A-Za-z0-9_:.\-]{1,100}$")
 REASON_MIN, REASON_MAX = 3, 500
 

@@ -81,3 +81,33 @@ def test_safetensors_only(artifact: Path) -> None:
     (artifact / "model.safetensors").unlink()
     with pytest.raises(ArtifactIntegrityError, match="model.safetensors"):
         assert_safetensors_only(artifact)
+
+
+@pytest.mark.parametrize("link", ["file", "folder"])
+def test_a_symbolic_link_in_an_artifact_is_refused_at_hashing_loading_and_upload(
+    artifact: Path, tmp_path: Path, link: str
+) -> None:
+    """A link's target (any file on the machine) is never hashed, loaded or uploaded as part
+    of the model: hashing, checked_dir and publish_artifact refuse it, and nothing goes up."""
+    from ml import storage
+    from ml.artifact.integrity import checked_dir
+    from ml.artifact.store import publish_artifact
+
+    secret = tmp_path / "outside" / "id_rsa"
+    secret.parent.mkdir()
+    secret.write_text("PRIVATE KEY")
+    if link == "file":
+        (artifact / "sub" / "notes.txt").symlink_to(secret)
+    else:
+        (artifact / "sub" / "extra").symlink_to(secret.parent, target_is_directory=True)
+    with pytest.raises(ArtifactIntegrityError, match="symbolic link"):
+        directory_sha256(artifact)
+    with pytest.raises(ArtifactIntegrityError, match="symbolic link"):
+        checked_dir(artifact)
+    url = f"memory://links-{link}/model"
+    with pytest.raises(ValueError, match="symbolic link"):
+        publish_artifact(artifact, url, "0" * 64, tmp_path / "cache", "config.json")
+    fs, root = storage.filesystem(url)
+    assert not fs.exists(root)  # refused before the first file went up
+    # A base model in Hugging Face's cache is links into its blob store: hashed for lineage.
+    assert len(directory_sha256(artifact, follow_symlinks=True)) == 64

@@ -182,3 +182,27 @@ def test_the_promote_task_keeps_a_champion_rolled_back_while_the_dag_ran(
     )
     assert registry.get("intent").version == 1
     assert registry.audit("intent")[-1]["action"] == "promote_skipped"
+
+
+def test_register_step_refuses_an_artifact_holding_a_symbolic_link(
+    trained: dict[str, Any], intentflow_home: Path, tmp_path: Path
+) -> None:
+    """A link put into the artifact after fine_tune (its target: any file on the worker) is
+    refused at registration; nothing is registered."""
+    from ml.artifact.integrity import ArtifactIntegrityError
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not part of any model")
+    (Path(trained["artifact_dir"]) / "notes.txt").symlink_to(secret)
+    snapshot = snapshot_info(Path(trained["snapshot_dir"]))
+    evaluation = {
+        "challenger": {"accuracy": 0.5, "macro_f1": 0.5, "n": 10},
+        "challenger_golden": {},
+        "champion": None,
+        "champion_golden": None,
+        "champion_version": None,
+        "reports": str(tmp_path / "reports"),
+    }
+    with pytest.raises(ArtifactIntegrityError, match="symbolic link"):
+        register_step(snapshot, trained, evaluation, {"dag_id": "t", "run_id": "r1"})
+    assert Registry(settings().registry_url).list_versions() == []
