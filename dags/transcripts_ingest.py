@@ -7,7 +7,7 @@ Daily: take the day's raw transcript drop, turn it into validated, PII-redacted 
 |---|---|
 | `discover` | lists the day's files: `SOURCE/YYYY-MM-DD/*.jsonl` (a folder or any fsspec URL), or per a JSON source spec (CSV, ABCD, CLINC150, SQL) |
 | `normalise` | parses and redacts every record into canonical rows; bad records go to quarantine with file, line and rule |
-| `validate` | the Great Expectations suite on the day (report: GX Data Docs); a failure fails the task, so no Asset event fires, and alerts (webhook / Slack / e-mail) |
+| `validate` | the Great Expectations suite on the day (report: GX Data Docs); a failure fails the task, so no Asset event fires, keeps the (redacted) quarantine, removes the staged day, and alerts (webhook / Slack / e-mail) |
 | `publish` | swaps partition `dt=YYYY-MM-DD` into the lake atomically; emits the `transcripts` Asset |
 
 Safe to rerun and to backfill: a day's partition is replaced whole, never appended to.
@@ -87,9 +87,10 @@ def transcripts_ingest():
         from datetime import date
 
         from ml.config import settings
-        from ml.ingest.steps import normalise, staging_dir_for, staging_url_for
+        from ml.ingest.steps import normalise, staging_dir_for, staging_url_for, sweep_staging
 
         cfg, day = settings(), date.fromisoformat(found["day"])
+        sweep_staging(cfg)  # staged days older runs left (they hold raw lines)
         # Local scratch; with the data on object storage the staged day is uploaded there,
         # so validate and publish may run on any worker.
         scratch = staging_dir_for(cfg, day, run_id)
@@ -107,7 +108,7 @@ def transcripts_ingest():
 
         cfg = settings()
         try:
-            return validate(staged, cfg.reports, cfg.lake)
+            return validate(staged, cfg.reports, cfg.lake, cfg.quarantine)
         except DataQualityError as exc:
             # A failed gate is deterministic: fail now (no retry delays the alert); a lost
             # worker or a crash still gets the DAG's retries.

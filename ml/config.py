@@ -375,6 +375,19 @@ def pii_key_env() -> str | None:
     return _text("INTENTFLOW_PII_KEY")
 
 
+def quarantine_retention_days() -> int:
+    """INTENTFLOW_QUARANTINE_RETENTION_DAYS (default 30): days of data a quarantine keeps;
+    ml.quarantine.purge deletes older days (by the data's day). 0 keeps no quarantine day
+    but today's."""
+    return int(_env_number("INTENTFLOW_QUARANTINE_RETENTION_DAYS", 30, int))
+
+
+def staging_retention_hours() -> float:
+    """INTENTFLOW_STAGING_RETENTION_HOURS (default 24): a staged day older than this (a run
+    that never reached publish or its gate) is removed by the next ingest; it holds raw lines."""
+    return float(_env_number("INTENTFLOW_STAGING_RETENTION_HOURS", 24, float))
+
+
 def alert_email_to() -> str | None:
     """INTENTFLOW_ALERT_EMAIL_TO: comma-separated recipients of the data-quality alert e-mail
     (plugins/intentflow_alerts.py) when the notifier names none; None: no e-mail."""

@@ -410,6 +410,48 @@ def list_partitions(root: Location) -> list[date]:
 
 
 def write_quarantine(table: pa.Table, root: Location, day: date) -> Location:
-    """Write the day's quarantined records (replacing a rerun's identical set) atomically."""
+    """Write the day's quarantined records (replacing a rerun's identical set) atomically.
+
+    Locally the quarantine's folders are 0700 and its files 0600 (redacted, still customer
+    records); on object storage the bucket's policy must restrict the prefix.
+    """
     table = table.sort_by([("source_file", "ascending"), ("record", "ascending")])
-    return storage.write_parquet(table, storage.join(partition_path(root, day), QUARANTINE_FILE))
+    folder = partition_path(root, day)
+    if not storage.is_remote(folder):
+        storage.private_folder(Path(root))
+        storage.private_folder(Path(folder))  # before the file exists: never readable by others
+    path = storage.write_parquet(table, storage.join(folder, QUARANTINE_FILE))
+    if not storage.is_remote(path):
+        Path(path).chmod(0o600)
+    return path
+
+
+def purge_quarantine(root: Location, today: date, retention_days: int) -> list[date]:
+    """Delete the quarantine days older than `retention_days` before `today`; the days deleted.
+
+    By the data's day, as a partition is named: a backfill of older days keeps their
+    quarantine only until the next purge (its counts and rules stay in the manifest and report).
+    """
+    cutoff = today - timedelta(days=retention_days)
+    if storage.is_remote(root):
+        fs, path = storage.filesystem(str(root))
+        fs.invalidate_cache(path)
+        folders = {_day_of(p): p for p in fs.glob(f"{path}/dt=*")}
+    else:
+        folders = {_day_of(str(p)): p for p in Path(root).glob("dt=*") if p.is_dir()}
+    old = sorted(d for d in folders if d is not None and d < cutoff)
+    for day in old:
+        if storage.is_remote(root):
+            fs.rm(folders[day], recursive=True)
+        else:
+            shutil.rmtree(folders[day])
+    if old:
+        log.info("quarantine: deleted %d day(s) before %s", len(old), cutoff)
+    return old
+
+
+def _day_of(folder: str) -> date | None:
+    try:
+        return date.fromisoformat(folder.rstrip("/").rsplit("/", 1)[-1].removeprefix("dt="))
+    except ValueError:
+        return None

@@ -3,15 +3,25 @@
 One schema for ingest (the lake's per-day quarantine) and for labeled sources (a snapshot's
 quarantine.parquet), so a person reads every quarantine the same way: records in = records
 used + records quarantined, always.
+
+Ingest's quarantine holds customer records, so :func:`redacted_table` builds it: the raw
+record and the reason go through the redactor, a personal conversation id becomes its
+pseudonym, and `subject_keys` keeps the keyed hashes of the e-mails and phone numbers removed
+(ml.subjects), so erasure still finds a person's quarantined records. Labeled sources keep
+the record as read: they are configured training data, read as they are.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pyarrow as pa
+
+from ml.ingest.redact import identifiers, redact, redact_array
+from ml.subjects import pseudonym, subject_key
 
 QUARANTINE_FILE = "quarantine.parquet"
 
@@ -22,16 +32,81 @@ QUARANTINE_SCHEMA = pa.schema(
         pa.field("rule", pa.string(), nullable=False),  # machine-readable rule id
         pa.field("reason", pa.string(), nullable=False),  # what a person reads
         pa.field("conversation_id", pa.string(), nullable=True),
-        pa.field("raw", pa.string(), nullable=False),  # the record as read, never altered
+        pa.field("raw", pa.string(), nullable=False),  # the record as read (ingest: redacted)
+        # Sorted keyed hashes of the e-mails and phones redacted from the record (ml.subjects).
+        pa.field("subject_keys", pa.list_(pa.string()), nullable=False),
     ]
 )
 
 
 def quarantine_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
-    """Quarantine rows (dicts with the schema's fields; conversation_id may be left out)."""
+    """Quarantine rows (dicts with the schema's fields; conversation_id and subject_keys may be
+    left out)."""
     return pa.Table.from_pylist(
-        [{"conversation_id": None, **row} for row in rows], schema=QUARANTINE_SCHEMA
+        [{"conversation_id": None, "subject_keys": [], **row} for row in rows],
+        schema=QUARANTINE_SCHEMA,
     )
+
+
+def redacted_table(rows: Iterable[Mapping[str, Any]], key: Callable[[], bytes]) -> pa.Table:
+    """Ingest's quarantine rows with no PII the redactor finds: see the module's docstring.
+
+    `key`: the PII key (ml.subjects.pii_key), asked for only when a record holds an e-mail,
+    a phone number or a personal id.
+    """
+    rows = [{"conversation_id": None, **row} for row in rows]
+    if not rows:
+        return quarantine_table([])
+
+    def redacted(column: str) -> list[str]:  # vectorised: a file delivered twice is all repeats
+        return redact_array(pa.array([r[column] for r in rows], pa.string())).to_pylist()
+
+    reasons, raws = redacted("reason"), redacted("raw")
+    out = []
+    for row, reason, raw in zip(rows, reasons, raws, strict=True):
+        found: list[tuple[str, str]] = []
+        if "\\" in row["raw"] and (decoded := _redacted_json(row["raw"], found)) is not None:
+            raw = decoded
+        elif raw != row["raw"]:
+            found = identifiers(row["raw"])
+        cid = row["conversation_id"]
+        if cid is not None and redact(cid) != cid:
+            cid = pseudonym(cid, key())
+        keys = sorted({subject_key(kind, value, key()) for kind, value in found})
+        out.append(
+            {**row, "reason": reason, "raw": raw, "conversation_id": cid, "subject_keys": keys}
+        )
+    return quarantine_table(out)
+
+
+def _redacted_json(raw: str, found: list[tuple[str, str]]) -> str | None:
+    """A JSON record redacted string by string, decoded, re-encoded as ASCII JSON (None: not
+    JSON). Escapes hide PII from the redactor in the raw text: `\\u0040` for an e-mail's `@`,
+    or `\\n` before a phone number (a letter, so no word boundary)."""
+    try:
+        # Pairs, not dicts: a record with a repeated key is quarantined for it, keep both.
+        value = json.loads(raw, object_pairs_hook=_Pairs)
+    except ValueError:
+        return None
+
+    def text(s: str) -> str:
+        clean = redact(s)
+        if clean != s:
+            found.extend(identifiers(s))
+        return json.dumps(clean)  # ASCII: a lone surrogate stays its \\u escape
+
+    def encode(v: Any) -> str:
+        if isinstance(v, _Pairs):
+            return "{" + ", ".join(f"{text(k)}: {encode(x)}" for k, x in v) + "}"
+        if isinstance(v, list):
+            return "[" + ", ".join(encode(x) for x in v) + "]"
+        return text(v) if isinstance(v, str) else json.dumps(v)
+
+    return encode(value)
+
+
+class _Pairs(list):
+    """A JSON object's (key, value) pairs, in order, repeats kept."""
 
 
 def rule_counts(table: pa.Table) -> dict[str, int]:

@@ -76,6 +76,14 @@ def exists(loc: Location) -> bool:
     return fs.exists(path)
 
 
+def private_folder(path: Path) -> Path:
+    """Create `path` (and missing parents) readable by this user only (0700), for folders that
+    hold customer records. An existing folder is restricted too."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    return path
+
+
 def read_bytes(loc: Location) -> bytes:
     if not is_remote(loc):
         return Path(loc).read_bytes()

@@ -9,8 +9,8 @@ is skipped (logged), so one DAG works with any subset:
 - e-mail: an `smtp` connection (default id `intentflow_smtp`), SMTP provider; recipients
   from `email_to` or INTENTFLOW_ALERT_EMAIL_TO (comma-separated).
 
-The message names the DAG run and task, the failed expectations with counts and examples,
-and links the validation report (`ml/ingest/alerts.py` builds it).
+The message names the DAG run and task, the failed expectations with their rules and counts
+(never a record's content), and links the validation report (`ml/ingest/alerts.py` builds it).
 """
 
 from __future__ import annotations

@@ -442,13 +442,14 @@ def _staged_files(url: str) -> list[str]:
 def mem_data(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     url = f"memory://data-{uuid.uuid4().hex}"
     monkeypatch.setenv("INTENTFLOW_DATA_URL", url)
+    monkeypatch.setenv("INTENTFLOW_PII_KEY", "test-pii-key")  # required on object storage
     yield url
     fs, path = storage.filesystem(url)
     if fs.exists(path):
         fs.rm(path, recursive=True)
 
 
-def test_a_retried_normalise_replaces_its_staging_prefix_and_a_failed_day_stays_staged(
+def test_a_retried_normalise_replaces_its_staging_prefix_and_a_failed_day_is_unstaged(
     mem_data: str, intentflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ml.ingest import steps as ingest
@@ -501,17 +502,15 @@ def test_a_retried_normalise_replaces_its_staging_prefix_and_a_failed_day_stays_
         handover.ROWS_FILE,
     ]
 
-    # Half the feed is broken: the gate fails on another host and the staged day stays for
-    # inspection, as a local staging folder does.
+    # Half the feed is broken: the gate fails on another host. The staged day (raw lines) is
+    # removed from the store, as a local staging folder is; its quarantine is kept.
     cfg = _host(tmp_path, monkeypatch, "d")
     with pytest.raises(DataQualityError, match="quarantine_share"):
-        ingest.validate(json.loads(json.dumps(again)), cfg.reports, cfg.lake)
-    assert _staged_files(url) == [
-        handover.STAGED_MARKER,
-        handover.QUARANTINE_FILE,
-        handover.ROWS_FILE,
-    ]
+        ingest.validate(json.loads(json.dumps(again)), cfg.reports, cfg.lake, cfg.quarantine)
+    assert _staged_files(url) == []
     assert lake.list_partitions(cfg.lake) == []
+    kept = storage.join(lake.partition_path(cfg.quarantine, DAY), handover.QUARANTINE_FILE)
+    assert storage.exists(kept)
 
     # A file of the day cannot be read at all: nothing is staged for that day, on the store
     # either (as a local staging folder is removed), and the error names the file.

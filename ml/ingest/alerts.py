@@ -2,6 +2,9 @@
 
 No Airflow here: `plugins/intentflow_alerts.py` wraps this in an Airflow notifier that reads
 connections; this module builds the message and posts it (webhook JSON, Slack blocks, e-mail).
+
+An alert leaves the platform for chat rooms and mailboxes, so it carries rules, counts and a
+link to the report, never a record's content nor even its id (the report lists those).
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ml.ingest.redact import redact
 from ml.ingest.results import FailedExpectation
+
+# What an alert says of each failed expectation: no ids, no values.
+ALERT_FIELDS = ("expectation", "column", "rule", "unexpected_count")
 
 
 @dataclass(frozen=True)
@@ -24,7 +31,7 @@ class Alert:
     task_id: str
     logical_date: str | None
     error: str
-    failed: list[FailedExpectation] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)  # ALERT_FIELDS of each
     report: str | None = None  # the validation report (a path or URL)
     log_url: str | None = None
 
@@ -47,8 +54,6 @@ class Alert:
             lines.append(f"- {f['expectation']}{col}: {f.get('unexpected_count')} unexpected")
             if f.get("rule"):
                 lines.append(f"    rule: {f['rule']}")
-            for ex in (f.get("examples") or [])[:3]:
-                lines.append(f"    e.g. {str(ex)[:160]}")
         if not self.failed:
             lines.append(self.error[:1000])
         if self.report_link():
@@ -64,7 +69,7 @@ class Alert:
         rows = "".join(
             f"<tr><td>{escape(f['expectation'])}</td><td>{escape(str(f.get('column') or ''))}</td>"
             f"<td>{escape(str(f.get('unexpected_count')))}</td>"
-            f"<td>{escape('; '.join(str(x)[:120] for x in (f.get('examples') or [])[:3]))}</td></tr>"
+            f"<td>{escape(str(f.get('rule') or ''))}</td></tr>"
             for f in self.failed
         )
         link = self.report_link()
@@ -72,7 +77,7 @@ class Alert:
             f"<h2>{escape(self.title)}</h2>"
             + (
                 "<table><tr><th>expectation</th><th>column</th><th>unexpected</th>"
-                f"<th>examples</th></tr>{rows}</table>"
+                f"<th>rule</th></tr>{rows}</table>"
                 if rows
                 else f"<pre>{escape(self.error[:2000])}</pre>"
             )
@@ -98,18 +103,28 @@ def alert_from_failure(
     also when the task re-raised it as the cause of a no-retry failure."""
     cause = getattr(exception, "__cause__", None)
     detail = exception if hasattr(exception, "failed") else cause
-    failed = list(getattr(detail, "failed", None) or [])
+    failed: list[FailedExpectation] = list(getattr(detail, "failed", None) or [])
     report = getattr(detail, "report", None) or None
     return Alert(
         dag_id=dag_id,
         run_id=run_id,
         task_id=task_id,
         logical_date=logical_date,
-        error=str(exception) if exception is not None else "unknown error",
-        failed=failed,
+        error=_error_text(exception),
+        failed=[{k: f.get(k) for k in ALERT_FIELDS} for f in failed],
         report=report,
         log_url=log_url,
     )
+
+
+def _error_text(exception: BaseException | str | None) -> str:
+    """The failure in words. A failed gate's message holds rules and counts only; any other
+    error names no customer text either (ml raises none with it), redacted as a backstop."""
+    if exception is None:
+        return "unknown error"
+    if isinstance(exception, str):
+        return redact(exception)
+    return f"{type(exception).__name__}: {redact(str(exception))}"
 
 
 def post_json(url: str, payload: dict[str, Any], timeout: float = 10.0) -> int:

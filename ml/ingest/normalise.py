@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ml import storage
-from ml.config import ingest_workers
+from ml.config import ingest_workers, settings
 from ml.ingest import fast_jsonl as jsonl_arrow
 from ml.ingest import sources, staging
 from ml.ingest.parse import Rejected, parse_items
@@ -34,7 +34,8 @@ from ml.ingest.results import Staged
 from ml.ingest.sources import Item, SourceError, SourceSpec, parse_source
 from ml.ingest.staged_day import ROWS_FILE
 from ml.progress import Progress
-from ml.quarantine import QUARANTINE_FILE, QUARANTINE_SCHEMA
+from ml.quarantine import QUARANTINE_FILE, QUARANTINE_SCHEMA, redacted_table
+from ml.subjects import pii_key
 from ml.taxonomy import known_intents
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def stage_day(files: list[str], day: date, staging_dir: Path, source: str | None
     """The day staged in the local folder `staging_dir` (see :func:`normalise`)."""
     spec = parse_source(source) if source else SourceSpec(url="unknown")
     labels = sources.load_labels(spec.labels) if spec.labels else known_intents()
-    staging_dir.mkdir(parents=True, exist_ok=True)
+    storage.private_folder(staging_dir)  # customer records until publish or a failed gate
     # A retried task reuses its run's folder: runs a killed attempt left must not be merged.
     shutil.rmtree(staging_dir / RUNS_DIR, ignore_errors=True)
     sizes = [_file_bytes(url) for url in files]
@@ -135,6 +136,7 @@ class _Stage:
         self.pending: deque[Any] = deque()  # worker futures, in submission order
         self._held: list[dict[str, Any]] = []
         self._writer: pq.ParquetWriter | None = None
+        self._key: bytes | None = None
 
     def __enter__(self) -> _Stage:
         self._writer = pq.ParquetWriter(self.quarantine_file, QUARANTINE_SCHEMA)
@@ -163,8 +165,14 @@ class _Stage:
 
     def _flush(self) -> None:
         if self._held and self._writer is not None:
-            self._writer.write_table(pa.Table.from_pylist(self._held, schema=QUARANTINE_SCHEMA))
+            # Redacted as it is written: no raw record reaches even the staged quarantine.
+            self._writer.write_table(redacted_table(self._held, self._pii_key))
             self._held = []
+
+    def _pii_key(self) -> bytes:
+        if self._key is None:
+            self._key = pii_key(settings())
+        return self._key
 
     def drain(self) -> None:
         """Wait for the blocks still being parsed by worker processes."""

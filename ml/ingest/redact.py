@@ -288,3 +288,28 @@ def pii_kinds(text: str) -> list[str]:
         if kind in CHECKED_KINDS and pattern.sub(repl, text) != text:
             found.append(kind)
     return found
+
+
+# The kinds that identify a person, returned by `identifiers` (ml.subjects keys them).
+IDENTIFIER_KINDS = ("email", "phone")
+
+
+def identifiers(text: str) -> list[tuple[str, str]]:
+    """The e-mail addresses and phone numbers `redact` replaces in `text`, as (kind, value).
+
+    The same rules in the same order as `redact`, so a card is not also taken for a phone.
+    """
+    found: list[tuple[str, str]] = []
+
+    def recording(kind: str, repl: Callable[[re.Match[str]], str] | str) -> Callable[..., str]:
+        def sub(match: re.Match[str]) -> str:
+            out = repl if isinstance(repl, str) else repl(match)
+            if kind in IDENTIFIER_KINDS and out != match.group():
+                found.append((kind, match.group()))
+            return out
+
+        return sub
+
+    for kind, pattern, repl in _applicable(text):
+        text = pattern.sub(recording(kind, repl), text)
+    return found

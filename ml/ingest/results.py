@@ -7,7 +7,7 @@ file imports this module at parse time for its tasks' signatures.
 
 from __future__ import annotations
 
-from typing import Any, NotRequired, TypedDict
+from typing import NotRequired, TypedDict
 
 
 class Discovered(TypedDict):
@@ -43,7 +43,8 @@ class FailedExpectation(TypedDict):
     column: str | None
     rule: str  # in words
     unexpected_count: int
-    examples: list[Any]  # a few offending values
+    # A few offending rows' conversation ids: never their values, which may be customer text.
+    ids: list[str]
 
 
 class Validated(Staged):

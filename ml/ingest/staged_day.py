@@ -3,7 +3,8 @@
 `normalise` stages a day (ml/ingest/staging.py builds its files) in a local folder; when the data
 root is on object storage it uploads the folder to `<data root>/staging/<day>__<run>/`, so
 `validate` and `publish` may run on any worker. The marker file, uploaded last, says the
-upload is whole.
+upload is whole. A staged day is removed by `publish`, by a failed gate, or by :func:`sweep`
+once stale: it holds customer rows not yet checked.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import json
 import logging
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,53 @@ def discard(where: storage.Location) -> None:
         remove(str(where))
     else:
         shutil.rmtree(where, ignore_errors=True)
+
+
+def sweep(local_root: Path, store: str | None, max_age_hours: float) -> list[str]:
+    """Remove the staged days last written more than `max_age_hours` ago; the ones removed.
+
+    A staged day holds customer rows. A run that succeeds or fails its gate removes its own;
+    this bounds what a run that never got there (a lost worker, retries spent) leaves behind.
+    `local_root`: the local staging folder; `store`: the staging prefix on object storage.
+    """
+    cutoff = time.time() - max_age_hours * 3600
+    stale = [str(p) for p in _local_days(local_root) if _local_age(p) < cutoff]
+    if store is not None:
+        fs, root = storage.filesystem(store)
+        fs.invalidate_cache(root)
+        with contextlib.suppress(FileNotFoundError):
+            for prefix in fs.ls(root, detail=False):
+                written = _remote_written(fs, prefix)
+                if written is not None and written < cutoff:
+                    stale.append(f"{store.rstrip('/')}/{prefix.rstrip('/').rsplit('/', 1)[-1]}")
+    for where in stale:
+        discard(storage.location(where))
+    if stale:
+        log.info("removed %d staged day(s) older than %g hours", len(stale), max_age_hours)
+    return stale
+
+
+def _local_days(root: Path) -> list[Path]:
+    return [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+
+
+def _local_age(folder: Path) -> float:
+    """When a staged folder was last written: its own or a direct entry's newest mtime."""
+    times = [folder.stat().st_mtime]
+    with contextlib.suppress(OSError):
+        times += [p.stat().st_mtime for p in folder.iterdir()]
+    return max(times)
+
+
+def _remote_written(fs: Any, prefix: str) -> float | None:
+    """The newest modification time of a staged prefix's files (None: the store cannot say)."""
+    times = []
+    for path in fs.find(prefix):
+        try:
+            times.append(fs.modified(path).timestamp())
+        except (NotImplementedError, OSError, AttributeError):
+            return None
+    return max(times) if times else None
 
 
 def location(staged: Staged) -> storage.Location:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import shutil
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ml import lake, storage
-from ml.config import Settings, settings
+from ml.config import Settings, quarantine_retention_days, settings, staging_retention_hours
 from ml.ingest import sources
 from ml.ingest import staged_day as handover
 from ml.ingest.normalise import stage_day
@@ -94,11 +94,17 @@ def trailing_rows(lake_root: storage.Location, day: date, days: int = 7) -> list
 
 
 def validate(
-    staged: Staged, report_root: storage.Location, lake_root: storage.Location | None = None
+    staged: Staged,
+    report_root: storage.Location,
+    lake_root: storage.Location | None = None,
+    quarantine_root: storage.Location | None = None,
 ) -> Validated:
     """Run the GX suite on the staged rows; raise DataQualityError when the day fails.
 
-    `lake_root` enables the volume check against the trailing days' partitions.
+    `lake_root` enables the volume check against the trailing days' partitions. A day that
+    fails its gate is not kept staged (rows the gate refused): its quarantine goes to
+    `quarantine_root` (default: the configured one), the report says the rest, and the staged
+    day is removed; no retry follows (a rerun starts again from `normalise`).
     """
     day = date.fromisoformat(staged["day"])
     # Only what the suite reads: the content hash alone is 64 bytes a row.
@@ -134,9 +140,10 @@ def validate(
             {
                 "expectation": "quarantine_share_at_most",
                 "column": None,
-                "rule": f"at most {MAX_QUARANTINE_SHARE:.0%} of records quarantined",
+                "rule": f"at most {MAX_QUARANTINE_SHARE:.0%} of records quarantined "
+                f"(this day: {share:.1%})",
                 "unexpected_count": staged["rows_quarantined"],
-                "examples": [f"{share:.1%} quarantined > {MAX_QUARANTINE_SHARE:.0%}"],
+                "ids": [],  # the quarantine lists them, by file and line
             }
         )
     result: Validated = {
@@ -147,15 +154,33 @@ def validate(
         "failed_expectations": failed,
     }
     if failed:
+        where = _keep_quarantine(staged, quarantine_root or settings().quarantine, day)
+        handover.discard(handover.location(staged))
+        # Rules and counts only: Airflow logs this message and the alert carries it.
         names = ", ".join(
             f"{f['expectation']}({f['column'] or ''})={f['unexpected_count']}" for f in failed
         )
         raise DataQualityError(
-            f"transcripts {day} failed validation: {names}; report: {outcome.report_path}",
+            f"transcripts {day} failed validation: {names}; report: {outcome.report_path}; "
+            f"quarantine: {where}",
             failed,
             outcome.report_path,
         )
     return result
+
+
+def _keep_quarantine(staged: Staged, root: storage.Location, day: date) -> storage.Location:
+    """Write the staged day's quarantine (already redacted) to `root`; purge expired days."""
+    with handover.open_file(staged, QUARANTINE_FILE) as source:
+        quarantine = pq.read_table(source)
+    where = lake.write_quarantine(quarantine, root, day)
+    lake.purge_quarantine(root, datetime.now(UTC).date(), quarantine_retention_days())
+    return where
+
+
+def sweep_staging(cfg: Settings) -> list[str]:
+    """Remove staged days older than INTENTFLOW_STAGING_RETENTION_HOURS (run before staging)."""
+    return handover.sweep(cfg.staging, cfg.staging_store, staging_retention_hours())
 
 
 def validation_batch_rows(meta: pq.FileMetaData) -> int:
@@ -180,9 +205,7 @@ def publish(validated: Validated, cfg: Settings) -> Published:
             raise handover.missing(validated)
         log.info("%s is already published (staged day removed after the commit)", day)
         return _summary(cfg, day, lake.partition_path(cfg.lake, day))
-    with handover.open_file(validated, QUARANTINE_FILE) as source:
-        quarantine = pq.read_table(source)
-    quarantine_path = lake.write_quarantine(quarantine, cfg.quarantine, day)
+    quarantine_path = _keep_quarantine(validated, cfg.quarantine, day)
     manifest = {
         k: validated[k]
         for k in (
@@ -241,12 +264,13 @@ def ingest_day(day: date, source: str | None = None, cfg: Settings | None = None
     """discover → normalise → validate → publish for one day, as the DAG does."""
     cfg = cfg or settings()
     source = source or cfg.source
+    sweep_staging(cfg)
     files = discover(source, day)
     scratch = staging_dir_for(cfg, day)
     upload_to = staging_url_for(cfg, scratch)
     try:
         staged = normalise(files, day, scratch, source, upload_to)
-        return publish(validate(staged, cfg.reports, cfg.lake), cfg)
+        return publish(validate(staged, cfg.reports, cfg.lake, cfg.quarantine), cfg)
     except BaseException:
         # No retry follows here (the DAG retries its tasks): leave no staged day behind.
         for where in (scratch, upload_to):

@@ -38,6 +38,20 @@ SPEAKERS_REGEX = r"^(?:customer|agent|system)(?:,(?:customer|agent|system))*$"
 # A day with fewer rows than this share of the trailing days' mean fails (a feed that halved).
 VOLUME_MIN_SHARE = 0.5
 VOLUME_MIN_HISTORY = 3  # trailing days needed before the volume check applies
+# Conversation ids kept per failed expectation (and batch) in the results and the summary.
+MAX_IDS = 5
+# No record value in any result, report or Data Docs page: a value may be customer text, or
+# markup that Data Docs would render (a `channel` of `<img onerror=...>`). GX keeps the failing
+# rows' index labels instead, and the frame's index is the conversation id (see `_frame`); not
+# `unexpected_index_column_names`, which with values excluded keeps every failing row's id in
+# one entry that `partial_unexpected_count` does not cut (GX 1.x).
+RESULT_FORMAT = {
+    "result_format": "SUMMARY",
+    "partial_unexpected_count": MAX_IDS,
+    "exclude_unexpected_values": True,
+    "include_unexpected_rows": False,
+    "return_unexpected_index_query": False,
+}
 
 
 class DataQualityError(RuntimeError):
@@ -143,7 +157,10 @@ def build_suite(
 
 
 def _frame(table: pa.Table) -> pd.DataFrame:
-    """The columns the suite reads, with per-row facts about the nested turns (in Arrow)."""
+    """The columns the suite reads, with per-row facts about the nested turns (in Arrow).
+
+    Indexed by conversation id (unnamed, repeats allowed): GX reports failing rows by it.
+    """
     import numpy as np
     import pyarrow.compute as pc
 
@@ -160,6 +177,7 @@ def _frame(table: pa.Table) -> pd.DataFrame:
     np.maximum.at(longest, parents, pc.utf8_length(texts).to_numpy(zero_copy_only=False))
     frame["longest_turn"] = longest
     frame["pii_left"] = _pii_left(texts, parents, table.num_rows)
+    frame.index = pd.Index(frame["conversation_id"].to_numpy(), dtype=object)
     return frame
 
 
@@ -224,7 +242,7 @@ def run_suite(
                 name=name,
                 validation_definitions=[definition],
                 actions=[],  # results are stored; Data Docs are built once, after every run
-                result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
+                result_format=RESULT_FORMAT,
             )
         )
 
@@ -271,7 +289,7 @@ def run_suite(
             column=c["column"],
             rule=c["rule"],
             unexpected_count=c["unexpected_count"],
-            examples=c["examples"],
+            ids=c["ids"],
         )
         for c in checks
         if not c["success"]
@@ -313,7 +331,7 @@ def _context(report_dir: Path) -> tuple[Any, Path]:
 
 
 def _combined(results: list[Any]) -> list[dict[str, Any]]:
-    """One line per expectation over all batches: counts summed, the first examples kept."""
+    """One line per expectation over all batches: counts summed, the first ids kept."""
     out: dict[tuple[str, str | None], dict[str, Any]] = {}
     for result in results:
         for r in result.results:
@@ -328,7 +346,7 @@ def _combined(results: list[Any]) -> list[dict[str, Any]]:
                     "rule": (config.meta or {}).get("rule", ""),
                     "success": True,
                     "unexpected_count": 0,
-                    "examples": [],
+                    "ids": [],
                 },
             )
             line["success"] &= bool(r.success)
@@ -338,8 +356,8 @@ def _combined(results: list[Any]) -> list[dict[str, Any]]:
             else:
                 line["unexpected_count"] = count
             if not r.success:
-                more = [str(x)[:200] for x in (res.get("partial_unexpected_list") or [])]
-                line["examples"] = (line["examples"] + more)[:5]
+                more = [str(x) for x in (res.get("partial_unexpected_index_list") or [])]
+                line["ids"] = (line["ids"] + more)[:MAX_IDS]
     return list(out.values())
 
 
@@ -352,7 +370,7 @@ def _html(
         f"<tr class={'ok' if c['success'] else 'fail'}><td>{'pass' if c['success'] else 'FAIL'}</td>"
         f"<td>{escape(c['expectation'])}</td><td>{escape(str(c['column'] or ''))}</td>"
         f"<td>{escape(str(c['unexpected_count']))}</td>"
-        f"<td>{escape(', '.join(x[:80] for x in c['examples']))}</td></tr>"
+        f"<td>{escape(', '.join(c['ids']))}</td></tr>"
         for c in checks
     )
     links = "".join(
@@ -367,6 +385,6 @@ def _html(
         f"<p>Suite <code>{SUITE_NAME}</code> v{SUITE_VERSION}, Great Expectations, "
         f"rows in {batches} batch(es); counts are summed over them.</p>"
         "<table><tr><th>result</th><th>expectation</th><th>column</th><th>unexpected</th>"
-        f"<th>examples</th></tr>{rows}</table>"
+        f"<th>conversation ids (first {MAX_IDS})</th></tr>{rows}</table>"
         f"<h2>Full Data Docs pages</h2><ul>{links}</ul>"
     )

@@ -26,9 +26,11 @@ FAILED = [
         "column": "conversation_id",
         "rule": "ids unique",
         "unexpected_count": 2,
-        "examples": ["c7", "c7"],
+        "ids": ["c7", "c7"],
     }
 ]
+# What an alert says of FAILED: rules and counts, no ids.
+SENT = [{k: v for k, v in FAILED[0].items() if k != "ids"}]
 
 
 class Receiver:
@@ -99,7 +101,7 @@ def connections(monkeypatch: pytest.MonkeyPatch, base: str, smtp_port: int) -> N
     monkeypatch.setenv("INTENTFLOW_ALERT_EMAIL_TO", "data-owner@example.com")
 
 
-def test_alert_names_run_rules_counts_examples_and_report() -> None:
+def test_alert_names_run_rules_counts_and_report() -> None:
     exc = DataQualityError("day failed", FAILED, "/lake/reports/dt=2026-11-22/validation.html")
     alert = alert_from_failure("transcripts_ingest", "manual__1", "validate", exc)
     text = alert.text()
@@ -111,8 +113,8 @@ def test_alert_names_run_rules_counts_examples_and_report() -> None:
         "2 unexpected",
     ):
         assert needle in text
-    assert "e.g. c7" in text and "file:///lake/reports/dt=2026-11-22/validation.html" in text
-    assert alert.payload()["failed"][0]["unexpected_count"] == 2
+    assert "c7" not in text and "file:///lake/reports/dt=2026-11-22/validation.html" in text
+    assert alert.payload()["failed"] == SENT
     assert "<table>" in alert.html()
 
 
@@ -134,11 +136,82 @@ def test_notifier_sends_webhook_slack_and_email(
     }
     DataQualityNotifier().notify(context)
     paths = {p: body for p, body in got.posts}
-    assert paths["/dq"]["run_id"] == "r1" and paths["/dq"]["failed"] == FAILED
+    assert paths["/dq"]["run_id"] == "r1" and paths["/dq"]["failed"] == SENT
     assert paths["/dq"]["report_url"] == "file:///reports/validation.html"
     assert "conversation_id" in paths["/slack/T0/B0/XYZ"]["text"]
     [(to, mail)] = got.mails
     assert to == ["data-owner@example.com"] and "transcripts_ingest r1" in mail["Subject"]
+
+
+# A day whose gate fails on values that are customer content: PII the redactor missed (a
+# systemic fault) and markup typed into a field.
+PII_EMAIL = "ann.lee@secret-mail.example"
+MARKUP = "<img src=x onerror=alert(1)>"
+
+
+def pii_failure(tmp_path: Path) -> DataQualityError:
+    """The gate's real failure (run_suite) on such a day, raised as ml.ingest.steps does."""
+    import pyarrow as pa
+
+    from ml.ingest.validation import run_suite
+    from ml.taxonomy import known_intents
+    from ml.transcript import TRANSCRIPT_SCHEMA, content_hash
+
+    def row(cid: str, **over: object) -> dict:
+        r = {
+            "conversation_id": cid,
+            "source": "t",
+            "started_at": datetime(2026, 11, 22, 10, tzinfo=UTC),
+            "channel": "chat",
+            "language": "en",
+            "turns": [{"speaker": "customer", "text": "refund please"}],
+            "intent": "refund_request",
+            "text": "refund please",
+            **over,
+        }
+        return {**r, "content_hash": content_hash(r)}
+
+    rows = [row(f"c{i}") for i in range(5)] + [
+        row("c-pii", text=f"mail me at {PII_EMAIL}"),
+        row("c-markup", channel=MARKUP),
+    ]
+    table = pa.Table.from_pylist(rows, schema=TRANSCRIPT_SCHEMA)
+    out = run_suite(table, date(2026, 11, 22), known_intents(), tmp_path / "report")
+    assert not out.success
+    return DataQualityError("transcripts 2026-11-22 failed", out.failed, out.report_path)
+
+
+def test_alerts_carry_rules_counts_and_a_link_never_row_content(
+    receiver: tuple[Receiver, str, int], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Webhook, Slack and e-mail: the failed rules, their counts and the report link; neither
+    the missed e-mail address nor the typed markup, nor the rows' ids."""
+    got, base, smtp_port = receiver
+    connections(monkeypatch, base, smtp_port)
+    monkeypatch.syspath_prepend(str(REPO / "plugins"))
+    from intentflow_alerts import DataQualityNotifier
+
+    exc = pii_failure(tmp_path)
+    ti = SimpleNamespace(dag_id="transcripts_ingest", task_id="validate", run_id="r1", log_url=None)
+    DataQualityNotifier().notify(
+        {"ti": ti, "dag_run": SimpleNamespace(run_id="r1"), "exception": exc, "logical_date": None}
+    )
+    [(_, mail)] = got.mails
+    mail_text = mail["Subject"] + "".join(
+        part.get_payload(decode=True).decode() for part in mail.walk() if not part.is_multipart()
+    )
+    sent = [json.dumps(body) for _, body in got.posts] + [mail_text]
+    assert len(sent) == 3  # webhook, Slack, e-mail
+    for body in sent:
+        assert PII_EMAIL not in body and "secret-mail" not in body
+        assert "onerror" not in body and "<img" not in body
+        assert "c-pii" not in body and "c-markup" not in body
+        assert "expect_column_values_to_be_in_set" in body and "validation.html" in body
+    webhook = next(b for p, b in got.posts if p == "/dq")
+    assert len(webhook["failed"]) == 2  # the channel, and the address however it is caught
+    assert {"column": "channel", "unexpected_count": 1} in [
+        {k: f[k] for k in ("column", "unexpected_count")} for f in webhook["failed"]
+    ]
 
 
 @pytest.mark.slow
@@ -177,3 +250,8 @@ def test_failed_ingest_run_alerts_end_to_end(
     assert paths["/dq"]["failed"][0]["expectation"] == "quarantine_share_at_most"
     assert Path(paths["/dq"]["report"]).exists()
     assert "/slack/T0/B0/XYZ" in paths and len(got.mails) == 1
+    # The failed day left its (redacted) quarantine, and no staged day.
+    from ml.config import settings
+
+    assert (settings().quarantine / f"dt={day}" / "quarantine.parquet").exists()
+    assert not list(settings().staging.iterdir())

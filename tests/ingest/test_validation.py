@@ -87,7 +87,7 @@ def test_each_rule_fails_on_its_fault(tmp_path: Path, bad: dict, rule: tuple) ->
     assert not out.success
     assert set(failed_rules(out)) == {rule} and failed_rules(out)[rule] >= 1
     [f] = out.failed
-    assert f["rule"] and f["examples"]
+    assert f["rule"] and bad["conversation_id"] in f["ids"]  # the row's id, not its value
 
 
 def test_volume_drop_against_trailing_days_fails(tmp_path: Path) -> None:
@@ -123,7 +123,7 @@ def test_batches_are_checked_one_by_one_and_counted_together(tmp_path: Path) -> 
         ("expect_table_row_count_to_be_between", None): 36,
     }
     language = next(f for f in out.failed if f["column"] == "language")
-    assert language["examples"] == ["fr", "fr", "fr"]
+    assert language["ids"] == ["c95", "c96", "c97"]
     # One Data Docs page per batch and one for the day, all linked from the summary.
     pages = list((tmp_path / "report" / "data_docs" / "validations").rglob("*.html"))
     assert len(pages) == 4
@@ -154,3 +154,52 @@ def test_gx_usage_analytics_are_off_whatever_the_environment(
     monkeypatch.setenv("GX_ANALYTICS_ENABLED", "true")
     context, _ = _context(tmp_path)
     assert context.variables.analytics_enabled is False
+
+
+# Values a failed expectation must never copy into a report: PII the redactor missed, an
+# address typed as an intent, markup typed as a channel (Data Docs would render it).
+LEAKS = {
+    "text": "write to ann.lee@secret-mail.example",
+    "intent": "bob@secret-mail.example",
+    "channel": "<img src=x onerror=alert(1)>",
+}
+
+
+def report_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.suffix in (".html", ".json")]
+
+
+def test_failed_expectations_report_ids_and_counts_never_values(tmp_path: Path) -> None:
+    """validation.json, the summary and every Data Docs page: rule, count, row ids; no value."""
+    bad = [row(100 + i, **{field: value}) for i, (field, value) in enumerate(LEAKS.items())]
+    out = check(tmp_path, [row(i) for i in range(10)] + bad)
+    files = report_files(tmp_path / "report")
+    assert len([p for p in files if "data_docs" in p.parts]) >= 2
+    for path in files:
+        body = path.read_text()
+        for value in LEAKS.values():
+            assert value not in body, path
+        assert "secret-mail" not in body and "onerror" not in body, path
+    # Which rows broke which rule: their ids (whichever expectation catches the address).
+    assert {cid for f in out.failed for cid in f["ids"]} == {"c100", "c101", "c102"}
+    assert {f["column"]: f["ids"] for f in out.failed if f["column"] in ("intent", "channel")} == {
+        "intent": ["c101"],
+        "channel": ["c102"],
+    }
+    summary = Path(out.report_path).read_text()
+    assert "c100" in summary and "c102" in summary  # which rows, for the data owner
+
+
+def test_ids_kept_per_expectation_are_bounded(tmp_path: Path) -> None:
+    """A day where every row fails a rule keeps its count, and a few ids, not every one."""
+    out = check(tmp_path, [row(i, language="fr") for i in range(40)])
+    [language] = out.failed
+    assert language["unexpected_count"] == 40 and len(language["ids"]) == 5
+    import json
+
+    [_, batch] = json.loads((tmp_path / "report" / "validation.json").read_text())
+    [failed] = [r["result"] for r in batch["results"] if not r["success"]]
+    assert failed["unexpected_count"] == 40 and len(failed["partial_unexpected_index_list"]) == 5
+    assert not {"partial_unexpected_list", "partial_unexpected_counts", "unexpected_list"} & set(
+        failed
+    )
