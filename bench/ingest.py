@@ -91,11 +91,12 @@ def run_full(feed: Path, home: Path) -> tuple[int, dict[str, float]]:
     os.environ["INTENTFLOW_HOME"] = str(home)
     from ml.config import settings
     from ml.ingest import steps as ingest
+    from ml.ingest.sources import SourceSpec
 
     cfg, steps = settings(), {}
     t = time.perf_counter()
-    files = ingest.discover(str(feed), DAY)
-    staged = ingest.normalise(files, DAY, ingest.staging_dir_for(cfg, DAY), str(feed))
+    files = ingest.discover(SourceSpec(str(feed)), DAY)
+    staged = ingest.normalise(files, DAY, ingest.staging_dir_for(cfg, DAY), SourceSpec(str(feed)))
     steps["parse, redact, stage"] = time.perf_counter() - t
     t = time.perf_counter()
     import great_expectations  # noqa: F401  (validate would import it)

@@ -5,13 +5,14 @@ Daily: take the day's raw transcript drop, turn it into validated, PII-redacted 
 
 | task | does |
 |---|---|
-| `discover` | lists the day's files: `SOURCE/YYYY-MM-DD/*.jsonl` (a folder or any fsspec URL), or per a JSON source spec (CSV, ABCD, CLINC150, SQL) |
+| `discover` | lists the day's files of the chosen source: `SOURCE/YYYY-MM-DD/*.jsonl` (a folder or any fsspec URL), or per its spec (CSV, ABCD, CLINC150, a SQL table) |
 | `normalise` | parses and redacts every record into canonical rows; bad records go to quarantine with file, line and rule |
 | `validate` | the Great Expectations suite on the day (report: GX Data Docs); a failure fails the task, so no Asset event fires, keeps the (redacted) quarantine, removes the staged day, and alerts (webhook / Slack / e-mail) |
 | `publish` | swaps partition `dt=YYYY-MM-DD` into the lake atomically; emits the `transcripts` Asset |
 
 Safe to rerun and to backfill: a day's partition is replaced whole, never appended to.
-Params: `day` (YYYY-MM-DD) for a manual run of one day; `source` to read another feed.
+Params: `day` (YYYY-MM-DD) for a manual run of one day; `source`: which configured source
+to read (`default`: INTENTFLOW_SOURCE; others an administrator names in INTENTFLOW_SOURCES_FILE).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
+
+# Light at parse time: the standard library only.
+from ml.config import DEFAULT_SOURCE_NAME, source_names
 
 # Types only (light at parse time): the dicts the tasks hand each other through XCom.
 from ml.ingest.results import Discovered, Published, Staged, Validated
@@ -59,12 +63,14 @@ def _day(params: dict, ds: str | None) -> str:
             format="date",
             description="Day to ingest (YYYY-MM-DD); empty: the run's data interval.",
         ),
+        # A name, from the administrator's list: the form can reach no other file or table.
         "source": Param(
-            None,
-            type=["null", "string"],
+            DEFAULT_SOURCE_NAME,
+            type="string",
+            enum=list(source_names()),
             description=(
-                "Folder or fsspec URL of daily JSONL drops, or a JSON source spec "
-                "(format, url, columns, ...); empty: INTENTFLOW_SOURCE."
+                "Which configured source to read: `default` (INTENTFLOW_SOURCE) or a source "
+                "an administrator named in INTENTFLOW_SOURCES_FILE."
             ),
         ),
     },
@@ -76,10 +82,10 @@ def transcripts_ingest():
     def discover(params: dict | None = None, ds: str | None = None) -> Discovered:
         from datetime import date
 
-        from ml.config import settings
         from ml.ingest.steps import discover
 
-        day, source = _day(params, ds), params.get("source") or settings().source
+        # The step resolves the name again: a value the form's check missed is refused there.
+        day, source = _day(params, ds), params.get("source") or DEFAULT_SOURCE_NAME
         return {"day": day, "source": source, "files": discover(source, date.fromisoformat(day))}
 
     @task

@@ -5,7 +5,9 @@ default (SQLite, local folders, CPU) to a scaled-out deployment is configuration
 settings are read where one step needs them alone, by a function here: at DAG parse time
 (:func:`gpus_per_training`, :func:`retrain_max_active_runs`), per record or per process
 (:func:`allowed_languages`, :func:`labels_file`, :func:`ingest_workers`,
-:func:`progress_mode`), or by the Airflow alert plugin (:func:`alert_email_to`). Each variable
+:func:`progress_mode`), by ingest's named sources (:func:`source_names`,
+:func:`source_entries`, :func:`source_roots`, :func:`airflow_connection_url`), or by the
+Airflow alert plugin (:func:`alert_email_to`). Each variable
 is described once, at the field or function that reads it; the README's Configuration table
 is the user's summary.
 
@@ -16,9 +18,12 @@ time.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ml.storage import Location, is_remote, join, location
 
@@ -26,6 +31,12 @@ from ml.storage import Location, is_remote, join, location
 DEFAULT_MODEL_NAME = "intent"
 # Where ingest looks for daily drops when no source is given (a folder or fsspec URL).
 DEFAULT_SOURCE_SUBDIR = "raw"
+# The name of that source (INTENTFLOW_SOURCE) among the configured ones (ml.ingest.named_sources).
+DEFAULT_SOURCE_NAME = "default"
+# What a source or connection name may hold: one word, so it is safe in a form, a log line
+# and an environment variable's name.
+SOURCE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+CONN_ID = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 
 def default_base_model() -> str:
@@ -89,16 +100,30 @@ def registry_url_from_env(home: Path) -> str:
     return f"sqlite:///{home / 'registry.db'}"
 
 
-def airflow_conn_to_url(conn: str) -> str:
-    """An Airflow connection (URI or JSON form) as a SQLAlchemy URL."""
-    import json
+def airflow_connection_url(conn_id: str) -> str:
+    """The SQLAlchemy URL of the Airflow connection `conn_id`, from AIRFLOW_CONN_<CONN_ID>
+    (how Airflow exposes a connection defined by environment; ml/ never imports Airflow, so a
+    connection stored only in Airflow's metadata DB is not seen). A SQL source's credentials
+    live there, never in a source spec or a form."""
+    if not CONN_ID.fullmatch(conn_id):
+        raise ConfigError(f"connection id {conn_id!r} is not a word of letters, digits and _")
+    var = f"AIRFLOW_CONN_{conn_id.upper()}"
+    conn = os.environ.get(var, "").strip()
+    if not conn:
+        raise ConfigError(f"connection {conn_id!r} is not defined: set {var}")
+    return airflow_conn_to_url(conn, var)
+
+
+def airflow_conn_to_url(conn: str, var: str = "AIRFLOW_CONN_INTENTFLOW_REGISTRY") -> str:
+    """An Airflow connection (URI or JSON form), held by the variable `var`, as a SQLAlchemy
+    URL. Errors name the variable, never its value (it holds a password)."""
     from urllib.parse import quote
 
     if conn.startswith("{"):
         try:
             c = json.loads(conn)
         except ValueError as exc:
-            raise ConfigError(f"AIRFLOW_CONN_INTENTFLOW_REGISTRY is not valid JSON: {exc}") from exc
+            raise ConfigError(f"{var} is not valid JSON: {exc}") from exc
         kind = c.get("conn_type") or ""
         user = quote(c.get("login") or "", safe="")
         password = quote(c.get("password") or "", safe="")
@@ -107,16 +132,12 @@ def airflow_conn_to_url(conn: str) -> str:
         conn = f"{kind}://{auth}{c.get('host') or ''}{port}/{c.get('schema') or ''}"
     scheme, sep, rest = conn.partition("://")
     if not sep:
-        raise ConfigError(
-            "AIRFLOW_CONN_INTENTFLOW_REGISTRY is not a connection URI (scheme://...) "
-            "nor a JSON connection"
-        )
+        raise ConfigError(f"{var} is not a connection URI (scheme://...) nor JSON")
     # Airflow's connection type `postgres` is SQLAlchemy's `postgresql` (psycopg2 installed).
     drivers = {"postgres": "postgresql+psycopg2", "postgresql": "postgresql+psycopg2"}
     if scheme not in drivers and not scheme.startswith(("postgresql+", "sqlite")):
         raise ConfigError(
-            f"AIRFLOW_CONN_INTENTFLOW_REGISTRY has connection type {scheme!r}: "
-            "the registry supports postgres and sqlite"
+            f"{var} has connection type {scheme!r}: Intentflow supports postgres and sqlite"
         )
     return f"{drivers.get(scheme, scheme)}://{rest}"
 
@@ -134,6 +155,8 @@ class Settings:
     home: Path
     registry_url: str
     model_name: str
+    # The `default` source's folder or fsspec URL of daily JSONL drops (INTENTFLOW_SOURCE;
+    # default $INTENTFLOW_HOME/raw). Other sources are named in INTENTFLOW_SOURCES_FILE.
     source: str
     base_model: str | None  # None: the packaged MiniLM-L6
     # Fixed labeled files every retrain is also scored on, by name (INTENTFLOW_GOLDEN_SETS).
@@ -361,6 +384,50 @@ def labels_file() -> Path | None:
     """INTENTFLOW_LABELS: a text file of the accepted intent labels, one a line (`#` starts a
     comment line); None: the default taxonomy (ml.taxonomy.INTENTS)."""
     return _path("INTENTFLOW_LABELS")
+
+
+def source_entries() -> dict[str, dict[str, Any]]:
+    """INTENTFLOW_SOURCES_FILE: a JSON object, source name -> source spec (the keys of
+    ml.ingest.sources.SourceSpec: format, url, layout, pattern, columns, ...; a SQL source names
+    an Airflow connection `conn_id` and a `table`). {} when unset. Only the file's shape is
+    checked here (ml.ingest.named_sources checks each spec): the DAG reads the names at parse
+    time."""
+    path = _path("INTENTFLOW_SOURCES_FILE")
+    if path is None:
+        return {}
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(
+            f"INTENTFLOW_SOURCES_FILE={path}: cannot read it ({exc.strerror})"
+        ) from None
+    except ValueError as exc:
+        raise ConfigError(f"INTENTFLOW_SOURCES_FILE={path} is not valid JSON: {exc}") from None
+    if not isinstance(entries, dict):
+        raise ConfigError(f"INTENTFLOW_SOURCES_FILE={path}: expected an object of name: spec")
+    for name, entry in entries.items():
+        if not SOURCE_NAME.fullmatch(name):
+            raise ConfigError(
+                f"INTENTFLOW_SOURCES_FILE={path}: source name {name!r} is not a word of "
+                "letters, digits, '_', '.' and '-' (at most 64)"
+            )
+        if not isinstance(entry, dict):
+            raise ConfigError(f"INTENTFLOW_SOURCES_FILE={path}: source {name!r} is not an object")
+    return entries
+
+
+def source_names() -> tuple[str, ...]:
+    """The sources a run may read, by name: `default` (INTENTFLOW_SOURCE) and those of
+    INTENTFLOW_SOURCES_FILE, sorted. The ingest DAG's trigger form offers exactly these."""
+    return tuple(sorted({DEFAULT_SOURCE_NAME, *source_entries()}))
+
+
+def source_roots() -> tuple[str, ...]:
+    """INTENTFLOW_SOURCE_ROOTS: comma-separated local folders and URL prefixes
+    (`s3://bucket/drops`) under which a named source's files must lie; the default source's
+    own folder (INTENTFLOW_SOURCE) is always one (ml.ingest.named_sources)."""
+    raw = os.environ.get("INTENTFLOW_SOURCE_ROOTS", "")
+    return tuple(x.strip() for x in raw.split(",") if x.strip())
 
 
 def progress_mode() -> str:

@@ -10,6 +10,7 @@ Load it as a plugin from a test module (tests/ is on sys.path under pytest's def
 - `pg_url` (function): URL into `pg_database` whose search_path is a new, empty schema, so each
   test starts clean without paying for a database; plain strings, so subprocesses can use them.
 - `db_url` (function, parametrized "sqlite"/"postgresql"): a registry URL on either backend.
+- `read_only_role(url, *tables)`: a role that may only SELECT those tables (SQL sources).
 
 No server: the PostgreSQL cases skip, except under CI (tests/ci.py), where they fail.
 Other fixtures of the same kind come from `make_pg_database_fixture` / `make_pg_schema_fixture`.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import quote
@@ -118,6 +120,29 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'registry.db'}"
     return request.getfixturevalue("pg_url")
+
+
+@contextmanager
+def read_only_role(url: str, *tables: str) -> Iterator[tuple[str, str]]:
+    """A login role granted SELECT on `tables` of the schema a `pg_url` URL is pinned to, and
+    nothing else: (a URL that logs in as it, without the search path; the schema). Dropped
+    afterwards: roles are server-wide."""
+    schema = schema_of(url)
+    assert schema, "a pg_url URL"
+    role = f"ro_{secrets.token_hex(6)}"
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+        conn.execute(text(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"'))
+        for table in tables:
+            conn.execute(text(f'GRANT SELECT ON "{schema}"."{table}" TO "{role}"'))
+    try:
+        yield make_url(url).set(username=role, query={}).render_as_string(False), schema
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP OWNED BY "{role}"'))
+            conn.execute(text(f'DROP ROLE "{role}"'))
+        engine.dispose()
 
 
 def schema_of(url: str) -> str | None:

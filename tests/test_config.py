@@ -111,3 +111,28 @@ def test_labels_progress_and_alert_recipients(
     assert labels_file() == tmp_path / "labels.txt"
     assert progress_mode() == "log"
     assert alert_email_to() == "a@example.com, b@example.com"
+
+
+def test_sources_file_names_the_sources_a_run_may_pick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ml.config import source_names
+
+    monkeypatch.delenv("INTENTFLOW_SOURCES_FILE", raising=False)
+    assert source_names() == ("default",)
+    path = tmp_path / "sources.json"
+    monkeypatch.setenv("INTENTFLOW_SOURCES_FILE", str(path))
+    path.write_text(json.dumps({"crm": {"url": "/data/crm"}, "b77": {}}))
+    assert source_names() == ("b77", "crm", "default")
+    for bad, message in (
+        ("[]", "expected an object"),
+        ('{"../etc": {}}', "is not a word"),
+        ('{"crm": "/data/crm"}', "'crm' is not an object"),
+        ("{", "is not valid JSON"),
+    ):
+        path.write_text(bad)
+        with pytest.raises(ConfigError, match=message):
+            source_names()
+    path.unlink()
+    with pytest.raises(ConfigError, match="cannot read it"):
+        source_names()

@@ -28,6 +28,7 @@ from s3_server import make_bucket, moto_server, s3_env
 from ml import lake, storage
 from ml.config import ConfigError, settings
 from ml.ingest import staged_day as handover
+from ml.ingest.sources import SourceSpec
 
 DAY = date(2026, 11, 22)
 REPO = Path(__file__).resolve().parent.parent
@@ -458,13 +459,13 @@ def test_a_retried_normalise_replaces_its_staging_prefix_and_a_failed_day_is_uns
 
     raw = tmp_path / "raw"
     generate(raw, days=1, per_day=60, start=DAY, seed=4, broken_share=0.5)
-    files = ingest.discover(str(raw), DAY)
+    files = ingest.discover(SourceSpec(str(raw)), DAY)
     cfg = _host(tmp_path, monkeypatch, "a")
     run = "manual__2026-11-22T00:00:00+00:00"
     scratch = ingest.staging_dir_for(cfg, DAY, run)
     url = ingest.staging_url_for(cfg, scratch)
     assert url == f"{mem_data}/staging/2026-11-22__manual__2026-11-22T00_00_00_00_00"
-    staged = ingest.normalise(files, DAY, scratch, str(raw), url)
+    staged = ingest.normalise(files, DAY, scratch, SourceSpec(str(raw)), url)
     assert staged["staging_dir"] == url and not scratch.exists()  # no scratch left behind
     assert _staged_files(url) == [
         handover.STAGED_MARKER,
@@ -485,7 +486,7 @@ def test_a_retried_normalise_replaces_its_staging_prefix_and_a_failed_day_is_uns
 
     monkeypatch.setattr(fs, "put_file", die_on_rows)
     with pytest.raises(ConnectionError):
-        ingest.normalise(files, DAY, scratch, str(raw), url)
+        ingest.normalise(files, DAY, scratch, SourceSpec(str(raw)), url)
     monkeypatch.setattr(fs, "put_file", real_put)
     assert _staged_files(url) == [handover.QUARANTINE_FILE] and not scratch.exists()
     cfg = _host(tmp_path, monkeypatch, "b")
@@ -494,7 +495,9 @@ def test_a_retried_normalise_replaces_its_staging_prefix_and_a_failed_day_is_uns
 
     # The next retry stages the same day again, whole.
     cfg = _host(tmp_path, monkeypatch, "c")
-    again = ingest.normalise(files, DAY, ingest.staging_dir_for(cfg, DAY, run), str(raw), url)
+    again = ingest.normalise(
+        files, DAY, ingest.staging_dir_for(cfg, DAY, run), SourceSpec(str(raw)), url
+    )
     assert again == staged
     assert _staged_files(url) == [
         handover.STAGED_MARKER,
@@ -520,7 +523,7 @@ def test_a_retried_normalise_replaces_its_staging_prefix_and_a_failed_day_is_uns
     scratch = ingest.staging_dir_for(cfg, DAY, run)
     gone = str(raw / DAY.isoformat() / "vanished.jsonl")
     with pytest.raises(SourceError, match="vanished.jsonl"):
-        ingest.normalise([*files, gone], DAY, scratch, str(raw), url)
+        ingest.normalise([*files, gone], DAY, scratch, SourceSpec(str(raw)), url)
     assert _staged_files(url) == [] and not scratch.exists()
 
 
@@ -536,18 +539,20 @@ def test_s3_ingest_tasks_on_three_hosts_give_the_local_ingests_partition(
 
     raw = tmp_path / "raw"
     generate(raw, days=1, per_day=150, start=DAY, seed=3)
-    reference = ingest.ingest_day(DAY, str(raw))  # all local, one host
+    reference = ingest.ingest_day(DAY, SourceSpec(str(raw)))  # all local, one host
     assert not storage.is_remote(reference["partition"])
 
     data = f"{bucket}/intentflow"
     monkeypatch.setenv("INTENTFLOW_DATA_URL", data)
     cfg = _host(tmp_path, monkeypatch, "normalise")
-    files = ingest.discover(str(raw), DAY)
+    files = ingest.discover(SourceSpec(str(raw)), DAY)
     scratch = ingest.staging_dir_for(cfg, DAY, "scheduled__2026-11-22")
     url = ingest.staging_url_for(cfg, scratch)
     assert url == f"{data}/staging/2026-11-22__scheduled__2026-11-22"
     # Every hand-over goes through JSON, as through XCom.
-    staged = json.loads(json.dumps(ingest.normalise(files, DAY, scratch, str(raw), url)))
+    staged = json.loads(
+        json.dumps(ingest.normalise(files, DAY, scratch, SourceSpec(str(raw)), url))
+    )
     assert staged["staging_dir"] == url
 
     cfg = _host(tmp_path, monkeypatch, "validate")

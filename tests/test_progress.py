@@ -97,7 +97,7 @@ def test_generate_and_ingest_log_progress(tmp_path: Path, tiny_bert_dir: Path) -
     lines = progress_lines(generate.stderr)
     # A quick step logs its end only (intermediate lines at most every LOG_SECONDS).
     assert "generate: 400/400 records (100%)" in lines[-1] and len(lines) == 1
-    ingest = intentflow("ingest", "--date", "2026-11-21", "--source", str(drops), env=env)
+    ingest = intentflow("ingest", "--date", "2026-11-21", "--path", str(drops), env=env)
     [last] = progress_lines(ingest.stderr)[-1:]
     assert "ingest 2026-11-21: " in last and "MB (100%), records 200" in last
 

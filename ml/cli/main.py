@@ -99,19 +99,34 @@ def ingest(
     source: Annotated[
         str | None,
         typer.Option(
-            help="Folder or fsspec URL of daily JSONL drops, or a JSON source spec "
-            "(format, url, columns, ...; docs/ingestion.md); default INTENTFLOW_SOURCE."
+            help="Name of a configured source: `default` (INTENTFLOW_SOURCE) or one of "
+            "INTENTFLOW_SOURCES_FILE (docs/ingestion.md#sources). Default: default."
+        ),
+    ] = None,
+    path: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of --source: a local folder of daily JSONL drops "
+            "(PATH/YYYY-MM-DD/*.jsonl), read with this shell's own file access."
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Ingest one day: discover → normalise → validate → publish, as the DAG does."""
+    from ml.config import ConfigError
+    from ml.ingest.sources import SourceSpec
     from ml.ingest.steps import SourceError, ingest_day
     from ml.ingest.validation import DataQualityError
 
+    if source is not None and path is not None:
+        fail("give --source (a configured name) or --path (a local folder), not both")
+    if path is not None and ("://" in path or path.lstrip().startswith("{")):
+        fail("--path is a local folder; other sources are named in INTENTFLOW_SOURCES_FILE")
     try:
-        result = ingest_day(date.fromisoformat(day), source)
-    except (SourceError, DataQualityError) as exc:
+        # --path: the operator reads their own files, as `cat` would; the DAG has no such way.
+        chosen = SourceSpec(url=str(Path(path).expanduser().absolute())) if path else source
+        result = ingest_day(date.fromisoformat(day), chosen)
+    except (SourceError, DataQualityError, ConfigError) as exc:
         fail(str(exc))
     text = (
         f"{result['day']}: read {result['rows_read']}, written {result['rows_written']}, "

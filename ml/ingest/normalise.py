@@ -31,7 +31,7 @@ from ml.ingest import fast_jsonl as jsonl_arrow
 from ml.ingest import sources, staging
 from ml.ingest.parse import Rejected, parse_items
 from ml.ingest.results import Staged
-from ml.ingest.sources import Item, SourceError, SourceSpec, parse_source
+from ml.ingest.sources import Item, SourceError, SourceSpec
 from ml.ingest.staged_day import ROWS_FILE
 from ml.progress import Progress
 from ml.quarantine import QUARANTINE_FILE, QUARANTINE_SCHEMA, redacted_table
@@ -61,9 +61,9 @@ def _belongs(spec: SourceSpec, item: Item, day: date) -> bool:
     return start.date() == day
 
 
-def stage_day(files: list[str], day: date, staging_dir: Path, source: str | None = None) -> Staged:
-    """The day staged in the local folder `staging_dir` (see :func:`normalise`)."""
-    spec = parse_source(source) if source else SourceSpec(url="unknown")
+def stage_day(files: list[str], day: date, staging_dir: Path, spec: SourceSpec) -> Staged:
+    """The day staged in the local folder `staging_dir` (see :func:`ml.ingest.steps.normalise`):
+    `files` of the source `spec`, none read from outside its folder."""
     labels = sources.load_labels(spec.labels) if spec.labels else known_intents()
     storage.private_folder(staging_dir)  # customer records until publish or a failed gate
     # A retried task reuses its run's folder: runs a killed attempt left must not be merged.
@@ -85,7 +85,7 @@ def stage_day(files: list[str], day: date, staging_dir: Path, source: str | None
                         _normalise_items(stage, spec, url, index, day, labels)
                         progress.advance(sizes[index] / 1e6, records=stage.read)
                 stage.drain()
-            with _LineReader(files) as lines:
+            with _LineReader(files, spec.url) as lines:
                 merged = staging.merge(
                     stage.runs,
                     stage.buckets,
@@ -183,8 +183,8 @@ class _Stage:
 class _LineReader:
     """Reads back one line of a source file by byte offset (a repeated id's raw record)."""
 
-    def __init__(self, files: list[str]) -> None:
-        self.files = files
+    def __init__(self, files: list[str], root: str) -> None:
+        self.files, self.root = files, root
         self.open: dict[int, Any] = {}
 
     def __enter__(self) -> _LineReader:
@@ -200,7 +200,11 @@ class _LineReader:
             url = self.files[file]
             # A local file directly: a file delivered twice is a million of these reads.
             local = not storage.is_remote(url) or url.startswith("file://")
-            fh = open(url.removeprefix("file://"), "rb") if local else sources.open_file(url)  # noqa: SIM115
+            fh = (
+                open(sources.checked_path(self.root, url), "rb")  # noqa: SIM115
+                if local
+                else sources.open_file(url, self.root)
+            )
             self.open[file] = fh
         fh.seek(offset)
         line = fh.readline()
@@ -252,7 +256,7 @@ def _normalise_blocks(
     worker in flight (bounded memory); :meth:`_Stage.drain` collects the last ones.
     """
     args = (spec, url, index, day, labels, stage.runs, stage.buckets)
-    with sources.open_file(url) as fh:
+    with sources.open_file(url, spec.url) as fh:
         try:
             for data, first_line, offset in jsonl_arrow.split_blocks(fh):
                 job = (*args, stage.next_seq(), data, first_line, offset)

@@ -14,7 +14,7 @@ class Discovered(TypedDict):
     """The DAG's `discover` task: the day, the source read and its files for that day."""
 
     day: str  # YYYY-MM-DD
-    source: str  # as given: a folder or URL of daily drops, or a JSON source spec
+    source: str  # the configured source's name (ml.ingest.named_sources)
     files: list[str]
 
 

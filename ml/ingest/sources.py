@@ -6,6 +6,13 @@ A source is a URL (daily JSONL drops, the default) or a JSON object, e.g.::
     {"format": "csv", "url": "/data/banking77", "layout": "static", "pattern": "train.csv",
      "columns": {"text": "text", "intent": "category"}, "labels": "/data/banking77/categories.json",
      "name": "banking77", "dates": ["2026-01-01", "2026-03-31"]}
+    {"format": "sql", "conn_id": "crm_readonly", "table": "chats", "columns": {...}}
+
+Ingest reads only sources an administrator named (ml.ingest.named_sources). A source reads
+nothing outside its root: a local file that is, or sits behind, a link out of the source's
+folder is refused (:func:`checked_path`), when discovered and again when opened. A SQL source
+selects the mapped columns of one table, every identifier quoted, through an Airflow
+connection whose role may only read (:func:`_sql`); there is no free query.
 
 Every adapter yields one :class:`Item` per record (its number, the raw record as text, and the
 record in the canonical input shape or the RecordError it broke), so parsing, redaction and
@@ -20,6 +27,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+
+from ml import storage
 
 FORMATS = ("jsonl", "csv", "abcd", "clinc150", "sql")
 DEFAULT_PATTERNS = {"jsonl": "*.jsonl", "csv": "*.csv", "abcd": "*.json", "clinc150": "*.json"}
@@ -69,8 +79,11 @@ class SourceSpec:
     labels: str | None = None  # a label file for this feed (JSON list, ABCD ontology, lines)
     name: str | None = None
     dates: tuple[str, str] | None = None  # static layout: spread records over these days
-    query: str | None = None  # sql: SELECT with :start and :end bound to the data interval
-    table: str | None = None  # sql: or a table with a `started_at` column
+    # sql: the Airflow connection to read through (credentials, read-only role), and the
+    # table (with its `started_at` column, or the one `columns` maps) and its schema.
+    conn_id: str | None = None
+    table: str | None = None
+    schema: str | None = None
     splits: tuple[str, ...] = ()  # clinc150: which parts (default all)
 
     @property
@@ -82,24 +95,70 @@ class SourceSpec:
         return Path(self.url.rstrip("/")).name or self.url
 
 
-def parse_source(source: str) -> SourceSpec:
-    """A URL (daily JSONL drops) or a JSON object naming the format and its options."""
-    text = source.strip()
-    if not text.startswith("{"):
-        return SourceSpec(url=text)
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"source configuration is not valid JSON: {exc}") from None
+def parse_source(source: str | dict[str, Any]) -> SourceSpec:
+    """A URL (daily JSONL drops), or a JSON object (as text or parsed) naming the format and
+    its options; ValueError when it is not a source Intentflow can read."""
+    if isinstance(source, str):
+        text = source.strip()
+        if not text.startswith("{"):
+            return SourceSpec(url=text)
+        try:
+            source = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"source configuration is not valid JSON: {exc}") from None
+        if not isinstance(source, dict):
+            raise ValueError("source configuration is not a JSON object")
+    raw = dict(source)
     unknown = set(raw) - set(SourceSpec.__dataclass_fields__)
     if unknown:
+        # `query` included: a source names a table, never SQL to run.
         raise ValueError(f"source configuration has unknown keys: {sorted(unknown)}")
     if raw.get("format", "jsonl") not in FORMATS:
         raise ValueError(f"source format {raw.get('format')!r} is not one of {FORMATS}")
     for key in ("dates", "splits"):
         if key in raw and raw[key] is not None:
             raw[key] = tuple(raw[key])
-    return SourceSpec(**raw)
+    spec = SourceSpec(**{"url": "", **raw})
+    check_spec(spec)
+    return spec
+
+
+_TEXT_KEYS = ("url", "pattern", "labels", "name", "conn_id", "table", "schema")
+_SQL_ONLY = ("conn_id", "table", "schema")
+
+
+def check_spec(spec: SourceSpec) -> None:
+    """The shape of a source spec: what each format needs, and nothing that reads elsewhere
+    (a pattern cannot climb out of the source's folder, a SQL source has no URL)."""
+    for key in _TEXT_KEYS:
+        value = getattr(spec, key)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"source key {key!r} must be a string")
+    if spec.layout not in ("daily", "static"):
+        raise ValueError(f"source layout {spec.layout!r} is not daily or static")
+    if not isinstance(spec.columns, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in spec.columns.items()
+    ):
+        raise ValueError("source columns must map canonical fields to column names")
+    if spec.format == "sql":
+        if spec.url:
+            raise ValueError(
+                "a sql source reads through an Airflow connection (`conn_id`), not a `url`"
+            )
+        if not (spec.conn_id and spec.table):
+            raise ValueError("a sql source needs `conn_id` (an Airflow connection) and `table`")
+        return
+    if not spec.url:
+        raise ValueError(f"a {spec.format} source needs a `url`")
+    if extra := [k for k in _SQL_ONLY if getattr(spec, k)]:
+        raise ValueError(f"source keys {extra} are for sql sources only")
+    if spec.pattern is not None and (
+        not spec.pattern
+        or spec.pattern.startswith(("/", "\\"))
+        or "://" in spec.pattern
+        or ".." in re.split(r"[/\\]", spec.pattern)
+    ):
+        raise ValueError(f"source pattern {spec.pattern!r} must be a glob inside the source")
 
 
 # --- discovery -------------------------------------------------------------------------------
@@ -121,8 +180,25 @@ def discover(spec: SourceSpec, day: date) -> list[str]:
     files = sorted(fs.glob(glob))
     protocol = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
     if protocol not in ("file", "local"):
-        files = [f"{protocol}://{f}" for f in files]
+        return [f"{protocol}://{f}" for f in files]
+    for file in files:  # refused now, with a clear error, rather than when normalise opens it
+        checked_path(spec.url, file)
     return files
+
+
+def checked_path(root: str, url: str) -> str:
+    """What to open for `url`, a file of the source whose folder (or file) is `root`: for a
+    local file its real path, refused with a SourceError naming the file when the file, or a
+    folder on its way, links out of `root` (`x.jsonl -> /etc/passwd` in a drop folder);
+    other stores have no links, and `url` is returned as it is."""
+    path, top = storage.location(url), storage.location(root)
+    if storage.is_remote(path) or storage.is_remote(top):
+        return url
+    real, real_top = os.path.realpath(path), os.path.realpath(top)
+    if os.path.commonpath([real, real_top]) != real_top:
+        # The link's target is not named: it is none of the reader's business.
+        raise SourceError(f"cannot read {url}: it links out of the source's folder {root}")
+    return real
 
 
 # --- dates for sources without timestamps ----------------------------------------------------
@@ -145,10 +221,12 @@ def assigned_start(spec: SourceSpec, conversation_id: str) -> datetime:
 # --- adapters --------------------------------------------------------------------------------
 
 
-def open_file(url: str) -> Any:
-    """A source file opened for binary reading; SourceError when it cannot be."""
+def open_file(url: str, root: str | None = None) -> Any:
+    """A source file opened for binary reading; SourceError when it cannot be. With the
+    source's `root`, a local file linked out of it is refused (:func:`checked_path`)."""
+    target = checked_path(root, url) if root is not None else url
     try:
-        return fsspec.open(url, "rb").open()
+        return fsspec.open(target, "rb").open()
     except OSError as exc:
         raise SourceError(f"cannot read {url}: {exc}") from exc
 
@@ -240,7 +318,7 @@ def jsonl_item(spec: SourceSpec, number: int, line: bytes, stem: str) -> Item:
 
 def _jsonl(spec: SourceSpec, url: str) -> Iterator[Item]:
     stem = Path(url).stem
-    with open_file(url) as fh:
+    with open_file(url, spec.url) as fh:
         try:
             for number, line in enumerate(fh, start=1):  # streamed: memory stays flat
                 if (line.removeprefix(BOM) if number == 1 else line).strip():
@@ -251,7 +329,7 @@ def _jsonl(spec: SourceSpec, url: str) -> Iterator[Item]:
 
 def _csv(spec: SourceSpec, url: str) -> Iterator[Item]:
     stem = Path(url).stem
-    with open_file(url) as fh:
+    with open_file(url, spec.url) as fh:
         # surrogateescape keeps undecodable bytes visible so each bad row is quarantined alone.
         text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="surrogateescape", newline="")
         try:
@@ -280,8 +358,8 @@ def _csv(spec: SourceSpec, url: str) -> Iterator[Item]:
             ) from exc
 
 
-def _load_json(url: str) -> Any:
-    with open_file(url) as fh:
+def _load_json(spec: SourceSpec, url: str) -> Any:
+    with open_file(url, spec.url) as fh:
         try:
             return json.loads(fh.read().decode("utf-8-sig"))
         except (ValueError, RecursionError) as exc:
@@ -293,7 +371,7 @@ _FAQ_NUMBER = re.compile(r"_\d+$")
 
 def _abcd(spec: SourceSpec, url: str) -> Iterator[Item]:
     """ABCD conversations: `original` turns, `scenario.subflow` the intent, its PII known."""
-    data = _load_json(url)
+    data = _load_json(spec, url)
     if not isinstance(data, list):
         raise SourceError(f"cannot read {url}: ABCD data is a JSON list of conversations")
     for number, convo in enumerate(data, start=1):
@@ -332,7 +410,7 @@ def _abcd(spec: SourceSpec, url: str) -> Iterator[Item]:
 
 
 def _clinc150(spec: SourceSpec, url: str) -> Iterator[Item]:
-    data = _load_json(url)
+    data = _load_json(spec, url)
     if not isinstance(data, dict):
         raise SourceError(f"cannot read {url}: CLINC150 data is a JSON object of splits")
     number = 0
@@ -354,23 +432,22 @@ def _clinc150(spec: SourceSpec, url: str) -> Iterator[Item]:
 
 
 def _sql(spec: SourceSpec, day: date) -> Iterator[Item]:
-    """Rows of a query over the data interval [day, day + 1) (bound as :start and :end)."""
-    from sqlalchemy import create_engine, text
+    """Rows of the source's table over the data interval [day, day + 1), read through its
+    Airflow connection in a read-only transaction, by a role that may only read (refused
+    otherwise: :func:`_require_read_only`)."""
+    import sqlalchemy as sa
     from sqlalchemy.exc import SQLAlchemyError
 
-    if not (spec.query or spec.table):
-        raise ValueError("a sql source needs 'query' or 'table'")
-    query = spec.query or (
-        f"SELECT * FROM {spec.table} WHERE started_at >= :start AND started_at < :end "
-        "ORDER BY started_at"
-    )
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    engine = create_engine(spec.url)
+    from ml.config import airflow_connection_url
+
+    assert spec.conn_id  # check_spec
+    url = sa.engine.make_url(airflow_connection_url(spec.conn_id))
+    options = {"postgresql_readonly": True} if url.get_backend_name() == "postgresql" else {}
+    engine = sa.create_engine(url, execution_options=options)
     try:
         with engine.connect() as conn:
-            result = conn.execution_options(stream_results=True).execute(
-                text(query), {"start": start, "end": start + timedelta(days=1)}
-            )
+            _require_read_only(conn, spec)
+            result = conn.execution_options(stream_results=True).execute(sql_select(spec, day))
             for number, row in enumerate(result.mappings(), start=1):
                 record = {
                     k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()
@@ -378,9 +455,81 @@ def _sql(spec: SourceSpec, day: date) -> Iterator[Item]:
                 raw = json.dumps(record, ensure_ascii=False, default=str)
                 yield Item(number, raw, _mapped(spec, record, number, spec.display_name))
     except SQLAlchemyError as exc:
-        raise SourceError(f"cannot read sql:{spec.display_name}: {exc}") from exc
+        # The driver's own message, first line: the statement and its parameters stay out.
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise SourceError(f"cannot read sql:{spec.display_name}: {reason}") from exc
     finally:
         engine.dispose()
+
+
+def sql_select(spec: SourceSpec, day: date) -> Any:
+    """SELECT the mapped columns (all, without a mapping) of the source's table whose start
+    column lies in the data interval (bound parameters), ordered by it. Table, schema and
+    columns are identifiers, always quoted by SQLAlchemy: a name is never SQL."""
+    import sqlalchemy as sa
+
+    table = sql_table(spec)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    when = table.c[spec.columns.get("started_at", "started_at")]
+    columns = list(table.c) if spec.columns else [sa.literal_column("*")]
+    return (
+        sa.select(*columns)
+        .select_from(table)
+        .where(when >= start, when < start + timedelta(days=1))
+        .order_by(when)
+    )
+
+
+def sql_table(spec: SourceSpec) -> Any:
+    """The source's table with the columns it reads (the mapped ones and the start column),
+    every name a quoted identifier."""
+    import sqlalchemy as sa
+    from sqlalchemy.sql.elements import quoted_name
+
+    assert spec.table  # check_spec
+    started = spec.columns.get("started_at", "started_at")
+    wanted = dict.fromkeys([*spec.columns.values(), started])
+    return sa.table(
+        quoted_name(spec.table, quote=True),
+        *(sa.column(quoted_name(c, quote=True)) for c in wanted),
+        schema=quoted_name(spec.schema, quote=True) if spec.schema else None,
+    )
+
+
+def _require_read_only(conn: Any, spec: SourceSpec) -> None:
+    """Refuse a connection whose role could do more than read the table.
+
+    The statement is a SELECT Intentflow builds, in a read-only transaction; the role is the
+    second wall. PostgreSQL: not a superuser, no server-file roles (pg_read_file), no
+    INSERT/UPDATE/DELETE/TRUNCATE on the table. SQLite has no roles: the connection is put
+    in query-only mode.
+    """
+    import sqlalchemy as sa
+
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA query_only = ON")
+        return
+    if conn.dialect.name != "postgresql":  # ml.config.airflow_conn_to_url allows no other
+        raise SourceError(f"sql:{spec.display_name}: {conn.dialect.name} is not supported")
+    qualified = conn.dialect.identifier_preparer.format_table(sql_table(spec))
+    powers = conn.execute(
+        sa.text(
+            "SELECT r.rolsuper"
+            " OR pg_has_role(current_user, 'pg_read_server_files', 'USAGE')"
+            " OR pg_has_role(current_user, 'pg_write_server_files', 'USAGE')"
+            " OR pg_has_role(current_user, 'pg_execute_server_program', 'USAGE'),"
+            " coalesce(has_table_privilege(to_regclass(:table),"
+            " 'INSERT, UPDATE, DELETE, TRUNCATE'), false)"
+            " FROM pg_roles r WHERE r.rolname = current_user"
+        ),
+        {"table": qualified},
+    ).one()
+    if any(powers):
+        what = "is a superuser or may use server files" if powers[0] else "may write the table"
+        raise SourceError(
+            f"sql:{spec.display_name}: the role of connection {spec.conn_id!r} {what}; "
+            "a source reads with a role granted SELECT only (docs/security.md#sources)"
+        )
 
 
 def read_items(spec: SourceSpec, url: str, day: date) -> Iterator[Item]:

@@ -5,6 +5,8 @@ Steps hand over a small JSON-serialisable dict (ml.ingest.results), never data. 
 is a folder under `$INTENTFLOW_HOME/staging` when the data root is local; when it is on object
 storage, `normalise` uploads it to `<data root>/staging/<day>__<run>/`, so `validate` and
 `publish` may run on any worker (publish copies it into the lake within the store).
+A source is a configured name (ml.ingest.named_sources), which the DAG's tasks hand each
+other: never a path, URL or query typed into a form.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from ml import lake, storage
 from ml.config import Settings, quarantine_retention_days, settings, staging_retention_hours
 from ml.ingest import sources
 from ml.ingest import staged_day as handover
+from ml.ingest.named_sources import resolve
 from ml.ingest.normalise import stage_day
 from ml.ingest.results import FailedExpectation, Published, Staged, Validated
-from ml.ingest.sources import SourceError, parse_source
+from ml.ingest.sources import SourceError, SourceSpec
 from ml.ingest.staged_day import ROWS_FILE
 from ml.ingest.validation import DataQualityError, min_volume, run_suite
 from ml.quarantine import QUARANTINE_FILE
@@ -41,9 +44,10 @@ VALIDATION_BATCH_ROWS = 1_000_000
 VALIDATION_BATCH_BYTES = 256 << 20
 
 
-def discover(source: str, day: date) -> list[str]:
-    """The files of `day` for a source (a URL of daily JSONL drops, or a JSON source spec)."""
-    spec = parse_source(source)
+def discover(source: str | SourceSpec | None, day: date) -> list[str]:
+    """The files of `day` for a source: a configured source's name (None: `default`;
+    ml.ingest.named_sources) or a SourceSpec given in code."""
+    spec = resolve(source)
     files = sources.discover(spec, day)
     if not files:
         raise SourceError(f"no input files for {day} under {spec.url}")
@@ -55,10 +59,13 @@ def normalise(
     files: list[str],
     day: date,
     staging_dir: Path,
-    source: str | None = None,
+    source: str | SourceSpec | None = None,
     upload_to: str | None = None,
 ) -> Staged:
     """Parse and redact every record; stage the day's rows (one sorted Parquet file) and quarantine.
+
+    `files` are read as files of `source` (as :func:`discover`): a file linked out of the
+    source's folder is refused however the list was made.
 
     Streams: parsed pieces go straight to bucketed run files (ml/ingest/staging.py), merged one
     bucket at a time, so memory does not grow with the feed. Plain JSONL drops take the Arrow
@@ -68,11 +75,12 @@ def normalise(
     :func:`staging_url_for`) the staged files are uploaded there (replacing a retried run's),
     the scratch is removed, and the staged day's `staging_dir` is the URL.
     """
+    spec = resolve(source)
     if upload_to is None:
-        return stage_day(files, day, staging_dir, source)
+        return stage_day(files, day, staging_dir, spec)
     try:
         try:
-            staged = stage_day(files, day, staging_dir, source)
+            staged = stage_day(files, day, staging_dir, spec)
         except SourceError:
             handover.remove(upload_to)  # nothing is staged for that day, as locally
             raise
@@ -260,16 +268,19 @@ def staging_dir_for(cfg: Settings, day: date, run_key: str | None = None) -> Pat
     return cfg.staging / f"{day.isoformat()}__{key}"
 
 
-def ingest_day(day: date, source: str | None = None, cfg: Settings | None = None) -> Published:
-    """discover → normalise → validate → publish for one day, as the DAG does."""
+def ingest_day(
+    day: date, source: str | SourceSpec | None = None, cfg: Settings | None = None
+) -> Published:
+    """discover → normalise → validate → publish for one day, as the DAG does; `source` as
+    :func:`discover` takes it."""
     cfg = cfg or settings()
-    source = source or cfg.source
+    spec = resolve(source, cfg)
     sweep_staging(cfg)
-    files = discover(source, day)
+    files = discover(spec, day)
     scratch = staging_dir_for(cfg, day)
     upload_to = staging_url_for(cfg, scratch)
     try:
-        staged = normalise(files, day, scratch, source, upload_to)
+        staged = normalise(files, day, scratch, spec, upload_to)
         return publish(validate(staged, cfg.reports, cfg.lake, cfg.quarantine), cfg)
     except BaseException:
         # No retry follows here (the DAG retries its tasks): leave no staged day behind.

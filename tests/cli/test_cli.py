@@ -46,7 +46,7 @@ def test_generate_then_ingest_json(intentflow_home: Path) -> None:
 
 def test_ingest_of_a_day_without_data_fails_clearly(intentflow_home: Path) -> None:
     result = runner.invoke(
-        app, ["ingest", "--date", "2026-11-21", "--source", str(intentflow_home / "none")]
+        app, ["ingest", "--date", "2026-11-21", "--path", str(intentflow_home / "none")]
     )
     assert result.exit_code == 2
     assert (

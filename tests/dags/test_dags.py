@@ -119,6 +119,63 @@ def test_models_file_replaces_the_configured_models(
         configured_models()
 
 
+def test_ingest_form_offers_only_the_configured_source_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trigger form's `source` is a choice among names an administrator configured: a path,
+    URL or spec typed in fails the DAG's own param check."""
+    from airflow.sdk.exceptions import ParamValidationError
+
+    (tmp_path / "sources.json").write_text(json.dumps({"crm": {"url": str(tmp_path)}}))
+    monkeypatch.setenv("INTENTFLOW_SOURCES_FILE", str(tmp_path / "sources.json"))
+    param = _dag("transcripts_ingest").params.get_param("source")
+    assert (param.value, param.schema["enum"]) == ("default", ["crm", "default"])
+    assert param.resolve("crm") == "crm"
+    spec = json.dumps({"url": "/etc/passwd", "layout": "static", "dates": ["2026-11-22"] * 2})
+    for typed in ("/etc/passwd", spec, "s3://other-bucket/x", None):
+        with pytest.raises(ParamValidationError):
+            param.resolve(typed)
+
+
+@pytest.mark.slow
+def test_a_trigger_reads_the_named_source_and_no_typed_path(
+    airflow_db: Path, intentflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real Airflow: a run conf naming /etc/passwd is refused when the run is created, before
+    any task; a run naming a configured CSV source reads it (the name crosses the tasks)."""
+    from airflow.utils.state import DagRunState
+
+    day = date(2026, 11, 22)
+    crm = tmp_path / "feeds" / "crm"
+    (crm / day.isoformat()).mkdir(parents=True)
+    (crm / day.isoformat() / "export.csv").write_text(
+        "ticket,opened,msg,label\n"
+        + "".join(
+            f"t{i},2026-11-22T0{i}:00:00Z,refund {i} please,refund_request\n" for i in range(8)
+        )
+    )
+    columns = {
+        "conversation_id": "ticket",
+        "started_at": "opened",
+        "text": "msg",
+        "intent": "label",
+    }
+    sources = {"crm": {"format": "csv", "url": str(crm), "columns": columns}}
+    (tmp_path / "sources.json").write_text(json.dumps(sources))
+    monkeypatch.setenv("INTENTFLOW_SOURCES_FILE", str(tmp_path / "sources.json"))
+    monkeypatch.setenv("INTENTFLOW_SOURCE_ROOTS", str(tmp_path / "feeds"))
+    ingest = _dag("transcripts_ingest")
+    spec = json.dumps({"url": "/etc/passwd", "layout": "static", "dates": [day.isoformat()] * 2})
+    for typed in ("/etc/passwd", spec):
+        with pytest.raises(ValueError, match="Invalid input for param source"):
+            ingest.test(run_conf={"source": typed, "day": day.isoformat()})
+    assert not (intentflow_home / "staging").exists()
+    run = ingest.test(logical_date=datetime(2026, 11, 22, tzinfo=UTC), run_conf={"source": "crm"})
+    assert run.state == DagRunState.SUCCESS
+    manifest = lake.read_manifest(settings().lake, day)
+    assert (manifest["source"], manifest["rows_written"]) == ("crm", 8)
+
+
 def _dag(dag_id: str):
     from airflow.dag_processing.dagbag import DagBag
 

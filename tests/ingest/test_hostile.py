@@ -26,6 +26,7 @@ from ml.config import allowed_languages
 from ml.ingest import fast_jsonl as jsonl_arrow
 from ml.ingest import normalise as step
 from ml.ingest.parse import ALLOWED_CHANNELS, MAX_TEXT_CHARS, MAX_TURNS, clean_field, clean_text
+from ml.ingest.sources import SourceSpec
 from ml.ingest.steps import discover, normalise
 from ml.transcript import CHANNELS, SPEAKERS
 
@@ -202,7 +203,7 @@ def assert_clean(rows: Any) -> None:
 @given(drop=drops(5))
 def test_fast_and_record_paths_stage_the_same_for_any_input(drop: Any) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        source = write_drop(Path(tmp), drop)
+        source = SourceSpec(write_drop(Path(tmp), drop))
         files = discover(source, DAY)
         out = {}
         # Down to single lines in the fast path: each hostile line is tried by Arrow alone.
@@ -235,7 +236,7 @@ def test_no_bad_record_vetoes_the_day_nor_crashes_the_cli(drop: Any) -> None:
         home = Path(tmp) / "home"
         with mock.patch.dict(os.environ, {"INTENTFLOW_HOME": str(home)}):
             result = runner.invoke(
-                app, ["ingest", "--date", DAY.isoformat(), "--source", source, "--json"]
+                app, ["ingest", "--date", DAY.isoformat(), "--path", source, "--json"]
             )
         assert result.exit_code == 0, (result.output, result.exception)
         summary = json.loads(result.stdout)

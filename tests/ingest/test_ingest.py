@@ -9,6 +9,7 @@ import pytest
 
 from ml import lake
 from ml.config import settings
+from ml.ingest.sources import SourceSpec
 from ml.ingest.steps import discover, ingest_day, normalise, validate
 from ml.ingest.validation import DataQualityError
 from ml.progress import Progress
@@ -44,7 +45,7 @@ def test_discover_finds_the_days_jsonl_files_only(tmp_path: Path) -> None:
     write_drop(tmp_path, "a.jsonl", [rec("2")])
     (tmp_path / DAY.isoformat() / "notes.txt").write_text("x")
     (tmp_path / "2026-11-23").mkdir()
-    files = discover(str(tmp_path), DAY)
+    files = discover(SourceSpec(str(tmp_path)), DAY)
     assert [Path(f).name for f in files] == ["a.jsonl", "b.jsonl"]
 
 
@@ -53,7 +54,7 @@ def test_discover_on_memory_filesystem() -> None:
 
     fs = fsspec.filesystem("memory")
     fs.pipe("/feed/2026-11-22/x.jsonl", rec("1").encode())
-    assert discover("memory://feed", DAY) == ["memory:///feed/2026-11-22/x.jsonl"]
+    assert discover(SourceSpec("memory://feed"), DAY) == ["memory:///feed/2026-11-22/x.jsonl"]
 
 
 def test_ingest_day_counts_quarantine_and_partition(intentflow_home: Path, tmp_path: Path) -> None:
@@ -63,7 +64,7 @@ def test_ingest_day_counts_quarantine_and_partition(intentflow_home: Path, tmp_p
     )
     write_drop(src, "b.jsonl", [rec("3", text="dup id, other file"), rec("4", intent=None)])
     write_drop(src, "c.jsonl", [rec(f"x{i}") for i in range(10)])
-    result = ingest_day(DAY, str(src))
+    result = ingest_day(DAY, SourceSpec(str(src)))
     assert (result["rows_read"], result["rows_written"], result["rows_quarantined"]) == (16, 13, 3)
     assert result["rows_read"] == result["rows_written"] + result["rows_quarantined"]
     assert result["quarantine_rules"] == {
@@ -93,9 +94,9 @@ def test_ingest_day_counts_quarantine_and_partition(intentflow_home: Path, tmp_p
 def test_rerun_gives_identical_partition(intentflow_home: Path, tmp_path: Path) -> None:
     src = tmp_path / "raw"
     write_drop(src, "a.jsonl", [rec(str(i)) for i in range(30)])
-    first = ingest_day(DAY, str(src))
+    first = ingest_day(DAY, SourceSpec(str(src)))
     data = (Path(first["partition"]) / lake.DATA_FILE).read_bytes()
-    second = ingest_day(DAY, str(src))
+    second = ingest_day(DAY, SourceSpec(str(src)))
     assert second["content_hash"] == first["content_hash"]
     assert (Path(second["partition"]) / lake.DATA_FILE).read_bytes() == data
     assert lake.read_partition(settings().lake, DAY).num_rows == 30
@@ -108,9 +109,9 @@ def test_a_retried_normalise_ignores_what_a_killed_attempt_staged(tmp_path: Path
 
     src = tmp_path / "raw"
     write_drop(src, "a.jsonl", [rec(str(i)) for i in range(30)])
-    files = discover(str(src), DAY)
+    files = discover(SourceSpec(str(src)), DAY)
     staging = tmp_path / "staging"
-    first = normalise(files, DAY, staging, str(src))
+    first = normalise(files, DAY, staging, SourceSpec(str(src)))
     # What an attempt killed after staging its blocks leaves behind: run files, not merged
     # (numbered apart from this attempt's, as when the day's files changed in between).
     stale = step._Stage(staging, 1)
@@ -118,7 +119,7 @@ def test_a_retried_normalise_ignores_what_a_killed_attempt_staged(tmp_path: Path
     with Progress("stale attempt", None, mode="off") as progress:
         step._normalise_blocks(
             stale,
-            step.parse_source(str(src)),
+            SourceSpec(str(src)),
             files[0],
             0,
             DAY,
@@ -126,7 +127,7 @@ def test_a_retried_normalise_ignores_what_a_killed_attempt_staged(tmp_path: Path
             None,
             progress,
         )
-    again = normalise(files, DAY, staging, str(src))
+    again = normalise(files, DAY, staging, SourceSpec(str(src)))
     assert (again["rows_written"], again["rows_quarantined"]) == (30, 0)
     assert again["content_hash"] == first["content_hash"]
 
@@ -138,7 +139,7 @@ def test_a_day_without_input_files_fails_saying_so(intentflow_home: Path, tmp_pa
     (tmp_path / "raw" / "2026-11-23").mkdir(parents=True)
     for folder, day in (("nothing", DAY), ("raw", date(2026, 11, 23))):
         with pytest.raises(SourceError, match=rf"^no input files for {day} under .*{folder}$"):
-            ingest_day(day, str(tmp_path / folder))
+            ingest_day(day, SourceSpec(str(tmp_path / folder)))
     assert lake.list_partitions(settings().lake) == []
     assert not list(settings().staging.glob("*"))
 
@@ -146,13 +147,15 @@ def test_a_day_without_input_files_fails_saying_so(intentflow_home: Path, tmp_pa
 def test_quarantine_share_over_threshold_fails(intentflow_home: Path, tmp_path: Path) -> None:
     src = tmp_path / "raw"
     write_drop(src, "a.jsonl", [rec("1"), "{x", "{y"])
-    staged = normalise(discover(str(src), DAY), DAY, tmp_path / "stage")
+    staged = normalise(
+        discover(SourceSpec(str(src)), DAY), DAY, tmp_path / "stage", SourceSpec(str(src))
+    )
     with pytest.raises(DataQualityError, match="quarantine_share"):
         validate(staged, tmp_path / "reports")
     # The DAG's validate task keeps the staged day for inspection; the CLI's one-shot run
     # leaves none, its report stays.
     with pytest.raises(DataQualityError, match="quarantine_share"):
-        ingest_day(DAY, str(src))
+        ingest_day(DAY, SourceSpec(str(src)))
     assert not list(settings().staging.iterdir())
     assert (settings().reports / f"dt={DAY.isoformat()}" / "validation.html").exists()
 
@@ -171,7 +174,7 @@ def test_a_crashed_run_leaves_no_staged_day(
 
     monkeypatch.setattr(staging, "merge", crash)
     with pytest.raises(OSError, match="no space"):
-        ingest_day(DAY, str(src))
+        ingest_day(DAY, SourceSpec(str(src)))
     assert not list(settings().staging.iterdir())
 
 
@@ -210,7 +213,7 @@ def test_the_issue_corpus_publishes_the_day_with_one_quarantine_row_each(
     results = {}
     for fast in (True, False):
         monkeypatch.setattr(step, "FAST_PATH", fast)
-        results[fast] = result = ingest_day(DAY, str(src))
+        results[fast] = result = ingest_day(DAY, SourceSpec(str(src)))
         assert (result["rows_read"], result["rows_written"]) == (49, 41)
         assert result["quarantine_rules"] == {**{rule: 1 for rule in bad}, "too_deep": 2}
         assert not list(settings().staging.iterdir())
@@ -230,7 +233,9 @@ def test_gx_gate_catches_raw_pii_that_slipped_through(
     """Redaction is bypassed on purpose (staged file edited) to prove the gate looks."""
     src = tmp_path / "raw"
     write_drop(src, "a.jsonl", [rec(str(i)) for i in range(5)])
-    staged = normalise(discover(str(src), DAY), DAY, tmp_path / "stage")
+    staged = normalise(
+        discover(SourceSpec(str(src)), DAY), DAY, tmp_path / "stage", SourceSpec(str(src))
+    )
     path = Path(staged["staging_dir"]) / "rows.parquet"
     table = pq.read_table(path)
     import pyarrow as pa
@@ -276,7 +281,7 @@ def test_every_kind_of_bad_input_is_quarantined_and_the_run_goes_on(
     (folder / "c.jsonl").write_bytes(b'{"conversation_id": "bad\xff\xfe"}\n' + rec("c1").encode())
     # Truncated: the writer died mid-record (and mid-way through a UTF-8 character).
     (folder / "d.jsonl").write_bytes(rec("d1").encode() + b"\n" + rec("d2").encode()[:40] + b"\xc3")
-    result = ingest_day(DAY, str(src))
+    result = ingest_day(DAY, SourceSpec(str(src)))
     assert result["rows_read"] == result["rows_written"] + result["rows_quarantined"] == 52
     assert result["quarantine_rules"] == {
         "duplicate_id": 1,
@@ -323,7 +328,7 @@ def test_a_file_that_cannot_be_read_fails_the_day_and_writes_nothing(
     write_drop(src, "a.jsonl", [rec(str(i)) for i in range(10)])
     (src / DAY.isoformat() / "b.jsonl").symlink_to(tmp_path / "gone.jsonl")  # dangling
     with pytest.raises(SourceError, match=r"cannot read .*b\.jsonl"):
-        ingest_day(DAY, str(src))
+        ingest_day(DAY, SourceSpec(str(src)))
     cfg = settings()
     assert lake.list_partitions(cfg.lake) == []
     assert not (cfg.quarantine / f"dt={DAY.isoformat()}").exists()
@@ -404,7 +409,7 @@ def test_fast_path_stages_exactly_what_the_record_path_stages(
     # Small blocks: records cross block boundaries, refused chunks are halved many times.
     monkeypatch.setattr(jsonl_arrow, "BLOCK_BYTES", 64 << 10)
     monkeypatch.setattr(jsonl_arrow, "MIN_CHUNK_LINES", 1)  # in this process: down to one line
-    files = discover(str(tmp_path / "feed"), DAY)
+    files = discover(SourceSpec(str(tmp_path / "feed")), DAY)
     staged = {}
     # Arrow path in two worker processes, in this process, then record by record.
     # "buckets": the day staged in many buckets (as a day of gigabytes is), merged one by one.
@@ -423,7 +428,7 @@ def test_fast_path_stages_exactly_what_the_record_path_stages(
         monkeypatch.setenv("INTENTFLOW_INGEST_WORKERS", workers)
         out = tmp_path / f"stage-{key}"
         with caplog.at_level("INFO", logger="ml.ingest.normalise"):
-            staged[key] = normalise(files, DAY, out, str(tmp_path / "feed"))
+            staged[key] = normalise(files, DAY, out, SourceSpec(str(tmp_path / "feed")))
         assert ("worker processes" in caplog.text) == (key in ("pool", "buckets"))
         caplog.clear()
         staged[key]["tables"] = [

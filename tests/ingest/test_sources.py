@@ -1,4 +1,7 @@
-"""Sources chosen by configuration: folders, memory://, CSV, ABCD, the public sets, SQL."""
+"""Sources chosen by configuration: folders, memory://, CSV, ABCD, the public sets, SQL.
+
+How a run picks one of them by name, and what it may not read, is test_named_sources.py's.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from sqlalchemy import create_engine, text
 
 from ml import lake
 from ml.config import settings
-from ml.ingest.sources import assigned_start, parse_source
+from ml.ingest.sources import SourceSpec, assigned_start, parse_source
 from ml.ingest.steps import discover, ingest_day
 
 pytest_plugins = ("pg",)
@@ -21,8 +24,9 @@ pytest_plugins = ("pg",)
 DAY = date(2026, 11, 22)
 
 
-def spec(**kw) -> str:
-    return json.dumps(kw)
+def spec(**kw) -> SourceSpec:
+    """A source spec as an administrator writes it (checked as a configured entry is)."""
+    return parse_source(kw)
 
 
 def labels_file(tmp_path: Path, labels: set[str]) -> str:
@@ -56,6 +60,7 @@ def test_plain_url_is_daily_jsonl() -> None:
         parse_source('{"url": "x", "colums": {}}')
     with pytest.raises(ValueError, match="format"):
         parse_source('{"url": "x", "format": "xml"}')
+    assert parse_source(json.dumps({"url": "/data/feed", "format": "csv"})).format == "csv"
 
 
 def test_csv_with_column_mapping_on_a_local_folder(intentflow_home: Path, tmp_path: Path) -> None:
@@ -100,7 +105,7 @@ def test_memory_filesystem_jsonl_and_csv(intentflow_home: Path) -> None:
         "/mem-csv/2026-11-22/a.csv",
         b"id,when,text\nc1,2026-11-22T01:00:00+00:00,my parcel is late\n",
     )
-    assert ingest_day(DAY, "memory://mem-feed")["rows_written"] == 1
+    assert ingest_day(DAY, SourceSpec("memory://mem-feed"))["rows_written"] == 1
     source = spec(
         format="csv",
         url="memory://mem-csv",
@@ -111,7 +116,7 @@ def test_memory_filesystem_jsonl_and_csv(intentflow_home: Path) -> None:
 
 
 def test_assigned_dates_are_deterministic_and_inside_the_range() -> None:
-    s = parse_source(spec(url="x", dates=["2026-11-01", "2026-11-30"]))
+    s = spec(url="x", dates=["2026-11-01", "2026-11-30"])
     starts = [assigned_start(s, f"id{i}") for i in range(300)]
     assert starts == [assigned_start(s, f"id{i}") for i in range(300)]
     assert {d.date() for d in starts} <= {date(2026, 11, d) for d in range(1, 31)}
@@ -200,7 +205,12 @@ def test_single_message_public_sets_load_as_one_turn_transcripts(
     assert len({r["conversation_id"] for r in rows}) == len(rows)
 
 
-def test_sql_table_source_reads_the_data_interval(intentflow_home: Path, pg_url: str) -> None:
+def test_sql_table_source_reads_the_data_interval(
+    intentflow_home: Path, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A named SQL source: its table through an Airflow connection whose role may only read."""
+    from pg import read_only_role
+
     engine = create_engine(pg_url)
     with engine.begin() as conn:
         conn.execute(
@@ -219,19 +229,21 @@ def test_sql_table_source_reads_the_data_interval(intentflow_home: Path, pg_url:
                 {"i": f"r{i}", "t": ts, "b": f"refund for order ORD-1234567{i} please"},
             )
     engine.dispose()
-    source = spec(
-        format="sql",
-        url=pg_url,
-        table="chats",
-        columns={
-            "conversation_id": "id",
-            "started_at": "started_at",
-            "text": "body",
-            "intent": "label",
-        },
-    )
-    result = ingest_day(DAY, source)
+    with read_only_role(pg_url, "chats") as (role_url, schema):
+        monkeypatch.setenv("AIRFLOW_CONN_CRM_READONLY", role_url)
+        columns = {"conversation_id": "id", "started_at": "started_at", "text": "body"}
+        crm = {
+            "format": "sql",
+            "conn_id": "crm_readonly",
+            "table": "chats",
+            "schema": schema,
+            "columns": {**columns, "intent": "label"},
+        }
+        (tmp_path / "sources.json").write_text(json.dumps({"crm": crm}))
+        monkeypatch.setenv("INTENTFLOW_SOURCES_FILE", str(tmp_path / "sources.json"))
+        result = ingest_day(DAY, "crm")
     assert (result["rows_read"], result["rows_written"], result["rows_quarantined"]) == (6, 6, 0)
+    assert result["source"] == "crm"
     rows = lake.read_partition(settings().lake, DAY).to_pylist()
     assert [r["conversation_id"] for r in rows] == [f"r{i}" for i in range(1, 7)]
     assert rows[0]["text"] == "refund for order [ORDER_ID] please"
