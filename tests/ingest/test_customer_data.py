@@ -16,6 +16,7 @@ import pytest
 
 from ml import lake
 from ml.config import settings
+from ml.ingest.sources import SourceSpec
 from ml.ingest.steps import discover, ingest_day, normalise, staging_dir_for, validate
 from ml.ingest.validation import DataQualityError
 from ml.subjects import pii_key, subject_key
@@ -80,7 +81,7 @@ def test_quarantine_is_redacted_keyed_for_erasure_and_private(
     intentflow_home: Path, tmp_path: Path
 ) -> None:
     src = drop(tmp_path / "raw", [json.dumps(rec(f"c{i}")) for i in range(20)] + list(PII_LINES))
-    result = ingest_day(DAY, str(src))
+    result = ingest_day(DAY, SourceSpec(str(src)))
     assert result["rows_quarantined"] == 3
     path = Path(result["quarantine_file"])
     quarantine = pq.read_table(path).to_pylist()
@@ -112,7 +113,7 @@ def test_quarantine_days_past_retention_are_purged_by_ingest_and_the_command(
     for day in (old, recent):
         lake.write_quarantine(pq.read_table(_empty_quarantine(tmp_path)), cfg.quarantine, day)
     src = drop(tmp_path / "raw", [json.dumps(rec("c1", started_at=f"{today}T10:00:00Z"))], today)
-    ingest_day(today, str(src))
+    ingest_day(today, SourceSpec(str(src)))
     days = sorted(p.name for p in cfg.quarantine.iterdir())
     assert days == [f"dt={recent}", f"dt={today}"]  # the default: 30 days
 
@@ -140,7 +141,7 @@ def test_a_failed_gate_keeps_the_quarantine_and_report_and_removes_the_staged_da
     lines = [json.dumps(rec("c1")), "{broken ann.lee@secret-mail.example", "{x"]
     src = drop(tmp_path / "raw", lines)
     scratch = staging_dir_for(cfg, DAY, "manual__1")
-    staged = normalise(discover(str(src), DAY), DAY, scratch, str(src))
+    staged = normalise(discover(SourceSpec(str(src)), DAY), DAY, scratch, SourceSpec(str(src)))
     assert scratch.exists() and mode(scratch) == 0o700
     with pytest.raises(DataQualityError) as failed:
         validate(staged, cfg.reports, cfg.lake, cfg.quarantine)
@@ -170,7 +171,7 @@ def test_stale_staged_days_are_removed_by_the_next_ingest(
     for p in (stale / "rows.parquet", stale):
         os.utime(p, (old, old))
     src = drop(tmp_path / "raw", [json.dumps(rec("c1"))])
-    ingest_day(DAY, str(src))
+    ingest_day(DAY, SourceSpec(str(src)))
     assert not stale.exists() and fresh.exists()
 
 
@@ -203,7 +204,7 @@ def test_markup_typed_as_a_channel_never_reaches_the_reports(
     lines = [json.dumps(rec(f"c{i}")) for i in range(10)]
     src = drop(tmp_path / "raw", [*lines, json.dumps(rec("x1", channel=MARKUP))])
     with pytest.raises(DataQualityError, match=r"expect_column_values_to_be_in_set\(channel\)=1"):
-        ingest_day(DAY, str(src))
+        ingest_day(DAY, SourceSpec(str(src)))
     pages = list((settings().reports / f"dt={DAY}").rglob("*.html"))
     assert len(pages) >= 3  # the summary and the Data Docs pages
     for page in [*pages, settings().reports / f"dt={DAY}" / "validation.json"]:
