@@ -10,6 +10,7 @@ link to the report, never a record's content nor even its id (the report lists t
 from __future__ import annotations
 
 import json
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from html import escape
@@ -128,10 +129,15 @@ def _error_text(exception: BaseException | str | None) -> str:
 
 
 def post_json(url: str, payload: dict[str, Any], timeout: float = 10.0) -> int:
-    """POST `payload` as JSON; returns the HTTP status (raises on 4xx/5xx or no answer)."""
+    """POST `payload` as JSON; returns the HTTP status (raises on 4xx/5xx or no answer).
+
+    http(s) only: urllib also opens file: and ftp: URLs, which a webhook connection must not.
+    """
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError("an alert webhook URL must be http:// or https://")
     body = json.dumps(payload, default=str).encode("utf-8")
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 (scheme checked above)
         url, data=body, headers={"Content-Type": "application/json"}, method="POST"
     )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (checked)
         return response.status

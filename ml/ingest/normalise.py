@@ -143,7 +143,8 @@ class _Stage:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._writer is not None
+        if self._writer is None:
+            raise RuntimeError("the stage was closed before it was opened")
         self._flush()
         self._writer.close()
 

@@ -131,7 +131,8 @@ def _shown(value: Any) -> str:
 
 def _started_at(record: dict[str, Any], day: date) -> datetime:
     raw = _text(record, "started_at")
-    assert raw is not None
+    if raw is None:  # _required_fields ran first
+        raise RecordError("missing_field", "field 'started_at' is missing")
     try:
         ts = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:

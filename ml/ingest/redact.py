@@ -233,7 +233,8 @@ def redact_array(texts: Any, known: Sequence[dict[str, list[str]] | None] | None
     rules = {rule[0]: rule for rule in _RULES}
     for kind in _PURE:  # _RULES order: email, (iban: slow rows only), order_id
         pattern, repl = rules[kind][1], rules[kind][2]
-        assert isinstance(repl, str)
+        if not isinstance(repl, str):
+            raise TypeError(f"{kind}: a pure rule replaces by a fixed string")
         arr = pc.replace_substring_regex(arr, pattern.pattern, repl)
     hits = np.stack(
         [pc.match_substring_regex(arr, _SCREENS[k]).to_numpy(zero_copy_only=False) for k in _LATER],

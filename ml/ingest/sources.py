@@ -440,7 +440,8 @@ def _sql(spec: SourceSpec, day: date) -> Iterator[Item]:
 
     from ml.config import airflow_connection_url
 
-    assert spec.conn_id  # check_spec
+    if not spec.conn_id:  # check_spec refuses it first
+        raise SourceError(f"source {spec.display_name!r}: a SQL source needs a conn_id")
     url = sa.engine.make_url(airflow_connection_url(spec.conn_id))
     options = {"postgresql_readonly": True} if url.get_backend_name() == "postgresql" else {}
     engine = sa.create_engine(url, execution_options=options)
@@ -486,7 +487,8 @@ def sql_table(spec: SourceSpec) -> Any:
     import sqlalchemy as sa
     from sqlalchemy.sql.elements import quoted_name
 
-    assert spec.table  # check_spec
+    if not spec.table:  # check_spec refuses it first
+        raise SourceError(f"source {spec.display_name!r}: a SQL source needs a table")
     started = spec.columns.get("started_at", "started_at")
     wanted = dict.fromkeys([*spec.columns.values(), started])
     return sa.table(

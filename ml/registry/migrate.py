@@ -41,7 +41,8 @@ def _config(connection: Connection | None = None, url: str | None = None) -> Con
 def head() -> str:
     """The latest revision this code knows."""
     revision = ScriptDirectory.from_config(_config()).get_current_head()
-    assert revision is not None, f"no migrations in {MIGRATIONS}"
+    if revision is None:
+        raise SchemaError(f"no migrations in {MIGRATIONS}")
     return revision
 
 

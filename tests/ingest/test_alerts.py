@@ -255,3 +255,14 @@ def test_failed_ingest_run_alerts_end_to_end(
 
     assert (settings().quarantine / f"dt={day}" / "quarantine.parquet").exists()
     assert not list(settings().staging.iterdir())
+
+
+def test_a_webhook_url_must_be_http(tmp_path) -> None:
+    """urllib opens file: and ftp: URLs too: a webhook connection naming one is refused."""
+    from ml.ingest.alerts import post_json
+
+    target = tmp_path / "secret.txt"
+    target.write_text("x")
+    for url in (f"file://{target}", "ftp://example.invalid/x"):
+        with pytest.raises(ValueError, match="http"):
+            post_json(url, {"a": 1})
