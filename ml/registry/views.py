@@ -17,7 +17,7 @@ from typing import Any
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "intent": ("macro_f1", "accuracy"),
     "entities": ("micro_f1", "macro_f1"),
-    "answers": ("mrr", "recall_at_1", "recall_at_5"),
+    "answers": ("mrr", "recall_at_1", "recall_at_5", "intent_recall_at_1"),
 }
 CLASS_METRIC: dict[str, str] = {"intent": "f1", "entities": "f1", "answers": "mrr"}
 # Whether a text report lists every class: a few entity types, or the intents answers are
