@@ -54,12 +54,14 @@ def moto_server() -> Iterator[str]:
 
 
 def s3_env(endpoint: str) -> dict[str, str]:
-    """The AWS_* settings a deployment would set, pointed at the local server."""
+    """The AWS_* settings a deployment would set, pointed at the local server; and the PII
+    key every worker must share once the data is on object storage (ml.subjects)."""
     return {
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
+        "INTENTFLOW_PII_KEY": "testing",
     }
 
 

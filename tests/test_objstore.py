@@ -442,6 +442,7 @@ def _staged_files(url: str) -> list[str]:
 def mem_data(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     url = f"memory://data-{uuid.uuid4().hex}"
     monkeypatch.setenv("INTENTFLOW_DATA_URL", url)
+    monkeypatch.setenv("INTENTFLOW_PII_KEY", "testing")  # required with object storage
     yield url
     fs, path = storage.filesystem(url)
     if fs.exists(path):
