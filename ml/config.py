@@ -458,6 +458,20 @@ def progress_mode() -> str:
     return (_text("INTENTFLOW_PROGRESS") or "auto").lower()
 
 
+# Share of a day's records the ingest gate may quarantine for PII still found after
+# redaction (INTENTFLOW_MAX_PII_SHARE) before it fails the day as a systemic fault.
+DEFAULT_MAX_PII_SHARE = 0.01
+
+
+def max_pii_share() -> float:
+    """INTENTFLOW_MAX_PII_SHARE: above this share of rows with PII left after redaction (each
+    quarantined) the day fails; a few are a detector's edge case, many a broken redactor."""
+    value = float(_env_number("INTENTFLOW_MAX_PII_SHARE", DEFAULT_MAX_PII_SHARE, float))
+    if value > 1:
+        raise ConfigError(f"INTENTFLOW_MAX_PII_SHARE must be between 0 and 1, got {value}")
+    return value
+
+
 def pii_key_env() -> str | None:
     """INTENTFLOW_PII_KEY: the secret that pseudonymises personal identifiers (ml.subjects);
     every worker of one deployment must share it. Unset: a key generated under the local home."""

@@ -377,13 +377,24 @@ def read_manifest(root: Location, day: date) -> dict | None:
 def read_partition(root: Location, day: date) -> pa.Table:
     folder = partition_path(root, day)
     if not storage.is_remote(folder):
-        return pq.read_table(Path(folder) / DATA_FILE)
+        return with_subject_keys(pq.read_table(Path(folder) / DATA_FILE))
     manifest = read_manifest(root, day)
     if manifest is None:
         raise FileNotFoundError(f"no partition {folder}/{MANIFEST}")
     fs, path = storage.filesystem(f"{folder}/{VERSIONS}/{manifest['version']}/{DATA_FILE}")
     with fs.open(path, "rb") as fh:
-        return pq.read_table(fh)
+        return with_subject_keys(pq.read_table(fh))
+
+
+def with_subject_keys(table: pa.Table) -> pa.Table:
+    """A partition written before `subject_keys` existed, with it empty: no identifier was
+    recorded for its rows (re-ingest the day to compute them; its content hash then changes)."""
+    names = set(table.schema.names)
+    if "subject_keys" in names or not names >= set(TRANSCRIPT_SCHEMA.names) - {"subject_keys"}:
+        return table
+    field = TRANSCRIPT_SCHEMA.field("subject_keys")
+    empty = pa.array([[]] * table.num_rows, field.type)
+    return table.append_column(field, empty)
 
 
 def days_in_window(end: date, window_days: int) -> list[date]:
