@@ -24,6 +24,7 @@ TRANSCRIPT_SCHEMA = pa.schema(
         pa.field("intent", pa.string(), nullable=True),  # null: unlabeled
         pa.field("text", pa.string(), nullable=False),  # model_text(turns), after redaction
         pa.field("content_hash", pa.string(), nullable=False),
+        pa.field("subject_keys", pa.list_(pa.string()), nullable=False),
     ]
 )
 

@@ -1,4 +1,4 @@
--- Intentflow model registry schema (postgresql) at revision 0001.
+-- Intentflow model registry schema (postgresql) at revision 0002.
 -- Generated from the migrations in ml/registry/migrations: python -m ml.registry.migrate postgresql
 -- Apply to an empty database, or let `intentflow registry upgrade` do it.
 -- metrics.class_label is NULL for scalar metrics; uniqueness uses COALESCE(.., '').
@@ -134,5 +134,25 @@ SELECT m.name AS model,
   JOIN model_versions v ON v.id = a.version_id;
 
 INSERT INTO alembic_version (version_num) VALUES ('0001') RETURNING alembic_version.version_num;
+
+-- Running upgrade 0001 -> 0002
+
+CREATE TABLE erasures (
+    id SERIAL NOT NULL,
+    started_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    finished_at TIMESTAMP WITH TIME ZONE,
+    status VARCHAR(20) NOT NULL,
+    actor VARCHAR(200) NOT NULL,
+    reason TEXT,
+    identifiers JSONB NOT NULL,
+    removed JSONB NOT NULL,
+    days JSONB NOT NULL,
+    snapshots JSONB NOT NULL,
+    models JSONB NOT NULL,
+    notes JSONB NOT NULL,
+    CONSTRAINT pk_erasures PRIMARY KEY (id)
+);
+
+UPDATE alembic_version SET version_num='0002' WHERE alembic_version.version_num = '0001';
 
 COMMIT;

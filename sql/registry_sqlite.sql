@@ -1,4 +1,4 @@
--- Intentflow model registry schema (sqlite) at revision 0001.
+-- Intentflow model registry schema (sqlite) at revision 0002.
 -- Generated from the migrations in ml/registry/migrations: python -m ml.registry.migrate sqlite
 -- Apply to an empty database, or let `intentflow registry upgrade` do it.
 -- metrics.class_label is NULL for scalar metrics; uniqueness uses COALESCE(.., '').
@@ -132,3 +132,23 @@ SELECT m.name AS model,
   JOIN model_versions v ON v.id = a.version_id;
 
 INSERT INTO alembic_version (version_num) VALUES ('0001') RETURNING version_num;
+
+-- Running upgrade 0001 -> 0002
+
+CREATE TABLE erasures (
+    id INTEGER NOT NULL,
+    started_at DATETIME NOT NULL,
+    finished_at DATETIME,
+    status VARCHAR(20) NOT NULL,
+    actor VARCHAR(200) NOT NULL,
+    reason TEXT,
+    identifiers JSON NOT NULL,
+    removed JSON NOT NULL,
+    days JSON NOT NULL,
+    snapshots JSON NOT NULL,
+    models JSON NOT NULL,
+    notes JSON NOT NULL,
+    CONSTRAINT pk_erasures PRIMARY KEY (id)
+);
+
+UPDATE alembic_version SET version_num='0002' WHERE alembic_version.version_num = '0001';

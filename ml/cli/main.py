@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ml.cli.erase import erase_command
 from ml.cli.output import emit, fail, headline, metrics_text
 from ml.cli.registry import open_registry, registry_app, version_rows
 from ml.cli.tuning import with_tuning
@@ -28,6 +29,7 @@ app = typer.Typer(
     help="Intentflow: fresh intent models from customer-service transcripts.", no_args_is_help=True
 )
 app.add_typer(registry_app, name="registry")
+app.command("erase")(erase_command)
 
 
 def _registered_artifact(ref: str) -> tuple[Any, Path, str]:
