@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ml.cli.erase import erase_command
 from ml.cli.output import emit, fail, headline, metrics_text, name_check
 from ml.cli.quarantine import quarantine_app
 from ml.cli.registry import open_registry, registry_app, version_rows
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 app.add_typer(registry_app, name="registry")
 app.add_typer(quarantine_app, name="quarantine")
+app.command("erase")(erase_command)
 
 
 def _registered_artifact(ref: str) -> tuple[Any, Path, str]:
