@@ -32,6 +32,7 @@ OTHER_EMAIL = "someone.else@example.org"
 # What the person's identifiers look like anywhere they might leak: the values, their parts.
 LEAKS = ("lovelace", "7946", "0958", "cust-4471")
 PREDATING = TRANSCRIPT_SCHEMA.remove(TRANSCRIPT_SCHEMA.get_field_index("subject_keys"))
+QUARANTINE_PREDATING = QUARANTINE_SCHEMA.remove(QUARANTINE_SCHEMA.get_field_index("subject_keys"))
 
 
 def row(cid: str, keys: list[str], day: date, intent: str = "lost_card") -> dict[str, Any]:
@@ -105,12 +106,12 @@ def build(cfg: Settings) -> World:
             quarantined("y-9", 2, [other]),
             quarantined(None, 3, [customer]),
         ],
-        schema=QUARANTINE_SCHEMA.append(pa.field("subject_keys", pa.list_(pa.string()))),
+        schema=QUARANTINE_SCHEMA,
     )
     publish(cfg, D2, [row("p-2", [phone, other], D2, "refund_request"), row("y-1", [], D2)], q2)
     publish(cfg, D3, [row("z-1", [other], D3), row("z-2", [], D3, "refund_request")], None)
     q4 = pa.Table.from_pylist(
-        [quarantined("p-1", 1, None), quarantined("w-1", 2, None)], schema=QUARANTINE_SCHEMA
+        [quarantined("p-1", 1, None), quarantined("w-1", 2, None)], schema=QUARANTINE_PREDATING
     )
     old = [{k: v for k, v in row(f"w-{i}", [], D4).items() if k != "subject_keys"} for i in (1, 2)]
     publish(cfg, D4, old, q4)
@@ -422,3 +423,49 @@ def test_erase_on_s3_leaves_no_old_version_or_stale_cached_copy(
     fresh = local_snapshot(world.snapshot["path"], intentflow_home / "worker-2")
     assert not {"p-1", "p-2"} & snapshot_ids({"path": fresh})
     assert storage.exists(f"{world.snapshot['path']}/snapshot.json")
+
+
+def test_erase_finds_what_a_real_ingest_recorded(intentflow_home: Path, tmp_path: Path) -> None:
+    """Ingest (the CLI, the real parser) records the keys; erase finds by them the person's
+    rows in the lake, an e-mail used as conversation id included, and their quarantined
+    records; another person's rows stay."""
+
+    def transcript(cid: str, text: str) -> str:
+        return json.dumps(
+            {
+                "conversation_id": cid,
+                "started_at": f"{D1.isoformat()}T10:00:00Z",
+                "channel": "chat",
+                "language": "en",
+                "intent": "refund_request",
+                "turns": [{"speaker": "customer", "text": text}],
+            }
+        )
+
+    lines = [transcript(f"c{i}", "I want a refund please") for i in range(30)]
+    lines += [
+        transcript("p1", f"refund to {EMAIL.upper()} please"),
+        transcript(EMAIL, "I want my money back"),  # the e-mail as conversation id
+        transcript("p3", f"call me on {PHONE}"),
+        transcript("o1", f"write to {OTHER_EMAIL}"),
+        '{"conversation_id": "q1", "text": "' + EMAIL + '"',  # malformed: quarantined
+    ]
+    folder = tmp_path / "feed" / D1.isoformat()
+    folder.mkdir(parents=True)
+    (folder / "a.jsonl").write_text("\n".join(lines) + "\n")
+    ingested = runner.invoke(
+        app, ["ingest", "--date", D1.isoformat(), "--path", str(tmp_path / "feed"), "--json"]
+    )
+    assert ingested.exit_code == 0, ingested.output
+    cfg = settings()
+    assert lake.read_partition(cfg.lake, D1).num_rows == 34
+    assert lake.read_quarantine(cfg.quarantine, D1).num_rows == 1
+
+    result = cli("--email", EMAIL, "--phone", PHONE, "--reason", "ticket 7781", "--json")
+    assert result.exit_code == 0, result.output
+    table = lake.read_partition(cfg.lake, D1)
+    assert table.num_rows == 31  # 30 others and o1
+    assert "o1" in table.column("conversation_id").to_pylist()
+    text = json.dumps(table.to_pylist(), default=str).casefold()
+    assert not any(leak in text for leak in LEAKS)
+    assert lake.read_quarantine(cfg.quarantine, D1).num_rows == 0

@@ -99,7 +99,7 @@ def test_no_personal_value_survives_ingest_anywhere(tmp_path: Path) -> None:
     env.update(PYTHONPATH=str(REPO), INTENTFLOW_HOME=str(home), INTENTFLOW_PROGRESS="log")
     done = subprocess.run(
         [sys.executable, "-m", "ml.cli", "--verbose", "ingest", "--date", DAY.isoformat(),
-         "--source", str(tmp_path / "feed"), "--json"],
+         "--path", str(tmp_path / "feed"), "--json"],
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

@@ -15,6 +15,7 @@ from ml import lake
 from ml.config import settings
 from ml.ingest import fast_jsonl, parse
 from ml.ingest import normalise as step
+from ml.ingest.sources import SourceSpec
 from ml.ingest.steps import ingest_day
 from ml.ingest.validation import DataQualityError
 
@@ -35,11 +36,11 @@ def rec(cid: str, text: str = "I want a refund", **over: object) -> str:
     )
 
 
-def drop(root: Path, lines: list[str], day: date = DAY) -> str:
+def drop(root: Path, lines: list[str], day: date = DAY) -> SourceSpec:
     folder = root / "raw" / day.isoformat()
     folder.mkdir(parents=True)
     (folder / "a.jsonl").write_text("\n".join(lines) + "\n")
-    return str(root / "raw")
+    return SourceSpec(str(root / "raw"))
 
 
 @pytest.mark.parametrize("fast", [True, False])

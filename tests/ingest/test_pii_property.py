@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from ml.config import settings as intentflow_settings
 from ml.ingest import normalise as step
 from ml.ingest.parse import clean_field
+from ml.ingest.sources import SourceSpec
 from ml.ingest.steps import discover, ingest_day, normalise, publish
 from ml.ingest.validation import DataQualityError
 
@@ -233,7 +234,7 @@ def day_with(pii: list[tuple[str, dict[str, Any]]]) -> Iterator[tuple[Path, str]
         (folder / "a.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
         env = {"INTENTFLOW_HOME": str(Path(tmp) / "home"), "INTENTFLOW_PII_KEY": "k"}
         with mock.patch.dict(os.environ, env):
-            yield Path(tmp) / "home", str(Path(tmp) / "feed")
+            yield Path(tmp) / "home", SourceSpec(str(Path(tmp) / "feed"))
 
 
 @contextmanager
