@@ -22,6 +22,7 @@ def run(host: str, port: int, workers: int, access_log: bool) -> None:
     from ml.config import serve_settings, settings
     from ml.serving.app import served_names
 
+    logging.getLogger("ml.serving").setLevel(logging.INFO)  # loads, swaps, the registry
     os.environ["INTENTFLOW_SERVE_WORKERS"] = str(workers)
     names = served_names(settings(), serve_settings())
     if workers > 1:
