@@ -153,11 +153,22 @@ def _max_length(path: Path, model_config: Any) -> int:
     return min(FALLBACK_MAX_LENGTH, model_config.max_position_embeddings)
 
 
+def load(artifact_dir: Path, expected_sha256: str | None = None) -> Classifier:
+    """The loaded model `predict_loaded` answers with (the service keeps it loaded)."""
+    return Classifier.load(Path(artifact_dir), expected_sha256)
+
+
 def predict(
     artifact_dir: Path, texts: list[str], top_k: int = 5, expected_sha256: str | None = None
 ) -> list[dict[str, Any]]:
     """Label, probability and the top-k labels per text."""
-    classifier = Classifier.load(Path(artifact_dir), expected_sha256)
+    return predict_loaded(load(artifact_dir, expected_sha256), texts, top_k)
+
+
+def predict_loaded(
+    classifier: Classifier, texts: list[str], top_k: int = 5
+) -> list[dict[str, Any]]:
+    """`predict` with a model already loaded: one answer per text, in order."""
     probs = classifier.predict_proba(texts)
     out = []
     for text, row in zip(texts, probs, strict=True):
