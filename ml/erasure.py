@@ -67,6 +67,7 @@ class Found:
     snapshots: dict[str, dict[str, int]] = field(default_factory=dict)  # hash -> file -> rows
     notes: list[str] = field(default_factory=list)
     stale: list[date] = field(default_factory=list)  # lake days with an old copy holding rows
+    files: list[str] = field(default_factory=list)  # prediction log files holding rows
 
 
 @dataclass
@@ -324,7 +325,48 @@ def _drop_cached(cfg: Settings, folder: Location) -> None:
 # and rewritten in the reverse order: the lake, through which the quarantine and snapshots are
 # found, goes last, so a rerun after a crash still finds whatever is left. Serving's
 # prediction log joins this list (its rows carry the same subject keys).
-STORES: tuple[Store, ...] = (LakeStore(), QuarantineStore(), SnapshotStore())
+# --- the serving prediction log ----------------------------------------------------------------
+
+
+class PredictionStore:
+    """`intentflow serve`'s prediction log (ml.serving.prediction_log): redacted messages, each
+    row with the keys of the identifiers removed from it; a file rewritten without the person's
+    rows (the service only ever adds new files, so none is rewritten under it)."""
+
+    name = "predictions"
+
+    def find(self, job: Job) -> Found:
+        found = Found(self.name)
+        for path in _prediction_table(job.cfg).files():
+            rows = storage.read_parquet(path, [SUBJECT_KEYS])
+            hits = int(pc.sum(_matching(rows, job.keys)).as_py() or 0)
+            if hits:
+                found.rows += hits
+                found.files.append(str(path))
+                day = date.fromisoformat(Path(str(path)).parent.name.removeprefix("dt="))
+                if day not in found.days:
+                    found.days.append(day)
+        return found
+
+    def remove(self, job: Job, found: Found) -> None:
+        table = _prediction_table(job.cfg)
+        for path in found.files:
+            rows = storage.read_parquet(path)
+            table.replace(path, _without(rows, _matching(rows, job.keys)))
+
+
+def _prediction_table(cfg: Settings) -> Any:
+    from ml.serving.prediction_log import PredictionTable  # the service's writer, read back
+
+    return PredictionTable(cfg.predictions)
+
+
+STORES: tuple[Store, ...] = (
+    LakeStore(),
+    QuarantineStore(),
+    SnapshotStore(),
+    PredictionStore(),
+)
 
 
 # --- the erasure -------------------------------------------------------------------------------

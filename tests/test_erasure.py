@@ -20,6 +20,8 @@ from ml.cli.main import app
 from ml.config import Settings, settings
 from ml.quarantine import QUARANTINE_SCHEMA
 from ml.registry.store import Registry
+from ml.serving.prediction_log import SCHEMA as PREDICTIONS
+from ml.serving.prediction_log import PredictionTable
 from ml.snapshots.lake_window import make_snapshot
 from ml.subjects import pii_key, subject_key
 from ml.transcript import TRANSCRIPT_SCHEMA, content_hash
@@ -89,6 +91,25 @@ class World:
     snapshot: dict[str, Any]
 
 
+def predicted(prediction_id: str, keys: list[str]) -> dict[str, Any]:
+    """A row of `intentflow serve`'s prediction log (its text already redacted)."""
+    return {
+        "prediction_id": prediction_id,
+        "ts": datetime(2026, 11, 22, 9, 0, tzinfo=UTC),
+        "model": "intent",
+        "version": 1,
+        "task": "intent",
+        "runtime": "onnx",
+        "text": "call me on [PHONE]",
+        "label": "refund_request",
+        "confidence": 0.9,
+        "top_k": [],
+        "scores": [],
+        "latency_ms": 3.0,
+        "subject_keys": keys,
+    }
+
+
 def build(cfg: Settings) -> World:
     """Four days (one written before subject keys), quarantine on two, a snapshot of three,
     and three registered versions: on that snapshot, on an untouched day, on an erased day
@@ -100,6 +121,9 @@ def build(cfg: Settings) -> World:
         subject_key("email", OTHER_EMAIL, key),
     )
     publish(cfg, D1, [row("p-1", [email], D1), row("x-1", [other], D1), row("x-2", [], D1)], None)
+    # The service's prediction log: one message of the person's (by phone), one of another's.
+    logged = [predicted("pr-1", [phone]), predicted("pr-2", [other]), predicted("pr-3", [])]
+    PredictionTable(cfg.predictions).append(pa.Table.from_pylist(logged, schema=PREDICTIONS))
     q2 = pa.Table.from_pylist(
         [
             quarantined("p-2", 1, [phone]),
@@ -180,12 +204,19 @@ def test_erase_removes_the_persons_rows_everywhere_and_nothing_else(world: World
 
     result = erase_person("--reason", "ticket PRIV-118", "--json")
 
-    assert result["removed"] == {"lake": 2, "quarantine": 3, "snapshots": 2}
+    assert result["removed"] == {"lake": 2, "quarantine": 3, "snapshots": 2, "predictions": 1}
     assert result["days"] == {
         "lake": ["2026-11-20", "2026-11-21"],
         "quarantine": ["2026-11-19", "2026-11-21"],
+        "predictions": ["2026-11-22"],
     }
     assert result["snapshots"] == [world.snapshot["hash"]]
+    # The prediction log: the person's message gone, the others' kept.
+    logged = [storage.read_parquet(p) for p in PredictionTable(cfg.predictions).files()]
+    assert sorted(r for t in logged for r in t.column("prediction_id").to_pylist()) == [
+        "pr-2",
+        "pr-3",
+    ]
     assert result["models"] == ["intent:1", "intent:3"]  # not intent:2 (trained on D3 only)
     assert result["identifiers"] == {"email": 1, "phone": 1, "customer_id": 1}
     assert any("1 lake partition(s) predate subject keys" in n for n in result["notes"])
@@ -224,7 +255,7 @@ def test_erase_removes_the_persons_rows_everywhere_and_nothing_else(world: World
         (audit,) = registry.erasures()
     assert audit["status"] == "done" and audit["reason"] == "ticket PRIV-118"
     assert audit["removed"] == result["removed"] and audit["models"] == ["intent:1", "intent:3"]
-    assert audit["days"] == ["2026-11-19", "2026-11-20", "2026-11-21"]
+    assert audit["days"] == ["2026-11-19", "2026-11-20", "2026-11-21", "2026-11-22"]
     stored = json.dumps(audit, default=str).casefold()
     key = pii_key(cfg)
     keys = [
@@ -238,7 +269,7 @@ def test_dry_run_changes_and_records_nothing(world: World) -> None:
     before = files(Path(world.cfg.home))
     result = erase_person("--dry-run", "--json")
     assert result["dry_run"] and result["erasure_id"] is None
-    assert result["removed"] == {"lake": 2, "quarantine": 3, "snapshots": 2}
+    assert result["removed"] == {"lake": 2, "quarantine": 3, "snapshots": 2, "predictions": 1}
     assert result["models"] == ["intent:1", "intent:3"]
     assert files(Path(world.cfg.home)) == before
     with Registry(world.cfg.registry_url) as registry:
@@ -249,7 +280,7 @@ def test_a_second_erase_changes_nothing_and_is_recorded(world: World) -> None:
     erase_person()
     after_first = files(Path(world.cfg.home))
     again = erase_person("--json")
-    assert again["removed"] == {"lake": 0, "quarantine": 0, "snapshots": 0}
+    assert again["removed"] == {"lake": 0, "quarantine": 0, "snapshots": 0, "predictions": 0}
     assert again["models"] == [] and again["days"] == {}
     assert files(Path(world.cfg.home)) == after_first
     with Registry(world.cfg.registry_url) as registry:
@@ -294,7 +325,12 @@ def test_identifiers_from_a_file_stay_off_the_command_line(world: World, tmp_pat
     listed.write_text(f"# ticket 9\nemail={EMAIL}\nphone = {PHONE}\ncustomer-id={CUSTOMER}\n")
     result = cli("--identifiers-file", str(listed), "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["removed"] == {"lake": 2, "quarantine": 3, "snapshots": 2}
+    assert json.loads(result.stdout)["removed"] == {
+        "lake": 2,
+        "quarantine": 3,
+        "snapshots": 2,
+        "predictions": 1,
+    }
 
 
 # --- safety ------------------------------------------------------------------------------------

@@ -101,6 +101,28 @@ class PredictionTable:
             written.append(path)
         return written
 
+    def files(self) -> list[Location]:
+        """Every part file, oldest day first (erasure reads them one by one)."""
+        if storage.is_remote(self.root):
+            fs, path = storage.filesystem(str(self.root))
+            fs.invalidate_cache(path)
+            return [
+                f"{fs.unstrip_protocol(p)}" for p in sorted(fs.glob(f"{path}/dt=*/part-*.parquet"))
+            ]
+        return sorted(Path(self.root).glob("dt=*/part-*.parquet"))
+
+    def replace(self, path: Location, table: pa.Table) -> None:
+        """Rewrite one part file with `table` (atomically), or delete it when `table` is empty."""
+        if table.num_rows:
+            storage.write_parquet(table, path)
+            if not storage.is_remote(path):
+                Path(path).chmod(0o600)
+        elif storage.is_remote(path):
+            fs, key = storage.filesystem(str(path))
+            fs.rm(key)
+        else:
+            Path(path).unlink()
+
 
 class PredictionLog:
     """The buffer between requests and the table; `on_written(rows)`, `on_failed()` and
