@@ -178,7 +178,8 @@ class Settings:
     # default $INTENTFLOW_HOME/raw). Other sources are named in INTENTFLOW_SOURCES_FILE.
     source: str
     base_model: str | None  # None: the packaged MiniLM-L6
-    # Fixed labeled files every retrain is also scored on, by name (INTENTFLOW_GOLDEN_SETS).
+    # Fixed labeled files every intent model's retrain is also scored on, by name
+    # (INTENTFLOW_GOLDEN_SETS); a configured model names its own (ml.retrain.specs).
     golden_sets: dict[str, Path]
     promotion_metric: str = DEFAULT_PROMOTION_METRIC
     promotion_min_improvement: float = DEFAULT_MIN_IMPROVEMENT
@@ -272,14 +273,35 @@ def _shown(value: object) -> object:
     return hide_credentials(value) if isinstance(value, str) else value
 
 
+# Split names the evaluation already uses: a golden set may not take one.
+RESERVED_GOLDEN_NAMES = frozenset({"test", "validation", "train"})
+
+
+def check_golden_name(name: str, where: str) -> str:
+    """`name` if it can name a golden set: one safe path segment (its report folder), not a
+    split's name (it would replace that split's scores); else ValueError naming `where`."""
+    from ml.registry.names import InvalidNameError, check_name
+
+    try:
+        check_name("golden set", name)
+    except InvalidNameError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    if name in RESERVED_GOLDEN_NAMES:
+        raise ValueError(f"{where}: golden set name {name!r} is a split's name; choose another")
+    return name
+
+
 def parse_golden_sets(spec: str) -> dict[str, Path]:
-    """`name=path[,name=path...]`: each file .parquet/.csv/.jsonl with text and label columns."""
+    """`name=path[,name=path...]`: labeled files (any format `intentflow evaluate --data`
+    reads) every intent model is also scored on."""
     sets: dict[str, Path] = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         name, sep, path = item.partition("=")
         if not sep or not name.strip() or not path.strip():
             raise ValueError(f"INTENTFLOW_GOLDEN_SETS: expected name=path, got {item!r}")
-        sets[name.strip()] = Path(path.strip()).expanduser()
+        sets[check_golden_name(name.strip(), "INTENTFLOW_GOLDEN_SETS")] = Path(
+            path.strip()
+        ).expanduser()
     return sets
 
 

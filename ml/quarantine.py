@@ -8,7 +8,9 @@ Ingest's quarantine holds customer records, so :func:`redacted_table` builds it:
 record and the reason go through the redactor, a personal conversation id becomes its
 pseudonym, and `subject_keys` keeps the keyed hashes of the e-mails and phone numbers removed
 (ml.subjects), so erasure still finds a person's quarantined records. Labeled sources keep
-the record as read: they are configured training data, read as they are.
+the record as read in their snapshot: they are configured training data, read as they are.
+An evaluation's report keeps where and why only (:class:`Refusals`): reports never hold
+customer text, and the record stays in the file it was read from.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -112,3 +116,66 @@ class _Pairs(list):
 def rule_counts(table: pa.Table) -> dict[str, int]:
     """How many records broke each rule, most frequent first."""
     return dict(Counter(table.column("rule").to_pylist()).most_common())
+
+
+@dataclass
+class Refusals:
+    """The records of a labeled file (or source) that are not used, one quarantine row each:
+    the file, the 1-based record number, the rule and a reason that names the field, never its
+    value, and the record as read. Records read = records used + len(refusals), always."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, source_file: str, record: int, rule: str, reason: str, raw: str) -> None:
+        self.rows.append(
+            {
+                "source_file": source_file,
+                "record": record,
+                "rule": rule,
+                "reason": reason,
+                "raw": raw,
+            }
+        )
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def table(self) -> pa.Table:
+        """As a snapshot keeps them (quarantine.parquet beside the splits): with the records."""
+        return quarantine_table(self.rows)
+
+    def report_table(self) -> pa.Table:
+        """As an evaluation report keeps them: file, record number, rule and reason; no record
+        and no id (a report never holds customer text), a password in a file URL masked."""
+        from ml.credentials import hide_credentials
+
+        return quarantine_table(
+            {**row, "source_file": hide_credentials(row["source_file"]), "raw": ""}
+            for row in self.rows
+        )
+
+    def counts(self, used: int) -> dict[str, int]:
+        """An evaluation's record counts, numbers as the registry stores them: `used` records
+        scored (the metrics' `n`) of `records_read`, `records_quarantined` not."""
+        return {"records_read": used + len(self.rows), "records_quarantined": len(self.rows)}
+
+    def write_report(self, report_dir: Path) -> Path:
+        """:meth:`report_table` as `report_dir`/quarantine.parquet (written even when empty, so
+        every report says how many records it left out)."""
+        import pyarrow.parquet as pq
+
+        path = Path(report_dir) / QUARANTINE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(self.report_table(), path)
+        return path
+
+    def summary(self, limit: int = 3) -> str:
+        """`N record(s) quarantined (rule: count, ...)`, then the first `limit` as
+        `file: record K: reason`: what a log line or an error may say (no value is quoted)."""
+        rules = ", ".join(f"{k}: {v}" for k, v in rule_counts(self.report_table()).items())
+        first = "; ".join(
+            f"{row['source_file']}: record {row['record']}: {row['reason']}"
+            for row in self.report_table().to_pylist()[:limit]
+        )
+        more = "; ..." if len(self.rows) > limit else ""
+        return f"{len(self.rows)} record(s) quarantined ({rules}): {first}{more}"

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from datetime import date, datetime, timedelta
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -136,16 +137,24 @@ def ingest(
     emit(result, as_json, text)
 
 
-# ml.snapshots.labeled.load_labeled reads these with ingestion's adapters (ml.ingest.sources).
+# Every task type reads --data with ingestion's adapters (ml.snapshots.formats), the same way
+# for train and evaluate.
 LABELED_FORMATS = (
-    "Formats (by content): JSONL transcripts; flat JSONL such as DSTC11 (utterance, intent); "
-    "CSV (e.g. Banking77, Bitext); CLINC150 JSON; ABCD JSON; Parquet."
+    "Formats: CSV (e.g. Banking77, Bitext), JSON lines (e.g. DSTC11), Parquet; for intent also "
+    "JSONL transcripts, CLINC150 JSON, ABCD JSON. Entities read spans from a `spans` column or "
+    "Bitext's entity_type/start_offset/end_offset; answers pair each question with its reply."
 )
 TEXT_COLUMN_HELP = (
-    "Text column of a CSV/flat JSONL --data; if 'text' is absent: utterance, then instruction."
+    "Text (question) column of a CSV/JSON lines/Parquet --data; if 'text' is absent: "
+    "utterance, then instruction."
 )
 LABEL_COLUMN_HELP = (
-    "Label column of a CSV/flat JSONL --data; if 'label' is absent: intent, then category."
+    "Label (intent) column of a CSV/JSON lines/Parquet --data; if 'label' is absent: intent, "
+    "then category."
+)
+ANSWER_COLUMN_HELP = (
+    "Reply column of an answers --data; if 'answer' is absent: response (a snapshot split: "
+    "answer_id)."
 )
 
 
@@ -170,6 +179,7 @@ def train(
     end_date: Annotated[str | None, typer.Option(help=END_DATE.help)] = None,
     text_column: Annotated[str, typer.Option(help=TEXT_COLUMN_HELP)] = "text",
     label_column: Annotated[str, typer.Option(help=LABEL_COLUMN_HELP)] = "label",
+    answer_column: Annotated[str, typer.Option(help=ANSWER_COLUMN_HELP)] = "answer",
     model: Annotated[
         str | None,
         typer.Option(
@@ -191,6 +201,7 @@ def train(
     import dataclasses
 
     from ml.config import ConfigError
+    from ml.quarantine import QUARANTINE_FILE
     from ml.registry.views import task_view
     from ml.retrain import steps as retrain
     from ml.snapshots.writer import EmptySnapshotError
@@ -202,7 +213,9 @@ def train(
         fail(str(exc))
     if data is not None:
         # The file instead of the model's own source; options given here over its configured ones.
-        columns = _given(ctx, text_column=text_column, label_column=label_column)
+        columns = _given(
+            ctx, text_column=text_column, label_column=label_column, answer_column=answer_column
+        )
         spec = dataclasses.replace(spec, source=str(data), options={**spec.options, **columns})
     # The model's configured defaults (as in its DAG form), then what was given here.
     params = {**spec.params, **(tuning or {})}
@@ -218,6 +231,11 @@ def train(
         f"{headline(result['test'], task_view(result['task'], result['metric']))}\n  "
         + "\n  ".join(result["reasons"])
     )
+    if snap.get("counts", {}).get("quarantined"):  # a labeled file's records it could not use
+        text += (
+            f"\n  {snap['counts']['quarantined']} record(s) of the data quarantined: "
+            f"{snap['path']}/{QUARANTINE_FILE}"
+        )
     emit(result, as_json, text)
 
 
@@ -250,27 +268,56 @@ def evaluate(
     ctx: typer.Context,
     model: Annotated[str, typer.Option(help="NAME@ALIAS or NAME:VERSION, e.g. intent@champion.")],
     data: Annotated[
-        Path,
+        str,
         typer.Option(
-            help=f"A labeled file or a snapshot folder (its test split). {LABELED_FORMATS}"
+            help="A labeled file (read as `train --data` reads one; every usable record is "
+            f"scored) or a snapshot folder (its test split). {LABELED_FORMATS}"
         ),
     ],
     text_column: Annotated[str, typer.Option(help=TEXT_COLUMN_HELP)] = "text",
     label_column: Annotated[str, typer.Option(help=LABEL_COLUMN_HELP)] = "label",
+    answer_column: Annotated[str, typer.Option(help=ANSWER_COLUMN_HELP)] = "answer",
+    report_dir: Annotated[
+        str | None,
+        typer.Option(
+            help="Folder (or URL) for the report: metrics.json, quarantine.parquet (the records "
+            "not scored: file, record number, rule, reason), the task's other files. Default: "
+            "reports/evaluate/MODEL/vVERSION/TIME under the data folder."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Score a registered model on a labeled file (dispatched by the artifact's task type)."""
+    """Score a registered model on a labeled file (dispatched by the artifact's task type):
+    every usable record is scored, the others are quarantined with their reason."""
+    from ml import storage
+    from ml.ingest.sources import SourceError
+    from ml.quarantine import QUARANTINE_FILE
     from ml.retrain.specs import metric_view
     from ml.tasks.contract import task_module
 
-    options = _given(ctx, text_column=text_column, label_column=label_column)
+    options = _given(
+        ctx, text_column=text_column, label_column=label_column, answer_column=answer_column
+    )
     try:
         version, artifact, kind = _registered_artifact(model)
-        metrics = task_module(kind).evaluate(artifact, data, version.artifact_sha256, **options)
-    except _model_errors() as exc:
+        stamp = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        report = (
+            storage.location(report_dir)
+            if report_dir
+            else storage.join(
+                settings().reports, "evaluate", version.model, f"v{version.version}", stamp
+            )
+        )
+        with storage.local_output(report) as local:
+            metrics = task_module(kind).evaluate(
+                artifact, data, version.artifact_sha256, report_dir=local, **options
+            )
+            refused = _quarantined(local / QUARANTINE_FILE)
+    except (*_model_errors(), SourceError) as exc:
         fail(str(exc))
     view = metric_view(version.model, kind)
     text = f"{version.model}:{version.version} on {data}: {headline(metrics, view)}"
+    text += _records_text(metrics, refused, storage.join(report, QUARANTINE_FILE))
     if "ece_uncalibrated" in metrics:  # calibration before and after the fitted temperature
         text += (
             f"\n  calibration error (ECE) {metrics['ece']:.4f} at temperature "
@@ -278,14 +325,68 @@ def evaluate(
         )
     if oos_text(metrics):
         text += f"\n  {oos_text(metrics)}"
+    if "intent_n" in metrics:  # a ranking task's intent-level metrics beside the exact ones
+        scores = "  ".join(
+            f"{k} {v:.4f}"
+            for k, v in metrics.items()
+            if k.startswith("intent_") and k not in ("intent_n", "intent_missing")
+        )
+        text += f"\n  same intent  {scores}  n={metrics['intent_n']}"
+    if metrics.get("gold_missing"):
+        text += (
+            f"\n  gold reply not in the bank: {metrics['gold_missing']} of {metrics['n']} "
+            "questions (misses in the exact-reply metrics, scored by intent above)"
+        )
     for label, per in metrics.get("per_class", {}).items() if view.lists_classes else ():
         scores = "  ".join(f"{k} {v:.4f}" for k, v in per.items() if k != "support")
         text += f"\n  {label:<16} {scores}  n={per.get('support', '?')}"
+    text += f"\n  report       {report}"
     emit(
-        {"model": version.model, "version": version.version, "task": kind, **metrics},
+        {
+            "model": version.model,
+            "version": version.version,
+            "task": kind,
+            **metrics,
+            "quarantine_rules": dict(Counter(r["rule"] for r in refused)),
+            "report": str(report),
+        },
         as_json,
         text,
     )
+
+
+def _quarantined(path: Path) -> list[dict[str, Any]]:
+    """An evaluation's quarantine.parquet rows (file, record, rule, reason), [] without one."""
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        return []
+    return pq.read_table(path, columns=["source_file", "record", "rule", "reason"]).to_pylist()
+
+
+# How many refused records an evaluation lists by number (all of them are in its quarantine).
+LISTED_REFUSALS = 10
+
+
+def _records_text(metrics: dict[str, Any], refused: list[dict[str, Any]], where: Any) -> str:
+    """How many records were read, scored and quarantined (by rule), and the first refused ones
+    by file, record number and reason: never a value of the record."""
+    if "records_read" not in metrics:
+        return ""
+    text = (
+        f"\n  records      {metrics['records_read']} read, {metrics['n']} scored, "
+        f"{metrics['records_quarantined']} quarantined"
+    )
+    if not refused:
+        return text
+    rules = Counter(r["rule"] for r in refused)
+    text += " (" + ", ".join(f"{rule} {n}" for rule, n in rules.most_common()) + ")"
+    text += f"\n  quarantine   {where}"
+    for r in refused[:LISTED_REFUSALS]:
+        text += f"\n    {r['source_file']}: record {r['record']}: {r['rule']}: {r['reason']}"
+    if len(refused) > LISTED_REFUSALS:
+        text += f"\n    ... {len(refused) - LISTED_REFUSALS} more"
+    return text
 
 
 @app.command()

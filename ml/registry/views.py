@@ -18,7 +18,7 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     # Then out-of-scope detection (ml.tasks.intent.out_of_scope), where measured.
     "intent": ("macro_f1", "accuracy", "in_scope_accuracy", "oos_recall", "oos_auroc"),
     "entities": ("micro_f1", "macro_f1"),
-    "answers": ("mrr", "recall_at_1", "recall_at_5"),
+    "answers": ("mrr", "recall_at_1", "recall_at_5", "intent_recall_at_1"),
 }
 CLASS_METRIC: dict[str, str] = {"intent": "f1", "entities": "f1", "answers": "mrr"}
 # Whether a text report lists every class: a few entity types, or the intents answers are

@@ -53,7 +53,7 @@ class Evaluation(TypedDict):
     """`evaluate`: the new model and the champion on the same test split and golden sets."""
 
     challenger: Metrics  # test split
-    challenger_golden: dict[str, Metrics]  # golden set name -> metrics (intent models only)
+    challenger_golden: dict[str, Metrics]  # golden set name -> metrics (ml.retrain.specs)
     champion: Metrics | None  # None: no champion yet
     champion_golden: dict[str, Metrics] | None
     champion_version: int | None

@@ -10,7 +10,13 @@ INTENTFLOW_MODELS_FILE (a JSON list of such objects) replaces them, e.g.::
       "params": {"window_days": 7}},
      {"name": "entities", "task": "entities", "source": "/data/bitext/train.csv",
       "schedule": "0 4 * * 0", "params": {"epochs": 3},
-      "options": {"abcd": "/data/abcd/abcd_sample.json"}}]
+      "options": {"abcd": "/data/abcd/abcd_sample.json"},
+      "golden_sets": {"held-out": "/data/entities/held_out.jsonl"}}]
+
+A model's `golden_sets` are labeled files (any format its task's evaluate reads, as
+`intentflow evaluate --data` does) every retrain also scores the new model and the champion
+on: a name -> a file, or -> {"data": file, and evaluate options such as "text_column"}. An
+intent model is also scored on INTENTFLOW_GOLDEN_SETS (its own sets win a shared name).
 
 Light on purpose: the dag-processor reads it at parse time (no task module is imported).
 """
@@ -22,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ml.config import ConfigError, Settings, settings
+from ml.config import ConfigError, Settings, check_golden_name, settings
 from ml.registry.names import InvalidNameError, check_name
 from ml.registry.views import MetricView, task_view
 from ml.tasks.contract import TASK_MODULES, UnknownTaskError, task_module
@@ -60,6 +66,8 @@ class ModelSpec:
     options: dict[str, Any] = field(default_factory=dict)  # extra build_dataset arguments
     # The test metric promotion compares; None: the task module's PROMOTION_METRIC.
     promotion_metric: str | None = None
+    # name -> a labeled file, or {"data": file, **evaluate options}: see golden_sets().
+    golden_sets: dict[str, Any] = field(default_factory=dict)
     dag_id: str = ""  # default: "<name>_retrain"
     description: str = ""
 
@@ -75,6 +83,17 @@ class ModelSpec:
             )
         if not self.dag_id:
             object.__setattr__(self, "dag_id", default_dag_id(self.name))
+        for name, value in _golden_items(self):
+            where = f"model {self.name!r}: golden set"
+            try:
+                check_golden_name(name, where)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            data = value.get("data") if isinstance(value, dict) else value
+            if not isinstance(data, str) or not data.strip():
+                raise ConfigError(
+                    f"{where} {name!r}: expected a file, or an object with a 'data' file"
+                )
 
     @property
     def from_lake(self) -> bool:
@@ -86,6 +105,38 @@ class ModelSpec:
         the task module's PROMOTION_METRIC (imported only when asked for)."""
 
         return self.promotion_metric or task_module(self.task).PROMOTION_METRIC
+
+
+@dataclass(frozen=True)
+class GoldenSet:
+    """A labeled file a model is also scored on, and the options its task's evaluate reads it
+    with (the model's options, then the set's own)."""
+
+    data: str
+    options: dict[str, Any]
+
+
+def _golden_items(spec: ModelSpec) -> list[tuple[str, Any]]:
+    if not isinstance(spec.golden_sets, dict):
+        raise ConfigError(f"model {spec.name!r}: golden_sets must be an object of name -> file")
+    return list(spec.golden_sets.items())
+
+
+def golden_sets(spec: ModelSpec, cfg: Settings | None = None) -> dict[str, GoldenSet]:
+    """The golden sets `spec`'s retrains are scored on: INTENTFLOW_GOLDEN_SETS for an intent
+    model (intent-labeled files), then the model's own `golden_sets` (any task type; a
+    local path's ~ expanded)."""
+    cfg = cfg or settings()
+    sets: dict[str, GoldenSet] = {}
+    if spec.task == "intent":
+        sets = {name: GoldenSet(str(path), {}) for name, path in cfg.golden_sets.items()}
+    for name, value in _golden_items(spec):
+        given = dict(value) if isinstance(value, dict) else {"data": value}
+        data = given.pop("data")
+        if "://" not in data:
+            data = str(Path(data).expanduser())
+        sets[name] = GoldenSet(data, {**spec.options, **given})
+    return sets
 
 
 def default_dag_id(name: str) -> str:

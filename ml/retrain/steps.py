@@ -30,7 +30,7 @@ from ml.retrain.results import (
     Snapshot,
     Trained,
 )
-from ml.retrain.specs import ModelSpec, model_spec
+from ml.retrain.specs import GoldenSet, ModelSpec, golden_sets, model_spec
 
 log = logging.getLogger(__name__)
 
@@ -200,9 +200,10 @@ def evaluate_step(
 ) -> Evaluation:
     """Score the new model and the current champion on the same test split and golden sets.
 
-    Reports (metrics.json, for intent also the confusion matrix JSON + PNG) go beside the new
-    model's artifact. Golden sets (INTENTFLOW_GOLDEN_SETS) are intent-labeled files: they
-    apply to intent models only.
+    Reports (metrics.json, quarantine.parquet of the records not scored, for intent also the
+    confusion matrix JSON + PNG) go beside the new model's artifact, one folder per data set.
+    Golden sets (ml.retrain.specs.golden_sets: the model's own, and INTENTFLOW_GOLDEN_SETS for
+    intent models) are labeled files its task's evaluate reads with the model's options.
     """
     from ml.artifact.store import fetch_artifact
     from ml.registry.errors import NotFoundError
@@ -214,14 +215,17 @@ def evaluate_step(
     task = _task(spec)
     reports_at = storage.join(storage.parent(trained["artifact_dir"]), "evaluation")
     snapshot_dir = local_snapshot(snapshot["path"], cfg.cache)
-    golden = cfg.golden_sets if spec.task == "intent" else {}
-    datasets = {"test": snapshot_dir / "test.parquet", **golden}
+    # The test split is a snapshot's: its own columns, none of the source's options.
+    datasets = {"test": GoldenSet(str(snapshot_dir / "test.parquet"), {})}
+    datasets.update(golden_sets(spec, cfg))
 
     def score(artifact: str, sha256: str, who: str) -> dict[str, Metrics]:
         local = fetch_artifact(artifact, sha256, cfg.cache)
         with storage.local_output(storage.join(reports_at, who)) as reports:
             return {
-                split: task.evaluate(local, data, sha256, report_dir=reports / split)
+                split: task.evaluate(
+                    local, data.data, sha256, report_dir=reports / split, **data.options
+                )
                 for split, data in datasets.items()
             }
 

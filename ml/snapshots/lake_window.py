@@ -66,10 +66,16 @@ def make_snapshot(
 
 
 def freeze_intents(
-    table: pa.Table, out_root: Location, identity: dict[str, Any], info: dict[str, Any]
+    table: pa.Table,
+    out_root: Location,
+    identity: dict[str, Any],
+    info: dict[str, Any],
+    quarantine: pa.Table | None = None,
 ) -> dict[str, Any]:
-    """An intent snapshot (conversation_id, text, intent), split by conversation id."""
+    """An intent snapshot (conversation_id, text, intent), split by conversation id; a labeled
+    file's snapshot keeps the records it could not use in `quarantine`."""
     digest = content_hash({**identity, "split": SPLIT_RULE})
     splits = split_rows(table, table.column("conversation_id").to_pylist())
     labels = sorted(set(table.column("intent").to_pylist()))
-    return freeze(out_root, digest, splits, {**info, "labels": labels, "split_rule": SPLIT_RULE})
+    info = {**info, "labels": labels, "split_rule": SPLIT_RULE}
+    return freeze(out_root, digest, splits, info, quarantine)

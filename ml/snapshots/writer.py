@@ -86,12 +86,13 @@ def freeze(
     if found is not None:
         return found
     counts = {name: splits[name].num_rows for name in SPLITS} | dict(info.get("counts", {}))
-    # The record goes to snapshot.json, XCom, the registry's lineage and model cards: a source
-    # URL's password (a labeled file on ftp://user:password@...) is masked in all of them.
-    record = hide_credentials_in({"hash": digest, **info, "counts": counts})
+    extra: dict[str, Any] = {}
     if quarantine is not None:
         counts["quarantined"] = quarantine.num_rows
-        record["quarantine_rules"] = rule_counts(quarantine)
+        extra["quarantine_rules"] = rule_counts(quarantine)
+    # The record goes to snapshot.json, XCom, the registry's lineage and model cards: a source
+    # URL's password (a labeled file on ftp://user:password@...) is masked in all of them.
+    record = hide_credentials_in({"hash": digest, **info, "counts": counts, **extra})
     tables = {f"{name}.parquet": splits[name] for name in SPLITS} | dict(files or {})
     if quarantine is not None:
         tables[QUARANTINE_FILE] = quarantine

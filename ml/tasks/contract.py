@@ -7,10 +7,13 @@ TASK, PROMOTION_METRIC, build_dataset, fine_tune, evaluate and predict. The retr
 
 Callers pass a task's options by keyword and never ask which task it is:
 `build_dataset(source, out_root, **options)` gets a configured model's `options` (with the
-CLI's --text-column / --label-column when given), and `evaluate(artifact_dir, data,
-expected_sha256=None, report_dir=None, **options)` the CLI's. Each task reads the options it
-understands (intent: text_column, label_column; entities: abcd; answers: columns, span_columns)
-and ignores the others.
+CLI's --text-column / --label-column / --answer-column when given), and `evaluate(artifact_dir,
+data, expected_sha256=None, report_dir=None, **options)` the CLI's, or a golden set's. Each
+task reads the options it understands (intent: text_column, label_column; entities:
+text_column, abcd; answers: text_column, answer_column, label_column, columns, span_columns)
+and ignores the others. `evaluate` reads a labeled file as `build_dataset` reads its source,
+scores every usable record, and counts the others (`records_read`, `records_quarantined`;
+their quarantine.parquet in `report_dir`).
 
 Light on purpose: DAG files import it at parse time; task modules load only when asked for.
 """

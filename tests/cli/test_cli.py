@@ -132,10 +132,12 @@ def test_train_predict_evaluate_list(
     for path in (dstc, clinc):
         again = json.loads(invoke("evaluate", "--model", "intent:1", "--data", str(path), "--json"))
         assert (again["n"], again["accuracy"]) == (300, metrics["accuracy"])
+    # A malformed record is quarantined, naming file, record and field; the others are scored.
     bad = labeled_csv.with_name("bad.jsonl")
     bad.write_text('{"utterance": "hi", "intent": "lost_card"}\n{"utterance": 5, "intent": "x"}\n')
-    result = runner.invoke(app, ["evaluate", "--model", "intent:1", "--data", str(bad)])
-    assert result.exit_code == 2 and "bad.jsonl: record 2: field 'utterance'" in result.output
+    text = invoke("evaluate", "--model", "intent:1", "--data", str(bad))
+    assert "records      2 read, 1 scored, 1 quarantined (invalid_field 1)" in text
+    assert "bad.jsonl: record 2: invalid_field: field 'utterance' must be a string" in text
 
 
 def test_train_reads_the_named_text_and_label_columns(
@@ -375,6 +377,7 @@ def test_registry_list_report_and_show_give_each_task_its_own_metrics(
         "mrr": ans["mrr"],
         "recall_at_1": ans["recall_at_1"],
         "recall_at_5": ans["recall_at_5"],
+        "intent_recall_at_1": ans["intent_recall_at_1"],
     }
 
     lines = {line.split()[0]: line for line in invoke("registry", "list").splitlines()}

@@ -1,4 +1,5 @@
 import json
+import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -8,10 +9,15 @@ import pytest
 from ci import dataset
 
 from ml import lake
-from ml.snapshots.labeled import load_labeled, snapshot_from_file
+from ml.snapshots.labeled import read_labeled, snapshot_from_file
 from ml.snapshots.lake_window import make_snapshot
 from ml.snapshots.writer import SPLITS, EmptySnapshotError, split_of
 from ml.transcript import TRANSCRIPT_SCHEMA, content_hash
+
+
+def load_labeled(path: Path, *columns: str, **named: str) -> pa.Table:
+    """read_labeled's usable rows (the refused records are checked where a test makes some)."""
+    return read_labeled(path, *columns, **named)[0]
 
 
 def day_table(day: date, ids: list[str], intent: str | None = "refund_request") -> pa.Table:
@@ -78,18 +84,33 @@ def test_empty_window_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_load_labeled_csv_and_snapshot_from_file(tmp_path: Path) -> None:
     csv = tmp_path / "own.csv"
-    csv.write_text("utterance,category\nhello there,greet\nbye now,leave\n,greet\n")
-    table = load_labeled(csv, "utterance", "category")
+    csv.write_text("utterance,category\nhello there,greet\nbye now,leave\n,greet\nhi,\n")
+    table, refused = read_labeled(csv, "utterance", "category")
     assert table.to_pylist()[0] == {
         "conversation_id": "own.csv:1",
         "text": "hello there",
         "intent": "greet",
     }
-    assert table.num_rows == 2  # the row without text is not a training example
+    assert table.num_rows == 2  # the rows without text or label are not training examples
+    assert [(r["record"], r["rule"], r["reason"]) for r in refused.rows] == [
+        (3, "missing_text", "field 'utterance' is empty or missing"),
+        (4, "missing_label", "field 'category' is empty or missing"),
+    ]
     with pytest.raises(ValueError, match=r"own.csv: no column 'words' \(columns: utterance"):
         load_labeled(csv, text_column="words")
     snap = snapshot_from_file(csv, tmp_path / "s", "utterance", "category")
-    assert sum(snap["counts"].values()) == 2 and snap["partitions"][0]["file"].endswith("own.csv")
+    assert snap["partitions"][0]["file"].endswith("own.csv")
+    # Records in = rows in the splits + quarantined (+ duplicates, none here).
+    counts = snap["counts"]
+    assert sum(counts[s] for s in SPLITS) == 2 and counts["quarantined"] == 2
+    assert counts["records"] == 4 and counts["duplicates"] == 0
+    assert snap["quarantine_rules"] == {"missing_text": 1, "missing_label": 1}
+    quarantine = pq.read_table(Path(snap["path"]) / "quarantine.parquet").to_pylist()
+    assert [(q["record"], q["rule"]) for q in quarantine] == [
+        (3, "missing_text"),
+        (4, "missing_label"),
+    ]
+    assert json.loads(quarantine[1]["raw"]) == {"utterance": "hi", "category": ""}
 
 
 def test_load_labeled_csv_picks_default_columns_like_banking77_and_bitext(tmp_path: Path) -> None:
@@ -151,55 +172,93 @@ def test_load_labeled_clinc150_json(tmp_path: Path) -> None:
     ]
 
 
+TURN = '{"turns": [{"speaker": "customer", "text": "a"}], "intent": "x"}\n'
+
+
 @pytest.mark.parametrize(
-    ("name", "content", "message"),
+    ("name", "content", "rule", "reason"),
     [
         (
             "bad.jsonl",
-            '{"text": "a", "label": "x"}\n{"text": "b",\n',
-            r"bad.jsonl: record 2: malformed JSON",
+            '{"text": "a", "label": "x"}\n{"text": "zebra",\n',
+            "malformed_json",
+            "malformed JSON",
         ),
         (
             "bad.jsonl",
-            '{"text": "a", "label": "x"}\n{"text": "b", "label": 3}\n',
-            r"bad.jsonl: record 2: field 'label' must be a string",
+            '{"text": "a", "label": "x"}\n{"text": "zebra", "label": 3}\n',
+            "invalid_field",
+            "field 'label' must be a string",
         ),
         (
             "bad.jsonl",
-            '{"text": "a", "label": "x"}\n{"text": ["b"], "label": "y"}\n',
-            r"bad.jsonl: record 2: field 'text' must be a string",
+            '{"text": "a", "label": "x"}\n{"text": ["zebra"], "label": "y"}\n',
+            "invalid_field",
+            "field 'text' must be a string",
         ),
         (
             "bad.jsonl",
-            '{"turns": "hello", "intent": "x"}\n',
-            r"bad.jsonl: record 1: field 'turns' must be a list",
+            TURN + '{"turns": "zebra", "intent": "x"}\n',
+            "invalid_field",
+            "field 'turns' must be a list",
         ),
+        (
+            "bad.csv",
+            "text,label\na,x\nzebra,y,extra\n",
+            "malformed_csv",
+            "row has more fields than the header",
+        ),
+        (
+            "bad.parquet",
+            None,  # text "a"/label "x", then a row without a label
+            "missing_label",
+            "field 'label' is empty or missing",
+        ),
+        (
+            "bad.json",
+            '{"train": [["a", "x"], ["zebra"]]}',
+            "invalid_field",
+            r"train\[1\] is not \[text, intent\]",
+        ),
+    ],
+)
+def test_read_labeled_refuses_a_bad_record_naming_file_record_and_field(
+    tmp_path: Path, name: str, content: str | None, rule: str, reason: str
+) -> None:
+    """A malformed record is quarantined, not fatal: the file's other records are read; the
+    reason names the field, never the value."""
+    path = tmp_path / name
+    if content is None:
+        pq.write_table(pa.table({"text": ["a", "zebra"], "label": ["x", None]}), path)
+    else:
+        path.write_text(content)
+    table, refused = read_labeled(path)
+    [row] = refused.rows
+    assert (row["source_file"], row["record"], row["rule"]) == (str(path), 2, rule)
+    assert re.match(reason, row["reason"]) and "zebra" not in row["reason"]
+    assert table.num_rows == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
         (
             "bad.jsonl",
             '{"words": "a", "label": "x"}\n',
             r"bad.jsonl: no column 'text' \(columns: words, label\)",
         ),
         ("bad.jsonl", "[1, 2]\n[3]\n", r"bad.jsonl: record 1 is not a JSON object"),
-        (
-            "bad.csv",
-            "text,label\na,x\nb,y,extra\n",
-            r"bad.csv: record 2: row has more fields than the header",
-        ),
-        (
-            "bad.json",
-            '{"train": [["a", "x"], ["b"]]}',
-            r"bad.json: record 2: train\[1\] is not \[text, intent\]",
-        ),
         ("bad.txt", "hello\n", r"bad.txt: record 1 is not JSON"),
+        ("bad.csv", "words,label\na,x\n", r"bad.csv: no column 'text' \(columns: words, label\)"),
     ],
 )
-def test_load_labeled_names_file_record_and_field(
+def test_read_labeled_refuses_a_file_it_cannot_read_as_labeled_data(
     tmp_path: Path, name: str, content: str, message: str
 ) -> None:
     path = tmp_path / name
     path.write_text(content)
     with pytest.raises(ValueError, match=message):
-        load_labeled(path)
+        read_labeled(path)
 
 
 @pytest.mark.parametrize(

@@ -125,7 +125,7 @@ def test_evaluate_and_predict_use_the_stored_temperature(tiny_artifact: dict[str
     out = Path(tiny_artifact["artifact_dir"])
     t = read_temperature(out)
     classifier = Classifier.load(out, tiny_artifact["artifact_sha256"])
-    texts, intents = read_labeled(tiny_artifact["snapshot_dir"])
+    texts, intents, _ = read_labeled(tiny_artifact["snapshot_dir"])
     logits = classifier.logits(texts)
 
     assert classifier.temperature == t

@@ -17,14 +17,22 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ml import storage
-from ml.quarantine import QUARANTINE_FILE, quarantine_table
+from ml.quarantine import QUARANTINE_FILE, Refusals
+from ml.snapshots.formats import (
+    DEFAULT_LABEL_COLUMN,
+    DEFAULT_TEXT_COLUMN,
+    LABEL_COLUMNS,
+    TEXT_COLUMNS,
+    columns_of,
+    file_format,
+    items,
+    pick,
+)
 from ml.snapshots.writer import SPLITS, content_hash, existing, freeze, split_rows
 from ml.storage import Location
 from ml.tasks.answers.bank import (
@@ -43,8 +51,14 @@ GROUP_RULE = (
     "union-find over question templates (lower case, entity span and digit runs as <e>, "
     "punctuation dropped) and answer ids; split = ml.snapshots.writer.split_of(min template of group)"
 )
-# Bitext's columns; other sources name theirs in build_dataset's options.
+# What Bitext's columns resolve to (file_columns), and the snapshot hash's stand-in for
+# "picked from the file": other sources name theirs in build_dataset's options.
 DEFAULT_COLUMNS = {"text": "instruction", "agent_text": "response", "intent": "intent"}
+# The reply column when none is named: a golden file's `answer`, then Bitext's `response`.
+ANSWER_COLUMNS = ("answer", "response")
+DEFAULT_ANSWER_COLUMN = ANSWER_COLUMNS[0]
+# A snapshot split gives the gold reply by its bank id (scoring only: a bank needs texts).
+ANSWER_ID_COLUMN = "answer_id"
 DEFAULT_SPAN = ("start_offset", "end_offset")
 
 _DIGITS = re.compile(r"\d+")
@@ -88,8 +102,9 @@ def group_keys(templates: Sequence[str], answer_ids: Sequence[str]) -> list[str]
     return [smallest[find("t:" + t)] for t in templates]
 
 
-def _source_spec(source: str, columns: dict[str, str] | None) -> Any:
-    """A static SourceSpec: a file/folder path or URL (CSV or JSONL by suffix), or a JSON spec."""
+def _source_spec(source: str) -> Any:
+    """A static SourceSpec: a file/folder path or URL (CSV, JSONL or Parquet by suffix; a
+    folder: its CSV files), or a JSON spec."""
     from ml.ingest.sources import SourceSpec, parse_source
 
     if source.strip().startswith("{"):
@@ -97,15 +112,69 @@ def _source_spec(source: str, columns: dict[str, str] | None) -> Any:
         if spec.layout != "static":
             spec = replace(spec, layout="static")
     else:
-        fmt = "jsonl" if source.rstrip("/").endswith((".jsonl", ".json")) else "csv"
-        spec = SourceSpec(url=source, format=fmt, layout="static")
-    if spec.format not in ("csv", "jsonl"):
-        raise ValueError(f"answers sources are CSV or JSONL files, not {spec.format!r}")
-    return replace(spec, columns=spec.columns or dict(columns or DEFAULT_COLUMNS))
+        fmt = file_format(source)
+        # Ingestion has no Parquet pattern of its own: a folder's *.parquet files.
+        pattern = "*.parquet" if fmt == "parquet" else None
+        spec = SourceSpec(url=source, format=fmt, layout="static", pattern=pattern)
+    if spec.format not in ("csv", "jsonl", "parquet"):
+        raise ValueError(f"answers sources are CSV, JSONL or Parquet files, not {spec.format!r}")
+    return spec
 
 
-def _pair_of(record: dict[str, Any], raw: str, span_columns: tuple[str, str]) -> dict[str, Any]:
-    """A canonical record (ml.ingest.sources shape) as a pair, or raise RecordError naming the rule."""
+def file_columns(
+    url: str,
+    fmt: str,
+    columns: dict[str, str] | None = None,
+    text_column: str = DEFAULT_TEXT_COLUMN,
+    answer_column: str = DEFAULT_ANSWER_COLUMN,
+    label_column: str = DEFAULT_LABEL_COLUMN,
+    answer_ids: bool = False,
+) -> dict[str, str]:
+    """Canonical field (text, agent_text, intent, conversation_id) -> the file's column.
+
+    A column option given (not its default) names the file's column; else `columns` (a
+    model's configured mapping) does; else the first of the defaults the file has: text,
+    utterance, instruction (question); answer, response (reply); label, intent, category
+    (intent: optional). With `answer_ids` (scoring), a file without a reply column may give
+    the gold reply by its bank id (`answer_id`, as a snapshot's splits do).
+    """
+    found = columns_of(url, fmt)
+    given = dict(columns or {})
+
+    def column(key: str, named: str, candidates: tuple[str, ...]) -> str | None:
+        if named == candidates[0] and key in given:
+            named = given[key]
+            if named not in found:
+                raise ValueError(f"{url}: no column {named!r} (columns: {', '.join(found)})")
+            return named
+        try:
+            return pick(url, found, named, candidates)
+        except ValueError:
+            if key == "intent" and named == candidates[0]:
+                return None  # no intent column: the exact-reply metrics only
+            if key == "agent_text" and answer_ids and ANSWER_ID_COLUMN in found:
+                return None
+            raise
+
+    fields = {"text": column("text", text_column, TEXT_COLUMNS)}
+    reply = column("agent_text", answer_column, ANSWER_COLUMNS)
+    if reply is not None:
+        fields["agent_text"] = reply
+    else:
+        fields[ANSWER_ID_COLUMN] = ANSWER_ID_COLUMN
+    intent = column("intent", label_column, LABEL_COLUMNS)
+    if intent is not None:
+        fields["intent"] = intent
+    if "conversation_id" in found:
+        fields["conversation_id"] = "conversation_id"
+    return fields
+
+
+def _pair_of(
+    record: dict[str, Any], raw: str, span_columns: tuple[str, str], by_id: bool
+) -> dict[str, Any]:
+    """A canonical record (ml.ingest.sources shape) as a pair, or raise RecordError naming the
+    rule. `by_id`: the gold reply is given by its bank id (answer_id), not its text."""
     from ml.ingest.sources import RecordError
 
     turns = record.get("turns") or []
@@ -113,22 +182,32 @@ def _pair_of(record: dict[str, Any], raw: str, span_columns: tuple[str, str]) ->
     answer = next((t.get("text") for t in turns if t.get("speaker") == "agent"), None)
     if not isinstance(question, str) or not question.strip():
         raise RecordError("empty_question", "the question (customer text) is empty or missing")
-    if not isinstance(answer, str) or not answer.strip():
-        raise RecordError("empty_answer", "the answer (agent reply) is empty or missing")
-    span = None
     try:
         fields_ = json.loads(raw)
+    except ValueError:
+        fields_ = {}
+    if by_id:
+        gold = fields_.get(ANSWER_ID_COLUMN) if isinstance(fields_, dict) else None
+        if not isinstance(gold, str) or not gold.strip():
+            raise RecordError("empty_answer", f"field {ANSWER_ID_COLUMN!r} is empty or missing")
+        answer, gold = None, gold.strip()
+    elif not isinstance(answer, str) or not answer.strip():
+        raise RecordError("empty_answer", "the answer (agent reply) is empty or missing")
+    else:
+        answer = clean_answer(answer)
+        gold = answer_id(answer)
+    span = None
+    try:
         start, end = (int(fields_[c]) for c in span_columns)
         if 0 <= start < end <= len(question):
             span = (start, end)
     except (ValueError, KeyError, TypeError):
         pass  # no (usable) entity span: digits are still masked
-    answer = clean_answer(answer)
     return {
         "conversation_id": record.get("conversation_id"),
         "text": question.strip(),
         "answer": answer,
-        "answer_id": answer_id(answer),
+        "answer_id": gold,
         "intent": record.get("intent"),
         "template": question_template(question.strip(), span),
     }
@@ -138,35 +217,45 @@ def read_pairs(
     source: str,
     columns: dict[str, str] | None = None,
     span_columns: tuple[str, str] = DEFAULT_SPAN,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, str]]]:
-    """(pairs, quarantined records, files read with their sha256) of a source."""
-    from ml.ingest.sources import RecordError, discover, read_items
+    text_column: str = DEFAULT_TEXT_COLUMN,
+    answer_column: str = DEFAULT_ANSWER_COLUMN,
+    label_column: str = DEFAULT_LABEL_COLUMN,
+    answer_ids: bool = False,
+) -> tuple[list[dict[str, Any]], Refusals, list[dict[str, str]]]:
+    """(pairs, refused records, files read with their sha256) of a source: the one way a
+    question → answer file is read, by build_dataset and by evaluate.
 
-    spec = _source_spec(source, columns)
+    Each file's columns: the JSON spec's `columns`, else :func:`file_columns`. A record without
+    a question (`empty_question`) or a reply (`empty_answer`), or that an adapter rejects
+    (`malformed_csv`, `malformed_json`, ...), is refused with its rule.
+    """
+    from ml.credentials import hide_credentials
+    from ml.ingest.sources import RecordError, discover
+
+    spec = _source_spec(source)
     files = discover(spec, date.today())  # static layout: the day is not used
     if not files:
         raise FileNotFoundError(f"no {spec.format} files at {spec.url}")
-    pairs, quarantine, read = [], [], []
+    pairs: list[dict[str, Any]] = []
+    refused, read = Refusals(), []
     for url in files:
         read.append({"file": url, "sha256": storage.file_sha256(url)})
-        for item in read_items(spec, url, date.today()):
+        fields = spec.columns or file_columns(
+            url, spec.format, columns, text_column, answer_column, label_column, answer_ids
+        )
+        by_id = ANSWER_ID_COLUMN in fields and "agent_text" not in fields
+        for item in items(replace(spec, columns=fields), url):
             try:
                 if isinstance(item.record, RecordError):
                     raise item.record
                 if not isinstance(item.record, dict):
                     raise RecordError("invalid_record", "record is not an object")
-                pairs.append(_pair_of(item.record, item.raw, span_columns))
+                pairs.append(_pair_of(item.record, item.raw, span_columns, by_id))
             except RecordError as exc:
-                quarantine.append(
-                    {
-                        "source_file": url,
-                        "record": item.number,
-                        "rule": exc.rule,
-                        "reason": str(exc),
-                        "raw": item.raw,
-                    }
-                )
-    return pairs, quarantine, read
+                refused.add(url, item.number, exc.rule, str(exc), item.raw)
+    if refused:
+        logger.warning("%s: %s", hide_credentials(spec.url), refused.summary())
+    return pairs, refused, read
 
 
 def build_dataset(
@@ -174,26 +263,44 @@ def build_dataset(
     out_root: Location,
     columns: dict[str, str] | None = None,
     span_columns: tuple[str, str] = DEFAULT_SPAN,
+    text_column: str = DEFAULT_TEXT_COLUMN,
+    answer_column: str = DEFAULT_ANSWER_COLUMN,
+    label_column: str = DEFAULT_LABEL_COLUMN,
     **options: Any,
 ) -> dict[str, Any]:
     """Question → answer pairs of `source` frozen as a content-hashed snapshot folder.
 
-    `source`: a CSV/JSONL file or folder (or fsspec URL), or an ml.ingest.sources JSON spec;
-    `columns` maps canonical fields to the source's (default Bitext's: text=instruction,
-    agent_text=response, intent=intent). Writes train/validation/test.parquet (conversation_id,
-    text, answer_id, intent, group), answers.parquet (the bank) and quarantine.parquet into
-    `out_root/<hash16>` and returns ml.snapshots.lake_window.make_snapshot's keys. Raises EmptyBankError when
-    no record yields a pair (all of them are still written to quarantine first).
+    `source`: a CSV/JSONL/Parquet file or folder (or fsspec URL), or an ml.ingest.sources JSON
+    spec, read by :func:`read_pairs`: the columns by `text_column`/`answer_column`/
+    `label_column`, else `columns` (canonical field -> the source's), else picked from the
+    file's (Bitext's instruction → response, intent by default). Writes
+    train/validation/test.parquet (conversation_id, text, answer_id, intent, group),
+    answers.parquet (the bank) and quarantine.parquet into `out_root/<hash16>` and returns
+    ml.snapshots.lake_window.make_snapshot's keys. Raises EmptyBankError when no record yields
+    a pair (all of them are still written to quarantine first).
     """
     if options:
         logger.info("build_dataset ignores options %s", sorted(options))
-    pairs, rejected, files = read_pairs(source, columns, tuple(span_columns))
-    quarantine = quarantine_table(rejected)
+    named = {
+        k: v
+        for k, v, default in (
+            ("text_column", text_column, DEFAULT_TEXT_COLUMN),
+            ("answer_column", answer_column, DEFAULT_ANSWER_COLUMN),
+            ("label_column", label_column, DEFAULT_LABEL_COLUMN),
+        )
+        if v != default
+    }
+    pairs, refused, files = read_pairs(
+        source, columns, tuple(span_columns), text_column, answer_column, label_column
+    )
+    quarantine = refused.table()
     digest = content_hash(
         {
             "task": TASK,
             "files": [f["sha256"] for f in files],
+            # Picked from the files' own columns unless named: the files' hashes cover those.
             "columns": columns or DEFAULT_COLUMNS,
+            **({"column_options": named} if named else {}),
             "span": list(span_columns),
             "groups": GROUP_RULE,
             "splits": SPLITS,
@@ -206,7 +313,7 @@ def build_dataset(
         where = storage.join(out_root, f"{digest[:16]}.{QUARANTINE_FILE}")
         storage.write_parquet(quarantine, where)
         raise EmptyBankError(
-            f"{source}: none of {len(rejected)} records is a usable question/answer pair, "
+            f"{source}: none of {len(refused)} records is a usable question/answer pair, "
             f"so the answer bank would be empty (quarantine: {where})"
         )
     bank = build_bank(pairs)
@@ -227,45 +334,10 @@ def build_dataset(
         "labels": sorted({p["intent"] for p in pairs if p["intent"]}),
         "split_rule": f"{GROUP_RULE}; {json.dumps(SPLITS)}",
         "counts": {
-            "records": len(pairs) + len(rejected),
+            "records": len(pairs) + len(refused),
             "answers": bank.num_rows,
             "duplicate_answers": len(pairs) - bank.num_rows,
         },
     }
     splits = split_rows(table, groups)
     return freeze(out_root, digest, splits, info, quarantine, files={BANK_FILE: bank})
-
-
-def read_questions(data: Path) -> dict[str, list[Any]]:
-    """text, answer_id and intent of a labeled split (a snapshot dir → its test split).
-
-    A golden file may give the reply text (`answer`) instead of its id: the id is derived.
-    """
-    path = Path(data)
-    if path.is_dir():
-        path = path / "test.parquet"
-    if not path.is_file():
-        raise FileNotFoundError(f"no labeled data at {path}")
-    if path.suffix == ".parquet":
-        table = pq.read_table(path).to_pydict()
-    elif path.suffix == ".csv":
-        import pyarrow.csv as pacsv
-
-        table = pacsv.read_csv(path).to_pydict()
-    elif path.suffix == ".jsonl":
-        lines = path.read_text(encoding="utf-8").splitlines()
-        table = pa.Table.from_pylist([json.loads(x) for x in lines if x.strip()]).to_pydict()
-    else:
-        raise ValueError(f"{path}: unsupported file type (use .parquet, .csv or .jsonl)")
-    if "text" not in table:
-        raise ValueError(f"{path}: no column 'text' (columns: {', '.join(table)})")
-    if "answer_id" not in table:
-        if "answer" not in table:
-            raise ValueError(f"{path}: needs an 'answer_id' or an 'answer' column")
-        table["answer_id"] = [answer_id(clean_answer(a or "")) for a in table["answer"]]
-    n = len(table["text"])
-    return {
-        "text": [t or "" for t in table["text"]],
-        "answer_id": table["answer_id"],
-        "intent": table.get("intent") or [None] * n,
-    }

@@ -13,7 +13,8 @@ import pyarrow as pa
 
 from ml.artifact.files import METRICS_FILE, write_json
 from ml.progress import Progress
-from ml.tasks.answers.data import read_questions
+from ml.snapshots.formats import DEFAULT_LABEL_COLUMN, DEFAULT_TEXT_COLUMN, data_file
+from ml.tasks.answers.data import DEFAULT_ANSWER_COLUMN, read_pairs
 from ml.tasks.answers.metrics import bank_ranking_metrics
 from ml.tasks.answers.model import Retriever
 
@@ -50,17 +51,42 @@ def _padded(retriever: Retriever, size: int, seed: int = 0) -> Retriever:
 
 def evaluate(
     artifact_dir: Path,
-    data: Path,
+    data: Path | str,
     expected_sha256: str | None = None,
     report_dir: Path | None = None,
+    columns: dict[str, str] | None = None,
+    text_column: str = DEFAULT_TEXT_COLUMN,
+    answer_column: str = DEFAULT_ANSWER_COLUMN,
+    label_column: str = DEFAULT_LABEL_COLUMN,
     **_: Any,
 ) -> dict[str, Any]:
-    """Rank `data`'s questions against the artifact's stored bank: mrr (PROMOTION_METRIC),
-    recall_at_1/5, their same-intent variants, per_class by intent (mrr, recall_at_1, support),
-    n, bank_size, and per-query latency_ms_p50/p95 against the bank and against a bank padded to
-    10,000 (…_bank10k). Gold answers missing from the bank count as misses (`gold_missing`)."""
+    """Rank the questions of `data` against the artifact's stored bank.
+
+    `data`: a labeled file read as build_dataset reads one (ml.tasks.answers.data.read_pairs,
+    the same column options), whose gold reply is given by its text (or, as in a snapshot's
+    splits, by its bank id), or a snapshot folder (its test split). Every usable record is
+    scored; the others are refused with their rule (`records_read`, `records_quarantined`;
+    with `report_dir`, quarantine.parquet: where and why, no text).
+
+    Metrics: mrr (PROMOTION_METRIC), recall_at_1/5 of the gold reply; a question whose gold
+    reply is not in the bank cannot be suggested, so it scores 0 there (a miss; counted in
+    `gold_missing`). Beside them, the intent-level intent_mrr, intent_recall_at_1/5 of every
+    question with an intent (`intent_n`), whether its own reply is in the bank or not: the
+    rank of the best reply the bank holds for that intent (a question whose intent no reply
+    serves is a miss, `intent_missing`); per_class by intent (mrr, recall_at_1, support).
+    Also n, bank_size, and per-query latency_ms_p50/p95 against the bank and against a bank
+    padded to 10,000 (…_bank10k).
+    """
     retriever = Retriever.load(artifact_dir, expected_sha256)
-    rows = read_questions(data)
+    pairs, refused, _ = read_pairs(
+        data_file(data),
+        columns,
+        text_column=text_column,
+        answer_column=answer_column,
+        label_column=label_column,
+        answer_ids=True,
+    )
+    rows = {key: [p[key] for p in pairs] for key in ("text", "answer_id", "intent")}
     with Progress("evaluate", len(rows["text"]), "texts") as progress:
         scores = retriever.scores(rows["text"], progress)
     metrics = bank_ranking_metrics(scores, rows, retriever.bank)
@@ -71,6 +97,8 @@ def evaluate(
     for suffix, ranker in (("", retriever), ("_bank10k", _padded(retriever, LATENCY_BANK))):
         latency = query_latency(lambda t, r=ranker: r.search(t, 5), rows["text"])
         metrics.update({f"latency_{k}{suffix}": v for k, v in latency.items()})
+    metrics.update(refused.counts(len(pairs)))
     if report_dir is not None:
         write_json(Path(report_dir) / METRICS_FILE, metrics)
+        refused.write_report(Path(report_dir))
     return metrics

@@ -1,10 +1,13 @@
 """Ranking metrics of the answers task.
 
 A query's gold answer is the bank entry its pair maps to (``mrr``, ``recall_at_1``,
-``recall_at_5``; ``mrr`` is PROMOTION_METRIC). Bitext writes a different reply for every
-request, ~130 paraphrases per intent, so a looser "same intent" variant (``intent_mrr``,
-``intent_recall_at_k``: the first answer of the query's intent) is reported too. Ties count
-against the model (rank = 1 + answers scoring >= the gold one).
+``recall_at_5``; ``mrr`` is PROMOTION_METRIC); a gold answer the bank does not hold is a miss
+(the model cannot suggest it). Bitext writes a different reply for every request, ~130
+paraphrases per intent, so a looser "same intent" variant (``intent_mrr``,
+``intent_recall_at_k``: the first answer of the query's intent) is reported too, over the
+queries that have an intent: it scores a query whose own reply is not in the bank by the
+replies the bank holds for its intent. Ties count against the model (rank = 1 + answers
+scoring >= the gold one).
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ def ranking_metrics(
     """MRR and recall@k of each query's gold answer (column index; -1: not in the bank, a
     miss) over the full ranking of `scores` (queries x bank). Ties count against the model.
 
-    With intents, also the same-intent variant (first answer sharing the query's intent) and
-    per_class by query intent (mrr, recall@1, support).
+    With intents, also the same-intent variant (the best answer serving the query's intent,
+    whether or not its gold answer is in the bank) over the `intent_n` queries that have an
+    intent (`intent_missing`: those whose intent no answer serves, misses), and per_class by
+    query intent (mrr, recall@1, support).
     """
     scores = np.asarray(scores, dtype=np.float64)
     gold = np.asarray(gold, dtype=np.int64)
@@ -50,12 +55,17 @@ def ranking_metrics(
         return metrics
     relevant = _relevance(query_intents, answer_intents, scores.shape[1])
     best_relevant = np.where(relevant, scores, -np.inf).max(axis=1, initial=-np.inf)
+    served = relevant.any(axis=1)
     intent_ranks = np.where(
-        relevant.any(axis=1),
+        served,
         1 + (np.where(relevant, -np.inf, scores) >= best_relevant[:, None]).sum(axis=1),
         np.inf,
     )
-    metrics.update(_rank_summary(intent_ranks, ks, "intent_"))
+    # Over the questions with an intent: one without is not an intent-level miss.
+    labeled = np.array([q is not None for q in query_intents], dtype=bool)
+    metrics.update(_rank_summary(intent_ranks[labeled], ks, "intent_"))
+    metrics["intent_n"] = int(labeled.sum())
+    metrics["intent_missing"] = int((labeled & ~served).sum())
     per_class: dict[str, dict[str, float]] = {}
     for intent in sorted({q for q in query_intents if q is not None}):
         mask = np.array([q == intent for q in query_intents])

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ml.progress import Progress
-from ml.tasks.entities.data import read_split
+from ml.snapshots.formats import DEFAULT_TEXT_COLUMN, data_file
+from ml.tasks.entities.data import read_examples
 from ml.tasks.entities.metrics import span_metrics
 from ml.tasks.entities.model import Tagger, TokenSplit, encode, predict_spans
+from ml.tasks.entities.spans import Span
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -35,22 +37,31 @@ def score(
 
 def evaluate(
     artifact_dir: Path,
-    data: Path,
+    data: Path | str,
     expected_sha256: str | None = None,
     report_dir: Path | None = None,
+    text_column: str = DEFAULT_TEXT_COLUMN,
     **_: Any,
 ) -> dict[str, Any]:
-    """Entity-level metrics on a split file (or a snapshot's test split), plus latency."""
+    """Entity-level metrics and latency on every usable record of a labeled span file (read
+    as build_dataset reads one: ml.tasks.entities.data.read_examples), or of a snapshot
+    directory's test split; `records_read`/`records_quarantined` count the records and the ones
+    refused. With `report_dir`: metrics.json and the refused records' quarantine.parquet (where
+    and why, no text) there."""
     tagger = Tagger.load(Path(artifact_dir), expected_sha256)
-    texts, gold = read_split(Path(data))
+    examples, refused, _ = read_examples(data_file(data), text_column)
+    texts = [e["text"] for e in examples]
+    gold = [[Span(s["start"], s["end"], s["type"]) for s in e["spans"]] for e in examples]
     split = encode(tagger.tokenizer, texts, gold, tagger.max_length)
     with Progress("evaluate", len(texts), "texts") as progress:
         metrics = score(tagger.model, tagger.tokenizer, split, 64, progress)
     metrics.update(_latency(tagger, texts))
+    metrics.update(refused.counts(len(texts)))
     if report_dir is not None:
         from ml.artifact.files import METRICS_FILE, write_json
 
         write_json(Path(report_dir) / METRICS_FILE, metrics)
+        refused.write_report(Path(report_dir))
     return metrics
 
 

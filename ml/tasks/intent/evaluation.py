@@ -13,6 +13,7 @@ import numpy as np
 
 from ml.artifact.files import METRICS_FILE, write_json
 from ml.progress import Progress
+from ml.quarantine import Refusals
 from ml.tasks.intent.metrics import (
     classification_metrics,
     confusion_matrix,
@@ -30,19 +31,20 @@ CONFUSION_PNG = "confusion_matrix.png"
 
 def read_labeled(
     data: Path, text_column: str = "text", label_column: str = "label"
-) -> tuple[list[str], list[str]]:
-    """(texts, intents) from a labeled file (see ml.snapshots.labeled.load_labeled) or a snapshot
-    directory's test split. Rows without a label cannot be scored and are skipped.
-    """
-    from ml.snapshots.labeled import load_labeled
+) -> tuple[list[str], list[str], Refusals]:
+    """(texts, intents, refused records) of a labeled file (ml.snapshots.labeled.read_labeled)
+    or of a snapshot directory's test split. Every usable record is scored; the others
+    (without text or label, malformed) are refused with their rule."""
+    from ml.snapshots.labeled import read_labeled as read_file
 
     path = Path(data)
     if path.is_dir():
         path = path / "test.parquet"
     if not path.exists():
         raise FileNotFoundError(f"no labeled data at {path}")
-    table = load_labeled(path, text_column, label_column).to_pydict()
-    return table["text"], table["intent"]
+    table, refused = read_file(path, text_column, label_column)
+    rows = table.to_pydict()
+    return rows["text"], rows["intent"], refused
 
 
 def latency(classifier: Classifier, texts: Sequence[str]) -> dict[str, float]:
@@ -73,14 +75,17 @@ def evaluate_model(
     expected calibration error at the artifact's temperature (`ece`) and at T = 1
     (`ece_uncalibrated`), the `temperature`, the out-of-scope figures at the artifact's
     threshold (ml.tasks.intent.out_of_scope.oos_metrics; none for an artifact without a
-    detector) and latency (all numbers, ready for the registry). Accuracy, F1 and the rest
-    score the head's own argmax over every row, as before out-of-scope detection: rows labelled
-    out of scope count under the head's out-of-scope class if it has one, else as misses. With `report_dir`, also writes metrics.json and the confusion matrix as JSON and PNG there.
-    `data` is a labeled .parquet/.csv/.jsonl file, or a snapshot directory (its test split is
+    detector), latency (all numbers, ready for the registry), and
+    `records_read`/`records_quarantined` (ml.quarantine.Refusals.counts). Accuracy, F1 and the
+    rest score the head's own argmax over every row, as before out-of-scope detection: rows
+    labelled out of scope count under the head's out-of-scope class if it has one, else as
+    misses. With `report_dir`, also writes metrics.json, the confusion matrix as JSON and PNG,
+    and the refused records' quarantine.parquet (where and why, no text) there. `data` is a
+    labeled file (ml.snapshots.labeled.read_labeled), or a snapshot directory (its test split is
     used). Intents the model does not know count as misses.
     """
     classifier = Classifier.load(artifact_dir, expected_sha256)
-    texts, y_true = read_labeled(data, text_column, label_column)
+    texts, y_true, refused = read_labeled(data, text_column, label_column)
     with Progress("evaluate", len(texts), "texts") as progress:
         logits, decisions = classifier.outputs(texts, progress=progress)
     probs = softmax(logits, classifier.temperature)
@@ -95,8 +100,10 @@ def evaluate_model(
     if classifier.detector is not None and decisions is not None:
         metrics.update(oos_metrics(classifier.detector, decisions, y_true, classifier.labels))
     metrics.update(latency(classifier, texts))
+    metrics.update(refused.counts(len(texts)))
     if report_dir is not None:
         write_report(metrics, confusion_matrix(y_true, y_pred, classifier.labels), report_dir)
+        refused.write_report(report_dir)
     return metrics
 
 

@@ -41,3 +41,14 @@ def test_ranking_metrics_without_intents_and_on_nothing() -> None:
     assert got == {"n": 1, "mrr": 1.0, "recall_at_1": 1.0, "recall_at_5": 1.0}
     empty = ranking_metrics(np.zeros((0, 3)), [])
     assert empty["n"] == 0 and empty["mrr"] == 0.0
+
+
+def test_intent_metrics_count_the_questions_with_an_intent_only() -> None:
+    """A question without an intent is left out of the intent-level metrics (it used to count
+    as a miss there); one whose intent no bank answer serves is a miss, counted in
+    intent_missing. Its gold reply missing from the bank (-1) does not matter there."""
+    scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.4]])
+    got = ranking_metrics(scores, [0, -1, 1], ["x", None, "w"], [["x"], ["y"]], ks=(1,))
+    assert (got["intent_n"], got["intent_missing"]) == (2, 1)
+    assert got["intent_mrr"] == pytest.approx((1 + 0) / 2)
+    assert got["mrr"] == pytest.approx((1 + 0 + 1 / 2) / 3)  # the missing gold: a miss
