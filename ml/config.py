@@ -69,10 +69,12 @@ DEFAULT_MIN_CLASS_SUPPORT = 20
 # Out-of-scope detection (ml.tasks.intent.out_of_scope; intent TrainConfig's oos_* fields).
 # The label the training data gives out-of-scope examples (INTENTFLOW_OOS_LABEL).
 DEFAULT_OOS_LABEL = "oos"
-# Share of in-scope validation queries the calibrated threshold keeps (INTENTFLOW_OOS_TARGET).
-DEFAULT_OOS_TARGET = 0.95
-# The score, chosen by measurement on CLINC150 (bench/oos.py, bench/README.md).
-DEFAULT_OOS_METHOD = "mahalanobis"
+# Share of in-scope validation queries the calibrated threshold keeps (INTENTFLOW_OOS_TARGET):
+# on CLINC150's dev queries it leaves the most room over both of issue #20's targets (in-scope
+# accuracy >= 0.95, OOS recall >= 0.75); 0.97 and 0.99 each miss one (bench/README.md).
+DEFAULT_OOS_TARGET = 0.98
+# The score, chosen by measurement on CLINC150's dev queries (bench/oos.py, bench/README.md).
+DEFAULT_OOS_METHOD = "energy"
 # Largest drop of test OOS recall promotion allows (INTENTFLOW_PROMOTION_MAX_OOS_RECALL_REGRESSION;
 # "off" disables the check, as does a test split without out-of-scope examples).
 DEFAULT_MAX_OOS_RECALL_REGRESSION = 0.0

@@ -3,16 +3,17 @@
 Every prediction gets an out-of-scope score computed from the fine-tuned model itself, so it
 works with no out-of-scope training data at all. Higher means stranger. Three scores are built
 in (`METHODS`); bench/oos.py measures them on CLINC150 and the default (ml.config
-DEFAULT_OOS_METHOD) is the one that measured best:
+DEFAULT_OOS_METHOD) is the one that measured best on its dev queries, `energy`:
 
+- `energy`: minus the log-sum-exp of the in-scope logits (Liu et al. 2020): low for a query
+  the head has strong evidence for, whichever intent;
+- `msp`: one minus the largest calibrated in-scope probability (Hendrycks & Gimpel 2017;
+  Larson et al. 2019's "oos-threshold");
 - `mahalanobis` (Podolskiy et al. 2021): the squared Mahalanobis distance from the encoder's
   representation of the text (the last layer's [CLS] vector: ml.tasks.intent.model
   .batched_outputs) to the nearest in-scope intent's mean, under one covariance shared by the
   intents, fitted on the train split after fine-tuning (Ledoit-Wolf shrinkage, so a few
-  examples in many dimensions still invert);
-- `msp`: one minus the largest calibrated in-scope probability (Hendrycks & Gimpel 2017;
-  Larson et al. 2019's "oos-threshold");
-- `energy`: minus the log-sum-exp of the in-scope logits (Liu et al. 2020).
+  examples in many dimensions still invert).
 
 Labelled out-of-scope examples (the label `oos` by default: TrainConfig.oos_label) are used
 when the train split has them: they become one more class of the head (Larson et al.'s
@@ -23,8 +24,8 @@ in-scope probabilities or the threshold.
 The threshold is calibrated on the validation split's in-scope queries to a target share kept
 in scope (TrainConfig.oos_target): the smallest score that keeps that share, counting the
 queries the head's own out-of-scope class takes as lost. It is written, with the method and its
-statistics, into the artifact (out_of_scope.json, out_of_scope.safetensors) before the artifact
-is hashed, so its sha256 covers them. An artifact without them (trained before this feature)
+statistics, into the artifact (out_of_scope.json; out_of_scope.safetensors for mahalanobis)
+before the artifact is hashed, so its sha256 covers them. An artifact without them (trained before this feature)
 loads and predicts as before: never out of scope, no score.
 """
 
@@ -45,7 +46,7 @@ from ml.training.calibration import softmax
 
 # The label an out-of-scope answer carries, whatever the training data called its examples.
 OUT_OF_SCOPE = "out_of_scope"
-METHODS = ("mahalanobis", "msp", "energy")
+METHODS = ("energy", "msp", "mahalanobis")
 # FPR is read where this share of in-scope queries is kept (the OOD literature's FPR@95%TPR).
 TPR_FOR_FPR = 0.95
 

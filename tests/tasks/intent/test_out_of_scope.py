@@ -217,10 +217,10 @@ def test_the_threshold_is_inside_the_artifact_under_its_sha256(
 ) -> None:
     artifact = Path(tiny_artifact["artifact_dir"])
     record = json.loads((artifact / "out_of_scope.json").read_text())
-    assert record["method"] == "mahalanobis" and record["target"] == 0.95
+    assert record["method"] == "energy" and record["target"] == 0.98  # the defaults
     assert math.isfinite(record["threshold"]) and record["head_class"] is None
-    assert record["validation"]["in_scope_kept"] >= 0.95
-    assert (artifact / "out_of_scope.safetensors").is_file()
+    assert record["validation"]["in_scope_kept"] >= 0.98
+    assert not (artifact / "out_of_scope.safetensors").exists()  # mahalanobis only
     assert directory_sha256(artifact) == tiny_artifact["artifact_sha256"]
     assert "## Out of scope" in (artifact / "README.md").read_text()
 
@@ -233,6 +233,49 @@ def test_the_threshold_is_inside_the_artifact_under_its_sha256(
 @pytest.fixture
 def artifact_copy(tiny_artifact: dict[str, Any], tmp_path: Path) -> Path:
     return Path(shutil.copytree(tiny_artifact["artifact_dir"], tmp_path / "copy"))
+
+
+@pytest.fixture(scope="module")
+def mahalanobis_artifact(
+    tiny_train_config: TrainConfig, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """The tiny BERT with the mahalanobis score: its statistics beside the threshold."""
+    from conftest import write_snapshot
+
+    root = tmp_path_factory.mktemp("mahalanobis")
+    snapshot = write_snapshot(root / "snapshot", n_per_label=16, seed=3)
+    config = dataclasses.replace(tiny_train_config, epochs=3, oos_method="mahalanobis")
+    return {**fine_tune(snapshot, root / "model", config), "snapshot_dir": snapshot}
+
+
+def test_mahalanobis_statistics_are_inside_the_artifact_and_score_predictions(
+    mahalanobis_artifact: dict[str, Any], tmp_path: Path
+) -> None:
+    artifact = Path(mahalanobis_artifact["artifact_dir"])
+    record = json.loads((artifact / "out_of_scope.json").read_text())
+    assert record["method"] == "mahalanobis" and math.isfinite(record["threshold"])
+    assert (artifact / "out_of_scope.safetensors").is_file()
+    assert directory_sha256(artifact) == mahalanobis_artifact["artifact_sha256"]
+    detector = Classifier.load(artifact, mahalanobis_artifact["artifact_sha256"]).detector
+    assert detector is not None and detector.needs_features
+    assert detector.means is not None and detector.means.shape[0] == 3
+    [p] = predict(artifact, ["lost card"])
+    assert p["oos_score"] >= 0 and p["oos_threshold"] == round(record["threshold"], 4)
+    m = evaluate_model(artifact, Path(mahalanobis_artifact["snapshot_dir"]))
+    assert m["oos_n"] == 0 and 0 <= m["in_scope_accuracy"] <= 1
+
+    copy = Path(shutil.copytree(artifact, tmp_path / "copy"))
+    from safetensors.numpy import save_file
+
+    save_file(
+        {"whitening": np.eye(4, dtype=np.float32), "means": np.zeros((2, 4), np.float32)},
+        str(copy / "out_of_scope.safetensors"),
+    )
+    with pytest.raises(ArtifactIntegrityError, match="in-scope classes"):
+        Classifier.load(copy)
+    (copy / "out_of_scope.safetensors").unlink()
+    with pytest.raises(ArtifactIntegrityError, match="is missing"):
+        Classifier.load(copy)
 
 
 def _set_threshold(artifact: Path, threshold: float) -> None:
@@ -256,15 +299,15 @@ def test_predict_answers_out_of_scope_with_the_best_in_scope_label_beside_it(
         "oos_threshold",
         "top_k",
     }
-    _set_threshold(artifact_copy, -1.0)  # every score is above it
+    _set_threshold(artifact_copy, -1e9)  # every score is above it
     said = predict(artifact_copy, texts, top_k=2)
     for before, after in zip(kept, said, strict=True):
         assert after["intent"] == OUT_OF_SCOPE and after["out_of_scope"] is True
         assert after["in_scope_intent"] in labels
         assert after["in_scope_intent"] == before["in_scope_intent"]
         assert after["probability"] == before["probability"]
-        assert after["oos_score"] == before["oos_score"] > -1.0
-        assert after["oos_threshold"] == -1.0
+        assert after["oos_score"] == before["oos_score"] > -1e9
+        assert after["oos_threshold"] == -1e9
     _set_threshold(artifact_copy, 1e12)
     assert not any(p["out_of_scope"] for p in predict(artifact_copy, texts))
     assert [p.label for p in Classifier.load(artifact_copy).predict(texts)] == [
@@ -276,7 +319,6 @@ def test_an_artifact_from_before_out_of_scope_detection_loads_predicts_and_evalu
     artifact_copy: Path, tiny_artifact: dict[str, Any]
 ) -> None:
     (artifact_copy / "out_of_scope.json").unlink()
-    (artifact_copy / "out_of_scope.safetensors").unlink()
     assert Classifier.load(artifact_copy, directory_sha256(artifact_copy)).detector is None
     [p] = predict(artifact_copy, ["lost card"])
     assert p["out_of_scope"] is False and p["oos_score"] is None and p["oos_threshold"] is None
@@ -300,20 +342,6 @@ def test_an_unusable_detector_file_is_refused(
     path = artifact_copy / "out_of_scope.json"
     path.write_text(json.dumps(change(json.loads(path.read_text()))))
     with pytest.raises(ArtifactIntegrityError, match=message):
-        Classifier.load(artifact_copy)
-
-
-def test_mahalanobis_statistics_of_the_wrong_shape_are_refused(artifact_copy: Path) -> None:
-    from safetensors.numpy import save_file
-
-    save_file(
-        {"whitening": np.eye(4, dtype=np.float32), "means": np.zeros((2, 4), np.float32)},
-        str(artifact_copy / "out_of_scope.safetensors"),
-    )
-    with pytest.raises(ArtifactIntegrityError, match="in-scope classes"):
-        Classifier.load(artifact_copy)
-    (artifact_copy / "out_of_scope.safetensors").unlink()
-    with pytest.raises(ArtifactIntegrityError, match="is missing"):
         Classifier.load(artifact_copy)
 
 
