@@ -38,8 +38,10 @@ FALLBACK_MAX_LENGTH = 128
 
 @dataclass(frozen=True)
 class Prediction:
-    label: str
-    probability: float
+    label: str  # the answer: an intent, or `out_of_scope`
+    probability: float  # of the best in-scope intent
+    in_scope_label: str = ""  # the best in-scope intent, also beside an out_of_scope answer
+    oos_score: float | None = None  # None: an artifact without an out-of-scope detector
 
 
 def batched_logits(
@@ -187,17 +189,22 @@ class Classifier:
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
         """The answer for each text: `out_of_scope` where the detector says so, else the most
-        probable in-scope label, with that label's probability."""
+        probable in-scope label; that label's probability, itself, and the out-of-scope score
+        beside it."""
         logits, decisions = self.outputs(texts, batch_size)
         probs = softmax(logits, self.temperature)
         if decisions is None:
+            best = probs.argmax(axis=1)
             return [
-                Prediction(self.labels[j], float(probs[i, j]))
-                for i, j in enumerate(probs.argmax(axis=1))
+                Prediction(self.labels[j], float(probs[i, j]), self.labels[j])
+                for i, j in enumerate(best)
             ]
         return [
             Prediction(
-                OUT_OF_SCOPE if decisions.out_of_scope[i] else self.labels[j], float(probs[i, j])
+                OUT_OF_SCOPE if decisions.out_of_scope[i] else self.labels[j],
+                float(probs[i, j]),
+                self.labels[j],
+                float(decisions.scores[i]),
             )
             for i, j in enumerate(decisions.best)
         ]

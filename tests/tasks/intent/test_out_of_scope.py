@@ -308,6 +308,11 @@ def test_predict_answers_out_of_scope_with_the_best_in_scope_label_beside_it(
         assert after["probability"] == before["probability"]
         assert after["oos_score"] == before["oos_score"] > -1e9
         assert after["oos_threshold"] == -1e9
+    # The Python API answers alike: out_of_scope, its score and the best intent beside it.
+    api = Classifier.load(artifact_copy).predict(texts)
+    assert [p.label for p in api] == [OUT_OF_SCOPE] * 2
+    assert [p.in_scope_label for p in api] == [p["in_scope_intent"] for p in said]
+    assert [p.oos_score for p in api] == pytest.approx([p["oos_score"] for p in said], abs=1e-4)
     _set_threshold(artifact_copy, 1e12)
     assert not any(p["out_of_scope"] for p in predict(artifact_copy, texts))
     assert [p.label for p in Classifier.load(artifact_copy).predict(texts)] == [
@@ -323,6 +328,8 @@ def test_an_artifact_from_before_out_of_scope_detection_loads_predicts_and_evalu
     [p] = predict(artifact_copy, ["lost card"])
     assert p["out_of_scope"] is False and p["oos_score"] is None and p["oos_threshold"] is None
     assert p["intent"] == p["in_scope_intent"]
+    [api] = Classifier.load(artifact_copy).predict(["lost card"])
+    assert (api.label, api.in_scope_label, api.oos_score) == (p["intent"], p["intent"], None)
     m = evaluate_model(artifact_copy, Path(tiny_artifact["snapshot_dir"]))
     assert "oos_n" not in m and "in_scope_accuracy" not in m and m["n"] > 0
 
@@ -445,3 +452,30 @@ def test_the_retrain_passes_the_configured_oos_settings_to_training(
     with pytest.raises(RuntimeError, match="stop here"):
         train_step({"path": str(snapshot), "hash": "h"}, {}, "run-1", model=spec)
     assert (seen["oos_target"], seen["oos_label"]) == (0.99, "other")
+
+
+# --- the real MiniLM on CLINC150 ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_minilm_on_clinc150_answers_unseen_out_of_scope_queries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """10 CLINC150 intents and its 100 oos_train queries, 1 epoch of the real MiniLM-L6 with
+    the shipped out-of-scope defaults; scored on the official `val` of those intents and the
+    unseen `oos_val` (bench/oos.py's splits and --quick sizes; the full figures are its own)."""
+    from ci import dataset, datasets_dir
+
+    dataset("clinc150/data_full_train_val.json")
+    monkeypatch.setenv("INTENTFLOW_SHARED", str(datasets_dir().parent))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[3] / "bench"))
+    import oos as bench  # bench/oos.py
+
+    parts = bench.splits(quick=True)
+    parts["train"] += parts["oos_train"]
+    snapshot = bench.write_snapshot(tmp_path / "snapshot", parts)
+    result = fine_tune(snapshot, tmp_path / "model", TrainConfig(epochs=1))
+    m = evaluate_model(tmp_path / "model", snapshot, result["artifact_sha256"])
+    assert m["oos_n"] == 100
+    assert m["oos_auroc"] >= 0.95
+    assert m["oos_recall"] >= 0.75 and m["in_scope_accuracy"] >= 0.9
