@@ -319,7 +319,10 @@ def fit_detector(
     """The detector of a freshly trained model and its record (out_of_scope.json's content).
 
     `validation` is (logits, features or None, true labels); `train` (features, label ids) is
-    needed by `mahalanobis` only. The threshold is calibrated on validation's in-scope rows.
+    needed by `mahalanobis` only. The threshold is calibrated on validation's in-scope rows of
+    intents the model knows: a row of an intent absent from train is out of scope for this
+    model, and keeping it would only raise the threshold. The record's validation figures
+    (oos_metrics) count every row.
     """
     if method not in METHODS:
         raise ValueError(f"unknown out-of-scope method {method!r}: one of {', '.join(METHODS)}")
@@ -335,9 +338,10 @@ def fit_detector(
     )
     logits, features, y_true = validation
     decisions = draft.decide(logits, features)
-    truth = is_out_of_scope_label(y_true, oos_label)
+    known = set(labels) - {oos_label}
+    calibrate_on = np.array([y in known for y in y_true], dtype=bool)
     threshold, limited_by = calibrate_threshold(
-        decisions.scores[~truth], decisions.head_rejected[~truth], target
+        decisions.scores[calibrate_on], decisions.head_rejected[calibrate_on], target
     )
     detector = Detector(
         method, threshold, target, oos_label, in_scope, head_class, temperature, whitening, means

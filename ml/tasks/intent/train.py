@@ -89,7 +89,7 @@ class TrainConfig(BaseTrainConfig):
             )
         if not isinstance(self.oos_label, str) or not self.oos_label.strip():
             raise ValueError("training setting oos_label must name a label, got an empty one")
-        if self.oos_label != OUT_OF_SCOPE and self.oos_label.strip() != self.oos_label:
+        if self.oos_label.strip() != self.oos_label:
             raise ValueError(f"training setting oos_label={self.oos_label!r} has spaces around it")
 
 
