@@ -233,6 +233,11 @@ class Settings:
         return join(self.data_root, "lake", "transcripts")
 
     @property
+    def predictions(self) -> Location:
+        """The served models' prediction log (ml.serving.prediction_log), partitioned by day."""
+        return join(self.data_root, "lake", "predictions")
+
+    @property
     def quarantine(self) -> Location:
         return join(self.data_root, "quarantine")
 
@@ -504,6 +509,20 @@ def progress_mode() -> str:
     return (_text("INTENTFLOW_PROGRESS") or "auto").lower()
 
 
+# Share of a day's records the ingest gate may quarantine for PII still found after
+# redaction (INTENTFLOW_MAX_PII_SHARE) before it fails the day as a systemic fault.
+DEFAULT_MAX_PII_SHARE = 0.01
+
+
+def max_pii_share() -> float:
+    """INTENTFLOW_MAX_PII_SHARE: above this share of rows with PII left after redaction (each
+    quarantined) the day fails; a few are a detector's edge case, many a broken redactor."""
+    value = float(_env_number("INTENTFLOW_MAX_PII_SHARE", DEFAULT_MAX_PII_SHARE, float))
+    if value > 1:
+        raise ConfigError(f"INTENTFLOW_MAX_PII_SHARE must be between 0 and 1, got {value}")
+    return value
+
+
 def pii_key_env() -> str | None:
     """INTENTFLOW_PII_KEY: the secret that pseudonymises personal identifiers (ml.subjects);
     every worker of one deployment must share it. Unset: a key generated under the local home."""
@@ -529,14 +548,180 @@ def alert_email_to() -> str | None:
     return _text("INTENTFLOW_ALERT_EMAIL_TO")
 
 
-def _flag(name: str) -> bool:
+def _flag(name: str, default: bool = False) -> bool:
     """An on/off environment variable; anything unrecognised is an error, not "off"."""
     value = os.environ.get(name)
     if value is None or value.strip() == "":
-        return False
+        return default
     normal = value.strip().lower()
     if normal in ("1", "true", "yes", "on"):
         return True
     if normal in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+# --- serving (ml.serving, `intentflow serve`; docs/serving.md) -------------------------------
+
+# How the served models run on a CPU (ml.serving.runtime): `onnx-int8`, the ONNX Runtime
+# graph with int8 weights an artifact carries (ml.artifact.onnx), or `torch`, its safetensors
+# weights as trained. Chosen by measurement (bench/README.md, "serving").
+SERVE_RUNTIMES = ("torch", "onnx-int8")
+# A bearer token shorter than this is refused: it could be guessed.
+MIN_TOKEN_CHARS = 16
+# The champion alias is polled at most this far apart, so every replica moves within it.
+MAX_POLL_S = 30.0
+
+
+@dataclass(frozen=True, repr=False)
+class ServeSettings:
+    """`intentflow serve`'s settings, each described where it is read (:func:`serve_settings`)."""
+
+    tokens: tuple[str, ...]
+    models: tuple[str, ...] | None = None
+    max_batch: int = 32
+    batch_wait_ms: float = 0.0
+    max_texts: int = 256
+    max_chars: int = 2000
+    max_queue: int = 4096
+    top_k: int = 5
+    poll_s: float = 10.0
+    log_flush_s: float = 5.0
+    log_max_rows: int = 5000
+    prediction_log: bool = True
+    runtime: str = "onnx-int8"
+    threads: int | None = None
+    workers: int = 1
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body read: the text limits at 4 UTF-8 bytes a character, and
+        room for the JSON around them; a larger body is refused before it is read."""
+        return self.max_texts * (self.max_chars * 4 + 16) + 4096
+
+    def __repr__(self) -> str:
+        # Tokens are credentials: a repr lands in logs and tracebacks.
+        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        shown["tokens"] = f"<{len(self.tokens)} tokens>"
+        return "ServeSettings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+
+def serve_settings() -> ServeSettings:
+    """The service's settings from the environment; ConfigError names the variable.
+
+    - Bearer tokens: the password of the Airflow connection `intentflow_serve`
+      (AIRFLOW_CONN_INTENTFLOW_SERVE, URI or JSON form) when it is defined, else
+      INTENTFLOW_SERVE_TOKENS; comma-separated, each at least MIN_TOKEN_CHARS characters.
+      None configured: the service does not start (it never answers without a token).
+    - INTENTFLOW_SERVE_MODELS: comma-separated configured models to serve (default: every
+      configured model, ml.retrain.specs).
+    - INTENTFLOW_SERVE_MAX_BATCH (32) texts, INTENTFLOW_SERVE_BATCH_WAIT_MS (0): a micro-batch
+      closes at that many texts, or that long after its first text arrived (0: it takes the
+      texts that queued while the batch before it ran, and waits for none: on a CPU waiting
+      cost a lone request 3 ms and gained no throughput; on a GPU a few ms fill batches).
+    - INTENTFLOW_SERVE_MAX_TEXTS (256) texts per request, INTENTFLOW_SERVE_MAX_CHARS (2000)
+      characters per text; INTENTFLOW_SERVE_MAX_QUEUE (4096) texts waiting per model, beyond
+      which a request gets 503 and Retry-After.
+    - INTENTFLOW_SERVE_TOP_K (5): labels or answers per text when a request names none.
+    - INTENTFLOW_SERVE_POLL_S (10, at most MAX_POLL_S): how often each model's champion alias
+      is read from the registry.
+    - INTENTFLOW_SERVE_LOG (on), INTENTFLOW_SERVE_LOG_FLUSH_S (5), INTENTFLOW_SERVE_LOG_MAX_ROWS
+      (5000): the prediction log, written every that many seconds or rows.
+    - INTENTFLOW_SERVE_RUNTIME: one of SERVE_RUNTIMES (default onnx-int8; GPU hosts always run
+      torch).
+    - INTENTFLOW_SERVE_THREADS: CPU threads of each worker's inference (default: the CPUs the
+      process may use, shared out among the workers).
+    - INTENTFLOW_SERVE_WORKERS: the worker processes of one service, set by `intentflow serve
+      --workers` for them (default 1).
+    """
+    runtime = (_text("INTENTFLOW_SERVE_RUNTIME") or ServeSettings.runtime).lower()
+    if runtime not in SERVE_RUNTIMES:
+        raise ConfigError(
+            f"INTENTFLOW_SERVE_RUNTIME={runtime!r}: expected one of {', '.join(SERVE_RUNTIMES)}"
+        )
+    poll_s = _env_number("INTENTFLOW_SERVE_POLL_S", ServeSettings.poll_s, float)
+    if not 0 < poll_s <= MAX_POLL_S:
+        raise ConfigError(
+            f"INTENTFLOW_SERVE_POLL_S must be above 0 and at most {MAX_POLL_S:g} seconds "
+            "(every replica follows a promotion within it)"
+        )
+    models = _text("INTENTFLOW_SERVE_MODELS")
+    threads = int(_env_number("INTENTFLOW_SERVE_THREADS", 0, int))
+    return ServeSettings(
+        tokens=serve_tokens(),
+        models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else None,
+        max_batch=_positive("INTENTFLOW_SERVE_MAX_BATCH", ServeSettings.max_batch),
+        batch_wait_ms=_env_number(
+            "INTENTFLOW_SERVE_BATCH_WAIT_MS", ServeSettings.batch_wait_ms, float
+        ),
+        max_texts=_positive("INTENTFLOW_SERVE_MAX_TEXTS", ServeSettings.max_texts),
+        max_chars=_positive("INTENTFLOW_SERVE_MAX_CHARS", ServeSettings.max_chars),
+        max_queue=_positive("INTENTFLOW_SERVE_MAX_QUEUE", ServeSettings.max_queue),
+        top_k=_positive("INTENTFLOW_SERVE_TOP_K", ServeSettings.top_k),
+        poll_s=poll_s,
+        log_flush_s=_env_number("INTENTFLOW_SERVE_LOG_FLUSH_S", ServeSettings.log_flush_s, float),
+        log_max_rows=_positive("INTENTFLOW_SERVE_LOG_MAX_ROWS", ServeSettings.log_max_rows),
+        prediction_log=_flag("INTENTFLOW_SERVE_LOG", default=True),
+        runtime=runtime,
+        threads=threads or None,
+        workers=_positive("INTENTFLOW_SERVE_WORKERS", ServeSettings.workers),
+    )
+
+
+def metrics_multiprocess_dir() -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR (prometheus_client's own variable): the folder where the worker
+    processes of one `intentflow serve --workers N` keep their metrics (ml.serving.metrics)."""
+    return _text("PROMETHEUS_MULTIPROC_DIR")
+
+
+def onnx_export() -> bool:
+    """INTENTFLOW_ONNX_EXPORT (default on): write the optimised CPU form into every artifact
+    trained (ml.artifact.optimised); off saves its export time and disk (the artifact is
+    then served by torch)."""
+    return _flag("INTENTFLOW_ONNX_EXPORT", default=True)
+
+
+def _positive(name: str, default: int) -> int:
+    value = int(_env_number(name, default, int))
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1")
+    return value
+
+
+def serve_tokens() -> tuple[str, ...]:
+    """The bearer tokens the service accepts (see :func:`serve_settings`). Errors name the
+    variable, never a token."""
+    var = "AIRFLOW_CONN_INTENTFLOW_SERVE"
+    conn = _text(var)
+    if conn:
+        raw, source = _connection_password(conn, var), var
+    else:
+        raw, source = os.environ.get("INTENTFLOW_SERVE_TOKENS", ""), "INTENTFLOW_SERVE_TOKENS"
+    tokens = tuple(t.strip() for t in raw.split(",") if t.strip())
+    if not tokens:
+        raise ConfigError(
+            f"{source} holds no bearer token: the service does not answer without one "
+            "(e.g. INTENTFLOW_SERVE_TOKENS=$(openssl rand -hex 24))"
+        )
+    short = sum(len(t) < MIN_TOKEN_CHARS for t in tokens)
+    if short:
+        raise ConfigError(
+            f"{source}: {short} token(s) shorter than {MIN_TOKEN_CHARS} characters "
+            "(e.g. openssl rand -hex 24)"
+        )
+    return tokens
+
+
+def _connection_password(conn: str, var: str) -> str:
+    """The password of an Airflow connection (URI or JSON form) held by `var`."""
+    from urllib.parse import unquote, urlsplit
+
+    if conn.startswith("{"):
+        try:
+            return str(json.loads(conn).get("password") or "")
+        except (ValueError, AttributeError):
+            raise ConfigError(f"{var} is not a JSON object") from None
+    try:
+        return unquote(urlsplit(conn).password or "")
+    except ValueError:
+        raise ConfigError(f"{var} is not a connection URI (scheme://...) nor JSON") from None

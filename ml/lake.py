@@ -19,6 +19,10 @@ old manifest in place, pointing at the old version. After the commit, every vers
 new and the previous one is deleted (the previous one stays for readers that resolved the
 manifest just before the commit). Writers of the same day exclude each other with a lock
 object `dt=DAY/_lock` created by a conditional PUT (If-None-Match), see :func:`_remote_lock`.
+
+Erasure (ml.erasure) changes a day in place with :func:`rewrite_partition` (the same publish,
+with the read under the lock too, keeping no previous version) and deletes leftover copies of a
+day with :func:`vacuum`. Callers go through these functions only: the layout may change.
 """
 
 from __future__ import annotations
@@ -145,14 +149,111 @@ def write_partition(table: pa.Table, root: Location, day: date, manifest: dict) 
     Rows are sorted by conversation id, so the same rows give a byte-identical file and the
     same content hash, in whatever order they come.
     """
-    table = table.sort_by("conversation_id")
-    manifest = {**manifest, "rows": table.num_rows, "content_hash": table_content_hash(table)}
+    table, manifest = _sorted(table, manifest)
+    return _publish(_table_writer(table), root, day, manifest)
 
+
+# What a rewrite does to a day: (rows, manifest) -> the new (rows, manifest), or None to keep it.
+Change = Callable[[pa.Table, dict], tuple[pa.Table, dict] | None]
+
+
+def rewrite_partition(root: Location, day: date, change: Change) -> bool:
+    """Replace `day`'s partition by `change(rows, manifest)`, read and written under the day's
+    write lock, so an ingest publishing the same day meanwhile waits and neither loses the
+    other's partition. Returns whether the day was rewritten (False: no partition, or `change`
+    returned None).
+
+    Erasure's primitive: the replaced data is deleted at once, on object storage too, where a
+    normal publish keeps the previous version for readers that resolved the manifest just
+    before (such a reader now fails and reads again). A writer killed midway leaves a stale
+    copy that :func:`stale_copies` lists and :func:`vacuum` deletes.
+    """
+    if storage.is_remote(root):
+        folder = str(partition_path(root, day))
+        fs, path = storage.filesystem(folder)
+        with _remote_lock(fs, path) as assert_held:
+            changed = _changed(root, day, change)
+            if changed is None:
+                return False
+            table, manifest = changed
+            put = _uploaded(_table_writer(table))
+            _commit_remote(put, fs, path, root, day, manifest, assert_held, keep_previous=False)
+        return True
+    root = Path(root)
+    if not root.exists():
+        return False
+    with _root_lock(root):
+        _recover(Path(partition_path(root, day)))
+        changed = _changed(root, day, change)
+        if changed is None:
+            return False
+        table, manifest = changed
+        _swap_in(_table_writer(table), root, day, manifest)
+    return True
+
+
+def _changed(root: Location, day: date, change: Change) -> tuple[pa.Table, dict] | None:
+    manifest = read_manifest(root, day)
+    if manifest is None:
+        return None
+    result = change(read_partition(root, day), manifest)
+    return None if result is None else _sorted(*result)
+
+
+def stale_copies(root: Location, day: date) -> list[Location]:
+    """Data files of `day` other than the published one: on object storage the previous and
+    uncommitted versions, on local disk a killed writer's debris. They may still hold rows a
+    rewrite removed; :func:`vacuum` deletes them."""
+    folder = partition_path(root, day)
+    if storage.is_remote(folder):
+        fs, path = storage.filesystem(str(folder))
+        fs.invalidate_cache(path)
+        manifest = read_manifest(root, day)
+        current = manifest.get("version") if manifest else None
+        try:
+            found = fs.ls(f"{path}/{VERSIONS}", detail=False)
+        except FileNotFoundError:
+            return []
+        names = sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in found)
+        return [f"{folder}/{VERSIONS}/{name}/{DATA_FILE}" for name in names if name != current]
+    final = Path(folder)
+    debris = [
+        *final.parent.glob(f".{final.name}.tmp-*"),
+        *final.parent.glob(f".{final.name}.old-*"),
+    ]
+    return sorted(d / DATA_FILE for d in debris if (d / DATA_FILE).exists())
+
+
+def vacuum(root: Location, day: date) -> None:
+    """Delete every copy of `day` but the published one (see :func:`stale_copies`), under the
+    day's write lock; a remote manifest stops naming a previous version."""
+    if storage.is_remote(root):
+        fs, path = storage.filesystem(str(partition_path(root, day)))
+        with _remote_lock(fs, path) as assert_held:
+            manifest = read_manifest(root, day)
+            if manifest is not None and manifest.get("previous_version"):
+                manifest = {**manifest, "previous_version": None}
+                assert_held()
+                fs.pipe_file(f"{path}/{MANIFEST}", _manifest_bytes(manifest))
+            _collect_versions(fs, path, keep={manifest["version"]} if manifest else set())
+        return
+    if Path(root).exists():
+        with _root_lock(Path(root)):
+            _recover(Path(partition_path(root, day)))
+
+
+def _sorted(table: pa.Table, manifest: dict) -> tuple[pa.Table, dict]:
+    """Rows in partition order, and the manifest counting and hashing them."""
+    table = table.sort_by("conversation_id")
+    return table, {**manifest, "rows": table.num_rows, "content_hash": table_content_hash(table)}
+
+
+def _table_writer(table: pa.Table) -> Callable[[Path], None]:
     def write(dest: Path) -> None:
         with data_writer(dest, table.schema) as writer:
             writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
 
-    return _publish(write, root, day, manifest)
+    return write
 
 
 def publish_file(data: Location, root: Location, day: date, manifest: dict) -> Location:
@@ -216,27 +317,32 @@ def _publish(write: Callable[[Path], None], root: Location, day: date, manifest:
 def _write_local(write: Callable[[Path], None], root: Path, day: date, manifest: dict) -> Path:
     """Written beside the final path (`.dt=DAY.tmp-*`), fsynced, then swapped in."""
     root.mkdir(parents=True, exist_ok=True)
-    final = Path(partition_path(root, day))
     with _root_lock(root):
-        _recover(final)
-        tmp = root / f".{final.name}.tmp-{uuid.uuid4().hex}"
-        tmp.mkdir()
-        write(tmp / DATA_FILE)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        _fsync_dir(tmp)
-        if not final.exists():
-            os.rename(tmp, final)
-        elif _exchange(tmp, final):
-            shutil.rmtree(tmp)  # now holds the previous partition
-        else:
-            old = root / f".{final.name}.old-{uuid.uuid4().hex}"
-            os.rename(final, old)
-            os.rename(tmp, final)
-            shutil.rmtree(old)
-        _fsync_dir(root)
+        return _swap_in(write, root, day, manifest)
+
+
+def _swap_in(write: Callable[[Path], None], root: Path, day: date, manifest: dict) -> Path:
+    """:func:`_write_local`'s work, for a caller holding the lake's lock."""
+    final = Path(partition_path(root, day))
+    _recover(final)
+    tmp = root / f".{final.name}.tmp-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    write(tmp / DATA_FILE)
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    for f in tmp.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    _fsync_dir(tmp)
+    if not final.exists():
+        os.rename(tmp, final)
+    elif _exchange(tmp, final):
+        shutil.rmtree(tmp)  # now holds the previous partition
+    else:
+        old = root / f".{final.name}.old-{uuid.uuid4().hex}"
+        os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old)
+    _fsync_dir(root)
     return final
 
 
@@ -248,16 +354,34 @@ def _write_remote(put: Callable[..., None], root: str, day: date, manifest: dict
     folder = str(partition_path(root, day))
     fs, path = storage.filesystem(folder)
     with _remote_lock(fs, path) as assert_held:
-        version = uuid.uuid4().hex
-        put(fs, f"{path}/{VERSIONS}/{version}/{DATA_FILE}")
-        previous = read_manifest(root, day)
-        previous_version = previous.get("version") if previous else None
-        manifest = {**manifest, "version": version, "previous_version": previous_version}
-        assert_held()  # a writer that outlived its lock must not commit over another's
-        body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-        fs.pipe_file(f"{path}/{MANIFEST}", body)  # the commit
-        _collect_versions(fs, path, keep={version, previous_version})
+        _commit_remote(put, fs, path, root, day, manifest, assert_held, keep_previous=True)
     return folder
+
+
+def _commit_remote(
+    put: Callable[..., None],
+    fs,
+    path: str,
+    root: str,
+    day: date,
+    manifest: dict,
+    assert_held: Callable[[], None],
+    keep_previous: bool,
+) -> None:
+    """:func:`_write_remote`'s work, for a caller holding the day's lock. `keep_previous`:
+    leave the replaced version for readers that resolved the manifest just before."""
+    version = uuid.uuid4().hex
+    put(fs, f"{path}/{VERSIONS}/{version}/{DATA_FILE}")
+    previous = read_manifest(root, day)
+    previous_version = previous.get("version") if previous and keep_previous else None
+    manifest = {**manifest, "version": version, "previous_version": previous_version}
+    assert_held()  # a writer that outlived its lock must not commit over another's
+    fs.pipe_file(f"{path}/{MANIFEST}", _manifest_bytes(manifest))  # the commit
+    _collect_versions(fs, path, keep={version, previous_version})
+
+
+def _manifest_bytes(manifest: dict) -> bytes:
+    return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
 
 
 def _collect_versions(fs, path: str, keep: set[str | None]) -> None:
@@ -374,16 +498,29 @@ def read_manifest(root: Location, day: date) -> dict | None:
         return None
 
 
-def read_partition(root: Location, day: date) -> pa.Table:
+def read_partition(root: Location, day: date, columns: list[str] | None = None) -> pa.Table:
+    """`day`'s rows: every column, or those of `columns` the day has (see storage.read_parquet)."""
     folder = partition_path(root, day)
     if not storage.is_remote(folder):
-        return pq.read_table(Path(folder) / DATA_FILE)
+        if columns is None:
+            return with_subject_keys(pq.read_table(Path(folder) / DATA_FILE))
+        return storage.read_parquet(Path(folder) / DATA_FILE, columns)
     manifest = read_manifest(root, day)
     if manifest is None:
         raise FileNotFoundError(f"no partition {folder}/{MANIFEST}")
-    fs, path = storage.filesystem(f"{folder}/{VERSIONS}/{manifest['version']}/{DATA_FILE}")
-    with fs.open(path, "rb") as fh:
-        return pq.read_table(fh)
+    table = storage.read_parquet(f"{folder}/{VERSIONS}/{manifest['version']}/{DATA_FILE}", columns)
+    return with_subject_keys(table) if columns is None else table
+
+
+def with_subject_keys(table: pa.Table) -> pa.Table:
+    """A partition written before `subject_keys` existed, with it empty: no identifier was
+    recorded for its rows (re-ingest the day to compute them; its content hash then changes)."""
+    names = set(table.schema.names)
+    if "subject_keys" in names or not names >= set(TRANSCRIPT_SCHEMA.names) - {"subject_keys"}:
+        return table
+    field = TRANSCRIPT_SCHEMA.field("subject_keys")
+    empty = pa.array([[]] * table.num_rows, field.type)
+    return table.append_column(field, empty)
 
 
 def days_in_window(end: date, window_days: int) -> list[date]:
@@ -409,6 +546,10 @@ def list_partitions(root: Location) -> list[date]:
     )
 
 
+def quarantine_path(root: Location, day: date) -> Location:
+    return storage.join(partition_path(root, day), QUARANTINE_FILE)
+
+
 def write_quarantine(table: pa.Table, root: Location, day: date) -> Location:
     """Write the day's quarantined records (replacing a rerun's identical set) atomically.
 
@@ -420,7 +561,7 @@ def write_quarantine(table: pa.Table, root: Location, day: date) -> Location:
     if not storage.is_remote(folder):
         storage.private_folder(Path(root))
         storage.private_folder(Path(folder))  # before the file exists: never readable by others
-    path = storage.write_parquet(table, storage.join(folder, QUARANTINE_FILE))
+    path = storage.write_parquet(table, quarantine_path(root, day))
     if not storage.is_remote(path):
         Path(path).chmod(0o600)
     return path
@@ -455,3 +596,20 @@ def _day_of(folder: str) -> date | None:
         return date.fromisoformat(folder.rstrip("/").rsplit("/", 1)[-1].removeprefix("dt="))
     except ValueError:
         return None
+
+
+def read_quarantine(root: Location, day: date, columns: list[str] | None = None) -> pa.Table:
+    """The day's quarantined records: every column, or those of `columns` the file has."""
+    return storage.read_parquet(quarantine_path(root, day), columns)
+
+
+def quarantine_days(root: Location) -> list[date]:
+    """Days with a quarantine file, oldest first."""
+    if storage.is_remote(root):
+        fs, path = storage.filesystem(str(root))
+        fs.invalidate_cache(path)
+        found = fs.glob(f"{path}/dt=*/{QUARANTINE_FILE}")
+        return sorted(date.fromisoformat(p.rstrip("/").split("/")[-2][3:]) for p in found)
+    return sorted(
+        date.fromisoformat(p.parent.name[3:]) for p in Path(root).glob(f"dt=*/{QUARANTINE_FILE}")
+    )

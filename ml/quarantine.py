@@ -24,6 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from ml.ingest.parse import clean_text
 from ml.ingest.redact import identifiers, redact, redact_array
 from ml.subjects import pseudonym, subject_key
 
@@ -58,7 +59,17 @@ def redacted_table(rows: Iterable[Mapping[str, Any]], key: Callable[[], bytes]) 
     `key`: the PII key (ml.subjects.pii_key), asked for only when a record holds an e-mail,
     a phone number or a personal id.
     """
-    rows = [{"conversation_id": None, **row} for row in rows]
+    # Cleaned as ingest cleans a turn (NFKC, no invisible characters) before redaction: a
+    # full-width `＠` or a zero-width space inside an e-mail must not hide it here either.
+    rows = [
+        {
+            "conversation_id": None,
+            **row,
+            "raw": clean_text(row["raw"]),
+            "reason": clean_text(row["reason"]),
+        }
+        for row in rows
+    ]
     if not rows:
         return quarantine_table([])
 
@@ -94,6 +105,7 @@ def _redacted_json(raw: str, found: list[tuple[str, str]]) -> str | None:
         return None
 
     def text(s: str) -> str:
+        s = clean_text(s)  # escapes may spell invisible or full-width characters
         clean = redact(s)
         if clean != s:
             found.extend(identifiers(s))

@@ -152,6 +152,37 @@ def relative_key(key: str, root: str) -> str:
     return "/".join(parts)
 
 
+def write_bytes(data: bytes, loc: Location) -> Location:
+    """Write `data` at `loc`, replacing it atomically (as :func:`write_parquet`)."""
+    if is_remote(loc):
+        fs, path = filesystem(str(loc))
+        fs.pipe_file(path, data)
+        return loc
+    path = Path(loc)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def read_parquet(loc: Location, columns: list[str] | None = None) -> Any:
+    """The Parquet file at `loc` as a pyarrow Table: every column, or those of `columns` it has
+    (a file written before a column existed lacks it; check `column_names`)."""
+    import pyarrow.parquet as pq
+
+    if not is_remote(loc):
+        return _read_columns(pq.ParquetFile(Path(loc)), columns)
+    fs, path = filesystem(str(loc))
+    with fs.open(path, "rb") as fh:
+        return _read_columns(pq.ParquetFile(fh), columns)
+
+
+def _read_columns(file: Any, columns: list[str] | None) -> Any:
+    names = file.schema_arrow.names
+    return file.read(columns=None if columns is None else [c for c in columns if c in names])
+
+
 def put_dir(local: Path, url: str, last: str | None = None) -> None:
     """Upload every file under `local` to `url`; the file named `last` goes up last.
 

@@ -24,6 +24,10 @@ TRANSCRIPT_SCHEMA = pa.schema(
         pa.field("intent", pa.string(), nullable=True),  # null: unlabeled
         pa.field("text", pa.string(), nullable=False),  # model_text(turns), after redaction
         pa.field("content_hash", pa.string(), nullable=False),
+        # Keyed hashes (ml.subjects.subject_key) of the e-mails and phone numbers redacted from
+        # the row and of the personal values its source names, sorted: how erasure finds a
+        # person's rows in a redacted lake. Partitions written before it read as [] (ml.lake).
+        pa.field("subject_keys", pa.list_(pa.string()), nullable=False),
     ]
 )
 
@@ -58,17 +62,19 @@ def canonical_hash(row: Mapping[str, object]) -> str:
         return content_hash(row)
     turns = "\x1d".join(f"{t['speaker']}\x1c{t['text']}" for t in row["turns"])  # type: ignore[attr-defined]
     intent = "\x00" if row["intent"] is None else row["intent"]
+    subjects = "\x1d".join(row["subject_keys"])  # type: ignore[arg-type]
     text = (
         f"channel\x1f{row['channel']}\x1econversation_id\x1f{row['conversation_id']}"
         f"\x1eintent\x1f{intent}\x1elanguage\x1f{row['language']}"
         f"\x1esource\x1f{row['source']}\x1estarted_at\x1f{row['started_at'].isoformat()}"  # type: ignore[attr-defined]
-        f"\x1etext\x1f{row['text']}\x1eturns\x1f{turns}"
+        f"\x1esubject_keys\x1f{subjects}\x1etext\x1f{row['text']}\x1eturns\x1f{turns}"
     )
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 _CANONICAL_KEYS = {
-    "channel", "conversation_id", "intent", "language", "source", "started_at", "text", "turns",
+    "channel", "conversation_id", "intent", "language", "source", "started_at", "subject_keys",
+    "text", "turns",
 }  # fmt: skip
 
 
@@ -78,12 +84,15 @@ def _hash_value(value: object) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        return "\x1d".join(
-            f"{t['speaker']}\x1c{t['text']}"
-            if isinstance(t, Mapping)
-            else json.dumps(t, sort_keys=True, default=str)
-            for t in value
-        )
+        return "\x1d".join(map(_hash_item, value))
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def _hash_item(item: object) -> str:
+    if isinstance(item, Mapping):  # a turn
+        return f"{item['speaker']}\x1c{item['text']}"
+    if isinstance(item, str):  # a subject key
+        return item
+    return json.dumps(item, sort_keys=True, default=str)

@@ -1,4 +1,4 @@
--- Intentflow model registry schema (postgresql) at revision 0002.
+-- Intentflow model registry schema (postgresql) at revision 0003.
 -- Generated from the migrations in ml/registry/migrations: python -m ml.registry.migrate postgresql
 -- Apply to an empty database, or let `intentflow registry upgrade` do it.
 -- metrics.class_label is NULL for scalar metrics; uniqueness uses COALESCE(.., '').
@@ -150,5 +150,25 @@ UPDATE model_versions
 CREATE UNIQUE INDEX uq_model_versions_model_id_dag_id_run_id ON model_versions (model_id, dag_id, run_id) WHERE run_id IS NOT NULL;
 
 UPDATE alembic_version SET version_num='0002' WHERE alembic_version.version_num = '0001';
+
+-- Running upgrade 0002 -> 0003
+
+CREATE TABLE erasures (
+    id SERIAL NOT NULL,
+    started_at TIMESTAMP WITH TIME ZONE NOT NULL,
+    finished_at TIMESTAMP WITH TIME ZONE,
+    status VARCHAR(20) NOT NULL,
+    actor VARCHAR(200) NOT NULL,
+    reason TEXT,
+    identifiers JSONB NOT NULL,
+    removed JSONB NOT NULL,
+    days JSONB NOT NULL,
+    snapshots JSONB NOT NULL,
+    models JSONB NOT NULL,
+    notes JSONB NOT NULL,
+    CONSTRAINT pk_erasures PRIMARY KEY (id)
+);
+
+UPDATE alembic_version SET version_num='0003' WHERE alembic_version.version_num = '0002';
 
 COMMIT;

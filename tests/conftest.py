@@ -20,6 +20,10 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
+# Each training's ONNX export (ml.artifact.optimised) takes seconds even for the tiny BERT:
+# off unless a test asks for it; the pipeline state's artifacts (tests/pipeline_state.py),
+# which the service tests serve, carry it.
+os.environ["INTENTFLOW_ONNX_EXPORT"] = "off"
 
 # Airflow reads its configuration once, at import: point it at a throwaway home (SQLite
 # metadata) and this repository's dags/ before any test imports it.

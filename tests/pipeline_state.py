@@ -105,6 +105,8 @@ def build(home: Path, base_model: Path) -> PipelineState:
     with pipeline_env(home, base_model), pytest.MonkeyPatch.context() as mp:
         for name, value in PROMOTION_ENV.items():
             mp.setenv(name, value)
+        # Artifacts as training writes them by default: with their ONNX form (tests/serving).
+        mp.setenv("INTENTFLOW_ONNX_EXPORT", "on")
         published, rejected, failures = _ingest()
         runs, windows = _retrain(published)
         labeled = _train_from_file(home)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ml.artifact.integrity import assert_safetensors_only, directory_sha256
+from ml.artifact.optimised import write_onnx
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -103,13 +104,16 @@ def save_model_files(
     tokenizer: PreTrainedTokenizerBase,
     task: str | dict[str, Any],
 ) -> None:
-    """Weights (safetensors only), tokenizer and task.json: what every task's artifact holds.
+    """Weights (safetensors only), tokenizer and task.json: what every task's artifact holds,
+    and its optimised CPU form (ml.artifact.optimised) unless switched off.
 
     `task` is the task type, or the whole task.json when a task records more (answers: pooling).
     """
     model.save_pretrained(staging)  # transformers 5 writes safetensors only
     tokenizer.save_pretrained(staging)
     assert_safetensors_only(staging)
+    # Inside the folder before it is hashed: the registered sha256 covers it.
+    write_onnx(staging, model, tokenizer)
     write_json(staging / TASK_FILE, {"task": task} if isinstance(task, str) else task)
 
 

@@ -47,6 +47,15 @@ def fetch_artifact(uri: str, expected_sha256: str | None, cache: Path) -> Path:
     return _keep(download, cache_path(cache, actual))
 
 
+def fetch_registered(uri: str, sha256: str, cache: Path) -> tuple[Path, str]:
+    """A registered version's artifact as a local folder (:func:`fetch_artifact`) and the task
+    type it was trained for (its task.json); the task's `load` verifies the hash again."""
+    from ml.tasks.contract import artifact_task
+
+    artifact = fetch_artifact(uri, sha256, cache)
+    return artifact, artifact_task(artifact)
+
+
 def _keep(folder: Path, final: Path) -> Path:
     """Move `folder` to `final`; if another process got there first, keep theirs (same hash)."""
     import os

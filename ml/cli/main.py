@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ml.cli.erase import erase_command
 from ml.cli.output import emit, fail, headline, metrics_text, name_check, oos_text
 from ml.cli.quarantine import quarantine_app
 from ml.cli.registry import open_registry, registry_app, version_rows
@@ -31,18 +32,18 @@ app = typer.Typer(
 )
 app.add_typer(registry_app, name="registry")
 app.add_typer(quarantine_app, name="quarantine")
+app.command("erase")(erase_command)
 
 
 def _registered_artifact(ref: str) -> tuple[Any, Path, str]:
     """A registered version, its artifact fetched and sha256-checked locally, and its task type."""
-    from ml.artifact.store import fetch_artifact
+    from ml.artifact.store import fetch_registered
     from ml.registry.store import Registry
-    from ml.tasks.contract import artifact_task
 
     cfg = settings()
     version = Registry(cfg.registry_url).resolve(ref)
-    artifact = fetch_artifact(version.artifact_uri, version.artifact_sha256, cfg.cache)
-    return version, artifact, artifact_task(artifact)
+    artifact, task = fetch_registered(version.artifact_uri, version.artifact_sha256, cfg.cache)
+    return version, artifact, task
 
 
 def _model_errors() -> tuple[type[Exception], ...]:
@@ -437,6 +438,28 @@ def _prediction_text(p: dict[str, Any]) -> str:
 def _one_line(value: Any) -> str:
     """A text on one line: agents' replies hold line breaks, and each result is one line."""
     return " ".join(str(value).split())
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; 0.0.0.0 for every interface.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes, each with its own copy of the models.")
+    ] = 1,
+    access_log: Annotated[bool, typer.Option(help="Log one line per HTTP request.")] = False,
+) -> None:
+    """Serve the champion of every configured model over HTTP, following promotions
+    (docs/serving.md). Bearer tokens: INTENTFLOW_SERVE_TOKENS."""
+    from ml.config import ConfigError
+    from ml.serving.server import run
+
+    try:
+        run(host, port, workers, access_log)
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 @app.command()

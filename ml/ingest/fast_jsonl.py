@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from ml.config import allowed_languages
+from ml.ingest import identifiers
 from ml.ingest.parse import (
     ALLOWED_CHANNELS,
     MAX_TEXT_CHARS,
@@ -36,7 +37,7 @@ from ml.ingest.parse import (
     Rejected,
     parse_items,
 )
-from ml.ingest.redact import redact_array
+from ml.ingest.redact import Found, pii_found, redact_array
 from ml.ingest.sources import BOM, MAX_DEPTH, SourceSpec, jsonl_item, too_deep
 from ml.transcript import SPEAKERS, TRANSCRIPT_SCHEMA
 
@@ -107,11 +108,16 @@ def parse_block(
     default_source: str,
     data: bytes,
     first_line: int,
-    offset: int = 0,
+    offset: int,
+    key: bytes,
 ) -> Block:
-    """One block of whole lines (ending with a newline, at `offset` in its file), normalised."""
+    """One block of whole lines (ending with a newline, at `offset` in its file), normalised.
+
+    `key`: the PII key (ml.subjects.pii_key), read once for the day by the caller.
+    """
     stem = Path(url).stem
-    return _Parser(spec, url, stem, day, labels, default_source).block(data, first_line, offset)
+    parser = _Parser(spec, url, stem, day, labels, default_source, key)
+    return parser.block(data, first_line, offset)
 
 
 class _Parser:
@@ -123,9 +129,10 @@ class _Parser:
         day: date,
         labels: frozenset[str],
         default_source: str,
+        key: bytes,
     ) -> None:
         self.spec, self.url, self.stem, self.day = spec, url, stem, day
-        self.labels, self.default_source = labels, default_source
+        self.labels, self.default_source, self.key = labels, default_source, key
         self.started_re = rf"^{re.escape(day.isoformat())}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:Z|\+00:00)$"
         self.label_set = pa.array(sorted(labels), pa.string())
         self.speakers = pa.array(SPEAKERS, pa.string())
@@ -219,7 +226,7 @@ class _Parser:
         return [
             (item.number, item.raw, outcome)
             for item, outcome in parse_items(
-                items, self.url, self.day, self.labels, self.default_source
+                items, self.url, self.day, self.labels, self.default_source, key=self.key
             )
         ]
 
@@ -259,13 +266,17 @@ class _Parser:
         parents = np.searchsorted(keep, parents[turn_keep])  # renumbered among kept rows
         speaker = speaker.filter(turn_keep)
         said = said[turn_keep]
-        redacted = redact_array(cleaned.filter(turn_keep))
-        rows = self._rows(t, parents, speaker, redacted, said)
-        # The model text's length is a rule on it as stored, after redaction.
-        long = _true(pc.greater(pc.utf8_length(rows["text"]), MAX_TEXT_CHARS))
-        if long.any():
-            unsure += rows["line"].to_numpy()[long].tolist()
-            rows = rows.filter(pa.array(~long))
+        found: dict[int, Found] = {}
+        redacted = redact_array(cleaned.filter(turn_keep), found=found)
+        rows, left = self._rows(t, parents, speaker, redacted, said, found)
+        # Every text, changed or not: a redactor bug may leave one as it was.
+        left[parents[list(pii_found(redacted))]] = True
+        # The model text's length is a rule on it as stored, after redaction; so is PII the
+        # detectors still find (ml.ingest.parse quarantines both, naming the rule).
+        left |= _true(pc.greater(pc.utf8_length(rows["text"]), MAX_TEXT_CHARS))
+        if left.any():
+            unsure += rows["line"].to_numpy()[left].tolist()
+            rows = rows.filter(pa.array(~left))
         return rows, unsure
 
     def _rows(
@@ -275,7 +286,14 @@ class _Parser:
         speaker: pa.Array,
         text: pa.Array,
         said: np.ndarray,
-    ) -> pa.Table:
+        found: dict[int, Found],
+    ) -> tuple[pa.Table, np.ndarray]:
+        """The canonical rows (as ml.ingest.parse makes them: source redacted, a personal id
+        pseudonymised, subject keys), and the rows whose source the detectors still find PII
+        in (the caller checks the turns).
+
+        `found`: per turn, the e-mails and phones its redaction removed.
+        """
         n = t.num_rows
         offsets = pa.array(
             np.concatenate(([0], np.cumsum(np.bincount(parents, minlength=n)))), pa.int32()
@@ -288,13 +306,15 @@ class _Parser:
             pa.ListArray.from_arrays(pa.array(said_offsets, pa.int32()), text.filter(said)), " "
         )
         cid = t["conversation_id"].combine_chunks() if n else pa.array([], pa.string())
+        cid, in_ids = identifiers.conversation_ids(cid, self.key)
+        source, source_found, left = self._source(t)
+        subject_keys = self._subject_keys(n, parents, found, source_found, in_ids)
         started_raw = pc.utf8_slice_codeunits(t["started_at"], 0, 19)
         started_at = pc.assume_timezone(
             pc.strptime(started_raw, format="%Y-%m-%dT%H:%M:%S", unit="us"), "UTC"
         )
         channel = pc.ascii_lower(pc.fill_null(t["channel"], "unknown"))
         language = pc.fill_null(t["language"], "und")
-        source = pc.fill_null(t["source"], self.default_source.strip())
         intent = t["intent"]
         hash_input = pc.binary_join_element_wise(
             "channel\x1f", channel,
@@ -303,6 +323,7 @@ class _Parser:
             "\x1elanguage\x1f", language,
             "\x1esource\x1f", source,
             "\x1estarted_at\x1f", started_raw, "+00:00",
+            "\x1esubject_keys\x1f", pc.binary_join(subject_keys, "\x1d"),
             "\x1etext\x1f", model_text,
             "\x1eturns\x1f",
             pc.binary_join(
@@ -324,13 +345,55 @@ class _Parser:
             "intent": intent,
             "text": model_text,
             "content_hash": pa.array(hashes, pa.string()),
+            "subject_keys": subject_keys,
             "line": t["line"],
             "offset": t["offset"],
         }
         schema = TRANSCRIPT_SCHEMA.append(pa.field("line", pa.int64())).append(
             pa.field("offset", pa.int64())
         )
-        return pa.table([columns[f.name] for f in schema], schema=schema)
+        return pa.table([columns[f.name] for f in schema], schema=schema), left
+
+    def _source(self, t: pa.Table) -> tuple[pa.Array, dict[int, Found], np.ndarray]:
+        """The rows' sources redacted, each distinct value once (a feed has a handful); per
+        row what was removed, and which rows' source the detectors still find PII in."""
+        n = t.num_rows
+        if n == 0:
+            return pa.array([], pa.string()), {}, np.zeros(0, bool)
+        values = pc.fill_null(t["source"], self.default_source.strip()).combine_chunks()
+        encoded = values.dictionary_encode()
+        found: dict[int, Found] = {}
+        redacted = redact_array(encoded.dictionary, None, found)
+        indices = encoded.indices.to_numpy(zero_copy_only=False)
+        by_row = {row: found[d] for d in found for row in np.flatnonzero(indices == d).tolist()}
+        left = np.isin(indices, list(pii_found(redacted)))
+        return redacted.take(encoded.indices), by_row, left
+
+    def _subject_keys(
+        self,
+        n: int,
+        parents: np.ndarray,
+        turns: dict[int, Found],
+        sources: dict[int, Found],
+        ids: dict[int, Found],
+    ) -> pa.Array:
+        """Per row, the subject keys of what was removed from it (most rows: none)."""
+        removed: dict[int, Found] = {}
+        for turn, got in turns.items():
+            removed.setdefault(int(parents[turn]), []).extend(got)
+        for found in (sources, ids):
+            for row, got in found.items():
+                removed.setdefault(row, []).extend(got)
+        counts = np.zeros(n, np.int32)
+        values: list[str] = []
+        for row in sorted(removed):
+            keys = identifiers.subject_keys(removed[row], None, self.key)
+            counts[row] = len(keys)
+            values += keys
+        offsets = pa.array(np.concatenate(([0], np.cumsum(counts))).astype(np.int32))
+        return pa.ListArray.from_arrays(offsets, pa.array(values, pa.string())).cast(
+            TRANSCRIPT_SCHEMA.field("subject_keys").type
+        )
 
 
 def _too_deep(lines: pa.Array, data: bytes, starts: np.ndarray) -> np.ndarray:

@@ -29,7 +29,8 @@ from ml import storage
 from ml.config import ingest_workers, settings
 from ml.ingest import fast_jsonl as jsonl_arrow
 from ml.ingest import sources, staging
-from ml.ingest.parse import Rejected, parse_items
+from ml.ingest.identifiers import shown_label
+from ml.ingest.parse import Rejected, clean_field, parse_items
 from ml.ingest.results import Staged
 from ml.ingest.sources import Item, SourceError, SourceSpec
 from ml.ingest.staged_day import ROWS_FILE
@@ -65,6 +66,8 @@ def stage_day(files: list[str], day: date, staging_dir: Path, spec: SourceSpec) 
     """The day staged in the local folder `staging_dir` (see :func:`ml.ingest.steps.normalise`):
     `files` of the source `spec`, none read from outside its folder."""
     labels = sources.load_labels(spec.labels) if spec.labels else known_intents()
+    # Read once for the day and handed to every parser, worker processes included.
+    key = pii_key(settings())
     storage.private_folder(staging_dir)  # customer records until publish or a failed gate
     # A retried task reuses its run's folder: runs a killed attempt left must not be merged.
     shutil.rmtree(staging_dir / RUNS_DIR, ignore_errors=True)
@@ -80,9 +83,9 @@ def stage_day(files: list[str], day: date, staging_dir: Path, spec: SourceSpec) 
             ):
                 for index, url in enumerate(files):
                     if fast:
-                        _normalise_blocks(stage, spec, url, index, day, labels, pool, progress)
+                        _normalise_blocks(stage, spec, url, index, day, labels, key, pool, progress)
                     else:
-                        _normalise_items(stage, spec, url, index, day, labels)
+                        _normalise_items(stage, spec, url, index, day, labels, key)
                         progress.advance(sizes[index] / 1e6, records=stage.read)
                 stage.drain()
             with _LineReader(files, spec.url) as lines:
@@ -112,7 +115,8 @@ def stage_day(files: list[str], day: date, staging_dir: Path, spec: SourceSpec) 
         "rows_quarantined": stage.quarantined,
         "content_hash": merged.content_hash,
         "quarantine_rules": dict(sorted(stage.rules.items())),
-        # Flagged for the data owner: labels the taxonomy lacks are quarantined, never trained on.
+        # Flagged for the data owner: labels the taxonomy lacks are quarantined, never trained
+        # on; only label-like ones without PII are named (ml.ingest.identifiers.shown_label).
         "new_intents": dict(sorted(stage.new_intents.items())),
     }
     log.info("normalised %s: %s", day, {k: v for k, v in staged.items() if k != "files"})
@@ -159,7 +163,7 @@ class _Stage:
         for r in rejected:
             self.rules[r.rule] += 1
             if r.rule == "unknown_intent":
-                self.new_intents[_intent_of(r)] += 1
+                self.new_intents[shown_label(_intent_of(r))] += 1
             self._held.append(r.as_row())
         if len(self._held) >= QUARANTINE_BATCH:
             self._flush()
@@ -215,13 +219,19 @@ class _LineReader:
 
 
 def _normalise_items(
-    stage: _Stage, spec: SourceSpec, url: str, index: int, day: date, labels: frozenset[str]
+    stage: _Stage,
+    spec: SourceSpec,
+    url: str,
+    index: int,
+    day: date,
+    labels: frozenset[str],
+    key: bytes,
 ) -> None:
     """Record by record through ml.ingest.parse (every format)."""
     items = (i for i in sources.read_items(spec, url, day) if _belongs(spec, i, day))
     batch: list[dict[str, Any]] = []
     rejected: list[Rejected] = []
-    for item, outcome in parse_items(items, url, day, labels, spec.display_name):
+    for item, outcome in parse_items(items, url, day, labels, spec.display_name, key=key):
         if isinstance(outcome, Rejected):
             rejected.append(outcome)
         else:
@@ -247,6 +257,7 @@ def _normalise_blocks(
     index: int,
     day: date,
     labels: frozenset[str],
+    key: bytes,
     pool: Any,
     progress: Progress,
 ) -> None:
@@ -256,7 +267,7 @@ def _normalise_blocks(
     blocks of every file form one queue (no worker waits at a file's end), at most two per
     worker in flight (bounded memory); :meth:`_Stage.drain` collects the last ones.
     """
-    args = (spec, url, index, day, labels, stage.runs, stage.buckets)
+    args = (spec, url, index, day, labels, key, stage.runs, stage.buckets)
     with sources.open_file(url, spec.url) as fh:
         try:
             for data, first_line, offset in jsonl_arrow.split_blocks(fh):
@@ -279,6 +290,7 @@ def stage_block(
     index: int,
     day: date,
     labels: frozenset[str],
+    key: bytes,
     runs: Path,
     buckets: int,
     seq: int,
@@ -288,7 +300,7 @@ def stage_block(
 ) -> tuple[int, list[Rejected]]:
     """Parse one block and write its rows to the runs; (records read, records rejected)."""
     block = jsonl_arrow.parse_block(
-        spec, url, day, labels, spec.display_name, data, first_line, offset
+        spec, url, day, labels, spec.display_name, data, first_line, offset, key
     )
     rows = block.rows
     n = rows.num_rows
@@ -333,7 +345,8 @@ def _block_pool(size: int) -> Iterator[Any]:
 
 
 def _intent_of(rejected: Rejected) -> str:
+    """The unknown label of a JSON record, cleaned as its rule saw it."""
     try:
-        return str(json.loads(rejected.raw).get("intent"))
+        return clean_field(str(json.loads(rejected.raw).get("intent")))
     except (ValueError, AttributeError):
         return "?"

@@ -15,9 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from ml.config import allowed_languages
-from ml.ingest.redact import redact_many
+import pyarrow as pa
+
+from ml.config import allowed_languages, settings
+from ml.ingest import identifiers
+from ml.ingest.redact import Found, pii_found, redact, redact_many
 from ml.ingest.sources import Item, RecordError
+from ml.subjects import pii_key
 from ml.transcript import CHANNELS, SPEAKERS, canonical_hash, model_text
 
 # A single turn longer than this is a paste accident or an attack, not a message.
@@ -46,6 +50,9 @@ _TEXT_DROP = re.compile(f"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f{_INVISIBL
 _FIELD_DROP = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_INVISIBLE}]")
 # Records redacted together: large enough for vectorised redaction, small enough for memory.
 BATCH = 4096
+# A row in which the redactor's own detectors still find PII after redaction: quarantined
+# (ml.ingest.steps fails the day only when such rows pass a share of it: a systemic fault).
+PII_RULE = "pii_after_redaction"
 
 
 @dataclass(frozen=True)
@@ -124,8 +131,9 @@ def _encodable(text: str, what: str) -> None:
 
 
 def _shown(value: Any) -> str:
-    """A value in a reason: its repr, cut short (a reason is read, not a copy of the record)."""
-    text = repr(value)
+    """A value in a reason: its repr, redacted, cut short (a reason is read, not a copy of the
+    record; redacted before the cut, so no half e-mail escapes the detectors)."""
+    text = redact(repr(value))
     return text if len(text) <= 80 else f"{text[:77]}..."
 
 
@@ -261,19 +269,51 @@ def _checked(
     return row, known_pii
 
 
-def _finish(rows: list[tuple[dict[str, Any], dict[str, list[str]] | None]]) -> list[dict[str, Any]]:
-    """Redact the turns of checked rows in one vectorised pass; add model text and hash."""
+def _finish(
+    rows: list[tuple[dict[str, Any], dict[str, list[str]] | None]], key: bytes
+) -> list[tuple[dict[str, Any], str | None]]:
+    """Redact checked rows in one vectorised pass (turns, source; a personal conversation id
+    becomes a pseudonym); add subject keys, model text and hash. With each row, what the
+    detectors still find in it (None: nothing), for :func:`_pii_rule`."""
     texts = [t["text"] for row, _ in rows for t in row["turns"]]
-    known = [pii for row, pii in rows for _ in row["turns"]]
-    redacted = iter(redact_many(texts, known))
+    texts += [row["source"] for row, _ in rows]
+    known = [pii for row, pii in rows for _ in row["turns"]] + [pii for _, pii in rows]
+    found: dict[int, Found] = {}
+    redacted = redact_many(texts, known, found)
+    left = pii_found(pa.array(redacted, pa.string()))
+    stored_ids, in_ids = identifiers.conversation_ids(
+        pa.array([row["conversation_id"] for row, _ in rows], pa.string()),
+        key,
+        [pii for _, pii in rows],
+    )
+    ids = stored_ids.to_pylist()
     out = []
-    for row, _ in rows:
-        for turn in row["turns"]:
-            turn["text"] = next(redacted)
+    first = 0  # the row's first turn in `texts`
+    sources = len(redacted) - len(rows)  # then one source a row
+    for r, (row, pii) in enumerate(rows):
+        turns = range(first, first + len(row["turns"]))
+        first = turns.stop
+        for t, i in zip(row["turns"], turns, strict=True):
+            t["text"] = redacted[i]
+        row["source"] = redacted[sources + r]
+        row["conversation_id"] = ids[r]
+        removed = [f for i in [*turns, sources + r] for f in found.get(i, [])]
+        row["subject_keys"] = identifiers.subject_keys([*removed, *in_ids.get(r, [])], pii, key)
         row["text"] = model_text(row["turns"])
         row["content_hash"] = canonical_hash(row)
-        out.append(row)
+        fields = [
+            name
+            for name, at in (("source", [sources + r]), ("turns", turns))
+            if any(i in left for i in at)
+        ]
+        out.append((row, " and ".join(fields) or None))
     return out
+
+
+def _pii_rule(fields: str | None) -> None:
+    """No PII the detectors find may be left after redaction (the reason names the fields)."""
+    if fields:
+        raise RecordError(PII_RULE, f"the PII detectors still find PII in {fields} after redaction")
 
 
 def _text_rule(row: dict[str, Any]) -> None:
@@ -286,12 +326,21 @@ def _text_rule(row: dict[str, Any]) -> None:
 
 
 def canonical_row(
-    record: Any, day: date, known_intents: frozenset[str], default_source: str
+    record: Any,
+    day: date,
+    known_intents: frozenset[str],
+    default_source: str,
+    key: bytes | None = None,
 ) -> dict[str, Any]:
-    """Validate, normalise and redact one decoded record; raises RecordError naming the rule."""
+    """Validate, normalise and redact one decoded record; raises RecordError naming the rule.
+
+    `key`: the PII key (ml.subjects.pii_key; read from the settings when not given).
+    """
     languages = frozenset(allowed_languages())
-    [row] = _finish([_checked(record, day, known_intents, default_source, languages)])
+    key = key if key is not None else pii_key(settings())
+    [(row, left)] = _finish([_checked(record, day, known_intents, default_source, languages)], key)
     _text_rule(row)
+    _pii_rule(left)
     return row
 
 
@@ -302,12 +351,16 @@ def parse_items(
     known_intents: frozenset[str],
     default_source: str,
     batch_size: int = BATCH,
+    key: bytes | None = None,
 ) -> Iterator[tuple[Item, dict[str, Any] | Rejected]]:
     """Yield each item with its canonical row or its Rejected (file, number, rule, reason).
 
-    Items are checked one by one and redacted per batch, in order.
+    Items are checked one by one and redacted per batch, in order. `key`: the PII key
+    (ml.subjects.pii_key), read once by the caller for a whole day; from the settings when
+    not given.
     """
     languages = frozenset(allowed_languages())
+    key = key if key is not None else pii_key(settings())
     it = iter(items)
     while batch := list(itertools.islice(it, batch_size)):
         outcomes: list[Any] = []
@@ -319,19 +372,20 @@ def parse_items(
                 checked.append(_checked(item.record, day, known_intents, default_source, languages))
                 outcomes.append(None)
             except RecordError as exc:
-                outcomes.append(_rejected(item, source_file, exc))
-        rows = iter(_finish(checked))
+                outcomes.append(_rejected(item, source_file, exc, key))
+        rows = iter(_finish(checked, key) if checked else [])
         for item, outcome in zip(batch, outcomes, strict=True):
             if outcome is None:
-                outcome = next(rows)
+                outcome, left = next(rows)
                 try:
                     _text_rule(outcome)
+                    _pii_rule(left)
                 except RecordError as exc:
-                    outcome = _rejected(item, source_file, exc)
+                    outcome = _rejected(item, source_file, exc, key)
             yield item, outcome
 
 
-def _rejected(item: Item, source_file: str, exc: RecordError) -> Rejected:
+def _rejected(item: Item, source_file: str, exc: RecordError, key: bytes) -> Rejected:
     record = item.record
     cid = record.get("conversation_id") if isinstance(record, dict) else None
     return Rejected(
@@ -340,5 +394,13 @@ def _rejected(item: Item, source_file: str, exc: RecordError) -> Rejected:
         exc.rule,
         str(exc),
         item.raw,
-        cid if isinstance(cid, str) else None,
+        quarantined_id(cid, key) if isinstance(cid, str) else None,
     )
+
+
+def quarantined_id(cid: str, key: bytes) -> str:
+    """A rejected record's conversation id as the quarantine names it: as read, or the
+    pseudonym the lake would hold when it is personal (an e-mail used as id)."""
+    cleaned = clean_field(storable(cid))
+    stored, _ = identifiers.conversation_id(cleaned, key)
+    return cid if stored == cleaned else stored

@@ -21,11 +21,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ml import lake, storage
-from ml.config import Settings, quarantine_retention_days, settings, staging_retention_hours
+from ml.config import (
+    Settings,
+    max_pii_share,
+    quarantine_retention_days,
+    settings,
+    staging_retention_hours,
+)
 from ml.ingest import sources
 from ml.ingest import staged_day as handover
 from ml.ingest.named_sources import resolve
 from ml.ingest.normalise import stage_day
+from ml.ingest.parse import PII_RULE
 from ml.ingest.results import FailedExpectation, Published, Staged, Validated
 from ml.ingest.sources import SourceError, SourceSpec
 from ml.ingest.staged_day import ROWS_FILE
@@ -116,7 +123,7 @@ def validate(
     """
     day = date.fromisoformat(staged["day"])
     # Only what the suite reads: the content hash alone is 64 bytes a row.
-    columns = [n for n in TRANSCRIPT_SCHEMA.names if n not in ("source", "content_hash")]
+    columns = [n for n in TRANSCRIPT_SCHEMA.names if n not in ("content_hash", "subject_keys")]
     min_rows = min_volume(trailing_rows(lake_root, day)) if lake_root else 1
     labels = sources.load_labels(staged["labels_file"]) if staged.get("labels_file") else None
     # Reports go next to the day's partition, on the same storage (uploaded when remote).
@@ -154,6 +161,7 @@ def validate(
                 "ids": [],  # the quarantine lists them, by file and line
             }
         )
+    failed += _pii_share(staged)
     result: Validated = {
         **staged,
         "validation_report": outcome.report_path,
@@ -189,6 +197,26 @@ def _keep_quarantine(staged: Staged, root: storage.Location, day: date) -> stora
 def sweep_staging(cfg: Settings) -> list[str]:
     """Remove staged days older than INTENTFLOW_STAGING_RETENTION_HOURS (run before staging)."""
     return handover.sweep(cfg.staging, cfg.staging_store, staging_retention_hours())
+
+
+def _pii_share(staged: Staged) -> list[FailedExpectation]:
+    """Rows with PII left after redaction are quarantined one by one (ml.ingest.parse); past
+    INTENTFLOW_MAX_PII_SHARE of the day they are a systemic fault, and the day fails."""
+    count = staged["quarantine_rules"].get(PII_RULE, 0)
+    limit = max_pii_share()
+    share = count / staged["rows_read"] if staged["rows_read"] else 0.0
+    if share <= limit:
+        return []
+    return [
+        {
+            "expectation": "pii_after_redaction_share_at_most",
+            "column": None,
+            "rule": f"at most {limit:.1%} of records with PII left after redaction "
+            f"(this day: {share:.1%}; INTENTFLOW_MAX_PII_SHARE)",
+            "unexpected_count": count,
+            "ids": [],  # the quarantine lists them, by file and line
+        }
+    ]
 
 
 def validation_batch_rows(meta: pq.FileMetaData) -> int:

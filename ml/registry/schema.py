@@ -1,4 +1,5 @@
-"""The registry's tables as the SQLAlchemy ORM: models, versions, metrics, aliases, audit log.
+"""The registry's tables as the SQLAlchemy ORM: models, versions, metrics, aliases, audit log,
+erasures.
 
 - `metrics.class_label` is NULL for scalar metrics and the class name for per-class ones. SQL
   treats NULLs as distinct in UNIQUE constraints, so uniqueness is a unique index on
@@ -194,3 +195,24 @@ class AuditLog(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Erasure(Base):
+    """One `intentflow erase` (ml.erasure): who, why, what it removed where, which models saw
+    the data. Holds nothing that identifies the person, not even their keyed hashes (see
+    docs/security.md, Right to erasure): only counts, days, snapshot hashes and versions."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20))  # started, done, failed
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    identifiers: Mapped[dict[str, Any]] = mapped_column(JSONType)  # {kind: how many given}
+    removed: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)  # {store: rows}
+    days: Mapped[list[str]] = mapped_column(JSONType, default=list)  # days that held rows
+    snapshots: Mapped[list[str]] = mapped_column(JSONType, default=list)  # hashes rewritten
+    models: Mapped[list[str]] = mapped_column(JSONType, default=list)  # "name:version" that saw it
+    notes: Mapped[list[str]] = mapped_column(JSONType, default=list)

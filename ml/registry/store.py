@@ -32,6 +32,7 @@ from ml.registry.names import check_name
 from ml.registry.schema import (
     Alias,
     AuditLog,
+    Erasure,
     Metric,
     ModelVersion,
     RegisteredModel,
@@ -112,6 +113,15 @@ def _aware(value: datetime | str | None, what: str) -> datetime | None:
 
 def _shown(version: int | None) -> str:
     return "unset" if version is None else f"v{version}"
+
+
+def _erasure_fields(found: Mapping[str, Any]) -> dict[str, Any]:
+    """An erasure's `removed` ({store: rows}) and lists (days, snapshots, models, notes)."""
+    lists = {name: list(found.get(name) or []) for name in ("days", "snapshots", "models", "notes")}
+    return {
+        **json.loads(json_dumps(lists)),
+        "removed": _as_json(found.get("removed", {}), "removed"),
+    }
 
 
 def _to_info(v: ModelVersion) -> VersionInfo:
@@ -550,6 +560,55 @@ class Registry:
         if previous is None:
             raise NotFoundError(f"model {model!r} has no earlier champion to roll back to")
         return int(previous)
+
+    # --- erasures (ml.erasure's audit; nothing in it identifies the person) -------------------
+
+    def start_erasure(
+        self, *, actor: str, reason: str | None, identifiers: dict[str, int], found: dict
+    ) -> int:
+        """Record an erasure before it changes anything (status `started`); returns its id.
+
+        `identifiers`: how many of each kind were given; `found`: the erasure's `removed`,
+        `days`, `snapshots`, `models` and `notes` as planned. A crash leaves the row `started`,
+        so the models that saw the data stay on record even when a rerun finds nothing left.
+        """
+        row = Erasure(
+            status="started",
+            actor=actor,
+            reason=reason,
+            identifiers=_as_json(identifiers, "identifiers"),
+            **_erasure_fields(found),
+        )
+
+        def write(session: Session) -> int:
+            session.add(row)
+            session.flush()
+            return row.id
+
+        return self._retrying(write)
+
+    def finish_erasure(self, erasure_id: int, *, status: str, found: dict) -> None:
+        """Close an erasure: `done` with what it removed, or `failed`."""
+
+        def write(session: Session) -> None:
+            row = session.get(Erasure, erasure_id)
+            if row is None:
+                raise NotFoundError(f"no erasure {erasure_id}")
+            row.status, row.finished_at = status, utcnow()
+            for name, value in _erasure_fields(found).items():
+                setattr(row, name, value)
+
+        self._retrying(write)
+
+    def erasures(self) -> list[dict]:
+        """Every erasure, oldest first."""
+        columns = [c.key for c in Erasure.__table__.columns]
+
+        def read(session: Session) -> list[dict]:
+            rows = session.scalars(select(Erasure).order_by(Erasure.id))
+            return [{name: getattr(row, name) for name in columns} for row in rows]
+
+        return self._read(read)
 
     # --- reads --------------------------------------------------------------------------------
 

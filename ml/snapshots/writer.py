@@ -121,14 +121,24 @@ def _write(folder: Path, tables: Mapping[str, pa.Table], record: Mapping[str, An
 def local_snapshot(path: str, cache: Path) -> Path:
     """A local folder holding the snapshot at `path`: itself, or a cached download of a URL.
 
-    Snapshots are content-addressed (their folder is named by their hash) and never change,
-    so a copy in `cache` is reused as it is.
+    Snapshots are content-addressed (their folder is named by their hash) and change only when
+    an erasure (ml.erasure) removes rows, which rewrites their snapshot.json: a cached copy is
+    reused while its snapshot.json is the store's, else fetched again, so no worker trains on
+    erased rows from its cache.
     """
     if not storage.is_remote(storage.location(path)):
         return Path(path)
+    local = cached_copy(path, cache)
+    if (local / SNAPSHOT_FILE).is_file():
+        if (local / SNAPSHOT_FILE).read_bytes() == storage.read_bytes(f"{path}/{SNAPSHOT_FILE}"):
+            return local
+        log.info("snapshot %s changed since it was cached (an erasure): fetched again", path)
+        shutil.rmtree(local, ignore_errors=True)
+    return storage.get_dir(path, local)
+
+
+def cached_copy(path: str, cache: Path) -> Path:
+    """Where :func:`local_snapshot` keeps its copy of the remote snapshot at `path`."""
     url = path.rstrip("/")
     # The folder's name (its hash) names the cache entry: never '..' or '.'.
-    local = cache / "snapshots" / storage.relative_key(url, str(storage.parent(url)))
-    if (local / SNAPSHOT_FILE).is_file():
-        return local
-    return storage.get_dir(path, local)
+    return cache / "snapshots" / storage.relative_key(url, str(storage.parent(url)))

@@ -1,7 +1,8 @@
 """Task types: which `ml` module trains, evaluates and serves each kind of model.
 
 A task type is one package (docs/task-types.md, "The task contract") exposing
-TASK, PROMOTION_METRIC, build_dataset, fine_tune, evaluate and predict. The retrain steps
+TASK, PROMOTION_METRIC, build_dataset, fine_tune, evaluate and predict, and for a process that
+keeps a model loaded (ml.serving) load and predict_loaded. The retrain steps
 (ml.retrain.steps) and the CLI dispatch through here, by the model's configured task type or by the
 `task.json` an artifact carries, so adding a task type is a package plus one line below.
 
@@ -33,7 +34,16 @@ TASK_MODULES: dict[str, str] = {
     "entities": "ml.tasks.entities",
     "answers": "ml.tasks.answers",
 }
-CONTRACT = ("TASK", "PROMOTION_METRIC", "build_dataset", "fine_tune", "evaluate", "predict")
+CONTRACT = (
+    "TASK",
+    "PROMOTION_METRIC",
+    "build_dataset",
+    "fine_tune",
+    "evaluate",
+    "predict",
+    "load",
+    "predict_loaded",
+)
 
 
 class UnknownTaskError(ValueError):

@@ -27,7 +27,9 @@ def invoke(*args: str) -> str:
 
 def test_help_lists_every_command() -> None:
     out = invoke("--help")
-    for command in ("generate", "ingest", "train", "evaluate", "predict", "registry", "report"):
+    for command in (
+        "generate", "ingest", "train", "evaluate", "predict", "registry", "report", "erase",
+    ):  # fmt: skip
         assert command in out
 
 

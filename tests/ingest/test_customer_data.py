@@ -210,3 +210,22 @@ def test_markup_typed_as_a_channel_never_reaches_the_reports(
     for page in [*pages, settings().reports / f"dt={DAY}" / "validation.json"]:
         body = page.read_text()
         assert "onerror" not in body and "alert(1)" not in body and "src=x" not in body, page
+
+
+def test_pii_disguised_in_a_quarantined_record_is_redacted(
+    intentflow_home: Path, tmp_path: Path
+) -> None:
+    """A full-width `＠`, a zero-width space or a bidi control inside an e-mail, in a malformed
+    line or a JSON escape, hides nothing from the quarantine's redaction."""
+    lines = [
+        '{"conversation_id": "d1", "text": "mail ann.lee＠secret-mail.example"',  # malformed
+        '{"conversation_id": "d2", "text": "mail ann.l\u200bee@secret-mail.example"',
+        json.dumps(rec("d3", intent="bob@secret\u202e-mail.example")),  # \\u escapes in JSON
+        json.dumps(rec("d4", intent="bob\uff20secret-mail.example")),
+    ]
+    src = drop(tmp_path / "raw", [json.dumps(rec(f"c{i}")) for i in range(20)] + lines)
+    result = ingest_day(DAY, SourceSpec(str(src)))
+    assert result["rows_quarantined"] == 4
+    for q in pq.read_table(result["quarantine_file"]).to_pylist():
+        assert "secret" not in q["raw"] and "secret" not in q["reason"], q["record"]
+        assert q["subject_keys"], q["record"]

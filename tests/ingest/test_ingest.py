@@ -124,6 +124,7 @@ def test_a_retried_normalise_ignores_what_a_killed_attempt_staged(tmp_path: Path
             0,
             DAY,
             frozenset({"refund_request"}),
+            b"test-key",
             None,
             progress,
         )
@@ -245,9 +246,7 @@ def test_gx_gate_catches_raw_pii_that_slipped_through(
     pq.write_table(
         table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts)), path
     )
-    with pytest.raises(
-        DataQualityError, match=r"expect_column_values_to_not_match_regex\(text\)=1"
-    ):
+    with pytest.raises(DataQualityError, match=r"expect_column_values_to_be_null\(pii_left\)=1"):
         validate(staged, tmp_path / "reports")
 
 
@@ -376,6 +375,15 @@ def _edge_lines() -> list[bytes]:
         b'{"conversation_id": "e28", "ch\\u0061nnel": "email", "started_at": "2026-11-22T10:00:00Z",'
         b' "turns": [{"speaker": "customer", "text": "escaped key"}]}',
         b'{"conversation_id": "e26", "started_at": "2026-11-22T10:00:00Z", "turns": [{"speaker": "customer", "text": "trunc',
+        # PII outside the turns and in spellings the fast path must redact as the record path does.
+        json.dumps({**base, "conversation_id": "ann@example.com"}).encode(),
+        json.dumps({**base, "conversation_id": "+44 20 7946 0958"}).encode(),
+        json.dumps({**base, "conversation_id": "4111 1111 1111 1111", "source": "bob@example.org"}).encode(),
+        json.dumps({**base, "conversation_id": "e33", "source": "crm, call 415.555.0134"}).encode(),
+        json.dumps({**base, "conversation_id": "e34", "intent": "carol@example.net"}).encode(),
+        json.dumps({**base, "conversation_id": "e35", "turns": [{"speaker": "customer", "text": "card 4111.1111.1111.1111 iban de89 3704 0044 0532 0130 00"}]}).encode(),
+        json.dumps({**base, "conversation_id": "e36", "turns": [{"speaker": "customer", "text": "a@b.co and c@d.io, +33 1 23 45 67 89"}, {"speaker": "agent", "text": "a@b.co"}]}).encode(),
+        json.dumps({**base, "conversation_id": "e37", "turns": [{"speaker": "customer", "text": "mail dan\u200b@example.com or ｅｖｅ＠ｘ．ｃｏｍ"}]}).encode(),
     ]  # fmt: skip
     return [rec("e0").encode(), *odd]
 

@@ -254,6 +254,26 @@ def test_audit_trail(registry: Registry) -> None:
         registry.audit("ghost")
 
 
+def test_erasures_are_recorded_started_then_closed(registry: Registry) -> None:
+    """ml.erasure's audit: a row before anything changes, closed with what was removed."""
+    found = {"removed": {"lake": 2}, "days": ["2026-11-20"], "models": ["intent:1"]}
+    erasure_id = registry.start_erasure(
+        actor="dpo", reason="ticket 7", identifiers={"email": 1}, found=found
+    )
+    (started,) = registry.erasures()
+    assert (started["id"], started["status"], started["finished_at"]) == (
+        erasure_id,
+        "started",
+        None,
+    )
+    assert started["models"] == ["intent:1"] and started["snapshots"] == []
+    registry.finish_erasure(erasure_id, status="done", found={**found, "snapshots": ["ab" * 32]})
+    (done,) = registry.erasures()
+    assert done["status"] == "done" and done["finished_at"] >= done["started_at"]
+    assert done["removed"] == {"lake": 2} and done["snapshots"] == ["ab" * 32]
+    assert (done["actor"], done["reason"], done["identifiers"]) == ("dpo", "ticket 7", {"email": 1})
+
+
 def test_rollback_returns_to_previous_champion(registry: Registry) -> None:
     for _ in range(3):
         register(registry)

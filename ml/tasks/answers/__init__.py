@@ -19,7 +19,16 @@ from __future__ import annotations
 from ml.tasks.answers.data import build_dataset
 from ml.tasks.answers.evaluation import evaluate
 from ml.tasks.answers.metrics import PROMOTION_METRIC
-from ml.tasks.answers.model import TASK, predict
+from ml.tasks.answers.model import TASK, load, predict, predict_loaded
 from ml.tasks.answers.train import fine_tune
 
-__all__ = ["PROMOTION_METRIC", "TASK", "build_dataset", "evaluate", "fine_tune", "predict"]
+__all__ = [
+    "PROMOTION_METRIC",
+    "TASK",
+    "build_dataset",
+    "evaluate",
+    "fine_tune",
+    "predict",
+    "load",
+    "predict_loaded",
+]

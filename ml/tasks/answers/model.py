@@ -145,8 +145,18 @@ class Retriever:
         ]
 
 
+def load(artifact_dir: Path, expected_sha256: str | None = None) -> Retriever:
+    """The loaded model `predict_loaded` answers with (the service keeps it loaded)."""
+    return Retriever.load(Path(artifact_dir), expected_sha256)
+
+
 def predict(
     artifact_dir: Path, texts: list[str], top_k: int = 5, expected_sha256: str | None = None
 ) -> list[dict[str, Any]]:
     """Per text: {"text", "answers": [{"answer_id", "answer", "score"}, ...]} best first."""
-    return Retriever.load(artifact_dir, expected_sha256).search(texts, top_k)
+    return predict_loaded(load(artifact_dir, expected_sha256), texts, top_k)
+
+
+def predict_loaded(retriever: Retriever, texts: list[str], top_k: int = 5) -> list[dict[str, Any]]:
+    """`predict` with a model already loaded."""
+    return retriever.search(texts, top_k)

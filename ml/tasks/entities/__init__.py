@@ -17,7 +17,16 @@ from __future__ import annotations
 from ml.tasks.entities.data import build_dataset
 from ml.tasks.entities.evaluation import evaluate
 from ml.tasks.entities.metrics import PROMOTION_METRIC
-from ml.tasks.entities.model import TASK, predict
+from ml.tasks.entities.model import TASK, load, predict, predict_loaded
 from ml.tasks.entities.train import fine_tune
 
-__all__ = ["TASK", "PROMOTION_METRIC", "build_dataset", "fine_tune", "evaluate", "predict"]
+__all__ = [
+    "TASK",
+    "PROMOTION_METRIC",
+    "build_dataset",
+    "fine_tune",
+    "evaluate",
+    "predict",
+    "load",
+    "predict_loaded",
+]

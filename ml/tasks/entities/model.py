@@ -148,9 +148,18 @@ class Tagger:
         return predict_spans(self.model, self.tokenizer, split, batch_size)
 
 
+def load(artifact_dir: Path, expected_sha256: str | None = None) -> Tagger:
+    """The loaded model `predict_loaded` answers with (the service keeps it loaded)."""
+    return Tagger.load(Path(artifact_dir), expected_sha256)
+
+
 def predict(
     artifact_dir: Path, texts: list[str], top_k: int = 5, expected_sha256: str | None = None
 ) -> list[dict[str, Any]]:
     """{"text", "spans": [{"type", "text", "start", "end", "score"}]} per text."""
-    tagger = Tagger.load(Path(artifact_dir), expected_sha256)
+    return predict_loaded(load(artifact_dir, expected_sha256), texts, top_k)
+
+
+def predict_loaded(tagger: Tagger, texts: list[str], top_k: int = 5) -> list[dict[str, Any]]:
+    """`predict` with a model already loaded (`top_k` is not used: every span is listed)."""
     return [{"text": t, "spans": s} for t, s in zip(texts, tagger.spans(texts), strict=True)]

@@ -20,9 +20,18 @@ from typing import Any
 
 from ml.storage import Location
 from ml.tasks.intent.metrics import PROMOTION_METRIC
-from ml.tasks.intent.model import TASK, predict
+from ml.tasks.intent.model import TASK, load, predict, predict_loaded
 
-__all__ = ["TASK", "PROMOTION_METRIC", "build_dataset", "fine_tune", "evaluate", "predict"]
+__all__ = [
+    "TASK",
+    "PROMOTION_METRIC",
+    "build_dataset",
+    "fine_tune",
+    "evaluate",
+    "predict",
+    "load",
+    "predict_loaded",
+]
 
 
 def build_dataset(

@@ -85,11 +85,17 @@ def batched_outputs(
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch = collate([encoded[i] for i in idx])
-            result = model(
-                **{k: v.to(device) for k, v in batch.items()}, output_hidden_states=features
-            )
+            inputs = {k: v.to(device) for k, v in batch.items()}
+            # Hidden states only when asked: a runtime that gives logits alone (the service's
+            # ONNX graph, ml.serving.runtime) answers the rest.
+            result = model(**inputs, output_hidden_states=True) if features else model(**inputs)
             out[idx] = result.logits.float().cpu().numpy()
             if features:
+                if getattr(result, "hidden_states", None) is None:
+                    raise ValueError(
+                        "this runtime gives no hidden states: the mahalanobis out-of-scope "
+                        "score needs the torch model"
+                    )
                 feats[idx] = result.hidden_states[-1][:, 0].float().cpu().numpy()
             if progress is not None:
                 progress.advance(len(idx))
@@ -218,6 +224,11 @@ def _max_length(path: Path, model_config: Any) -> int:
     return min(FALLBACK_MAX_LENGTH, model_config.max_position_embeddings)
 
 
+def load(artifact_dir: Path, expected_sha256: str | None = None) -> Classifier:
+    """The loaded model `predict_loaded` answers with (the service keeps it loaded)."""
+    return Classifier.load(Path(artifact_dir), expected_sha256)
+
+
 def predict(
     artifact_dir: Path, texts: list[str], top_k: int = 5, expected_sha256: str | None = None
 ) -> list[dict[str, Any]]:
@@ -225,7 +236,13 @@ def predict(
     in-scope label's probability, the top-k in-scope labels, and the out-of-scope fields
     (ml.tasks.intent.out_of_scope.answer_fields): `out_of_scope`, `oos_score`,
     `oos_threshold`, with the best in-scope label beside them (`in_scope_intent`)."""
-    classifier = Classifier.load(Path(artifact_dir), expected_sha256)
+    return predict_loaded(load(artifact_dir, expected_sha256), texts, top_k)
+
+
+def predict_loaded(
+    classifier: Classifier, texts: list[str], top_k: int = 5
+) -> list[dict[str, Any]]:
+    """`predict` with a model already loaded: one answer per text, in order."""
     logits, decisions = classifier.outputs(texts)
     probs = softmax(logits, classifier.temperature)
     detector = classifier.detector
