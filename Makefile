@@ -65,6 +65,7 @@ bench: install  ## benchmarks against same-run baselines (training needs ../shar
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/train.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/threads.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/entities.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python bench/oos.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/answers.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/serve.py --home $(INTENTFLOW_HOME)/bench-serve --train
 

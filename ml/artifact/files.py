@@ -33,6 +33,10 @@ LABELS_FILE = "labels.json"
 TRAIN_CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.json"
 MODEL_CARD_FILE = "README.md"
+# Intent models' out-of-scope detector (ml.tasks.intent.out_of_scope): method, threshold and
+# target as JSON; the Mahalanobis statistics (whitening matrix, class means) as safetensors.
+OOS_FILE = "out_of_scope.json"
+OOS_STATS_FILE = "out_of_scope.safetensors"
 # What artifact_summary copies from metrics.json (train_loss is added after them).
 SUMMARY_KEYS = ("validation", "samples_per_second", "wall_seconds", "epochs_run", "best_epoch")
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ml.cli.erase import erase_command
-from ml.cli.output import emit, fail, headline, metrics_text, name_check
+from ml.cli.output import emit, fail, headline, metrics_text, name_check, oos_text
 from ml.cli.quarantine import quarantine_app
 from ml.cli.registry import open_registry, registry_app, version_rows
 from ml.cli.tuning import with_tuning
@@ -324,6 +324,8 @@ def evaluate(
             f"\n  calibration error (ECE) {metrics['ece']:.4f} at temperature "
             f"{metrics['temperature']:.4f}, {metrics['ece_uncalibrated']:.4f} uncalibrated"
         )
+    if oos_text(metrics):
+        text += f"\n  {oos_text(metrics)}"
     if "intent_n" in metrics:  # a ranking task's intent-level metrics beside the exact ones
         scores = "  ".join(
             f"{k} {v:.4f}"
@@ -410,6 +412,12 @@ def predict(
 
 
 def _prediction_text(p: dict[str, Any]) -> str:
+    if "intent" in p and p.get("out_of_scope"):
+        # The out-of-scope score, then the best in-scope label beside it.
+        return (
+            f"{p['intent']}\t{p['oos_score']:.3f}\t{p['text']}\t(best in scope: "
+            f"{p['in_scope_intent']} {p['probability']:.3f})"
+        )
     if "intent" in p:
         return f"{p['intent']}\t{p['probability']:.3f}\t{p['text']}"
     if "spans" in p:

@@ -45,3 +45,26 @@ def headline(metrics: dict[str, Any], view: Any) -> str:
     """The test metrics a person reads first (an ml.registry.views.MetricView): the primary one,
     then the task's usual ones."""
     return f"test {metrics_text(view.headline(metrics), ' ')}  n={metrics.get('n')}"
+
+
+def oos_text(metrics: dict[str, Any]) -> str | None:
+    """An intent evaluation's out-of-scope figures on one line (ml.tasks.intent.out_of_scope);
+    None for other tasks and artifacts without a detector."""
+    if "oos_n" not in metrics:
+        return None
+    parts = []
+    if "in_scope_accuracy" in metrics:
+        parts.append(
+            f"in-scope accuracy {metrics['in_scope_accuracy']:.4f} "
+            f"(kept in scope {metrics['in_scope_kept']:.4f})"
+        )
+    if "oos_recall" in metrics:
+        parts.append(
+            f"OOS recall {metrics['oos_recall']:.4f}, precision {metrics['oos_precision']:.4f}"
+        )
+    if "oos_auroc" in metrics:
+        parts.append(
+            f"AUROC {metrics['oos_auroc']:.4f}, FPR@95%TPR {metrics['oos_fpr_at_95_tpr']:.4f}"
+        )
+    shown = "; ".join(parts) or "no rows"
+    return f"out of scope ({metrics['oos_n']} labelled out of scope): {shown}"

@@ -21,6 +21,7 @@ from typing import Any
 from ml.artifact.integrity import ArtifactIntegrityError, check_artifact
 from ml.config import (
     DEFAULT_MAX_CLASS_REGRESSION,
+    DEFAULT_MAX_OOS_RECALL_REGRESSION,
     DEFAULT_MIN_CLASS_SUPPORT,
     DEFAULT_MIN_IMPROVEMENT,
     DEFAULT_MIN_TEST_SIZE,
@@ -46,6 +47,9 @@ class PromotionPolicy:
     # The per-class metric compared (higher is better): the task's, ml.registry.views.CLASS_METRIC
     # (F1 for intent and entities, MRR by intent for answers).
     class_metric: str = "f1"
+    # Largest drop of test out-of-scope recall allowed (intent); None: not checked. The check
+    # is skipped where the test split has no out-of-scope examples.
+    max_oos_recall_regression: float | None = DEFAULT_MAX_OOS_RECALL_REGRESSION
 
     def __post_init__(self) -> None:
         if not isinstance(self.metric, str) or not self.metric or self.metric == PER_CLASS:
@@ -61,6 +65,14 @@ class PromotionPolicy:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
                 raise ValueError(f"promotion policy {name} must be a number >= 0, got {value!r}")
+        limit = self.max_oos_recall_regression
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int | float) or not limit >= 0
+        ):
+            raise ValueError(
+                f"promotion policy max_oos_recall_regression must be a number >= 0 or None "
+                f"(off), got {limit!r}"
+            )
 
     @classmethod
     def from_settings(cls, cfg: Settings) -> PromotionPolicy:
@@ -71,6 +83,7 @@ class PromotionPolicy:
             max_class_regression=cfg.promotion_max_class_regression,
             min_test_size=cfg.promotion_min_test_size,
             min_class_support=cfg.promotion_min_class_support,
+            max_oos_recall_regression=cfg.promotion_max_oos_recall_regression,
         )
 
 
@@ -160,6 +173,38 @@ def _check_classes(
     )
 
 
+def _check_oos_recall(
+    challenger: dict, champion: dict, policy: PromotionPolicy
+) -> tuple[bool, str] | None:
+    """Out-of-scope recall (ml.tasks.intent.out_of_scope) must not drop by more than the
+    policy allows; judged only on a test split with enough out-of-scope examples (the
+    per-class check's min_class_support) and a champion that measured it. None: off, or a
+    challenger without out-of-scope figures (a task type without a detector)."""
+    allowed = policy.max_oos_recall_regression
+    if allowed is None or "oos_n" not in challenger:  # off, or no detector (other tasks)
+        return None
+    n = int(challenger["oos_n"])
+    if n == 0 or "oos_recall" not in challenger:
+        return True, "OOS recall check skipped: no out-of-scope examples in the test split"
+    if "oos_recall" not in champion:
+        return True, (
+            "OOS recall check skipped: the champion has no OOS recall (trained before "
+            "out-of-scope detection)"
+        )
+    if n < policy.min_class_support:
+        return True, (
+            f"OOS recall check skipped: {n} out-of-scope test examples "
+            f"(< {policy.min_class_support})"
+        )
+    new, old = float(challenger["oos_recall"]), float(champion["oos_recall"])
+    drop = old - new
+    ok = drop <= allowed + _EPS
+    return ok, (
+        f"OOS recall {new:.3f} vs champion {old:.3f} on {n} out-of-scope examples (drop "
+        f"{max(drop, 0.0):.3f} {'<=' if ok else '>'} {allowed:.3f} allowed)"
+    )
+
+
 def decide(challenger: dict, champion: dict | None, policy: PromotionPolicy) -> Decision:
     """Promote only if every check passes; every check reports, so the audit shows all."""
     checks = [_check_size(challenger, policy)]
@@ -170,6 +215,9 @@ def decide(challenger: dict, champion: dict | None, policy: PromotionPolicy) -> 
         checks.append(_check_metric(challenger, champion, policy))
         ok, why, skipped = _check_classes(challenger, champion, policy)
         checks.append((ok, why))
+        oos = _check_oos_recall(challenger, champion, policy)
+        if oos is not None:
+            checks.append(oos)
     return Decision(
         promote=all(ok for ok, _ in checks),
         reasons=[why for _, why in checks],

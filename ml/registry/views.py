@@ -15,7 +15,8 @@ from typing import Any
 # Per task type: the test metrics a person reads first (after the primary one), and the metric
 # shown per class (intent label, entity type, or the query's intent for answers).
 TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "intent": ("macro_f1", "accuracy"),
+    # Then out-of-scope detection (ml.tasks.intent.out_of_scope), where measured.
+    "intent": ("macro_f1", "accuracy", "in_scope_accuracy", "oos_recall", "oos_auroc"),
     "entities": ("micro_f1", "macro_f1"),
     "answers": ("mrr", "recall_at_1", "recall_at_5", "intent_recall_at_1"),
 }

@@ -97,15 +97,21 @@ def train_step(
     from ml.artifact.files import METRICS_FILE, write_json
     from ml.artifact.store import publish_artifact
     from ml.snapshots.writer import local_snapshot
+    from ml.training.config import tunables
     from ml.training.device import gpu_lease, training_device
 
     cfg = cfg or settings()
     spec = _spec(model, cfg)
     # First: a gpu worker without its GPU fails here, before any data or model is loaded.
     device = training_device(cfg.require_gpu)
-    # An empty param means "the default": the configured base model, then the task's.
+    # An empty param means "the default": the configured base model, then the task's. The
+    # model's configured params the DAG form does not offer (intent's oos_target, oos_label,
+    # label_smoothing...) apply too, over the deployment's INTENTFLOW_OOS_* settings.
     given = {k: v for k, v in params.items() if v not in (None, "")}
-    config = {"base_model": cfg.base_model, **given}
+    form = {setting.name for setting in tunables()}
+    configured = {k: v for k, v in spec.params.items() if k not in form}
+    deployment = {"oos_label": cfg.oos_label, "oos_target": cfg.oos_target}
+    config = {"base_model": cfg.base_model, **deployment, **configured, **given}
     safe_key = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_key)
     run_url = storage.join(cfg.artifacts, spec.name, safe_key)
     model_url = storage.join(run_url, "model")

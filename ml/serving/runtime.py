@@ -42,6 +42,14 @@ def use_runtime(loaded: Any, artifact: Path, runtime: str, threads: int) -> str:
     if not onnx.is_file():
         log.warning("artifact %s has no %s: served by torch", artifact, ONNX_FILE)
         return TORCH
+    detector = getattr(loaded, "detector", None)
+    if detector is not None and detector.needs_features:
+        # The graph gives logits only; a mahalanobis out-of-scope score needs the encoder's
+        # hidden states (ml.tasks.intent.out_of_scope).
+        log.warning(
+            "artifact %s scores out of scope by %s: served by torch", artifact, detector.method
+        )
+        return TORCH
     # The artifact's hash was verified by the task's load, this file with it.
     loaded.model = OnnxModel(onnx, loaded.model.config, threads)
     return ONNX_INT8

@@ -18,6 +18,19 @@ from ml.retrain.specs import metric_view
 # Columns and chart choices: the model's headline metrics (ml.registry.views) first, then these
 # further intent figures when present, then the rest alphabetically.
 KEY_METRICS = ("accuracy", "macro_f1", "weighted_f1", "top3_accuracy", "ece")
+# Out-of-scope figures of intent models (ml.tasks.intent.out_of_scope.oos_metrics), in the
+# order and words the page's out-of-scope table shows them.
+OOS_METRICS = (
+    ("oos_n", "out-of-scope examples"),
+    ("oos_recall", "OOS recall at the threshold"),
+    ("oos_precision", "OOS precision at the threshold"),
+    ("oos_auroc", "OOS AUROC"),
+    ("oos_fpr_at_95_tpr", "OOS kept at 95% in-scope kept (FPR@95%TPR)"),
+    ("in_scope_accuracy", "in-scope accuracy at the threshold"),
+    ("in_scope_kept", "in-scope kept at the threshold"),
+)
+# Metrics that count examples: shown as whole numbers.
+COUNT_METRICS = frozenset({"n", "oos_n"})
 CONFUSION_PNG = Path("challenger") / "test" / "confusion_matrix.png"
 REPORT_HTML = "validation.html"  # what ml.ingest.validation writes in reports/dt=DAY/
 
@@ -45,6 +58,16 @@ class ClassRow:
         if self.value is None or self.champion_value is None:
             return None
         return self.value - self.champion_value
+
+
+@dataclass
+class OosRow:
+    """One split's out-of-scope figures of a version (None: not measured there)."""
+
+    version: int
+    split: str  # "test" or "golden:NAME"
+    values: dict[str, float | None]
+    champion: bool = False
 
 
 @dataclass
@@ -77,6 +100,10 @@ class Page:
     metrics_available: list[str] = field(default_factory=list)
     class_metric: str = "f1"  # per-class metric of the model's task type
     has_confusion: bool = False
+    # The selected version's out-of-scope figures per split, then the champion's on test.
+    oos: list[OosRow] = field(default_factory=list)
+    oos_columns: tuple[tuple[str, str], ...] = OOS_METRICS
+    count_metrics: frozenset[str] = COUNT_METRICS
     audit: list[dict] = field(default_factory=list)
     health: list[DayHealth] = field(default_factory=list)
     health_shown: bool = True  # False: the viewer may not read the ingest DAG
@@ -128,6 +155,23 @@ def class_rows(
         )
         for label in sorted(set(ours) | set(theirs))
     ]
+
+
+def oos_rows(selected: VersionInfo, champion: VersionInfo | None) -> list[OosRow]:
+    """The selected version's out-of-scope figures on test and each golden set, then the
+    champion's on test (when another version is champion); splits without them left out."""
+    rows = [
+        OosRow(selected.version, split, {name: values.get(name) for name, _ in OOS_METRICS})
+        for split, values in sorted(
+            selected.metrics.items(), key=lambda item: (item[0] != "test", item[0])
+        )
+        if (split == "test" or split.startswith("golden:")) and "oos_n" in values
+    ]
+    theirs = champion.metrics.get("test", {}) if champion else {}
+    if champion is not None and champion.version != selected.version and "oos_n" in theirs:
+        values = {name: theirs.get(name) for name, _ in OOS_METRICS}
+        rows.append(OosRow(champion.version, "test", values, champion=True))
+    return rows
 
 
 def _failed_expectations(report_html: Path) -> list[str] | None:
@@ -268,6 +312,7 @@ def build_page(
     if not page.selected.test:
         page.notes.append(f"Version {sel.version} has no test metrics.")
     page.classes = class_rows(sel, page.champion.info if page.champion else None, page.class_metric)
+    page.oos = oos_rows(sel, page.champion.info if page.champion else None)
     page.has_confusion = confusion_png(sel) is not None
     if not page.has_confusion:
         page.notes.append(f"Version {sel.version} has no confusion-matrix picture.")

@@ -86,3 +86,37 @@ def test_a_failed_export_leaves_no_file_and_training_goes_on(
     monkeypatch.setattr(optimised, "_export", broken)
     result = train("export-failed")
     assert not (Path(result["artifact_dir"]) / ONNX_FILE).exists()
+
+
+def test_out_of_scope_scores_on_the_onnx_form_and_mahalanobis_keeps_torch(
+    tiny_train_config: Any,
+    make_snapshot: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The default out-of-scope score (energy) needs logits only: the ONNX graph gives them,
+    close to torch's. Mahalanobis needs the encoder's hidden states, which the graph does not
+    give: such an artifact is served by torch (ml.tasks.intent.out_of_scope)."""
+    from ml.serving.runtime import ONNX_INT8, TORCH, use_runtime
+    from ml.tasks.intent import load, predict_loaded
+    from ml.tasks.intent.train import fine_tune
+
+    monkeypatch.setenv("INTENTFLOW_ONNX_EXPORT", "on")
+    snapshot = make_snapshot(n_per_label=8)
+    config = dataclasses.replace(tiny_train_config, epochs=1)
+    texts = ["lost card", "refund please"]
+
+    energy = Path(fine_tune(snapshot, tmp_path / "energy", config)["artifact_dir"])
+    loaded = load(energy)
+    by_torch = predict_loaded(loaded, texts, 2)
+    assert use_runtime(loaded, energy, ONNX_INT8, 1) == ONNX_INT8
+    for a, b in zip(by_torch, predict_loaded(loaded, texts, 2), strict=True):
+        assert abs(a["oos_score"] - b["oos_score"]) < 0.1
+        assert a["oos_threshold"] == b["oos_threshold"]
+
+    maha_config = dataclasses.replace(config, oos_method="mahalanobis")
+    maha = Path(fine_tune(snapshot, tmp_path / "maha", maha_config)["artifact_dir"])
+    assert (maha / ONNX_FILE).is_file()
+    loaded = load(maha)
+    assert use_runtime(loaded, maha, ONNX_INT8, 1) == TORCH
+    assert all(p["oos_score"] is not None for p in predict_loaded(loaded, texts, 2))

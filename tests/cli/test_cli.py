@@ -86,7 +86,12 @@ def test_train_predict_evaluate_list(
     preds = json.loads(
         invoke("predict", "--model", "intent@champion", "my card was stolen", "--json")
     )
-    assert preds[0]["intent"] in {"refund_request", "lost_card", "order_status"}
+    labels = {"refund_request", "lost_card", "order_status"}
+    # An intent, or out_of_scope with the best in-scope label beside it (its score decides).
+    assert preds[0]["in_scope_intent"] in labels
+    assert preds[0]["intent"] in {*labels, "out_of_scope"}
+    assert (preds[0]["intent"] == "out_of_scope") == preds[0]["out_of_scope"]
+    assert preds[0]["oos_score"] is not None and preds[0]["oos_threshold"] is not None
     assert 0.0 < preds[0]["probability"] <= 1.0
     # By version number: the same model, the same answer.
     assert json.loads(invoke("predict", "--model", "intent:1", "my card was stolen", "--json")) == (
@@ -107,6 +112,12 @@ def test_train_predict_evaluate_list(
     assert (
         f"calibration error (ECE) {metrics['ece']:.4f} at temperature "
         f"{metrics['temperature']:.4f}, {metrics['ece_uncalibrated']:.4f} uncalibrated"
+    ) in text
+    # Out-of-scope figures: this file has no out-of-scope rows, so the in-scope ones only.
+    assert metrics["oos_n"] == 0 and "oos_recall" not in metrics
+    assert (
+        f"out of scope (0 labelled out of scope): in-scope accuracy "
+        f"{metrics['in_scope_accuracy']:.4f} (kept in scope {metrics['in_scope_kept']:.4f})"
     ) in text
 
     # The same rows as DSTC11 JSONL and as CLINC150 JSON: the same scores.
@@ -356,9 +367,12 @@ def test_registry_list_report_and_show_give_each_task_its_own_metrics(
         "entities": "entities",
         "answers": "answers",
     }
+    # Intent's out-of-scope figures follow (its test split has no out-of-scope rows: no
+    # oos_recall or oos_auroc there).
     assert rows["intent"]["metrics"] == {
         "macro_f1": intent["macro_f1"],
         "accuracy": intent["accuracy"],
+        "in_scope_accuracy": intent["in_scope_accuracy"],
     }
     assert rows["entities"]["metrics"] == {"micro_f1": ent["micro_f1"], "macro_f1": ent["macro_f1"]}
     assert rows["answers"]["metrics"] == {
@@ -399,3 +413,38 @@ def test_a_configured_promotion_metric_leads_the_registry_list(
     monkeypatch.setenv("INTENTFLOW_MODELS_FILE", str(tmp_path / "models.json"))
     [row] = json.loads(invoke("registry", "list", "--model", "entities", "--json"))
     assert list(row["metrics"]) == ["macro_f1", "micro_f1"]
+
+
+def test_an_out_of_scope_answer_reads_as_one_line_with_the_best_intent_beside_it() -> None:
+    from ml.cli.main import _prediction_text
+    from ml.cli.output import oos_text
+
+    answer = {
+        "text": "what is the weather",
+        "intent": "out_of_scope",
+        "probability": 0.41,
+        "in_scope_intent": "lost_card",
+        "out_of_scope": True,
+        "oos_score": 812.25,
+        "oos_threshold": 640.0,
+        "top_k": [],
+    }
+    assert _prediction_text(answer) == (
+        "out_of_scope\t812.250\twhat is the weather\t(best in scope: lost_card 0.410)"
+    )
+    kept = {**answer, "intent": "lost_card", "out_of_scope": False}
+    assert _prediction_text(kept) == "lost_card\t0.410\twhat is the weather"
+    figures = {
+        "oos_n": 100,
+        "in_scope_accuracy": 0.9,
+        "in_scope_kept": 0.95,
+        "oos_recall": 0.8,
+        "oos_precision": 0.5,
+        "oos_auroc": 0.97,
+        "oos_fpr_at_95_tpr": 0.12,
+    }
+    assert oos_text(figures) == (
+        "out of scope (100 labelled out of scope): in-scope accuracy 0.9000 (kept in scope "
+        "0.9500); OOS recall 0.8000, precision 0.5000; AUROC 0.9700, FPR@95%TPR 0.1200"
+    )
+    assert oos_text({"accuracy": 0.9}) is None

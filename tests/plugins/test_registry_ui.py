@@ -399,6 +399,53 @@ def test_run_link_comes_from_the_lineage_columns(intentflow_home: Path, plugins_
     assert 'href="/dags/intent_retrain/runs/scheduled__2026-11-22"' in html
 
 
+def test_out_of_scope_figures_are_shown_readably(intentflow_home: Path, plugins_path: None) -> None:
+    """Intent versions' out-of-scope figures (ml.tasks.intent.out_of_scope): a table of the
+    selected version on test and each golden set, beside the champion's; counts as counts."""
+    from ml.config import settings
+    from ml.registry.store import Registry
+
+    def figures(recall: float) -> dict:
+        return {
+            "oos_n": 40,
+            "oos_recall": recall,
+            "oos_precision": 0.64,
+            "oos_auroc": 0.9512,
+            "oos_fpr_at_95_tpr": 0.25,
+            "in_scope_accuracy": 0.9,
+            "in_scope_kept": 0.95,
+        }
+
+    url = settings().registry_url
+    _register(url, {"test": {"macro_f1": 0.8}})  # v1: trained before the feature
+    _register(url, {"test": {"macro_f1": 0.8, **figures(0.75)}})
+    _register(
+        url,
+        {
+            "test": {"macro_f1": 0.81, **figures(0.8125)},
+            "golden:regression": {"macro_f1": 0.7, "oos_n": 0, "in_scope_accuracy": 0.88},
+        },
+    )
+    with Registry(url) as registry:
+        registry.set_alias(MODEL, "champion", 2, actor="t", reason="t")
+    html = _render(intentflow_home)
+    section = html.split('<section id="out-of-scope">')[1].split("</section>")[0]
+    assert "<h2>Out of scope: v3 vs champion v2</h2>" in section
+    for title in ("OOS recall at the threshold", "OOS AUROC", "in-scope accuracy at the threshold"):
+        assert f"<th>{title}</th>" in section
+    rows = section.split('<tr class="oos">')[1:]
+    assert [r.split("</td>")[0] for r in rows] == ["<td>v3", "<td>v3", "<td>v2 (champion)"]
+    assert "<td>test</td>" in rows[0] and "<td>0.812</td>" in rows[0] and "<td>40</td>" in rows[0]
+    # A golden set without out-of-scope examples: recall and AUROC are not measured there.
+    assert "<td>golden:regression</td>" in rows[1] and "<td>0</td>" in rows[1]
+    assert rows[1].count("n/a") == 5
+    assert "<td>0.750</td>" in rows[2]
+    # The versions table shows the new metrics as columns too, the count as a count.
+    assert "<th>test oos_recall</th>" in html and "<td>40</td>" in html.split("</table>")[0]
+    old = _render(intentflow_home, version=1)
+    assert "v1 has no out-of-scope figures" in old
+
+
 def test_plugin_is_in_the_airflow_ui_navigation(ui_server: UiServer) -> None:
     status, _, body = call(ui_server, "/api/v2/plugins", token=ui_server.token())
     assert status == 200

@@ -380,6 +380,61 @@ def test_concurrent_promote_and_rollback_never_lose_the_rollback(
             )
 
 
+# --- out-of-scope recall -----------------------------------------------------------------------
+
+
+def with_oos(base: dict[str, Any], recall: float | None, n: int = 40) -> dict[str, Any]:
+    """`base` with intent's out-of-scope figures: `n` out-of-scope test examples, `recall`."""
+    figures: dict[str, Any] = {"oos_n": n, "in_scope_accuracy": 0.9}
+    if recall is not None:
+        figures |= {"oos_recall": recall, "oos_precision": 0.8}
+    return {**base, **figures}
+
+
+BETTER = metrics(0.912, {"refund": 0.92, "lost_card": 0.904})
+
+
+def test_a_drop_of_oos_recall_blocks_promotion() -> None:
+    decision = decide(with_oos(BETTER, 0.70), with_oos(CHAMPION, 0.75), POLICY)
+    assert not decision.promote
+    assert (
+        "OOS recall 0.700 vs champion 0.750 on 40 out-of-scope examples "
+        "(drop 0.050 > 0.000 allowed)" in decision.reasons
+    )
+    kept = decide(with_oos(BETTER, 0.75), with_oos(CHAMPION, 0.75), POLICY)
+    assert kept.promote
+    loose = PromotionPolicy(max_oos_recall_regression=0.05)
+    assert decide(with_oos(BETTER, 0.70), with_oos(CHAMPION, 0.75), loose).promote
+
+
+def test_the_oos_recall_check_is_off_without_out_of_scope_examples_or_when_configured() -> None:
+    none = decide(with_oos(BETTER, None, n=0), with_oos(CHAMPION, 0.9), POLICY)
+    assert none.promote
+    assert "OOS recall check skipped: no out-of-scope examples in the test split" in none.reasons
+    old = decide(with_oos(BETTER, 0.5), CHAMPION, POLICY)  # a champion from before the feature
+    assert old.promote and any("the champion has no OOS recall" in r for r in old.reasons)
+    few = decide(with_oos(BETTER, 0.0, n=5), with_oos(CHAMPION, 1.0, n=5), POLICY)
+    assert few.promote and "5 out-of-scope test examples (< 20)" in " ".join(few.reasons)
+    off = PromotionPolicy(max_oos_recall_regression=None)
+    decision = decide(with_oos(BETTER, 0.1), with_oos(CHAMPION, 0.9), off)
+    assert decision.promote and not any("OOS" in r for r in decision.reasons)
+
+
+def test_the_oos_recall_limit_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert PromotionPolicy.from_settings(settings()).max_oos_recall_regression == 0.0
+    monkeypatch.setenv("INTENTFLOW_PROMOTION_MAX_OOS_RECALL_REGRESSION", "0.02")
+    assert PromotionPolicy.from_settings(settings()).max_oos_recall_regression == 0.02
+    monkeypatch.setenv("INTENTFLOW_PROMOTION_MAX_OOS_RECALL_REGRESSION", "off")
+    assert PromotionPolicy.from_settings(settings()).max_oos_recall_regression is None
+    monkeypatch.setenv("INTENTFLOW_PROMOTION_MAX_OOS_RECALL_REGRESSION", "-1")
+    with pytest.raises(ConfigError, match="MAX_OOS_RECALL_REGRESSION='-1' must be a number >= 0"):
+        settings()
+    with pytest.raises(ValueError, match="max_oos_recall_regression must be a number >= 0"):
+        PromotionPolicy(max_oos_recall_regression=-0.1)
+
+
 # --- configuration --------------------------------------------------------------------------
 
 

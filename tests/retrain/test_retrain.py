@@ -71,6 +71,30 @@ def test_evaluate_step_scores_golden_sets_and_the_champion_on_the_same_data(
     )
 
 
+def test_out_of_scope_figures_reach_the_registry_for_test_and_every_golden_set(
+    trained: dict[str, Any], intentflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ml.tasks.intent.out_of_scope's metrics: on the test split (no out-of-scope rows there:
+    in-scope figures only) and on a golden set with rows labelled `oos`."""
+    golden = tmp_path / "golden.csv"
+    rows = [("lost card please", "lost_card"), ("refund request", "refund_request")]
+    rows += [(f"weather song joke {i}", "oos") for i in range(3)]
+    golden.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows))
+    monkeypatch.setenv("INTENTFLOW_GOLDEN_SETS", f"with_oos={golden}")
+    snapshot = snapshot_info(Path(trained["snapshot_dir"]))
+    evaluation = evaluate_step(snapshot, trained)
+    registered = register_step(snapshot, trained, evaluation, {"dag_id": "t", "run_id": "r1"})
+    version = Registry(settings().registry_url).get(
+        settings().model_name, version=registered["version"]
+    )
+    test, with_oos = version.metrics["test"], version.metrics["golden:with_oos"]
+    assert test["oos_n"] == 0 and 0 <= test["in_scope_accuracy"] <= 1
+    assert "oos_recall" not in test
+    assert with_oos["oos_n"] == 3
+    for name in ("oos_recall", "oos_precision", "oos_auroc", "oos_fpr_at_95_tpr"):
+        assert 0 <= with_oos[name] <= 1
+
+
 def test_bad_golden_set_spec_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INTENTFLOW_GOLDEN_SETS", "just-a-path.csv")
     with pytest.raises(ValueError, match="expected name=path"):

@@ -158,9 +158,13 @@ def test_predict_for_every_task_type(served: Server, pipeline_state: PipelineSta
     assert body["runtime"] == "onnx-int8"
     labels = set(champions["intent"].metrics["test"]["per_class"])
     for p in body["predictions"]:
-        assert len(p["prediction_id"]) == 32 and p["label"] in labels
+        # An intent, or out_of_scope with the best intent beside it (ml.tasks.intent.out_of_scope).
+        best = p["in_scope_intent"]
+        assert len(p["prediction_id"]) == 32 and best in labels
+        assert p["label"] == ("out_of_scope" if p["out_of_scope"] else best)
+        assert isinstance(p["oos_score"], float) and isinstance(p["oos_threshold"], float)
         assert 0 <= p["confidence"] <= 1 and len(p["top_k"]) == 2
-        assert p["top_k"][0] == {"label": p["label"], "confidence": p["confidence"]}
+        assert p["top_k"][0] == {"label": best, "confidence": p["confidence"]}
         assert "text" not in p
     assert len({p["prediction_id"] for p in body["predictions"]}) == 2
 

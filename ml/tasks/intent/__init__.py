@@ -1,9 +1,9 @@
 """The `intent` task type: the contract of ml.tasks.contract, and nothing else.
 
 What it is made of, one concern a module: model (loading an artifact, logits, calibrated
-probabilities, predict), metrics (classification metrics, top-k accuracy, confusion matrix and
-the promotion metric), evaluation (scoring a labeled file, the report) and train (TrainConfig,
-fine_tune). Intent models train from the lake by default (ml.snapshots.lake_window.make_snapshot, by
+probabilities, predict), out_of_scope (the out-of-scope score, its calibrated threshold and
+metrics), metrics (classification metrics, top-k accuracy, confusion matrix and the promotion
+metric), evaluation (scoring a labeled file, the report) and train (TrainConfig, fine_tune). Intent models train from the lake by default (ml.snapshots.lake_window.make_snapshot, by
 ml.retrain.steps); build_dataset below is for a configured labeled file instead.
 
 No submodule is named like a contract function: importing ml.tasks.intent.evaluate would set

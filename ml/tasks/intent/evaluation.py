@@ -21,6 +21,7 @@ from ml.tasks.intent.metrics import (
     top_k_accuracy,
 )
 from ml.tasks.intent.model import Classifier
+from ml.tasks.intent.out_of_scope import oos_metrics
 from ml.tasks.latency import per_message_ms, throughput_per_s
 from ml.training.calibration import expected_calibration_error, softmax
 
@@ -72,17 +73,21 @@ def evaluate_model(
 
     Returns accuracy, macro/weighted F1, per-class precision/recall/F1, top-3 accuracy,
     expected calibration error at the artifact's temperature (`ece`) and at T = 1
-    (`ece_uncalibrated`), the `temperature`, and latency (all numbers, ready for the
-    registry), and `records_read`/`records_quarantined` (ml.quarantine.Refusals.counts). With
-    `report_dir`, also writes metrics.json, the confusion matrix as JSON and PNG, and the
-    refused records' quarantine.parquet (where and why, no text) there. `data` is a labeled file
-    (ml.snapshots.labeled.read_labeled), or a snapshot directory (its test split is used).
-    Intents the model does not know count as misses.
+    (`ece_uncalibrated`), the `temperature`, the out-of-scope figures at the artifact's
+    threshold (ml.tasks.intent.out_of_scope.oos_metrics; none for an artifact without a
+    detector), latency (all numbers, ready for the registry), and
+    `records_read`/`records_quarantined` (ml.quarantine.Refusals.counts). Accuracy, F1 and the
+    rest score the head's own argmax over every row, as before out-of-scope detection: rows
+    labelled out of scope count under the head's out-of-scope class if it has one, else as
+    misses. With `report_dir`, also writes metrics.json, the confusion matrix as JSON and PNG,
+    and the refused records' quarantine.parquet (where and why, no text) there. `data` is a
+    labeled file (ml.snapshots.labeled.read_labeled), or a snapshot directory (its test split is
+    used). Intents the model does not know count as misses.
     """
     classifier = Classifier.load(artifact_dir, expected_sha256)
     texts, y_true, refused = read_labeled(data, text_column, label_column)
     with Progress("evaluate", len(texts), "texts") as progress:
-        logits = classifier.logits(texts, progress=progress)
+        logits, decisions = classifier.outputs(texts, progress=progress)
     probs = softmax(logits, classifier.temperature)
     y_pred = [classifier.labels[j] for j in probs.argmax(axis=1)] if len(texts) else []
     index = {label: i for i, label in enumerate(classifier.labels)}
@@ -92,6 +97,8 @@ def evaluate_model(
     metrics["ece"] = expected_calibration_error(probs, true_ids)
     metrics["ece_uncalibrated"] = expected_calibration_error(softmax(logits), true_ids)
     metrics["temperature"] = classifier.temperature
+    if classifier.detector is not None and decisions is not None:
+        metrics.update(oos_metrics(classifier.detector, decisions, y_true, classifier.labels))
     metrics.update(latency(classifier, texts))
     metrics.update(refused.counts(len(texts)))
     if report_dir is not None:

@@ -25,14 +25,23 @@ from ml.artifact import files as artifact_files
 from ml.artifact.files import (
     LABELS_FILE,
     MODEL_CARD_FILE,
+    OOS_FILE,
     read_json,
     save_model_files,
     write_json,
     write_staged,
     write_training_record,
 )
+from ml.config import DEFAULT_OOS_LABEL, DEFAULT_OOS_METHOD, DEFAULT_OOS_TARGET
 from ml.tasks.intent.metrics import PROMOTION_METRIC, classification_metrics
-from ml.tasks.intent.model import TASK, batched_logits
+from ml.tasks.intent.model import TASK, batched_logits, batched_outputs
+from ml.tasks.intent.out_of_scope import (
+    METHODS,
+    OUT_OF_SCOPE,
+    Detector,
+    fit_detector,
+    write_detector,
+)
 from ml.training import distributed
 from ml.training.calibration import CALIBRATION_FILE, calibration_record
 from ml.training.config import BaseTrainConfig
@@ -59,6 +68,29 @@ class TrainConfig(BaseTrainConfig):
     # Cross-entropy label smoothing: intent sets have near-synonym classes (Banking77's
     # card_arrival / card_delivery_estimate); softer targets generalise better.
     label_smoothing: float = 0.1
+    # Out-of-scope detection (ml.tasks.intent.out_of_scope): the score, the share of in-scope
+    # validation queries the calibrated threshold keeps (0 < target <= 1), and the label of
+    # out-of-scope examples in the data (trained as one more class of the head when present).
+    oos_method: str = DEFAULT_OOS_METHOD
+    oos_target: float = DEFAULT_OOS_TARGET
+    oos_label: str = DEFAULT_OOS_LABEL
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.oos_method not in METHODS:
+            raise ValueError(
+                f"training setting oos_method={self.oos_method!r} is not one of {', '.join(METHODS)}"
+            )
+        target = self.oos_target
+        if isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target <= 1:
+            raise ValueError(
+                f"training setting oos_target={target!r} must be a number > 0 and <= 1 (the "
+                "share of in-scope validation queries kept in scope; 1 keeps them all)"
+            )
+        if not isinstance(self.oos_label, str) or not self.oos_label.strip():
+            raise ValueError("training setting oos_label must name a label, got an empty one")
+        if self.oos_label.strip() != self.oos_label:
+            raise ValueError(f"training setting oos_label={self.oos_label!r} has spaces around it")
 
 
 @dataclass
@@ -98,7 +130,7 @@ def fine_tune(
     with prepare(snapshot_dir, out_dir, config, head="sequence-classification") as run:
         train_rows = _read_split(snapshot_dir, "train")
         val_rows = _read_split(snapshot_dir, "validation")
-        labels = _label_set(train_rows["intent"], snapshot_dir)
+        labels = _label_set(train_rows["intent"], snapshot_dir, config.oos_label)
         model, tokenizer = _load_base(run.base_model, labels)
         resolved = run.resolve(config, model.config.max_position_embeddings)
         label2id = {label: i for i, label in enumerate(labels)}
@@ -124,8 +156,13 @@ def fine_tune(
             _intent_loop(tokenizer, validation, labels, resolved),
             checkpoint_dir,
         )
-        # One more pass over validation, on the kept epoch's weights: its logits fit T.
-        calibration = _calibrate(model, tokenizer, validation, resolved) if run.world.main else {}
+        # One more pass over validation, on the kept epoch's weights: its logits fit T, then
+        # calibrate the out-of-scope threshold (the train split's features fit Mahalanobis).
+        calibration, detector = (
+            _calibrate(model, tokenizer, train, validation, labels, resolved)
+            if run.world.main
+            else ({}, None)
+        )
 
     if not run.world.main:
         return {}
@@ -140,6 +177,7 @@ def fine_tune(
         outcome,
         run.wall_seconds(),
         calibration,
+        detector,
     )
     logger.info("wrote artifact %s", out_dir)
     return artifact_summary(out_dir)
@@ -165,15 +203,33 @@ def _read_split(snapshot_dir: Path, split: str) -> dict[str, list[str]]:
     return {"text": [t for t, _ in rows], "intent": [y for _, y in rows]}
 
 
-def _label_set(intents: list[str], snapshot_dir: Path) -> list[str]:
-    """Sorted labels actually present in train: the model can only learn those."""
+def _label_set(intents: list[str], snapshot_dir: Path, oos_label: str) -> list[str]:
+    """Sorted labels actually present in train: the model can only learn those.
+
+    Out-of-scope examples (`oos_label`) are one of them, the head's out-of-scope class: with
+    them, one intent is enough (the model tells it from everything else); without, a
+    classifier needs two. The answer label `out_of_scope` cannot be an intent.
+    """
     if not intents:
         raise ValueError(f"the train split of snapshot {snapshot_dir} is empty: nothing to learn")
     labels = sorted(set(intents))
+    if OUT_OF_SCOPE in labels and oos_label != OUT_OF_SCOPE:
+        raise ValueError(
+            f"the train split of snapshot {snapshot_dir} has the label {OUT_OF_SCOPE!r}, the "
+            f"answer for out-of-scope queries: rename it, or set oos_label={OUT_OF_SCOPE!r} "
+            f"if those rows are out-of-scope examples (now {oos_label!r})"
+        )
+    in_scope = [label for label in labels if label != oos_label]
+    if not in_scope:
+        raise ValueError(
+            f"the train split of snapshot {snapshot_dir} has only out-of-scope examples "
+            f"({oos_label!r}): no intent to learn"
+        )
     if len(labels) < 2:
         raise ValueError(
             f"the train split of snapshot {snapshot_dir} has only the label(s) {labels}; "
-            "a classifier needs at least 2"
+            f"a classifier needs at least 2 (or one intent and out-of-scope examples "
+            f"labelled {oos_label!r})"
         )
     return labels
 
@@ -292,13 +348,21 @@ def _validate(
 def _calibrate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
+    train: _Split,
     validation: _Split,
+    labels: list[str],
     config: TrainConfig,
-) -> dict[str, Any]:
-    """The temperature fitted on validation, with NLL and ECE there before and after."""
+) -> tuple[dict[str, Any], tuple[Detector, dict[str, Any]]]:
+    """The temperature fitted on validation, with NLL and ECE there before and after; then
+    the out-of-scope detector (ml.tasks.intent.out_of_scope) with its threshold calibrated on
+    validation, and its record."""
     import numpy as np
 
-    logits = batched_logits(model, tokenizer, validation.encoded, config.batch_size * 2)
+    features = config.oos_method == "mahalanobis"
+    batch = config.batch_size * 2
+    logits, val_features = batched_outputs(
+        model, tokenizer, validation.encoded, batch, features=features
+    )
     record = calibration_record(logits, np.array(validation.label_ids, dtype=np.int64))
     fit = record["validation"]
     logger.info(
@@ -311,7 +375,29 @@ def _calibrate(
         fit["nll_uncalibrated"],
         fit["nll"],
     )
-    return record
+    train_stats = None
+    if features:  # the intents' means and covariance, from the train split's features
+        _, train_features = batched_outputs(model, tokenizer, train.encoded, batch, features=True)
+        train_stats = (train_features, np.array(train.label_ids, dtype=np.int64))
+    detector, oos = fit_detector(
+        config.oos_method,
+        config.oos_target,
+        config.oos_label,
+        labels,
+        record["temperature"],
+        (logits, val_features, validation.intents),
+        train_stats,
+    )
+    logger.info(
+        "out-of-scope threshold %s (%s) keeps %s of %d in-scope validation rows (target %.3f)%s",
+        "none" if oos["threshold"] is None else f"{oos['threshold']:.4f}",
+        oos["method"],
+        f"{oos['validation'].get('in_scope_kept', 0.0):.3f}",
+        len(validation.intents) - oos["validation"]["oos_n"],
+        oos["target"],
+        f" (limited by {oos['limited_by']})" if oos["limited_by"] else "",
+    )
+    return record, (detector, oos)
 
 
 # --- artifact --------------------------------------------------------------------------------
@@ -328,23 +414,31 @@ def _write_artifact(
     outcome: Outcome,
     wall_seconds: float,
     calibration: dict[str, Any],
+    detector: tuple[Detector, dict[str, Any]] | None,
 ) -> None:
-    """An intent artifact, written atomically (see write_staged)."""
+    """An intent artifact, written atomically (see write_staged); the out-of-scope detector
+    is written inside it, so the artifact's sha256 covers the threshold."""
+    oos = detector[1] if detector else None
 
     def fill(staging: Path) -> None:
         save_model_files(staging, model, tokenizer, TASK)
         support = {label: train.intents.count(label) for label in labels}
         write_json(staging / LABELS_FILE, labels)
         write_json(staging / CALIBRATION_FILE, calibration)
+        if detector is not None:
+            write_detector(staging, *detector)
         write_training_record(
             staging,
             config,
             snapshot,
             outcome.record(
-                wall_seconds, processes=distributed.current().size, calibration=calibration
+                wall_seconds,
+                processes=distributed.current().size,
+                calibration=calibration,
+                out_of_scope=oos,
             ),
         )
-        card = _model_card(config, snapshot, support, outcome, calibration)
+        card = _model_card(config, snapshot, support, outcome, calibration, oos)
         (staging / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
 
     write_staged(out_dir, fill)
@@ -356,6 +450,7 @@ def _model_card(
     support: dict[str, int],
     outcome: Outcome,
     calibration: dict[str, Any],
+    oos: dict[str, Any] | None,
 ) -> str:
     """A short model card: what it is, what it was trained on, how good, and where it fails."""
     # A snapshot built from a labeled file has no date window.
@@ -399,6 +494,10 @@ Fine-tuned from `{config.base_model}` by Intentflow (`ml.tasks.intent.train.fine
 
 {_calibration_text(calibration)}
 
+## Out of scope
+
+{_oos_text(oos)}
+
 ## Training
 
 {settings}
@@ -414,9 +513,43 @@ predictions should go to a human queue (probabilities are calibrated, see above)
 - Trained on English data (synthetic and/or real) from the window above only; other
   languages, products or phrasing drift after the window will degrade accuracy.
 - Texts longer than {config.max_length} tokens are truncated: only their beginning is seen.
-{rare_note}- The label set is closed: a conversation whose intent is outside the {len(support)} labels
-  above is still forced into one of them.
+{rare_note}- Out-of-scope detection keeps about {oos["target"] if oos else 1:.0%} of in-scope queries by
+  design (its target); a query near a known intent can still be forced into it.
 """
+
+
+def _oos_text(oos: dict[str, Any] | None) -> str:
+    """The model card's account of the out-of-scope detector."""
+    if oos is None:
+        return "No out-of-scope detector: every query gets one of the labels above."
+    fit = oos["validation"]
+    head = (
+        f"Labelled out-of-scope examples (`{oos['oos_label']}`) were trained as one more class; "
+        "a query that class wins is out of scope.\n\n"
+        if oos["head_class"]
+        else f"No labelled out-of-scope examples (`{oos['oos_label']}`) in the train split.\n\n"
+    )
+    threshold = (
+        "no threshold (no in-scope validation rows): only the model's own out-of-scope class "
+        "answers `out_of_scope`"
+        if oos["threshold"] is None
+        else f"threshold {oos['threshold']:.4f}"
+    )
+    lines = [
+        f"- score: `{oos['method']}`; {threshold}, calibrated on validation to keep "
+        f"{oos['target']:.3f} of in-scope queries"
+        + (f" (limited by {oos['limited_by']})" if oos["limited_by"] else ""),
+        f"- validation in-scope queries kept: {fit.get('in_scope_kept', 0.0):.4f}; in-scope "
+        f"accuracy at the threshold: {fit.get('in_scope_accuracy', 0.0):.4f}",
+    ]
+    if "oos_recall" in fit:
+        lines.append(
+            f"- validation out-of-scope queries caught: {fit['oos_recall']:.4f} of {fit['oos_n']}"
+        )
+    return (
+        f"Answers `{OUT_OF_SCOPE}` when the out-of-scope score is above the threshold stored in "
+        f"`{OOS_FILE}`.\n\n" + head + "\n".join(lines)
+    )
 
 
 def _calibration_text(calibration: dict[str, Any]) -> str:

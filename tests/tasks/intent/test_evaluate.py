@@ -11,6 +11,7 @@ from ml.artifact.integrity import ArtifactIntegrityError
 from ml.tasks.intent.evaluation import evaluate_model
 from ml.tasks.intent.metrics import classification_metrics, confusion_matrix, top_k_accuracy
 from ml.tasks.intent.model import Classifier, Prediction
+from ml.tasks.intent.out_of_scope import OUT_OF_SCOPE
 from ml.training.calibration import expected_calibration_error
 
 # --- classification_metrics, by hand ---------------------------------------------------------
@@ -100,7 +101,9 @@ def test_classifier_predicts_probabilities(tiny_artifact: dict[str, Any]) -> Non
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
     predictions = clf.predict(texts, batch_size=3)
-    assert all(isinstance(p, Prediction) and p.label in clf.labels for p in predictions)
+    # A label, or out_of_scope with its best in-scope label's probability beside it.
+    answers = [*clf.labels, OUT_OF_SCOPE]
+    assert all(isinstance(p, Prediction) and p.label in answers for p in predictions)
     assert [p.probability for p in predictions] == pytest.approx(probs.max(axis=1).tolist())
     # Batching and length-sorting must not change results.
     np.testing.assert_allclose(clf.predict_proba(texts[::-1], batch_size=1), probs[::-1], atol=1e-5)

@@ -1,0 +1,339 @@
+"""Out-of-scope detection on CLINC150: the plain max-softmax threshold against the shipped
+method, each with and without the 100 labelled out-of-scope training examples, in one run.
+
+    python bench/oos.py                  # the shipped training defaults (MiniLM-L6)
+    python bench/oos.py --epochs 3       # fewer epochs on a slow machine
+    python bench/oos.py --quick          # a smoke run: 10 intents, 1 epoch, same code path
+
+Data: ../shared/datasets/clinc150 (Larson et al. 2019, CC BY 3.0): `train` (150 intents x 100),
+`val` (x 20), `oos_train` and `oos_val` (100 out-of-scope queries each). The official test
+split is held out of that folder. Our splits:
+
+- test = the official `val` (3,000 in-scope) + `oos_val` (100 out-of-scope): scored once, at
+  the end; nothing is chosen or calibrated on it;
+- validation = 10 queries per intent of the official `train` (by sha256 of the row number):
+  the epoch kept, the temperature and every threshold are fitted there, on in-scope rows only;
+- train = the other 90 per intent (13,500), plus all of `oos_train` labelled `oos` in the
+  "with oos_train" configuration.
+- dev = validation's in-scope queries against `oos_train`, scored by the model trained
+  without `oos_train` (so those queries are unseen): where the method was chosen, never test.
+
+Each configuration fine-tunes once through `fine_tune` (what `intentflow train` runs) into a
+cache folder keyed by its data and settings; every method then scores the same model's logits
+and encoder features (also cached), so methods differ in the score alone. A method's threshold
+is calibrated on validation to each target (the share of in-scope validation queries kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("INTENTFLOW_SHARED", REPO.parent / "shared")) / "datasets"
+CLINC = SHARED / "clinc150" / "data_full_train_val.json"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+VALIDATION_PER_INTENT = 10
+TARGETS = (0.95, 0.97, 0.98, 0.99)
+# The plain baseline, then the shipped method (and energy, the third candidate).
+METHODS = ("msp", "energy", "mahalanobis")
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _row_key(row: int) -> str:
+    """Orders an intent's official train rows at random, the same on every run."""
+    return hashlib.sha256(f"clinc150-train-{row}".encode()).hexdigest()
+
+
+def splits(quick: bool) -> dict[str, list[tuple[str, str]]]:
+    """(text, label) rows of train, validation, test and oos_train (module docstring)."""
+    data = json.loads(CLINC.read_text(encoding="utf-8"))
+    intents = sorted({label for _, label in data["train"]})
+    if quick:
+        intents = intents[:10]
+    keep = set(intents)
+    by_intent: dict[str, list[tuple[int, str]]] = {}
+    for row, (text, label) in enumerate(data["train"]):
+        if label in keep:
+            by_intent.setdefault(label, []).append((row, text))
+    train, validation = [], []
+    for label, rows in by_intent.items():
+        # The hash orders each intent's rows; its first ten are validation.
+        ordered = sorted(rows, key=lambda r: _row_key(r[0]))
+        validation += [(t, label) for _, t in ordered[:VALIDATION_PER_INTENT]]
+        train += [(t, label) for _, t in ordered[VALIDATION_PER_INTENT:]]
+    test = [(t, y) for t, y in data["val"] if y in keep] + [(t, "oos") for t, _ in data["oos_val"]]
+    oos_train = [(t, "oos") for t, _ in data["oos_train"]]
+    return {"train": train, "validation": validation, "test": test, "oos_train": oos_train}
+
+
+def write_snapshot(folder: Path, parts: dict[str, list[tuple[str, str]]]) -> Path:
+    """A snapshot folder as fine_tune reads it (train/validation/test parquet + snapshot.json)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    for split in ("train", "validation", "test"):
+        rows = parts[split]
+        table = pa.table(
+            {
+                "conversation_id": [f"{split}-{i}" for i in range(len(rows))],
+                "text": [t for t, _ in rows],
+                "intent": [y for _, y in rows],
+            }
+        )
+        pq.write_table(table, folder / f"{split}.parquet")
+        digest.update(json.dumps(rows).encode())
+    counts = {split: len(parts[split]) for split in ("train", "validation", "test")}
+    snapshot = {"hash": digest.hexdigest(), "window": None, "counts": counts, "path": str(folder)}
+    (folder / "snapshot.json").write_text(json.dumps(snapshot))
+    return folder
+
+
+def trained_model(
+    cache: Path, name: str, parts: dict[str, list[tuple[str, str]]], config: Any
+) -> tuple[Path, dict[str, Any]]:
+    """The fine-tuned artifact of one configuration: from the cache when this data and these
+    settings were trained before, else trained now (its time is recorded beside it)."""
+    from ml.tasks.intent.train import fine_tune
+
+    settings = {k: v for k, v in asdict(config).items() if k != "num_threads"}
+    key = hashlib.sha256(
+        json.dumps([parts["train"], parts["validation"], settings], default=str).encode()
+    ).hexdigest()[:16]
+    folder = cache / f"{name}-{key}"
+    model, timing = folder / "model", folder / "timing.json"
+    if timing.is_file():
+        return model, {**json.loads(timing.read_text()), "cached": True}
+    snapshot = write_snapshot(folder / "snapshot", parts)
+    cpu, started = _cpu_seconds(), time.perf_counter()
+    result = fine_tune(snapshot, model, config)
+    record = {
+        "wall_seconds": time.perf_counter() - started,
+        "cpu_seconds": _cpu_seconds() - cpu,
+        "threads": result["config"]["num_threads"],
+        "epochs_run": result["epochs_run"],
+        "best_epoch": result["best_epoch"],
+        "validation_accuracy": result["validation"]["accuracy"],
+        "loadavg_at_end": os.getloadavg(),
+    }
+    timing.write_text(json.dumps(record))
+    return model, {**record, "cached": False}
+
+
+def outputs(
+    model_dir: Path, name: str, texts: list[str], cache: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and encoder features (the head's input) of `texts`, cached beside the model."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ml.tasks.intent.model import batched_outputs
+
+    path = model_dir.parent / f"{name}.npz"
+    if path.is_file():
+        saved = np.load(path)
+        return saved["logits"], saved["features"]
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
+    encoded = tokenizer(texts, truncation=True, max_length=128)
+    examples = [{k: encoded[k][i] for k in encoded.keys()} for i in range(len(texts))]
+    logits, features = batched_outputs(model, tokenizer, examples, 128, features=True)
+    np.savez(path, logits=logits, features=features)
+    return logits, features
+
+
+def evaluate_config(
+    model_dir: Path, parts: dict[str, list[tuple[str, str]]], cache: Path, dev: bool
+) -> dict[str, Any]:
+    """Every method at every target on test (and, with `dev`, the method choice's dev scores)."""
+    from ml.tasks.intent.out_of_scope import (
+        auroc,
+        fit_detector,
+        fpr_at_tpr,
+        oos_metrics,
+    )
+    from ml.training.calibration import read_temperature
+
+    labels = json.loads((model_dir / "labels.json").read_text())
+    temperature = read_temperature(model_dir)
+    index = {label: i for i, label in enumerate(labels)}
+    data = {
+        split: outputs(model_dir, split, [t for t, _ in parts[split]], cache)
+        for split in ("train", "validation", "test")
+    }
+    if dev:
+        data["oos_train"] = outputs(
+            model_dir, "oos_train", [t for t, _ in parts["oos_train"]], cache
+        )
+    truth = {split: [y for _, y in parts[split]] for split in parts}
+    train_ids = np.array([index.get(y, -1) for y in truth["train"]])
+    results: dict[str, Any] = {"methods": {}, "dev": {}}
+    for method in METHODS:
+        per_target, dev_targets = {}, {}
+        for target in TARGETS:
+            detector, record = fit_detector(
+                method,
+                target,
+                "oos",
+                labels,
+                temperature,
+                (*data["validation"], truth["validation"]),
+                (data["train"][1], train_ids),
+            )
+            decisions = detector.decide(*data["test"])
+            per_target[target] = {
+                **oos_metrics(detector, decisions, truth["test"], labels),
+                "threshold": record["threshold"],
+                "validation_kept": record["validation"].get("in_scope_kept"),
+            }
+            if dev:  # on validation (where it was calibrated) and the unseen oos_train
+                dev_targets[target] = {
+                    "in_scope_accuracy": record["validation"]["in_scope_accuracy"],
+                    "oos_recall": float(detector.decide(*data["oos_train"]).out_of_scope.mean()),
+                }
+        results["methods"][method] = per_target
+        if dev:
+            # Validation's in-scope queries against the unseen oos_train queries.
+            val = detector.decide(*data["validation"]).ranking()
+            oos = detector.decide(*data["oos_train"]).ranking()
+            scores = np.concatenate([val, oos])
+            positive = np.r_[np.zeros(len(val), bool), np.ones(len(oos), bool)]
+            results["dev"][method] = {
+                "auroc": auroc(scores, positive),
+                "fpr_at_95_tpr": fpr_at_tpr(scores, positive),
+                "targets": dev_targets,
+            }
+    logits, _ = data["test"]
+    inside = np.array([y != "oos" for y in truth["test"]])
+    head = np.array(labels)[logits.argmax(axis=1)]
+    results["closed_set_accuracy"] = float((head == np.array(truth["test"]))[inside].mean())
+    return results
+
+
+def print_results(configs: dict[str, dict[str, Any]], n: dict[str, int]) -> None:
+    print(
+        f"\nCLINC150, MiniLM-L6. test: official val ({n['test_in']} in-scope) + oos_val "
+        f"({n['test_oos']} out-of-scope); thresholds calibrated on our validation "
+        f"({n['validation']} in-scope) to keep the target share of in-scope queries"
+    )
+    for name, r in configs.items():
+        t = r["timing"]
+        print(
+            f"\n[{name}] train {r['n_train']} rows; {t['epochs_run']} epochs run, epoch "
+            f"{t['best_epoch']} kept; closed-set in-scope accuracy {r['closed_set_accuracy']:.4f}; "
+            f"fine-tune {t['wall_seconds'] / 60:.1f} min wall, {t['cpu_seconds'] / 60:.1f} CPU-min"
+            f"{' (cached)' if t['cached'] else ''}"
+        )
+        print(
+            f"{'method':<12}{'AUROC':>7}{'FPR95':>7}{'target':>8}{'thresh':>10}{'val kept':>9}"
+            f"{'kept':>7}{'in-acc':>8}{'oos rec':>8}{'oos prec':>9}"
+        )
+        for method, per_target in r["methods"].items():
+            for i, (target, m) in enumerate(per_target.items()):
+                lead = (
+                    f"{method:<12}{m['oos_auroc']:>7.4f}{m['oos_fpr_at_95_tpr']:>7.3f}"
+                    if i == 0
+                    else " " * 26
+                )
+                print(
+                    f"{lead}{target:>8.2f}{m['threshold']:>10.4f}{m['validation_kept']:>9.3f}"
+                    f"{m['in_scope_kept']:>7.3f}{m['in_scope_accuracy']:>8.4f}"
+                    f"{m['oos_recall']:>8.3f}{m['oos_precision']:>9.3f}"
+                )
+        if r.get("dev"):
+            print(
+                "dev (where the method and the default target were chosen): our validation's "
+                "in-scope queries vs oos_train, unseen in this training; per target: validation "
+                "in-scope accuracy / oos_train recall"
+            )
+            for method, m in r["dev"].items():
+                per = "  ".join(
+                    f"{t:.2f}: {x['in_scope_accuracy']:.3f}/{x['oos_recall']:.2f}"
+                    for t, x in m["targets"].items()
+                )
+                print(
+                    f"  {method:<12}AUROC {m['auroc']:.4f}  FPR95 {m['fpr_at_95_tpr']:.3f}  {per}"
+                )
+
+
+def print_summary(configs: dict[str, dict[str, Any]], target: float) -> None:
+    """The issue's comparison on one line each: max-softmax vs the shipped method, with and
+    without oos_train, at the shipped target."""
+    from ml.config import DEFAULT_OOS_METHOD
+
+    print(f"\nSummary at the shipped target {target} (test split):")
+    print(
+        f"{'configuration':<20}{'method':<13}{'AUROC':>7}{'FPR95':>7}{'in-acc':>8}"
+        f"{'oos rec':>8}{'oos prec':>9}"
+    )
+    for name, r in configs.items():
+        for method in dict.fromkeys(("msp", DEFAULT_OOS_METHOD)):
+            m = r["methods"][method][target]
+            print(
+                f"{name:<20}{method:<13}{m['oos_auroc']:>7.4f}{m['oos_fpr_at_95_tpr']:>7.3f}"
+                f"{m['in_scope_accuracy']:>8.4f}{m['oos_recall']:>8.3f}{m['oos_precision']:>9.3f}"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="10 intents, 1 epoch: a smoke run")
+    parser.add_argument("--epochs", type=int, help="train this many epochs (default: shipped)")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "intentflow-bench-oos",
+        help="fine-tuned models and their outputs, reused by a later run with the same settings",
+    )
+    args = parser.parse_args()
+    if not CLINC.is_file():
+        print(f"skipped: {CLINC} not found (the public datasets live in ../shared/datasets)")
+        return
+    from ml.tasks.intent.train import TrainConfig
+
+    print(f"load average at start: {os.getloadavg()}")
+    parts = splits(args.quick)
+    config = TrainConfig()
+    if args.quick or args.epochs:
+        config = TrainConfig(epochs=1 if args.quick else args.epochs)
+    configs: dict[str, dict[str, Any]] = {}
+    for name, with_oos in (("without oos_train", False), ("with oos_train", True)):
+        train = parts["train"] + (parts["oos_train"] if with_oos else [])
+        these = {**parts, "train": train}
+        model, timing = trained_model(args.cache, "with" if with_oos else "without", these, config)
+        result = evaluate_config(model, these, args.cache, dev=not with_oos)
+        configs[name] = {**result, "timing": timing, "n_train": len(train)}
+    n = {
+        "test_in": sum(y != "oos" for _, y in parts["test"]),
+        "test_oos": sum(y == "oos" for _, y in parts["test"]),
+        "validation": len(parts["validation"]),
+    }
+    print_results(configs, n)
+    if config.oos_target in TARGETS:
+        print_summary(configs, config.oos_target)
+    settings = {k: v for k, v in asdict(config).items() if k not in ("base_model", "num_threads")}
+    print(f"\ntraining settings: {json.dumps(settings)}")
+    print(f"load average at end: {os.getloadavg()}; cache: {args.cache}")
+
+
+if __name__ == "__main__":
+    main()
