@@ -561,10 +561,7 @@ def write_quarantine(table: pa.Table, root: Location, day: date) -> Location:
     if not storage.is_remote(folder):
         storage.private_folder(Path(root))
         storage.private_folder(Path(folder))  # before the file exists: never readable by others
-    path = storage.write_parquet(table, quarantine_path(root, day))
-    if not storage.is_remote(path):
-        Path(path).chmod(0o600)
-    return path
+    return storage.write_parquet(table, quarantine_path(root, day), private=True)
 
 
 def purge_quarantine(root: Location, today: date, retention_days: int) -> list[date]:

@@ -91,9 +91,12 @@ def read_bytes(loc: Location) -> bytes:
     return fs.cat_file(path)
 
 
-def write_parquet(table: Any, loc: Location) -> Location:
+def write_parquet(table: Any, loc: Location, *, private: bool = False) -> Location:
     """Write `table` (pyarrow) as one Parquet file at `loc`, replacing it atomically: a temp
-    file renamed in place locally; on object storage one PUT is atomic in itself."""
+    file renamed in place locally; on object storage one PUT is atomic in itself.
+
+    `private`: customer records; locally the file is 0600 before it gets its name, so it is
+    never readable by others (on object storage the bucket's policy decides)."""
     import uuid
 
     import pyarrow as pa
@@ -109,6 +112,8 @@ def write_parquet(table: Any, loc: Location) -> Location:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
     pq.write_table(table, tmp)
+    if private:
+        tmp.chmod(0o600)
     os.replace(tmp, path)
     return path
 

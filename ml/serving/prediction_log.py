@@ -95,10 +95,9 @@ class PredictionTable:
                 storage.private_folder(Path(self.root))  # redacted, still customers' messages
                 storage.private_folder(Path(folder))
             name = f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
-            path = storage.write_parquet(table.take(rows), storage.join(folder, name))
-            if not storage.is_remote(path):
-                Path(path).chmod(0o600)
-            written.append(path)
+            written.append(
+                storage.write_parquet(table.take(rows), storage.join(folder, name), private=True)
+            )
         return written
 
     def files(self) -> list[Location]:
@@ -114,9 +113,7 @@ class PredictionTable:
     def replace(self, path: Location, table: pa.Table) -> None:
         """Rewrite one part file with `table` (atomically), or delete it when `table` is empty."""
         if table.num_rows:
-            storage.write_parquet(table, path)
-            if not storage.is_remote(path):
-                Path(path).chmod(0o600)
+            storage.write_parquet(table, path, private=True)
         elif storage.is_remote(path):
             fs, key = storage.filesystem(str(path))
             fs.rm(key)
