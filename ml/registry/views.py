@@ -51,3 +51,37 @@ def task_view(task: str, primary: str | None) -> MetricView:
         CLASS_METRIC.get(task, "f1"),
         LISTS_CLASSES.get(task, True),
     )
+
+
+# What kind of number each metric is, so every view prints it the same way: counts as whole
+# numbers, latencies in milliseconds, throughputs per second, shares of examples (accuracy, F1,
+# recall, ...) as percentages, the rest (MRR, AUROC, temperature) as plain scores.
+COUNT, MS, PER_S, RATE, SCORE = "count", "ms", "per_s", "rate", "score"
+_COUNTS = frozenset(
+    {"n", "support", "entities", "bank_size", "gold_missing", "intent_missing", "intent_n"}
+)
+_RATE_WORDS = ("accuracy", "f1", "precision", "recall", "_kept", "ece", "fpr")
+# Lower is better for these (latency, calibration error, false positives, records refused).
+_LOWER_WORDS = ("latency", "ece", "fpr", "quarantined", "missing", "loss", "nll")
+
+
+def metric_kind(name: str) -> str:
+    """COUNT, MS, PER_S, RATE or SCORE for a metric name any task records."""
+    if name in _COUNTS or name.endswith("_n") or name.startswith("records_"):
+        return COUNT
+    if "_ms" in name:
+        return MS
+    if "per_s" in name:
+        return PER_S
+    if any(word in name for word in _RATE_WORDS) and "auroc" not in name:
+        return RATE
+    return SCORE
+
+
+def higher_is_better(name: str) -> bool | None:
+    """Whether a rise of `name` is an improvement; None where neither is (counts, settings)."""
+    if metric_kind(name) == COUNT and not name.startswith("records_quarantined"):
+        return None
+    if name in ("temperature",):
+        return None
+    return not any(word in name for word in _LOWER_WORDS)

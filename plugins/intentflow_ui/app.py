@@ -35,16 +35,18 @@ from fastapi.responses import (
     Response,
 )
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from intentflow_ui.chart import metric_chart
-from intentflow_ui.data import Page, build_page, confusion_png, validation_report
+from intentflow_ui import fmt
+from intentflow_ui.compare import HEATMAP_SIZES, compare
+from intentflow_ui.data import Page, build_page, confusion_png, model_card, validation_report
 from ml.config import ConfigError, settings
 from ml.registry.errors import RegistryError
 from ml.registry.names import NAME_RE  # model names: one safe path segment
 from ml.registry.promotion import promote_manually, rollback
 from ml.registry.store import CHAMPION, Registry
-from ml.retrain.specs import retrain_dag_id
+from ml.retrain.specs import metric_view, retrain_dag_id
 
 # Whose permissions guard ingest health and the validation reports (dags/transcripts_ingest.py).
 INGEST_DAG = "transcripts_ingest"
@@ -54,7 +56,14 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "SAMEORIGIN",  # the Airflow UI frames the page; no one else
     "Referrer-Policy": "same-origin",
+    # The pages: scripts and styles from this app's own static files only (no inline script
+    # or style, nothing from another origin: the UI works offline), forms post here only.
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'self'; "
+    "base-uri 'none'",
 }
+STATIC = Path(__file__).parent / "static"
+STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".md": "text/plain"}
 REPORT_HEADERS = {
     "Content-Security-Policy": "sandbox; default-src 'none'; style-src 'unsafe-inline'; "
     "img-src data:; frame-ancestors 'self'",
@@ -67,6 +76,9 @@ templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(default=True, default_for_string=True),
 )
+templates.globals.update(value=fmt.value, delta=fmt.delta, champion=CHAMPION)
+# Model cards: CommonMark with raw HTML off (a card is text a training run wrote), tables on.
+markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 app = FastAPI(title="Intentflow registry", docs_url=None, redoc_url=None, openapi_url=None)
 User = Annotated[BaseUser, Depends(get_user)]
@@ -164,7 +176,6 @@ def render_page(
     root: str,
     promote_dag: str | None = None,
 ) -> str:
-    points = [(r.info.version, r.test.get(data.metric)) for r in data.versions]
     return templates.get_template("page.html").render(
         p=data,
         user=user,
@@ -172,11 +183,9 @@ def render_page(
         promote_dag=promote_dag,
         ingest_dag=INGEST_DAG,
         csrf=csrf,
-        # metric_chart escapes every value it places in the SVG (intentflow_ui/chart.py).
-        chart=Markup(metric_chart(points, data.metric)) if data.versions else "",  # noqa: S704
         root=root,
         done=done,
-        champion=CHAMPION,
+        heatmap_sizes=HEATMAP_SIZES,
     )
 
 
@@ -188,6 +197,7 @@ def page(
     version: Annotated[int | None, Query(gt=0, lt=10**9)] = None,
     metric: Annotated[str | None, Query(max_length=100)] = None,
     done: Annotated[str | None, Query(max_length=300)] = None,
+    k: Annotated[int, Query(ge=0, le=1000)] = 15,
 ) -> HTMLResponse:
     if model is not None and not NAME_RE.match(model):
         raise HTTPException(400, "invalid model name")
@@ -211,6 +221,7 @@ def page(
             metric,
             readable=may_read,
             show_health=can_read(user, INGEST_DAG),
+            heatmap_k=k,
         )
     html = render_page(
         data,
@@ -222,6 +233,74 @@ def page(
         model_dag(data.model) if data.model else None,
     )
     return HTMLResponse(html)
+
+
+@app.get("/compare", response_class=HTMLResponse)
+def compare_page(
+    user: User,
+    request: Request,
+    model: Annotated[str, Query(max_length=200)],
+    a: Annotated[int, Query(gt=0, lt=10**9)],
+    b: Annotated[int, Query(gt=0, lt=10**9)],
+    k: Annotated[int, Query(ge=0, le=1000)] = 15,
+) -> HTMLResponse:
+    """Version a (the baseline) and version b of one model side by side."""
+    _require_read(user, _name(model, "model name"))
+    try:
+        with _registry() as registry:
+            first, second = registry.get(model, version=a), registry.get(model, version=b)
+            versions = [v.version for v in registry.list_versions(model)]
+    except RegistryError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    view = metric_view(model, second.task_type, settings())
+    html = templates.get_template("compare.html").render(
+        c=compare(first, second, view, k),
+        model=model,
+        versions=versions,
+        user=user.get_name(),
+        root=request.scope.get("root_path", ""),
+        heatmap_sizes=HEATMAP_SIZES,
+    )
+    return HTMLResponse(html)
+
+
+@app.get("/card/{version}", response_class=HTMLResponse)
+def card(
+    user: User, request: Request, version: int, model: Annotated[str, Query(max_length=200)]
+) -> HTMLResponse:
+    """The version's model card (its artifact's README.md) rendered; raw HTML in it is shown
+    as text, never interpreted."""
+    _require_read(user, _name(model, "model name"))
+    try:
+        with _registry() as registry:
+            info = registry.get(model, version=version)
+    except RegistryError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    path = model_card(info)  # from the registry's artifact URI, never from the request
+    if path is None:
+        raise HTTPException(404, f"{model}:{version} has no model card on this machine")
+    body = markdown.render(path.read_text(encoding="utf-8", errors="replace"))
+    html = templates.get_template("card.html").render(
+        info=info,
+        card=Markup(body),  # noqa: S704 (markdown-it escapes text; raw HTML is off)
+        user=user.get_name(),
+        root=request.scope.get("root_path", ""),
+    )
+    return HTMLResponse(html)
+
+
+@app.get("/static/{path:path}")
+def static(user: User, path: str) -> FileResponse:
+    """The page's own stylesheet and scripts (Chart.js vendored: static/vendor/README.md)."""
+    found = STATIC / path
+    try:
+        real = found.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise HTTPException(404, "no such file") from exc
+    kind = STATIC_TYPES.get(real.suffix)
+    if not real.is_relative_to(STATIC.resolve()) or not real.is_file() or kind is None:
+        raise HTTPException(404, "no such file")
+    return FileResponse(real, media_type=kind, headers={"Cache-Control": "private, max-age=300"})
 
 
 @app.get("/api/models")

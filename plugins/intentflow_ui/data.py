@@ -9,10 +9,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from intentflow_ui.compare import Confusion, Heatmap, heatmap, read_confusion
 from ml import lake, storage
+from ml.artifact.files import MODEL_CARD_FILE
 from ml.config import Settings
 from ml.registry.metrics import PER_CLASS
 from ml.registry.store import CHAMPION, Registry, VersionInfo
+from ml.registry.views import MetricView, metric_kind
 from ml.retrain.specs import metric_view
 
 # Columns and chart choices: the model's headline metrics (ml.registry.views) first, then these
@@ -29,8 +32,11 @@ OOS_METRICS = (
     ("in_scope_accuracy", "in-scope accuracy at the threshold"),
     ("in_scope_kept", "in-scope kept at the threshold"),
 )
-# Metrics that count examples: shown as whole numbers.
-COUNT_METRICS = frozenset({"n", "oos_n"})
+# The versions table shows the headline metrics (ml.registry.views), then these when present;
+# every other metric is in the compare view and the trend chart.
+TABLE_EXTRAS = ("n", "latency_ms_p95")
+# The retrain DAG's tasks (dags/model_retrain.py): each run links to their logs.
+RETRAIN_TASKS = ("snapshot", "fine_tune", "evaluate", "register", "promote")
 CONFUSION_PNG = Path("challenger") / "test" / "confusion_matrix.png"
 REPORT_HTML = "validation.html"  # what ml.ingest.validation writes in reports/dt=DAY/
 
@@ -52,6 +58,7 @@ class ClassRow:
     value: float | None  # the task's per-class metric (Page.class_metric)
     champion_value: float | None
     support: int | None
+    figures: dict[str, float] = field(default_factory=dict)  # every per-class figure stored
 
     @property
     def delta(self) -> float | None:
@@ -103,7 +110,14 @@ class Page:
     # The selected version's out-of-scope figures per split, then the champion's on test.
     oos: list[OosRow] = field(default_factory=list)
     oos_columns: tuple[tuple[str, str], ...] = OOS_METRICS
-    count_metrics: frozenset[str] = COUNT_METRICS
+    table_metrics: list[str] = field(default_factory=list)  # the versions table's columns
+    view: MetricView | None = None
+    trend: dict[str, Any] = field(default_factory=dict)  # the chart's data (JSON)
+    confusion: Confusion | None = None  # the selected version's, from its report
+    heatmap: Heatmap | None = None
+    heatmap_k: int = 15
+    has_card: bool = False  # the selected version's artifact has a model card here
+    tasks: tuple[str, ...] = RETRAIN_TASKS
     audit: list[dict] = field(default_factory=list)
     health: list[DayHealth] = field(default_factory=list)
     health_shown: bool = True  # False: the viewer may not read the ingest DAG
@@ -132,6 +146,48 @@ def version_row(info: VersionInfo) -> VersionRow:
     )
 
 
+def model_card(info: VersionInfo) -> Path | None:
+    """The version's model card (README.md in its artifact), if the artifact is a local
+    folder and the card a regular file inside it (no link out of it)."""
+    if storage.is_remote(info.artifact_uri):
+        return None
+    folder = Path(info.artifact_uri)
+    return _file_inside(folder / MODEL_CARD_FILE, folder.parent / folder.name)
+
+
+def champion_changes(audit: list[dict]) -> list[dict[str, Any]]:
+    """Every move of the champion alias, oldest first: when, to which version, how, by whom."""
+    return [
+        {
+            "at": e["at"].isoformat(),
+            "version": e["version"],
+            "action": e["action"],
+            "actor": e["actor"],
+        }
+        for e in audit
+        if e.get("alias") == CHAMPION
+        and e.get("version") is not None
+        and e["action"] in ("promote", "rollback", "set_alias")
+    ]
+
+
+def trend_data(versions: list[VersionRow], metrics: list[str], audit: list[dict]) -> dict:
+    """What the trend chart draws: each metric's test value per version with its date, the
+    kind of number it is (for formatting) and the champion's moves."""
+    return {
+        "metrics": [{"name": m, "kind": metric_kind(m)} for m in metrics],
+        "versions": [
+            {
+                "version": r.info.version,
+                "at": r.info.created_at.isoformat(),
+                "values": {m: r.test.get(m) for m in metrics},
+            }
+            for r in versions
+        ],
+        "champion": champion_changes(audit),
+    }
+
+
 def confusion_png(info: VersionInfo) -> Path | None:
     """The version's confusion-matrix PNG from its evaluation reports, if it exists."""
     reports = info.lineage.get("evaluation_reports")
@@ -152,6 +208,7 @@ def class_rows(
             value=ours.get(label, {}).get(metric),
             champion_value=theirs.get(label, {}).get(metric) if theirs else None,
             support=ours.get(label, {}).get("support", theirs.get(label, {}).get("support")),
+            figures=dict(ours.get(label, {})),
         )
         for label in sorted(set(ours) | set(theirs))
     ]
@@ -265,6 +322,7 @@ def build_page(
     *,
     readable: Callable[[str], bool] = lambda model: True,
     show_health: bool = True,
+    heatmap_k: int = 15,
 ) -> Page:
     """The page for `model` (None: the configured intent model, else the first), among the
     models `readable` allows; the ingest health table only when `show_health`."""
@@ -308,13 +366,22 @@ def build_page(
         else (primary if primary in available else next(iter(page.metrics_available), primary))
     )
     page.class_metric = view.class_metric
+    page.view = view
+    page.table_metrics = [m for m in view.metrics if m in available][:5]
+    page.table_metrics += [m for m in TABLE_EXTRAS if m in available]
     sel = page.selected.info
     if not page.selected.test:
         page.notes.append(f"Version {sel.version} has no test metrics.")
     page.classes = class_rows(sel, page.champion.info if page.champion else None, page.class_metric)
     page.oos = oos_rows(sel, page.champion.info if page.champion else None)
     page.has_confusion = confusion_png(sel) is not None
-    if not page.has_confusion:
-        page.notes.append(f"Version {sel.version} has no confusion-matrix picture.")
-    page.audit = list(reversed(registry.audit(page.model)))[:15]
+    page.confusion = read_confusion(sel) if sel.task_type == "intent" else None
+    page.heatmap_k = heatmap_k
+    page.heatmap = heatmap(page.confusion, heatmap_k) if page.confusion else None
+    if sel.task_type == "intent" and page.confusion is None:
+        page.notes.append(f"Version {sel.version} has no confusion matrix (evaluation report).")
+    page.has_card = model_card(sel) is not None
+    trail = registry.audit(page.model)
+    page.trend = trend_data(page.versions, page.metrics_available, trail)
+    page.audit = list(reversed(trail))[:25]
     return page
