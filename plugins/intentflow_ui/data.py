@@ -17,6 +17,7 @@ from ml.registry.metrics import PER_CLASS
 from ml.registry.store import CHAMPION, Registry, VersionInfo
 from ml.registry.views import MetricView, metric_kind
 from ml.retrain.specs import metric_view
+from ml.tasks.examples import EXAMPLES_FILE
 
 # Columns and chart choices: the model's headline metrics (ml.registry.views) first, then these
 # further intent figures when present, then the rest alphabetically.
@@ -38,6 +39,7 @@ TABLE_EXTRAS = ("n", "latency_ms_p95")
 # The retrain DAG's tasks (dags/model_retrain.py): each run links to their logs.
 RETRAIN_TASKS = ("snapshot", "fine_tune", "evaluate", "register", "promote")
 CONFUSION_PNG = Path("challenger") / "test" / "confusion_matrix.png"
+EXAMPLES_JSON = Path("challenger") / "test" / EXAMPLES_FILE
 REPORT_HTML = "validation.html"  # what ml.ingest.validation writes in reports/dt=DAY/
 
 
@@ -117,6 +119,8 @@ class Page:
     heatmap: Heatmap | None = None
     heatmap_k: int = 15
     has_card: bool = False  # the selected version's artifact has a model card here
+    # The selected version's scored test examples (entities, answers), redacted at evaluation.
+    examples: list[dict[str, Any]] = field(default_factory=list)
     tasks: tuple[str, ...] = RETRAIN_TASKS
     audit: list[dict] = field(default_factory=list)
     health: list[DayHealth] = field(default_factory=list)
@@ -153,6 +157,19 @@ def model_card(info: VersionInfo) -> Path | None:
         return None
     folder = Path(info.artifact_uri)
     return _file_inside(folder / MODEL_CARD_FILE, folder.parent / folder.name)
+
+
+def read_examples(info: VersionInfo) -> list[dict[str, Any]]:
+    """The scored test examples its evaluation kept (ml.tasks.examples: redacted texts only),
+    [] when it kept none (intent, or a version evaluated before examples were kept)."""
+    reports = info.lineage.get("evaluation_reports")
+    if not isinstance(reports, str) or not reports or storage.is_remote(reports):
+        return []
+    try:
+        found = json.loads((Path(reports) / EXAMPLES_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [e for e in found if isinstance(e, dict)] if isinstance(found, list) else []
 
 
 def champion_changes(audit: list[dict]) -> list[dict[str, Any]]:
@@ -381,6 +398,7 @@ def build_page(
     if sel.task_type == "intent" and page.confusion is None:
         page.notes.append(f"Version {sel.version} has no confusion matrix (evaluation report).")
     page.has_card = model_card(sel) is not None
+    page.examples = read_examples(sel) if sel.task_type in ("entities", "answers") else []
     trail = registry.audit(page.model)
     page.trend = trend_data(page.versions, page.metrics_available, trail)
     page.audit = list(reversed(trail))[:25]

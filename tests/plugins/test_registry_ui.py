@@ -7,11 +7,11 @@ confusion-matrix file), from a real registry without a server.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from fastapi.testclient import TestClient
     from ui_server import UiServer
 
-pytest_plugins = ("ui_server",)
+pytest_plugins = ("ui_server", "page_fixtures")
 MODEL = "intent"  # retrained twice in tests/pipeline_state.py; FILE_MODEL from a file there
 
 
@@ -90,9 +90,10 @@ def test_anonymous_post_is_refused_and_changes_nothing(ui_server: UiServer) -> N
 
 
 def _row(html: str, row_id: str) -> str:
-    """The table row `<tr id="row_id">` of a page (fails when it is not there)."""
-    assert f'<tr id="{row_id}">' in html, row_id
-    return html.split(f'<tr id="{row_id}">', 1)[1].split("</tr>", 1)[0]
+    """The table row `<tr id="row_id" ...>` of a page (fails when it is not there)."""
+    found = re.search(rf'<tr id="{re.escape(row_id)}"[^>]*>(.*?)</tr>', html, re.S)
+    assert found, row_id
+    return found.group(1)
 
 
 def test_every_page_on_the_pipelines_own_state(ui_server: UiServer) -> None:
@@ -107,26 +108,33 @@ def test_every_page_on_the_pipelines_own_state(ui_server: UiServer) -> None:
         versions = {(v.model, v.version): v for v in registry.list_versions()}
     status, _, body = call(ui_server, "/intentflow/", token=token)
     html = body.decode()
-    assert status == 200 and '<svg id="metric-chart"' in html
+    assert status == 200 and '<canvas id="trend-chart"' in html and 'id="trend-data"' in html
     assert "Promote v2" in html and 'name="csrf_token"' in html
     for version, window in state.windows.items():
         row = _row(html, f"v{version}")
         alias = "champion" if version == 1 else "challenger"
         assert f'<span class="alias {alias}">{alias}</span>' in row
-        run = state.runs[version]
-        assert f'href="/dags/intent_retrain/runs/{urllib.parse.quote(run)}"' in row
         macro_f1 = versions[(MODEL, version)].metrics["test"]["macro_f1"]
-        assert f"<td>{macro_f1:.4f}</td>" in row
-        links = [f'<a href="/intentflow/validation/{day}">{day}</a>' for day in window]
-        assert ", ".join(links) in row
+        assert f'<td class="num">{100 * macro_f1:.1f}%</td>' in row  # a rate, as a percentage
+        assert f"{window[0]} → {window[-1]}" in row
+        # The version's own page: its run, each task's logs and its days' Data Docs, a click away.
+        _, _, body = call(ui_server, f"/intentflow/?version={version}", token=token)
+        links = body.decode().split('<ul class="links" id="links">')[1].split("</ul>")[0]
+        run = f"/dags/intent_retrain/runs/{urllib.parse.quote(state.runs[version])}"
+        assert f'href="{run}"' in links
+        for task in ("snapshot", "fine_tune", "evaluate", "register", "promote"):
+            assert f'href="{run}/tasks/{task}"' in links
+        days = [f'<a href="/intentflow/validation/{day}">{day}</a>' for day in window]
+        assert "Data Docs: " + ", ".join(days) in links
+        assert f'href="/intentflow/card/{version}?model=intent"' in links
     with pipeline_env(state.home):
         lake_root = settings().lake
     for day in state.published:
         manifest = lake.read_manifest(lake_root, day)
         row = _row(html, f"day-{day}")
-        assert f"<td>{day}</td><td>{manifest['rows_read']}</td>" in row
+        assert f'<td>{day}</td><td class="num">{manifest["rows_read"]:,}</td>' in row
         share = manifest["rows_quarantined"] / manifest["rows_read"]
-        assert f"<td>{100 * share:.1f}%</td>" in row
+        assert f'<td class="num">{100 * share:.1f}%</td>' in row
         rules = ", ".join(f"{k}={v}" for k, v in sorted(manifest["quarantine_rules"].items()))
         assert f"<td>{rules}</td>" in row
         assert "<td>none</td>" in row  # no failed expectation on a published day
@@ -140,7 +148,7 @@ def test_every_page_on_the_pipelines_own_state(ui_server: UiServer) -> None:
     status, _, body = call(ui_server, f"/intentflow/?model={FILE_MODEL}", token=token)
     faq = body.decode()
     assert status == 200
-    assert f'<span class="file">{state.labeled_file}</span>' in _row(faq, "v1")
+    assert f'<span class="file mono">{state.labeled_file}</span>' in _row(faq, "v1")
     for page in (html, faq):
         assert "/validation/None" not in page and "none recorded" not in page
 
@@ -150,7 +158,7 @@ def test_every_page_on_the_pipelines_own_state(ui_server: UiServer) -> None:
         assert status == 200 and f"Transcripts {day}: {verdict}" in body.decode()
     for version in state.windows:
         status, headers, body = call(ui_server, f"/intentflow/?version={version}", token=token)
-        assert status == 200 and f"Confusion matrix of v{version}" in body.decode()
+        assert status == 200 and f"Confusions of v{version}" in body.decode()
         status, headers, body = call(
             ui_server, f"/intentflow/confusion/{version}.png?model={MODEL}", token=token
         )
@@ -269,7 +277,7 @@ def test_a_model_is_shown_only_to_users_who_may_read_its_dag(ui_server: UiServer
     assert {v["model"] for v in data["versions"]} == {"entities"}
     status, _, body = call(ui_server, "/intentflow/", token=token)
     html = body.decode()
-    assert status == 200 and "<h2>Versions of entities</h2>" in html
+    assert status == 200 and '<h2 id="versions-h">Versions of entities</h2>' in html
     assert "?model=intent" not in html and f"?model={FILE_MODEL}" not in html
     assert 'id="day-' not in html and "need read access to transcripts_ingest" in html
     day = ui_server.state.published[0]
@@ -344,13 +352,6 @@ def _register(
         )
 
 
-@pytest.fixture
-def plugins_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    from conftest import REPO
-
-    monkeypatch.syspath_prepend(str(REPO / "plugins"))
-
-
 def test_empty_registry_renders_and_says_so(intentflow_home: Path, plugins_path: None) -> None:
     html = _render(intentflow_home)
     assert "The registry holds no models yet" in html
@@ -367,7 +368,8 @@ def test_one_version_without_metrics_or_reports(intentflow_home: Path, plugins_p
     assert "Version 1 has no test metrics." in html
     assert "No version is champion." in html
     assert "No version has test macro_f1: no chart." in html
-    assert "No confusion-matrix picture for v1" in html
+    assert "Version 1 has no confusion matrix (evaluation report)." in html
+    assert "No confusion matrix for v1" in html
     assert "v1 has no per-class metrics." in html
 
 
@@ -429,19 +431,23 @@ def test_out_of_scope_figures_are_shown_readably(intentflow_home: Path, plugins_
     with Registry(url) as registry:
         registry.set_alias(MODEL, "champion", 2, actor="t", reason="t")
     html = _render(intentflow_home)
-    section = html.split('<section id="out-of-scope">')[1].split("</section>")[0]
-    assert "<h2>Out of scope: v3 vs champion v2</h2>" in section
+    section = html.split('<section id="out-of-scope"')[1].split("</section>")[0]
+    assert '<h2 id="oos-h">Out of scope: v3 vs champion v2</h2>' in section
     for title in ("OOS recall at the threshold", "OOS AUROC", "in-scope accuracy at the threshold"):
-        assert f"<th>{title}</th>" in section
+        assert f'<th scope="col" class="num wrap">{title}</th>' in section
     rows = section.split('<tr class="oos">')[1:]
     assert [r.split("</td>")[0] for r in rows] == ["<td>v3", "<td>v3", "<td>v2 (champion)"]
-    assert "<td>test</td>" in rows[0] and "<td>0.812</td>" in rows[0] and "<td>40</td>" in rows[0]
+    # Rates as percentages, the count as a count, AUROC as a score.
+    assert "<td>test</td>" in rows[0] and '<td class="num">81.2%</td>' in rows[0]
+    assert '<td class="num">40</td>' in rows[0] and '<td class="num">0.951</td>' in rows[0]
     # A golden set without out-of-scope examples: recall and AUROC are not measured there.
-    assert "<td>golden:regression</td>" in rows[1] and "<td>0</td>" in rows[1]
+    assert "<td>golden:regression</td>" in rows[1] and '<td class="num">0</td>' in rows[1]
     assert rows[1].count("n/a") == 5
-    assert "<td>0.750</td>" in rows[2]
-    # The versions table shows the new metrics as columns too, the count as a count.
-    assert "<th>test oos_recall</th>" in html and "<td>40</td>" in html.split("</table>")[0]
+    assert '<td class="num">75.0%</td>' in rows[2]
+    # The versions table shows the headline out-of-scope metric as a column too.
+    versions = html.split('<section id="versions"')[1].split("</table>")[0]
+    assert '<th scope="col" class="num">oos_recall</th>' in versions
+    assert '<td class="num">81.2%</td>' in versions
     old = _render(intentflow_home, version=1)
     assert "v1 has no out-of-scope figures" in old
 
@@ -470,16 +476,24 @@ def test_each_task_shows_its_own_metrics(
 ) -> None:
     """The page leads with the task's primary metric (first column, the chart's default) and
     shows its per-class metric, from the version's own registered figures."""
+    from intentflow_ui.fmt import value
+
     test = task_versions[model]
     html = _render(intentflow_home, model=model)
-    assert f"<th>aliases</th><th>test {primary}</th>" in html
-    assert f"<td>{test[primary]:.4f}</td>" in html
+    assert f'<th scope="col">aliases</th><th scope="col" class="num">{primary}</th>' in html
+    assert f'<td class="num">{value(primary, test[primary])}</td>' in html
     assert f'<option value="{primary}" selected>' in html
     assert "no chart" not in html
-    assert f"<h2>Per-class {per_class} of v" in html
+    heading = {"entities": "Per entity type", "answers": "Per intent", "intent": "Per class"}
+    assert f'<h2 id="classes-h">{heading[model]}: v' in html
+    assert f'<th scope="col" class="num">{per_class}</th>' in html.split('id="classes"')[1]
     for label, figures in test["per_class"].items():
         if figures.get(per_class) is not None:
-            assert f"<tr><td>{label}</td>\n<td>{figures[per_class]:.3f}</td>" in html
+            row = html.split(f'<tr class="class-row"><th scope="row">{label}</th>')[1]
+            assert (
+                f'<td class="num">{value(per_class, figures[per_class])}</td>'
+                in row.split("</tr>")[0]
+            )
 
 
 def test_api_models_gives_each_versions_task_type(
@@ -503,33 +517,6 @@ def test_api_models_gives_each_versions_task_type(
 
 
 # --- in process: what the app serves and refuses (no server) ----------------------------
-
-
-class AllowEveryDag:
-    """A stub of Airflow's auth manager interface: only `is_authorized_dag`, the one method
-    the app calls, allowing everything (the server tests above check real permissions)."""
-
-    def is_authorized_dag(self, **_: object) -> bool:
-        return True
-
-
-@pytest.fixture
-def client(plugins_path: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    """The app in process as a signed-in admin: Airflow's `get_user` overridden, its auth
-    manager stubbed (AllowEveryDag)."""
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-    from airflow.api_fastapi.core_api.security import get_user
-    from fastapi.testclient import TestClient
-    from intentflow_ui import app as ui
-
-    ui.app.dependency_overrides[get_user] = lambda: SimpleAuthManagerUser(
-        username="tester", role="admin"
-    )
-    monkeypatch.setattr(ui, "get_auth_manager", AllowEveryDag)
-    try:
-        yield TestClient(ui.app)
-    finally:
-        ui.app.dependency_overrides.pop(get_user)
 
 
 DAY = "2026-11-20"

@@ -75,7 +75,8 @@ def evaluate(
     rank of the best reply the bank holds for that intent (a question whose intent no reply
     serves is a miss, `intent_missing`); per_class by intent (mrr, recall_at_1, support).
     Also n, bank_size, and per-query latency_ms_p50/p95 against the bank and against a bank
-    padded to 10,000 (…_bank10k).
+    padded to 10,000 (…_bank10k). With `report_dir`, examples.json too: a few questions with
+    their top 5 replies, redacted (ml.tasks.examples).
     """
     retriever = Retriever.load(artifact_dir, expected_sha256)
     pairs, refused, _ = read_pairs(
@@ -99,6 +100,12 @@ def evaluate(
         metrics.update({f"latency_{k}{suffix}": v for k, v in latency.items()})
     metrics.update(refused.counts(len(pairs)))
     if report_dir is not None:
+        from ml.tasks.examples import ranking_examples, write_examples
+
         write_json(Path(report_dir) / METRICS_FILE, metrics)
         refused.write_report(Path(report_dir))
+        examples = ranking_examples(
+            rows["text"], rows["answer_id"], scores, retriever.answer_ids, retriever.answers
+        )
+        write_examples(Path(report_dir), examples)
     return metrics

@@ -50,15 +50,18 @@
       ctx.strokeStyle = css("--better");
       ctx.fillStyle = css("--fg-muted");
       ctx.font = "11px " + getComputedStyle(document.body).fontFamily;
+      var stacked = {};  // moves drawn at the same place: their labels one under another
       data.champion.forEach(function (move) {
         var at = byTime ? stamp(move.at) : move.version;
         var px = x.getPixelForValue(at);
         if (px < area.left - 1 || px > area.right + 1) return;
+        var key = Math.round(px / 4);
+        var row = stacked[key] = (stacked[key] || 0) + 1;
         ctx.beginPath();
         ctx.moveTo(px, area.top);
         ctx.lineTo(px, area.bottom);
         ctx.stroke();
-        ctx.fillText("\u2605 v" + move.version + " (" + move.action + ")", px + 4, area.top + 10);
+        ctx.fillText("\u2605 v" + move.version + " (" + move.action + ")", px + 4, area.top + 12 * row - 2);
       });
       ctx.restore();
     }
@@ -77,6 +80,13 @@
     var byTime = axisSelect && axisSelect.value === "time";
     var pts = points(metric, byTime);
     var accent = css("--accent"), grid = css("--border"), fg = css("--fg-muted");
+    // A visible range around the values (a flat line included); rates stay within 0-100%.
+    var ys = pts.map(function (p) { return p.y; });
+    var lo = Math.min.apply(null, ys), hi = Math.max.apply(null, ys);
+    var pad = hi - lo > 1e-9 ? (hi - lo) * 0.15 : Math.max(Math.abs(hi) * 0.1, 0.05);
+    lo -= pad; hi += pad;
+    if (kinds[metric] === "rate") { lo = Math.max(lo, 0); hi = Math.min(hi, 1); }
+    if (kinds[metric] === "count" || kinds[metric] === "ms") lo = Math.max(lo, 0);
     if (chart) chart.destroy();
     canvas.setAttribute("aria-label", "test " + metric + " of each version, over " +
       (byTime ? "time" : "versions") + ": " + pts.map(function (p) {
@@ -119,8 +129,9 @@
           },
           y: {
             grid: { color: grid },
-            ticks: { color: fg, callback: function (v) { return format(metric, v); } },
-            grace: "10%"
+            min: lo,
+            max: hi,
+            ticks: { color: fg, maxTicksLimit: 7, callback: function (v) { return format(metric, v); } }
           }
         },
         plugins: {
