@@ -108,10 +108,10 @@ class Heatmap:
     k: int  # what was asked (0: all)
 
 
-def heatmap(confusion: Confusion, k: int) -> Heatmap:
-    """The confusion matrix restricted to the k classes with most errors, shares by true
-    class, each cell given one of HEAT_STEPS + 1 colour classes."""
-    keep = confusion.worst(k)
+def heatmap(confusion: Confusion, k: int, keep: list[int] | None = None) -> Heatmap:
+    """The confusion matrix restricted to the k classes with most errors (or to the indexes
+    `keep`), shares by true class, each cell given one of HEAT_STEPS + 1 colour classes."""
+    keep = confusion.worst(k) if keep is None else keep
     rows = []
     for i in keep:
         total = sum(confusion.matrix[i]) or 1
@@ -198,8 +198,16 @@ def compare(a: VersionInfo, b: VersionInfo, view: MetricView, k: int = 15) -> Co
     out = Comparison(a, b, metrics, golden, classes, view.class_metric, columns, diff["params"])
     if task == "intent":
         out.confusion_a, out.confusion_b = read_confusion(a), read_confusion(b)
-        out.heatmap_a = heatmap(out.confusion_a, k) if out.confusion_a else None
-        out.heatmap_b = heatmap(out.confusion_b, k) if out.confusion_b else None
+        ca, cb = out.confusion_a, out.confusion_b
+        keep = None
+        if ca and cb and ca.labels == cb.labels:  # the same classes side by side: the worst of both
+            summed = [
+                [x + y for x, y in zip(r, q, strict=True)]
+                for r, q in zip(ca.matrix, cb.matrix, strict=True)
+            ]
+            keep = Confusion(ca.labels, summed).worst(k)
+        out.heatmap_a = heatmap(ca, k, keep) if ca else None
+        out.heatmap_b = heatmap(cb, k, keep) if cb else None
         for info, found in ((a, out.confusion_a), (b, out.confusion_b)):
             if found is None:
                 out.notes.append(f"v{info.version} has no confusion matrix (evaluation report).")

@@ -390,6 +390,8 @@ def build_page(
     if not page.selected.test:
         page.notes.append(f"Version {sel.version} has no test metrics.")
     page.classes = class_rows(sel, page.champion.info if page.champion else None, page.class_metric)
+    # Weakest first (those without the metric last), then by name.
+    page.classes.sort(key=lambda c: (c.value is None, c.value or 0.0, c.label))
     page.oos = oos_rows(sel, page.champion.info if page.champion else None)
     page.has_confusion = confusion_png(sel) is not None
     page.confusion = read_confusion(sel) if sel.task_type == "intent" else None

@@ -87,6 +87,16 @@ def test_compare_two_real_versions(
             )
         heat = html.split(f'<div id="heatmap-v{info.version}">')[1].split("</table>")[0]
         assert heat.count('<th scope="row"') == min(15, len(confusion.labels))
+    # Side by side, both heatmaps show the same classes: the worst of both versions.
+    rows = [
+        re.findall(
+            r'<th scope="row" class="row" title="([^"]+)"',
+            html.split(f'<div id="heatmap-v{v}">')[1].split("</table>")[0],
+        )
+        for v in (1, 2)
+    ]
+    if read_confusion(one).labels == read_confusion(two).labels:
+        assert rows[0] == rows[1]
     # Asking for every class.
     html = client.get("/compare", params={"model": "intent", "a": 1, "b": 2, "k": 0}).text
     total = len(read_confusion(two).labels)
@@ -124,8 +134,11 @@ def test_each_task_type_has_its_own_view(
     classes = html.split('<section id="classes"')[1].split("</section>")[0]
     for column in ("precision", "recall", "f1", "support"):
         assert f'<th scope="col" class="num">{column}</th>' in classes
-    for entity_type in task_versions["entities"]["per_class"]:
-        assert f'<th scope="row">{entity_type}</th>' in classes
+    per_type = task_versions["entities"]["per_class"]
+    shown = re.findall(r'<tr class="class-row"><th scope="row">([^<]+)</th>', classes)
+    assert sorted(shown) == sorted(per_type)
+    f1 = [per_type[t]["f1"] for t in shown]
+    assert f1 == sorted(f1)  # weakest first
     examples = html.split('<section id="examples"')[1].split("</section>")[0]
     assert "Example spans of v1" in examples and '<li class="example">' in examples
     html = client.get("/", params={"model": "answers"}).text
