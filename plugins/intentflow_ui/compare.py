@@ -7,6 +7,7 @@ diff` prints); the confusions come from each version's evaluation report
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,21 +75,26 @@ class Confusion:
         ]
         return sorted(cells, key=lambda c: (-c[2], c[0], c[1]))[:k]
 
-    def worst(self, k: int) -> list[int]:
-        """Indexes of the k classes with the most errors (missed + wrongly predicted); 0: all,
-        in the matrix's own order."""
+    def errors(self) -> dict[str, int]:
+        """Per class: its examples predicted as another class plus others predicted as it."""
         n = len(self.labels)
-        if k <= 0 or k >= n:
-            return list(range(n))
-        errors = [
-            sum(self.matrix[i])
-            - self.matrix[i][i]
+        return {
+            self.labels[i]: sum(self.matrix[i])
             + sum(r[i] for r in self.matrix)
-            - self.matrix[i][i]
+            - 2 * self.matrix[i][i]
             for i in range(n)
-        ]
-        chosen = sorted(range(n), key=lambda i: (-errors[i], self.labels[i]))[:k]
-        return sorted(chosen)
+        }
+
+    def worst(self, k: int, errors: dict[str, int] | None = None) -> list[int]:
+        """Indexes of the k classes with the most errors (by `errors`, default this matrix's
+        own), in the matrix's order; k 0: every class."""
+        n = len(self.labels)
+        if k <= 0 or k >= n and errors is None:
+            return list(range(n))
+        errors = errors if errors is not None else self.errors()
+        names = sorted(errors, key=lambda label: (-errors[label], label))[:k]
+        chosen = set(names)
+        return [i for i, label in enumerate(self.labels) if label in chosen]
 
 
 @dataclass
@@ -199,15 +205,14 @@ def compare(a: VersionInfo, b: VersionInfo, view: MetricView, k: int = 15) -> Co
     if task == "intent":
         out.confusion_a, out.confusion_b = read_confusion(a), read_confusion(b)
         ca, cb = out.confusion_a, out.confusion_b
-        keep = None
-        if ca and cb and ca.labels == cb.labels:  # the same classes side by side: the worst of both
-            summed = [
-                [x + y for x, y in zip(r, q, strict=True)]
-                for r, q in zip(ca.matrix, cb.matrix, strict=True)
-            ]
-            keep = Confusion(ca.labels, summed).worst(k)
-        out.heatmap_a = heatmap(ca, k, keep) if ca else None
-        out.heatmap_b = heatmap(cb, k, keep) if cb else None
+        if ca and cb:  # the same classes side by side: those with most errors in both
+            both = Counter(ca.errors()) + Counter(cb.errors())
+            names = {label: both.get(label, 0) for label in [*ca.labels, *cb.labels]}
+            out.heatmap_a = heatmap(ca, k, ca.worst(k, names))
+            out.heatmap_b = heatmap(cb, k, cb.worst(k, names))
+        else:
+            out.heatmap_a = heatmap(ca, k) if ca else None
+            out.heatmap_b = heatmap(cb, k) if cb else None
         for info, found in ((a, out.confusion_a), (b, out.confusion_b)):
             if found is None:
                 out.notes.append(f"v{info.version} has no confusion matrix (evaluation report).")
