@@ -72,6 +72,9 @@ def champion(server: UiServer) -> int:
         "/intentflow/confusion/2.png?model=intent",
         "/intentflow/validation/2026-11-20",
         f"/intentflow/api/audit/{MODEL}",
+        f"/intentflow/compare?model={MODEL}&a=1&b=2",
+        f"/intentflow/card/1?model={MODEL}",
+        "/intentflow/static/registry.css",
     ],
 )
 def test_every_endpoint_refuses_anonymous(ui_server: UiServer, path: str) -> None:
@@ -286,8 +289,11 @@ def test_a_model_is_shown_only_to_users_who_may_read_its_dag(ui_server: UiServer
         f"/intentflow/api/audit/{MODEL}",
         f"/intentflow/confusion/1.png?model={MODEL}",
         f"/intentflow/validation/{day}",
+        f"/intentflow/compare?model={MODEL}&a=1&b=2",
+        f"/intentflow/card/1?model={MODEL}",
     ):
         assert call(ui_server, path, token=token)[0] == 403, path
+    assert call(ui_server, "/intentflow/compare?model=entities&a=1&b=1", token=token)[0] == 200
     assert call(ui_server, "/intentflow/api/audit/entities", token=token)[0] == 200
 
     token = ui_server.token("intent_ops")
