@@ -2,7 +2,7 @@
 
 Fine-tuned (from MiniLM-L6 by default) on a snapshot's question → answer pairs with in-batch
 negatives: cross-entropy over each batch's query x answer cosine-similarity matrix times a
-scale (1 / temperature), through ml.training.loop. Validation MRR picks the best epoch and
+scale (1 / temperature), through ml.training.loop's Trainer (DDP under torchrun too). Validation MRR picks the best epoch and
 stops early. The artifact holds the encoder, the bank and the bank's embeddings
 (ml.tasks.answers.model loads it).
 
@@ -32,6 +32,7 @@ from ml.artifact.files import (
 from ml.tasks.answers.bank import BANK_FILE, read_bank
 from ml.tasks.answers.metrics import PROMOTION_METRIC, bank_ranking_metrics, ranking_metrics
 from ml.tasks.answers.model import EMBEDDINGS_FILE, TASK, embed, encode
+from ml.training import distributed
 from ml.training.config import BaseTrainConfig
 from ml.training.device import torch_device
 from ml.training.loop import LoopTask, Outcome, train_epochs
@@ -178,13 +179,16 @@ def fine_tune(
     out_dir: Path,
     config: dict[str, Any] | AnswersConfig | None = None,
     checkpoint_dir: Path | None = None,
+    checkpoint_url: str | None = None,
 ) -> dict[str, Any]:
     """Fine-tune the bi-encoder on a snapshot's train pairs and write the artifact to `out_dir`:
     safetensors encoder + tokenizer, the bank (answers.parquet) and its embeddings
     (answer_embeddings.safetensors), task.json, train_config.json, metrics.json, README.md.
 
     Validation MRR (validation questions ranked against the whole bank) picks the best epoch
-    and stops early. With `checkpoint_dir`, checkpoints after every epoch and resumes from one.
+    and stops early. With `checkpoint_dir`, checkpoints after every epoch and resumes from one
+    (mirrored to `checkpoint_url` on object storage). Under torchrun only rank 0 writes the
+    artifact; the other ranks return an empty dict.
     Raises EmptyBankError / ValueError before training on an empty bank or train split,
     FileExistsError when `out_dir` exists and is not empty.
     """
@@ -215,7 +219,9 @@ def fine_tune(
             torch_device().type,
         )
         task = _pairs_loop(tokenizer, val_rows, bank, resolved)
-        outcome = train_epochs(model, train, resolved, task, checkpoint_dir)
+        outcome = train_epochs(model, train, resolved, task, checkpoint_dir, checkpoint_url)
+        if not run.world.main:
+            return {}
         embeddings = encode(
             model, tokenizer, bank["answer"].to_pylist(), resolved.answer_max_length
         )
@@ -339,7 +345,8 @@ def _write_artifact(
             str(staging / EMBEDDINGS_FILE),
             metadata={"rows": str(bank.num_rows), "order": BANK_FILE},
         )
-        write_training_record(staging, config, snapshot, outcome.record(wall_seconds))
+        record = outcome.record(wall_seconds, processes=distributed.current().size)
+        write_training_record(staging, config, snapshot, record)
         card = _model_card(config, snapshot, bank, outcome)
         (staging / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
 

@@ -1,6 +1,7 @@
 """Training an entity tagger: a token-classification head on a snapshot's train split, with
-ml.training.loop's loop (optimizer, schedule, seeds, checkpoints and resume, progress logging,
-early stopping on validation micro-F1) through ml.training.loop.LoopTask, and its own config.
+ml.training.loop's Trainer (optimizer, schedule, seeds, checkpoints and resume, progress
+logging, early stopping on validation micro-F1, DDP under torchrun) through
+ml.training.loop.LoopTask, and its own config.
 
 torch and transformers are imported inside functions: DAG files import the task modules at
 parse time, and the scheduler must not pay for torch on every parse.
@@ -47,9 +48,15 @@ def artifact_summary(out_dir: Path) -> dict[str, Any]:
 
 
 def fine_tune(
-    snapshot_dir: Path, out_dir: Path, config: dict[str, Any], checkpoint_dir: Path | None = None
+    snapshot_dir: Path,
+    out_dir: Path,
+    config: dict[str, Any],
+    checkpoint_dir: Path | None = None,
+    checkpoint_url: str | None = None,
 ) -> dict[str, Any]:
-    """Train a token-classification head on the snapshot's train split (ml.training.loop's loop)."""
+    """Train a token-classification head on the snapshot's train split (ml.training.loop's
+    Trainer; checkpoints as intent's fine_tune). Under torchrun only rank 0 writes the
+    artifact; the other ranks return an empty dict."""
     import torch
     from transformers import (
         AutoModelForTokenClassification,
@@ -105,14 +112,23 @@ def fine_tune(
             validate=lambda m: _score(m, tokenizer, validation, resolved.batch_size * 2),
             metric=PROMOTION_METRIC,
         )
-        outcome = loop.train_epochs(model, train, resolved, task, checkpoint_dir)
+        outcome = loop.train_epochs(
+            model, train, resolved, task, checkpoint_dir, checkpoint_url
+        )
+    if not run.world.main:
+        return {}
     wall_seconds = run.wall_seconds()
     support = Counter(s.type for spans in train_spans for s in spans)
 
     def fill(staging: Path) -> None:
         files.save_model_files(staging, model, tokenizer, TASK)
         files.write_json(staging / LABELS_FILE, tags)
-        files.write_training_record(staging, resolved, run.snapshot, outcome.record(wall_seconds))
+        files.write_training_record(
+            staging,
+            resolved,
+            run.snapshot,
+            outcome.record(wall_seconds, processes=run.world.size),
+        )
         (staging / files.MODEL_CARD_FILE).write_text(
             _model_card(resolved, run.snapshot, support, len(train_texts), outcome),
             encoding="utf-8",

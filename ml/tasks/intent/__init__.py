@@ -49,14 +49,24 @@ def build_dataset(
 
 
 def fine_tune(
-    snapshot_dir: Path, out_dir: Path, config: dict[str, Any], checkpoint_dir: Path | None = None
+    snapshot_dir: Path,
+    out_dir: Path,
+    config: dict[str, Any],
+    checkpoint_dir: Path | None = None,
+    checkpoint_url: str | None = None,
 ) -> dict[str, Any]:
     """ml.tasks.intent.train.fine_tune with a TrainConfig from `config` (DAG params / CLI
     options naming its fields; None and "" mean the default, other keys are ignored)."""
     from ml.tasks.intent.train import TrainConfig
     from ml.tasks.intent.train import fine_tune as train
 
-    return train(Path(snapshot_dir), Path(out_dir), TrainConfig.from_params(config), checkpoint_dir)
+    return train(
+        Path(snapshot_dir),
+        Path(out_dir),
+        TrainConfig.from_params(config),
+        checkpoint_dir,
+        checkpoint_url,
+    )
 
 
 def evaluate(

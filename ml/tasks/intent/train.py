@@ -1,7 +1,7 @@
 """Fine-tune a BERT-class checkpoint into an intent classifier from a dataset snapshot.
 
 Prepared as every task's fine_tune is (ml.training.prepare), tokenize once, then
-ml.training.loop's training loop (length-grouped batches, AdamW with linear
+ml.training.loop's Trainer (length-grouped batches, AdamW with linear
 warmup/decay, validation macro-F1 after every epoch, the best epoch kept, checkpoints, DDP
 under torchrun) with label-smoothed cross-entropy, a temperature fitted on the kept model's
 validation logits (ml.training.calibration), and an intent artifact written through ml.artifact.files.
@@ -111,13 +111,18 @@ class _Split:
 
 
 def fine_tune(
-    snapshot_dir: Path, out_dir: Path, config: TrainConfig, checkpoint_dir: Path | None = None
+    snapshot_dir: Path,
+    out_dir: Path,
+    config: TrainConfig,
+    checkpoint_dir: Path | None = None,
+    checkpoint_url: str | None = None,
 ) -> dict[str, Any]:
     """Fine-tune on `snapshot_dir` and write a safetensors-only model artifact to `out_dir`.
 
-    With `checkpoint_dir`, the model, optimizer and schedule are saved there after every
-    epoch, and a call that finds a checkpoint resumes from it: a retried task (after a kill
-    or a lost worker) continues instead of starting over, and ends with the same model.
+    With `checkpoint_dir`, the model, optimizer, schedule and RNG states are saved there after
+    every epoch (and mirrored to `checkpoint_url` on object storage), and a call that finds a
+    checkpoint resumes from it: a retried task (after a kill or a lost worker) continues
+    instead of starting over, and ends with the same model.
 
     Under torchrun (ml.training.distributed) every process calls this; rank 0 alone writes checkpoints
     and the artifact, and the other ranks return an empty dict.
@@ -155,6 +160,7 @@ def fine_tune(
             resolved,
             _intent_loop(tokenizer, validation, labels, resolved),
             checkpoint_dir,
+            checkpoint_url,
         )
         # One more pass over validation, on the kept epoch's weights: its logits fit T, then
         # calibrate the out-of-scope threshold (the train split's features fit Mahalanobis).
@@ -306,13 +312,6 @@ def _warn_unknown_labels(validation: _Split, labels: list[str]) -> None:
 # --- training loop ---------------------------------------------------------------------------
 
 
-def training_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """Cross-entropy against targets smoothed by `smoothing`, in fp32 whatever autocast did."""
-    import torch.nn.functional as F
-
-    return F.cross_entropy(logits.float(), targets, label_smoothing=smoothing)
-
-
 def _intent_loop(
     tokenizer: PreTrainedTokenizerBase, validation: _Split, labels: list[str], config: TrainConfig
 ) -> LoopTask:
@@ -321,11 +320,9 @@ def _intent_loop(
     return LoopTask(
         collate=DataCollatorWithPadding(tokenizer),
         validate=lambda model: _validate(model, tokenizer, validation, labels, config.batch_size),
+        # The loss is the Trainer's: cross-entropy, smoothed by config.label_smoothing
+        # (TrainingArguments.label_smoothing_factor).
         metric=PROMOTION_METRIC,
-        # Under autocast, like the model's own loss; training_loss computes in fp32 anyway.
-        loss=lambda model, batch: training_loss(
-            model(**batch).logits, batch["labels"], config.label_smoothing
-        ),
     )
 
 
