@@ -149,7 +149,9 @@ class BaseTrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.trainer_args, str):
             try:
-                self.trainer_args = json.loads(self.trainer_args) if self.trainer_args.strip() else None
+                self.trainer_args = (
+                    json.loads(self.trainer_args) if self.trainer_args.strip() else None
+                )
             except json.JSONDecodeError as exc:
                 raise ValueError(f"training setting trainer_args is not JSON: {exc}") from exc
         if self.trainer_args is not None and not isinstance(self.trainer_args, dict):

@@ -332,9 +332,7 @@ def _trainer_class() -> type:
             # Without validation rows there is nothing to choose by: keep the latest epoch.
             score = float(metrics[self.loop.metric]) if metrics["n"] else float(epoch)
             seconds = time.perf_counter() - self._epoch_started
-            record = {
-                f"eval_{k}": v for k, v in headline(metrics).items() if k != "score"
-            } | {
+            record = {f"eval_{k}": v for k, v in headline(metrics).items() if k != "score"} | {
                 "eval_score": score,
                 "eval_train_loss": self._epoch_loss / max(self._epoch_batches, 1),
                 "eval_train_samples": self._epoch_samples,
@@ -475,7 +473,9 @@ class _ProgressLines(_Hooks):
             )
         elif "loss" in logs:
             self.progress.advance(
-                state.global_step - self.progress.done, loss=logs["loss"], lr=logs.get("learning_rate")
+                state.global_step - self.progress.done,
+                loss=logs["loss"],
+                lr=logs.get("learning_rate"),
             )
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

@@ -128,4 +128,6 @@ def test_a_failing_rank_fails_the_training_with_a_clear_error(
 ) -> None:
     missing: Any = tmp_path / "no-snapshot"
     with pytest.raises(DistributedTrainingError, match="2 processes exited with code"):
-        launch("intent", missing, tmp_path / "model", dataclasses.asdict(tiny_train_config), None, 2)
+        launch(
+            "intent", missing, tmp_path / "model", dataclasses.asdict(tiny_train_config), None, 2
+        )

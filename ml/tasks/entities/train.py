@@ -112,9 +112,7 @@ def fine_tune(
             validate=lambda m: _score(m, tokenizer, validation, resolved.batch_size * 2),
             metric=PROMOTION_METRIC,
         )
-        outcome = loop.train_epochs(
-            model, train, resolved, task, checkpoint_dir, checkpoint_url
-        )
+        outcome = loop.train_epochs(model, train, resolved, task, checkpoint_dir, checkpoint_url)
     if not run.world.main:
         return {}
     wall_seconds = run.wall_seconds()

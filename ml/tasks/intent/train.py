@@ -50,7 +50,6 @@ from ml.training.loop import LoopTask, Outcome, train_epochs
 from ml.training.prepare import prepare
 
 if TYPE_CHECKING:
-    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger("ml.tasks.intent.train")
