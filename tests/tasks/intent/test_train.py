@@ -314,3 +314,18 @@ def test_killed_training_resumes_from_its_checkpoint_and_ends_with_the_same_mode
     # weights of an uninterrupted one.
     weights = [tmp_path / run / "model.safetensors" for run in ("killed", "straight")]
     assert _sha(weights[0]) == _sha(weights[1])
+
+
+def test_trainer_args_reach_the_run_and_are_recorded(
+    make_snapshot: MakeSnapshot, tiny_train_config: TrainConfig, tmp_path: Path
+) -> None:
+    snapshot = make_snapshot(n_per_label=8)
+    plain = replace(tiny_train_config, max_steps=3)
+    fine_tune(snapshot, tmp_path / "plain", plain)
+    extra = {"lr_scheduler_type": "constant", "adam_beta2": 0.9}
+    fine_tune(snapshot, tmp_path / "extra", replace(plain, trainer_args=extra))
+    recorded = json.loads((tmp_path / "extra" / "train_config.json").read_text())
+    assert recorded["trainer_args"] == extra
+    assert _sha(tmp_path / "plain" / "model.safetensors") != _sha(
+        tmp_path / "extra" / "model.safetensors"
+    )
