@@ -131,3 +131,36 @@ def test_a_failing_rank_fails_the_training_with_a_clear_error(
         launch(
             "intent", missing, tmp_path / "model", dataclasses.asdict(tiny_train_config), None, 2
         )
+
+
+@pytest.mark.parametrize("task", ["entities", "answers"])
+def test_every_task_type_trains_in_two_processes(
+    task: str, tiny_bert_dir: Path, tmp_path: Path, write_bitext: Any
+) -> None:
+    """torchrun serves entities and answers as it serves intent: one artifact, from rank 0,
+    with each rank's half of the batches (half the steps of one process)."""
+    from answer_pairs import pairs_csv
+
+    from ml.tasks.contract import task_module
+
+    if task == "entities":
+        source = tmp_path / "bitext.csv"
+        write_bitext(source, 90, broken=False)
+    else:
+        source = pairs_csv(tmp_path / "pairs.csv")
+    module = task_module(task)
+    snapshot = Path(module.build_dataset(str(source), tmp_path / "snaps")["path"])
+    config = {
+        "base_model": str(tiny_bert_dir),
+        "epochs": 2,
+        "learning_rate": 3e-3,
+        "batch_size": 8,
+        "num_threads": 1,
+        "early_stopping_patience": 2,
+    }
+    one = module.fine_tune(snapshot, tmp_path / "one", config)
+    two = launch(task, snapshot, tmp_path / "two", config, tmp_path / "ckpt", 2)
+    metrics = [json.loads(Path(r["artifact_dir"], "metrics.json").read_text()) for r in (one, two)]
+    assert metrics[1]["processes"] == 2
+    assert metrics[1]["steps"] == pytest.approx(metrics[0]["steps"] / 2, abs=2)
+    assert not list(tmp_path.glob(".*partial*")), "only rank 0 writes; no staging left"
