@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ml.artifact import files as artifact_files
+from ml.artifact.card import model_card
 from ml.artifact.files import LABELS_FILE, read_json
 from ml.tasks.entities.data import read_split
 from ml.tasks.entities.metrics import PROMOTION_METRIC
@@ -113,8 +114,15 @@ def fine_tune(
             metric=PROMOTION_METRIC,
         )
         outcome = loop.train_epochs(model, train, resolved, task, checkpoint_dir, checkpoint_url)
-    if not run.world.main:
-        return {}
+        if not run.world.main:
+            return {}
+        # The snapshot's test split, when it has rows, scored for the model card.
+        test = None
+        if (snapshot_dir / "test.parquet").is_file():
+            test_texts, test_spans = read_split(snapshot_dir / "test.parquet")
+            if test_texts:
+                encoded = _encode(tokenizer, test_texts, test_spans, resolved.max_length)
+                test = _score(model, tokenizer, encoded, resolved.batch_size * 2)
     wall_seconds = run.wall_seconds()
     support = Counter(s.type for spans in train_spans for s in spans)
 
@@ -125,16 +133,37 @@ def fine_tune(
             staging,
             resolved,
             run.snapshot,
-            outcome.record(wall_seconds, processes=run.world.size),
+            outcome.record(wall_seconds, processes=run.world.size, test=test),
         )
-        (staging / files.MODEL_CARD_FILE).write_text(
-            _model_card(resolved, run.snapshot, support, len(train_texts), outcome),
-            encoding="utf-8",
+        card = model_card(
+            _model_card(resolved, run.snapshot, support, len(train_texts), outcome, test),
+            task=TASK,
+            base_model=resolved.base_model,
+            snapshot_hash=run.snapshot.get("hash"),
+            results={
+                split: {k: m[k] for k in CARD_METRICS if k in m}
+                for split, m in (("validation", outcome.validation), ("test", test))
+                if m
+            },
         )
+        (staging / files.MODEL_CARD_FILE).write_text(card, encoding="utf-8")
 
     files.write_staged(out_dir, fill)
     log.info("wrote artifact %s", out_dir)
     return artifact_summary(out_dir)
+
+
+# The headline figures of the card's model-index, per split.
+CARD_METRICS = ("micro_f1", "micro_precision", "micro_recall", "macro_f1", "n")
+
+
+def _test_text(test: dict[str, Any] | None) -> str:
+    if not test:
+        return "No test split in the snapshot: see the registry's evaluation of this version."
+    return (
+        f"On the snapshot's test split ({test.get('n', 0)} texts): micro F1 "
+        f"{test.get('micro_f1', 0.0):.4f}, macro F1 {test.get('macro_f1', 0.0):.4f}."
+    )
 
 
 def _model_card(
@@ -143,6 +172,7 @@ def _model_card(
     support: Counter[str],
     n: int,
     outcome: Outcome,
+    test: dict[str, Any] | None,
 ) -> str:
     val = outcome.validation
     rows = "\n".join(
@@ -167,6 +197,10 @@ Fine-tuned from `{config.base_model}` by Intentflow (`ml.tasks.entities.fine_tun
 
 - micro F1: {val.get("micro_f1", 0.0):.4f} (precision {val.get("micro_precision", 0.0):.4f}, recall {val.get("micro_recall", 0.0):.4f})
 - macro F1: {val.get("macro_f1", 0.0):.4f}
+
+## Test metrics
+
+{_test_text(test)}
 
 ## Training
 

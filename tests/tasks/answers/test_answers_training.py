@@ -102,7 +102,14 @@ def test_fine_tune_writes_a_complete_answers_artifact(tiny_answers: dict[str, An
     validation = tiny_answers["validation"]
     assert validation["n"] == tiny_answers["snapshot"]["counts"]["validation"]
     assert PROMOTION_METRIC in validation
-    assert tiny_answers["snapshot"]["hash"] in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert tiny_answers["snapshot"]["hash"] in card
+    from ml.artifact.card import card_results
+
+    results = card_results(card)  # the model-index: validation and the test questions
+    assert results["validation"]["mrr"] == validation["mrr"]
+    test = json.loads((out / "metrics.json").read_text())["test"]
+    assert results["test"]["mrr"] == test["mrr"] and test["n"] > 0
     from safetensors.numpy import load_file
 
     vectors = load_file(str(out / "answer_embeddings.safetensors"))["embeddings"]

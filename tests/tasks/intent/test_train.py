@@ -55,6 +55,14 @@ def test_tiny_bert_trains_and_writes_a_complete_artifact(
     assert "Date window: none (from a file)" in card  # lake windows: test_cli's lineage test
     assert all(label in card for label in labels)
     assert "truncated" in card
+    # The model-index metadata carries validation and test metrics (the Hub's format).
+    from ml.artifact.card import card_results
+
+    results = card_results(card)
+    assert results["validation"]["accuracy"] == result["validation"]["accuracy"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert results["test"]["accuracy"] == metrics["test"]["accuracy"]
+    assert metrics["test"]["n"] > 0
 
     train_config = json.loads((out / "train_config.json").read_text())
     assert train_config["snapshot_hash"] == snap["hash"]
