@@ -39,13 +39,23 @@ def build_dataset(
     out_root: Location,
     text_column: str = "text",
     label_column: str = "label",
+    test_fraction: float | None = 0.1,
+    test_data: str | None = None,
     **_: Any,
 ) -> dict[str, Any]:
     """A snapshot of one labeled file (ml.snapshots.labeled.snapshot_from_file) under `out_root`, a
-    folder or an fsspec URL; options of other tasks are ignored."""
+    folder or an fsspec URL; options of other tasks are ignored. `test_fraction` of the file is
+    the test split (a configured source's default: 0.1, as the lake's), or `test_data` is."""
     from ml.snapshots.labeled import snapshot_from_file
 
-    return snapshot_from_file(Path(source), out_root, text_column, label_column)
+    return snapshot_from_file(
+        Path(source),
+        out_root,
+        text_column,
+        label_column,
+        test_fraction,
+        Path(test_data) if test_data else None,
+    )
 
 
 def fine_tune(
