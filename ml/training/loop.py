@@ -214,9 +214,17 @@ def train_epochs(
         if checkpoint_url and world.main:
             stored.fetch(checkpoint_url, root)
         distributed.barrier(world)
+    from transformers.utils import logging as hf_logging
+
+    # Each checkpoint's save_pretrained draws a "Writing model shards" bar: in a task log that
+    # is a bar per epoch. The progress lines are ml.progress's; bars come back afterwards.
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
     try:
         return _train(model, train, config, loop, root, scratch is None, checkpoint_url)
     finally:
+        if bars:
+            hf_logging.enable_progress_bar()
         if scratch is not None:
             scratch.cleanup()
 
