@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # this tree's ml, not an installed one
 SHARED = Path(os.environ.get("INTENTFLOW_SHARED", "/work/shared")) / "datasets"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -100,9 +99,10 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--snapshot", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
+    if args.worker:  # the tree to measure is first on PYTHONPATH (run() sets it)
         worker(args.snapshot, args.threads)
         return
+    sys.path.insert(0, str(REPO))  # the driver builds the data with this tree's ml
     if args.baseline is None:
         parser.error("--baseline is required")
     snapshot = snapshot_of(args.rows, Path(tempfile.mkdtemp(prefix="bench-engine-data-")))
@@ -113,6 +113,8 @@ def main() -> None:
     for first, second in order:
         for name in (first, second):
             result = run(trees[name], snapshot, args.threads)
+            if Path(result["tree"]).resolve() != trees[name]:
+                raise RuntimeError(f"{name} ran {result['tree']}, not {trees[name]}")
             results[name].append(result)
             print(
                 f"{name}: {result['samples_per_second']:.2f} samples/s, "
