@@ -244,6 +244,7 @@ def _train(
     resume = _resumable_checkpoint(root, config) if resumable else None
     if resumable and args.should_save:
         _write_config_key(root, config)
+    trainer_ref: list[Any] = []  # the progress callback reads the trainer's loss window
     trainer = _trainer_class()(
         model=model,
         args=args,
@@ -253,13 +254,14 @@ def _train(
         eval_dataset=[],
         data_collator=loop.collate,
         callbacks=[
-            _ProgressLines(config),
+            _ProgressLines(config, lambda reset: trainer_ref[0].window(reset)),
             _EarlyStopping(config.early_stopping_patience),
             _Checkpointed(checkpoint_url if resumable else None),
         ],
         loop=loop,
         lengths=train.lengths,
     )
+    trainer_ref.append(trainer)
     trainer.remove_callback(PrinterCallback)
     if resume is not None:
         state = json.loads((resume / "trainer_state.json").read_text(encoding="utf-8"))
@@ -307,6 +309,15 @@ def _trainer_class() -> type:
             self.validations: dict[int, dict[str, Any]] = {}
             self._epoch_loss, self._epoch_batches, self._epoch_samples = 0.0, 0, 0
             self._epoch_started = time.perf_counter()
+            self._window = [0.0, 0, 0, time.perf_counter()]  # loss, batches, samples, since
+
+        def window(self, reset: bool) -> tuple[float, float]:
+            """Mean loss and samples/s since the last reset (the progress figures)."""
+            loss, batches, samples, since = self._window
+            figures = (loss / max(batches, 1), samples / max(time.perf_counter() - since, 1e-9))
+            if reset:
+                self._window = [0.0, 0, 0, time.perf_counter()]
+            return figures
 
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             return EpochLengthSampler(self.lengths, self.args.train_batch_size, self.args.seed)
@@ -325,10 +336,15 @@ def _trainer_class() -> type:
             else:
                 loss = self.loop.loss(model, inputs)
             value = loss[0] if isinstance(loss, tuple) else loss
-            self._epoch_loss += float(value.detach())
-            self._epoch_batches += 1
+            value = float(value.detach())
             first = next(iter(inputs.values()))
-            self._epoch_samples += len(first) * self.args.world_size
+            samples = len(first) * self.args.world_size  # every rank ran a batch like it
+            self._epoch_loss += value
+            self._epoch_batches += 1
+            self._epoch_samples += samples
+            self._window[0] += value
+            self._window[1] += 1
+            self._window[2] += samples
             return loss
 
         def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
@@ -451,44 +467,48 @@ class _Hooks:
 
 
 class _ProgressLines(_Hooks):
-    """The task log's progress: ml.progress lines every log_every steps, a line per epoch."""
+    """The task log's progress (ml.progress): after every optimizer step the loss and speed
+    over the batches since the last multiple of log_every steps (a log line at each multiple,
+    or a bar on a terminal), and a line per epoch with its validation metrics."""
 
-    def __init__(self, config: BaseTrainConfig) -> None:
-        self.config = config
+    def __init__(self, config: BaseTrainConfig, window: Callable[[bool], tuple[float, float]]):
+        # window(reset) -> (mean loss, samples/s) since the last reset (LoopTrainer's).
+        self.config, self.window = config, window
         self.progress: Progress | None = None
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        mode = None if state.is_world_process_zero else "off"
+        mode = None if state.is_world_process_zero else "off"  # rank 0 alone reports
         every = self.config.log_every
         self.progress = Progress("train", state.max_steps, "steps", every, state.global_step, mode)
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
-        if self.progress is None or not logs:
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.progress is None:
             return
-        if "eval_score" in logs:
-            shown = {
-                k.removeprefix("eval_"): v
-                for k, v in logs.items()
-                if not k.startswith(("eval_train_s", "eval_score"))
-            }
-            self.progress.note(
-                "epoch %d/%d: %s",
-                round(state.epoch or 0),
-                self.config.epochs,
-                ", ".join(
-                    f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items()
-                ),
-            )
-        elif "loss" in logs:
-            self.progress.advance(
-                state.global_step - self.progress.done,
-                loss=logs["loss"],
-                lr=logs.get("learning_rate"),
-            )
+        loss, speed = self.window(state.global_step % self.config.log_every == 0)
+        self.progress.advance(
+            state.global_step - self.progress.done, loss=loss, **{"samples/s": speed}
+        )
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        if self.progress is None or not logs or "eval_score" not in logs:
+            return
+        shown = {
+            k.removeprefix("eval_"): v
+            for k, v in logs.items()
+            if k.startswith("eval_") and not k.startswith(("eval_train", "eval_score"))
+        }
+        self.progress.note(
+            "epoch %d/%d: train loss %.4f, validation %s",
+            round(state.epoch or 0),
+            self.config.epochs,
+            logs["eval_train_loss"],
+            ", ".join(
+                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items()
+            ),
+        )
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.progress is not None:
-            self.progress.advance(state.global_step - self.progress.done)
             self.progress.close()
 
 
