@@ -168,7 +168,6 @@ def training_arguments(
         "save_total_limit": 1,
         "save_only_model": not keep_optimizer,
         "remove_unused_columns": False,
-        "drop_last": False,
         "dataloader_drop_last": 0 < last_batch < loop.min_batch,
         "dataloader_pin_memory": cuda,
         "logging_strategy": "steps",
@@ -184,7 +183,6 @@ def training_arguments(
         "ddp_backend": None if cuda or world.size == 1 else "gloo",
         "ddp_find_unused_parameters": False,
     }
-    args = {k: v for k, v in args.items() if k in known}
     return TrainingArguments(**{**args, **extra})
 
 
