@@ -61,7 +61,8 @@ def test_train_and_evaluate_log_progress_without_a_terminal(
     env = cli_env(tmp_path / "home", tiny_bert_dir)
     # 128 train rows, batch 8: 16 steps an epoch, a line every 5 (no --verbose needed).
     train = intentflow(
-        *("train", "--data", str(labeled_csv), "--epochs", "2", "--batch-size", "8", "--json"),
+        *("train", "--data", str(labeled_csv), "--test-fraction", "0.1"),
+        *("--epochs", "2", "--batch-size", "8", "--json"),
         env={**env, "INTENTFLOW_PROGRESS": "auto"},
     )
     trained = json.loads(train.stdout)  # progress never reaches stdout

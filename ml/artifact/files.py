@@ -76,11 +76,19 @@ def write_json(path: Path, payload: Any, default: Callable[[Any], Any] | None = 
 
 
 def library_versions() -> dict[str, Any]:
-    """The torch and transformers versions, recorded in train_config.json for lineage."""
+    """The torch, transformers and accelerate versions, recorded in train_config.json for
+    lineage (the Trainer's behaviour depends on all three)."""
+    import accelerate
     import torch
     import transformers
 
-    return {"versions": {"torch": torch.__version__, "transformers": transformers.__version__}}
+    return {
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "accelerate": accelerate.__version__,
+        }
+    }
 
 
 def write_staged(out_dir: Path, fill: Callable[[Path], None]) -> None:

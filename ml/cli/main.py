@@ -178,6 +178,24 @@ def train(
         int, typer.Option(min=WINDOW_DAYS.minimum, max=WINDOW_DAYS.maximum, help=WINDOW_DAYS.help)
     ] = 7,
     end_date: Annotated[str | None, typer.Option(help=END_DATE.help)] = None,
+    test_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --data (intent): a labeled file scored as the test split, on which the "
+            "model is compared and promoted. Read with the same columns as --data."
+        ),
+    ] = None,
+    test_fraction: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=0.8,
+            help="With --data (intent): the share of the file held out as the test split. "
+            "Default: none; the whole file trains except a 10% validation carve-out for early "
+            "stopping, and without a test (this or --test-data) the model is registered but "
+            "not promoted.",
+        ),
+    ] = None,
     text_column: Annotated[str, typer.Option(help=TEXT_COLUMN_HELP)] = "text",
     label_column: Annotated[str, typer.Option(help=LABEL_COLUMN_HELP)] = "label",
     answer_column: Annotated[str, typer.Option(help=ANSWER_COLUMN_HELP)] = "answer",
@@ -217,7 +235,15 @@ def train(
         columns = _given(
             ctx, text_column=text_column, label_column=label_column, answer_column=answer_column
         )
+        if spec.task == "intent":
+            # A user's file trains whole (minus validation); a test only when asked for.
+            columns["test_fraction"] = test_fraction or 0.0
+            columns["test_data"] = str(test_data) if test_data else None
+        elif test_data is not None or test_fraction is not None:
+            fail("--test-data and --test-fraction apply to intent models only")
         spec = dataclasses.replace(spec, source=str(data), options={**spec.options, **columns})
+    elif test_data is not None or test_fraction is not None:
+        fail("--test-data and --test-fraction go with --data")
     # The model's configured defaults (as in its DAG form), then what was given here.
     params = {**spec.params, **(tuning or {})}
     run_key = f"cli-{datetime.now().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"

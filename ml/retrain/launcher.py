@@ -1,4 +1,4 @@
-"""Distributed intent training on one machine: torchrun starts N processes of fine_tune.
+"""Distributed training on one machine, any task type: torchrun starts N processes of its fine_tune.
 
 `launch` is what the retrain step calls; `main` is each process's entry point
 (`python -m ml.retrain.launcher`). The primitives the processes share are in
@@ -7,13 +7,13 @@ ml.training.distributed.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +23,25 @@ logger = logging.getLogger(__name__)
 
 
 def launch(
+    task: str,
     snapshot_dir: Path,
     out_dir: Path,
-    config: Any,
+    config: dict[str, Any],
     checkpoint_dir: Path | None,
     processes: int,
     env: dict[str, str] | None = None,
+    checkpoint_url: str | None = None,
 ) -> dict[str, Any]:
-    """Run fine_tune in `processes` torchrun processes on this machine; its artifact summary.
+    """Run `task`'s fine_tune in `processes` torchrun processes on this machine; its artifact
+    summary. `config` is its DAG params / CLI options (a dict, as fine_tune takes them).
 
     `env` adds to the children's environment (CUDA_VISIBLE_DEVICES: the leased GPUs).
     """
-    from ml.tasks.intent.train import artifact_summary
+    from ml.tasks.contract import TASK_MODULES, task_module
 
+    task_module(task)  # an unknown task type fails here, not in N processes
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(asdict(config), handle)
+        json.dump(config, handle, default=str)
     command = [
         sys.executable,
         "-m",
@@ -46,10 +50,12 @@ def launch(
         f"--nproc-per-node={processes}",
         "-m",
         "ml.retrain.launcher",
+        task,
         str(snapshot_dir),
         str(out_dir),
         handle.name,
         str(checkpoint_dir or ""),
+        checkpoint_url or "",
     ]
     logger.info("launching %d training processes: %s", processes, " ".join(command))
     try:
@@ -62,21 +68,29 @@ def launch(
             f"torchrun training with {processes} processes exited with code {done.returncode}; "
             "the failing rank's traceback is above in this log"
         )
-    return artifact_summary(Path(out_dir))
+    train = importlib.import_module(f"{TASK_MODULES[task]}.train")
+    return train.artifact_summary(Path(out_dir))
 
 
 def main(argv: list[str]) -> None:
-    """torchrun's entry point: `python -m ml.retrain.launcher SNAPSHOT OUT CONFIG_JSON [CHECKPOINTS]`."""
+    """torchrun's entry point:
+    `python -m ml.retrain.launcher TASK SNAPSHOT OUT CONFIG_JSON [CHECKPOINTS [CHECKPOINT_URL]]`."""
     import torch.distributed as dist
 
-    from ml.tasks.intent.train import TrainConfig, fine_tune
+    from ml.tasks.contract import task_module
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    snapshot, out, config_file, checkpoints = (argv + [""])[:4]
-    config = TrainConfig(**json.loads(Path(config_file).read_text(encoding="utf-8")))
+    task, snapshot, out, config_file, checkpoints, url = (argv + ["", ""])[:6]
+    config = json.loads(Path(config_file).read_text(encoding="utf-8"))
     world = setup()
     try:
-        fine_tune(Path(snapshot), Path(out), config, Path(checkpoints) if checkpoints else None)
+        task_module(task).fine_tune(
+            Path(snapshot),
+            Path(out),
+            config,
+            Path(checkpoints) if checkpoints else None,
+            checkpoint_url=url or None,
+        )
     finally:
         if world.size > 1 and dist.is_initialized():
             dist.destroy_process_group()

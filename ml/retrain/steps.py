@@ -132,14 +132,17 @@ def train_step(
         shutil.rmtree(run_dir / "model", ignore_errors=True)
         # Training reads a local snapshot: a cached download when it is on object storage.
         snapshot = {**snapshot, "path": str(local_snapshot(snapshot["path"], cfg.cache))}
+        # On object storage the checkpoints are mirrored there too: a retry on another worker
+        # resumes from them (ml.training.checkpoints).
+        mirror = str(storage.join(run_url, "checkpoints")) if remote else None
         if device != "cuda":
-            out = _train_in(run_dir, snapshot, config, spec, gpus=[])
+            out = _train_in(run_dir, snapshot, config, spec, [], mirror)
         else:
             import torch
 
             # Each training holds its own GPU(s) when a worker runs several at once.
             with gpu_lease(torch.cuda.device_count(), count=cfg.gpus_per_training) as gpus:
-                out = _train_in(run_dir, snapshot, config, spec, gpus)
+                out = _train_in(run_dir, snapshot, config, spec, gpus, mirror)
         write_json(summary, out, default=str)
     if remote:
         publish_artifact(
@@ -157,38 +160,48 @@ def _train_in(
     config: dict[str, Any],
     spec: ModelSpec,
     gpus: list[int],
+    checkpoint_url: str | None = None,
 ) -> Trained:
     """The task's fine_tune into run_dir/model: in this process on one device, under torchrun
-    on several (intent only; other task types train on the first leased GPU).
+    on several (any task type).
 
-    Checkpoints per epoch go to run_dir/checkpoints: a retried task resumes where the killed one
-    stopped; the finished artifact supersedes them.
+    Checkpoints per epoch go to run_dir/checkpoints, and to `checkpoint_url` on object storage
+    when the artifacts are there: a retried task resumes where the killed one stopped, on this
+    worker or another; the finished artifact supersedes them.
     """
     checkpoints, model_dir, snapshot_dir = (
         run_dir / "checkpoints",
         run_dir / "model",
         Path(snapshot["path"]),
     )
-    if len(gpus) > 1 and spec.task == "intent":
+    if len(gpus) > 1:
         from ml.retrain.launcher import launch
-        from ml.tasks.intent.train import TrainConfig
         from ml.training.device import visible_devices
 
         env = {"CUDA_VISIBLE_DEVICES": visible_devices(gpus)}
         out = launch(
-            snapshot_dir, model_dir, TrainConfig.from_params(config), checkpoints, len(gpus), env
+            spec.task,
+            snapshot_dir,
+            model_dir,
+            config,
+            checkpoints,
+            len(gpus),
+            env,
+            checkpoint_url,
         )
     else:
-        if len(gpus) > 1:
-            log.warning(
-                "%s training is single-process: using GPU %d of %s", spec.task, gpus[0], gpus
-            )
         if gpus:
             import torch
 
             torch.cuda.set_device(gpus[0])
-        out = _task(spec).fine_tune(snapshot_dir, model_dir, config, checkpoints)
+        out = _task(spec).fine_tune(
+            snapshot_dir, model_dir, config, checkpoints, checkpoint_url=checkpoint_url
+        )
     shutil.rmtree(checkpoints, ignore_errors=True)
+    if checkpoint_url:
+        fs, path = storage.filesystem(checkpoint_url)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
     return out
 
 

@@ -35,21 +35,39 @@ def snapshot_from_file(
     out_root: Location,
     text_column: str = DEFAULT_TEXT_COLUMN,
     label_column: str = DEFAULT_LABEL_COLUMN,
+    test_fraction: float | None = 0.1,
+    test_data: Path | None = None,
 ) -> dict[str, Any]:
     """A snapshot of one labeled file (see :func:`read_labeled`), split like the lake's, with
     the records it could not use in its quarantine.parquet. A record whose id was seen before
-    is a duplicate: the first one is kept (`counts.duplicates`)."""
+    is a duplicate: the first one is kept (`counts.duplicates`).
+
+    The file's rows split into train, a 10% validation carve-out (early stopping, calibration)
+    and `test_fraction` of test (0.1 as the lake's; None or 0: no test, the rest trains). With
+    `test_data`, that file (read with the same columns) is the test split instead."""
     read, refused = read_labeled(path, text_column, label_column)
     table = _dedupe_first(read)
     if table.num_rows == 0:
         detail = f": {refused.summary()}" if len(refused) else ""
         raise EmptySnapshotError(f"{path} holds no labeled rows{detail}")
+    share = 0 if test_data is not None else round(100 * (test_fraction or 0))
+    if not 0 <= share <= 80:
+        raise ValueError(f"test_fraction={test_fraction} must be between 0 and 0.8")
     file_hash = storage.file_sha256(path)
     source = [{"file": str(Path(path).absolute()), "sha256": file_hash}]
-    identity = {"file": file_hash, "columns": [text_column, label_column]}
+    identity: dict[str, Any] = {"file": file_hash, "columns": [text_column, label_column]}
     counts = {"records": read.num_rows + len(refused), "duplicates": read.num_rows - table.num_rows}
+    test = None
+    if test_data is not None:
+        test_read, test_refused = read_labeled(test_data, text_column, label_column)
+        test = _dedupe_first(test_read)
+        refused.rows.extend(test_refused.rows)
+        test_hash = storage.file_sha256(test_data)
+        source.append({"file": str(Path(test_data).absolute()), "sha256": test_hash})
+        identity["test_file"] = test_hash
+        counts["records"] += test_read.num_rows + len(test_refused)
     info = {"window": None, "partitions": source, "counts": counts}
-    return freeze_intents(table, out_root, identity, info, refused.table())
+    return freeze_intents(table, out_root, identity, info, refused.table(), test, share)
 
 
 def _dedupe_first(table: pa.Table) -> pa.Table:

@@ -65,17 +65,34 @@ def make_snapshot(
     return freeze_intents(table, out_root, {"partitions": partitions}, info)
 
 
+def split_rule(test_buckets: int, test: pa.Table | None) -> str:
+    """The split rule of a labeled file's snapshot with another test share, or a test file."""
+    train_end = 90 - test_buckets
+    rule = f"sha256(conversation_id) mod 100: train<{train_end}, validation<{train_end + 10}"
+    if test is not None:
+        return rule + ", test: the given test file"
+    return rule + (", test" if test_buckets else ", no test")
+
+
 def freeze_intents(
     table: pa.Table,
     out_root: Location,
     identity: dict[str, Any],
     info: dict[str, Any],
     quarantine: pa.Table | None = None,
+    test: pa.Table | None = None,
+    test_buckets: int = 10,
 ) -> dict[str, Any]:
     """An intent snapshot (conversation_id, text, intent), split by conversation id; a labeled
-    file's snapshot keeps the records it could not use in `quarantine`."""
-    digest = content_hash({**identity, "split": SPLIT_RULE})
-    splits = split_rows(table, table.column("conversation_id").to_pylist())
+    file's snapshot keeps the records it could not use in `quarantine`.
+
+    `test_buckets` (of 100) go to test, 10 to validation, the rest to train; `test` (rows of
+    another file) is the test split instead, the file's own rows all train or validate."""
+    rule = SPLIT_RULE if test_buckets == 10 and test is None else split_rule(test_buckets, test)
+    digest = content_hash({**identity, "split": rule})
+    splits = split_rows(table, table.column("conversation_id").to_pylist(), test_buckets)
+    if test is not None:
+        splits["test"] = test
     labels = sorted(set(table.column("intent").to_pylist()))
-    info = {**info, "labels": labels, "split_rule": SPLIT_RULE}
+    info = {**info, "labels": labels, "split_rule": rule}
     return freeze(out_root, digest, splits, info, quarantine)

@@ -40,16 +40,25 @@ class EmptySnapshotError(ValueError):
     """Nothing to train on: no labeled rows in the window or the file."""
 
 
-def split_of(key: str) -> str:
+# The validation carve-out is always SPLITS' 10 buckets; a snapshot of a labeled file may have
+# another test share (0: every row outside validation trains; a test file is given instead).
+VALIDATION_BUCKETS = 10
+
+
+def split_of(key: str, test_buckets: int = 10) -> str:
     """The split of a key (a conversation id, or a task's grouping key): a stable hash bucket,
-    so a key stays in its split however the data around it changes."""
+    so a key stays in its split however the data around it changes. With `test_buckets` of
+    100 other than 10: train [0, 90 - test), validation [90 - test, 100 - test), test the rest."""
     bucket = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % 100
-    return next(name for name, (lo, hi) in SPLITS.items() if lo <= bucket < hi)
+    train_end = 100 - VALIDATION_BUCKETS - test_buckets
+    if bucket < train_end:
+        return "train"
+    return "validation" if bucket < train_end + VALIDATION_BUCKETS else "test"
 
 
-def split_rows(table: pa.Table, keys: list[str]) -> dict[str, pa.Table]:
-    """`table`'s rows by split_of(key), `keys` giving each row's key."""
-    splits = pa.array([split_of(k) for k in keys])
+def split_rows(table: pa.Table, keys: list[str], test_buckets: int = 10) -> dict[str, pa.Table]:
+    """`table`'s rows by split_of(key, test_buckets), `keys` giving each row's key."""
+    splits = pa.array([split_of(k, test_buckets) for k in keys], pa.string())
     return {name: table.filter(pc.equal(splits, name)) for name in SPLITS}
 
 

@@ -8,6 +8,7 @@ artifact's train_config.json.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -88,6 +89,9 @@ class BaseTrainConfig:
     warmup_ratio: float = 0.1
     # Standard AdamW decay; not applied to biases and LayerNorm weights.
     weight_decay: float = 0.01
+    # Gradients are clipped to this global L2 norm before each step (transformers' default):
+    # one outlier batch cannot throw the pretrained weights far.
+    max_grad_norm: float = 1.0
     # Seeds random, numpy and torch (head init, dropout, batch order): same seed, same model.
     seed: int = field(
         default=42,
@@ -123,6 +127,17 @@ class BaseTrainConfig:
         ),
     )
 
+    # Any other transformers.TrainingArguments option, as a JSON object or a dict (e.g.
+    # {"gradient_checkpointing": true, "torch_compile": true, "report_to": ["mlflow"]});
+    # applied over the recipe's arguments (ml.training.loop) and recorded as given. Options the
+    # settings above own (learning_rate, ...) or the recipe needs (eval/save strategy) are refused.
+    trainer_args: dict[str, Any] | None = field(
+        default=None,
+        metadata=tunable(
+            'Extra transformers TrainingArguments as a JSON object, e.g. {"report_to": ["tensorboard"]}; default: none.'
+        ),
+    )
+
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None) -> Self:
         """A config from DAG params / CLI options naming its fields; None and "" mean the
@@ -132,6 +147,15 @@ class BaseTrainConfig:
         return cls(**given)
 
     def __post_init__(self) -> None:
+        if isinstance(self.trainer_args, str):
+            try:
+                self.trainer_args = (
+                    json.loads(self.trainer_args) if self.trainer_args.strip() else None
+                )
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"training setting trainer_args is not JSON: {exc}") from exc
+        if self.trainer_args is not None and not isinstance(self.trainer_args, dict):
+            raise ValueError("training setting trainer_args must be a JSON object")
         for setting in tunables():
             check_limits(setting, getattr(self, setting.name))
 

@@ -118,4 +118,10 @@ def torch_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-# --- the loop ---------------------------------------------------------------------------------
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA where supported, fp16 on older GPUs, none on CPU (inference)."""
+    import torch
+
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

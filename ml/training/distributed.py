@@ -1,10 +1,10 @@
 """One training on several GPUs: torchrun processes with DistributedDataParallel.
 
 `ml.retrain.steps.train_step` runs `torchrun --standalone --nproc-per-node=N -m ml.retrain.launcher ...`
-when a training is given N > 1 GPUs (INTENTFLOW_GPUS_PER_TRAINING). Each process takes every
-N-th length-grouped batch, DDP all-reduces the gradients, every process validates (identical
-weights give identical metrics, so all agree on early stopping without talking), and rank 0
-alone writes checkpoints and the artifact.
+when a training of any task type is given N > 1 GPUs (INTENTFLOW_GPUS_PER_TRAINING). The
+Trainer (ml.training.loop) shards the batches and all-reduces the gradients; every process
+validates (identical weights give identical metrics, so all agree on early stopping without
+talking), and rank 0 alone writes checkpoints and the artifact.
 
 The same code runs CPU processes on the gloo backend: that is how the tests exercise it on a
 machine without GPUs. torch is imported inside functions, as everywhere in ml/.
@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -61,37 +60,9 @@ def setup() -> World:
     return world
 
 
-def shard_count(batches: int, world: World) -> int:
-    """Batches each process runs per epoch: the same on every rank, or DDP's all-reduce hangs."""
-    return max(batches // world.size, 1)
-
-
-def shard(batches: list[list[int]], world: World) -> list[list[int]]:
-    """This rank's share of an epoch's batches: every size-th, equal counts on all ranks.
-
-    A remainder of fewer than `size` batches is left out of this epoch (the next epoch's
-    shuffle puts those examples elsewhere); with fewer batches than processes, ranks repeat.
-    """
-    if world.size == 1:
-        return batches
-    count = shard_count(len(batches), world)
-    return [batches[(world.rank + i * world.size) % len(batches)] for i in range(count)]
-
-
 def barrier(world: World) -> None:
     """Wait for every rank (e.g. until rank 0 has written a checkpoint)."""
     import torch.distributed as dist
 
     if world.size > 1 and dist.is_initialized():
         dist.barrier()
-
-
-def gather(world: World, value: Any) -> list[Any]:
-    """`value` from every rank, in rank order (every rank must call this)."""
-    import torch.distributed as dist
-
-    if world.size == 1 or not dist.is_initialized():
-        return [value]
-    out: list[Any] = [None] * world.size
-    dist.all_gather_object(out, value)
-    return out

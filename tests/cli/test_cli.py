@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pipeline_state import BATCH_SIZES, FILE_MODEL, PipelineState, use_state
@@ -56,6 +57,56 @@ def test_ingest_of_a_day_without_data_fails_clearly(intentflow_home: Path) -> No
     )
 
 
+def test_data_trains_on_the_whole_file_and_tests_only_when_asked(
+    intentflow_home: Path, tiny_bert_dir: Path, labeled_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`train --data`: every row outside a 10% validation carve-out trains; a test split only
+    with --test-fraction (held out of the file) or --test-data (another file)."""
+    import pyarrow.parquet as pq
+
+    monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
+
+    def rows(result: dict[str, Any]) -> dict[str, int]:
+        version = json.loads(invoke("registry", "show", f"intent:{result['version']}", "--json"))
+        snap = Path(version["lineage"]["snapshot_path"])
+        return {
+            s: pq.read_metadata(snap / f"{s}.parquet").num_rows
+            for s in ("train", "validation", "test")
+        }
+
+    whole = json.loads(invoke("train", "--data", str(labeled_csv), "--epochs", "1", "--json"))
+    counts = rows(whole)
+    assert counts["test"] == 0 and counts["train"] + counts["validation"] == 300
+    assert 0.8 * 300 < counts["train"] < 0.97 * 300, "about 90% trains"
+    assert whole["alias"] == "challenger" and whole["test"]["n"] == 0, "no test: not promoted"
+
+    held = json.loads(
+        invoke(
+            "train", "--data", str(labeled_csv), "--test-fraction", "0.2", "--epochs", "1", "--json"
+        )
+    )
+    counts = rows(held)
+    assert 0.1 * 300 < counts["test"] == held["test"]["n"] < 0.3 * 300
+
+    other = labeled_csv.with_name("other.csv")
+    other.write_text(labeled_csv.read_text().replace("please", "kindly"))
+    given = json.loads(
+        invoke(
+            "train",
+            "--data",
+            str(labeled_csv),
+            "--test-data",
+            str(other),
+            "--epochs",
+            "1",
+            "--json",
+        )
+    )
+    counts = rows(given)
+    assert counts["test"] == given["test"]["n"] == 300
+    assert counts["train"] + counts["validation"] == 300
+
+
 @pytest.fixture
 def labeled_csv(tmp_path: Path) -> Path:
     words = {
@@ -75,7 +126,11 @@ def test_train_predict_evaluate_list(
     intentflow_home: Path, tiny_bert_dir: Path, labeled_csv: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
-    trained = json.loads(invoke("train", "--data", str(labeled_csv), "--epochs", "1", "--json"))
+    trained = json.loads(
+        invoke(
+            "train", "--data", str(labeled_csv), "--test-fraction", "0.1", "--epochs", "1", "--json"
+        )
+    )
     assert (trained["model"], trained["version"], trained["alias"]) == ("intent", 1, "champion")
     assert trained["reasons"]
 

@@ -71,7 +71,7 @@ def test_evaluate_intent_on_another_file_scores_the_usable_records_and_quarantin
         "text,label\n"
         + "".join(f"{w} please {i},{y}\n" for y, w in INTENT_WORDS.items() for i in range(40))
     )
-    assert train(train_csv)["alias"] == "champion"
+    assert train(train_csv, "--test-fraction", "0.1")["alias"] == "champion"
 
     # Held out, DSTC11-style JSON lines: 30 usable records, then three it cannot score.
     held_out = tmp_path / "held_out.jsonl"

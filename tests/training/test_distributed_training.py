@@ -22,39 +22,28 @@ from processes import read_until
 from ml.retrain.launcher import launch
 from ml.tasks.intent.evaluation import evaluate_model
 from ml.tasks.intent.train import TrainConfig
-from ml.training.distributed import DistributedTrainingError, World, shard, shard_count
+from ml.training.distributed import DistributedTrainingError
 
 MakeSnapshot = Callable[..., Path]
-
-
-@pytest.mark.parametrize("batches,size", [(10, 2), (11, 2), (7, 3), (1, 2), (5, 1)])
-def test_shards_are_equal_disjoint_and_cover_all_but_a_remainder(batches: int, size: int) -> None:
-    epoch = [[i] for i in range(batches)]
-    shares = [shard(epoch, World(rank=r, size=size)) for r in range(size)]
-    assert {len(s) for s in shares} == {shard_count(batches, World(size=size))}, "equal counts"
-    taken = [b[0] for s in shares for b in s]
-    if batches >= size:
-        assert len(taken) == len(set(taken)), "no batch runs twice in an epoch"
-        assert len(taken) == batches - batches % size
-    else:
-        assert set(taken) == set(range(batches)), "fewer batches than ranks: ranks repeat"
 
 
 def test_two_process_training_writes_one_artifact_and_resumes(
     make_snapshot: MakeSnapshot, tiny_train_config: TrainConfig, tmp_path: Path
 ) -> None:
     snapshot = make_snapshot(n_per_label=48)
-    config = replace(tiny_train_config, epochs=6)
+    # Passed as DAG params are (a dict, where None means the default): patience 6 runs every
+    # epoch, as the tiny config's None does in process.
+    config = replace(tiny_train_config, epochs=6, early_stopping_patience=6)
     checkpoints = tmp_path / "checkpoints"
 
     out = tmp_path / "model"
-    result = launch(snapshot, out, config, checkpoints, 2)
+    result = launch("intent", snapshot, out, dataclasses.asdict(config), checkpoints, 2)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["processes"] == 2
     assert metrics["steps"] == 6 * 9, "3 labels x 48 / batch 8 = 18 batches: 9 per rank per epoch"
     assert not list(tmp_path.glob(".*partial*")), "only rank 0 writes; no staging left"
-    state = json.loads(next(checkpoints.glob("epoch-*/state.json")).read_text())
-    assert state["run"]["epoch"] == 6 and state["run"]["step"] == 54, "rank 0 checkpointed"
+    state = json.loads((checkpoints / "checkpoint-54" / "trainer_state.json").read_text())
+    assert state["epoch"] == 6, "rank 0 checkpointed after the last epoch"
     losses = [epoch["train_loss"] for epoch in metrics["history"]]
     assert losses[-1] < 0.85 < losses[0], "the all-reduced gradients trained the model"
     scored = evaluate_model(out, snapshot / "test.parquet", result["artifact_sha256"])
@@ -70,14 +59,14 @@ def test_two_process_training_writes_one_artifact_and_resumes(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    read_until(victim, "epoch-002 written")
+    read_until(victim, "written (epoch-002)")
     tree = psutil.Process(victim.pid)
     for proc in [tree, *tree.children(recursive=True)]:
         proc.send_signal(signal.SIGKILL)
     victim.wait()
-    [left] = killed.glob("epoch-*")
-    assert int(left.name.removeprefix("epoch-")) < 6, "killed with epochs left to train"
-    again = launch(snapshot, tmp_path / "retried", config, killed, 2)
+    left = [json.loads(p.read_text())["epoch"] for p in killed.glob("*/trainer_state.json")]
+    assert left and max(left) < 6, "killed with epochs left to train"
+    again = launch("intent", snapshot, tmp_path / "retried", dataclasses.asdict(config), killed, 2)
     assert again["epochs_run"] == 6 and again["best_epoch"] == result["best_epoch"]
     assert again["validation"] == result["validation"]
     weights = [directory / "model.safetensors" for directory in (out, tmp_path / "retried")]
@@ -92,9 +81,8 @@ LAUNCH = """
 import json, logging, sys
 from pathlib import Path
 from ml.retrain.launcher import launch
-from ml.tasks.intent.train import TrainConfig
 logging.basicConfig(level=logging.INFO)
-launch(Path(sys.argv[1]), Path(sys.argv[2]), TrainConfig(**json.loads(sys.argv[4])), Path(sys.argv[3]), 2)
+launch("intent", Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[4]), Path(sys.argv[3]), 2)
 """
 
 
@@ -123,9 +111,10 @@ def test_gpus_per_training_reaches_the_launcher(
     launch_for_real = launcher.launch
 
     def on_cpus(*args: Any) -> dict[str, Any]:
-        *rest, processes, env = args
+        *rest, processes, env, url = args
         launched.append((processes, env))
-        return launch_for_real(*rest, processes, {**(env or {}), "CUDA_VISIBLE_DEVICES": ""})
+        cpus = {**(env or {}), "CUDA_VISIBLE_DEVICES": ""}
+        return launch_for_real(*rest, processes, cpus, url)
 
     monkeypatch.setattr(launcher, "launch", on_cpus)
     snapshot = make_snapshot(n_per_label=8)
@@ -139,4 +128,39 @@ def test_a_failing_rank_fails_the_training_with_a_clear_error(
 ) -> None:
     missing: Any = tmp_path / "no-snapshot"
     with pytest.raises(DistributedTrainingError, match="2 processes exited with code"):
-        launch(missing, tmp_path / "model", tiny_train_config, None, 2)
+        launch(
+            "intent", missing, tmp_path / "model", dataclasses.asdict(tiny_train_config), None, 2
+        )
+
+
+@pytest.mark.parametrize("task", ["entities", "answers"])
+def test_every_task_type_trains_in_two_processes(
+    task: str, tiny_bert_dir: Path, tmp_path: Path, write_bitext: Any
+) -> None:
+    """torchrun serves entities and answers as it serves intent: one artifact, from rank 0,
+    with each rank's half of the batches (half the steps of one process)."""
+    from answer_pairs import pairs_csv
+
+    from ml.tasks.contract import task_module
+
+    if task == "entities":
+        source = tmp_path / "bitext.csv"
+        write_bitext(source, 90, broken=False)
+    else:
+        source = pairs_csv(tmp_path / "pairs.csv")
+    module = task_module(task)
+    snapshot = Path(module.build_dataset(str(source), tmp_path / "snaps")["path"])
+    config = {
+        "base_model": str(tiny_bert_dir),
+        "epochs": 2,
+        "learning_rate": 3e-3,
+        "batch_size": 8,
+        "num_threads": 1,
+        "early_stopping_patience": 2,
+    }
+    one = module.fine_tune(snapshot, tmp_path / "one", config)
+    two = launch(task, snapshot, tmp_path / "two", config, tmp_path / "ckpt", 2)
+    metrics = [json.loads(Path(r["artifact_dir"], "metrics.json").read_text()) for r in (one, two)]
+    assert metrics[1]["processes"] == 2
+    assert metrics[1]["steps"] == pytest.approx(metrics[0]["steps"] / 2, abs=2)
+    assert not list(tmp_path.glob(".*partial*")), "only rank 0 writes; no staging left"

@@ -75,3 +75,51 @@ def test_the_cli_refuses_an_out_of_range_setting_before_any_work(
     out = CliRunner().invoke(app, ["train", option, value, "--json"])
     assert out.exit_code == 2 and option in out.output, out.output
     assert not (intentflow_home / "snapshots").exists()
+
+
+# --- the Trainer's arguments -------------------------------------------------------------------
+
+
+def _arguments(config: BaseTrainConfig, tmp_path: Any) -> Any:
+    from ml.training.loop import LoopTask, training_arguments
+
+    task = LoopTask(collate=list, validate=dict, metric="accuracy")
+    return training_arguments(config, tmp_path, task, 100, keep_optimizer=True)
+
+
+def test_the_recipe_reaches_the_trainers_arguments(tmp_path: Any) -> None:
+    config = IntentConfig.from_params({"learning_rate": 1e-4, "batch_size": 16, "epochs": 3})
+    args = _arguments(config, tmp_path)
+    assert (args.learning_rate, args.per_device_train_batch_size, args.num_train_epochs) == (
+        1e-4,
+        16,
+        3,
+    )
+    assert args.max_grad_norm == 1.0, "gradients are clipped"
+    assert args.optim == "adamw_torch_fused"
+    assert args.label_smoothing_factor == config.label_smoothing
+    assert args.warmup_steps == config.warmup_ratio, "a float below 1: a share of the steps"
+    assert args.report_to in ("none", [], None), "no tracking unless configured"
+    assert args.load_best_model_at_end and args.metric_for_best_model == "score"
+
+
+def test_trainer_args_come_as_json_from_the_form_and_cli_and_reach_the_trainer(
+    tmp_path: Any,
+) -> None:
+    given = '{"gradient_checkpointing": true, "adam_beta2": 0.98, "report_to": ["tensorboard"]}'
+    config = EntitiesConfig.from_params({"trainer_args": given})
+    assert config.trainer_args == {
+        "gradient_checkpointing": True,
+        "adam_beta2": 0.98,
+        "report_to": ["tensorboard"],
+    }
+    assert dataclasses.asdict(config)["trainer_args"] == config.trainer_args, "recorded as given"
+    args = _arguments(dataclasses.replace(config, trainer_args={"adam_beta2": 0.98}), tmp_path)
+    assert args.adam_beta2 == 0.98
+    with pytest.raises(ValueError, match="not JSON"):
+        IntentConfig.from_params({"trainer_args": "{gradient_checkpointing"})
+    with pytest.raises(ValueError, match="does not know.*no_such_option"):
+        _arguments(IntentConfig(trainer_args={"no_such_option": 1}), tmp_path)
+    with pytest.raises(ValueError, match="owns.*learning_rate"):
+        _arguments(IntentConfig(trainer_args={"learning_rate": 1.0}), tmp_path)
+    assert "trainer_args" in _train_options(), "intentflow train --trainer-args"

@@ -21,8 +21,7 @@ from ml.artifact.files import TASK_FILE, read_json
 from ml.artifact.integrity import checked_dir
 from ml.progress import Progress
 from ml.tasks.answers.bank import BANK_FILE, read_bank
-from ml.training.device import torch_device
-from ml.training.loop import amp_dtype
+from ml.training.device import amp_dtype, torch_device
 
 if TYPE_CHECKING:
     import torch

@@ -2,7 +2,7 @@
 
 Fine-tuned (from MiniLM-L6 by default) on a snapshot's question → answer pairs with in-batch
 negatives: cross-entropy over each batch's query x answer cosine-similarity matrix times a
-scale (1 / temperature), through ml.training.loop. Validation MRR picks the best epoch and
+scale (1 / temperature), through ml.training.loop's Trainer (DDP under torchrun too). Validation MRR picks the best epoch and
 stops early. The artifact holds the encoder, the bank and the bank's embeddings
 (ml.tasks.answers.model loads it).
 
@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ml.artifact import files as artifact_files
+from ml.artifact.card import model_card
 from ml.artifact.files import (
     MODEL_CARD_FILE,
     save_model_files,
@@ -32,6 +33,7 @@ from ml.artifact.files import (
 from ml.tasks.answers.bank import BANK_FILE, read_bank
 from ml.tasks.answers.metrics import PROMOTION_METRIC, bank_ranking_metrics, ranking_metrics
 from ml.tasks.answers.model import EMBEDDINGS_FILE, TASK, embed, encode
+from ml.training import distributed
 from ml.training.config import BaseTrainConfig
 from ml.training.device import torch_device
 from ml.training.loop import LoopTask, Outcome, train_epochs
@@ -178,13 +180,16 @@ def fine_tune(
     out_dir: Path,
     config: dict[str, Any] | AnswersConfig | None = None,
     checkpoint_dir: Path | None = None,
+    checkpoint_url: str | None = None,
 ) -> dict[str, Any]:
     """Fine-tune the bi-encoder on a snapshot's train pairs and write the artifact to `out_dir`:
     safetensors encoder + tokenizer, the bank (answers.parquet) and its embeddings
     (answer_embeddings.safetensors), task.json, train_config.json, metrics.json, README.md.
 
     Validation MRR (validation questions ranked against the whole bank) picks the best epoch
-    and stops early. With `checkpoint_dir`, checkpoints after every epoch and resumes from one.
+    and stops early. With `checkpoint_dir`, checkpoints after every epoch and resumes from one
+    (mirrored to `checkpoint_url` on object storage). Under torchrun only rank 0 writes the
+    artifact; the other ranks return an empty dict.
     Raises EmptyBankError / ValueError before training on an empty bank or train split,
     FileExistsError when `out_dir` exists and is not empty.
     """
@@ -215,10 +220,19 @@ def fine_tune(
             torch_device().type,
         )
         task = _pairs_loop(tokenizer, val_rows, bank, resolved)
-        outcome = train_epochs(model, train, resolved, task, checkpoint_dir)
+        outcome = train_epochs(model, train, resolved, task, checkpoint_dir, checkpoint_url)
+        if not run.world.main:
+            return {}
         embeddings = encode(
             model, tokenizer, bank["answer"].to_pylist(), resolved.answer_max_length
         )
+        # The snapshot's test questions against the whole bank, for the model card.
+        test = None
+        if (snapshot_dir / "test.parquet").is_file():
+            test_rows = _read_pairs_split(snapshot_dir, "test")
+            if test_rows["text"]:
+                queries = encode(model, tokenizer, test_rows["text"], resolved.max_length)
+                test = bank_ranking_metrics(queries @ embeddings.T, test_rows, bank)
     _write_artifact(
         out_dir,
         model,
@@ -229,6 +243,7 @@ def fine_tune(
         run.snapshot,
         outcome,
         run.wall_seconds(),
+        test,
     )
     logger.info("wrote answers artifact %s", out_dir)
     return artifact_summary(out_dir)
@@ -318,6 +333,7 @@ def _write_artifact(
     snapshot: dict[str, Any],
     outcome: Outcome,
     wall_seconds: float,
+    test: dict[str, Any] | None,
 ) -> None:
     """The answers artifact, written atomically (ml.artifact.files.write_staged)."""
     import torch
@@ -339,8 +355,19 @@ def _write_artifact(
             str(staging / EMBEDDINGS_FILE),
             metadata={"rows": str(bank.num_rows), "order": BANK_FILE},
         )
-        write_training_record(staging, config, snapshot, outcome.record(wall_seconds))
-        card = _model_card(config, snapshot, bank, outcome)
+        record = outcome.record(wall_seconds, processes=distributed.current().size, test=test)
+        write_training_record(staging, config, snapshot, record)
+        card = model_card(
+            _model_card(config, snapshot, bank, outcome, test),
+            task=TASK,
+            base_model=config.base_model,
+            snapshot_hash=snapshot.get("hash"),
+            results={
+                split: {k: m[k] for k in CARD_METRICS if k in m}
+                for split, m in (("validation", outcome.validation), ("test", test))
+                if m
+            },
+        )
         (staging / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
 
     write_staged(out_dir, fill)
@@ -351,9 +378,23 @@ def artifact_summary(out_dir: Path) -> dict[str, Any]:
     return artifact_files.artifact_summary(out_dir, AnswersConfig, task=TASK)
 
 
+# The headline figures of the card's model-index, per split.
+CARD_METRICS = ("mrr", "recall_at_1", "recall_at_5", "intent_mrr", "n")
+
+
 def _model_card(
-    config: AnswersConfig, snapshot: dict[str, Any], bank: pa.Table, outcome: Outcome
+    config: AnswersConfig,
+    snapshot: dict[str, Any],
+    bank: pa.Table,
+    outcome: Outcome,
+    test: dict[str, Any] | None,
 ) -> str:
+    tested = (
+        f"On the snapshot's test questions ({test.get('n')}), against the whole bank: MRR "
+        f"{test.get('mrr', 0.0):.4f}, recall@1 {test.get('recall_at_1', 0.0):.4f}."
+        if test
+        else "No test split in the snapshot: see the registry's evaluation of this version."
+    )
     val = outcome.validation
     settings = "\n".join(f"- {key}: {value}" for key, value in asdict(config).items())
     counts = snapshot.get("counts") or {}
@@ -376,6 +417,10 @@ L2-normalised embeddings; score = cosine(question, answer). In-batch negatives, 
 - MRR (gold answer): {val.get("mrr", 0.0):.4f}
 - recall@1: {val.get("recall_at_1", 0.0):.4f}; recall@5: {val.get("recall_at_5", 0.0):.4f}
 - same-intent MRR: {val.get("intent_mrr", float("nan")):.4f}
+
+## Test
+
+{tested}
 
 ## Training
 

@@ -1,6 +1,7 @@
 """Training an entity tagger: a token-classification head on a snapshot's train split, with
-ml.training.loop's loop (optimizer, schedule, seeds, checkpoints and resume, progress logging,
-early stopping on validation micro-F1) through ml.training.loop.LoopTask, and its own config.
+ml.training.loop's Trainer (optimizer, schedule, seeds, checkpoints and resume, progress
+logging, early stopping on validation micro-F1, DDP under torchrun) through
+ml.training.loop.LoopTask, and its own config.
 
 torch and transformers are imported inside functions: DAG files import the task modules at
 parse time, and the scheduler must not pay for torch on every parse.
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ml.artifact import files as artifact_files
+from ml.artifact.card import model_card
 from ml.artifact.files import LABELS_FILE, read_json
 from ml.tasks.entities.data import read_split
 from ml.tasks.entities.metrics import PROMOTION_METRIC
@@ -47,9 +49,15 @@ def artifact_summary(out_dir: Path) -> dict[str, Any]:
 
 
 def fine_tune(
-    snapshot_dir: Path, out_dir: Path, config: dict[str, Any], checkpoint_dir: Path | None = None
+    snapshot_dir: Path,
+    out_dir: Path,
+    config: dict[str, Any],
+    checkpoint_dir: Path | None = None,
+    checkpoint_url: str | None = None,
 ) -> dict[str, Any]:
-    """Train a token-classification head on the snapshot's train split (ml.training.loop's loop)."""
+    """Train a token-classification head on the snapshot's train split (ml.training.loop's
+    Trainer; checkpoints as intent's fine_tune). Under torchrun only rank 0 writes the
+    artifact; the other ranks return an empty dict."""
     import torch
     from transformers import (
         AutoModelForTokenClassification,
@@ -105,22 +113,57 @@ def fine_tune(
             validate=lambda m: _score(m, tokenizer, validation, resolved.batch_size * 2),
             metric=PROMOTION_METRIC,
         )
-        outcome = loop.train_epochs(model, train, resolved, task, checkpoint_dir)
+        outcome = loop.train_epochs(model, train, resolved, task, checkpoint_dir, checkpoint_url)
+        if not run.world.main:
+            return {}
+        # The snapshot's test split, when it has rows, scored for the model card.
+        test = None
+        if (snapshot_dir / "test.parquet").is_file():
+            test_texts, test_spans = read_split(snapshot_dir / "test.parquet")
+            if test_texts:
+                encoded = _encode(tokenizer, test_texts, test_spans, resolved.max_length)
+                test = _score(model, tokenizer, encoded, resolved.batch_size * 2)
     wall_seconds = run.wall_seconds()
     support = Counter(s.type for spans in train_spans for s in spans)
 
     def fill(staging: Path) -> None:
         files.save_model_files(staging, model, tokenizer, TASK)
         files.write_json(staging / LABELS_FILE, tags)
-        files.write_training_record(staging, resolved, run.snapshot, outcome.record(wall_seconds))
-        (staging / files.MODEL_CARD_FILE).write_text(
-            _model_card(resolved, run.snapshot, support, len(train_texts), outcome),
-            encoding="utf-8",
+        files.write_training_record(
+            staging,
+            resolved,
+            run.snapshot,
+            outcome.record(wall_seconds, processes=run.world.size, test=test),
         )
+        card = model_card(
+            _model_card(resolved, run.snapshot, support, len(train_texts), outcome, test),
+            task=TASK,
+            base_model=resolved.base_model,
+            snapshot_hash=run.snapshot.get("hash"),
+            results={
+                split: {k: m[k] for k in CARD_METRICS if k in m}
+                for split, m in (("validation", outcome.validation), ("test", test))
+                if m
+            },
+        )
+        (staging / files.MODEL_CARD_FILE).write_text(card, encoding="utf-8")
 
     files.write_staged(out_dir, fill)
     log.info("wrote artifact %s", out_dir)
     return artifact_summary(out_dir)
+
+
+# The headline figures of the card's model-index, per split.
+CARD_METRICS = ("micro_f1", "micro_precision", "micro_recall", "macro_f1", "n")
+
+
+def _test_text(test: dict[str, Any] | None) -> str:
+    if not test:
+        return "No test split in the snapshot: see the registry's evaluation of this version."
+    return (
+        f"On the snapshot's test split ({test.get('n', 0)} texts): micro F1 "
+        f"{test.get('micro_f1', 0.0):.4f}, macro F1 {test.get('macro_f1', 0.0):.4f}."
+    )
 
 
 def _model_card(
@@ -129,6 +172,7 @@ def _model_card(
     support: Counter[str],
     n: int,
     outcome: Outcome,
+    test: dict[str, Any] | None,
 ) -> str:
     val = outcome.validation
     rows = "\n".join(
@@ -153,6 +197,10 @@ Fine-tuned from `{config.base_model}` by Intentflow (`ml.tasks.entities.fine_tun
 
 - micro F1: {val.get("micro_f1", 0.0):.4f} (precision {val.get("micro_precision", 0.0):.4f}, recall {val.get("micro_recall", 0.0):.4f})
 - macro F1: {val.get("macro_f1", 0.0):.4f}
+
+## Test metrics
+
+{_test_text(test)}
 
 ## Training
 

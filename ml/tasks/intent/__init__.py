@@ -39,24 +39,44 @@ def build_dataset(
     out_root: Location,
     text_column: str = "text",
     label_column: str = "label",
+    test_fraction: float | None = 0.1,
+    test_data: str | None = None,
     **_: Any,
 ) -> dict[str, Any]:
     """A snapshot of one labeled file (ml.snapshots.labeled.snapshot_from_file) under `out_root`, a
-    folder or an fsspec URL; options of other tasks are ignored."""
+    folder or an fsspec URL; options of other tasks are ignored. `test_fraction` of the file is
+    the test split (a configured source's default: 0.1, as the lake's), or `test_data` is."""
     from ml.snapshots.labeled import snapshot_from_file
 
-    return snapshot_from_file(Path(source), out_root, text_column, label_column)
+    return snapshot_from_file(
+        Path(source),
+        out_root,
+        text_column,
+        label_column,
+        test_fraction,
+        Path(test_data) if test_data else None,
+    )
 
 
 def fine_tune(
-    snapshot_dir: Path, out_dir: Path, config: dict[str, Any], checkpoint_dir: Path | None = None
+    snapshot_dir: Path,
+    out_dir: Path,
+    config: dict[str, Any],
+    checkpoint_dir: Path | None = None,
+    checkpoint_url: str | None = None,
 ) -> dict[str, Any]:
     """ml.tasks.intent.train.fine_tune with a TrainConfig from `config` (DAG params / CLI
     options naming its fields; None and "" mean the default, other keys are ignored)."""
     from ml.tasks.intent.train import TrainConfig
     from ml.tasks.intent.train import fine_tune as train
 
-    return train(Path(snapshot_dir), Path(out_dir), TrainConfig.from_params(config), checkpoint_dir)
+    return train(
+        Path(snapshot_dir),
+        Path(out_dir),
+        TrainConfig.from_params(config),
+        checkpoint_dir,
+        checkpoint_url,
+    )
 
 
 def evaluate(

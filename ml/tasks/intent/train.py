@@ -1,7 +1,7 @@
 """Fine-tune a BERT-class checkpoint into an intent classifier from a dataset snapshot.
 
 Prepared as every task's fine_tune is (ml.training.prepare), tokenize once, then
-ml.training.loop's training loop (length-grouped batches, AdamW with linear
+ml.training.loop's Trainer (length-grouped batches, AdamW with linear
 warmup/decay, validation macro-F1 after every epoch, the best epoch kept, checkpoints, DDP
 under torchrun) with label-smoothed cross-entropy, a temperature fitted on the kept model's
 validation logits (ml.training.calibration), and an intent artifact written through ml.artifact.files.
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.parquet as pq
 
 from ml.artifact import files as artifact_files
+from ml.artifact.card import model_card
 from ml.artifact.files import (
     LABELS_FILE,
     MODEL_CARD_FILE,
@@ -50,10 +51,12 @@ from ml.training.loop import LoopTask, Outcome, train_epochs
 from ml.training.prepare import prepare
 
 if TYPE_CHECKING:
-    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger("ml.tasks.intent.train")
+
+# The headline figures of the card's model-index, per split.
+CARD_METRICS = ("accuracy", "macro_f1", "weighted_f1", "n")  # n: a split without rows is left out
 
 # Fewer train examples than this for a label: trained anyway (the label stays in the model),
 # but its predictions are unreliable, so the log and the model card say so.
@@ -111,13 +114,18 @@ class _Split:
 
 
 def fine_tune(
-    snapshot_dir: Path, out_dir: Path, config: TrainConfig, checkpoint_dir: Path | None = None
+    snapshot_dir: Path,
+    out_dir: Path,
+    config: TrainConfig,
+    checkpoint_dir: Path | None = None,
+    checkpoint_url: str | None = None,
 ) -> dict[str, Any]:
     """Fine-tune on `snapshot_dir` and write a safetensors-only model artifact to `out_dir`.
 
-    With `checkpoint_dir`, the model, optimizer and schedule are saved there after every
-    epoch, and a call that finds a checkpoint resumes from it: a retried task (after a kill
-    or a lost worker) continues instead of starting over, and ends with the same model.
+    With `checkpoint_dir`, the model, optimizer, schedule and RNG states are saved there after
+    every epoch (and mirrored to `checkpoint_url` on object storage), and a call that finds a
+    checkpoint resumes from it: a retried task (after a kill or a lost worker) continues
+    instead of starting over, and ends with the same model.
 
     Under torchrun (ml.training.distributed) every process calls this; rank 0 alone writes checkpoints
     and the artifact, and the other ranks return an empty dict.
@@ -155,6 +163,7 @@ def fine_tune(
             resolved,
             _intent_loop(tokenizer, validation, labels, resolved),
             checkpoint_dir,
+            checkpoint_url,
         )
         # One more pass over validation, on the kept epoch's weights: its logits fit T, then
         # calibrate the out-of-scope threshold (the train split's features fit Mahalanobis).
@@ -163,6 +172,9 @@ def fine_tune(
             if run.world.main
             else ({}, None)
         )
+        # The snapshot's test split, when it has one, scored for the model card (the retrain's
+        # evaluate step scores it again, with the champion beside it).
+        test = _test_metrics(model, tokenizer, snapshot_dir, label2id, labels, resolved)
 
     if not run.world.main:
         return {}
@@ -178,6 +190,7 @@ def fine_tune(
         run.wall_seconds(),
         calibration,
         detector,
+        test,
     )
     logger.info("wrote artifact %s", out_dir)
     return artifact_summary(out_dir)
@@ -306,13 +319,6 @@ def _warn_unknown_labels(validation: _Split, labels: list[str]) -> None:
 # --- training loop ---------------------------------------------------------------------------
 
 
-def training_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """Cross-entropy against targets smoothed by `smoothing`, in fp32 whatever autocast did."""
-    import torch.nn.functional as F
-
-    return F.cross_entropy(logits.float(), targets, label_smoothing=smoothing)
-
-
 def _intent_loop(
     tokenizer: PreTrainedTokenizerBase, validation: _Split, labels: list[str], config: TrainConfig
 ) -> LoopTask:
@@ -321,11 +327,9 @@ def _intent_loop(
     return LoopTask(
         collate=DataCollatorWithPadding(tokenizer),
         validate=lambda model: _validate(model, tokenizer, validation, labels, config.batch_size),
+        # The loss is the Trainer's: cross-entropy, smoothed by config.label_smoothing
+        # (TrainingArguments.label_smoothing_factor).
         metric=PROMOTION_METRIC,
-        # Under autocast, like the model's own loss; training_loss computes in fp32 anyway.
-        loss=lambda model, batch: training_loss(
-            model(**batch).logits, batch["labels"], config.label_smoothing
-        ),
     )
 
 
@@ -343,6 +347,24 @@ def _validate(
     logits = batched_logits(model, tokenizer, validation.encoded, batch_size * 2)
     predicted = [labels[i] for i in logits.argmax(axis=1)]
     return classification_metrics(validation.intents, predicted, labels)
+
+
+def _test_metrics(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    snapshot_dir: Path,
+    label2id: dict[str, int],
+    labels: list[str],
+    config: TrainConfig,
+) -> dict[str, Any] | None:
+    """classification_metrics on the snapshot's test split; None when it has no rows."""
+    if not (snapshot_dir / "test.parquet").is_file():
+        return None
+    rows = _read_split(snapshot_dir, "test")
+    if not rows["text"]:
+        return None
+    test = _tokenize(tokenizer, rows, label2id, config.max_length)
+    return _validate(model, tokenizer, test, labels, config.batch_size)
 
 
 def _calibrate(
@@ -415,6 +437,7 @@ def _write_artifact(
     wall_seconds: float,
     calibration: dict[str, Any],
     detector: tuple[Detector, dict[str, Any]] | None,
+    test: dict[str, Any] | None,
 ) -> None:
     """An intent artifact, written atomically (see write_staged); the out-of-scope detector
     is written inside it, so the artifact's sha256 covers the threshold."""
@@ -436,9 +459,20 @@ def _write_artifact(
                 processes=distributed.current().size,
                 calibration=calibration,
                 out_of_scope=oos,
+                test=test,
             ),
         )
-        card = _model_card(config, snapshot, support, outcome, calibration, oos)
+        card = model_card(
+            _model_card(config, snapshot, support, outcome, calibration, oos, test),
+            task=TASK,
+            base_model=config.base_model,
+            snapshot_hash=snapshot.get("hash"),
+            results={
+                split: {k: m[k] for k in CARD_METRICS if k in m}
+                for split, m in (("validation", outcome.validation), ("test", test))
+                if m
+            },
+        )
         (staging / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
 
     write_staged(out_dir, fill)
@@ -451,6 +485,7 @@ def _model_card(
     outcome: Outcome,
     calibration: dict[str, Any],
     oos: dict[str, Any] | None,
+    test: dict[str, Any] | None,
 ) -> str:
     """A short model card: what it is, what it was trained on, how good, and where it fails."""
     # A snapshot built from a labeled file has no date window.
@@ -490,6 +525,10 @@ Fine-tuned from `{config.base_model}` by Intentflow (`ml.tasks.intent.train.fine
 - macro F1: {val["macro_f1"]:.4f}
 - weighted F1: {val["weighted_f1"]:.4f}
 
+## Test metrics
+
+{_test_text(test)}
+
 ## Calibration
 
 {_calibration_text(calibration)}
@@ -516,6 +555,15 @@ predictions should go to a human queue (probabilities are calibrated, see above)
 {rare_note}- Out-of-scope detection keeps about {oos["target"] if oos else 1:.0%} of in-scope queries by
   design (its target); a query near a known intent can still be forced into it.
 """
+
+
+def _test_text(test: dict[str, Any] | None) -> str:
+    if test is None:
+        return "No test split in the snapshot: see the registry's evaluation of this version."
+    return (
+        f"On the snapshot's test split ({test['n']} examples): accuracy {test['accuracy']:.4f}, "
+        f"macro F1 {test['macro_f1']:.4f}, weighted F1 {test['weighted_f1']:.4f}."
+    )
 
 
 def _oos_text(oos: dict[str, Any] | None) -> str:

@@ -91,8 +91,6 @@ def test_entities_training_resumes_from_its_checkpoint(
 ) -> None:
     """ml.training.loop's checkpoints serve token classification too: a retried training that
     finds epoch 1's checkpoint (killed in epoch 2) resumes there and ends with the same weights."""
-    from ml.training import loop
-
     source = tmp_path / "bitext.csv"
     write_bitext(source, 90, broken=False)
     snap = Path(entities.build_dataset(str(source), tmp_path / "snaps")["path"])
@@ -104,21 +102,24 @@ def test_entities_training_resumes_from_its_checkpoint(
         "num_threads": 1,
         "early_stopping_patience": None,
     }
-    # Only the latest checkpoint is kept: a copy of epoch 1's is what a kill in epoch 2 leaves.
-    save, after_epoch_1 = loop._save_checkpoint, tmp_path / "after-epoch-1"
+    # A kill in epoch 2 leaves epoch 1's checkpoint: a copy of the folder as it was then.
+    from ml.training import loop
 
-    def save_and_copy_the_first(root: Path, config: Any, run: Any, *rest: Any) -> None:
-        save(root, config, run, *rest)
-        if run.epoch == 1:
-            shutil.copytree(root / "epoch-001", after_epoch_1 / "epoch-001")
+    saved, after_epoch_1 = loop._Checkpointed.on_save, tmp_path / "after-epoch-1"
 
-    monkeypatch.setattr(loop, "_save_checkpoint", save_and_copy_the_first)
+    def save_and_copy_the_first(self: Any, args: Any, state: Any, *rest: Any, **kw: Any) -> None:
+        saved(self, args, state, *rest, **kw)
+        if round(state.epoch) == 1:
+            shutil.copytree(args.output_dir, after_epoch_1)
+
+    monkeypatch.setattr(loop._Checkpointed, "on_save", save_and_copy_the_first)
     first = entities.fine_tune(snap, tmp_path / "a", config, tmp_path / "ckpt")
-    assert first["epochs_run"] == 2 and (after_epoch_1 / "epoch-001").is_dir()
+    assert first["epochs_run"] == 2 and after_epoch_1.is_dir()
+    monkeypatch.setattr(loop._Checkpointed, "on_save", saved)
     with caplog.at_level("INFO", logger="ml.training.loop"):
         again = entities.fine_tune(snap, tmp_path / "b", config, after_epoch_1)
     assert "resuming from" in caplog.text and "(epoch 1, step" in caplog.text
-    assert (after_epoch_1 / "epoch-002").is_dir(), "epoch 2 ran again, after the resume"
+    assert "written (epoch-002)" in caplog.text, "epoch 2 ran again, after the resume"
     weights = [(tmp_path / d / "model.safetensors").read_bytes() for d in ("a", "b")]
     assert weights[0] == weights[1]
     assert again["validation"] == first["validation"]

@@ -19,7 +19,7 @@ from processes import read_until
 from ml.artifact.integrity import PICKLE_SUFFIXES, directory_sha256
 from ml.config import default_base_model
 from ml.tasks.intent.model import Classifier
-from ml.tasks.intent.train import TrainConfig, fine_tune, training_loss
+from ml.tasks.intent.train import TrainConfig, fine_tune
 
 MakeSnapshot = Callable[..., Path]
 
@@ -55,6 +55,14 @@ def test_tiny_bert_trains_and_writes_a_complete_artifact(
     assert "Date window: none (from a file)" in card  # lake windows: test_cli's lineage test
     assert all(label in card for label in labels)
     assert "truncated" in card
+    # The model-index metadata carries validation and test metrics (the Hub's format).
+    from ml.artifact.card import card_results
+
+    results = card_results(card)
+    assert results["validation"]["accuracy"] == result["validation"]["accuracy"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert results["test"]["accuracy"] == metrics["test"]["accuracy"]
+    assert metrics["test"]["n"] > 0
 
     train_config = json.loads((out / "train_config.json").read_text())
     assert train_config["snapshot_hash"] == snap["hash"]
@@ -226,16 +234,24 @@ def test_early_stopping_keeps_the_best_epoch(
     assert (result["epochs_run"], result["best_epoch"]) == (2, 1)
 
 
-def test_label_smoothing_in_the_loss_and_in_training(
+def test_label_smoothing_reaches_the_trainers_loss_and_training(
     make_snapshot: MakeSnapshot, tiny_train_config: TrainConfig, tmp_path: Path
 ) -> None:
     import torch
+    from transformers.trainer_pt_utils import LabelSmoother
 
-    # A confident, correct prediction over 3 labels: hard targets give ~0 loss; smoothing 0.3
-    # targets (0.8, 0.1, 0.1), whose cross-entropy is 0.1 * 20 * 2 = 4 (+ ~0).
+    from ml.training.loop import LoopTask, training_arguments
+
+    # The Trainer's smoother, at the factor train_epochs sets from label_smoothing: a
+    # confident, correct prediction over 3 labels gives ~0 loss with hard targets; smoothing
+    # 0.3 targets (0.8, 0.1, 0.1), whose cross-entropy is 0.1 * 20 * 2 = 4 (+ ~0).
+    task = LoopTask(collate=list, validate=dict, metric="accuracy")
+    factor = training_arguments(
+        replace(tiny_train_config, label_smoothing=0.3), tmp_path / "args", task, 8, False
+    ).label_smoothing_factor
     logits, target = torch.tensor([[20.0, 0.0, 0.0]]), torch.tensor([0])
-    assert training_loss(logits, target, 0.0).item() < 1e-6
-    assert training_loss(logits, target, 0.3).item() == pytest.approx(4.0, abs=1e-3)
+    assert LabelSmoother(0.0)({"logits": logits}, target).item() < 1e-6
+    assert LabelSmoother(factor)({"logits": logits}, target).item() == pytest.approx(4.0, abs=1e-3)
     # Same seed, same batches: only the targets differ, so the weights must too.
     snapshot = make_snapshot(n_per_label=8)
     hard = replace(tiny_train_config, label_smoothing=0.0, max_steps=2)
@@ -289,7 +305,7 @@ def test_killed_training_resumes_from_its_checkpoint_and_ends_with_the_same_mode
     checkpoints = tmp_path / "ckpt"
     victim = run(tmp_path / "killed", checkpoints)
     # Killed once its second checkpoint is complete (logged after the checkpoint's rename).
-    read_until(victim, "epoch-002 written")
+    read_until(victim, "written (epoch-002)")
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert not (tmp_path / "killed").exists()  # no half-written artifact
@@ -306,3 +322,18 @@ def test_killed_training_resumes_from_its_checkpoint_and_ends_with_the_same_mode
     # weights of an uninterrupted one.
     weights = [tmp_path / run / "model.safetensors" for run in ("killed", "straight")]
     assert _sha(weights[0]) == _sha(weights[1])
+
+
+def test_trainer_args_reach_the_run_and_are_recorded(
+    make_snapshot: MakeSnapshot, tiny_train_config: TrainConfig, tmp_path: Path
+) -> None:
+    snapshot = make_snapshot(n_per_label=8)
+    plain = replace(tiny_train_config, max_steps=3)
+    fine_tune(snapshot, tmp_path / "plain", plain)
+    extra = {"lr_scheduler_type": "constant", "adam_beta2": 0.9}
+    fine_tune(snapshot, tmp_path / "extra", replace(plain, trainer_args=extra))
+    recorded = json.loads((tmp_path / "extra" / "train_config.json").read_text())
+    assert recorded["trainer_args"] == extra
+    assert _sha(tmp_path / "plain" / "model.safetensors") != _sha(
+        tmp_path / "extra" / "model.safetensors"
+    )
