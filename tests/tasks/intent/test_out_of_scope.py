@@ -129,6 +129,10 @@ def test_oos_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INTENTFLOW_OOS_LABEL", "none_of_these")
     cfg = settings()
     assert (cfg.oos_target, cfg.oos_label) == (0.99, "none_of_these")
+    # 1 is a target (keep every in-scope validation query), from the environment and in code.
+    monkeypatch.setenv("INTENTFLOW_OOS_TARGET", "1")
+    assert settings().oos_target == 1.0
+    assert TrainConfig(oos_target=1).oos_target == 1
 
 
 # --- metrics -----------------------------------------------------------------------------------
