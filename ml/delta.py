@@ -21,6 +21,10 @@ import contextlib
 import json
 import logging
 import os
+import shutil
+import tempfile
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -157,6 +161,98 @@ def private(root: Location) -> Iterator[None]:
         os.umask(old)
 
 
+def publish_file(
+    root: Location,
+    data: Location,
+    day: str,
+    schema: pa.Schema,
+    rows: int,
+    changed: dict[str, dict | None] | None,
+) -> None:
+    """Make the Parquet file `data` (local or a URL; `schema`, without `dt`) day `day` of the
+    table, in one commit replacing the day's files. The file is not rewritten: it is linked
+    (same local file system), copied within the store (S3 CopyObject) or uploaded into the
+    day's folder under a fresh name, then committed; `data` stays for a retry. Killed before
+    the commit, the placed file is not in the log: readers never see it, VACUUM removes it.
+    """
+    from deltalake.transaction import AddAction
+
+    name = f"{PARTITION}={day}/part-00000-{uuid.uuid4()}-c000.zstd.parquet"
+    dest = storage.join(root, *name.split("/"))
+    with private(root):
+        size = _place(data, dest)
+    stats = json.dumps({"numRecords": rows})
+
+    def publish() -> None:
+        table = _table_for(root, schema)
+        action = AddAction(name, size, {PARTITION: day}, int(time.time() * 1000), True, stats)
+        table.create_write_transaction(
+            [action],
+            mode="overwrite",
+            schema=table.schema(),
+            partition_by=[PARTITION],
+            partition_filters=[(PARTITION, "=", day)],
+            commit_properties=commit_properties(changed),
+        )
+
+    commit(publish)
+
+
+def _table_for(root: Location, schema: pa.Schema) -> Any:
+    """The table at `root`, created (empty, with `schema` and `dt`) when there is none yet."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError
+
+    table = open_table(root)
+    if table is not None:
+        return table
+    try:
+        with private(root):
+            DeltaTable.create(
+                uri(root),
+                schema.append(pa.field(PARTITION, pa.string())),
+                partition_by=[PARTITION],
+                mode="ignore",
+                configuration=TABLE_CONFIG,
+                storage_options=storage_options(root),
+            )
+    except DeltaError:  # another writer created it first
+        pass
+    table = open_table(root)
+    if table is None:
+        raise FileNotFoundError(f"could not create the table at {root}")
+    return table
+
+
+def _place(data: Location, dest: Location) -> int:
+    """Put `data` at `dest` (a new name); its size in bytes."""
+    if not storage.is_remote(dest):
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if storage.is_remote(data):
+            src_fs, src = storage.filesystem(str(data))
+            src_fs.get_file(src, str(dest))
+        else:
+            try:
+                os.link(data, dest)  # no copy; the staged file stays for a retry
+            except OSError:
+                shutil.copyfile(data, dest)
+        dest.chmod(0o600)
+        return dest.stat().st_size
+    fs, path = storage.filesystem(str(dest))
+    if storage.is_remote(data):
+        src_fs, src = storage.filesystem(str(data))
+        if src_fs == fs:  # same store and credentials: server-side copy, no byte through here
+            fs.copy(src, path)
+        else:
+            with tempfile.TemporaryDirectory(prefix="intentflow-lake-") as tmp:
+                src_fs.get_file(src, f"{tmp}/data.parquet")
+                fs.put_file(f"{tmp}/data.parquet", path)
+    else:
+        fs.put_file(str(data), path)
+    return int(fs.info(path)["size"])
+
+
 def day_predicate(day: str) -> str:
     """`dt = 'DAY'`: `day` is an ISO date (checked), never free text."""
     datetime.strptime(day, "%Y-%m-%d")
@@ -205,12 +301,16 @@ def rewrite_day(root: Location, day: str, change: Change) -> bool:
 
 
 def unvacuumed(root: Location) -> list[str]:
-    """Data files no longer in the table that VACUUM has not deleted yet (time travel still
-    reads them), as URIs."""
+    """Data files no longer in the table (or never committed) that VACUUM has not deleted yet,
+    as locations: time travel still reads the replaced ones."""
     table = open_table(root)
     if table is None:
         return []
-    return table.vacuum(retention_hours=0, dry_run=True, enforce_retention_duration=False)
+    listed = table.vacuum(
+        retention_hours=0, dry_run=True, enforce_retention_duration=False, full=True
+    )
+    # The dry run lists the log's tombstones whether or not a VACUUM deleted them already.
+    return [loc for name in listed if storage.exists(loc := storage.join(root, *name.split("/")))]
 
 
 def manifests(table: Any) -> dict[str, dict]:
@@ -220,9 +320,14 @@ def manifests(table: Any) -> dict[str, dict]:
     key = (table.table_uri, version)
     if key in _MANIFESTS:
         return _MANIFESTS[key]
+    # delta-rs 1.6 lists the latest commits whatever version a table was loaded at, numbered
+    # from the loaded one: read the history of the latest version, where the numbers are right.
+    latest = table
+    if table.version() != (current := table_at_latest(table)).version():
+        latest = current
     found: dict[str, dict | None] = {}
-    for entry in table.history():  # newest first; history() starts at the loaded version
-        if entry.get("version", version) > version:
+    for entry in latest.history():  # newest first
+        if entry["version"] > version:
             continue
         for day, manifest in json.loads(entry.get(MANIFESTS) or "{}").items():
             found.setdefault(day, manifest)
@@ -234,6 +339,13 @@ def manifests(table: Any) -> dict[str, dict]:
 
 
 _MANIFESTS: dict[tuple[str, int], dict[str, dict]] = {}
+
+
+def table_at_latest(table: Any) -> Any:
+    """`table`'s latest version, as a new object (`table` stays at its version)."""
+    from deltalake import DeltaTable
+
+    return DeltaTable(table.table_uri, storage_options=storage_options(table.table_uri))
 
 
 def days(table: Any) -> list[str]:
@@ -265,7 +377,10 @@ def maintain(root: Location, retention_hours: int) -> dict[str, Any]:
     table = open_table(root)
     # Our retention is the configured one, even below the table's default of a week.
     deleted = table.vacuum(
-        retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False
+        retention_hours=retention_hours,
+        dry_run=False,
+        enforce_retention_duration=False,
+        full=True,  # killed writers' files too, which no log entry names
     )
     table = open_table(root)
     table.create_checkpoint()

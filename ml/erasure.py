@@ -164,12 +164,12 @@ def _stale_days(root: Location, keys: frozenset[str]) -> list[date]:
     """Days with an old data file (replaced, not yet vacuumed: time travel reads it) holding
     one of `keys`. One that cannot be read counts as holding one."""
     days = set()
-    for uri in delta.unvacuumed(root):
-        day = _day_of_file(uri)
+    for loc in delta.unvacuumed(root):
+        day = _day_of_file(str(loc))
         if day is None or day in days:
             continue
         try:
-            rows = storage.read_parquet(storage.location(uri), [SUBJECT_KEYS])
+            rows = storage.read_parquet(loc, [SUBJECT_KEYS])
         except (OSError, pa.ArrowException):
             days.add(day)
             continue

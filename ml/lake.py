@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import tempfile
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -69,50 +70,31 @@ def table_version(root: Location, as_of: AsOf = None) -> int | None:
 def write_partition(table: pa.Table, root: Location, day: date, manifest: dict) -> Location:
     """Publish `table` (one day's rows) as `day`, in one commit; see :func:`publish_file`.
 
-    Rows are sorted by conversation id, so the same rows give the same content hash, in
-    whatever order they come.
+    Rows are sorted by conversation id, so the same rows give the same file and content hash,
+    in whatever order they come.
     """
     table = table.sort_by("conversation_id")
     manifest = {**manifest, "rows": table.num_rows, "content_hash": table_content_hash(table)}
-    key = day.isoformat()
-
-    def publish() -> None:
-        delta.write(
-            root,
-            delta.with_day(table, key),
-            mode="overwrite",
-            predicate=delta.day_predicate(key),
-            changed={key: manifest},
-        )
-
-    delta.commit(publish)
-    return partition_path(root, day)
+    with tempfile.TemporaryDirectory(prefix="intentflow-lake-") as tmp:
+        path = Path(tmp) / "day.parquet"
+        with data_writer(path, table.schema) as writer:
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        return publish_file(path, root, day, manifest)
 
 
 def publish_file(data: Location, root: Location, day: date, manifest: dict) -> Location:
-    """Publish a staged day (a Parquet file written by :func:`data_writer`, local or a URL) as
-    `day`: one commit replacing the day's rows, streamed batch by batch in the file's order.
+    """Publish a finished day file (written by :func:`data_writer`; local or a URL) as `day`:
+    one commit replacing the day's files (ml.delta.publish_file). The file becomes the day's
+    data as it is: linked, or copied server-side within one object store, never rewritten.
 
     `manifest` carries the file's `rows` and `content_hash`. `data` is left in place (a retry
     publishes it again). A writer killed at any point leaves the previous day whole.
     """
     key = day.isoformat()
-
-    def publish() -> None:
-        with _opened(data) as file:
-            parquet = pq.ParquetFile(file)
-            batches = (delta.with_day(b, key) for b in parquet.iter_batches(ROW_GROUP_ROWS))
-            schema = parquet.schema_arrow.append(pa.field(delta.PARTITION, pa.string()))
-            reader = pa.RecordBatchReader.from_batches(schema, batches)
-            delta.write(
-                root,
-                reader,
-                mode="overwrite",
-                predicate=delta.day_predicate(key),
-                changed={key: manifest},
-            )
-
-    delta.commit(publish)
+    with _opened(data) as file:
+        meta = pq.ParquetFile(file)
+        schema, rows = meta.schema_arrow, meta.metadata.num_rows
+    delta.publish_file(root, data, key, schema, rows, {key: manifest})
     return partition_path(root, day)
 
 
