@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from ml import delta, lake, storage
 from ml.config import Settings
-from ml.quarantine import QUARANTINE_FILE
+from ml.quarantine import QUARANTINE_FILE, QUARANTINE_SCHEMA
 from ml.storage import Location
 from ml.transcript import TRANSCRIPT_SCHEMA
 
@@ -45,8 +45,8 @@ def migrate(cfg: Settings) -> dict[str, Any]:
     """Convert the lake, quarantine and predictions of `cfg`; what was converted, per table."""
     return {
         "transcripts": _migrate_transcripts(cfg.lake),
-        "quarantine": _migrate_files(cfg.quarantine, QUARANTINE_FILE),
-        "predictions": _migrate_files(cfg.predictions, "part-*.parquet"),
+        "quarantine": _migrate_files(cfg.quarantine, QUARANTINE_FILE, QUARANTINE_SCHEMA),
+        "predictions": _migrate_files(cfg.predictions, "part-*.parquet", None),
     }
 
 
@@ -108,12 +108,13 @@ def _batches(data: Location) -> Iterator[pa.RecordBatch]:
         yield from pq.ParquetFile(fh).iter_batches(lake.ROW_GROUP_ROWS)
 
 
-def with_subject_keys(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """A batch of a day written before `subject_keys` existed, with it empty."""
+def with_subject_keys(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """A batch (of a table with `schema`) written before `subject_keys` existed, with it
+    empty: no identifier was recorded for its rows."""
     names = set(batch.schema.names)
-    if "subject_keys" in names or not names >= set(TRANSCRIPT_SCHEMA.names) - {"subject_keys"}:
+    if "subject_keys" in names or not names >= set(schema.names) - {"subject_keys"}:
         return batch
-    field = TRANSCRIPT_SCHEMA.field("subject_keys")
+    field = schema.field("subject_keys")
     return batch.append_column(field, pa.array([[]] * batch.num_rows, field.type))
 
 
@@ -128,7 +129,7 @@ def _migrate_transcripts(root: Location) -> list[str]:
             names = pq.read_schema(fh).names
         if "subject_keys" not in names:
             manifest[lake.NO_SUBJECT_KEYS] = True
-        _commit_day(root, day, [data], manifest, transcripts=True)
+        _commit_day(root, day, [data], manifest, TRANSCRIPT_SCHEMA)
     for day in days:
         _remove_old(
             storage.join(root, f"dt={day.isoformat()}"), [MANIFEST, DATA_FILE, VERSIONS, "_lock"]
@@ -136,12 +137,12 @@ def _migrate_transcripts(root: Location) -> list[str]:
     return [d.isoformat() for d in days]
 
 
-def _migrate_files(root: Location, pattern: str) -> list[str]:
+def _migrate_files(root: Location, pattern: str, schema: pa.Schema | None) -> list[str]:
     days = {
         d: files for d, f in sorted(_day_folders(root).items()) if (files := _files(f, pattern))
     }
     for day, files in days.items():
-        _commit_day(root, day, files, None, transcripts=False)
+        _commit_day(root, day, files, None, schema)
     for files in days.values():
         for file in files:
             _remove(file)
@@ -149,14 +150,18 @@ def _migrate_files(root: Location, pattern: str) -> list[str]:
 
 
 def _commit_day(
-    root: Location, day: date, files: list[Location], manifest: dict | None, transcripts: bool
+    root: Location,
+    day: date,
+    files: list[Location],
+    manifest: dict | None,
+    schema: pa.Schema | None,
 ) -> None:
     key = day.isoformat()
 
     def batches() -> Iterator[pa.RecordBatch]:
         for file in files:
             for batch in _batches(file):
-                yield delta.with_day(with_subject_keys(batch) if transcripts else batch, key)
+                yield delta.with_day(with_subject_keys(batch, schema) if schema else batch, key)
 
     def publish() -> None:
         first = next(batches(), None)
