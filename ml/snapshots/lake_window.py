@@ -35,7 +35,9 @@ def _load_window(
     """The window's rows, its partitions (day, content hash) and the table version read."""
     table = delta.open_table(lake_root, as_of)
     if table is None:
-        raise EmptySnapshotError(f"no lake table at {lake_root}: ingest some days first")
+        raise EmptySnapshotError(
+            f"no lake table at {lake_root} for {days[0]}..{days[-1]}: ingest those days first"
+        )
     published = delta.manifests(table)
     tables, partitions = [], []
     for day in days:
