@@ -357,6 +357,12 @@ def days(table: Any) -> list[str]:
     return sorted(set(actions.column(column).to_pylist()))
 
 
+def files(table: Any, root: Location) -> list[Location]:
+    """The data files of `table`'s version, as locations under `root`."""
+    actions = pa.table(table.get_add_actions(flatten=True))
+    return [storage.join(root, *p.split("/")) for p in actions.column("path").to_pylist()]
+
+
 def read_day(table: Any, day: str, columns: list[str] | None = None) -> pa.Table:
     """One day's rows at `table`'s version, in the order they were written, without `dt`."""
     import pyarrow.dataset as ds

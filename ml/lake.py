@@ -151,6 +151,14 @@ def read_partition(
     return delta.read_day(table, day.isoformat(), columns)
 
 
+def data_files(root: Location, day: date, as_of: AsOf = None) -> list[Location]:
+    """The data files of `day` in the table's version (now, or `as_of`): one per publish."""
+    table = delta.open_table(root, as_of)
+    if table is None:
+        return []
+    return [f for f in delta.files(table, root) if f"/dt={day.isoformat()}/" in str(f)]
+
+
 def days_in_window(end: date, window_days: int) -> list[date]:
     """The `window_days` days ending with `end` (inclusive), oldest first."""
     return [end - timedelta(days=i) for i in range(window_days - 1, -1, -1)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from collections.abc import Iterator
 from datetime import date
@@ -46,7 +47,7 @@ def migrate(cfg: Settings) -> dict[str, Any]:
     return {
         "transcripts": _migrate_transcripts(cfg.lake),
         "quarantine": _migrate_files(cfg.quarantine, QUARANTINE_FILE, QUARANTINE_SCHEMA),
-        "predictions": _migrate_files(cfg.predictions, "part-*.parquet", None),
+        "predictions": _migrate_files(cfg.predictions, "part-*T*.parquet", None),
     }
 
 
@@ -88,12 +89,19 @@ def _legacy_day(folder: Location) -> tuple[Location, dict] | None:
     return data, manifest
 
 
+# The old prediction log's files: part-<YYYYmmddTHHMMSS>-<12 hex>.parquet. The Delta table's
+# own files (part-00000-<uuid>-c000.zstd.parquet) live in the same folders: never theirs.
+OLD_NAME = re.compile(r"(quarantine|part-\d{8}T\d{6}-[0-9a-f]{12})\.parquet")
+
+
 def _files(folder: Location, pattern: str) -> list[Location]:
     if storage.is_remote(folder):
         fs, path = storage.filesystem(str(folder))
         fs.invalidate_cache(path)
-        return [f"{folder}/{p.rsplit('/', 1)[-1]}" for p in sorted(fs.glob(f"{path}/{pattern}"))]
-    return sorted(Path(folder).glob(pattern))
+        found = [f"{folder}/{p.rsplit('/', 1)[-1]}" for p in sorted(fs.glob(f"{path}/{pattern}"))]
+    else:
+        found = sorted(Path(folder).glob(pattern))
+    return [f for f in found if OLD_NAME.fullmatch(str(f).rsplit("/", 1)[-1])]
 
 
 def _opened(data: Location) -> Any:

@@ -48,6 +48,7 @@ def write_quarantine(root: Location, day: date, table: pa.Table) -> Location:
 
 
 def write_predictions(root: Location, day: date, table: pa.Table, name: str) -> Location:
+    """A flush of the old prediction log; `name`: `<YYYYmmddTHHMMSS>-<12 hex>`, as it named them."""
     return storage.write_parquet(
         table, storage.join(root, f"dt={day.isoformat()}", f"part-{name}.parquet")
     )
