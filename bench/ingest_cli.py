@@ -1,8 +1,8 @@
 """`intentflow ingest` end to end on a day of `intentflow generate` output: this tree against a
 baseline tree (another checkout), alternately, in the same run.
 
-    PYTHONPATH=. python bench/ingest_cli.py --baseline /tmp/main-74e8b01 [--per-day 200000]
-        [--rounds 2]
+    PYTHONPATH=. python bench/ingest_cli.py [--baseline TREE | --baseline-ref 74e8b01]
+        [--per-day 200000] [--rounds 2]
 
 The day is generated once (multi-turn transcripts, broken records included). Each run is the
 CLI in a fresh process and a fresh INTENTFLOW_HOME (its PII key fixed): wall seconds, CPU
@@ -20,6 +20,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baseline_tree import DEFAULT_REF, baseline_tree  # noqa: E402
 
 HERE = Path(__file__).resolve().parent.parent
 DAY = "2026-11-22"
@@ -62,7 +65,8 @@ def run(tree: Path, raw: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--baseline", type=Path, required=True)
+    parser.add_argument("--baseline", type=Path, help="the baseline tree (default: a worktree)")
+    parser.add_argument("--baseline-ref", default=DEFAULT_REF, help="its commit, if no tree")
     parser.add_argument("--per-day", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
@@ -74,9 +78,10 @@ def main() -> None:
             check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(HERE)},
         )  # fmt: skip
         runs: dict[str, list[dict[str, float]]] = {"baseline": [], "this tree": []}
-        for _ in range(args.rounds):
-            runs["baseline"].append(run(args.baseline, raw))
-            runs["this tree"].append(run(HERE, raw))
+        with baseline_tree(args.baseline, args.baseline_ref) as baseline:
+            for _ in range(args.rounds):
+                runs["baseline"].append(run(baseline, raw))
+                runs["this tree"].append(run(HERE, raw))
     print(f"intentflow ingest, one generated day of {args.per_day:,} records")
     print(f"{'tree':<12}{'wall s':>16}{'CPU s':>16}{'transcripts/s':>22}")
     for name, found in runs.items():

@@ -1,8 +1,8 @@
 """Publishing and reading one lake day: this tree against a baseline tree (another checkout,
 e.g. a `git worktree` of main before the Delta tables), interleaved in the same run.
 
-    PYTHONPATH=. python bench/lake_publish.py --baseline /tmp/main-74e8b01 [--rows 1000000]
-        [--repeat 3] [--rounds 2]
+    PYTHONPATH=. python bench/lake_publish.py [--baseline TREE | --baseline-ref 74e8b01]
+        [--rows 1000000] [--repeat 3] [--rounds 2]
 
 Each measurement runs in its own process with PYTHONPATH set to its tree, on the same
 generated day (transcript rows: turns, text, content hash, subject keys): `write_partition`
@@ -21,6 +21,9 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baseline_tree import DEFAULT_REF, baseline_tree  # noqa: E402
 
 HERE = Path(__file__).resolve().parent.parent
 
@@ -88,15 +91,17 @@ def measure(tree: Path, rows: int, repeat: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--baseline", type=Path, required=True, help="the baseline tree")
+    parser.add_argument("--baseline", type=Path, help="the baseline tree (default: a worktree)")
+    parser.add_argument("--baseline-ref", default=DEFAULT_REF, help="its commit, if no tree")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     runs: dict[str, list[dict[str, float]]] = {"baseline": [], "this tree": []}
-    for _ in range(args.rounds):
-        runs["baseline"].append(measure(args.baseline, args.rows, args.repeat))
-        runs["this tree"].append(measure(HERE, args.rows, args.repeat))
+    with baseline_tree(args.baseline, args.baseline_ref) as baseline:
+        for _ in range(args.rounds):
+            runs["baseline"].append(measure(baseline, args.rows, args.repeat))
+            runs["this tree"].append(measure(HERE, args.rows, args.repeat))
     base = {k: statistics.median(r[k] for r in runs["baseline"]) for k in ("publish", "read")}
     print(f"one day of {args.rows:,} rows, median of {args.repeat} x {args.rounds} rounds")
     print(f"{'tree':<12}{'publish s':>10}{'ratio':>7}{'read s':>9}{'ratio':>7}{'both':>7}")
