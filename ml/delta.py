@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import shutil
 import tempfile
 import time
@@ -100,11 +101,25 @@ def commit(transaction: Callable[[], T]) -> T:
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         try:
             return transaction()
-        except CommitFailedError as exc:
-            if attempt == COMMIT_ATTEMPTS:
+        except (CommitFailedError, OSError) as exc:
+            if attempt == COMMIT_ATTEMPTS or not _conflict(exc):
                 raise
             log.info("commit conflict (attempt %d): %s; retrying", attempt, str(exc)[:120])
+            time.sleep(random.uniform(0, 0.05 * attempt))  # noqa: S311 (jitter, not a secret)
     raise AssertionError("unreachable")
+
+
+def _conflict(exc: Exception) -> bool:
+    """Lost the race for a version: delta-rs's conflict, or S3 answering two simultaneous
+    conditional PUTs of one key with 409 ConditionalRequestConflict ("retry on 409")."""
+    from deltalake.exceptions import CommitFailedError
+
+    text = str(exc)
+    return (
+        isinstance(exc, CommitFailedError)
+        or "ConditionalRequestConflict" in text
+        or ("409" in text and "Conflict" in text)
+    )
 
 
 def commit_properties(changed: dict[str, dict | None] | None) -> Any:
@@ -216,8 +231,8 @@ def _table_for(root: Location, schema: pa.Schema) -> Any:
                 configuration=TABLE_CONFIG,
                 storage_options=storage_options(root),
             )
-    except DeltaError:  # another writer created it first
-        pass
+    except (DeltaError, OSError) as exc:  # another writer created it first?
+        log.info("creating %s: %s", root, str(exc)[:120])
     table = open_table(root)
     if table is None:
         raise FileNotFoundError(f"could not create the table at {root}")

@@ -48,6 +48,7 @@ def start_writer(root: str, tag: str, n: int, stop: str = "-", day: date = DAY):
     return subprocess.Popen(
         [sys.executable, "-c", WRITER, root, str(n), tag, stop, day.isoformat()],
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
@@ -123,8 +124,8 @@ def test_two_days_published_at_once_both_land(root: str) -> None:
     days = [date(2026, 11, 20 + i) for i in range(3)]
     procs = [start_writer(root, f"d{i}", 50_000, day=d) for i, d in enumerate(days)]
     for proc in procs:
-        out, _ = proc.communicate(timeout=300)
-        assert proc.returncode == 0 and out.strip().endswith("done")
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0 and out.strip().endswith("done"), err[-2000:]
     assert lake.list_partitions(root) == days
     for i, d in enumerate(days):
         assert assert_whole(root, {f"d{i}": table(f"d{i}", 50_000)}, d) == f"d{i}"
@@ -133,8 +134,8 @@ def test_two_days_published_at_once_both_land(root: str) -> None:
 def test_two_publishes_of_one_day_end_with_one_of_them_whole(root: str) -> None:
     procs = [start_writer(root, tag, 60_000) for tag in ("x", "y")]
     for proc in procs:
-        out, _ = proc.communicate(timeout=300)
-        assert proc.returncode == 0 and out.strip().endswith("done")  # the loser retried
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0 and out.strip().endswith("done"), err[-2000:]  # retried
     expected = {tag: table(tag, 60_000) for tag in ("x", "y")}
     assert assert_whole(root, expected) in expected
     assert len(delta.open_table(root).file_uris()) == 1
