@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 PARTITION = "dt"
 # The commitInfo key holding {day: manifest} for the days a commit changed.
 MANIFESTS = "intentflow.manifests"
+# The commitInfo key naming one commit (a publish finds its own in the log).
+COMMIT = "intentflow.commit"
 # A transaction that lost the race for its version runs again, this many times.
 COMMIT_ATTEMPTS = 20
 # The log keeps every day's manifest: expired log files are never cleaned (they are small;
@@ -101,7 +103,7 @@ def commit(transaction: Callable[[], T]) -> T:
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         try:
             return transaction()
-        except (CommitFailedError, OSError) as exc:
+        except (CommitFailedError, OSError, Raced) as exc:
             if attempt == COMMIT_ATTEMPTS or not _conflict(exc):
                 raise
             log.info("commit conflict (attempt %d): %s; retrying", attempt, str(exc)[:120])
@@ -116,18 +118,19 @@ def _conflict(exc: Exception) -> bool:
 
     text = str(exc)
     return (
-        isinstance(exc, CommitFailedError)
+        isinstance(exc, CommitFailedError | Raced)
         or "ConditionalRequestConflict" in text
         or ("409" in text and "Conflict" in text)
     )
 
 
-def commit_properties(changed: dict[str, dict | None] | None) -> Any:
+def commit_properties(changed: dict[str, dict | None] | None, token: str | None = None) -> Any:
     from deltalake import CommitProperties
 
-    if changed is None:
-        return None
-    return CommitProperties(custom_metadata={MANIFESTS: json.dumps(changed, sort_keys=True)})
+    metadata = {} if changed is None else {MANIFESTS: json.dumps(changed, sort_keys=True)}
+    if token is not None:
+        metadata[COMMIT] = token
+    return CommitProperties(custom_metadata=metadata) if metadata else None
 
 
 def write(
@@ -192,14 +195,13 @@ def publish_file(
     """
     from deltalake.transaction import AddAction
 
-    name = f"{PARTITION}={day}/part-00000-{uuid.uuid4()}-c000.zstd.parquet"
-    dest = storage.join(root, *name.split("/"))
-    with private(root):
-        size = _place(data, dest)
+    placed = [_placed(root, data, day)]
     stats = json.dumps({"numRecords": rows})
 
     def publish() -> None:
         table = _table_for(root, schema)
+        read, token = table.version(), uuid.uuid4().hex
+        name, size = placed[-1]
         action = AddAction(name, size, {PARTITION: day}, int(time.time() * 1000), True, stats)
         table.create_write_transaction(
             [action],
@@ -207,10 +209,39 @@ def publish_file(
             schema=table.schema(),
             partition_by=[PARTITION],
             partition_filters=[(PARTITION, "=", day)],
-            commit_properties=commit_properties(changed),
+            commit_properties=commit_properties(changed, token),
         )
+        if _raced(root, day, read, token):
+            # A commit of this day landed between our read and our commit, which delta-rs's
+            # conflict check lets through here (this transaction records no read predicate):
+            # the day now holds both files. Publish again, a fresh copy, over the day as it is.
+            placed.append(_placed(root, data, day))
+            raise Raced(f"{root}: day {day} changed under a publish; publishing again")
 
     commit(publish)
+
+
+class Raced(Exception):
+    """A publish committed over a version of its day it had not read: run it again."""
+
+
+def _placed(root: Location, data: Location, day: str) -> tuple[str, int]:
+    """`data` placed in the day's folder under a fresh name: (the name, its size)."""
+    name = f"{PARTITION}={day}/part-00000-{uuid.uuid4()}-c000.zstd.parquet"
+    with private(root):
+        return name, _place(data, storage.join(root, *name.split("/")))
+
+
+def _raced(root: Location, day: str, read: int, token: str) -> bool:
+    """Did a commit naming `day` land after version `read` and before ours (`token`)?"""
+    table = open_table(root)
+    entries = table.history(table.version() - read) if table is not None else []
+    mine = next((e["version"] for e in entries if e.get(COMMIT) == token), None)
+    if mine is None:
+        raise RuntimeError(f"{root}: our commit of {day} is not in the log")
+    return any(
+        read < e["version"] < mine and day in json.loads(e.get(MANIFESTS) or "{}") for e in entries
+    )
 
 
 def _table_for(root: Location, schema: pa.Schema) -> Any:

@@ -131,12 +131,14 @@ def test_two_days_published_at_once_both_land(root: str) -> None:
         assert assert_whole(root, {f"d{i}": table(f"d{i}", 50_000)}, d) == f"d{i}"
 
 
-def test_two_publishes_of_one_day_end_with_one_of_them_whole(root: str) -> None:
-    procs = [start_writer(root, tag, 60_000) for tag in ("x", "y")]
+def test_racing_publishes_of_one_day_end_with_one_of_them_whole(root: str) -> None:
+    """Four writers of one day at once (the race the commit protocol must settle)."""
+    tags = ("w", "x", "y", "z")
+    procs = [start_writer(root, tag, 60_000) for tag in tags]
     for proc in procs:
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0 and out.strip().endswith("done"), err[-2000:]  # retried
-    expected = {tag: table(tag, 60_000) for tag in ("x", "y")}
+    expected = {tag: table(tag, 60_000) for tag in tags}
     assert assert_whole(root, expected) in expected
     assert len(delta.open_table(root).file_uris()) == 1
 
