@@ -108,11 +108,19 @@ def test_sigkill_before_and_after_the_commit_leaves_a_whole_day(
 def test_sigkill_at_random_moments_of_a_publish_leaves_old_or_new_whole(root: str) -> None:
     old, new = table("old", 2000), table("new", 200_000)
     lake.write_partition(old, root, DAY, {"tag": "old"})
+    # How long a publish takes here, from "writing" to "done": the kills fall inside it.
+    proc = start_writer(root, "new", new.num_rows)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
+    start = time.perf_counter()
+    assert proc.stdout.readline().strip() == "done"
+    took = time.perf_counter() - start
+    proc.wait()
+    lake.write_partition(old, root, DAY, {"tag": "old"})
     rng, seen = random.Random(18), set()
-    for _ in range(6):
+    for delay in [0.0, *(rng.uniform(0.0, took) for _ in range(5))]:
         proc = start_writer(root, "new", new.num_rows)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
-        time.sleep(rng.uniform(0.0, 1.5))
+        time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         seen.add(assert_whole(root, {"old": old, "new": new}))
