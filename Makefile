@@ -61,6 +61,7 @@ bench: install  ## benchmarks against same-run baselines (training needs ../shar
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/ingest.py --rows 1000000
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/redaction.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/lake_publish.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python bench/ingest_cli.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/dag_parse.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/train.py
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/threads.py

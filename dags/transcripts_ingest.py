@@ -8,7 +8,7 @@ Daily: take the day's raw transcript drop, turn it into validated, PII-redacted 
 | `discover` | lists the day's files of the chosen source: `SOURCE/YYYY-MM-DD/*.jsonl` (a folder or any fsspec URL), or per its spec (CSV, ABCD, CLINC150, a SQL table) |
 | `normalise` | parses and redacts every record into canonical rows; bad records go to quarantine with file, line and rule |
 | `validate` | the Great Expectations suite on the day (report: GX Data Docs); a failure fails the task, so no Asset event fires, keeps the (redacted) quarantine, removes the staged day, and alerts (webhook / Slack / e-mail) |
-| `publish` | swaps partition `dt=YYYY-MM-DD` into the lake atomically; emits the `transcripts` Asset |
+| `publish` | commits day `dt=YYYY-MM-DD` to the `transcripts` Delta table (one overwrite commit on that day); emits the `transcripts` Asset |
 
 Safe to rerun and to backfill: a day's partition is replaced whole, never appended to.
 Params: `day` (YYYY-MM-DD) for a manual run of one day; `source`: which configured source

@@ -536,6 +536,14 @@ def quarantine_retention_days() -> int:
     return int(_env_number("INTENTFLOW_QUARANTINE_RETENTION_DAYS", 30, int))
 
 
+def lake_retention_hours() -> int:
+    """INTENTFLOW_LAKE_RETENTION_HOURS (default 168, a week): VACUUM deletes the lake tables'
+    files replaced longer ago than this (ml.delta.maintain). Time travel (`intentflow train
+    --as-of`) reaches back this far, and an erased person's rows leave the disk this long
+    after the erasure."""
+    return int(_env_number("INTENTFLOW_LAKE_RETENTION_HOURS", 168, int))
+
+
 def staging_retention_hours() -> float:
     """INTENTFLOW_STAGING_RETENTION_HOURS (default 24): a staged day older than this (a run
     that never reached publish or its gate) is removed by the next ingest; it holds raw lines."""

@@ -5,11 +5,12 @@ keeps instead, per row, the keyed hashes of the identifiers it removed (`subject
 ml.subjects); :func:`erase` computes the same keys from the identifiers it is given and
 walks :data:`STORES`:
 
-- the lake: each day's partition is rewritten without the rows carrying a key, through the
-  lake's own atomic publish under the day's write lock (ml.lake.rewrite_partition), with the
-  manifest recounted; copies the publish keeps or a killed writer left are deleted;
-- the quarantine: each day's file without the records carrying a key, or the conversation id
-  of one of the person's lake rows;
+- the lake (the `transcripts` Delta table): each day holding a key is rewritten without those
+  rows in one commit (ml.lake.rewrite_partition), with the manifest recounted; the replaced
+  file stays for time travel until VACUUM deletes it once older than the retention
+  (INTENTFLOW_LAKE_RETENTION_HOURS; the maintenance DAG); the result's notes say so;
+- the quarantine (a Delta table): each day without the records carrying a key, or the
+  conversation id of one of the person's lake rows;
 - training snapshots frozen from the lake: the split files without those conversation ids
   (snapshots keep no keys); a snapshot keeps its hash, which models' lineage names, and its
   snapshot.json records the erasure.
@@ -37,8 +38,8 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ml import lake, storage
-from ml.config import Settings, pii_key_env
+from ml import delta, lake, storage
+from ml.config import Settings, lake_retention_hours, pii_key_env
 from ml.quarantine import rule_counts
 from ml.snapshots.writer import SNAPSHOT_FILE, SPLITS, cached_copy
 from ml.storage import Location, is_remote
@@ -66,8 +67,7 @@ class Found:
     days: list[date] = field(default_factory=list)
     snapshots: dict[str, dict[str, int]] = field(default_factory=dict)  # hash -> file -> rows
     notes: list[str] = field(default_factory=list)
-    stale: list[date] = field(default_factory=list)  # lake days with an old copy holding rows
-    files: list[str] = field(default_factory=list)  # prediction log files holding rows
+    stale: list[date] = field(default_factory=list)  # days with an unvacuumed file holding rows
 
 
 @dataclass
@@ -122,26 +122,30 @@ def _without(table: pa.Table, hit: pa.Array) -> pa.Table:
 
 
 class LakeStore:
-    """The transcripts lake: one partition per day, rows carrying `subject_keys`."""
+    """The transcripts table: one partition per day, rows carrying `subject_keys`."""
 
     name = "lake"
 
     def find(self, job: Job) -> Found:
         found, predate = Found(self.name), 0
         root = job.cfg.lake
+        table = delta.open_table(root)
+        if table is None:
+            return found
+        published = delta.manifests(table)
         for day in lake.list_partitions(root):
-            rows = lake.read_partition(root, day, ["conversation_id", SUBJECT_KEYS])
-            if SUBJECT_KEYS not in rows.column_names:
+            if published.get(day.isoformat(), {}).get(lake.NO_SUBJECT_KEYS):
                 predate += 1
-            else:
-                hits = rows.filter(_matching(rows, job.keys))
-                if hits.num_rows:
-                    found.rows += hits.num_rows
-                    found.days.append(day)
-                    job.lake_days.add(day)
-                    job.conversation_ids.update(hits.column("conversation_id").to_pylist())
-            if any(_stale_holds(copy, job.keys) for copy in lake.stale_copies(root, day)):
-                found.stale.append(day)
+                continue
+            rows = delta.read_day(table, day.isoformat(), ["conversation_id", SUBJECT_KEYS])
+            hits = rows.filter(_matching(rows, job.keys))
+            if hits.num_rows:
+                found.rows += hits.num_rows
+                found.days.append(day)
+                job.lake_days.add(day)
+                job.conversation_ids.update(hits.column("conversation_id").to_pylist())
+        found.stale = _stale_days(root, job.keys)
+        _vacuum_note(found)
         if predate:
             found.notes.append(
                 f"{predate} lake partition(s) predate subject keys: nothing could be matched "
@@ -154,20 +158,43 @@ class LakeStore:
         # Days whose rows go, and days whose quarantine changed: their manifest is recounted.
         for day in sorted(set(found.days) | job.quarantine_days):
             lake.rewrite_partition(root, day, _day_without(job, day))
-        for day in sorted(set(found.stale) - set(found.days)):
-            lake.vacuum(root, day)  # a rewrite deletes the replaced copy itself
-        if found.stale:
-            log.info("deleted stale copies of %d lake day(s)", len(found.stale))
 
 
-def _stale_holds(copy: Location, keys: frozenset[str]) -> bool:
-    """Does an old copy of a day still hold a key? One that cannot be read (a killed writer's
-    half-written file) counts as holding one: vacuuming it is always safe."""
+def _stale_days(root: Location, keys: frozenset[str]) -> list[date]:
+    """Days with an old data file (replaced, not yet vacuumed: time travel reads it) holding
+    one of `keys`. One that cannot be read counts as holding one."""
+    days = set()
+    for loc in delta.unvacuumed(root):
+        day = _day_of_file(str(loc))
+        if day is None or day in days:
+            continue
+        try:
+            rows = storage.read_parquet(loc, [SUBJECT_KEYS])
+        except (OSError, pa.ArrowException):
+            days.add(day)
+            continue
+        if bool(pc.any(_matching(rows, keys)).as_py()):
+            days.add(day)
+    return sorted(days)
+
+
+def _vacuum_note(found: Found) -> None:
+    """Delta keeps a replaced file for time travel: say when the person's rows really go."""
+    if found.days or found.stale:
+        found.notes.append(
+            f"{found.store}: the files replaced (and {len(found.stale)} older day(s) not yet "
+            f"vacuumed) keep the rows for time travel until VACUUM deletes them, "
+            f"{lake_retention_hours()} h after the erasure (the maintenance DAG, or "
+            "`intentflow lake vacuum`; docs/security.md)"
+        )
+
+
+def _day_of_file(uri: str) -> date | None:
+    folder = uri.rstrip("/").rsplit("/", 2)[-2] if "/" in uri else ""
     try:
-        rows = storage.read_parquet(copy, [SUBJECT_KEYS])
-    except (OSError, pa.ArrowException):
-        return True
-    return bool(pc.any(_matching(rows, keys)).as_py())
+        return date.fromisoformat(folder.removeprefix(f"{delta.PARTITION}="))
+    except ValueError:
+        return None
 
 
 def _day_without(job: Job, day: date) -> lake.Change:
@@ -198,7 +225,7 @@ def _recount(manifest: dict, written: int, quarantine: dict[str, int] | None) ->
 
 
 def _quarantine_rules(cfg: Settings, day: date) -> dict[str, int] | None:
-    if not storage.exists(lake.quarantine_path(cfg.quarantine, day)):
+    if not lake.has_quarantine_table(cfg.quarantine):
         return None
     return rule_counts(lake.read_quarantine(cfg.quarantine, day, ["rule"]))
 
@@ -213,29 +240,25 @@ class QuarantineStore:
     name = "quarantine"
 
     def find(self, job: Job) -> Found:
-        found, predate = Found(self.name), 0
+        found = Found(self.name)
         root = job.cfg.quarantine
         for day in lake.quarantine_days(root):
             rows = lake.read_quarantine(root, day, ["conversation_id", SUBJECT_KEYS])
-            predate += SUBJECT_KEYS not in rows.column_names
             hits = int(pc.sum(_matching(rows, job.keys, job.conversation_ids)).as_py() or 0)
             if hits:
                 found.rows += hits
                 found.days.append(day)
                 job.quarantine_days.add(day)
-        if predate:
-            found.notes.append(
-                f"{predate} quarantine file(s) predate subject keys: matched by the conversation "
-                "ids of the person's lake rows only"
-            )
+        found.stale = _stale_days(root, job.keys)
+        _vacuum_note(found)
         return found
 
     def remove(self, job: Job, found: Found) -> None:
-        root = job.cfg.quarantine
         for day in found.days:
-            rows = lake.read_quarantine(root, day)
-            lake.write_quarantine(
-                _without(rows, _matching(rows, job.keys, job.conversation_ids)), root, day
+            lake.rewrite_quarantine(
+                job.cfg.quarantine,
+                day,
+                lambda rows: _without(rows, _matching(rows, job.keys, job.conversation_ids)),
             )
 
 
@@ -329,30 +352,31 @@ def _drop_cached(cfg: Settings, folder: Location) -> None:
 
 
 class PredictionStore:
-    """`intentflow serve`'s prediction log (ml.serving.prediction_log): redacted messages, each
-    row with the keys of the identifiers removed from it; a file rewritten without the person's
-    rows (the service only ever adds new files, so none is rewritten under it)."""
+    """`intentflow serve`'s `predictions` table (ml.serving.prediction_log): redacted messages,
+    each row with the keys of the identifiers removed from it; a day rewritten without the
+    person's rows in one commit (a flush meanwhile makes it read again, nothing is lost)."""
 
     name = "predictions"
 
     def find(self, job: Job) -> Found:
         found = Found(self.name)
-        for path in _prediction_table(job.cfg).files():
-            rows = storage.read_parquet(path, [SUBJECT_KEYS])
+        table = _prediction_table(job.cfg)
+        for day in table.days():
+            rows = table.read_day(day, [SUBJECT_KEYS])
             hits = int(pc.sum(_matching(rows, job.keys)).as_py() or 0)
             if hits:
                 found.rows += hits
-                found.files.append(str(path))
-                day = date.fromisoformat(Path(str(path)).parent.name.removeprefix("dt="))
-                if day not in found.days:
-                    found.days.append(day)
+                found.days.append(date.fromisoformat(day))
+        found.stale = _stale_days(job.cfg.predictions, job.keys)
+        _vacuum_note(found)
         return found
 
     def remove(self, job: Job, found: Found) -> None:
         table = _prediction_table(job.cfg)
-        for path in found.files:
-            rows = storage.read_parquet(path)
-            table.replace(path, _without(rows, _matching(rows, job.keys)))
+        for day in found.days:
+            table.rewrite_day(
+                day.isoformat(), lambda rows: _without(rows, _matching(rows, job.keys))
+            )
 
 
 def _prediction_table(cfg: Settings) -> Any:

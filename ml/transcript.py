@@ -26,7 +26,7 @@ TRANSCRIPT_SCHEMA = pa.schema(
         pa.field("content_hash", pa.string(), nullable=False),
         # Keyed hashes (ml.subjects.subject_key) of the e-mails and phone numbers redacted from
         # the row and of the personal values its source names, sorted: how erasure finds a
-        # person's rows in a redacted lake. Partitions written before it read as [] (ml.lake).
+        # person's rows in a redacted lake. Days written before it hold [] (ml.lake_migrate).
         pa.field("subject_keys", pa.list_(pa.string()), nullable=False),
     ]
 )

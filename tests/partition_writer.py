@@ -1,10 +1,11 @@
-"""A partition big enough (about a second to write) to kill a writer in the middle of it.
+"""A day big enough (about a second to publish) to kill a writer in the middle of it.
 
-`WRITER` runs as `python -c WRITER ROOT N TAG [STOP]` (ROOT: a folder or an fsspec URL);
+`WRITER` runs as `python -c WRITER ROOT N TAG [STOP] [DAY]` (ROOT: a folder or an s3:// URL);
 `table(tag, n)` is the same table in this process, to compare with what was read back.
-STOP, `FUNCTION:N`, stops the writer at a known point of the write, to be killed there: right
-before its N-th call of ml.lake's FUNCTION it prints "stopped" and waits (for the SIGKILL).
-Without it the writer prints "done" when the write returns.
+STOP, `MODULE.FUNCTION:N` (a module of ml, e.g. `delta.commit:1`), stops the writer at a
+known point of the publish, to be killed there: right before its N-th call of that function it
+prints "stopped" and waits (for the SIGKILL). `-` or no STOP: the writer prints "done" when
+the publish returns.
 """
 
 from __future__ import annotations
@@ -12,21 +13,25 @@ from __future__ import annotations
 import pyarrow as pa
 
 WRITER = """
-import sys, threading
+import importlib, sys, threading
 from datetime import date
 import pyarrow as pa
 from ml import lake
 n, tag = int(sys.argv[2]), sys.argv[3]
-if len(sys.argv) > 4:
-    name, nth = sys.argv[4].split(":")
-    real, calls = getattr(lake, name), []
+stop = sys.argv[4] if len(sys.argv) > 4 else "-"
+day = date.fromisoformat(sys.argv[5]) if len(sys.argv) > 5 else date(2026, 11, 22)
+if stop != "-":
+    where, nth = stop.split(":")
+    module_name, name = where.rsplit(".", 1)
+    module = importlib.import_module(f"ml.{module_name}")
+    real, calls = getattr(module, name), []
     def stop_at_nth_call(*args, **kwargs):
         calls.append(1)
         if len(calls) == int(nth):
             print("stopped", flush=True)
             threading.Event().wait()
         return real(*args, **kwargs)
-    setattr(lake, name, stop_at_nth_call)
+    setattr(module, name, stop_at_nth_call)
 ids = [f"{tag}-{i:07d}" for i in range(n)]
 table = pa.table({
     "conversation_id": ids,
@@ -34,7 +39,7 @@ table = pa.table({
     "content_hash": [f"{tag}{i:060d}" for i in range(n)],
 })
 print("writing", flush=True)
-lake.write_partition(table, sys.argv[1], date(2026, 11, 22), {"tag": tag})
+lake.write_partition(table, sys.argv[1], day, {"tag": tag})
 print("done", flush=True)
 """
 

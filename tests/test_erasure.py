@@ -11,13 +11,16 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import legacy_lake
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from ml import erasure, lake, storage
 from ml.cli.main import app
 from ml.config import Settings, settings
+from ml.lake_migrate import migrate
 from ml.quarantine import QUARANTINE_SCHEMA
 from ml.registry.store import Registry
 from ml.serving.prediction_log import SCHEMA as PREDICTIONS
@@ -134,11 +137,26 @@ def build(cfg: Settings) -> World:
     )
     publish(cfg, D2, [row("p-2", [phone, other], D2, "refund_request"), row("y-1", [], D2)], q2)
     publish(cfg, D3, [row("z-1", [other], D3), row("z-2", [], D3, "refund_request")], None)
+    # D4 was written by a lake before the Delta tables and before subject keys, and migrated.
     q4 = pa.Table.from_pylist(
         [quarantined("p-1", 1, None), quarantined("w-1", 2, None)], schema=QUARANTINE_PREDATING
     )
     old = [{k: v for k, v in row(f"w-{i}", [], D4).items() if k != "subject_keys"} for i in (1, 2)]
-    publish(cfg, D4, old, q4)
+    legacy_lake.write_quarantine(cfg.quarantine, D4, q4)
+    legacy_lake.write_day(
+        cfg.lake,
+        D4,
+        pa.Table.from_pylist(old, schema=PREDATING),
+        {
+            "day": D4.isoformat(),
+            "rows_read": 4,
+            "rows_written": 2,
+            "rows_quarantined": 2,
+            "quarantine_rules": {"bad_timestamp": 2},
+            "source": "chat-export",
+        },
+    )
+    migrate(cfg)
     snapshot = make_snapshot(cfg.lake, cfg.snapshots, D3, 3)
     with Registry(cfg.registry_url) as registry:
         for snapshot_hash, partitions in (
@@ -212,15 +230,16 @@ def test_erase_removes_the_persons_rows_everywhere_and_nothing_else(world: World
     }
     assert result["snapshots"] == [world.snapshot["hash"]]
     # The prediction log: the person's message gone, the others' kept.
-    logged = [storage.read_parquet(p) for p in PredictionTable(cfg.predictions).files()]
-    assert sorted(r for t in logged for r in t.column("prediction_id").to_pylist()) == [
+    logged = PredictionTable(cfg.predictions).read_day("2026-11-22")
+    assert sorted(logged.column("prediction_id").to_pylist()) == [
         "pr-2",
         "pr-3",
     ]
     assert result["models"] == ["intent:1", "intent:3"]  # not intent:2 (trained on D3 only)
     assert result["identifiers"] == {"email": 1, "phone": 1, "customer_id": 1}
     assert any("1 lake partition(s) predate subject keys" in n for n in result["notes"])
-    assert any("1 quarantine file(s) predate subject keys" in n for n in result["notes"])
+    # Delta keeps the replaced files for time travel: the result says until when.
+    assert any(n.startswith("lake: the files replaced") for n in result["notes"])
     # The lake: the person's rows gone, the others' kept, each manifest recounted.
     assert ids(lake.read_partition(cfg.lake, D1)) == {"x-1", "x-2"}
     assert ids(lake.read_partition(cfg.lake, D2)) == {"y-1"}
@@ -370,40 +389,77 @@ def test_a_crash_midway_leaves_every_day_whole_and_a_rerun_finishes(
     assert not {"p-1", "p-2"} & snapshot_ids(world.snapshot)
 
 
-def test_a_killed_writers_copy_of_a_day_is_deleted_when_it_holds_the_person(world: World) -> None:
-    """Debris of a writer killed between its swap and its cleanup still holds the old rows."""
+def parquet_holding(root: Path, key: str) -> list[Path]:
+    """Every Parquet file under `root` (committed or not, current or replaced) holding `key`."""
+    held = []
+    for path in sorted(root.rglob("*.parquet")):
+        table = pq.read_table(path)
+        if "subject_keys" in table.column_names and any(
+            key in keys for keys in table.column("subject_keys").to_pylist()
+        ):
+            held.append(path)
+    return held
+
+
+def test_erase_then_vacuum_past_the_retention_leaves_no_copy_of_the_person(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The erasure rewrites the days; the replaced files keep the rows for time travel until
+    VACUUM past the retention (the maintenance DAG's `intentflow lake maintain`) deletes them."""
     cfg = world.cfg
-    partition = Path(lake.partition_path(cfg.lake, D1))
-    debris = Path(cfg.lake) / f".{partition.name}.tmp-dead"
-    debris.mkdir()
-    (debris / lake.DATA_FILE).write_bytes((partition / lake.DATA_FILE).read_bytes())
-    erasure.erase(cfg, {"email": [EMAIL]}, "tester")
-    assert not debris.exists()
+    key = subject_key("email", EMAIL, pii_key(cfg))
+    before = lake.table_version(cfg.lake)
+    erase_person()
+    assert ids(lake.read_partition(cfg.lake, D1)) == {"x-1", "x-2"}
+    # Time travel still reads the day as it was, and the old file is on disk: a week's
+    # retention (the default) keeps it at the next maintenance.
+    assert "p-1" in ids(lake.read_partition(cfg.lake, D1, as_of=before))
+    maintained = runner.invoke(app, ["lake", "maintain", "--json"])
+    assert maintained.exit_code == 0, maintained.output
+    assert parquet_holding(Path(cfg.lake), key)
+    # Past the retention the maintenance deletes every copy, in every table.
+    monkeypatch.setenv("INTENTFLOW_LAKE_RETENTION_HOURS", "0")
+    maintained = runner.invoke(app, ["lake", "maintain", "--json"])
+    assert maintained.exit_code == 0, maintained.output
+    assert [r["table"] for r in json.loads(maintained.stdout)] == [
+        str(cfg.lake),
+        str(cfg.quarantine),
+        str(cfg.predictions),
+    ]
+    for root in (cfg.lake, cfg.quarantine, cfg.predictions):
+        for k in (key, subject_key("phone", PHONE, pii_key(cfg))):
+            assert parquet_holding(Path(root), k) == [], root
+    with pytest.raises(Exception, match=r"(?i)not found|no such file|object"):
+        lake.read_partition(cfg.lake, D1, as_of=before)
+    assert ids(lake.read_partition(cfg.lake, D1)) == {"x-1", "x-2"}  # the current day reads
 
 
-def test_rewrite_holds_the_days_lock_from_read_to_write(tmp_path: Path) -> None:
-    """An ingest publishing the same day waits for the erasure's rewrite, then wins: neither
-    overwrites the other's partition with stale rows."""
+def test_a_publish_during_the_rewrite_makes_it_read_the_day_again(tmp_path: Path) -> None:
+    """An ingest publishing the same day while the erasure filters it: the erasure's commit
+    conflicts, it reads the new day and filters that; neither overwrites the other's rows."""
     import threading
 
     first = pa.Table.from_pylist([row("a", [], D1), row("b", [], D1)], schema=TRANSCRIPT_SCHEMA)
-    newer = pa.Table.from_pylist([row("c", [], D1)], schema=TRANSCRIPT_SCHEMA)
+    newer = pa.Table.from_pylist([row("a", [], D1), row("c", [], D1)], schema=TRANSCRIPT_SCHEMA)
     lake.write_partition(first, tmp_path, D1, {"tag": "first"})
-    ingest = threading.Thread(
-        target=lake.write_partition, args=(newer, tmp_path, D1, {"tag": "new"})
-    )
+    seen: list[set[str | None]] = []
 
     def drop_a(rows: pa.Table, manifest: dict) -> tuple[pa.Table, dict]:
-        ingest.start()
-        ingest.join(timeout=1.0)
-        assert ingest.is_alive(), "the publish did not wait for the rewrite"
+        seen.append(ids(rows))
+        if len(seen) == 1:  # the publish lands between the erasure's read and its commit
+            ingest = threading.Thread(
+                target=lake.write_partition, args=(newer, tmp_path, D1, {"tag": "new"})
+            )
+            ingest.start()
+            ingest.join()
         return rows.filter(
             pa.array([c != "a" for c in rows.column("conversation_id").to_pylist()])
         ), manifest
 
     assert lake.rewrite_partition(tmp_path, D1, drop_a)
-    ingest.join()
+    assert seen == [{"a", "b"}, {"a", "c"}]
     assert ids(lake.read_partition(tmp_path, D1)) == {"c"}
+    assert lake.read_manifest(tmp_path, D1)["tag"] == "new"
 
 
 # --- object storage ----------------------------------------------------------------------------
@@ -417,14 +473,15 @@ def s3_endpoint() -> Iterator[str]:
         yield endpoint
 
 
-def test_erase_on_s3_leaves_no_old_version_or_stale_cached_copy(
+def test_erase_on_s3_leaves_no_copy_after_vacuum_or_stale_cached_snapshot(
     s3_endpoint: str, intentflow_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On object storage a publish keeps the previous version for readers: an erasure must not
-    (it holds the rows). Nor may this machine's cached copy of the snapshot stay, nor another
-    worker's be used again."""
+    """On S3 as locally: a rerun of a day keeps its previous file for time travel, the
+    erasure rewrites the current one and VACUUM past the retention deletes both. Nor may this
+    machine's cached copy of the snapshot stay, nor another worker's be used again."""
     from s3_server import make_bucket, s3_env
 
+    from ml import delta
     from ml.snapshots.writer import local_snapshot
 
     for name, value in s3_env(s3_endpoint).items():
@@ -433,14 +490,14 @@ def test_erase_on_s3_leaves_no_old_version_or_stale_cached_copy(
     monkeypatch.setenv("INTENTFLOW_PII_KEY", "a-test-secret")
     world = build(settings())
     cfg = world.cfg
-    # A rerun of D1's publish: the previous version (with the person's rows) stays beside it.
+    # A rerun of D1's publish: the previous file (with the person's rows) stays beside it.
     publish(
         cfg,
         D1,
         [row("p-1", [subject_key("email", EMAIL, pii_key(cfg))], D1), row("x-1", [], D1)],
         None,
     )
-    assert lake.stale_copies(cfg.lake, D1)
+    assert delta.unvacuumed(cfg.lake)
     cached = local_snapshot(world.snapshot["path"], cfg.cache)
     other_worker = local_snapshot(world.snapshot["path"], intentflow_home / "worker-2")
     assert "p-1" in snapshot_ids({"path": cached}) & snapshot_ids({"path": other_worker})
@@ -450,8 +507,10 @@ def test_erase_on_s3_leaves_no_old_version_or_stale_cached_copy(
 
     assert result.removed["lake"] == 2 and result.snapshots == [world.snapshot["hash"]]
     assert ids(lake.read_partition(cfg.lake, D1)) == {"x-1"}
-    assert lake.stale_copies(cfg.lake, D1) == [] and lake.stale_copies(cfg.lake, D2) == []
-    assert lake.read_manifest(cfg.lake, D1)["previous_version"] is None
+    assert any(n.startswith("lake: the files replaced") for n in result.notes)
+    lake.maintain(cfg.lake, retention_hours=0)
+    lake.maintain(cfg.quarantine, retention_hours=0)
+    assert delta.unvacuumed(cfg.lake) == [] and delta.unvacuumed(cfg.quarantine) == []
     assert ids(lake.read_quarantine(cfg.quarantine, D2)) == {"y-9"}
     assert not {"p-1", "p-2"} & snapshot_ids(world.snapshot)
     assert not cached.exists()

@@ -8,12 +8,6 @@ speaks to it over HTTP exactly as to AWS; only the endpoint differs).
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -21,11 +15,10 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from partition_writer import WRITER, table
-from processes import kill_after
+from partition_writer import table
 from s3_server import make_bucket, moto_server, s3_env
 
-from ml import lake, storage
+from ml import delta, lake, storage
 from ml.config import ConfigError, settings
 from ml.ingest import staged_day as handover
 from ml.ingest.sources import SourceSpec
@@ -34,37 +27,10 @@ DAY = date(2026, 11, 22)
 REPO = Path(__file__).resolve().parent.parent
 
 
-def versions(root: str, day: date = DAY) -> list[str]:
-    fs, path = storage.filesystem(f"{lake.partition_path(root, day)}/{lake.VERSIONS}")
-    fs.invalidate_cache(path)
-    return (
-        sorted(p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)) if fs.exists(path) else []
-    )
-
-
-def version_bytes(root: str, day: date = DAY) -> bytes:
-    manifest = lake.read_manifest(root, day)
-    assert manifest is not None
-    url = f"{lake.partition_path(root, day)}/{lake.VERSIONS}/{manifest['version']}/{lake.DATA_FILE}"
-    return storage.read_bytes(url)
-
-
-def assert_whole(root: str, expected: dict[str, pa.Table]) -> str:
-    """The day reads back and is exactly one of `expected`; returns which."""
-    manifest = lake.read_manifest(root, DAY)
-    assert manifest is not None and manifest["tag"] in expected
-    got = lake.read_partition(root, DAY)
-    assert got.equals(expected[manifest["tag"]].sort_by("conversation_id"))
-    assert manifest["content_hash"] == lake.table_content_hash(got)
-    return manifest["tag"]
-
-
-@pytest.fixture
-def mem_root() -> Iterator[str]:
-    root = f"memory://lake-{uuid.uuid4().hex}/transcripts"
-    yield root
-    fs, path = storage.filesystem(root)
-    fs.rm(path.split("/")[0], recursive=True)
+def day_bytes(root: str, day: date = DAY) -> bytes:
+    """The bytes of the day's one data file in the table's current version."""
+    (uri,) = [u for u in delta.open_table(root).file_uris() if f"dt={day.isoformat()}/" in u]
+    return storage.read_bytes(uri)
 
 
 # --- configuration ---------------------------------------------------------------------------
@@ -93,123 +59,17 @@ def test_data_and_artifacts_urls_choose_the_storage(
         settings()
 
 
-# --- the commit protocol on memory:// ----------------------------------------------------------
-
-
-def test_rerun_gives_the_same_bytes_and_hash_and_keeps_two_versions(mem_root: str) -> None:
-    t = table("a", 300)
-    assert lake.list_partitions(mem_root) == [] and lake.read_manifest(mem_root, DAY) is None
-    assert lake.write_partition(t, mem_root, DAY, {"tag": "a"}) == f"{mem_root}/dt=2026-11-22"
-    first, data = lake.read_manifest(mem_root, DAY), version_bytes(mem_root)
-    lake.write_partition(table("b", 5), mem_root, DAY, {"tag": "b"})
-    lake.write_partition(t.take(list(range(299, -1, -1))), mem_root, DAY, {"tag": "a"})
-    again = lake.read_manifest(mem_root, DAY)
-    assert again["content_hash"] == first["content_hash"] and version_bytes(mem_root) == data
-    assert again["version"] != first["version"]  # a fresh immutable prefix per write
-    # After the commit only the new version and the one before it remain.
-    assert versions(mem_root) == sorted([again["version"], again["previous_version"]])
-    assert lake.list_partitions(mem_root) == [DAY]
-    assert assert_whole(mem_root, {"a": t}) == "a"
-    assert not storage.exists(f"{mem_root}/dt=2026-11-22/{lake.LOCK}")  # released
-
-
-def test_a_crash_before_the_commit_leaves_the_previous_day_and_its_debris_is_collected(
-    mem_root: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    old = table("old", 50)
-    lake.write_partition(old, mem_root, DAY, {"tag": "old"})
-    fs, _ = storage.filesystem(mem_root)
-    real_pipe = fs.pipe_file
-
-    def crash_on_commit(path: str, value: bytes, **kwargs: Any) -> None:
-        if path.endswith(lake.MANIFEST):
-            raise ConnectionError("store unreachable at the commit")
-        real_pipe(path, value, **kwargs)
-
-    monkeypatch.setattr(fs, "pipe_file", crash_on_commit)
-    with pytest.raises(ConnectionError):
-        lake.write_partition(table("new", 80), mem_root, DAY, {"tag": "new"})
-    monkeypatch.undo()
-    assert len(versions(mem_root)) == 2  # the uploaded, uncommitted version is debris
-    assert assert_whole(mem_root, {"old": old}) == "old"
-    lake.write_partition(old, mem_root, DAY, {"tag": "old"})
-    manifest = lake.read_manifest(mem_root, DAY)
-    assert versions(mem_root) == sorted([manifest["version"], manifest["previous_version"]])
-
-
-def test_a_live_writers_lock_makes_the_next_wait_and_a_dead_ones_is_broken(
-    mem_root: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    lock = f"{mem_root}/dt=2026-11-22/{lake.LOCK}"
-    fs, path = storage.filesystem(lock)
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    holder = {"token": "x", "host": socket.gethostname(), "pid": dead.pid, "since": time.time()}
-    fs.pipe_file(path, json.dumps(holder).encode())
-    lake.write_partition(table("a", 3), mem_root, DAY, {"tag": "a"})  # a dead pid: broken at once
-    assert not fs.exists(path)
-
-    # Another host's writer, alive: wait, and break its lock only once it is older than the TTL.
-    monkeypatch.setattr(lake, "LOCK_TTL_SECONDS", 0.6)
-    monkeypatch.setattr(lake, "LOCK_POLL_SECONDS", 0.05)
-    holder = {"token": "y", "host": "another-worker", "pid": 1, "since": time.time()}
-    fs.pipe_file(path, json.dumps(holder).encode())
-    started = time.monotonic()
-    lake.write_partition(table("b", 3), mem_root, DAY, {"tag": "b"})
-    assert time.monotonic() - started >= 0.5
-    assert lake.read_manifest(mem_root, DAY)["tag"] == "b"
-
-
-def test_a_store_without_conditional_writes_falls_back_to_check_then_write(
-    mem_root: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import errno
-
-    fs, _ = storage.filesystem(mem_root)
-    real_pipe = fs.pipe_file
-
-    def no_conditional_put(path: str, value: bytes, mode: str = "overwrite", **kw: Any) -> None:
-        if mode == "create":  # what s3fs raises for an HTTP 501 NotImplemented
-            raise OSError(errno.ENOSYS, "If-None-Match not implemented")
-        real_pipe(path, value, **kw)
-
-    monkeypatch.setattr(fs, "pipe_file", no_conditional_put)
-    lake.write_partition(table("a", 3), mem_root, DAY, {"tag": "a"})
-    assert lake.read_manifest(mem_root, DAY)["tag"] == "a"
-    _, lock = storage.filesystem(f"{mem_root}/dt=2026-11-22/{lake.LOCK}")
-    fs.pipe_file(lock, b"{}")  # another writer holds the day
-    with pytest.raises(FileExistsError):
-        lake._create_exclusive(fs, lock, b"{}")
-
-
-def test_a_writer_that_lost_its_lock_does_not_commit(
-    mem_root: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    lake.write_partition(table("a", 3), mem_root, DAY, {"tag": "a"})
-    fs, _ = storage.filesystem(mem_root)
-    real_put = fs.put_file
-
-    def slow_upload(lpath: str, rpath: str, **kwargs: Any) -> None:
-        real_put(lpath, rpath, **kwargs)
-        # Meanwhile another writer judged our lock dead and took it.
-        other = {"token": "other", "host": "elsewhere", "pid": 1, "since": time.time()}
-        fs.pipe_file(f"{rpath.split('/_versions/')[0]}/{lake.LOCK}", json.dumps(other).encode())
-
-    monkeypatch.setattr(fs, "put_file", slow_upload)
-    with pytest.raises(RuntimeError, match="lost the lock"):
-        lake.write_partition(table("b", 3), mem_root, DAY, {"tag": "b"})
-    assert lake.read_manifest(mem_root, DAY)["tag"] == "a"
-
-
-def test_quarantine_and_snapshot_on_object_storage(mem_root: str, tmp_path: Path) -> None:
-    from ml.quarantine import QUARANTINE_SCHEMA
+def test_quarantine_and_snapshot_on_object_storage(bucket: str, tmp_path: Path) -> None:
+    from ml.quarantine import QUARANTINE_SCHEMA, quarantine_table
     from ml.snapshots.lake_window import make_snapshot
     from ml.snapshots.writer import local_snapshot
 
-    quarantine = pa.Table.from_pylist([], schema=QUARANTINE_SCHEMA)
-    url = lake.write_quarantine(quarantine, f"{mem_root}-quarantine", DAY)
-    assert url == f"{mem_root}-quarantine/dt=2026-11-22/quarantine.parquet"
-    assert storage.exists(url)
+    mem_root = f"{bucket}/lake/transcripts"
+    record = {"source_file": "a.jsonl", "record": 1, "rule": "r", "reason": "why", "raw": "{}"}
+    url = lake.write_quarantine(quarantine_table([record]), f"{mem_root}-quarantine", DAY)
+    assert url == f"{mem_root}-quarantine/dt=2026-11-22"
+    got = lake.read_quarantine(f"{mem_root}-quarantine", DAY)
+    assert got.num_rows == 1 and got.schema.names == QUARANTINE_SCHEMA.names
 
     rows = table("s", 40).append_column("intent", pa.array(["a", "b"] * 20))
     rows = rows.append_column(
@@ -247,39 +107,6 @@ def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return make_bucket()
 
 
-@pytest.mark.parametrize(
-    ("stop", "expected"),
-    [
-        ("data_writer:1", "old"),  # holding the lock, before the data file is written
-        ("read_manifest:1", "old"),  # the new version uploaded, not committed
-        ("_collect_versions:1", "new"),  # committed, older versions not yet deleted
-        (None, "new"),  # after the write returned
-    ],
-)
-def test_s3_sigkill_before_during_and_after_the_commit_leaves_a_whole_day(
-    bucket: str, stop: str | None, expected: str
-) -> None:
-    """The writer stops at a known point (tests/partition_writer.py) and is killed there: the
-    day is whole, the old one until the commit and the new one from then on."""
-    root = f"{bucket}/lake/transcripts"
-    old, new = table("old", 1000), table("new", 5000)
-    lake.write_partition(old, root, DAY, {"tag": "old"})
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, root, str(new.num_rows), "new", *([stop] if stop else [])],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    kill_after(proc, stop)
-    assert assert_whole(root, {"old": old, "new": new}) == expected
-    assert lake.list_partitions(root) == [DAY]
-    # The next writer breaks the dead writer's lock (same host, pid gone) and collects debris.
-    lake.write_partition(old, root, DAY, {"tag": "old"})
-    manifest = lake.read_manifest(root, DAY)
-    assert versions(root) == sorted([manifest["version"], manifest["previous_version"]])
-
-
 def test_ingest_a_day_to_s3_twice_gives_the_same_partition(
     bucket: str, intentflow_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -292,14 +119,15 @@ def test_ingest_a_day_to_s3_twice_gives_the_same_partition(
     cfg = settings()
     assert first["partition"] == f"{bucket}/intentflow/lake/transcripts/dt=2026-11-22"
     assert first["rows_read"] == first["rows_written"] + first["rows_quarantined"]
-    data = version_bytes(str(cfg.lake))
+    data = day_bytes(str(cfg.lake))
     again = ingest_day(DAY)
     assert again["content_hash"] == first["content_hash"]
-    assert version_bytes(str(cfg.lake)) == data  # byte-identical Parquet
+    assert day_bytes(str(cfg.lake)) == data  # byte-identical Parquet
     assert lake.read_partition(cfg.lake, DAY).num_rows == first["rows_written"]
-    # Quarantine and the validation report sit beside the partition, on the same store.
-    assert again["quarantine_file"] == f"{cfg.quarantine}/dt=2026-11-22/quarantine.parquet"
-    assert storage.exists(again["quarantine_file"])
+    assert lake.table_version(cfg.lake) == 2  # created, then one commit per publish
+    # The quarantine (a Delta table too) and the validation report sit on the same store.
+    assert again["quarantine_file"] == f"{cfg.quarantine}/dt=2026-11-22"
+    assert lake.read_quarantine(cfg.quarantine, DAY).num_rows == again["rows_quarantined"]
     assert again["validation_report"].startswith(f"{cfg.reports}/dt=2026-11-22/")
     assert storage.exists(again["validation_report"])
     assert not (intentflow_home / "lake").exists()  # nothing of the lake on local disk
@@ -440,14 +268,13 @@ def _staged_files(url: str) -> list[str]:
 
 
 @pytest.fixture
-def mem_data(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    url = f"memory://data-{uuid.uuid4().hex}"
+def mem_data(bucket: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The data on the store (moto's S3: the lake's Delta tables need a store delta-rs
+    speaks; fsspec's memory:// is not one)."""
+    url = f"{bucket}/data"
     monkeypatch.setenv("INTENTFLOW_DATA_URL", url)
     monkeypatch.setenv("INTENTFLOW_PII_KEY", "test-pii-key")  # required on object storage
-    yield url
-    fs, path = storage.filesystem(url)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
+    return url
 
 
 def test_a_retried_normalise_replaces_its_staging_prefix_and_a_failed_day_is_unstaged(
@@ -512,8 +339,7 @@ def test_a_retried_normalise_replaces_its_staging_prefix_and_a_failed_day_is_uns
         ingest.validate(json.loads(json.dumps(again)), cfg.reports, cfg.lake, cfg.quarantine)
     assert _staged_files(url) == []
     assert lake.list_partitions(cfg.lake) == []
-    kept = storage.join(lake.partition_path(cfg.quarantine, DAY), handover.QUARANTINE_FILE)
-    assert storage.exists(kept)
+    assert lake.read_quarantine(cfg.quarantine, DAY).num_rows == again["rows_quarantined"]
 
     # A file of the day cannot be read at all: nothing is staged for that day, on the store
     # either (as a local staging folder is removed), and the error names the file.
@@ -541,6 +367,7 @@ def test_s3_ingest_tasks_on_three_hosts_give_the_local_ingests_partition(
     generate(raw, days=1, per_day=150, start=DAY, seed=3)
     reference = ingest.ingest_day(DAY, SourceSpec(str(raw)))  # all local, one host
     assert not storage.is_remote(reference["partition"])
+    reference_lake, reference_quarantine = settings().lake, settings().quarantine
 
     data = f"{bucket}/intentflow"
     monkeypatch.setenv("INTENTFLOW_DATA_URL", data)
@@ -559,17 +386,15 @@ def test_s3_ingest_tasks_on_three_hosts_give_the_local_ingests_partition(
     validated = json.loads(json.dumps(ingest.validate(staged, cfg.reports, cfg.lake)))
     assert validated["validation_report"].startswith(f"{data}/reports/dt=2026-11-22/")
 
-    # publish: the rows are copied within the store (never uploaded from the worker); the
-    # worker dies before the commit.
+    # publish: the staged file is copied within the store (never uploaded from the worker)
+    # into the table's folder; the worker dies before the commit.
     cfg = _host(tmp_path, monkeypatch, "publish")
     fs, _ = storage.filesystem(data)
-    real_pipe, real_copy = fs.pipe_file, fs.copy
+    real_copy, real_table_for = fs.copy, delta._table_for
     copies: list[tuple[str, str]] = []
 
-    def crash_on_commit(path: str, value: bytes, **kwargs: Any) -> None:
-        if path.endswith(lake.MANIFEST):
-            raise ConnectionError("worker lost before the commit")
-        real_pipe(path, value, **kwargs)
+    def crash_before_commit(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("worker lost before the commit")
 
     def no_upload(lpath: str, rpath: str, **kwargs: Any) -> None:
         raise AssertionError(f"publish uploaded {lpath} to {rpath}")
@@ -578,14 +403,14 @@ def test_s3_ingest_tasks_on_three_hosts_give_the_local_ingests_partition(
         copies.append((path1, path2))
         real_copy(path1, path2, **kwargs)
 
-    monkeypatch.setattr(fs, "pipe_file", crash_on_commit)
+    monkeypatch.setattr(delta, "_table_for", crash_before_commit)
     monkeypatch.setattr(fs, "put_file", no_upload)
     monkeypatch.setattr(fs, "copy", copy)
     with pytest.raises(ConnectionError):
         ingest.publish(validated, cfg)
-    monkeypatch.setattr(fs, "pipe_file", real_pipe)
+    monkeypatch.setattr(delta, "_table_for", real_table_for)
     assert len(copies) == 1 and copies[0][0].endswith(f"{url[5:]}/{handover.ROWS_FILE}")
-    assert lake.read_manifest(cfg.lake, DAY) is None and len(versions(str(cfg.lake))) == 1
+    assert lake.read_manifest(cfg.lake, DAY) is None and lake.table_version(cfg.lake) is None
     assert handover.STAGED_MARKER in _staged_files(url)  # kept for the retry
 
     # The retry, on yet another worker, publishes the whole day.
@@ -596,13 +421,18 @@ def test_s3_ingest_tasks_on_three_hosts_give_the_local_ingests_partition(
     assert summary["content_hash"] == reference["content_hash"]
     for key in ("rows_read", "rows_written", "rows_quarantined", "quarantine_rules"):
         assert summary[key] == reference[key], key
-    local_rows = Path(reference["partition"]) / lake.DATA_FILE
-    assert version_bytes(str(cfg.lake)) == local_rows.read_bytes()  # the very same file
-    assert lake.read_partition(cfg.lake, DAY).equals(pq.read_table(local_rows))
-    with storage.filesystem(summary["quarantine_file"])[0].open(summary["quarantine_file"]) as f:
-        assert pq.read_table(f).equals(pq.read_table(reference["quarantine_file"]))
-    manifest = lake.read_manifest(cfg.lake, DAY)
-    assert versions(str(cfg.lake)) == [manifest["version"]]  # the crashed copy is collected
+    local_rows = [u for u in delta.open_table(reference_lake).file_uris()]
+    assert len(local_rows) == 1
+    assert day_bytes(str(cfg.lake)) == Path(local_rows[0]).read_bytes()  # the very same file
+    assert lake.read_partition(cfg.lake, DAY).equals(pq.read_table(local_rows[0]))
+    assert lake.read_quarantine(cfg.quarantine, DAY).equals(
+        lake.read_quarantine(reference_quarantine, DAY)
+    )
+    # The crashed copy is not in the table; VACUUM deletes it.
+    assert len(delta.unvacuumed(cfg.lake)) == 1
+    lake.maintain(cfg.lake, retention_hours=0)
+    assert delta.unvacuumed(cfg.lake) == []
+    assert lake.read_partition(cfg.lake, DAY).num_rows == summary["rows_written"]
 
     # Nothing staged is left, on any worker or on the store; a late retry of publish finds
     # the day committed with the same content.

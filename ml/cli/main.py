@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ml.cli.erase import erase_command
+from ml.cli.lake import lake_app
 from ml.cli.output import emit, fail, headline, metrics_text, name_check, oos_text
 from ml.cli.quarantine import quarantine_app
 from ml.cli.registry import open_registry, registry_app, version_rows
@@ -32,6 +33,7 @@ app = typer.Typer(
 )
 app.add_typer(registry_app, name="registry")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(lake_app, name="lake")
 app.command("erase")(erase_command)
 
 
@@ -166,6 +168,21 @@ def _given(ctx: typer.Context, **options: Any) -> dict[str, Any]:
     return {k: v for k, v in options.items() if ctx.get_parameter_source(k).name != "DEFAULT"}
 
 
+def _as_of(value: str | None) -> int | datetime | None:
+    """--as-of's value: a table version, or a time (naive: UTC)."""
+    if value is None:
+        return None
+    if value.strip().isdigit():
+        return int(value)
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(
+            f"--as-of {value!r}: give a table version (an integer) or an ISO 8601 time"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 @app.command()
 @with_tuning
 def train(
@@ -213,6 +230,14 @@ def train(
             "it unless --model names one."
         ),
     ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Read the lake as it was: a table VERSION (an integer) or a TIMESTAMP "
+            "(ISO 8601; UTC unless it names a zone). Rebuilds the snapshot that version gave.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     tuning: dict[str, Any] | None = None,
 ) -> None:
@@ -249,7 +274,10 @@ def train(
     run_key = f"cli-{datetime.now().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     end = date.fromisoformat(end_date) if end_date else date.today() - timedelta(days=1)
     try:
-        snap = retrain.snapshot_step(end, window_days, cfg, spec)
+        version = _as_of(as_of)
+        if version is not None and (data is not None or not spec.from_lake):
+            fail("--as-of reads the lake: it applies to a model trained from the lake only")
+        snap = retrain.snapshot_step(end, window_days, cfg, spec, as_of=version)
     except (EmptySnapshotError, ValueError, FileNotFoundError) as exc:
         fail(str(exc))
     result = retrain.run_on_snapshot(snap, params, run_key, actor="cli", cfg=cfg, model=spec)
@@ -494,7 +522,7 @@ def report(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     from ml import lake
 
     cfg = settings()
-    days = [lake.read_manifest(cfg.lake, d) for d in lake.list_partitions(cfg.lake)]
+    days = list(lake.manifests(cfg.lake).values())
     versions = version_rows(open_registry().list_versions())
     lines = [f"lake {cfg.lake}", f"{'day':<12}{'read':>7}{'written':>9}{'quarantined':>13}  rules"]
     for m in days:

@@ -159,6 +159,8 @@ def registry_lineage(
         "logical_date": v.logical_date,
         "data_snapshot_hash": v.data_snapshot_hash,
         "partitions": v.lineage.get("partitions", []),
+        # The transcripts table's version the snapshot read (`intentflow train --as-of`).
+        "lake_version": v.lineage.get("lake_version"),
         "window": v.lineage.get("window"),
         "base_model": v.base_model,
         "base_model_sha256": v.base_model_sha256,
@@ -174,6 +176,8 @@ def registry_lineage(
     for key in ("dag_id", "run_id", "logical_date", "data_snapshot_hash"):
         lines.append(f"  {key:<20}{lineage[key] if lineage[key] is not None else '-'}")
     lines.append(f"  {'partitions':<20}{', '.join(parts) or '-'}")
+    if lineage["lake_version"] is not None:
+        lines.append(f"  {'lake_version':<20}{lineage['lake_version']}")
     for key in (
         "base_model",
         "base_model_sha256",

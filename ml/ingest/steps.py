@@ -100,10 +100,11 @@ def normalise(
 
 def trailing_rows(lake_root: storage.Location, day: date, days: int = 7) -> list[int]:
     """Rows written on each of the `days` days before `day` that have a partition."""
+    published = lake.manifests(lake_root)  # one read of the table's log
     counts = []
     for d in lake.days_in_window(day - timedelta(days=1), days):
-        manifest = lake.read_manifest(lake_root, d)
-        if manifest is not None:
+        manifest = published.get(d)
+        if manifest is not None and "rows_written" in manifest:
             counts.append(int(manifest["rows_written"]))
     return counts
 
@@ -227,9 +228,9 @@ def validation_batch_rows(meta: pq.FileMetaData) -> int:
 
 
 def publish(validated: Validated, cfg: Settings) -> Published:
-    """Swap the staged day into the lake and quarantine; remove the staged day.
+    """Commit the staged day to the lake and quarantine tables; remove the staged day.
 
-    Staged on object storage, the rows are copied into the lake within the store. The staged
+    The staged file is streamed into the day's one commit (ml.lake.publish_file). The staged
     day is removed only after the commit, so a retry after a crash publishes it again; a retry
     after the removal finds the day committed with the same content and returns it.
     """
@@ -276,7 +277,7 @@ def publish(validated: Validated, cfg: Settings) -> Published:
 
 
 def _summary(cfg: Settings, day: date, partition: storage.Location) -> Published:
-    quarantine = storage.join(lake.partition_path(cfg.quarantine, day), "quarantine.parquet")
+    quarantine = lake.quarantine_path(cfg.quarantine, day)
     return {
         **(lake.read_manifest(cfg.lake, day) or {}),
         "partition": str(partition),

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import shutil
 import subprocess
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +72,14 @@ def _task(spec: ModelSpec) -> Any:
 
 
 def snapshot_step(
-    end: date, window_days: int, cfg: Settings | None = None, model: str | ModelSpec | None = None
+    end: date,
+    window_days: int,
+    cfg: Settings | None = None,
+    model: str | ModelSpec | None = None,
+    as_of: int | datetime | None = None,
 ) -> Snapshot:
-    """The lake's window for a lake-fed model; else the task's build_dataset on its source."""
+    """The lake's window for a lake-fed model (the lake now, or `as_of` a table version or a
+    time); else the task's build_dataset on its source."""
     cfg = cfg or settings()
     spec = _spec(model, cfg)
     if not spec.from_lake:
@@ -82,7 +87,7 @@ def snapshot_step(
         return _task(spec).build_dataset(spec.source, out_root, **spec.options)
     from ml.snapshots.lake_window import make_snapshot
 
-    return make_snapshot(cfg.lake, cfg.snapshots, end, window_days)
+    return make_snapshot(cfg.lake, cfg.snapshots, end, window_days, as_of)
 
 
 def train_step(
@@ -315,6 +320,8 @@ def register_step(
             "snapshot_path": snapshot.get("path"),
             "window": snapshot.get("window"),
             "partitions": snapshot.get("partitions", []),
+            # The transcripts table's version the snapshot read: `intentflow train --as-of`.
+            **({"lake_version": snapshot["lake_version"]} if "lake_version" in snapshot else {}),
             "counts": snapshot.get("counts"),
             "evaluation_reports": evaluation["reports"],
         },

@@ -16,22 +16,20 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ml import storage
 from ml.storage import Location
 
 log = logging.getLogger(__name__)
 
 # The `predictions` table's columns. `ts` is when the request arrived (UTC); `dt`, its day,
-# names the partition folder and is not a column.
+# is the table's partition column, added on append.
 SCHEMA = pa.schema(
     [
         pa.field("prediction_id", pa.string(), nullable=False),
@@ -74,51 +72,47 @@ class Logged:
 
 
 class PredictionTable:
-    """Where the log's rows go: one Parquet file per day and flush,
-    `ROOT/dt=YYYY-MM-DD/part-<time>-<id>.parquet`, written atomically (ml.storage.write_parquet:
-    a reader never sees half a file), on a local folder or an fsspec URL. The lake's move to a
-    Delta table changes this class only."""
+    """The lake's `predictions` Delta table (ml.delta), partitioned by the request's day (`dt`):
+    each flush is one append commit, on a local folder or object storage. Spark, DuckDB or
+    Polars read it from its path, as the transcripts."""
 
     def __init__(self, root: Location) -> None:
         self.root = root
 
-    def append(self, table: pa.Table) -> list[Location]:
-        written = []
-        days = table["ts"].cast(pa.timestamp("us", tz="UTC")).to_pylist()
-        by_day: dict[str, list[int]] = {}
-        for i, ts in enumerate(days):
-            by_day.setdefault(ts.date().isoformat(), []).append(i)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        for day, rows in sorted(by_day.items()):
-            folder = storage.join(self.root, f"dt={day}")
-            if not storage.is_remote(folder):
-                storage.private_folder(Path(self.root))  # redacted, still customers' messages
-                storage.private_folder(Path(folder))
-            name = f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
-            written.append(
-                storage.write_parquet(table.take(rows), storage.join(folder, name), private=True)
-            )
-        return written
+    def append(self, table: pa.Table) -> int:
+        """Append `table`'s rows in one commit; the table's version after it."""
+        from ml import delta
 
-    def files(self) -> list[Location]:
-        """Every part file, oldest day first (erasure reads them one by one)."""
-        if storage.is_remote(self.root):
-            fs, path = storage.filesystem(str(self.root))
-            fs.invalidate_cache(path)
-            return [
-                f"{fs.unstrip_protocol(p)}" for p in sorted(fs.glob(f"{path}/dt=*/part-*.parquet"))
-            ]
-        return sorted(Path(self.root).glob("dt=*/part-*.parquet"))
+        day = pc.strftime(table["ts"].cast(pa.timestamp("us", tz="UTC")), format="%Y-%m-%d")
+        rows = table.append_column(delta.PARTITION, day.cast(pa.string()))
+        delta.commit(lambda: delta.write(self.root, rows, mode="append"))
+        version = delta.open_table(self.root)
+        return version.version() if version is not None else 0
 
-    def replace(self, path: Location, table: pa.Table) -> None:
-        """Rewrite one part file with `table` (atomically), or delete it when `table` is empty."""
-        if table.num_rows:
-            storage.write_parquet(table, path, private=True)
-        elif storage.is_remote(path):
-            fs, key = storage.filesystem(str(path))
-            fs.rm(key)
-        else:
-            Path(path).unlink()
+    def days(self) -> list[str]:
+        from ml import delta
+
+        table = delta.open_table(self.root)
+        return [] if table is None else delta.days(table)
+
+    def read_day(self, day: str, columns: list[str] | None = None) -> pa.Table:
+        from ml import delta
+
+        table = delta.open_table(self.root)
+        if table is None:
+            return SCHEMA.empty_table()
+        return delta.read_day(table, day, columns)
+
+    def rewrite_day(self, day: str, keep: Callable[[pa.Table], pa.Table]) -> bool:
+        """Replace the day's rows by `keep(rows)` in one commit; a flush meanwhile makes it
+        read and filter again, so no prediction is lost (ml.delta.rewrite_day)."""
+        from ml import delta
+
+        def change(rows: pa.Table, manifest: dict | None) -> tuple[pa.Table, None] | None:
+            kept = keep(rows)
+            return None if kept.num_rows == rows.num_rows else (kept, None)
+
+        return delta.rewrite_day(self.root, day, change)
 
 
 class PredictionLog:

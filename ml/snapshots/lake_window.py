@@ -4,18 +4,22 @@ The split is a function of the conversation id alone (ml.snapshots.writer.split_
 conversation stays in the same split however the window moves, and the test set never leaks
 into training. The snapshot's hash covers its partitions' content hashes and the split rule:
 same data, same hash, same folder.
+
+Every day of the window is read at one version of the `transcripts` table, which the snapshot
+records (`lake_version`, with the partitions and their content hashes), so lineage names the
+exact data; `as_of` (a version or a time) rebuilds the snapshot an older version gave.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ml import lake
+from ml import delta, lake
 from ml.snapshots.writer import EmptySnapshotError, content_hash, freeze, split_rows
 from ml.storage import Location
 
@@ -25,20 +29,31 @@ SPLIT_RULE = "sha256(conversation_id) mod 100: train<80, validation<90, test"
 COLUMNS = ["conversation_id", "text", "intent"]
 
 
-def _load_window(lake_root: Location, days: list[date]) -> tuple[pa.Table, list[dict[str, str]]]:
+def _load_window(
+    lake_root: Location, days: list[date], as_of: int | datetime | None = None
+) -> tuple[pa.Table, list[dict[str, str]], int]:
+    """The window's rows, its partitions (day, content hash) and the table version read."""
+    table = delta.open_table(lake_root, as_of)
+    if table is None:
+        raise EmptySnapshotError(
+            f"no lake table at {lake_root} for {days[0]}..{days[-1]}: ingest those days first"
+        )
+    published = delta.manifests(table)
     tables, partitions = [], []
     for day in days:
-        manifest = lake.read_manifest(lake_root, day)
+        manifest = published.get(day.isoformat())
         if manifest is None:
             log.warning("no partition for %s in %s: skipped", day, lake_root)
             continue
-        tables.append(lake.read_partition(lake_root, day).select([*COLUMNS, "started_at"]))
+        rows = delta.read_day(table, day.isoformat(), [*COLUMNS, "started_at"])
+        tables.append(rows.select([*COLUMNS, "started_at"]))
         partitions.append({"day": day.isoformat(), "content_hash": manifest["content_hash"]})
     if not tables:
         raise EmptySnapshotError(
-            f"no partitions in {lake_root} for {days[0]}..{days[-1]}: ingest those days first"
+            f"no partitions in {lake_root} for {days[0]}..{days[-1]} at version "
+            f"{table.version()}: ingest those days first"
         )
-    return pa.concat_tables(tables), partitions
+    return pa.concat_tables(tables), partitions, table.version()
 
 
 def _dedupe_latest(table: pa.Table) -> pa.Table:
@@ -50,18 +65,25 @@ def _dedupe_latest(table: pa.Table) -> pa.Table:
 
 
 def make_snapshot(
-    lake_root: Location, out_root: Location, end: date, window_days: int
+    lake_root: Location,
+    out_root: Location,
+    end: date,
+    window_days: int,
+    as_of: int | datetime | None = None,
 ) -> dict[str, Any]:
-    """Freeze the labeled rows of the `window_days` days ending `end` into a snapshot folder."""
+    """Freeze the labeled rows of the `window_days` days ending `end` into a snapshot folder,
+    as the lake is now or was `as_of` (a table version or a time)."""
     if window_days < 1:
         raise ValueError(f"window_days must be at least 1, got {window_days}")
     days = lake.days_in_window(end, window_days)
-    table, partitions = _load_window(lake_root, days)
+    table, partitions, version = _load_window(lake_root, days, as_of)
     table = _dedupe_latest(table.filter(pc.is_valid(table.column("intent")))).select(COLUMNS)
     if table.num_rows == 0:
         raise EmptySnapshotError(f"the window {days[0]}..{days[-1]} holds no labeled transcripts")
     window = {"start": days[0].isoformat(), "end": days[-1].isoformat()}
-    info = {"window": window, "partitions": partitions}
+    # The version is not part of the identity: the same rows at a later version are the same
+    # snapshot (it keeps the first version that gave them, which names the same data).
+    info = {"window": window, "partitions": partitions, "lake_version": version}
     return freeze_intents(table, out_root, {"partitions": partitions}, info)
 
 

@@ -52,6 +52,7 @@ class VersionRow:
     run_id: str | None
     partitions: list[str]  # lake days the version trained on
     files: list[str]  # or the labeled files (`intentflow train --data`, entities, answers)
+    lake_version: int | None = None  # the transcripts table's version those days were read at
 
 
 @dataclass
@@ -147,6 +148,7 @@ def version_row(info: VersionInfo) -> VersionRow:
         run_id=info.run_id or lineage.get("run_id"),
         partitions=[str(p["day"]) for p in parts if p.get("day")],
         files=[str(p["file"]) for p in parts if p.get("file")],
+        lake_version=v if isinstance(v := lineage.get("lake_version"), int) else None,
     )
 
 

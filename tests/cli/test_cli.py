@@ -260,6 +260,23 @@ def test_train_on_an_empty_window_fails_clearly(intentflow_home: Path) -> None:
     assert result.exit_code == 2 and "ingest those days first" in result.output
 
 
+def test_train_as_of_takes_a_version_or_a_time_for_the_lake_only(
+    intentflow_home: Path, tmp_path: Path
+) -> None:
+    result = runner.invoke(app, ["train", "--as-of", "last tuesday"])
+    assert (
+        result.exit_code == 2
+        and "a table version (an integer) or an ISO 8601 time" in result.output
+    )
+    data = tmp_path / "labeled.csv"
+    data.write_text("text,label\nhello,greet\n")
+    result = runner.invoke(app, ["train", "--data", str(data), "--as-of", "3"])
+    assert result.exit_code == 2 and "applies to a model trained from the lake" in result.output
+    # A version the lake never had: a clear error, not a traceback.
+    result = runner.invoke(app, ["train", "--as-of", "7", "--end-date", "2026-11-22"])
+    assert result.exit_code == 2 and "ingest those days first" in result.output
+
+
 # --- registry commands ----------------------------------------------------------------------
 
 
@@ -299,6 +316,15 @@ def test_registry_show_lineage_diff(two_versions: PipelineState, tiny_bert_dir: 
     lineage = json.loads(invoke("registry", "lineage", "intent@champion", "--json"))
     assert lineage["run_id"] == two_versions.runs[1] and lineage["dag_id"] == "intent_retrain"
     assert lineage["partitions"] == partitions
+    # The lake table version the snapshot read: as of it, the same snapshot comes back.
+    from ml.snapshots.lake_window import make_snapshot
+
+    assert isinstance(lineage["lake_version"], int)
+    again = make_snapshot(
+        cfg.lake, cfg.cache / "as-of", days[-1], len(days), as_of=lineage["lake_version"]
+    )
+    assert again["hash"] == lineage["data_snapshot_hash"]
+    assert again["partitions"] == partitions
     assert lineage["base_model_sha256"] == directory_sha256(tiny_bert_dir)
     assert lineage["params"]["epochs"] == 1
     card = (Path(lineage["artifact_uri"]) / "README.md").read_text()

@@ -138,10 +138,7 @@ def test_backfill_twice_gives_the_same_partitions(tmp_path: Path) -> None:
                 {
                     d.day: (
                         lake.read_manifest(home / "lake" / "transcripts", d.day)["content_hash"],
-                        (
-                            lake.partition_path(home / "lake" / "transcripts", d.day)
-                            / lake.DATA_FILE
-                        ).read_bytes(),
+                        Path(lake.data_files(home / "lake" / "transcripts", d.day)[0]).read_bytes(),
                     )
                     for d in generated
                 }

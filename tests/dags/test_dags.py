@@ -176,6 +176,30 @@ def test_a_trigger_reads_the_named_source_and_no_typed_path(
     assert (manifest["source"], manifest["rows_written"]) == ("crm", 8)
 
 
+def test_the_maintenance_dag_vacuums_the_lakes_tables(
+    airflow_db: Path, intentflow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lake_maintenance runs `intentflow lake maintain`'s work: past the retention, the files
+    a republished day replaced are deleted, and the day still reads."""
+    import pyarrow as pa
+    from airflow.utils.state import DagRunState
+
+    from ml import delta
+
+    cfg, day = settings(), date(2026, 11, 22)
+    for n in (3, 2):
+        rows = pa.table({"conversation_id": [f"c{i}" for i in range(n)],
+                         "content_hash": [f"{i:064d}" for i in range(n)]})  # fmt: skip
+        lake.write_partition(rows, cfg.lake, day, {})
+    assert len(delta.unvacuumed(cfg.lake)) == 1
+    monkeypatch.setenv("INTENTFLOW_LAKE_RETENTION_HOURS", "0")
+    dag = _dag("lake_maintenance")
+    assert dag.doc_md and "VACUUM" in dag.doc_md
+    run = dag.test(logical_date=datetime(2026, 11, 23, tzinfo=UTC))
+    assert run.state == DagRunState.SUCCESS
+    assert delta.unvacuumed(cfg.lake) == [] and lake.read_partition(cfg.lake, day).num_rows == 2
+
+
 def _dag(dag_id: str):
     from airflow.dag_processing.dagbag import DagBag
 

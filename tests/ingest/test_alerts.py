@@ -251,9 +251,10 @@ def test_failed_ingest_run_alerts_end_to_end(
     assert Path(paths["/dq"]["report"]).exists()
     assert "/slack/T0/B0/XYZ" in paths and len(got.mails) == 1
     # The failed day left its (redacted) quarantine, and no staged day.
+    from ml import lake
     from ml.config import settings
 
-    assert (settings().quarantine / f"dt={day}" / "quarantine.parquet").exists()
+    assert lake.read_quarantine(settings().quarantine, date.fromisoformat(str(day))).num_rows
     assert not list(settings().staging.iterdir())
 
 

@@ -11,6 +11,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -83,8 +84,8 @@ def test_quarantine_is_redacted_keyed_for_erasure_and_private(
     src = drop(tmp_path / "raw", [json.dumps(rec(f"c{i}")) for i in range(20)] + list(PII_LINES))
     result = ingest_day(DAY, SourceSpec(str(src)))
     assert result["rows_quarantined"] == 3
-    path = Path(result["quarantine_file"])
-    quarantine = pq.read_table(path).to_pylist()
+    path = Path(result["quarantine_file"])  # the day's folder of the quarantine table
+    quarantine = lake.read_quarantine(settings().quarantine, DAY).to_pylist()
     key = pii_key(settings())
     by_record = {q["record"]: q for q in quarantine}
     for number, found in enumerate(PII_LINES.values(), start=21):
@@ -95,9 +96,11 @@ def test_quarantine_is_redacted_keyed_for_erasure_and_private(
             {subject_key(kind, value, key) for kind, value in found}
         )
     assert json.loads(by_record[22]["raw"])["intent"] == "[EMAIL]"  # still the record, as JSON
-    # Only this user reads it: the file 0600, its folders 0700.
-    assert mode(path) == 0o600
-    assert mode(path.parent) == 0o700 and mode(settings().quarantine) == 0o700
+    # Only this user reads it: every file of the table 0600 (data and log), its folders 0700.
+    files = [p for p in Path(settings().quarantine).rglob("*") if p.is_file()]
+    assert files and all(mode(p) == 0o600 for p in files)
+    assert mode(path) == 0o700 and mode(settings().quarantine) == 0o700
+    assert mode(Path(settings().quarantine) / "_delta_log") == 0o700
 
 
 def test_quarantine_days_past_retention_are_purged_by_ingest_and_the_command(
@@ -111,25 +114,29 @@ def test_quarantine_days_past_retention_are_purged_by_ingest_and_the_command(
     cfg = settings()
     old, recent = today - timedelta(days=31), today - timedelta(days=29)
     for day in (old, recent):
-        lake.write_quarantine(pq.read_table(_empty_quarantine(tmp_path)), cfg.quarantine, day)
-    src = drop(tmp_path / "raw", [json.dumps(rec("c1", started_at=f"{today}T10:00:00Z"))], today)
+        lake.write_quarantine(_one_record(), cfg.quarantine, day)
+    good = [json.dumps(rec(f"c{i}", started_at=f"{today}T10:00:00Z")) for i in range(9)]
+    lines = [*good, "{broken"]  # one record in ten quarantined: under the gate's share
+    src = drop(tmp_path / "raw", lines, today)
     ingest_day(today, SourceSpec(str(src)))
-    days = sorted(p.name for p in cfg.quarantine.iterdir())
-    assert days == [f"dt={recent}", f"dt={today}"]  # the default: 30 days
+    assert lake.quarantine_days(cfg.quarantine) == [recent, today]  # the default: 30 days
 
     monkeypatch.setenv("INTENTFLOW_QUARANTINE_RETENTION_DAYS", "7")
     out = CliRunner().invoke(app, ["quarantine", "purge", "--json"], catch_exceptions=False)
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["quarantine_days_deleted"] == [recent.isoformat()]
-    assert [p.name for p in cfg.quarantine.iterdir()] == [f"dt={today}"]
+    assert lake.quarantine_days(cfg.quarantine) == [today]
+    # The purged days' files go at the next VACUUM past the lake's retention.
+    lake.maintain(cfg.quarantine, retention_hours=0)
+    assert not list((cfg.quarantine / f"dt={old}").glob("*.parquet"))
+    assert not list((cfg.quarantine / f"dt={recent}").glob("*.parquet"))
 
 
-def _empty_quarantine(tmp_path: Path) -> Path:
+def _one_record() -> pa.Table:
     from ml.quarantine import quarantine_table
 
-    path = tmp_path / "empty.parquet"
-    pq.write_table(quarantine_table([]), path)
-    return path
+    record = {"source_file": "a.jsonl", "record": 1, "rule": "r", "reason": "why", "raw": "{}"}
+    return quarantine_table([record])
 
 
 def test_a_failed_gate_keeps_the_quarantine_and_report_and_removes_the_staged_day(
@@ -146,8 +153,8 @@ def test_a_failed_gate_keeps_the_quarantine_and_report_and_removes_the_staged_da
     with pytest.raises(DataQualityError) as failed:
         validate(staged, cfg.reports, cfg.lake, cfg.quarantine)
     assert not scratch.exists()
-    quarantine = cfg.quarantine / f"dt={DAY}" / "quarantine.parquet"
-    raws = pq.read_table(quarantine).column("raw").to_pylist()
+    quarantine = lake.quarantine_path(cfg.quarantine, DAY)
+    raws = lake.read_quarantine(cfg.quarantine, DAY).column("raw").to_pylist()
     assert raws == ["{broken [EMAIL]", "{x"]
     assert (cfg.reports / f"dt={DAY}" / "validation.html").exists()
     # What Airflow logs and the alert says: rules, counts and where to look.

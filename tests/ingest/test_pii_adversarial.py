@@ -18,8 +18,7 @@ import unicodedata
 from datetime import date
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
+from ml import lake
 from ml.ingest.parse import clean_field
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,12 +104,15 @@ def test_no_personal_value_survives_ingest_anywhere(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     partition = Path(result["partition"])
-    rows = pq.read_table(partition / "part-00000.parquet").to_pylist()
-    quarantine = pq.read_table(result["quarantine_file"]).to_pylist()
+    day = date.fromisoformat(partition.name.removeprefix("dt="))
+    rows = lake.read_partition(partition.parent, day).to_pylist()
+    quarantine = lake.read_quarantine(Path(result["quarantine_file"]).parent, day).to_pylist()
     derived = [{k: v for k, v in r.items() if k != "raw"} for r in quarantine]
     places = {
         "lake rows": json.dumps(rows, default=str, ensure_ascii=False),
-        "manifest": (partition / "_manifest.json").read_text(),
+        "manifest": "".join(
+            p.read_text() for p in (partition.parent / "_delta_log").glob("*.json")
+        ),
         "quarantine (derived fields)": json.dumps(derived, ensure_ascii=False),
         "reports": texts_under(home / "reports"),
         "stdout (JSON result)": done.stdout,

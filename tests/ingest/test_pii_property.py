@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ml import lake
 from ml.config import settings as intentflow_settings
 from ml.ingest import normalise as step
 from ml.ingest.parse import clean_field
@@ -260,11 +260,14 @@ def logs() -> Iterator[list[str]]:
 def written(home: Path, published: dict[str, Any]) -> dict[str, str]:
     """The lake's rows, the manifest, the quarantine's derived fields."""
     partition = Path(published["partition"])
-    rows = pq.read_table(partition / "part-00000.parquet").to_pylist()
-    quarantine = pq.read_table(published["quarantine_file"]).to_pylist()
+    day = date.fromisoformat(partition.name.removeprefix("dt="))
+    rows = lake.read_partition(partition.parent, day).to_pylist()
+    quarantine = lake.read_quarantine(Path(published["quarantine_file"]).parent, day).to_pylist()
     return {
         "lake rows": json.dumps(rows, default=str, ensure_ascii=False),
-        "manifest": (partition / "_manifest.json").read_text(),
+        "manifest": "".join(
+            p.read_text() for p in (partition.parent / "_delta_log").glob("*.json")
+        ),
         "quarantine": json.dumps(
             [{k: v for k, v in r.items() if k != "raw"} for r in quarantine], ensure_ascii=False
         ),

@@ -407,6 +407,18 @@ def test_run_link_comes_from_the_lineage_columns(intentflow_home: Path, plugins_
     assert 'href="/dags/intent_retrain/runs/scheduled__2026-11-22"' in html
 
 
+def test_a_versions_lake_table_version_is_shown(intentflow_home: Path, plugins_path: None) -> None:
+    """A lake snapshot's lineage names the transcripts table version it read."""
+    from ml.config import settings
+
+    partitions = [{"day": "2026-11-22", "content_hash": "x"}]
+    _register(settings().registry_url, {}, {"partitions": partitions, "lake_version": 42})
+    _register(settings().registry_url, {}, {"partitions": partitions, "lake_version": "<b>"})
+    html = _render(intentflow_home)
+    assert "(lake v42)" in html
+    assert html.count("(lake v") == 1  # a value that is not a version is not shown
+
+
 def test_out_of_scope_figures_are_shown_readably(intentflow_home: Path, plugins_path: None) -> None:
     """Intent versions' out-of-scope figures (ml.tasks.intent.out_of_scope): a table of the
     selected version on test and each golden set, beside the champion's; counts as counts."""

@@ -284,10 +284,25 @@ def test_load_labeled_reads_the_public_datasets(
     assert all(t and t == t.strip() for t in table.column("text").to_pylist())
 
 
-def test_partition_swap_recovers_from_a_writer_killed_between_renames(tmp_path: Path) -> None:
+def test_a_snapshot_records_the_lake_version_and_as_of_rebuilds_an_old_one(
+    tmp_path: Path,
+) -> None:
+    """The version read is in snapshot.json; `as_of` (a version or a time) gives back the
+    snapshot an older version of the lake gave, byte for byte the same rows."""
+    from datetime import UTC, datetime
+
     root, d = tmp_path / "lake", date(2026, 11, 22)
-    final = lake.write_partition(day_table(d, ["a"]), root, d, {})
-    final.rename(root / f".{final.name}.old-deadbeef")  # what a kill after the first rename leaves
-    lake.write_partition(day_table(d, ["a", "b"]), root, d, {})
-    assert lake.read_partition(root, d).num_rows == 2
-    assert not list(root.glob(".*"))
+    lake.write_partition(day_table(d, [f"a{i}" for i in range(50)]), root, d, {})
+    first = make_snapshot(root, tmp_path / "s", d, 1)
+    assert first["lake_version"] == lake.table_version(root) == 1
+    between = datetime.now(UTC)
+    lake.write_partition(day_table(d, [f"b{i}" for i in range(60)]), root, d, {})
+    second = make_snapshot(root, tmp_path / "s2", d, 1)
+    assert second["lake_version"] == 2 and second["hash"] != first["hash"]
+    for as_of in (1, between):
+        again = make_snapshot(root, tmp_path / f"old-{as_of!s:.1}", d, 1, as_of=as_of)
+        assert again["hash"] == first["hash"] and again["lake_version"] == 1
+        assert again["partitions"] == first["partitions"]
+        for split in ("train", "validation", "test"):
+            old = pq.read_table(Path(first["path"]) / f"{split}.parquet")
+            assert pq.read_table(Path(again["path"]) / f"{split}.parquet").equals(old)
