@@ -76,6 +76,22 @@ class Registered(TypedDict):
     version: int
 
 
+class Decided(TypedDict):
+    """`compare`: what the promotion policy would decide (nothing applied yet)."""
+
+    promote: bool
+    reasons: list[str]
+    metric: str  # the metric compared
+
+
+class Approval(TypedDict):
+    """`approve`: a person's answer to "make this version the champion?"."""
+
+    approved: bool
+    approver: str | None  # the responding user's name; None: the approval timed out
+    reason: str
+
+
 class Promoted(Registered):
     """`promote`: the alias the new version got, and the policy's reasons."""
 

@@ -21,6 +21,8 @@ from typing import Any
 from ml import storage
 from ml.config import Settings, settings
 from ml.retrain.results import (
+    Approval,
+    Decided,
     Evaluation,
     Lineage,
     Metrics,
@@ -315,40 +317,80 @@ def register_step(
     return {"model": info.model, "version": info.version}
 
 
+def _policy(spec: ModelSpec, cfg: Settings) -> Any:
+    """The configured promotion policy (INTENTFLOW_PROMOTION_*) on the model's metric (its
+    configured promotion_metric, else its task's PROMOTION_METRIC) and its task's per-class
+    metric."""
+    from ml.registry.promotion import PromotionPolicy
+    from ml.registry.views import task_view
+
+    metric = spec.primary_metric
+    return dataclasses.replace(
+        PromotionPolicy.from_settings(cfg),
+        metric=metric,
+        class_metric=task_view(spec.task, metric).class_metric,
+    )
+
+
+def decide_step(
+    evaluation: Evaluation, cfg: Settings | None = None, model: str | ModelSpec | None = None
+) -> Decided:
+    """What the policy would decide, changing nothing: the approval step shows it to a person
+    before `promote_step` applies it."""
+    from ml.registry.promotion import decide
+
+    cfg = cfg or settings()
+    spec = _spec(model, cfg)
+    decision = decide(evaluation["challenger"], evaluation["champion"], _policy(spec, cfg))
+    return {"promote": decision.promote, "reasons": decision.reasons, "metric": spec.primary_metric}
+
+
 def promote_step(
     registered: Registered,
     evaluation: Evaluation,
     actor: str,
     cfg: Settings | None = None,
     model: str | ModelSpec | None = None,
+    approval: Approval | None = None,
 ) -> Promoted:
-    """Apply the configured promotion policy (INTENTFLOW_PROMOTION_*) on the model's metric
-    (its configured promotion_metric, else its task's PROMOTION_METRIC) and its task's
-    per-class metric; reasons go to the audit.
+    """Apply the promotion policy; reasons go to the audit.
 
     The champion moves only if it is still the version `evaluate` compared against
     (`champion_version`): a champion moved by hand in the meantime (a rollback) stays, and
     the result's first reason says "skipped: champion changed since evaluation".
+
+    `approval` is a person's answer where the model requires one: rejected, the version becomes
+    `challenger` and the audit names the approver and their reason; approved, the approver is
+    recorded with the promotion.
     """
-    from ml.registry.promotion import PromotionPolicy, promote
+    from ml.registry.promotion import promote, reject_promotion
     from ml.registry.store import Registry
-    from ml.registry.views import task_view
 
     cfg = cfg or settings()
     spec = _spec(model, cfg)
-    metric = spec.primary_metric
-    policy = dataclasses.replace(
-        PromotionPolicy.from_settings(cfg),
-        metric=metric,
-        class_metric=task_view(spec.task, metric).class_metric,
-    )
+    registry = Registry(cfg.registry_url)
+    if approval is not None and not approval["approved"]:
+        reason = approval.get("reason") or ""
+        reject_promotion(
+            registry,
+            registered["model"],
+            registered["version"],
+            approver=approval.get("approver"),
+            reason=reason,
+            details={"evaluated_champion": evaluation["champion_version"]},
+        )
+        why = f"promotion rejected by {approval.get('approver') or 'approval timeout'}: {reason}"
+        log.info("%s:%s → challenger: %s", registered["model"], registered["version"], why)
+        return {**registered, "alias": "challenger", "reasons": [why]}
+    if approval is not None:
+        actor = f"{actor} (approved by {approval.get('approver')})"
     decision = promote(
-        Registry(cfg.registry_url),
+        registry,
         registered["model"],
         registered["version"],
         evaluation["challenger"],
         evaluation["champion"],
-        policy,
+        _policy(spec, cfg),
         actor,
         evaluated_champion=evaluation["champion_version"],
     )

@@ -64,6 +64,7 @@ def test_retrain_dags_share_one_shape_with_their_own_schedule_and_params(
     from airflow.dag_processing.dagbag import DagBag
 
     monkeypatch.delenv("INTENTFLOW_GPUS_PER_TRAINING", raising=False)
+    monkeypatch.setenv("INTENTFLOW_RETRAIN_DEADLINE_MINUTES", "480")
     dags = DagBag(dag_folder=str(DAGS / RETRAIN_FILE)).dags
     for spec in configured_models():
         dag = dags[spec.dag_id]
@@ -71,17 +72,24 @@ def test_retrain_dags_share_one_shape_with_their_own_schedule_and_params(
         assert (fine_tune.queue, fine_tune.pool, fine_tune.pool_slots) == ("gpu", "gpu", 1)
         assert {"base_model", "epochs", "learning_rate", "batch_size"} <= set(dag.params)
         order = [t.task_id for t in dag.topological_sort()]
-        assert order == ["snapshot", "fine_tune", "evaluate", "register", "promote"]
+        assert order == ["enough_new_data", "snapshot", "fine_tune", "evaluate", "register"] + [
+            "promote"
+        ]
         assert dag.doc_md and "Model retrain" in dag.doc_md and spec.task in dag.tags
+        # Every task has a time limit; the run has one; a Deadline Alert watches it (#22).
+        assert all(t.execution_timeout for t in dag.tasks)
+        assert dag.dagrun_timeout and dag.deadline
     intent, entities = dags["intent_retrain"], dags["entities_retrain"]
     assert {"window_days", "end_date"} <= set(intent.params)
     assert intent.params["window_days"] == 7 and intent.params["epochs"] is None
     # A labeled-source model has no lake window; its configured defaults fill the form.
     assert "window_days" not in entities.params and entities.params["epochs"] == 3
-    assert (intent.timetable.expression, entities.timetable.expression) == (
-        "0 3 * * *",
-        "0 4 * * 0",
-    )
+    # The lake-fed model also runs on new `transcripts` data (AssetOrTimeSchedule); a model
+    # fed by a labeled file keeps its cron.
+    assert intent.timetable.timetable.expression == "0 3 * * *"
+    assert intent.timetable.asset_condition.name == "transcripts"
+    assert intent.timetable.asset_condition.uri.startswith("file:///")
+    assert entities.timetable.expression == "0 4 * * 0"
 
 
 def test_gpus_per_training_sets_the_fine_tune_pool_slots(monkeypatch: pytest.MonkeyPatch) -> None:
