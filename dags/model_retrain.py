@@ -114,11 +114,14 @@ def _schedule(spec: ModelSpec, transcripts: Asset) -> Any:
 def _size_fine_tune_timeout(context: Any) -> None:
     """pre_execute of fine_tune: its execution_timeout from the snapshot's size and the
     epochs (ml.retrain.ops.fine_tune_timeout), set before Airflow starts the timer."""
+    from ml.config import ops_settings
     from ml.retrain.ops import fine_tune_timeout
 
     use_connections(context)  # this task's own pre_execute replaces the DAG's default
     snap = context["ti"].xcom_pull(task_ids="snapshot")
-    context["task"].execution_timeout = fine_tune_timeout(snap, context["params"], OPS)
+    # Read now, not at parse: a changed rate applies to the next try.
+    limit = fine_tune_timeout(snap, context["params"], ops_settings())
+    context["task"].execution_timeout = limit
     context["task"].log.info("fine_tune execution_timeout: %s", context["task"].execution_timeout)
 
 
@@ -182,7 +185,8 @@ def retrain_dag(spec: ModelSpec):
             # The last year of days is more than any window: older events are not read.
             events = [(e.timestamp, e.extra or {}) for e in inlet_events[transcripts][-400:]]
             rows = new_rows(events, since)
-            need = OPS.retrain_min_new_rows if spec.min_new_rows is None else spec.min_new_rows
+            default = ops_settings().retrain_min_new_rows
+            need = default if spec.min_new_rows is None else spec.min_new_rows
             print(f"{rows} new rows since the last version (need {need})")
             return rows >= need
 

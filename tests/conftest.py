@@ -40,7 +40,8 @@ os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
 os.environ["INTENTFLOW_RETRAIN_DEADLINE_MINUTES"] = "0"
 
 # Under CI a skip other than the CUDA ones fails its test (tests/ci.py).
-pytest_plugins = ("ci",)
+# alert_receiver: the `receiver` fixture (alert tests).
+pytest_plugins = ("ci", "alert_receiver")
 
 from pipeline_state import HOME_ENV  # noqa: E402 (after the settings above)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alert_receiver import connections
 
 from ml import lake
 from ml.artifact.integrity import directory_sha256
@@ -193,20 +194,35 @@ def _dag(dag_id: str):
 
 @pytest.mark.slow
 def test_ingest_and_retrain_end_to_end(
-    airflow_db: Path, intentflow_home: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+    airflow_db: Path,
+    intentflow_home: Path,
+    tiny_bert_dir: Path,
+    receiver: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from airflow.utils.state import DagRunState
 
     from ml.registry.store import Registry
 
+    got, base, smtp_port = receiver
+    connections(monkeypatch, base, smtp_port)  # the alert channels (#22 item 4)
     monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
     days = generate(intentflow_home / "raw", days=3, per_day=120, start=date(2026, 11, 20), seed=7)
     ingest = _dag("transcripts_ingest")
     for d in days:
         run = ingest.test(logical_date=datetime(d.day.year, d.day.month, d.day.day, tzinfo=UTC))
         assert run.state == DagRunState.SUCCESS
-        # Each published day emits the `transcripts` Asset event (what triggers a retrain).
-        assert _asset_events(run.run_id) == [("transcripts", "publish")]
+        # Each published day emits the `transcripts` Asset event (what triggers a retrain),
+        # on the lake's URI, with the day, its rows and content hash.
+        [(name, task, uri, extra)] = _asset_events(run.run_id, detail=True)
+        assert (name, task, uri) == ("transcripts", "publish", settings().lake.as_uri())
+        manifest = lake.read_manifest(settings().lake, d.day)
+        assert extra == {
+            "day": d.day.isoformat(),
+            "rows": manifest["rows_written"],
+            "content_hash": manifest["content_hash"],
+            "source": "raw",
+        }
     cfg = settings()
     manifests = [lake.read_manifest(cfg.lake, d.day) for d in days]
     for d, m in zip(days, manifests, strict=True):
@@ -234,6 +250,10 @@ def test_ingest_and_retrain_end_to_end(
     assert (states["validate"], states["publish"]) == ("failed", "upstream_failed")
     assert _asset_events(failed.run_id) == []
     assert lake.read_manifest(cfg.lake, date(2026, 11, 23)) is None
+    # One alert per channel, naming the gate (not "missing data").
+    [(path, dq)] = [(p, b) for p, b in got.posts if p == "/dq"]
+    assert (dq["kind"], dq["task_id"]) == ("data_quality", "validate")
+    got.posts.clear(), got.mails.clear()
 
     retrain = _dag("intent_retrain")
     conf = {"window_days": 3, "end_date": "2026-11-22", "epochs": 1, "batch_size": 16}
@@ -252,6 +272,12 @@ def test_ingest_and_retrain_end_to_end(
     ]
     assert 0.0 <= version.metrics["test"]["accuracy"] <= 1.0
     assert Path(version.artifact_uri, "model.safetensors").exists()
+    # register and promote emitted the model's Assets (what serving and monitoring follow).
+    assert sorted(_asset_events(run.run_id, detail=True)) == [
+        ("intent_champion", "promote", "model://intent/champion", {"version": 1}),
+        ("intent_versions", "register", "model://intent/versions", {"version": 1}),
+    ]
+    assert got.posts == got.mails == []  # a promotion, no failure: nothing to tell
 
     # A second run is compared with the champion on the same test split and registered as v2.
     run = retrain.test(run_conf=conf)
@@ -274,20 +300,51 @@ def test_ingest_and_retrain_end_to_end(
         f"macro_f1 {macro_f1:.3f} vs champion {macro_f1:.3f} (+0.000 >= +0.000)" in moved["reason"]
     )
 
+    # Not promoted: the alert channels hear which version and why (#22 item 4); the run
+    # succeeded and emitted no champion event.
+    monkeypatch.setenv("INTENTFLOW_PROMOTION_MIN_IMPROVEMENT", "0.5")
+    run = retrain.test(run_conf=conf)
+    assert run.state == DagRunState.SUCCESS
+    assert [a for a in registry.get(cfg.model_name, version=3).aliases] == ["challenger"]
+    [(path, alert)] = [(p, b) for p, b in got.posts if p == "/dq"]
+    assert (alert["kind"], alert["title"]) == (
+        "not_promoted",
+        f"[intentflow] intent_retrain {run.run_id}: intent v3 not promoted",
+    )
+    assert "(+0.000 < +0.500)" in alert["error"]
+    assert [e[0] for e in _asset_events(run.run_id, detail=True)] == ["intent_versions"]
+    assert len(got.mails) == 1 and "not promoted" in got.mails[0][1]["Subject"]
+    got.posts.clear()
 
-def _asset_events(run_id: str) -> list[tuple[str, str | None]]:
-    """(asset name, task) of the Asset events a DAG run emitted, from Airflow's metadata DB."""
+    # A training slower than its data-sized execution_timeout is stopped, and alerts (#22
+    # item 3): at 10^6 samples/s and no overhead, the limit is 1 s.
+    monkeypatch.setenv("INTENTFLOW_FINE_TUNE_MIN_SAMPLES_PER_SECOND", "1000000")
+    monkeypatch.setenv("INTENTFLOW_FINE_TUNE_OVERHEAD_MINUTES", "0")
+    monkeypatch.setenv("INTENTFLOW_RETRAIN_RETRIES", "0")
+    run = _dag("intent_retrain").test(run_conf={**conf, "epochs": 50})
+    assert run.state == DagRunState.FAILED
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert (states["fine_tune"], states["register"]) == ("failed", "upstream_failed")
+    [(path, alert)] = [(p, b) for p, b in got.posts if p == "/dq"]
+    assert (alert["kind"], alert["task_id"]) == ("failure", "fine_tune")
+    assert alert["error"].startswith("AirflowTaskTimeout")
+
+
+def _asset_events(run_id: str, detail: bool = False) -> list[tuple]:
+    """(asset name, task) of the Asset events a DAG run emitted, from Airflow's metadata DB;
+    with `detail`, also the asset's URI and the event's extra."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
     query = (
-        select(AssetModel.name, AssetEvent.source_task_id)
+        select(AssetModel.name, AssetEvent.source_task_id, AssetModel.uri, AssetEvent.extra)
         .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
         .where(AssetEvent.source_run_id == run_id)
     )
     with create_session() as session:
-        return [(name, task) for name, task in session.execute(query)]
+        rows = [tuple(row) for row in session.execute(query)]
+    return rows if detail else [row[:2] for row in rows]
 
 
 def _latency(metrics: dict[str, Any]) -> dict[str, Any]:
