@@ -10,7 +10,7 @@ how it trains and how it is scored.
 | `enough_new_data` | a run started by new `transcripts` data (not the nightly time, nor by hand) goes on only when the days published since the last registered version hold at least `INTENTFLOW_RETRAIN_MIN_NEW_ROWS` rows (or the model's `min_new_rows`); else the rest is skipped |
 | `snapshot` | lake-fed models: freezes the window of lake partitions into train/validation/test (split by conversation id, content-hashed); others: the task's labeled source into the same split files (bad records quarantined) |
 | `fine_tune` | trains from the base model on the `gpu` queue and pool (CUDA when the worker has it; else the CPU, or a failure where `INTENTFLOW_REQUIRE_GPU` is set) |
-| `evaluate` | the task's metrics on the test split (intent: accuracy, macro-F1, per class; entities: span F1 per type; answers: MRR, recall@k), for the new model and the champion |
+| `evaluate`, `golden_sets`, `evaluate_golden`, `scores` | the task's metrics on the test split (intent: accuracy, macro-F1, per class; entities: span F1 per type; answers: MRR, recall@k), for the new model and the champion; each golden set (the model's `golden_sets`, INTENTFLOW_GOLDEN_SETS) in a mapped `evaluate_golden` task, in parallel where workers allow, joined by `scores` |
 | `register` | a new version (with its task type) in the registry with its metrics, artifact sha256 and lineage; a retry returns the version this run registered; emits the `model://NAME/versions` Asset |
 | `compare`, `approve` | models with `require_approval` only: when the policy would promote, a person approves or rejects under Browse → Required Actions (metrics, per-class changes, a link to the registry page); reject keeps the champion, audited with who and why |
 | `promote` | moves `champion` to the new version when the policy allows on the model's promotion metric and the champion is still the one `evaluate` compared against (else "skipped: champion changed since evaluation"); otherwise it becomes `challenger` (and the alert channels hear why); a promotion emits the `model://NAME/champion` Asset |
@@ -223,7 +223,29 @@ def retrain_dag(spec: ModelSpec):
         def evaluate(snap: Snapshot, trained: Trained) -> Evaluation:
             from ml.retrain.steps import evaluate_step
 
-            return evaluate_step(snap, trained, model=name)
+            # The test split here; each golden set in a mapped task of its own.
+            return evaluate_step(snap, trained, model=name, golden=False)
+
+        @task
+        def golden_sets() -> list[str]:
+            from ml.retrain.steps import golden_set_names
+
+            return golden_set_names(model=name)
+
+        @task(map_index_template="{{ task.op_kwargs['golden_name'] }}")
+        def evaluate_golden(golden_name: str, trained: Trained, evaluation: Evaluation) -> Any:
+            from ml.retrain.steps import evaluate_golden_step
+
+            return evaluate_golden_step(
+                trained, golden_name, evaluation["champion_version"], model=name
+            )
+
+        # No golden set: nothing is mapped (skipped), and the test split's evaluation goes on.
+        @task(trigger_rule="none_failed")
+        def scores(evaluation: Evaluation, golden: Any = None) -> Evaluation:
+            from ml.retrain.steps import with_golden
+
+            return with_golden(evaluation, list(golden or []))
 
         @task(outlets=[versions])
         def register(
@@ -277,7 +299,11 @@ def retrain_dag(spec: ModelSpec):
         snap = snapshot()
         enough_new_data() >> snap
         trained = fine_tune(snap)
-        evaluation = evaluate(snap, trained)
+        tested = evaluate(snap, trained)
+        golden = evaluate_golden.partial(trained=trained, evaluation=tested).expand(
+            golden_name=golden_sets()
+        )
+        evaluation = scores(tested, golden)
         registered = register(snap, trained, evaluation)
         promoted = promote(registered, evaluation)
         if approval:

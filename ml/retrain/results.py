@@ -60,6 +60,14 @@ class Evaluation(TypedDict):
     reports: str  # the evaluation reports' folder, beside the new artifact
 
 
+class GoldenScores(TypedDict):
+    """`evaluate_golden` (one mapped task per golden set): the set's metrics for both models."""
+
+    name: str
+    challenger: Metrics
+    champion: Metrics | None  # None: no champion to score
+
+
 class Lineage(TypedDict, total=False):
     """`register`'s account of the run (each key optional); the steps add the rest."""
 

@@ -24,6 +24,7 @@ from ml.retrain.results import (
     Approval,
     Decided,
     Evaluation,
+    GoldenScores,
     Lineage,
     Metrics,
     Promoted,
@@ -199,6 +200,7 @@ def evaluate_step(
     trained: Trained,
     cfg: Settings | None = None,
     model: str | ModelSpec | None = None,
+    golden: bool = True,
 ) -> Evaluation:
     """Score the new model and the current champion on the same test split and golden sets.
 
@@ -206,22 +208,111 @@ def evaluate_step(
     confusion matrix JSON + PNG) go beside the new model's artifact, one folder per data set.
     Golden sets (ml.retrain.specs.golden_sets: the model's own, and INTENTFLOW_GOLDEN_SETS for
     intent models) are labeled files its task's evaluate reads with the model's options.
+    `golden` False: the test split only (the retrain DAG scores each golden set in a task of
+    its own, :func:`evaluate_golden_step`, and joins them with :func:`with_golden`).
     """
-    from ml.artifact.store import fetch_artifact
     from ml.registry.errors import NotFoundError
     from ml.registry.store import Registry
     from ml.snapshots.writer import local_snapshot
 
     cfg = cfg or settings()
     spec = _spec(model, cfg)
-    task = _task(spec)
-    reports_at = storage.join(storage.parent(trained["artifact_dir"]), "evaluation")
     snapshot_dir = local_snapshot(snapshot["path"], cfg.cache)
     # The test split is a snapshot's: its own columns, none of the source's options.
     datasets = {"test": GoldenSet(str(snapshot_dir / "test.parquet"), {})}
-    datasets.update(golden_sets(spec, cfg))
+    if golden:
+        datasets.update(golden_sets(spec, cfg))
+    score = _scorer(spec, cfg, trained)
+    challenger = score(trained["artifact_dir"], trained["artifact_sha256"], "challenger", datasets)
+    result: Evaluation = {
+        "challenger": challenger.pop("test"),
+        "challenger_golden": challenger,
+        "champion": None,
+        "champion_golden": None,
+        "champion_version": None,
+        "reports": str(_reports_at(trained)),
+    }
+    registry = Registry(cfg.registry_url)  # an old schema or a dead database fails the task
+    try:
+        champion = registry.get(spec.name, alias=CHAMPION)
+    except NotFoundError:  # only "no champion yet": anything else must not skip the comparison
+        log.info("no %s@%s yet: nothing to compare against", spec.name, CHAMPION)
+        return result
+    theirs = score(
+        champion.artifact_uri, champion.artifact_sha256, f"champion-v{champion.version}", datasets
+    )
+    result.update(
+        champion=theirs.pop("test"), champion_golden=theirs, champion_version=champion.version
+    )
+    return result
 
-    def score(artifact: str, sha256: str, who: str) -> dict[str, Metrics]:
+
+def golden_set_names(
+    cfg: Settings | None = None, model: str | ModelSpec | None = None
+) -> list[str]:
+    """The golden sets a model's retrains are scored on (what the DAG maps its tasks over)."""
+    cfg = cfg or settings()
+    return sorted(golden_sets(_spec(model, cfg), cfg))
+
+
+def evaluate_golden_step(
+    trained: Trained,
+    name: str,
+    champion_version: int | None,
+    cfg: Settings | None = None,
+    model: str | ModelSpec | None = None,
+) -> GoldenScores:
+    """Golden set `name` scored for the new model and for champion `champion_version` (the one
+    evaluate_step compared against; None: no champion)."""
+    from ml.registry.store import Registry
+
+    cfg = cfg or settings()
+    spec = _spec(model, cfg)
+    datasets = {name: golden_sets(spec, cfg)[name]}
+    score = _scorer(spec, cfg, trained)
+    ours = score(trained["artifact_dir"], trained["artifact_sha256"], "challenger", datasets)
+    theirs = None
+    if champion_version is not None:
+        champion = Registry(cfg.registry_url).get(spec.name, version=champion_version)
+        who = f"champion-v{champion.version}"
+        theirs = score(champion.artifact_uri, champion.artifact_sha256, who, datasets)[name]
+    return {"name": name, "challenger": ours[name], "champion": theirs}
+
+
+def with_golden(evaluation: Evaluation, scores: list[GoldenScores]) -> Evaluation:
+    """`evaluation` (the test split's) with the golden sets' scores, as evaluate_step gives."""
+    champion = None if evaluation["champion_version"] is None else {}
+    for one in scores:
+        if champion is not None and one["champion"] is not None:
+            champion[one["name"]] = one["champion"]
+    return {
+        **evaluation,
+        "challenger_golden": {
+            **evaluation["challenger_golden"],
+            **{one["name"]: one["challenger"] for one in scores},
+        },
+        "champion_golden": champion
+        if champion is None
+        else {
+            **(evaluation["champion_golden"] or {}),
+            **champion,
+        },
+    }
+
+
+def _reports_at(trained: Trained) -> Any:
+    return storage.join(storage.parent(trained["artifact_dir"]), "evaluation")
+
+
+def _scorer(spec: ModelSpec, cfg: Settings, trained: Trained) -> Any:
+    """score(artifact, sha256, who, datasets) -> {data set: metrics}; reports under
+    <the new artifact's run>/evaluation/<who>/<data set>."""
+    from ml.artifact.store import fetch_artifact
+
+    task = _task(spec)
+    reports_at = _reports_at(trained)
+
+    def score(artifact: str, sha256: str, who: str, datasets: dict) -> dict[str, Metrics]:
         local = fetch_artifact(artifact, sha256, cfg.cache)
         with storage.local_output(storage.join(reports_at, who)) as reports:
             return {
@@ -231,26 +322,7 @@ def evaluate_step(
                 for split, data in datasets.items()
             }
 
-    challenger = score(trained["artifact_dir"], trained["artifact_sha256"], "challenger")
-    result: Evaluation = {
-        "challenger": challenger.pop("test"),
-        "challenger_golden": challenger,
-        "champion": None,
-        "champion_golden": None,
-        "champion_version": None,
-        "reports": str(reports_at),
-    }
-    registry = Registry(cfg.registry_url)  # an old schema or a dead database fails the task
-    try:
-        champion = registry.get(spec.name, alias=CHAMPION)
-    except NotFoundError:  # only "no champion yet": anything else must not skip the comparison
-        log.info("no %s@%s yet: nothing to compare against", spec.name, CHAMPION)
-        return result
-    theirs = score(champion.artifact_uri, champion.artifact_sha256, f"champion-v{champion.version}")
-    result.update(
-        champion=theirs.pop("test"), champion_golden=theirs, champion_version=champion.version
-    )
-    return result
+    return score
 
 
 def base_model_sha256(base_model: str) -> str | None:

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow.csv as pacsv
 import pytest
 from alert_receiver import connections
 
@@ -73,9 +74,16 @@ def test_retrain_dags_share_one_shape_with_their_own_schedule_and_params(
         assert (fine_tune.queue, fine_tune.pool, fine_tune.pool_slots) == ("gpu", "gpu", 1)
         assert {"base_model", "epochs", "learning_rate", "batch_size"} <= set(dag.params)
         order = [t.task_id for t in dag.topological_sort()]
-        assert order == ["enough_new_data", "snapshot", "fine_tune", "evaluate", "register"] + [
-            "promote"
-        ]
+        chain = ["enough_new_data", "snapshot", "fine_tune", "evaluate", "scores", "register"]
+        assert [t for t in order if t in chain + ["promote"]] == chain + ["promote"]
+        # Each golden set is scored in a task of its own (dynamic task mapping, #22 item 7).
+        golden = dag.get_task("evaluate_golden")
+        assert golden.is_mapped and golden.upstream_task_ids == {
+            "fine_tune",
+            "evaluate",
+            "golden_sets",
+        }
+        assert dag.get_task("scores").upstream_task_ids == {"evaluate", "evaluate_golden"}
         assert dag.doc_md and "Model retrain" in dag.doc_md and spec.task in dag.tags
         # Every task has a time limit; the run has one; a Deadline Alert watches it (#22).
         assert all(t.execution_timeout for t in dag.tasks)
@@ -255,10 +263,22 @@ def test_ingest_and_retrain_end_to_end(
     assert (dq["kind"], dq["task_id"]) == ("data_quality", "validate")
     got.posts.clear(), got.mails.clear()
 
+    # Two golden sets (labeled files): each is scored in a mapped task of its own (#22 item 7).
+    golden = {}
+    for d in days[:2]:
+        rows = lake.read_partition(cfg.lake, d.day).select(["text", "intent"]).slice(0, 30)
+        golden[f"day{d.day.day}"] = intentflow_home / f"golden-{d.day}.csv"
+        pacsv.write_csv(rows.rename_columns(["text", "label"]), golden[f"day{d.day.day}"])
+    monkeypatch.setenv("INTENTFLOW_GOLDEN_SETS", ",".join(f"{k}={v}" for k, v in golden.items()))
     retrain = _dag("intent_retrain")
     conf = {"window_days": 3, "end_date": "2026-11-22", "epochs": 1, "batch_size": 16}
     run = retrain.test(run_conf=conf)
     assert run.state == DagRunState.SUCCESS
+    mapped = [ti for ti in run.get_task_instances() if ti.task_id == "evaluate_golden"]
+    assert sorted((ti.map_index, ti.rendered_map_index, ti.state) for ti in mapped) == [
+        (0, "day20", "success"),
+        (1, "day21", "success"),
+    ]
 
     [version] = Registry(cfg.registry_url).list_versions(cfg.model_name)
     assert version.version == 1 and version.aliases == ("champion",)
@@ -271,6 +291,7 @@ def test_ingest_and_retrain_end_to_end(
         "2026-11-22",
     ]
     assert 0.0 <= version.metrics["test"]["accuracy"] <= 1.0
+    assert version.metrics["golden:day20"]["n"] == version.metrics["golden:day21"]["n"] == 30
     assert Path(version.artifact_uri, "model.safetensors").exists()
     # register and promote emitted the model's Assets (what serving and monitoring follow).
     assert sorted(_asset_events(run.run_id, detail=True)) == [
