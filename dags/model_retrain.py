@@ -25,6 +25,7 @@ Leave a param empty to use the library default.
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pendulum
@@ -194,12 +195,19 @@ def retrain_dag(spec: ModelSpec):
         def snapshot(params: dict | None = None, data_interval_end=None, dag_run=None) -> Snapshot:
             from datetime import date
 
+            from intentflow_lineage import record_lineage
+
             from ml.retrain.steps import snapshot_step
 
             if not spec.from_lake:
-                return snapshot_step(date.today(), 1, model=name)
-            end = date.fromisoformat(_window_end(params, data_interval_end, dag_run.run_after))
-            return snapshot_step(end, params["window_days"], model=name)
+                snap = snapshot_step(date.today(), 1, model=name)
+            else:
+                end = date.fromisoformat(_window_end(params, data_interval_end, dag_run.run_after))
+                snap = snapshot_step(end, params["window_days"], model=name)
+            # For OpenLineage: the lake (or the labeled source) → the snapshot.
+            read = transcripts.uri if spec.from_lake else spec.source
+            record_lineage(snapshot, [read], [snap["path"]])
+            return snap
 
         # A training on N GPUs (INTENTFLOW_GPUS_PER_TRAINING) takes N slots of the GPU-sized
         # pool (multi-GPU runs are intent's; see ml.retrain.steps).
@@ -214,10 +222,16 @@ def retrain_dag(spec: ModelSpec):
         def fine_tune(
             snap: Snapshot, params: dict | None = None, run_id: str | None = None
         ) -> Trained:
+            from intentflow_lineage import record_lineage
+
             from ml.retrain.steps import train_step
 
             given = {k: v for k, v in params.items() if k not in (WINDOW_DAYS.name, END_DATE.name)}
-            return train_step(snap, given, run_id, model=name)
+            trained = train_step(snap, given, run_id, model=name)
+            # For OpenLineage: the snapshot and the base model → the model artifact.
+            base = [trained["base_model"]] if Path(trained["base_model"]).is_dir() else []
+            record_lineage(fine_tune, [snap["path"], *base], [trained["artifact_dir"]])
+            return trained
 
         @task
         def evaluate(snap: Snapshot, trained: Trained) -> Evaluation:

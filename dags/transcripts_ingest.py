@@ -19,6 +19,7 @@ to read (`default`: INTENTFLOW_SOURCE; others an administrator names in INTENTFL
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pendulum
@@ -166,6 +167,11 @@ def transcripts_ingest():
         from ml.ingest.steps import publish
 
         published = publish(validated, settings())
+        from intentflow_lineage import record_lineage
+
+        # For OpenLineage: the day's source folder(s) → the lake.
+        folders = {str(Path(f).parent) for f in published["files"] if not f.startswith("sql:")}
+        record_lineage(TRANSCRIPTS, sorted(folders), [TRANSCRIPTS.uri])
         # What a retrain's schedule counts (INTENTFLOW_RETRAIN_MIN_NEW_ROWS) and a reader checks.
         outlet_events[TRANSCRIPTS].extra = {
             "day": published["day"],

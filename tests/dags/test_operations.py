@@ -2,12 +2,12 @@
 
 - A drop that never comes: one "missing data" alert, no data-quality failure (`dag.test()`).
 - Under `airflow standalone` (scheduler, triggerer, dag-processor, API server; LocalExecutor on
-  SQLite): the day's ingest waits for its drop deferred in the triggerer, its `transcripts`
+  SQLite), with the OpenLineage provider writing its events to a file: the day's ingest waits for its drop deferred in the triggerer, its `transcripts`
   event starts the retrain (AssetOrTimeSchedule) which skips below the minimum of new rows; a
   manual retrain of a model that requires approval waits in Required Actions, misses its
   Deadline Alert meanwhile, is rejected through the REST API with a reason, and the registry
   named by the `intentflow_registry` connection (not INTENTFLOW_REGISTRY_URL) audits who
-  rejected it and why.
+  rejected it and why; the lineage events chain source → lake → snapshot → model artifact.
 
 What the tests of tests/dags/test_dags.py already run (asset extras, model Assets, timeouts,
 not-promoted alerts) is not repeated here.
@@ -154,6 +154,11 @@ def test_operated_under_a_real_scheduler_and_triggerer(
         "INTENTFLOW_REGISTRY_URL": f"sqlite:///{env_registry}",
         "AIRFLOW_CONN_INTENTFLOW_WEBHOOK": json.dumps({"conn_type": "http", "host": f"{base}/dq"}),
         "HF_HUB_OFFLINE": "1",
+        # 8: Airflow's OpenLineage provider writes every task's events to a file.
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+            {"type": "file", "log_file_path": str(tmp_path / "openlineage.jsonl"), "append": True}
+        ),
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": "intentflow-test",
     }
     airflow = [sys.executable, "-m", "airflow"]
     subprocess.run([*airflow, "db", "migrate"], env=env, check=True, capture_output=True)
@@ -262,6 +267,18 @@ def test_operated_under_a_real_scheduler_and_triggerer(
         # 4: the not-promoted alert says who rejected it.
         [note] = [b for _, b in got.posts if b.get("kind") == "not_promoted"]
         assert f"promotion rejected by admin: {reason}" in note["error"]
+
+        # 8: the lineage a backend draws: the day's source → the lake → the snapshot → model.
+        io = _lineage(tmp_path / "openlineage.jsonl", {ingest, manual})
+        lake_dir = str((home / "lake" / "transcripts").absolute())
+        source_day = str((home / "raw" / today.isoformat()).absolute())
+        assert io["transcripts_ingest.publish"] == ({source_day}, {lake_dir})
+        snap_in, snap_out = io["intent_retrain.snapshot"]
+        assert snap_in == {lake_dir} and len(snap_out) == 1
+        tune_in, tune_out = io["intent_retrain.fine_tune"]
+        assert tune_in == snap_out | {str(tiny_bert_dir.absolute())}
+        [artifact] = tune_out
+        assert artifact.startswith(str((home / "artifacts" / "intent").absolute()))
     finally:
         os.killpg(standalone.pid, signal.SIGTERM)
         try:
@@ -270,6 +287,23 @@ def test_operated_under_a_real_scheduler_and_triggerer(
             os.killpg(standalone.pid, signal.SIGKILL)
             standalone.wait()
         log.close()
+
+
+def _lineage(events_file: Path, run_ids: set[str]) -> dict[str, tuple[set[str], set[str]]]:
+    """task (dag.task) -> (input names, output names) of the completed task runs of `run_ids`,
+    from an OpenLineage file transport's events."""
+    io: dict[str, tuple[set[str], set[str]]] = {}
+    for line in events_file.read_text().splitlines():
+        # A task event names its DAG run in its facets.
+        if not line.strip() or not any(run_id in line for run_id in run_ids):
+            continue
+        event = json.loads(line)
+        if event.get("eventType") == "COMPLETE" and event["job"]["name"].count(".") == 1:
+            io[event["job"]["name"]] = (
+                {d["name"] for d in event.get("inputs", [])},
+                {d["name"] for d in event.get("outputs", [])},
+            )
+    return io
 
 
 def _free_port() -> int:
