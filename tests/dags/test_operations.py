@@ -365,3 +365,41 @@ def test_deadline_limit_and_new_rows_arithmetic() -> None:
     ]
     assert new_rows(events, None) == 820
     assert new_rows(events, t0) == 320
+
+
+def test_connections_stand_for_the_registry_and_object_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The two connections as the task environment they stand for; none: nothing (the
+    environment applies). The standalone test above runs a retrain on the registry connection."""
+    monkeypatch.syspath_prepend(str(REPO / "plugins"))
+    from intentflow_connections import connection_env
+
+    monkeypatch.delenv("AIRFLOW_CONN_INTENTFLOW_REGISTRY", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_INTENTFLOW_STORAGE", raising=False)
+    assert connection_env() == {}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_INTENTFLOW_REGISTRY",
+        json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": "db",
+                "port": 5432,
+                "login": "reg",
+                "password": "p@ss/w:rd",
+                "schema": "intentflow",
+            }
+        ),
+    )
+    extra = {"endpoint_url": "http://minio:9000", "region_name": "eu-west-1"}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_INTENTFLOW_STORAGE",
+        json.dumps({"conn_type": "aws", "login": "AKIA1", "password": "s3cr3t", "extra": extra}),
+    )
+    assert connection_env() == {
+        "INTENTFLOW_REGISTRY_URL": "postgresql+psycopg2://reg:p%40ss%2Fw%3Ard@db:5432/intentflow",
+        "AWS_ACCESS_KEY_ID": "AKIA1",
+        "AWS_SECRET_ACCESS_KEY": "s3cr3t",
+        "AWS_ENDPOINT_URL": "http://minio:9000",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }
