@@ -114,7 +114,9 @@ def test_operated_under_a_real_scheduler_and_triggerer(
             "name": "intent",
             "task": "intent",
             "dag_id": "intent_retrain",
-            "schedule": "0 3 * * *",
+            # A nightly time with no occurrence since the start date (29 February): unpausing
+            # schedules no run, only data and people start one.
+            "schedule": "0 3 29 2 *",
             "params": {"window_days": 1},
             "require_approval": True,
         }
@@ -253,7 +255,8 @@ def test_operated_under_a_real_scheduler_and_triggerer(
         api.patch(
             path, json={"chosen_options": ["Reject"], "params_input": {"reason": reason}}
         ).raise_for_status()
-        assert _run_state(api, "intent_retrain", manual, log_path) == "success"
+        state = _run_state(api, "intent_retrain", manual, log_path)
+        assert state == "success", _explain(db, af_home, "intent_retrain", manual)
 
         # Rejected: no champion; the audit names the approver and the reason, in the registry
         # the connection names (6); the environment's registry saw nothing.
@@ -304,6 +307,22 @@ def _lineage(events_file: Path, run_ids: set[str]) -> dict[str, tuple[set[str], 
                 {d["name"] for d in event.get("outputs", [])},
             )
     return io
+
+
+def _explain(db: Path, af_home: Path, dag_id: str, run_id: str) -> str:
+    """A failed run's task states and its failed tasks' log tails."""
+    states = _query(
+        db, "SELECT task_id, state FROM task_instance WHERE dag_id=? AND run_id=?", dag_id, run_id
+    )
+    logs = [
+        f"--- {log}\n{log.read_text(errors='replace')[-3000:]}"
+        for task, state in states
+        if state == "failed"
+        for log in (af_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}").glob(
+            f"task_id={task}/**/*.log"
+        )
+    ]
+    return f"{states}\n" + "\n".join(logs)
 
 
 def _free_port() -> int:
