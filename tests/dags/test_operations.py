@@ -198,9 +198,20 @@ def test_operated_under_a_real_scheduler_and_triggerer(
         for dag_id in ("transcripts_ingest", "intent_retrain"):
             api.patch(f"/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
 
-        # 2: the day's ingest waits for its drop, deferred (no worker slot), then goes on.
-        today = datetime.now(UTC).date()
-        ingest = _trigger(api, "transcripts_ingest", {"day": today.isoformat()})
+        # 2: the day's ingest waits for its drop, deferred (no worker slot), then goes on. The
+        # run is the one unpausing scheduled (its day: today, UTC); a second ingest run of the
+        # same day would publish a second `transcripts` event.
+        [(ingest, logical)] = _wait(
+            "the scheduled ingest run",
+            lambda: _query(
+                db,
+                "SELECT run_id, logical_date FROM dag_run WHERE dag_id='transcripts_ingest' "
+                "AND run_type='scheduled'",
+            ),
+            120,
+            log_path,
+        )
+        today = date.fromisoformat(str(logical)[:10])
         _wait(
             "wait_for_drop to defer",
             lambda: _ti_state(db, "transcripts_ingest", ingest, "wait_for_drop") == "deferred",
@@ -246,6 +257,19 @@ def test_operated_under_a_real_scheduler_and_triggerer(
             log_path,
         )
         assert manual in {b["run_id"] for _, b in got.posts if b["kind"] == "deadline_missed"}
+        # Answer once the scheduler has taken the parking task's exit from the executor: an
+        # answer before that (no person is that fast) races it in Airflow 3.3.2, whose
+        # scheduler then fails the resumed task ("finished with state success, but the task
+        # instance's state attribute is queued").
+        _wait(
+            "the scheduler to see the approval task park",
+            lambda: any(
+                "Received executor event" in line and "task_id='approve'" in line and manual in line
+                for line in log_path.read_text(errors="replace").splitlines()
+            ),
+            60,
+            log_path,
+        )
         path = f"/dags/intent_retrain/dagRuns/{manual}/taskInstances/approve/-1/hitlDetails"
         detail = api.get(path).raise_for_status().json()
         assert detail["subject"] == "Make intent v1 the champion?"
