@@ -733,3 +733,39 @@ def _connection_password(conn: str, var: str) -> str:
         return unquote(urlsplit(conn).password or "")
     except ValueError:
         raise ConfigError(f"{var} is not a connection URI (scheme://...) nor JSON") from None
+
+
+@dataclass(frozen=True)
+class OpsSettings:
+    """How the DAGs are operated: waits, timeouts, deadlines, data-driven retrains, approvals.
+
+    Read at DAG parse time (standard library only) and by the tasks; docs/operations.md lists
+    each variable. Times are in the unit their name says.
+    """
+
+    # Ingest: how long after its day ends a drop may come, and how often to look meanwhile.
+    drop_deadline_hours: float = 6.0  # INTENTFLOW_DROP_DEADLINE_HOURS
+    drop_poke_seconds: float = 300.0  # INTENTFLOW_DROP_POKE_SECONDS
+    # Every task's execution_timeout unless sized below (a hung task frees its slot).
+    task_timeout_minutes: float = 120.0  # INTENTFLOW_TASK_TIMEOUT_MINUTES
+    # fine_tune's execution_timeout: overhead + training samples x epochs / this rate, capped.
+    fine_tune_min_samples_per_second: float = 2.0  # INTENTFLOW_FINE_TUNE_MIN_SAMPLES_PER_SECOND
+    fine_tune_overhead_minutes: float = 15.0  # INTENTFLOW_FINE_TUNE_OVERHEAD_MINUTES
+    fine_tune_max_hours: float = 24.0  # INTENTFLOW_FINE_TUNE_MAX_HOURS
+    # A retrain run is stopped (dagrun_timeout) after this; the Deadline Alert fires earlier.
+    retrain_dagrun_timeout_hours: float = 30.0  # INTENTFLOW_RETRAIN_DAGRUN_TIMEOUT_HOURS
+    retrain_deadline_minutes: float = 480.0  # INTENTFLOW_RETRAIN_DEADLINE_MINUTES (0: none)
+    retrain_retries: int = 1  # INTENTFLOW_RETRAIN_RETRIES
+    # A retrain started by new data (not its nightly time) trains only on this many new rows.
+    retrain_min_new_rows: int = 1000  # INTENTFLOW_RETRAIN_MIN_NEW_ROWS
+    # How long a promotion waits for a person before it counts as rejected.
+    approval_timeout_hours: float = 72.0  # INTENTFLOW_APPROVAL_TIMEOUT_HOURS
+
+
+def ops_settings() -> OpsSettings:
+    """OpsSettings from the environment (INTENTFLOW_<FIELD>, upper case); unset: defaults."""
+    values: dict[str, float | int] = {}
+    for f in dataclasses.fields(OpsSettings):
+        kind = int if f.type in ("int", int) else float
+        values[f.name] = kind(_env_number(f"INTENTFLOW_{f.name.upper()}", f.default, kind))
+    return OpsSettings(**values)  # type: ignore[arg-type]

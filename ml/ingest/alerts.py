@@ -1,7 +1,9 @@
-"""Data-quality alerts: what a person reads when a day fails its gate, and how it is sent.
+"""Alerts: what a person reads when a day fails its gate or never arrives, a task fails, a
+retrain does not promote its model, or a run misses its deadline.
 
-No Airflow here: `plugins/intentflow_alerts.py` wraps this in an Airflow notifier that reads
-connections; this module builds the message and posts it (webhook JSON, Slack blocks, e-mail).
+No Airflow here: `plugins/intentflow_alerts.py` wraps this in Airflow notifiers that send it
+through the providers' HTTP, Slack and SMTP notifiers; this module builds the message (webhook
+JSON, Slack blocks, e-mail HTML).
 
 An alert leaves the platform for chat rooms and mailboxes, so it carries rules, counts and a
 link to the report, never a record's content nor even its id (the report lists those).
@@ -9,9 +11,7 @@ link to the report, never a record's content nor even its id (the report lists t
 
 from __future__ import annotations
 
-import json
 import urllib.parse
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from html import escape
 from pathlib import Path
@@ -35,11 +35,18 @@ class Alert:
     failed: list[dict[str, Any]] = field(default_factory=list)  # ALERT_FIELDS of each
     report: str | None = None  # the validation report (a path or URL)
     log_url: str | None = None
+    # failure, data_quality, missing_data, not_promoted, deadline_missed
+    kind: str = "failure"
+    headline: str | None = None  # what happened, where the kind's default does not say it
 
     @property
     def title(self) -> str:
-        what = "failed its data-quality gate" if self.failed else "failed"
-        return f"[intentflow] {self.dag_id} {self.run_id}: {self.task_id} {what}"
+        what = self.headline or (
+            f"{self.task_id} failed its data-quality gate"
+            if self.failed
+            else f"{self.task_id} failed"
+        )
+        return f"[intentflow] {self.dag_id} {self.run_id}: {what}"
 
     def report_link(self) -> str | None:
         if not self.report:
@@ -106,7 +113,11 @@ def alert_from_failure(
     detail = exception if hasattr(exception, "failed") else cause
     failed: list[FailedExpectation] = list(getattr(detail, "failed", None) or [])
     report = getattr(detail, "report", None) or None
+    missing = next((e for e in (exception, cause) if type(e).__name__ == "MissingDataError"), None)
+    kind = "missing_data" if missing else ("data_quality" if failed else "failure")
     return Alert(
+        kind=kind,
+        headline=f"missing data for {missing.day}" if missing else None,
         dag_id=dag_id,
         run_id=run_id,
         task_id=task_id,
@@ -128,16 +139,37 @@ def _error_text(exception: BaseException | str | None) -> str:
     return f"{type(exception).__name__}: {redact(str(exception))}"
 
 
-def post_json(url: str, payload: dict[str, Any], timeout: float = 10.0) -> int:
-    """POST `payload` as JSON; returns the HTTP status (raises on 4xx/5xx or no answer).
+def not_promoted_alert(
+    dag_id: str, run_id: str, model: str, version: int, reasons: list[str], link: str | None
+) -> Alert:
+    """A retrain registered `model` v`version` but did not make it the champion: why."""
+    return Alert(
+        dag_id=dag_id,
+        run_id=run_id,
+        task_id="promote",
+        logical_date=None,
+        error="\n".join(f"- {why}" for why in reasons),
+        report=link,
+        kind="not_promoted",
+        headline=f"{model} v{version} not promoted",
+    )
 
-    http(s) only: urllib also opens file: and ftp: URLs, which a webhook connection must not.
-    """
+
+def deadline_alert(dag_id: str, run_id: str, deadline: str) -> Alert:
+    """A run still not finished at its Deadline Alert's time."""
+    return Alert(
+        dag_id=dag_id,
+        run_id=run_id,
+        task_id="",
+        logical_date=None,
+        error=f"the run had not finished by its deadline, {deadline}",
+        kind="deadline_missed",
+        headline=f"missed its deadline ({deadline})",
+    )
+
+
+def check_webhook_url(url: str) -> str:
+    """`url`, refused unless http(s): a webhook connection must not name a file: or ftp: URL."""
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise ValueError("an alert webhook URL must be http:// or https://")
-    body = json.dumps(payload, default=str).encode("utf-8")
-    request = urllib.request.Request(  # noqa: S310 (scheme checked above)
-        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (checked)
-        return response.status
+    return url

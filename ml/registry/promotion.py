@@ -341,3 +341,28 @@ def rollback(
     return registry.rollback(
         model, actor=actor, reason=reason.strip(), version=target, details=details
     )
+
+
+def reject_promotion(
+    registry: Registry,
+    model: str,
+    version: int,
+    *,
+    approver: str | None,
+    reason: str,
+    details: dict | None = None,
+) -> VersionInfo:
+    """A person (the retrain's approval step) refused to make `version` the champion: it
+    becomes `challenger`, the champion stays, and the audit says who refused and why
+    (`approver` None: nobody answered before the approval timed out)."""
+    reason = (reason or "").strip() or "no reason given"
+    registry.set_alias(
+        model,
+        CHALLENGER,
+        version,
+        actor=approver or "approval-timeout",
+        reason=f"promotion rejected: {reason}",
+        action="promotion_rejected",
+        details={**(details or {}), "approver": approver},
+    )
+    return registry.get(model, version=version)

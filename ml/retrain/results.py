@@ -60,6 +60,14 @@ class Evaluation(TypedDict):
     reports: str  # the evaluation reports' folder, beside the new artifact
 
 
+class GoldenScores(TypedDict):
+    """`evaluate_golden` (one mapped task per golden set): the set's metrics for both models."""
+
+    name: str
+    challenger: Metrics
+    champion: Metrics | None  # None: no champion to score
+
+
 class Lineage(TypedDict, total=False):
     """`register`'s account of the run (each key optional); the steps add the rest."""
 
@@ -74,6 +82,22 @@ class Registered(TypedDict):
 
     model: str
     version: int
+
+
+class Decided(TypedDict):
+    """`compare`: what the promotion policy would decide (nothing applied yet)."""
+
+    promote: bool
+    reasons: list[str]
+    metric: str  # the metric compared
+
+
+class Approval(TypedDict):
+    """`approve`: a person's answer to "make this version the champion?"."""
+
+    approved: bool
+    approver: str | None  # the responding user's name; None: the approval timed out
+    reason: str
 
 
 class Promoted(Registered):

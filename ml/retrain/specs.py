@@ -70,12 +70,25 @@ class ModelSpec:
     golden_sets: dict[str, Any] = field(default_factory=dict)
     dag_id: str = ""  # default: "<name>_retrain"
     description: str = ""
+    # A person approves each promotion in Airflow (Required Actions) before it applies.
+    require_approval: bool = False
+    # A lake-fed model's run started by new data trains only once this many rows are new
+    # (None: INTENTFLOW_RETRAIN_MIN_NEW_ROWS); its nightly run always trains.
+    min_new_rows: int | None = None
 
     def __post_init__(self) -> None:
         try:
             check_name("model", self.name)  # the name is a folder of its artifacts and snapshots
         except InvalidNameError as exc:
             raise ConfigError(str(exc)) from None
+        if not isinstance(self.require_approval, bool):
+            raise ConfigError(f"model {self.name!r}: require_approval must be true or false")
+        if self.min_new_rows is not None and (
+            isinstance(self.min_new_rows, bool)
+            or not isinstance(self.min_new_rows, int)
+            or self.min_new_rows < 0
+        ):
+            raise ConfigError(f"model {self.name!r}: min_new_rows must be an integer >= 0")
         if self.task not in TASK_MODULES:
             raise ConfigError(
                 f"model {self.name!r}: unknown task type {self.task!r} "

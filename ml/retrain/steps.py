@@ -21,7 +21,10 @@ from typing import Any
 from ml import storage
 from ml.config import Settings, settings
 from ml.retrain.results import (
+    Approval,
+    Decided,
     Evaluation,
+    GoldenScores,
     Lineage,
     Metrics,
     Promoted,
@@ -215,6 +218,7 @@ def evaluate_step(
     trained: Trained,
     cfg: Settings | None = None,
     model: str | ModelSpec | None = None,
+    golden: bool = True,
 ) -> Evaluation:
     """Score the new model and the current champion on the same test split and golden sets.
 
@@ -222,22 +226,111 @@ def evaluate_step(
     confusion matrix JSON + PNG) go beside the new model's artifact, one folder per data set.
     Golden sets (ml.retrain.specs.golden_sets: the model's own, and INTENTFLOW_GOLDEN_SETS for
     intent models) are labeled files its task's evaluate reads with the model's options.
+    `golden` False: the test split only (the retrain DAG scores each golden set in a task of
+    its own, :func:`evaluate_golden_step`, and joins them with :func:`with_golden`).
     """
-    from ml.artifact.store import fetch_artifact
     from ml.registry.errors import NotFoundError
     from ml.registry.store import Registry
     from ml.snapshots.writer import local_snapshot
 
     cfg = cfg or settings()
     spec = _spec(model, cfg)
-    task = _task(spec)
-    reports_at = storage.join(storage.parent(trained["artifact_dir"]), "evaluation")
     snapshot_dir = local_snapshot(snapshot["path"], cfg.cache)
     # The test split is a snapshot's: its own columns, none of the source's options.
     datasets = {"test": GoldenSet(str(snapshot_dir / "test.parquet"), {})}
-    datasets.update(golden_sets(spec, cfg))
+    if golden:
+        datasets.update(golden_sets(spec, cfg))
+    score = _scorer(spec, cfg, trained)
+    challenger = score(trained["artifact_dir"], trained["artifact_sha256"], "challenger", datasets)
+    result: Evaluation = {
+        "challenger": challenger.pop("test"),
+        "challenger_golden": challenger,
+        "champion": None,
+        "champion_golden": None,
+        "champion_version": None,
+        "reports": str(_reports_at(trained)),
+    }
+    registry = Registry(cfg.registry_url)  # an old schema or a dead database fails the task
+    try:
+        champion = registry.get(spec.name, alias=CHAMPION)
+    except NotFoundError:  # only "no champion yet": anything else must not skip the comparison
+        log.info("no %s@%s yet: nothing to compare against", spec.name, CHAMPION)
+        return result
+    theirs = score(
+        champion.artifact_uri, champion.artifact_sha256, f"champion-v{champion.version}", datasets
+    )
+    result.update(
+        champion=theirs.pop("test"), champion_golden=theirs, champion_version=champion.version
+    )
+    return result
 
-    def score(artifact: str, sha256: str, who: str) -> dict[str, Metrics]:
+
+def golden_set_names(
+    cfg: Settings | None = None, model: str | ModelSpec | None = None
+) -> list[str]:
+    """The golden sets a model's retrains are scored on (what the DAG maps its tasks over)."""
+    cfg = cfg or settings()
+    return sorted(golden_sets(_spec(model, cfg), cfg))
+
+
+def evaluate_golden_step(
+    trained: Trained,
+    name: str,
+    champion_version: int | None,
+    cfg: Settings | None = None,
+    model: str | ModelSpec | None = None,
+) -> GoldenScores:
+    """Golden set `name` scored for the new model and for champion `champion_version` (the one
+    evaluate_step compared against; None: no champion)."""
+    from ml.registry.store import Registry
+
+    cfg = cfg or settings()
+    spec = _spec(model, cfg)
+    datasets = {name: golden_sets(spec, cfg)[name]}
+    score = _scorer(spec, cfg, trained)
+    ours = score(trained["artifact_dir"], trained["artifact_sha256"], "challenger", datasets)
+    theirs = None
+    if champion_version is not None:
+        champion = Registry(cfg.registry_url).get(spec.name, version=champion_version)
+        who = f"champion-v{champion.version}"
+        theirs = score(champion.artifact_uri, champion.artifact_sha256, who, datasets)[name]
+    return {"name": name, "challenger": ours[name], "champion": theirs}
+
+
+def with_golden(evaluation: Evaluation, scores: list[GoldenScores]) -> Evaluation:
+    """`evaluation` (the test split's) with the golden sets' scores, as evaluate_step gives."""
+    champion = None if evaluation["champion_version"] is None else {}
+    for one in scores:
+        if champion is not None and one["champion"] is not None:
+            champion[one["name"]] = one["champion"]
+    return {
+        **evaluation,
+        "challenger_golden": {
+            **evaluation["challenger_golden"],
+            **{one["name"]: one["challenger"] for one in scores},
+        },
+        "champion_golden": champion
+        if champion is None
+        else {
+            **(evaluation["champion_golden"] or {}),
+            **champion,
+        },
+    }
+
+
+def _reports_at(trained: Trained) -> Any:
+    return storage.join(storage.parent(trained["artifact_dir"]), "evaluation")
+
+
+def _scorer(spec: ModelSpec, cfg: Settings, trained: Trained) -> Any:
+    """score(artifact, sha256, who, datasets) -> {data set: metrics}; reports under
+    <the new artifact's run>/evaluation/<who>/<data set>."""
+    from ml.artifact.store import fetch_artifact
+
+    task = _task(spec)
+    reports_at = _reports_at(trained)
+
+    def score(artifact: str, sha256: str, who: str, datasets: dict) -> dict[str, Metrics]:
         local = fetch_artifact(artifact, sha256, cfg.cache)
         with storage.local_output(storage.join(reports_at, who)) as reports:
             return {
@@ -247,26 +340,7 @@ def evaluate_step(
                 for split, data in datasets.items()
             }
 
-    challenger = score(trained["artifact_dir"], trained["artifact_sha256"], "challenger")
-    result: Evaluation = {
-        "challenger": challenger.pop("test"),
-        "challenger_golden": challenger,
-        "champion": None,
-        "champion_golden": None,
-        "champion_version": None,
-        "reports": str(reports_at),
-    }
-    registry = Registry(cfg.registry_url)  # an old schema or a dead database fails the task
-    try:
-        champion = registry.get(spec.name, alias=CHAMPION)
-    except NotFoundError:  # only "no champion yet": anything else must not skip the comparison
-        log.info("no %s@%s yet: nothing to compare against", spec.name, CHAMPION)
-        return result
-    theirs = score(champion.artifact_uri, champion.artifact_sha256, f"champion-v{champion.version}")
-    result.update(
-        champion=theirs.pop("test"), champion_golden=theirs, champion_version=champion.version
-    )
-    return result
+    return score
 
 
 def base_model_sha256(base_model: str) -> str | None:
@@ -335,40 +409,80 @@ def register_step(
     return {"model": info.model, "version": info.version}
 
 
+def _policy(spec: ModelSpec, cfg: Settings) -> Any:
+    """The configured promotion policy (INTENTFLOW_PROMOTION_*) on the model's metric (its
+    configured promotion_metric, else its task's PROMOTION_METRIC) and its task's per-class
+    metric."""
+    from ml.registry.promotion import PromotionPolicy
+    from ml.registry.views import task_view
+
+    metric = spec.primary_metric
+    return dataclasses.replace(
+        PromotionPolicy.from_settings(cfg),
+        metric=metric,
+        class_metric=task_view(spec.task, metric).class_metric,
+    )
+
+
+def decide_step(
+    evaluation: Evaluation, cfg: Settings | None = None, model: str | ModelSpec | None = None
+) -> Decided:
+    """What the policy would decide, changing nothing: the approval step shows it to a person
+    before `promote_step` applies it."""
+    from ml.registry.promotion import decide
+
+    cfg = cfg or settings()
+    spec = _spec(model, cfg)
+    decision = decide(evaluation["challenger"], evaluation["champion"], _policy(spec, cfg))
+    return {"promote": decision.promote, "reasons": decision.reasons, "metric": spec.primary_metric}
+
+
 def promote_step(
     registered: Registered,
     evaluation: Evaluation,
     actor: str,
     cfg: Settings | None = None,
     model: str | ModelSpec | None = None,
+    approval: Approval | None = None,
 ) -> Promoted:
-    """Apply the configured promotion policy (INTENTFLOW_PROMOTION_*) on the model's metric
-    (its configured promotion_metric, else its task's PROMOTION_METRIC) and its task's
-    per-class metric; reasons go to the audit.
+    """Apply the promotion policy; reasons go to the audit.
 
     The champion moves only if it is still the version `evaluate` compared against
     (`champion_version`): a champion moved by hand in the meantime (a rollback) stays, and
     the result's first reason says "skipped: champion changed since evaluation".
+
+    `approval` is a person's answer where the model requires one: rejected, the version becomes
+    `challenger` and the audit names the approver and their reason; approved, the approver is
+    recorded with the promotion.
     """
-    from ml.registry.promotion import PromotionPolicy, promote
+    from ml.registry.promotion import promote, reject_promotion
     from ml.registry.store import Registry
-    from ml.registry.views import task_view
 
     cfg = cfg or settings()
     spec = _spec(model, cfg)
-    metric = spec.primary_metric
-    policy = dataclasses.replace(
-        PromotionPolicy.from_settings(cfg),
-        metric=metric,
-        class_metric=task_view(spec.task, metric).class_metric,
-    )
+    registry = Registry(cfg.registry_url)
+    if approval is not None and not approval["approved"]:
+        reason = approval.get("reason") or ""
+        reject_promotion(
+            registry,
+            registered["model"],
+            registered["version"],
+            approver=approval.get("approver"),
+            reason=reason,
+            details={"evaluated_champion": evaluation["champion_version"]},
+        )
+        why = f"promotion rejected by {approval.get('approver') or 'approval timeout'}: {reason}"
+        log.info("%s:%s → challenger: %s", registered["model"], registered["version"], why)
+        return {**registered, "alias": "challenger", "reasons": [why]}
+    if approval is not None:
+        actor = f"{actor} (approved by {approval.get('approver')})"
     decision = promote(
-        Registry(cfg.registry_url),
+        registry,
         registered["model"],
         registered["version"],
         evaluation["challenger"],
         evaluation["champion"],
-        policy,
+        _policy(spec, cfg),
         actor,
         evaluated_champion=evaluation["champion_version"],
     )

@@ -14,7 +14,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow.csv as pacsv
 import pytest
+from alert_receiver import connections
 
 from ml import lake
 from ml.artifact.integrity import directory_sha256
@@ -64,6 +66,7 @@ def test_retrain_dags_share_one_shape_with_their_own_schedule_and_params(
     from airflow.dag_processing.dagbag import DagBag
 
     monkeypatch.delenv("INTENTFLOW_GPUS_PER_TRAINING", raising=False)
+    monkeypatch.setenv("INTENTFLOW_RETRAIN_DEADLINE_MINUTES", "480")
     dags = DagBag(dag_folder=str(DAGS / RETRAIN_FILE)).dags
     for spec in configured_models():
         dag = dags[spec.dag_id]
@@ -71,17 +74,31 @@ def test_retrain_dags_share_one_shape_with_their_own_schedule_and_params(
         assert (fine_tune.queue, fine_tune.pool, fine_tune.pool_slots) == ("gpu", "gpu", 1)
         assert {"base_model", "epochs", "learning_rate", "batch_size"} <= set(dag.params)
         order = [t.task_id for t in dag.topological_sort()]
-        assert order == ["snapshot", "fine_tune", "evaluate", "register", "promote"]
+        chain = ["enough_new_data", "snapshot", "fine_tune", "evaluate", "scores", "register"]
+        assert [t for t in order if t in chain + ["promote"]] == chain + ["promote"]
+        # Each golden set is scored in a task of its own (dynamic task mapping, #22 item 7).
+        golden = dag.get_task("evaluate_golden")
+        assert golden.is_mapped and golden.upstream_task_ids == {
+            "fine_tune",
+            "evaluate",
+            "golden_sets",
+        }
+        assert dag.get_task("scores").upstream_task_ids == {"evaluate", "evaluate_golden"}
         assert dag.doc_md and "Model retrain" in dag.doc_md and spec.task in dag.tags
+        # Every task has a time limit; the run has one; a Deadline Alert watches it (#22).
+        assert all(t.execution_timeout for t in dag.tasks)
+        assert dag.dagrun_timeout and dag.deadline
     intent, entities = dags["intent_retrain"], dags["entities_retrain"]
     assert {"window_days", "end_date"} <= set(intent.params)
     assert intent.params["window_days"] == 7 and intent.params["epochs"] is None
     # A labeled-source model has no lake window; its configured defaults fill the form.
     assert "window_days" not in entities.params and entities.params["epochs"] == 3
-    assert (intent.timetable.expression, entities.timetable.expression) == (
-        "0 3 * * *",
-        "0 4 * * 0",
-    )
+    # The lake-fed model also runs on new `transcripts` data (AssetOrTimeSchedule); a model
+    # fed by a labeled file keeps its cron.
+    assert intent.timetable.timetable.expression == "0 3 * * *"
+    assert intent.timetable.asset_condition.name == "transcripts"
+    assert intent.timetable.asset_condition.uri.startswith("file:///")
+    assert entities.timetable.expression == "0 4 * * 0"
 
 
 def test_gpus_per_training_sets_the_fine_tune_pool_slots(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -209,20 +226,35 @@ def _dag(dag_id: str):
 
 @pytest.mark.slow
 def test_ingest_and_retrain_end_to_end(
-    airflow_db: Path, intentflow_home: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+    airflow_db: Path,
+    intentflow_home: Path,
+    tiny_bert_dir: Path,
+    receiver: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from airflow.utils.state import DagRunState
 
     from ml.registry.store import Registry
 
+    got, base, smtp_port = receiver
+    connections(monkeypatch, base, smtp_port)  # the alert channels (#22 item 4)
     monkeypatch.setenv("INTENTFLOW_BASE_MODEL", str(tiny_bert_dir))
     days = generate(intentflow_home / "raw", days=3, per_day=120, start=date(2026, 11, 20), seed=7)
     ingest = _dag("transcripts_ingest")
     for d in days:
         run = ingest.test(logical_date=datetime(d.day.year, d.day.month, d.day.day, tzinfo=UTC))
         assert run.state == DagRunState.SUCCESS
-        # Each published day emits the `transcripts` Asset event (what triggers a retrain).
-        assert _asset_events(run.run_id) == [("transcripts", "publish")]
+        # Each published day emits the `transcripts` Asset event (what triggers a retrain),
+        # on the lake's URI, with the day, its rows and content hash.
+        [(name, task, uri, extra)] = _asset_events(run.run_id, detail=True)
+        assert (name, task, uri) == ("transcripts", "publish", settings().lake.as_uri())
+        manifest = lake.read_manifest(settings().lake, d.day)
+        assert extra == {
+            "day": d.day.isoformat(),
+            "rows": manifest["rows_written"],
+            "content_hash": manifest["content_hash"],
+            "source": "raw",
+        }
     cfg = settings()
     manifests = [lake.read_manifest(cfg.lake, d.day) for d in days]
     for d, m in zip(days, manifests, strict=True):
@@ -250,11 +282,27 @@ def test_ingest_and_retrain_end_to_end(
     assert (states["validate"], states["publish"]) == ("failed", "upstream_failed")
     assert _asset_events(failed.run_id) == []
     assert lake.read_manifest(cfg.lake, date(2026, 11, 23)) is None
+    # One alert per channel, naming the gate (not "missing data").
+    [(path, dq)] = [(p, b) for p, b in got.posts if p == "/dq"]
+    assert (dq["kind"], dq["task_id"]) == ("data_quality", "validate")
+    got.posts.clear(), got.mails.clear()
 
+    # Two golden sets (labeled files): each is scored in a mapped task of its own (#22 item 7).
+    golden = {}
+    for d in days[:2]:
+        rows = lake.read_partition(cfg.lake, d.day).select(["text", "intent"]).slice(0, 30)
+        golden[f"day{d.day.day}"] = intentflow_home / f"golden-{d.day}.csv"
+        pacsv.write_csv(rows.rename_columns(["text", "label"]), golden[f"day{d.day.day}"])
+    monkeypatch.setenv("INTENTFLOW_GOLDEN_SETS", ",".join(f"{k}={v}" for k, v in golden.items()))
     retrain = _dag("intent_retrain")
     conf = {"window_days": 3, "end_date": "2026-11-22", "epochs": 1, "batch_size": 16}
     run = retrain.test(run_conf=conf)
     assert run.state == DagRunState.SUCCESS
+    mapped = [ti for ti in run.get_task_instances() if ti.task_id == "evaluate_golden"]
+    assert sorted((ti.map_index, ti.rendered_map_index, ti.state) for ti in mapped) == [
+        (0, "day20", "success"),
+        (1, "day21", "success"),
+    ]
 
     [version] = Registry(cfg.registry_url).list_versions(cfg.model_name)
     assert version.version == 1 and version.aliases == ("champion",)
@@ -267,7 +315,14 @@ def test_ingest_and_retrain_end_to_end(
         "2026-11-22",
     ]
     assert 0.0 <= version.metrics["test"]["accuracy"] <= 1.0
+    assert version.metrics["golden:day20"]["n"] == version.metrics["golden:day21"]["n"] == 30
     assert Path(version.artifact_uri, "model.safetensors").exists()
+    # register and promote emitted the model's Assets (what serving and monitoring follow).
+    assert sorted(_asset_events(run.run_id, detail=True)) == [
+        ("intent_champion", "promote", "model://intent/champion", {"version": 1}),
+        ("intent_versions", "register", "model://intent/versions", {"version": 1}),
+    ]
+    assert got.posts == got.mails == []  # a promotion, no failure: nothing to tell
 
     # A second run is compared with the champion on the same test split and registered as v2.
     run = retrain.test(run_conf=conf)
@@ -290,20 +345,51 @@ def test_ingest_and_retrain_end_to_end(
         f"macro_f1 {macro_f1:.3f} vs champion {macro_f1:.3f} (+0.000 >= +0.000)" in moved["reason"]
     )
 
+    # Not promoted: the alert channels hear which version and why (#22 item 4); the run
+    # succeeded and emitted no champion event.
+    monkeypatch.setenv("INTENTFLOW_PROMOTION_MIN_IMPROVEMENT", "0.5")
+    run = retrain.test(run_conf=conf)
+    assert run.state == DagRunState.SUCCESS
+    assert [a for a in registry.get(cfg.model_name, version=3).aliases] == ["challenger"]
+    [(path, alert)] = [(p, b) for p, b in got.posts if p == "/dq"]
+    assert (alert["kind"], alert["title"]) == (
+        "not_promoted",
+        f"[intentflow] intent_retrain {run.run_id}: intent v3 not promoted",
+    )
+    assert "(+0.000 < +0.500)" in alert["error"]
+    assert [e[0] for e in _asset_events(run.run_id, detail=True)] == ["intent_versions"]
+    assert len(got.mails) == 1 and "not promoted" in got.mails[0][1]["Subject"]
+    got.posts.clear()
 
-def _asset_events(run_id: str) -> list[tuple[str, str | None]]:
-    """(asset name, task) of the Asset events a DAG run emitted, from Airflow's metadata DB."""
+    # A training slower than its data-sized execution_timeout is stopped, and alerts (#22
+    # item 3): at 10^6 samples/s and no overhead, the limit is 1 s.
+    monkeypatch.setenv("INTENTFLOW_FINE_TUNE_MIN_SAMPLES_PER_SECOND", "1000000")
+    monkeypatch.setenv("INTENTFLOW_FINE_TUNE_OVERHEAD_MINUTES", "0")
+    monkeypatch.setenv("INTENTFLOW_RETRAIN_RETRIES", "0")
+    run = _dag("intent_retrain").test(run_conf={**conf, "epochs": 50})
+    assert run.state == DagRunState.FAILED
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert (states["fine_tune"], states["register"]) == ("failed", "upstream_failed")
+    [(path, alert)] = [(p, b) for p, b in got.posts if p == "/dq"]
+    assert (alert["kind"], alert["task_id"]) == ("failure", "fine_tune")
+    assert alert["error"].startswith("AirflowTaskTimeout")
+
+
+def _asset_events(run_id: str, detail: bool = False) -> list[tuple]:
+    """(asset name, task) of the Asset events a DAG run emitted, from Airflow's metadata DB;
+    with `detail`, also the asset's URI and the event's extra."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
     query = (
-        select(AssetModel.name, AssetEvent.source_task_id)
+        select(AssetModel.name, AssetEvent.source_task_id, AssetModel.uri, AssetEvent.extra)
         .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
         .where(AssetEvent.source_run_id == run_id)
     )
     with create_session() as session:
-        return [(name, task) for name, task in session.execute(query)]
+        rows = [tuple(row) for row in session.execute(query)]
+    return rows if detail else [row[:2] for row in rows]
 
 
 def _latency(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 import sys
-import threading
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from email import message_from_bytes
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from ci import skip_or_fail
+from alert_receiver import Receiver, connections
 
 from ml.ingest.alerts import alert_from_failure
 from ml.ingest.validation import DataQualityError
@@ -31,74 +26,6 @@ FAILED = [
 ]
 # What an alert says of FAILED: rules and counts, no ids.
 SENT = [{k: v for k, v in FAILED[0].items() if k != "ids"}]
-
-
-class Receiver:
-    def __init__(self) -> None:
-        self.posts: list[tuple[str, dict]] = []
-        self.mails: list = []
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[Receiver, str, int]]:
-    """A local HTTP server recording JSON POSTs, and an aiosmtpd SMTP server recording mail."""
-    try:
-        import aiosmtpd.controller as aiosmtpd
-    except ImportError:
-        skip_or_fail("aiosmtpd not installed (pip install -e '.[test]')")
-    got = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            got.posts.append((self.path, json.loads(body)))
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=http.serve_forever, daemon=True).start()
-
-    class Mailbox:
-        async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd API
-            got.mails.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
-            return "250 OK"
-
-    with socket.socket() as probe:  # aiosmtpd checks its port by connecting: pick one first
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    smtp = aiosmtpd.Controller(Mailbox(), hostname="127.0.0.1", port=port)
-    smtp.start()
-    try:
-        yield got, f"http://127.0.0.1:{http.server_address[1]}", port
-    finally:
-        http.shutdown()
-        smtp.stop()
-
-
-def connections(monkeypatch: pytest.MonkeyPatch, base: str, smtp_port: int) -> None:
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_INTENTFLOW_WEBHOOK", json.dumps({"conn_type": "http", "host": f"{base}/dq"})
-    )
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_INTENTFLOW_SLACK",
-        json.dumps({"conn_type": "slackwebhook", "host": base, "password": "/slack/T0/B0/XYZ"}),
-    )
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_INTENTFLOW_SMTP",
-        json.dumps(
-            {
-                "conn_type": "smtp",
-                "host": "127.0.0.1",
-                "port": smtp_port,
-                "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "af@localhost"},
-            }
-        ),
-    )
-    monkeypatch.setenv("INTENTFLOW_ALERT_EMAIL_TO", "data-owner@example.com")
 
 
 def test_alert_names_run_rules_counts_and_report() -> None:
@@ -124,7 +51,7 @@ def test_notifier_sends_webhook_slack_and_email(
     got, base, smtp_port = receiver
     connections(monkeypatch, base, smtp_port)
     monkeypatch.syspath_prepend(str(REPO / "plugins"))
-    from intentflow_alerts import DataQualityNotifier
+    from intentflow_alerts import FailureNotifier
 
     exc = DataQualityError("day failed", FAILED, "/reports/validation.html")
     ti = SimpleNamespace(dag_id="transcripts_ingest", task_id="validate", run_id="r1", log_url=None)
@@ -134,7 +61,7 @@ def test_notifier_sends_webhook_slack_and_email(
         "exception": exc,
         "logical_date": datetime(2026, 11, 22, tzinfo=UTC),
     }
-    DataQualityNotifier().notify(context)
+    FailureNotifier().notify(context)
     paths = {p: body for p, body in got.posts}
     assert paths["/dq"]["run_id"] == "r1" and paths["/dq"]["failed"] == SENT
     assert paths["/dq"]["report_url"] == "file:///reports/validation.html"
@@ -189,11 +116,11 @@ def test_alerts_carry_rules_counts_and_a_link_never_row_content(
     got, base, smtp_port = receiver
     connections(monkeypatch, base, smtp_port)
     monkeypatch.syspath_prepend(str(REPO / "plugins"))
-    from intentflow_alerts import DataQualityNotifier
+    from intentflow_alerts import FailureNotifier
 
     exc = pii_failure(tmp_path)
     ti = SimpleNamespace(dag_id="transcripts_ingest", task_id="validate", run_id="r1", log_url=None)
-    DataQualityNotifier().notify(
+    FailureNotifier().notify(
         {"ti": ti, "dag_run": SimpleNamespace(run_id="r1"), "exception": exc, "logical_date": None}
     )
     [(_, mail)] = got.mails
@@ -258,12 +185,21 @@ def test_failed_ingest_run_alerts_end_to_end(
     assert not list(settings().staging.iterdir())
 
 
-def test_a_webhook_url_must_be_http(tmp_path) -> None:
-    """urllib opens file: and ftp: URLs too: a webhook connection naming one is refused."""
-    from ml.ingest.alerts import post_json
+def test_a_webhook_url_must_be_http(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A webhook connection naming a file: or ftp: URL is refused: nothing is read or sent."""
+    from ml.ingest.alerts import check_webhook_url
 
     target = tmp_path / "secret.txt"
     target.write_text("x")
     for url in (f"file://{target}", "ftp://example.invalid/x"):
         with pytest.raises(ValueError, match="http"):
-            post_json(url, {"a": 1})
+            check_webhook_url(url)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_INTENTFLOW_WEBHOOK",
+        json.dumps({"conn_type": "http", "host": f"file://{target}"}),
+    )
+    monkeypatch.syspath_prepend(str(REPO / "plugins"))
+    from intentflow_alerts import FailureNotifier
+
+    with pytest.raises(ValueError, match="http"):
+        FailureNotifier()._webhook(alert_from_failure("d", "r", "t", "boom"))
