@@ -168,7 +168,8 @@ def retrain_dag(spec: ModelSpec):
         doc_md=f"## `{name}` ({spec.task}) from {source}\n\n{spec.description}\n{__doc__}",
     )
     def retrain():
-        @task.short_circuit(inlets=[transcripts])
+        # Only a lake-fed model reads (and is scheduled on) the `transcripts` Asset.
+        @task.short_circuit(inlets=[transcripts] if spec.from_lake else [])
         def enough_new_data(dag_run=None, inlet_events=None) -> bool:
             if dag_run.run_type != "asset_triggered":
                 return True  # the nightly time, or a person: always train

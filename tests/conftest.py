@@ -61,6 +61,25 @@ def airflow_db() -> Path:
     return AIRFLOW_HOME
 
 
+@pytest.fixture(autouse=True)
+def _assets_of_this_test(request: pytest.FixtureRequest) -> None:
+    """A test that runs DAGs has a lake of its own, so a `transcripts` Asset with its own URI:
+    the metadata DB's earlier ones (other tests' lakes) are retired first, as a scheduler
+    retires an asset no DAG refers to any more; else Airflow keeps the first one active and
+    refuses the new one in a task's outlets."""
+    if "airflow_db" not in request.fixturenames:
+        return
+    request.getfixturevalue("airflow_db")
+    from airflow.models.asset import AssetActive, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    # dag.test() activates an asset only when it creates it: earlier tests' go, rows and all.
+    with create_session() as session:
+        session.execute(delete(AssetActive))
+        session.execute(delete(AssetModel))
+
+
 @pytest.fixture
 def intentflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh INTENTFLOW_HOME (lake, registry, artifacts) for one test."""
