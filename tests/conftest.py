@@ -33,6 +33,9 @@ os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+# Each test parses the DAGs against its own INTENTFLOW_HOME (the `transcripts` Asset's URI is its
+# lake): a serialized DAG must not be kept for 30 s from an earlier test's parse.
+os.environ["AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL"] = "0"
 os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
 # dag.test() of Airflow 3.3.2 fails a successful run of a DAG with a Deadline Alert (it looks
 # the alerts up by their serialized form): the retrain DAGs' alert is off unless a test sets
