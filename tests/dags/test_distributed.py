@@ -127,9 +127,11 @@ def test_ingest_and_retrain_on_celery_queues(
             **{f"ingest.{k}": v for k, v in _tasks(client, "transcripts_ingest", ingest).items()},
             **_tasks(client, "intent_retrain", retrain),
         }
-    assert len(ran) == 9
+    assert len(ran) == 14
+    # No golden set is configured: the mapped evaluate_golden has nothing to map, so no worker.
+    assert {t for t, ti in ran.items() if ti["state"] == "skipped"} == {"evaluate_golden"}
     # hostname: the worker that ran it (tests/worker_hostname.py); queue: where it was sent.
-    placed = {task: (ti["queue"], ti["hostname"]) for task, ti in ran.items()}
+    placed = {t: (ti["queue"], ti["hostname"]) for t, ti in ran.items() if ti["state"] != "skipped"}
     assert placed.pop("fine_tune") == ("gpu", "worker-gpu")
     assert ran["fine_tune"]["pool"] == "gpu"
     assert set(placed.values()) == {("default", "worker-default")}, placed

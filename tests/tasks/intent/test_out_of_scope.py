@@ -451,7 +451,7 @@ def test_the_retrain_passes_the_configured_oos_settings_to_training(
 
     seen: dict[str, Any] = {}
 
-    def fake_fine_tune(snapshot_dir: Path, out_dir: Path, config: dict, *_: Any) -> dict:
+    def fake_fine_tune(snapshot_dir: Path, out_dir: Path, config: dict, *_: Any, **__: Any) -> dict:
         seen.update(TrainConfig.from_params(config).__dict__)
         raise RuntimeError("stop here")
 
