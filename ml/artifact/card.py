@@ -8,6 +8,7 @@ model registries) parses, so its figures need no scraping from Markdown.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,19 @@ def model_card(
     task: str,
     base_model: str | None,
     snapshot_hash: str | None,
-    results: dict[str, dict[str, Any]],
+    metrics: Sequence[str],
+    validation: dict[str, Any],
+    test: dict[str, Any] | None,
 ) -> str:
-    """The card's text: the YAML header (model-index with one entry per split and metric in
-    `results`, e.g. {"validation": {"accuracy": 0.93}, "test": {...}}) and `body`.
+    """The card's text: the YAML header (model-index with one entry per split, validation and
+    test, and each of `metrics` the split has) and `body`.
 
-    Only numbers are recorded; a split without rows (n == 0) is left out."""
+    Only numbers are recorded; a split without rows (n == 0) or not scored is left out."""
+    results = {
+        split: {k: m[k] for k in metrics if k in m}
+        for split, m in (("validation", validation), ("test", test))
+        if m
+    }
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     tag = PIPELINE_TAGS[task]

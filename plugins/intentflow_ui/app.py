@@ -45,7 +45,7 @@ from ml.config import ConfigError, settings
 from ml.registry.errors import RegistryError
 from ml.registry.names import NAME_RE  # model names: one safe path segment
 from ml.registry.promotion import promote_manually, rollback
-from ml.registry.store import CHAMPION, Registry
+from ml.registry.store import CHAMPION, Registry, VersionInfo
 from ml.retrain.specs import metric_view, retrain_dag_id
 
 # Whose permissions guard ingest health and the validation reports (dags/transcripts_ingest.py).
@@ -137,6 +137,16 @@ def _require_read(user: BaseUser, model: str) -> None:
     dag_id = model_dag(model)
     if not can_read(user, dag_id):
         raise HTTPException(403, f"{user.get_name()} may not read {dag_id}, which owns {model}")
+
+
+def _readable_version(user: BaseUser, model: str, version: int) -> VersionInfo:
+    """`model` v`version` from the registry, once `user` may read the model's DAG; 404 if none."""
+    _require_read(user, _name(model, "model name"))
+    try:
+        with _registry() as registry:
+            return registry.get(model, version=version)
+    except RegistryError as exc:
+        raise HTTPException(404, str(exc)) from exc
 
 
 def csrf_token(request: Request) -> str:
@@ -270,12 +280,7 @@ def card(
 ) -> HTMLResponse:
     """The version's model card (its artifact's README.md) rendered; raw HTML in it is shown
     as text, never interpreted."""
-    _require_read(user, _name(model, "model name"))
-    try:
-        with _registry() as registry:
-            info = registry.get(model, version=version)
-    except RegistryError as exc:
-        raise HTTPException(404, str(exc)) from exc
+    info = _readable_version(user, model, version)
     path = model_card(info)  # from the registry's artifact URI, never from the request
     if path is None:
         raise HTTPException(404, f"{model}:{version} has no model card on this machine")
@@ -342,12 +347,7 @@ def confusion(
     user: User, version: int, model: Annotated[str, Query(max_length=200)]
 ) -> FileResponse:
     # The path comes from the registry's lineage, never from the request.
-    _require_read(user, _name(model, "model name"))
-    try:
-        with _registry() as registry:
-            info = registry.get(model, version=version)
-    except RegistryError as exc:
-        raise HTTPException(404, str(exc)) from exc
+    info = _readable_version(user, model, version)
     path = confusion_png(info)
     if path is None:
         raise HTTPException(404, f"{model}:{version} has no confusion-matrix picture")

@@ -140,11 +140,9 @@ def fine_tune(
             task=TASK,
             base_model=resolved.base_model,
             snapshot_hash=run.snapshot.get("hash"),
-            results={
-                split: {k: m[k] for k in CARD_METRICS if k in m}
-                for split, m in (("validation", outcome.validation), ("test", test))
-                if m
-            },
+            metrics=CARD_METRICS,
+            validation=outcome.validation,
+            test=test,
         )
         (staging / files.MODEL_CARD_FILE).write_text(card, encoding="utf-8")
 

@@ -467,11 +467,9 @@ def _write_artifact(
             task=TASK,
             base_model=config.base_model,
             snapshot_hash=snapshot.get("hash"),
-            results={
-                split: {k: m[k] for k in CARD_METRICS if k in m}
-                for split, m in (("validation", outcome.validation), ("test", test))
-                if m
-            },
+            metrics=CARD_METRICS,
+            validation=outcome.validation,
+            test=test,
         )
         (staging / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
 
