@@ -286,6 +286,14 @@ def train(
         f"{headline(result['test'], task_view(result['task'], result['metric']))}\n  "
         + "\n  ".join(result["reasons"])
     )
+    if not (result.get("test") or {}).get(
+        "n"
+    ):  # train --data without a test: nothing to promote on
+        text += (
+            f"\n  no test split: score one with --test-data FILE or --test-fraction F, or promote "
+            f"it by hand: intentflow registry promote {result['model']}:{result['version']} "
+            '--reason "..."'
+        )
     if snap.get("counts", {}).get("quarantined"):  # a labeled file's records it could not use
         text += (
             f"\n  {snap['counts']['quarantined']} record(s) of the data quarantined: "

@@ -79,6 +79,8 @@ def test_data_trains_on_the_whole_file_and_tests_only_when_asked(
     assert counts["test"] == 0 and counts["train"] + counts["validation"] == 300
     assert 0.8 * 300 < counts["train"] < 0.97 * 300, "about 90% trains"
     assert whole["alias"] == "challenger" and whole["test"]["n"] == 0, "no test: not promoted"
+    said = invoke("train", "--data", str(labeled_csv), "--epochs", "1")
+    assert "no test split" in said and "intentflow registry promote intent:2 " in said
 
     held = json.loads(
         invoke(
