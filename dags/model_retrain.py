@@ -225,8 +225,10 @@ def retrain_dag(spec: ModelSpec):
         ) -> Trained:
             from intentflow_lineage import record_lineage
 
+            from ml.retrain.ops import repeat_pending_alarm
             from ml.retrain.steps import train_step
 
+            repeat_pending_alarm()  # the execution_timeout must not be lost (see its doc)
             given = {k: v for k, v in params.items() if k not in (WINDOW_DAYS.name, END_DATE.name)}
             trained = train_step(snap, given, run_id, model=name)
             # For OpenLineage: the snapshot and the base model → the model artifact.

@@ -95,3 +95,17 @@ def _class_deltas(new: dict, old: dict) -> list[tuple[str, float, float, int]]:
         after = float((per_new.get(label) or {}).get(score, 0.0))
         out.append((label, after, float(before[score]), int(before.get("support", 0))))
     return sorted(out, key=lambda d: -abs(d[1] - d[2]))
+
+
+def repeat_pending_alarm(every: float = 1.0) -> None:
+    """If a SIGALRM timer is armed (a task's execution_timeout), have it fire again every
+    `every` seconds after it first fires, until whoever armed it disarms it.
+
+    The timeout's handler raises in the main thread; when the alarm lands while a weakref
+    callback or finalizer runs (frequent during training), Python reports that exception as
+    unraisable and drops it, and a single alarm would let the training run on past its limit."""
+    import signal
+
+    remaining, _ = signal.getitimer(signal.ITIMER_REAL)
+    if remaining > 0:
+        signal.setitimer(signal.ITIMER_REAL, remaining, every)
