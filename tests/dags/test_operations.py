@@ -16,19 +16,17 @@ not-promoted alerts) is not repeated here.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from airflow_cluster import free_port
+from airflow_standalone import airflow, query, standalone, standalone_env, wait
 from alert_receiver import connections
 
 from ml.synthetic.generate import generate
@@ -64,30 +62,8 @@ def test_a_drop_that_never_comes_alerts_missing_data_once(
     assert len(got.mails) == 1 and "missing data" in got.mails[0][1]["Subject"]
 
 
-def _query(db: Path, sql: str, *args: object) -> list[tuple]:
-    try:
-        with sqlite3.connect(db, timeout=10) as conn:
-            return conn.execute(sql, args).fetchall()
-    except sqlite3.OperationalError:  # not there yet, or locked: ask again
-        return []
-
-
-def _wait(what: str, check, timeout: float, log: Path) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            found = check()
-        except httpx.HTTPError:
-            found = None
-        if found:
-            return found
-        time.sleep(1)
-    tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail}")
-
-
 def _ti_state(db: Path, dag_id: str, run_id: str, task_id: str) -> str | None:
-    rows = _query(
+    rows = query(
         db,
         "SELECT state FROM task_instance WHERE dag_id=? AND run_id=? AND task_id=?",
         dag_id,
@@ -107,7 +83,7 @@ def test_operated_under_a_real_scheduler_and_triggerer(
     home, af_home = tmp_path / "intentflow", tmp_path / "airflow"
     af_home.mkdir(parents=True)
     (home / "raw").mkdir(parents=True)
-    port = _free_port()
+    port = free_port()
     (af_home / "passwords.json").write_text(json.dumps({"admin": "admin-pw"}))
     models = [
         {
@@ -123,87 +99,65 @@ def test_operated_under_a_real_scheduler_and_triggerer(
     ]
     (home / "models.json").write_text(json.dumps(models))
     conn_registry, env_registry = home / "conn-registry.db", home / "env-registry.db"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
-        "AIRFLOW_HOME": str(af_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(af_home / "passwords.json"),
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
-        "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "sqlite_connect_args.CONNECT_ARGS",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "INTENTFLOW_HOME": str(home),
-        "INTENTFLOW_SOURCE": str(home / "raw"),
-        "INTENTFLOW_MODELS_FILE": str(home / "models.json"),
-        "INTENTFLOW_BASE_MODEL": str(tiny_bert_dir),
-        "INTENTFLOW_PROMOTION_MIN_TEST_SIZE": "1",
-        "INTENTFLOW_DROP_POKE_SECONDS": "2",
-        "INTENTFLOW_RETRAIN_MIN_NEW_ROWS": "1000000",
-        "INTENTFLOW_RETRAIN_DEADLINE_MINUTES": "0.1",
-        "INTENTFLOW_RETRAIN_RETRIES": "0",
+    env = standalone_env(
+        af_home,
+        port,
+        REPO / "dags",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(af_home / "passwords.json"),
+        AIRFLOW__API__BASE_URL=f"http://localhost:{port}",
+        INTENTFLOW_HOME=str(home),
+        INTENTFLOW_SOURCE=str(home / "raw"),
+        INTENTFLOW_MODELS_FILE=str(home / "models.json"),
+        INTENTFLOW_BASE_MODEL=str(tiny_bert_dir),
+        INTENTFLOW_PROMOTION_MIN_TEST_SIZE="1",
+        INTENTFLOW_DROP_POKE_SECONDS="2",
+        INTENTFLOW_RETRAIN_MIN_NEW_ROWS="1000000",
+        INTENTFLOW_RETRAIN_DEADLINE_MINUTES="0.1",
+        INTENTFLOW_RETRAIN_RETRIES="0",
         # The tasks must use the connection; the environment is the CLI's fallback.
-        "AIRFLOW_CONN_INTENTFLOW_REGISTRY": json.dumps(
+        AIRFLOW_CONN_INTENTFLOW_REGISTRY=json.dumps(
             {"conn_type": "sqlite", "host": str(conn_registry)}
         ),
-        "INTENTFLOW_REGISTRY_URL": f"sqlite:///{env_registry}",
-        "AIRFLOW_CONN_INTENTFLOW_WEBHOOK": json.dumps({"conn_type": "http", "host": f"{base}/dq"}),
-        "HF_HUB_OFFLINE": "1",
+        INTENTFLOW_REGISTRY_URL=f"sqlite:///{env_registry}",
+        AIRFLOW_CONN_INTENTFLOW_WEBHOOK=json.dumps({"conn_type": "http", "host": f"{base}/dq"}),
+        HF_HUB_OFFLINE="1",
         # 8: Airflow's OpenLineage provider writes every task's events to a file.
-        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+        AIRFLOW__OPENLINEAGE__TRANSPORT=json.dumps(
             {"type": "file", "log_file_path": str(tmp_path / "openlineage.jsonl"), "append": True}
         ),
-        "AIRFLOW__OPENLINEAGE__NAMESPACE": "intentflow-test",
-    }
-    airflow = [sys.executable, "-m", "airflow"]
-    subprocess.run([*airflow, "db", "migrate"], env=env, check=True, capture_output=True)
-    subprocess.run(
-        [*airflow, "pools", "set", "gpu", "1", "fine-tuning"],
-        env=env,
-        check=True,
-        capture_output=True,
+        AIRFLOW__OPENLINEAGE__NAMESPACE="intentflow-test",
     )
-    for url in (conn_registry, env_registry):  # both exist and are current: only one is used
+    # Metadata, the pool and both registries ready before the scheduler starts: both
+    # registries are current, only one is used.
+    airflow(env, "db", "migrate")
+    airflow(env, "pools", "set", "gpu", "1", "fine-tuning")
+    for url in (conn_registry, env_registry):
         subprocess.run(
             [sys.executable, "-m", "ml.cli", "registry", "upgrade"],
             env={**env, "INTENTFLOW_REGISTRY_URL": f"sqlite:///{url}"},
             check=True,
             capture_output=True,
         )
-    db, log_path = af_home / "airflow.db", tmp_path / "standalone.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed in finally
-    standalone = subprocess.Popen(
-        [*airflow, "standalone"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
+    log_path = tmp_path / "standalone.log"
+    with standalone(env, log_path) as db:
         for dag_id in ("transcripts_ingest", "intent_retrain"):
-            _wait(
+            wait(
                 f"{dag_id} serialized",
-                lambda d=dag_id: _query(db, "SELECT 1 FROM serialized_dag WHERE dag_id=?", d),
+                lambda d=dag_id: query(db, "SELECT 1 FROM serialized_dag WHERE dag_id=?", d),
                 180,
                 log_path,
             )
-        api = _wait("the API server", lambda: _client(port), 120, log_path)
+        api = wait("the API server", lambda: _client(port), 120, log_path)
         for dag_id in ("transcripts_ingest", "intent_retrain"):
             api.patch(f"/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
 
         # 2: the day's ingest waits for its drop, deferred (no worker slot), then goes on. The
         # run is the one unpausing scheduled (its day: today, UTC); a second ingest run of the
         # same day would publish a second `transcripts` event.
-        [(ingest, logical)] = _wait(
+        [(ingest, logical)] = wait(
             "the scheduled ingest run",
-            lambda: _query(
+            lambda: query(
                 db,
                 "SELECT run_id, logical_date FROM dag_run WHERE dag_id='transcripts_ingest' "
                 "AND run_type='scheduled'",
@@ -212,7 +166,7 @@ def test_operated_under_a_real_scheduler_and_triggerer(
             log_path,
         )
         today = date.fromisoformat(str(logical)[:10])
-        _wait(
+        wait(
             "wait_for_drop to defer",
             lambda: _ti_state(db, "transcripts_ingest", ingest, "wait_for_drop") == "deferred",
             120,
@@ -224,11 +178,11 @@ def test_operated_under_a_real_scheduler_and_triggerer(
 
         # 1: its `transcripts` event (with extras) started the retrain, which skipped: far
         # fewer new rows than INTENTFLOW_RETRAIN_MIN_NEW_ROWS.
-        [(extra,)] = _query(db, "SELECT extra FROM asset_event WHERE source_run_id=?", ingest)
+        [(extra,)] = query(db, "SELECT extra FROM asset_event WHERE source_run_id=?", ingest)
         assert json.loads(extra)["day"] == today.isoformat() and json.loads(extra)["rows"] > 0
-        [(by_data,)] = _wait(
+        [(by_data,)] = wait(
             "the asset-triggered retrain",
-            lambda: _query(
+            lambda: query(
                 db,
                 "SELECT run_id FROM dag_run WHERE dag_id='intent_retrain' "
                 "AND run_type='asset_triggered'",
@@ -243,14 +197,14 @@ def test_operated_under_a_real_scheduler_and_triggerer(
         # 5: a manual retrain of a model that requires approval waits for a person...
         conf = {"end_date": today.isoformat(), "epochs": 1, "batch_size": 16}
         manual = _trigger(api, "intent_retrain", conf)
-        _wait(
+        wait(
             "the approval request",
             lambda: _ti_state(db, "intent_retrain", manual, "approve") == "awaiting_input",
             300,
             log_path,
         )
         # 3: ... past its Deadline Alert (6 s after it was queued): the triggerer notified.
-        _wait(
+        wait(
             "the deadline alert",
             lambda: [b for p, b in got.posts if b.get("kind") == "deadline_missed"],
             120,
@@ -261,7 +215,7 @@ def test_operated_under_a_real_scheduler_and_triggerer(
         # answer before that (no person is that fast) races it in Airflow 3.3.2, whose
         # scheduler then fails the resumed task ("finished with state success, but the task
         # instance's state attribute is queued").
-        _wait(
+        wait(
             "the scheduler to see the approval task park",
             lambda: any(
                 "Received executor event" in line and "task_id='approve'" in line and manual in line
@@ -306,14 +260,6 @@ def test_operated_under_a_real_scheduler_and_triggerer(
         assert tune_in == snap_out | {str(tiny_bert_dir.absolute())}
         [artifact] = tune_out
         assert artifact.startswith(str((home / "artifacts" / "intent").absolute()))
-    finally:
-        os.killpg(standalone.pid, signal.SIGTERM)
-        try:
-            standalone.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(standalone.pid, signal.SIGKILL)
-            standalone.wait()
-        log.close()
 
 
 def _lineage(events_file: Path, run_ids: set[str]) -> dict[str, tuple[set[str], set[str]]]:
@@ -335,7 +281,7 @@ def _lineage(events_file: Path, run_ids: set[str]) -> dict[str, tuple[set[str], 
 
 def _explain(db: Path, af_home: Path, dag_id: str, run_id: str) -> str:
     """A failed run's task states and its failed tasks' log tails."""
-    states = _query(
+    states = query(
         db, "SELECT task_id, state FROM task_instance WHERE dag_id=? AND run_id=?", dag_id, run_id
     )
     logs = [
@@ -347,14 +293,6 @@ def _explain(db: Path, af_home: Path, dag_id: str, run_id: str) -> str:
         )
     ]
     return f"{states}\n" + "\n".join(logs)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _client(port: int) -> httpx.Client | None:
@@ -382,7 +320,7 @@ def _run_state(api: httpx.Client, dag_id: str, run_id: str, log: Path) -> str:
         state = api.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
         return state if state in ("success", "failed") else None
 
-    return _wait(f"{dag_id} {run_id} to finish", done, 300, log)
+    return wait(f"{dag_id} {run_id} to finish", done, 300, log)
 
 
 def test_deadline_limit_and_new_rows_arithmetic() -> None:
