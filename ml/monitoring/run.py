@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ml.config import DriftSettings, drift_settings, settings
@@ -103,3 +103,18 @@ def monitor_day(
         ],
         "report_url": report_url,
     }
+
+
+def run_days(
+    day: str | None, event_days: list[str | None], run_after: datetime | None
+) -> list[str]:
+    """The days a monitoring run looks at: the form's `day`; else the days the `predictions`
+    Asset events named (a replay or a load announcing its day); else the day before the run
+    (a scheduled or backfill run: its day is complete)."""
+    if day:
+        return [date.fromisoformat(str(day)[:10]).isoformat()]
+    named = sorted({date.fromisoformat(str(d)[:10]).isoformat() for d in event_days if d})
+    if named:
+        return named
+    when = run_after or datetime.now(UTC)
+    return [(when - timedelta(days=1)).date().isoformat()]
