@@ -784,13 +784,14 @@ class DriftSettings:
     and the sampling noise. Defaults were chosen so that ordinary day-to-day variation stays
     below them (docs/monitoring.md, bench/README.md)."""
 
-    label_psi: float | None = 0.2  # predicted in-scope label mix vs the train split's (PSI)
-    label_js: float | None = 0.05  # the same as Jensen-Shannon divergence (bits)
-    confidence_psi: float | None = 0.2  # confidence histogram vs the validation split's
-    length_psi: float | None = 0.2  # words per message vs the train split's deciles
-    oos_rate: float | None = 0.05  # out-of-scope share above the validation split's, by
-    unseen_tokens: float | None = 0.05  # share of words the train split never had, above the
-    # validation split's, by
+    # Distances: PSI 0.1 is the usual "look into it" line; JS 0.02 bits is about PSI 0.11.
+    label_psi: float | None = 0.1  # predicted in-scope label mix vs the train split's (PSI)
+    label_js: float | None = 0.02  # the same as Jensen-Shannon divergence (bits)
+    confidence_psi: float | None = 0.1  # confidence histogram vs the validation split's
+    length_psi: float | None = 0.1  # words per message vs the train split's deciles
+    # Rates: how far above the validation split's the day's may be.
+    oos_rate: float | None = 0.03  # share of out-of-scope answers
+    unseen_tokens: float | None = 0.02  # share of words the train split never had
     # Days with fewer predictions are `no_data`: figures kept, no check fires.
     min_predictions: int = 100
     confidence: float = 0.999  # of the sampling-noise floor (one-sided)
