@@ -113,8 +113,10 @@ def main() -> None:
     # Detection needs the floor off for the baseline: min_predictions 1 lets every day count.
     limits = dataclasses.replace(limits, min_predictions=1)
     print(f"defaults: {DriftSettings()}")
-    print("| predictions/day | false alarms (shipped) | false alarms (no floor) | ratio | "
-          "detected (shipped) | detected (no floor) | checks that fired on shifted days |")
+    print(
+        "| predictions/day | false alarms (shipped) | false alarms (no floor) | ratio | "
+        "detected (shipped) | detected (no floor) | checks that fired on shifted days |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---|")
     for n in (100, 300, 1000, 3000):
         rates = {}
