@@ -97,3 +97,33 @@ def test_a_day_without_predictions_is_no_data_and_a_model_never_trained_is_skipp
 
 def _never(texts: list[str]) -> list:
     raise AssertionError("the reference is cached: the model is not asked again")
+
+
+def test_the_report_goes_to_object_storage_as_the_rest_of_the_lake() -> None:
+    """fsspec URLs (here memory://) take the report as a local folder does."""
+    from ml import storage
+    from ml.monitoring.report import write_report
+
+    figures = json.loads(json.dumps(_FIGURES))
+    where = write_report("memory://bucket/reports", "intent", "2026-11-20", figures, "now")
+    assert where == "memory://bucket/reports/monitoring/intent/2026-11-20.html"
+    html = storage.read_bytes(where).decode()
+    assert "<script" not in html and "http" not in html.replace("http-equiv", "")
+    assert "label_psi" in html and "2026-11-20" in html
+
+
+_FIGURES: dict[str, Any] = {
+    "status": "ok", "predictions": 3, "versions": {"1": 3}, "min_predictions": 100,
+    "label_mix": {"a": 1.0}, "reference_label_mix": {"a": 0.5, "b": 0.5},
+    "label_psi": 0.3, "label_js": 0.1, "label_psi_by_label": {"a": 0.1, "b": 0.2},
+    "confidence": {"mean": 0.9, "p10": 0.8, "p50": 0.9, "p90": 1.0,
+                   "histogram": [0] * 9 + [3], "reference_histogram": [1] * 10},
+    "confidence_psi": 0.5, "oos_rate": None, "reference_oos_rate": None,
+    "length": {"mean": 3, "p50": 3, "p90": 3, "reference_mean": 4, "edges": [2.0, 4.0],
+               "histogram": [0, 3, 0], "reference_histogram": [1, 1, 1]},
+    "length_psi": 0.2, "unseen_token_share": 0.0, "reference_unseen_token_share": 0.0,
+    "checks": [{"name": "label_psi", "value": 0.3, "threshold": 0.4, "drift": False,
+                "configured": 0.1, "noise": 0.4}],
+    "drifted": [], "reference": {"version": 1, "snapshot_hash": "h", "train_rows": 3,
+                                 "validation_rows": 1},
+}  # fmt: skip

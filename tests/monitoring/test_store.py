@@ -1,5 +1,6 @@
 """The registry's `monitoring_days` table through ml.monitoring.store: one row per model and
-day, a rerun replaces it, oldest first, figures parsed (a real SQLite registry)."""
+day, a rerun replaces it, oldest first, figures parsed (a real registry: SQLite, and
+PostgreSQL where a server is up, tests/pg.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from ml.monitoring.store import monitoring_days, save_day
 from ml.registry.errors import NotFoundError
 from ml.registry.store import Registry
 
+pytest_plugins = ("pg",)
+
 SHA = "0" * 64
 
 
 def _registered(url: str, model: str = "intent") -> None:
-    with Registry(url) as registry:
+    with Registry(url, auto_upgrade=True) as registry:
         registry.register_version(
             model,
             artifact_uri="/nowhere",
@@ -28,8 +31,8 @@ def _registered(url: str, model: str = "intent") -> None:
         )
 
 
-def test_a_rerun_replaces_the_day_and_rows_come_oldest_first(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'registry.db'}"
+def test_a_rerun_replaces_the_day_and_rows_come_oldest_first(db_url: str) -> None:
+    url = db_url
     _registered(url)
     for day, status in (("2026-11-22", "ok"), ("2026-11-20", "drift"), ("2026-11-21", "no_data")):
         save_day(url, model="intent", day=day, version=1, reference_version=1, predictions=5,
@@ -53,6 +56,7 @@ def test_a_rerun_replaces_the_day_and_rows_come_oldest_first(tmp_path: Path) -> 
     ]
     assert rows[-1] == again
     assert rows[-1]["figures"] == {"predictions": 7, "drifted": ["label_psi"]}
+    assert rows[-1]["computed_at"].endswith("+00:00")
     assert rows[-1]["report_url"] == "/r/2026-11-22.html"
     assert [r["day"] for r in monitoring_days(url, "intent", limit=2)] == [
         "2026-11-21",
