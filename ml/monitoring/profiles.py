@@ -186,13 +186,14 @@ def day_profile(rows: Any, reference: dict[str, Any]) -> dict[str, Any]:
     import pyarrow.compute as pc
 
     n = rows.num_rows
-    labels = [str(x) for x in rows.column("label").to_pylist() if x is not None] if n else []
+    answered = rows.column("label").to_pylist() if n else []
+    labels = [str(x) for x in answered if x is not None]
     confidences = [c for c in rows.column("confidence").to_pylist() if c is not None] if n else []
     oos_flags: list[bool] = []
     if n:
         # A model with an out-of-scope detector logs its score in `scores` (ml.serving.responses).
         has_score = pc.is_valid(pc.map_lookup(rows.column("scores"), "oos_score", "first"))
-        for label, scored in zip(labels, has_score.to_pylist(), strict=False):
+        for label, scored in zip(answered, has_score.to_pylist(), strict=True):
             if scored:
                 oos_flags.append(label == OUT_OF_SCOPE)
     words = [tokens(t or "") for t in rows.column("text").to_pylist()] if n else []
