@@ -108,6 +108,8 @@ def _matching(table: pa.Table, keys: frozenset[str], ids: Iterable[str] = ()) ->
     if SUBJECT_KEYS in table.column_names and n:
         column = table.column(SUBJECT_KEYS).combine_chunks()
         flat = pc.list_flatten(column)
+        if flat.type != pa.string():  # a MERGE's files (the feedback table) hold string_view
+            flat = flat.cast(pa.string())
         rows = pc.filter(
             pc.list_parent_indices(column), pc.is_in(flat, value_set=pa.array(sorted(keys)))
         )
