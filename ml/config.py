@@ -238,6 +238,12 @@ class Settings:
         return join(self.data_root, "lake", "predictions")
 
     @property
+    def feedback(self) -> Location:
+        """Agents' corrections of served predictions (ml.feedback.table), partitioned by the
+        day of the prediction corrected."""
+        return join(self.data_root, "lake", "feedback")
+
+    @property
     def quarantine(self) -> Location:
         return join(self.data_root, "quarantine")
 

@@ -11,9 +11,12 @@ walks :data:`STORES`:
   (INTENTFLOW_LAKE_RETENTION_HOURS; the maintenance DAG); the result's notes say so;
 - the quarantine (a Delta table): each day without the records carrying a key, or the
   conversation id of one of the person's lake rows;
-- training snapshots frozen from the lake: the split files without those conversation ids
-  (snapshots keep no keys); a snapshot keeps its hash, which models' lineage names, and its
-  snapshot.json records the erasure.
+- the prediction log (`predictions`): each day without the rows carrying a key;
+- agents' corrections (`feedback`): the rows of the predictions just found, and those whose
+  note held one of the identifiers (ml.feedback.table);
+- training snapshots frozen from the lake: the split files without those conversation ids or
+  corrected prediction ids (snapshots keep no keys); a snapshot keeps its hash, which models'
+  lineage names, and its snapshot.json records the erasure.
 
 It then lists the registered model versions that saw the data (trained on a rewritten snapshot
 or on a window that held an erased day): they are not retrained here (docs/security.md). The
@@ -41,6 +44,7 @@ import pyarrow.compute as pc
 from ml import delta, lake, storage
 from ml.config import Settings, lake_retention_hours, pii_key_env
 from ml.quarantine import rule_counts
+from ml.snapshots.lake_window import FEEDBACK_FILE
 from ml.snapshots.writer import SNAPSHOT_FILE, SPLITS, cached_copy
 from ml.storage import Location, is_remote
 from ml.subjects import KEY_FILE, KINDS, normal, pii_key, subject_key
@@ -78,6 +82,7 @@ class Job:
     cfg: Settings
     keys: frozenset[str]
     conversation_ids: set[str] = field(default_factory=set)  # of the person's lake rows
+    prediction_ids: set[str] = field(default_factory=set)  # of the person's predictions
     lake_days: set[date] = field(default_factory=set)  # days whose partition held them
     quarantine_days: set[date] = field(default_factory=set)
 
@@ -103,6 +108,8 @@ def _matching(table: pa.Table, keys: frozenset[str], ids: Iterable[str] = ()) ->
     if SUBJECT_KEYS in table.column_names and n:
         column = table.column(SUBJECT_KEYS).combine_chunks()
         flat = pc.list_flatten(column)
+        if flat.type != pa.string():  # a MERGE's files (the feedback table) hold string_view
+            flat = flat.cast(pa.string())
         rows = pc.filter(
             pc.list_parent_indices(column), pc.is_in(flat, value_set=pa.array(sorted(keys)))
         )
@@ -274,17 +281,19 @@ class SnapshotStore:
 
     def find(self, job: Job) -> Found:
         found = Found(self.name)
-        if not job.conversation_ids:
+        ids = _snapshot_ids(job)
+        if not ids:
             return found
         erased = {d.isoformat() for d in job.lake_days}
         for folder, record in _snapshots(job.cfg.snapshots):
             days = {p.get("day") for p in record.get("partitions") or []}
-            if not days & erased:  # not from the lake, or from other days
+            corrected = bool(record.get("feedback")) and bool(job.prediction_ids)
+            if not days & erased and not corrected:  # not from the lake, or from other days
                 continue
             counts = {}
             for name in SNAPSHOT_SPLITS:
                 rows = _split(folder, name, ["conversation_id"])
-                hits = int(pc.sum(_matching(rows, frozenset(), job.conversation_ids)).as_py() or 0)
+                hits = int(pc.sum(_matching(rows, frozenset(), ids)).as_py() or 0)
                 if hits:
                     counts[name] = hits
             if counts:
@@ -297,14 +306,22 @@ class SnapshotStore:
             if record.get("hash") not in found.snapshots:
                 continue
             counts = dict(record.get("counts") or {})
-            removed = 0
+            removed, ids = 0, _snapshot_ids(job)
             for name in SNAPSHOT_SPLITS:
                 rows = _split(folder, name)
-                kept = _without(rows, _matching(rows, frozenset(), job.conversation_ids))
+                kept = _without(rows, _matching(rows, frozenset(), ids))
                 if kept.num_rows != rows.num_rows:
                     storage.write_parquet(kept, storage.join(folder, f"{name}.parquet"))
                     removed += rows.num_rows - kept.num_rows
                     counts[name] = kept.num_rows
+            # The test split's corrections (the `feedback` golden set) are a copy: rewritten
+            # too, not counted twice.
+            extra = storage.join(folder, FEEDBACK_FILE)
+            if storage.exists(extra):
+                rows = storage.read_parquet(extra)
+                kept = _without(rows, _matching(rows, frozenset(), ids))
+                if kept.num_rows != rows.num_rows:
+                    storage.write_parquet(kept, extra)
             # snapshot.json last: it says the files are whole, and records the change.
             erasures = [*record.get("erasures", []), {"at": _now(), "rows": removed}]
             record = {**record, "counts": counts, "erasures": erasures}
@@ -312,6 +329,12 @@ class SnapshotStore:
                 (json.dumps(record, indent=2) + "\n").encode(), storage.join(folder, SNAPSHOT_FILE)
             )
             _drop_cached(job.cfg, folder)
+
+
+def _snapshot_ids(job: Job) -> set[str]:
+    """A snapshot's keys of the person's rows: lake conversations, corrected predictions (the
+    key of a correction's example, ml.feedback.training)."""
+    return job.conversation_ids | job.prediction_ids
 
 
 def _snapshots(root: Location) -> list[tuple[Location, dict]]:
@@ -344,10 +367,6 @@ def _drop_cached(cfg: Settings, folder: Location) -> None:
         shutil.rmtree(cached_copy(str(folder), cfg.cache), ignore_errors=True)
 
 
-# The stores erasure walks, found in this order (each store after those it is found through)
-# and rewritten in the reverse order: the lake, through which the quarantine and snapshots are
-# found, goes last, so a rerun after a crash still finds whatever is left. Serving's
-# prediction log joins this list (its rows carry the same subject keys).
 # --- the serving prediction log ----------------------------------------------------------------
 
 
@@ -362,11 +381,13 @@ class PredictionStore:
         found = Found(self.name)
         table = _prediction_table(job.cfg)
         for day in table.days():
-            rows = table.read_day(day, [SUBJECT_KEYS])
-            hits = int(pc.sum(_matching(rows, job.keys)).as_py() or 0)
+            rows = table.read_day(day, ["prediction_id", SUBJECT_KEYS])
+            hit = _matching(rows, job.keys)
+            hits = int(pc.sum(hit).as_py() or 0)
             if hits:
                 found.rows += hits
                 found.days.append(date.fromisoformat(day))
+                job.prediction_ids.update(rows.filter(hit).column("prediction_id").to_pylist())
         found.stale = _stale_days(job.cfg.predictions, job.keys)
         _vacuum_note(found)
         return found
@@ -385,11 +406,55 @@ def _prediction_table(cfg: Settings) -> Any:
     return PredictionTable(cfg.predictions)
 
 
+# --- agents' corrections -------------------------------------------------------------------------
+
+
+class FeedbackStore:
+    """The `feedback` table (ml.feedback.table): corrections of the person's predictions
+    (found by the prediction store, before this one), or whose note held an identifier."""
+
+    name = "feedback"
+
+    def _hit(self, job: Job) -> Any:
+        ids = pa.array(sorted(job.prediction_ids), pa.string())
+
+        def hit(rows: pa.Table) -> pa.Array:
+            by_id = pc.is_in(rows.column("prediction_id"), value_set=ids)
+            return pc.fill_null(pc.or_(_matching(rows, job.keys), by_id), False)
+
+        return hit
+
+    def find(self, job: Job) -> Found:
+        from ml.feedback.table import FeedbackTable
+
+        found, table, hit = Found(self.name), FeedbackTable(job.cfg.feedback), self._hit(job)
+        for day in table.days():
+            rows = table.read(["prediction_id", SUBJECT_KEYS], days=[day])
+            hits = int(pc.sum(hit(rows)).as_py() or 0)
+            if hits:
+                found.rows += hits
+                found.days.append(date.fromisoformat(day))
+        found.stale = _stale_days(job.cfg.feedback, job.keys)
+        _vacuum_note(found)
+        return found
+
+    def remove(self, job: Job, found: Found) -> None:
+        from ml.feedback.table import FeedbackTable
+
+        table = FeedbackTable(job.cfg.feedback)
+        for day in found.days:
+            table.delete(day.isoformat(), self._hit(job))
+
+
+# Found in this order (each store after those it is found through: the predictions through
+# their keys, the corrections through the predictions, snapshots through both and the lake),
+# removed in the reverse one.
 STORES: tuple[Store, ...] = (
     LakeStore(),
     QuarantineStore(),
-    SnapshotStore(),
     PredictionStore(),
+    FeedbackStore(),
+    SnapshotStore(),
 )
 
 

@@ -222,7 +222,13 @@ def test_erase_removes_the_persons_rows_everywhere_and_nothing_else(world: World
 
     result = erase_person("--reason", "ticket PRIV-118", "--json")
 
-    assert result["removed"] == {"lake": 2, "quarantine": 3, "snapshots": 2, "predictions": 1}
+    assert result["removed"] == {
+        "lake": 2,
+        "quarantine": 3,
+        "snapshots": 2,
+        "predictions": 1,
+        "feedback": 0,
+    }
     assert result["days"] == {
         "lake": ["2026-11-20", "2026-11-21"],
         "quarantine": ["2026-11-19", "2026-11-21"],
@@ -288,7 +294,13 @@ def test_dry_run_changes_and_records_nothing(world: World) -> None:
     before = files(Path(world.cfg.home))
     result = erase_person("--dry-run", "--json")
     assert result["dry_run"] and result["erasure_id"] is None
-    assert result["removed"] == {"lake": 2, "quarantine": 3, "snapshots": 2, "predictions": 1}
+    assert result["removed"] == {
+        "lake": 2,
+        "quarantine": 3,
+        "snapshots": 2,
+        "predictions": 1,
+        "feedback": 0,
+    }
     assert result["models"] == ["intent:1", "intent:3"]
     assert files(Path(world.cfg.home)) == before
     with Registry(world.cfg.registry_url) as registry:
@@ -299,7 +311,13 @@ def test_a_second_erase_changes_nothing_and_is_recorded(world: World) -> None:
     erase_person()
     after_first = files(Path(world.cfg.home))
     again = erase_person("--json")
-    assert again["removed"] == {"lake": 0, "quarantine": 0, "snapshots": 0, "predictions": 0}
+    assert again["removed"] == {
+        "lake": 0,
+        "quarantine": 0,
+        "snapshots": 0,
+        "predictions": 0,
+        "feedback": 0,
+    }
     assert again["models"] == [] and again["days"] == {}
     assert files(Path(world.cfg.home)) == after_first
     with Registry(world.cfg.registry_url) as registry:
@@ -349,6 +367,7 @@ def test_identifiers_from_a_file_stay_off_the_command_line(world: World, tmp_pat
         "quarantine": 3,
         "snapshots": 2,
         "predictions": 1,
+        "feedback": 0,
     }
 
 

@@ -162,6 +162,8 @@ def registry_lineage(
         # The transcripts table's version the snapshot read (`intentflow train --as-of`).
         "lake_version": v.lineage.get("lake_version"),
         "window": v.lineage.get("window"),
+        # The agents' corrections the snapshot used (ml.feedback.training), if any.
+        "feedback": v.lineage.get("feedback"),
         "base_model": v.base_model,
         "base_model_sha256": v.base_model_sha256,
         "code_version": v.code_version,
@@ -178,6 +180,13 @@ def registry_lineage(
     lines.append(f"  {'partitions':<20}{', '.join(parts) or '-'}")
     if lineage["lake_version"] is not None:
         lines.append(f"  {'lake_version':<20}{lineage['lake_version']}")
+    if lineage["feedback"]:
+        fb = lineage["feedback"]
+        lines.append(
+            f"  {'feedback':<20}{fb.get('corrections')} correction(s) "
+            f"(feedback table v{fb.get('feedback_version')}, "
+            f"{fb.get('disagreements_dropped', 0)} disagreement(s) dropped)"
+        )
     for key in (
         "base_model",
         "base_model_sha256",

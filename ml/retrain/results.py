@@ -30,6 +30,9 @@ class Snapshot(TypedDict):
     source: NotRequired[str]
     quarantine_rules: NotRequired[dict[str, int]]
     entities: NotRequired[dict[str, int]]  # spans per entity type
+    # A lake-fed intent snapshot with agents' corrections (ml.feedback.training): how many,
+    # the feedback table's version, their content hash, disagreements dropped.
+    feedback: NotRequired[dict[str, Any]]
 
 
 class Trained(TypedDict):

@@ -90,7 +90,15 @@ def snapshot_step(
         return _task(spec).build_dataset(spec.source, out_root, **spec.options)
     from ml.snapshots.lake_window import make_snapshot
 
-    return make_snapshot(cfg.lake, cfg.snapshots, end, window_days, as_of)
+    corrections = None
+    if spec.task == "intent":
+        from ml.feedback.training import corrections as agents_corrections
+
+        # The corrections of predictions made up to the window's end; `as_of` a time reads
+        # the feedback as it was then (a table version names the transcripts' only).
+        at = as_of if isinstance(as_of, datetime) else None
+        corrections = agents_corrections(cfg.feedback, cfg.predictions, spec.name, end, at)
+    return make_snapshot(cfg.lake, cfg.snapshots, end, window_days, as_of, corrections)
 
 
 def train_step(
@@ -240,6 +248,7 @@ def evaluate_step(
     datasets = {"test": GoldenSet(str(snapshot_dir / "test.parquet"), {})}
     if golden:
         datasets.update(golden_sets(spec, cfg))
+    datasets.update(feedback_set(snapshot_dir))
     score = _scorer(spec, cfg, trained)
     challenger = score(trained["artifact_dir"], trained["artifact_sha256"], "challenger", datasets)
     result: Evaluation = {
@@ -263,6 +272,22 @@ def evaluate_step(
         champion=theirs.pop("test"), champion_golden=theirs, champion_version=champion.version
     )
     return result
+
+
+def feedback_set(snapshot_dir: Path) -> dict[str, GoldenSet]:
+    """The snapshot's test-split corrections (ml.snapshots.lake_window.FEEDBACK_FILE) as the
+    golden set `feedback` (scored with the test split: it is the snapshot's, not a
+    configured file), or nothing when the snapshot holds none."""
+    from ml.snapshots.lake_window import FEEDBACK_FILE
+
+    path = snapshot_dir / FEEDBACK_FILE
+    if not path.is_file():
+        return {}
+    import pyarrow.parquet as pq
+
+    if pq.ParquetFile(path).metadata.num_rows == 0:
+        return {}
+    return {"feedback": GoldenSet(str(path), {})}
 
 
 def golden_set_names(
@@ -397,6 +422,8 @@ def register_step(
             # The transcripts table's version the snapshot read: `intentflow train --as-of`.
             **({"lake_version": snapshot["lake_version"]} if "lake_version" in snapshot else {}),
             "counts": snapshot.get("counts"),
+            # The agents' corrections it learned from (ml.feedback.training).
+            **({"feedback": snapshot["feedback"]} if snapshot.get("feedback") else {}),
             "evaluation_reports": evaluation["reports"],
         },
         metrics={

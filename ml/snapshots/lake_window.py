@@ -8,24 +8,35 @@ same data, same hash, same folder.
 Every day of the window is read at one version of the `transcripts` table, which the snapshot
 records (`lake_version`, with the partitions and their content hashes), so lineage names the
 exact data; `as_of` (a version or a time) rebuilds the snapshot an older version gave.
+
+Agents' corrections (ml.feedback.training) join as labeled examples keyed by prediction id:
+split by the same rule, their content hash part of the snapshot's identity (new corrections,
+a new snapshot), their count in `counts.corrections` and the `feedback` record (lineage), and
+the test split's corrections also kept as `feedback.parquet`: the `feedback` golden set the
+evaluation scores (ml.retrain.steps.evaluate_step).
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ml import delta, lake
-from ml.snapshots.writer import EmptySnapshotError, content_hash, freeze, split_rows
+from ml.snapshots.writer import EmptySnapshotError, content_hash, freeze, split_of, split_rows
 from ml.storage import Location
+
+if TYPE_CHECKING:
+    from ml.feedback.training import Corrections
 
 log = logging.getLogger(__name__)
 
 SPLIT_RULE = "sha256(conversation_id) mod 100: train<80, validation<90, test"
+# The test split's corrected examples: the `feedback` golden set.
+FEEDBACK_FILE = "feedback.parquet"
 COLUMNS = ["conversation_id", "text", "intent"]
 
 
@@ -70,9 +81,11 @@ def make_snapshot(
     end: date,
     window_days: int,
     as_of: int | datetime | None = None,
+    corrections: Corrections | None = None,
 ) -> dict[str, Any]:
     """Freeze the labeled rows of the `window_days` days ending `end` into a snapshot folder,
-    as the lake is now or was `as_of` (a table version or a time)."""
+    as the lake is now or was `as_of` (a table version or a time), with the agents'
+    `corrections` (ml.feedback.training) when given."""
     if window_days < 1:
         raise ValueError(f"window_days must be at least 1, got {window_days}")
     days = lake.days_in_window(end, window_days)
@@ -83,8 +96,22 @@ def make_snapshot(
     window = {"start": days[0].isoformat(), "end": days[-1].isoformat()}
     # The version is not part of the identity: the same rows at a later version are the same
     # snapshot (it keeps the first version that gave them, which names the same data).
-    info = {"window": window, "partitions": partitions, "lake_version": version}
-    return freeze_intents(table, out_root, {"partitions": partitions}, info)
+    info: dict[str, Any] = {"window": window, "partitions": partitions, "lake_version": version}
+    identity: dict[str, Any] = {"partitions": partitions}
+    files = None
+    if corrections is not None and corrections.rows.num_rows:
+        from ml.feedback.training import apply
+
+        table, overridden = apply(table, corrections)
+        # Without corrections the identity is as before: existing snapshots keep their hash.
+        identity["feedback"] = corrections.info["content_hash"]
+        info["feedback"] = {**corrections.info, "transcripts_overridden": overridden}
+        info["counts"] = {"corrections": corrections.rows.num_rows}
+        ids = corrections.rows.column("conversation_id").to_pylist()
+        in_test = pa.array([split_of(i) == "test" for i in ids], pa.bool_())
+        files = {FEEDBACK_FILE: corrections.rows.filter(in_test)}
+        info["counts"]["feedback_test"] = files[FEEDBACK_FILE].num_rows
+    return freeze_intents(table, out_root, identity, info, files=files)
 
 
 def split_rule(test_buckets: int, test: pa.Table | None) -> str:
@@ -104,6 +131,7 @@ def freeze_intents(
     quarantine: pa.Table | None = None,
     test: pa.Table | None = None,
     test_buckets: int = 10,
+    files: dict[str, pa.Table] | None = None,
 ) -> dict[str, Any]:
     """An intent snapshot (conversation_id, text, intent), split by conversation id; a labeled
     file's snapshot keeps the records it could not use in `quarantine`.
@@ -117,4 +145,4 @@ def freeze_intents(
         splits["test"] = test
     labels = sorted(set(table.column("intent").to_pylist()))
     info = {**info, "labels": labels, "split_rule": rule}
-    return freeze(out_root, digest, splits, info, quarantine)
+    return freeze(out_root, digest, splits, info, quarantine, files)
