@@ -97,7 +97,7 @@ def generate(
         typer.Option(
             help="From this day (YYYY-MM-DD) a new intent appears in --shift-share of the "
             "traffic, unlabeled, and --shift-reworded changes its wording; true labels go to "
-            "OUT/_truth/ (docs/monitoring-scenario.md). Earlier days are unchanged."
+            "OUT/_truth/ (docs/feedback-loop.md). Earlier days are unchanged."
         ),
     ] = None,
     shift_intent: Annotated[
