@@ -293,6 +293,7 @@ def _monitor_row(m: dict[str, Any], shifted: bool) -> dict[str, Any]:
         "predictions": m.get("predictions"),
         "drifted": [c["name"] for c in m.get("checks", []) if c.get("drift")],
         "checks": {c["name"]: c.get("value") for c in m.get("checks", [])},
+        "thresholds": {c["name"]: c.get("threshold") for c in m.get("checks", [])},
     }
 
 

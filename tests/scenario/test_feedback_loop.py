@@ -1,9 +1,11 @@
 """Issue #23's scenario end to end, small: bench/feedback_loop.py itself (every step through the
 platform's commands: generate with a shift, ingest, train, serve, replay, monitor, agents'
-feedback over HTTP, retrain, evaluate) on 3 unshifted and 3 shifted days of 130 conversations
-and 3 epochs of the real MiniLM-L6, a few minutes on 2 cores. Not the tiny random BERT: it
+feedback over HTTP, retrain, evaluate) on 4 unshifted and 2 shifted days of 200 conversations
+and 4 epochs of the real MiniLM-L6, a few minutes on 2 cores. Not the tiny random BERT: it
 answers nearly every message with one or two labels, a label mix far from its training
 snapshot's on every day, so monitoring rightly flags unshifted days too (measured: 3 of 3).
+Nor a MiniLM champion on 3 days of 130 (60% test accuracy): its own confusions moved the
+predicted label mix past the threshold on 3 of 3 unshifted days (label PSI 0.69-0.82).
 
 What a tiny model on tiny days can honestly show: monitoring raises no alert on the unshifted
 days and flags the shifted ones (their new words and label mix), every correction is accepted
@@ -26,6 +28,7 @@ pytestmark = pytest.mark.slow  # trains the real MiniLM twice
 
 REPO = Path(__file__).resolve().parents[2]
 CORRECTIONS = 20
+BEFORE, AFTER = 4, 2  # unshifted, shifted days
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +38,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict:
     cmd = [
         sys.executable, str(REPO / "bench" / "feedback_loop.py"),
         "--work", str(work / "run"), "--results", str(results),
-        "--per-day", "130", "--before", "3", "--after", "3", "--heldout", "300",
-        "--corrections", str(CORRECTIONS), "--epochs", "3", "--batch-size", "16",
+        "--per-day", "200", "--before", str(BEFORE), "--after", str(AFTER), "--heldout", "300",
+        "--corrections", str(CORRECTIONS), "--epochs", "4", "--batch-size", "16",
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)  # noqa: S603
@@ -46,7 +49,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_monitoring_flags_the_shifted_days_and_no_unshifted_one(scenario: dict) -> None:
     days = scenario["monitoring"]
-    assert [d["shifted"] for d in days] == [False] * 3 + [True] * 3
+    assert [d["shifted"] for d in days] == [False] * BEFORE + [True] * AFTER
     for day in days:
         assert day["predictions"] >= 100  # every day is judged (none is `no_data`)
         assert day["status"] == ("drift" if day["shifted"] else "ok"), day
