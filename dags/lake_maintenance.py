@@ -1,7 +1,7 @@
 """
 ### Lake maintenance
 
-Daily: housekeeping of the lake's Delta tables (transcripts, quarantine, predictions):
+Daily: housekeeping of the lake's Delta tables (transcripts, quarantine, predictions, feedback):
 compact small files, `VACUUM` the files replaced more than INTENTFLOW_LAKE_RETENTION_HOURS
 ago (default a week), and checkpoint the log. Time travel (`intentflow train --as-of`) reaches
 back as far as the retention; an erased person's rows leave the disk at the first run past it

@@ -13,8 +13,8 @@ from ml.storage import Location
 
 
 def tables(cfg: Settings) -> list[Location]:
-    """Every Delta table of the lake: transcripts, quarantine, predictions."""
-    return [cfg.lake, cfg.quarantine, cfg.predictions]
+    """Every Delta table of the lake: transcripts, quarantine, predictions, feedback."""
+    return [cfg.lake, cfg.quarantine, cfg.predictions, cfg.feedback]
 
 
 def maintain_all(cfg: Settings, retention_hours: int) -> list[dict[str, Any]]:

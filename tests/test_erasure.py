@@ -444,6 +444,7 @@ def test_erase_then_vacuum_past_the_retention_leaves_no_copy_of_the_person(
         str(cfg.lake),
         str(cfg.quarantine),
         str(cfg.predictions),
+        str(cfg.feedback),
     ]
     for root in (cfg.lake, cfg.quarantine, cfg.predictions):
         for k in (key, subject_key("phone", PHONE, pii_key(cfg))):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ml.cli.output import emit, fail
+from ml.cli.output import emit, fail, name_check
 from ml.config import settings
 
 feedback_app = typer.Typer(help="Agents' corrections of served predictions.", no_args_is_help=True)
@@ -19,7 +19,11 @@ def import_command(
         Path, typer.Argument(help="CSV (header: prediction_id,label,agent_id,note) or JSON Lines.")
     ],
     model: Annotated[
-        str | None, typer.Option(help="The model corrected (default INTENTFLOW_MODEL_NAME's).")
+        str | None,
+        typer.Option(
+            help="The model corrected (default: INTENTFLOW_MODEL_NAME).",
+            callback=name_check("model"),
+        ),
     ] = None,
     rejects: Annotated[
         Path | None, typer.Option(help="Where bad records go (default FILE.rejected.jsonl).")

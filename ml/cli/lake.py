@@ -1,4 +1,4 @@
-"""`intentflow lake`: the lake's Delta tables (transcripts, quarantine, predictions).
+"""`intentflow lake`: the lake's Delta tables (transcripts, quarantine, predictions, feedback).
 
 `migrate` converts a lake written before the Delta tables; `maintain` is the maintenance DAG's
 work (compact, VACUUM past the retention, checkpoint), for a deployment without Airflow or

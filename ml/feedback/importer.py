@@ -99,7 +99,6 @@ def import_file(
     result = ImportResult(str(path))
     lines: list[int] = []
     items: list[Any] = []
-    outcomes: list[Outcome] = []
     unreadable: list[tuple[Outcome, Any]] = []
     for number, record, why in read_records(path):
         result.records += 1

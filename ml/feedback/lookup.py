@@ -115,7 +115,10 @@ def _read(root: Location, path: str, day: str) -> _File:
         ranked = pc.struct_field(pc.list_flatten(rows.column("top_k")), "label")
         labels = {k for k in pc.unique(ranked).to_pylist() if k is not None}
     labels.update(v for v in pc.unique(rows.column("label")).to_pylist() if v is not None)
-    return _File(day, rows.select(COLUMNS), frozenset(labels))
+    rows = rows.select(COLUMNS)
+    # delta-rs's MERGE writes string_view; is_in wants plain strings (the ids are few bytes).
+    plain = pa.schema([(c, pa.string() if c != "version" else pa.int32()) for c in COLUMNS])
+    return _File(day, rows.cast(plain), frozenset(labels))
 
 
 def day_of(ts: datetime | date) -> str:

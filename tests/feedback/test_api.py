@@ -161,3 +161,22 @@ def test_flood_is_refused_not_crashed(client: Any) -> None:
     retried = [feedback(client, b) for b, code in zip(bodies, codes, strict=True) if code == 429]
     assert all(a.status_code == 201 for a in retried)
     assert FeedbackTable(settings().feedback).read().num_rows == 30
+
+
+def test_storage_outage_is_503_and_a_retry_works(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mocked: the storage failing (an outage cannot be made here); the rest is real."""
+    (p,) = predict(client, "refund please")
+    body = {"prediction_id": p["prediction_id"], "label": "refund_request", "agent_id": "ann"}
+    table = client.app.state.service.feedback.table
+
+    def down(rows: Any) -> int:
+        raise OSError("storage unreachable")
+
+    monkeypatch.setattr(table, "upsert", down)
+    refused = feedback(client, body)
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
+    monkeypatch.undo()
+    assert feedback(client, body).status_code == 201
+    assert client.get("/ready").json()["status"] == "ready"

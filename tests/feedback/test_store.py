@@ -116,3 +116,35 @@ def test_summary_by_prediction_day(cfg: Settings, log_predictions: Callable) -> 
     assert days[0]["day"] < days[1]["day"]
     assert days[0]["agreement_rate"] == 0.5 and days[1]["agreed"] == 0
     assert feedback_by_day(cfg, "other") == []
+
+
+def _correct_each(home: str, ids: list[str], agent: str) -> None:
+    import os
+
+    os.environ["INTENTFLOW_HOME"] = home
+    from ml.config import settings
+
+    for pid in ids:
+        result = record_feedback(settings(), "intent", [item(pid, "refund_request", agent)])
+        assert result.count("created") == 1, result.outcomes
+
+
+def test_writers_in_several_processes(
+    cfg: Settings, log_predictions: Callable, intentflow_home: Any
+) -> None:
+    """Three processes (say an import and two service workers) correcting the same day at
+    once: every commit lands (a lost race is retried), nothing is lost."""
+    import multiprocessing
+
+    ids = log_predictions([(f"text {i}", "lost_card") for i in range(8)])
+    spawn = multiprocessing.get_context("spawn")  # delta-rs does not survive fork
+    procs = [
+        spawn.Process(target=_correct_each, args=(str(intentflow_home), ids, agent))
+        for agent in ("a", "b", "c")
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert FeedbackTable(cfg.feedback).read().num_rows == 24

@@ -160,3 +160,20 @@ def test_evaluation_scores_the_feedback_golden_set(
     result = evaluate_step({"path": str(folder)}, trained, cfg, golden=False)  # type: ignore[typeddict-item]
     assert result["challenger_golden"]["feedback"]["n"] == 4
     assert 0 <= result["challenger_golden"]["feedback"]["accuracy"] <= 1
+
+
+def test_a_correction_without_its_text_is_skipped(cfg: Settings, log_predictions: Callable) -> None:
+    """A prediction gone from the log (erased, past retention): counted, not a failure."""
+    import pyarrow.compute as pc
+
+    from ml.serving.prediction_log import PredictionTable
+
+    gone, kept = log_predictions([("first", "lost_card"), ("second", "lost_card")])
+    record_feedback(cfg, "intent", [fix(gone, "refund_request"), fix(kept, "refund_request")])
+    table = PredictionTable(cfg.predictions)
+    (day,) = table.days()
+    table.rewrite_day(day, lambda rows: rows.filter(pc.not_equal(rows["prediction_id"], gone)))
+    found = corrections(cfg.feedback, cfg.predictions, "intent")
+    assert found.rows.column("conversation_id").to_pylist() == [kept]
+    assert found.info["missing_text"] == 1
+    assert corrections(cfg.feedback, cfg.predictions, "other").info["corrections"] == 0
