@@ -606,6 +606,7 @@ class ServeSettings:
     runtime: str = "onnx-int8"
     threads: int | None = None
     workers: int = 1
+    replay: bool = False
 
     @property
     def max_body_bytes(self) -> int:
@@ -647,6 +648,10 @@ def serve_settings() -> ServeSettings:
       process may use, shared out among the workers).
     - INTENTFLOW_SERVE_WORKERS: the worker processes of one service, set by `intentflow serve
       --workers` for them (default 1).
+    - INTENTFLOW_SERVE_REPLAY (off): a request may say when its texts arrived (`received_at`),
+      so that a replay of past days (the feedback-loop scenario, `intentflow replay`) lands in
+      those days of the prediction log. Leave it off in production: a caller could date its
+      predictions into any day.
     """
     runtime = (_text("INTENTFLOW_SERVE_RUNTIME") or ServeSettings.runtime).lower()
     if runtime not in SERVE_RUNTIMES:
@@ -679,6 +684,7 @@ def serve_settings() -> ServeSettings:
         runtime=runtime,
         threads=threads or None,
         workers=_positive("INTENTFLOW_SERVE_WORKERS", ServeSettings.workers),
+        replay=_flag("INTENTFLOW_SERVE_REPLAY"),
     )
 
 

@@ -23,6 +23,7 @@ from ml.cli.monitor import monitor_command
 from ml.cli.output import emit, fail, headline, metrics_text, name_check, oos_text
 from ml.cli.quarantine import quarantine_app
 from ml.cli.registry import open_registry, registry_app, version_rows
+from ml.cli.replay import replay_command
 from ml.cli.tuning import with_tuning
 from ml.config import settings
 from ml.retrain.specs import END_DATE, WINDOW_DAYS
@@ -38,6 +39,7 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(lake_app, name="lake")
 app.add_typer(feedback_app, name="feedback")
 app.command("erase")(erase_command)
+app.command("replay")(replay_command)
 app.command("monitor")(monitor_command)
 
 
@@ -90,14 +92,47 @@ def generate(
         str | None, typer.Option(help="First day (YYYY-MM-DD); default: DAYS days before today.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 0,
+    shift_from: Annotated[
+        str | None,
+        typer.Option(
+            help="From this day (YYYY-MM-DD) a new intent appears in --shift-share of the "
+            "traffic, unlabeled, and --shift-reworded changes its wording; true labels go to "
+            "OUT/_truth/ (docs/feedback-loop.md). Earlier days are unchanged."
+        ),
+    ] = None,
+    shift_intent: Annotated[
+        str, typer.Option(help="The shift's new intent (not in the taxonomy).")
+    ] = "cancel_order",
+    shift_reworded: Annotated[
+        str, typer.Option(help="The existing intent whose wording changes; 'none' for none.")
+    ] = "password_reset",
+    shift_share: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of the new intent in shifted days.")
+    ] = 0.10,
+    shift_phrases: Annotated[
+        Path | None,
+        typer.Option(help="JSON phrasings for a new or reworded intent without built-in ones."),
+    ] = None,
 ) -> None:
     """Write realistic synthetic customer-service chats as daily JSONL drops."""
     from ml.synthetic.generate import generate as run
+    from ml.synthetic.shift import make_shift
 
     first = date.fromisoformat(start) if start else None
-    for day in run(out, days=days, per_day=per_day, start=first, seed=seed):
+    shift = None
+    try:
+        if shift_from:
+            reworded = None if shift_reworded.lower() == "none" else shift_reworded
+            shift = make_shift(
+                date.fromisoformat(shift_from), shift_intent, reworded, shift_share, shift_phrases
+            )
+    except ValueError as exc:
+        fail(str(exc))
+    for day in run(out, days=days, per_day=per_day, start=first, seed=seed, shift=shift):
+        shifted = "  shifted" if day.truth else ""
         typer.echo(
-            f"{day.day}  {day.records:6d} records  {day.broken:4d} broken  {len(day.files)} file(s)"
+            f"{day.day}  {day.records:6d} records  {day.broken:4d} broken  "
+            f"{len(day.files)} file(s){shifted}"
         )
 
 

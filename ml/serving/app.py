@@ -296,6 +296,7 @@ async def _predict(service: Service, name: str, request: Request) -> Response:
         _check_version(name, asked.version, slot.served.version)
         served, raw = await slot.batcher.submit(asked.texts, asked.top_k)
         _check_version(name, asked.version, served.version)
+        arrived = asked.received_at or arrived  # a replay's own time (INTENTFLOW_SERVE_REPLAY)
     except ApiError as exc:
         return _refusal(exc, label)
     except Overloaded:

@@ -10,6 +10,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from ml.config import ServeSettings
 
@@ -52,6 +53,7 @@ class PredictRequest:
     texts: list[str]
     top_k: int
     version: int | None  # the version the caller expects, when it names one
+    received_at: datetime | None = None  # a replay's arrival time (INTENTFLOW_SERVE_REPLAY)
 
 
 async def read_body(chunks: AsyncIterator[bytes], length: str | None, limit: int) -> bytes:
@@ -71,7 +73,8 @@ def _too_large(limit: int) -> ApiError:
 
 
 def parse_predict(body: bytes, cfg: ServeSettings) -> PredictRequest:
-    """`{"texts": [...], "top_k": K, "version": V}` (top_k and version optional), checked
+    """`{"texts": [...], "top_k": K, "version": V}` (top_k and version optional; a replaying
+    service also takes `received_at`, an ISO 8601 time with its zone), checked
     against the limits: 400 for a body that is not UTF-8 JSON, 422 for one that breaks the
     contract or a limit, naming the field."""
     try:
@@ -86,7 +89,7 @@ def parse_predict(body: bytes, cfg: ServeSettings) -> PredictRequest:
         ) from None
     if not isinstance(payload, dict):
         raise _invalid('the body must be a JSON object: {"texts": ["..."]}')
-    unknown = sorted(set(payload) - {"texts", "top_k", "version"})
+    unknown = sorted(set(payload) - {"texts", "top_k", "version", "received_at"})
     if unknown:
         raise _invalid(f"unknown field(s) {unknown}: expected texts, top_k, version")
     texts = payload.get("texts")
@@ -105,7 +108,35 @@ def parse_predict(body: bytes, cfg: ServeSettings) -> PredictRequest:
             )
     top_k = _integer(payload, "top_k", cfg.top_k, 1, MAX_TOP_K)
     version = _integer(payload, "version", None, 1, None)
-    return PredictRequest(texts, top_k, version)
+    return PredictRequest(texts, top_k, version, _received_at(payload, cfg))
+
+
+# A replayed time may run this far ahead of the service's clock (clock skew between hosts).
+REPLAY_SKEW = timedelta(minutes=5)
+
+
+def _received_at(payload: dict, cfg: ServeSettings) -> datetime | None:
+    """A replay's `received_at`: only where INTENTFLOW_SERVE_REPLAY is on (else any caller
+    could date predictions into another day of the log), with a zone, not in the future."""
+    value = payload.get("received_at")
+    if value is None:
+        return None
+    if not cfg.replay:
+        raise _invalid(
+            '"received_at" is accepted only by a replaying service (INTENTFLOW_SERVE_REPLAY)'
+        )
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise _invalid(
+            '"received_at" must be an ISO 8601 time with its zone, e.g. 2026-11-20T09:30:00Z'
+        )
+    when = when.astimezone(UTC)
+    if when > datetime.now(UTC) + REPLAY_SKEW:
+        raise _invalid('"received_at" is in the future')
+    return when
 
 
 def _integer(

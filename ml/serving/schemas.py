@@ -18,6 +18,11 @@ class PredictRequest(BaseModel):
     version: int | None = Field(
         None, description="The version the caller expects; another one serving answers 404."
     )
+    received_at: str | None = Field(
+        None,
+        description="Replays only (INTENTFLOW_SERVE_REPLAY): when the texts arrived, ISO 8601 "
+        "with a zone; the prediction log files them under that day.",
+    )
 
 
 class Ranked(BaseModel):

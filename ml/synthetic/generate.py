@@ -24,6 +24,7 @@ from typing import Any
 
 from ml.progress import Progress
 from ml.synthetic import phrases
+from ml.synthetic.shift import Shift, truth_path
 from ml.taxonomy import INTENTS
 from ml.transcript import CHANNELS, SPEAKERS
 
@@ -70,6 +71,7 @@ class GeneratedDay:
     records: int  # physical lines written (good + broken)
     broken: int  # lines that are deliberately broken
     pii: dict[str, list[str]]  # PII values seeded into that day's text, by kind
+    truth: Path | None = None  # a shifted day's true labels (ml.synthetic.shift), else None
 
 
 def generate(
@@ -79,10 +81,13 @@ def generate(
     start: date | None = None,
     seed: int = 0,
     broken_share: float = 0.02,
+    shift: Shift | None = None,
 ) -> list[GeneratedDay]:
     """Write `days` daily drops of `per_day` lines each under `out_dir/YYYY-MM-DD/`.
 
-    `start` defaults to `days` days ago, so the last day written is yesterday.
+    `start` defaults to `days` days ago, so the last day written is yesterday. With `shift`,
+    days from `shift.start` on carry its new intent and reworded intent, and their true labels
+    go to `out_dir/_truth/YYYY-MM-DD.jsonl`; earlier days are byte-identical to a run without.
     """
     if days < 0 or per_day < 0:
         raise ValueError("days and per_day must be >= 0")
@@ -92,7 +97,7 @@ def generate(
     out = Path(out_dir)
     with Progress("generate", days * per_day, "records") as progress:
         return [
-            _write_day(out, first + timedelta(days=i), per_day, seed, broken_share, progress)
+            _write_day(out, first + timedelta(days=i), per_day, seed, broken_share, progress, shift)
             for i in range(days)
         ]
 
@@ -116,16 +121,39 @@ def _broken_count(per_day: int, share: float) -> int:
 
 
 def _write_day(
-    out: Path, day: date, per_day: int, seed: int, share: float, progress: Progress
+    out: Path,
+    day: date,
+    per_day: int,
+    seed: int,
+    share: float,
+    progress: Progress,
+    shift: Shift | None = None,
 ) -> GeneratedDay:
-    lines, broken, pii = _day_lines(day, per_day, seed, share, progress)
+    shift = shift if shift is not None and shift.applies(day) else None
+    lines, broken, pii, truth = _day_lines(day, per_day, seed, share, progress, shift)
     files = _write_files(out / day.isoformat(), lines)
-    return GeneratedDay(day=day, files=files, records=len(lines), broken=broken, pii=pii)
+    truth_file = None
+    if shift is not None:
+        truth_file = truth_path(out, day)
+        truth_file.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(truth_file, "".join(_dumps(row) + "\n" for row in truth))
+    else:  # a rerun without the shift must not leave a stale truth file behind
+        truth_path(out, day).unlink(missing_ok=True)
+    return GeneratedDay(
+        day=day, files=files, records=len(lines), broken=broken, pii=pii, truth=truth_file
+    )
 
 
 def _day_lines(
-    day: date, per_day: int, seed: int, share: float, progress: Progress
-) -> tuple[list[str], int, dict[str, list[str]]]:
+    day: date,
+    per_day: int,
+    seed: int,
+    share: float,
+    progress: Progress,
+    shift: Shift | None = None,
+) -> tuple[list[str], int, dict[str, list[str]], list[dict[str, object]]]:
+    """The day's lines, its broken count, its PII and, under a shift, the true label of each
+    good line (conversation_id, intent, shift: "new_intent" | "reworded" | None)."""
     rng = _day_rng(seed, day)
     n_broken = _broken_count(per_day, share)
     positions = sorted(rng.sample(range(1, per_day), n_broken)) if n_broken else []
@@ -138,18 +166,21 @@ def _day_lines(
     lines: list[str] = []
     good_ids: list[str] = []
     pii: dict[str, list[str]] = {kind: [] for kind in PII_KINDS}
+    truth: list[dict[str, object]] = []
     for i, offset in enumerate(seconds):
         cid = f"syn-{day:%Y%m%d}-{i:06d}"
         started = (midnight + timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        record, seeded = _conversation(rng, cid, started)
+        record, seeded, (true_intent, shifted) = _conversation(rng, cid, started, shift)
         kind = kinds.get(i)
         line = _broken_line(kind, record, rng, good_ids) if kind else _dumps(record)
         if kind is None:
             good_ids.append(cid)
+            if shift is not None:
+                truth.append({"conversation_id": cid, "intent": true_intent, "shift": shifted})
         _collect_pii(pii, seeded, line)
         lines.append(line)
         progress.advance()
-    return lines, n_broken, pii
+    return lines, n_broken, pii, truth
 
 
 def _collect_pii(pii: dict[str, list[str]], seeded: list[tuple[str, str]], line: str) -> None:
@@ -213,22 +244,33 @@ def _pick(rng: random.Random, weights: dict[str, float]) -> str:
 
 
 def _conversation(
-    rng: random.Random, cid: str, started: str
-) -> tuple[dict[str, object], list[tuple[str, str]]]:
-    """One transcript record (keys in contract order) and the PII seeded into it."""
+    rng: random.Random, cid: str, started: str, shift: Shift | None = None
+) -> tuple[dict[str, object], list[tuple[str, str]], tuple[str, str | None]]:
+    """One transcript record (keys in contract order), the PII seeded into it, and its true
+    intent with how the shift touched it (None, "new_intent", "reworded")."""
     intent = _pick(rng, INTENT_WEIGHTS)
+    shifted = None
+    if shift is not None:  # no extra draw without a shift: unshifted days keep their bytes
+        if rng.random() < shift.new_share:
+            intent, shifted = shift.new_intent, "new_intent"
+        elif intent == shift.reworded:
+            shifted = "reworded"
     channel = _pick(rng, CHANNEL_WEIGHTS)
     language = _pick(rng, LANGUAGE_WEIGHTS)
     values = _slots(rng, language)
-    seeded = _seed_pii(rng, intent, language)
+    pii_kind = shift.new_pii if shifted == "new_intent" else phrases.PII_FOR_INTENT[intent]
+    seeded = _seed_pii(rng, pii_kind, language)
     pii = {kind: value for kind, value in seeded if kind != "name"}
     if seeded and seeded[-1][0] == "name":  # full name first, then the first name alone
         pii["name"], pii["first"] = (v for k, v in seeded if k == "name")
     roles = _roles(rng)
     clarity = _clarity(rng, intent, roles)
     n_customer = roles.count(CUSTOMER)
-    customer, substantive = _customer_texts(rng, intent, values, pii, n_customer, clarity)
-    agent = _AgentVoice(intent, pii.get("first"), clarity)
+    pools = _pools(intent, shifted, shift)
+    customer, substantive = _customer_texts(rng, intent, values, pii, n_customer, clarity, pools)
+    ack = shift.new_agent_ack if shift and shifted == "new_intent" else None
+    team = shift.new_team if shift and shifted == "new_intent" else None
+    agent = _AgentVoice(intent, pii.get("first"), clarity, ack, team)
     turns = _fill_turns(rng, roles, customer, substantive, channel, agent)
     record: dict[str, object] = {
         "conversation_id": cid,
@@ -236,10 +278,22 @@ def _conversation(
         "started_at": started,
         "channel": channel,
         "language": language,
-        "intent": intent,
+        # The source has no label for a new intent yet: it arrives unlabeled (ml.synthetic.shift).
+        "intent": None if shifted == "new_intent" else intent,
         "turns": turns,
     }
-    return record, seeded
+    return record, seeded, (intent, shifted)
+
+
+def _pools(
+    intent: str, shifted: str | None, shift: Shift | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The customer's openings and details for `intent`: the shift's where it changed them."""
+    if shift is not None and shifted == "new_intent":
+        return shift.new_openings, shift.new_details
+    if shift is not None and shifted == "reworded":
+        return shift.reworded_openings, shift.reworded_details or phrases.DETAILS[intent]
+    return phrases.OPENINGS[intent], phrases.DETAILS[intent]
 
 
 def _clarity(rng: random.Random, intent: str, roles: list[str]) -> str:
@@ -308,14 +362,15 @@ def _roles(rng: random.Random) -> list[str]:
 # --- PII --------------------------------------------------------------------------------------
 
 
-def _seed_pii(rng: random.Random, intent: str, language: str) -> list[tuple[str, str]]:
-    """This conversation's PII as (kind, value), in ~40% of conversations.
+def _seed_pii(rng: random.Random, natural: str, language: str) -> list[tuple[str, str]]:
+    """This conversation's PII as (kind, value), in ~40% of conversations; `natural` is the
+    kind a customer volunteers for the intent (phrases.PII_FOR_INTENT).
 
     A name comes last, as the full name then the first name the agent greets with.
     """
     if rng.random() >= PII_SHARE:
         return []
-    kinds = {phrases.PII_FOR_INTENT[intent]} if rng.random() < 0.8 else set()
+    kinds = {natural} if rng.random() < 0.8 else set()
     if rng.random() < 0.25:
         kinds.add(rng.choice(("email", "phone", "card", "order_id")))
     first, last = rng.choice(phrases.FIRST_NAMES), rng.choice(phrases.LAST_NAMES)
@@ -405,6 +460,7 @@ def _customer_texts(
     pii: dict[str, str],
     n: int,
     clarity: str,
+    pools: tuple[tuple[str, ...], tuple[str, ...]] | None = None,
 ) -> tuple[list[str], int]:
     """The customer's `n` turns: opening, details and PII, then short follow-ups.
 
@@ -412,17 +468,16 @@ def _customer_texts(
     after those).
     """
     unclear = clarity == "unclear"
-    pool = (
-        phrases.FAMILY_OPENINGS[phrases.FAMILIES[intent]] if unclear else phrases.OPENINGS[intent]
-    )
+    openings, more = pools or (phrases.OPENINGS[intent], phrases.DETAILS[intent])
+    pool = phrases.FAMILY_OPENINGS[phrases.FAMILIES[intent]] if unclear else openings
     opening = _fill(rng.choice(pool), values)
     details = [
         _fill(rng.choice(phrases.PII_DETAILS[k]), values) for k in phrases.PII_DETAILS if k in pii
     ]
     if unclear and n >= 2:
         details.insert(0, rng.choice(phrases.CONFIRMS))  # answers the agent's check
-    elif not unclear and rng.random() < 0.5:
-        details.insert(0, _fill(rng.choice(phrases.DETAILS[intent]), values))
+    elif not unclear and rng.random() < 0.5 and more:
+        details.insert(0, _fill(rng.choice(more), values))
     greeting = rng.choice(phrases.NAME_INTROS) if "name" in pii else rng.choice(phrases.GREETINGS)
     texts = [_greet(greeting, opening)]
     if clarity == "vague":
@@ -500,6 +555,8 @@ class _AgentVoice:
     intent: str
     first_name: str | None
     clarity: str  # see _clarity
+    intent_ack: str | None = None  # a shift's new intent brings its own (ml.synthetic.shift)
+    team: str | None = None
 
 
 def _fill_turns(
@@ -519,7 +576,7 @@ def _fill_turns(
             said += 1
             stage = "ack" if stage == "greet" else stage
         elif role == SYSTEM:
-            text = _system_text(rng, bool(turns), agent.intent, channel)
+            text = _system_text(rng, bool(turns), agent.intent, channel, agent.team)
         else:
             text = _agent_text(rng, stage, said >= substantive, agent)
             stage = "later" if stage == "ack" else stage
@@ -537,14 +594,17 @@ def _agent_text(rng: random.Random, stage: str, wrap_up: bool, agent: _AgentVoic
     else:
         ack = rng.choice(phrases.AGENT_ACKS)
         if agent.clarity == "clear" and rng.random() < 0.3:  # it can't name what it hasn't heard
-            ack = f"{phrases.AGENT_INTENT_ACKS[agent.intent]} {ack}"
+            named = agent.intent_ack or phrases.AGENT_INTENT_ACKS[agent.intent]
+            ack = f"{named} {ack}"
     if agent.first_name and rng.random() < 0.8:
         ack = f"Hi {agent.first_name}! {ack}"
     return ack
 
 
-def _system_text(rng: random.Random, mid_conversation: bool, intent: str, channel: str) -> str:
+def _system_text(
+    rng: random.Random, mid_conversation: bool, intent: str, channel: str, team: str | None = None
+) -> str:
     if not mid_conversation:
         return rng.choice(phrases.SYSTEM_JOINS[channel])
-    team = phrases.TEAMS.get(intent, "billing")
+    team = team or phrases.TEAMS.get(intent, "billing")
     return rng.choice(phrases.SYSTEM_TRANSFERS).format(team=team)

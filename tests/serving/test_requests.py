@@ -102,3 +102,22 @@ def test_the_body_limit_fits_the_text_limits() -> None:
     raw = json.dumps({"texts": texts, "top_k": 100, "version": 10**9}, ensure_ascii=False)
     assert len(raw.encode()) <= LIMITS.max_body_bytes
     assert len(parse_predict(raw.encode(), LIMITS).texts) == LIMITS.max_texts
+
+
+def test_received_at_only_on_a_replaying_service() -> None:
+    """A replay dates its predictions (INTENTFLOW_SERVE_REPLAY); any other service refuses."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    payload = {"texts": ["hi"], "received_at": "2026-11-20T09:30:00Z"}
+    with pytest.raises(ApiError) as refused:
+        parse_predict(body(payload), LIMITS)
+    assert refused.value.status == 422 and "INTENTFLOW_SERVE_REPLAY" in refused.value.message
+    replaying = dataclasses.replace(LIMITS, replay=True)
+    asked = parse_predict(body(payload), replaying)
+    assert asked.received_at == datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+    assert parse_predict(body({"texts": ["hi"]}), replaying).received_at is None
+    for bad in ("2026-11-20T09:30:00", "yesterday", 5, "2999-01-01T00:00:00Z"):
+        with pytest.raises(ApiError) as refused:
+            parse_predict(body({"texts": ["hi"], "received_at": bad}), replaying)
+        assert refused.value.status == 422 and "received_at" in refused.value.message
