@@ -24,6 +24,9 @@ FIGURE_KINDS = {
     "unseen_token_share": RATE,
     "confidence": SCORE,
     "psi": SCORE,
+    # Drift checks (ml.monitoring) whose value is a share of the day's predictions or words.
+    "check:oos_rate": RATE,
+    "check:unseen_tokens": RATE,
 }
 NEUTRAL = frozenset({"share", "predictions", "confidence", "psi"})
 
