@@ -7,7 +7,7 @@ how it trains and how it is scored.
 
 | task | does |
 |---|---|
-| `enough_new_data` | a run started by new `transcripts` data (not the nightly time, nor by hand) goes on only when the days published since the last registered version hold at least `INTENTFLOW_RETRAIN_MIN_NEW_ROWS` rows (or the model's `min_new_rows`); else the rest is skipped |
+| `enough_new_data` | a run started by new `transcripts` data (not the nightly time, nor by hand) goes on only when the days published since the last registered version hold at least `INTENTFLOW_RETRAIN_MIN_NEW_ROWS` rows (or the model's `min_new_rows`); else the rest is skipped. A run started by monitoring's `model://NAME/drift` event (INTENTFLOW_DRIFT_TRIGGERS_RETRAIN) always goes on |
 | `snapshot` | lake-fed models: freezes the window of lake partitions into train/validation/test (split by conversation id, content-hashed); others: the task's labeled source into the same split files (bad records quarantined) |
 | `fine_tune` | trains from the base model on the `gpu` queue and pool (CUDA when the worker has it; else the CPU, or a failure where `INTENTFLOW_REQUIRE_GPU` is set) |
 | `evaluate`, `golden_sets`, `evaluate_golden`, `scores` | the task's metrics on the test split (intent: accuracy, macro-F1, per class; entities: span F1 per type; answers: MRR, recall@k), for the new model and the champion; each golden set (the model's `golden_sets`, INTENTFLOW_GOLDEN_SETS) in a mapped `evaluate_golden` task, in parallel where workers allow, joined by `scores` |
@@ -43,7 +43,12 @@ from airflow.sdk import (
 )
 
 from ml.assets import TRANSCRIPTS, model_asset, transcripts_uri
-from ml.config import gpus_per_training, ops_settings, retrain_max_active_runs
+from ml.config import (
+    drift_triggers_retrain,
+    gpus_per_training,
+    ops_settings,
+    retrain_max_active_runs,
+)
 from ml.retrain.results import (
     Decided,
     Evaluation,
@@ -102,13 +107,21 @@ def _params(spec: ModelSpec) -> dict[str, Param]:
     return params
 
 
-def _schedule(spec: ModelSpec, transcripts: Asset) -> Any:
+def _schedule(spec: ModelSpec, transcripts: Asset, drift: Asset | None = None) -> Any:
     """A lake-fed model with a nightly time also runs on new `transcripts` data; others keep
-    their cron (or none: by hand only)."""
+    their cron (or none: by hand only). With `drift` (INTENTFLOW_DRIFT_TRIGGERS_RETRAIN, intent
+    models), the monitoring DAG's `model://NAME/drift` event also starts a run."""
     if spec.from_lake and spec.schedule:
+        assets = transcripts if drift is None else (transcripts | drift)
         return AssetOrTimeSchedule(
-            timetable=CronTriggerTimetable(spec.schedule, timezone="UTC"), assets=transcripts
+            timetable=CronTriggerTimetable(spec.schedule, timezone="UTC"), assets=assets
         )
+    if drift is not None:
+        if spec.schedule:
+            return AssetOrTimeSchedule(
+                timetable=CronTriggerTimetable(spec.schedule, timezone="UTC"), assets=drift
+            )
+        return [drift]
     return spec.schedule
 
 
@@ -144,12 +157,18 @@ def retrain_dag(spec: ModelSpec):
     transcripts = Asset(name=TRANSCRIPTS, uri=transcripts_uri())
     versions = Asset(*model_asset(name, "versions"))
     champion = Asset(*model_asset(name, "champion"))
+    # Monitoring's drift event retrains the model when configured (intent models are watched).
+    drift = (
+        Asset(*model_asset(name, "drift"))
+        if drift_triggers_retrain() and spec.task == "intent"
+        else None
+    )
     # promote adds a champion event only when the champion moved.
     promotions = AssetAlias(f"{name}_promotions")
 
     @dag(
         dag_id=spec.dag_id,
-        schedule=_schedule(spec, transcripts),
+        schedule=_schedule(spec, transcripts, drift),
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         catchup=False,
         max_active_runs=retrain_max_active_runs(),
@@ -170,9 +189,16 @@ def retrain_dag(spec: ModelSpec):
     def retrain():
         # Only a lake-fed model reads (and is scheduled on) the `transcripts` Asset.
         @task.short_circuit(inlets=[transcripts] if spec.from_lake else [])
-        def enough_new_data(dag_run=None, inlet_events=None) -> bool:
+        def enough_new_data(dag_run=None, inlet_events=None, triggering_asset_events=None) -> bool:
             if dag_run.run_type != "asset_triggered":
                 return True  # the nightly time, or a person: always train
+            if (
+                drift is not None
+                and triggering_asset_events
+                and any(getattr(a, "uri", None) == drift.uri for a in triggering_asset_events)
+            ):
+                print("started by drift in the served traffic: train")
+                return True
             from ml.config import settings
             from ml.registry.errors import NotFoundError
             from ml.registry.store import Registry

@@ -238,6 +238,12 @@ class Settings:
         return join(self.data_root, "lake", "predictions")
 
     @property
+    def feedback(self) -> Location:
+        """Agents' corrections of served predictions (ml.feedback.table), partitioned by the
+        day of the prediction corrected."""
+        return join(self.data_root, "lake", "feedback")
+
+    @property
     def quarantine(self) -> Location:
         return join(self.data_root, "quarantine")
 
@@ -769,3 +775,77 @@ def ops_settings() -> OpsSettings:
         kind = int if f.type in ("int", int) else float
         values[f.name] = kind(_env_number(f"INTENTFLOW_{f.name.upper()}", f.default, kind))
     return OpsSettings(**values)  # type: ignore[arg-type]
+
+
+# --- monitoring (ml.monitoring, dags/model_monitoring.py; docs/monitoring.md) ---------------
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    """The drift checks' thresholds (INTENTFLOW_DRIFT_<FIELD>, upper case; `off` disables a
+    check). A distribution check fires when its distance is above both its threshold here and
+    the distance sampling alone gives at `confidence` for the day's and the reference's sizes
+    (ml.monitoring.drift), so a quiet day of few predictions does not raise an alarm; a rate
+    check fires when the day's rate exceeds the reference's by more than both the margin here
+    and the sampling noise. Defaults were chosen so that ordinary day-to-day variation stays
+    below them (docs/monitoring.md, bench/README.md)."""
+
+    # Distances: PSI 0.1 is the usual "look into it" line; JS 0.02 bits is about PSI 0.11.
+    label_psi: float | None = 0.1  # predicted in-scope label mix vs the train split's (PSI)
+    label_js: float | None = 0.02  # the same as Jensen-Shannon divergence (bits)
+    confidence_psi: float | None = 0.1  # confidence histogram vs the validation split's
+    length_psi: float | None = 0.1  # words per message vs the train split's deciles
+    # Rates: how far above the validation split's the day's may be.
+    oos_rate: float | None = 0.03  # share of out-of-scope answers
+    unseen_tokens: float | None = 0.02  # share of words the train split never had
+    # Days with fewer predictions are `no_data`: figures kept, no check fires.
+    min_predictions: int = 100
+    confidence: float = 0.999  # of the sampling-noise floor (one-sided)
+    # A drift past threshold emits the Asset model://NAME/drift, and the model's retrain
+    # schedules on it (INTENTFLOW_DRIFT_TRIGGERS_RETRAIN; default off).
+    triggers_retrain: bool = False
+
+
+DRIFT_CHECKS = (
+    "label_psi",
+    "label_js",
+    "confidence_psi",
+    "length_psi",
+    "oos_rate",
+    "unseen_tokens",
+)
+
+
+def drift_settings() -> DriftSettings:
+    """DriftSettings from the environment; ConfigError names a variable it cannot use."""
+    values: dict[str, Any] = {
+        name: _env_limit(f"INTENTFLOW_DRIFT_{name.upper()}", getattr(DriftSettings, name))
+        for name in DRIFT_CHECKS
+    }
+    values["min_predictions"] = int(
+        _env_number("INTENTFLOW_DRIFT_MIN_PREDICTIONS", DriftSettings.min_predictions, int)
+    )
+    level = float(_env_number("INTENTFLOW_DRIFT_CONFIDENCE", DriftSettings.confidence, float))
+    if not 0.5 <= level < 1:
+        raise ConfigError(
+            f"INTENTFLOW_DRIFT_CONFIDENCE must be at least 0.5 and below 1, got {level}"
+        )
+    values["confidence"] = level
+    values["triggers_retrain"] = drift_triggers_retrain()
+    return DriftSettings(**values)
+
+
+def drift_triggers_retrain() -> bool:
+    """INTENTFLOW_DRIFT_TRIGGERS_RETRAIN (default off): read at DAG parse time by the retrain and
+    monitoring DAGs (see DriftSettings.triggers_retrain)."""
+    try:
+        return _flag("INTENTFLOW_DRIFT_TRIGGERS_RETRAIN")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def monitoring_schedule() -> str | None:
+    """INTENTFLOW_MONITORING_SCHEDULE: the monitoring DAG's cron (default `30 1 * * *`, UTC: each
+    run monitors the day before); `off`: by hand, backfill and Asset events only."""
+    raw = (_text("INTENTFLOW_MONITORING_SCHEDULE") or "30 1 * * *").strip()
+    return None if raw.lower() == "off" else raw

@@ -14,7 +14,7 @@ connection exists (a missing one is skipped, logged), so one DAG works with any 
   `intentflow_smtp`); recipients from `email_to` or INTENTFLOW_ALERT_EMAIL_TO (comma-separated).
 
 `FailureNotifier` is every task's on_failure_callback, `NotPromotedNotifier` the retrain
-`promote` task's on_success_callback, `DeadlineNotifier` the retrain DAGs' Deadline Alert
+`promote` task's on_success_callback, `DriftNotifier` the monitoring `monitor` task's, `DeadlineNotifier` the retrain DAGs' Deadline Alert
 callback (it runs in the triggerer: `async_notify`).
 """
 
@@ -169,6 +169,27 @@ class NotPromotedNotifier(IntentflowNotifier):
             result["version"],
             result.get("reasons") or [],
             registry_link(result["model"], result["version"]),
+        )
+
+
+class DriftNotifier(IntentflowNotifier):
+    """on_success_callback of the monitoring DAG's `monitor` (one mapped task per model): tells
+    when a day's checks crossed their thresholds, with counts and check names only; a quiet
+    day says nothing."""
+
+    def alert(self, context: dict[str, Any]) -> Any | None:
+        from ml.ingest.alerts import drift_alert
+
+        dag_id, run_id, task_id = _run_of(context)
+        ti = context.get("ti") or context.get("task_instance")
+        if ti is None:
+            return None
+        index = getattr(ti, "map_index", -1)
+        result = ti.xcom_pull(task_ids=task_id, map_indexes=index if index >= 0 else None)
+        if not result or not any(d.get("drifted") for d in result.get("days", [])):
+            return None
+        return drift_alert(
+            dag_id, run_id, result["model"], result["days"], registry_link(result["model"])
         )
 
 

@@ -1,4 +1,4 @@
--- Intentflow model registry schema (sqlite) at revision 0003.
+-- Intentflow model registry schema (sqlite) at revision 0004.
 -- Generated from the migrations in ml/registry/migrations: python -m ml.registry.migrate sqlite
 -- Apply to an empty database, or let `intentflow registry upgrade` do it.
 -- metrics.class_label is NULL for scalar metrics; uniqueness uses COALESCE(.., '').
@@ -168,3 +168,23 @@ CREATE TABLE erasures (
 );
 
 UPDATE alembic_version SET version_num='0003' WHERE alembic_version.version_num = '0002';
+
+-- Running upgrade 0003 -> 0004
+
+CREATE TABLE monitoring_days (
+    id INTEGER NOT NULL,
+    model VARCHAR(200) NOT NULL,
+    day DATE NOT NULL,
+    version INTEGER NOT NULL,
+    reference_version INTEGER NOT NULL,
+    predictions INTEGER NOT NULL,
+    status VARCHAR(20) NOT NULL,
+    figures JSON NOT NULL,
+    report_url TEXT,
+    computed_at DATETIME NOT NULL,
+    CONSTRAINT pk_monitoring_days PRIMARY KEY (id),
+    CONSTRAINT fk_monitoring_days_model_registered_models FOREIGN KEY(model) REFERENCES registered_models (name),
+    CONSTRAINT uq_monitoring_days_model_day UNIQUE (model, day)
+);
+
+UPDATE alembic_version SET version_num='0004' WHERE alembic_version.version_num = '0003';

@@ -18,6 +18,7 @@ import typer
 
 from ml.cli.erase import erase_command
 from ml.cli.lake import lake_app
+from ml.cli.monitor import monitor_command
 from ml.cli.output import emit, fail, headline, metrics_text, name_check, oos_text
 from ml.cli.quarantine import quarantine_app
 from ml.cli.registry import open_registry, registry_app, version_rows
@@ -35,6 +36,7 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(lake_app, name="lake")
 app.command("erase")(erase_command)
+app.command("monitor")(monitor_command)
 
 
 def _registered_artifact(ref: str) -> tuple[Any, Path, str]:

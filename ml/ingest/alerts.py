@@ -35,7 +35,7 @@ class Alert:
     failed: list[dict[str, Any]] = field(default_factory=list)  # ALERT_FIELDS of each
     report: str | None = None  # the validation report (a path or URL)
     log_url: str | None = None
-    # failure, data_quality, missing_data, not_promoted, deadline_missed
+    # failure, data_quality, missing_data, not_promoted, deadline_missed, drift
     kind: str = "failure"
     headline: str | None = None  # what happened, where the kind's default does not say it
 
@@ -165,6 +165,30 @@ def deadline_alert(dag_id: str, run_id: str, deadline: str) -> Alert:
         error=f"the run had not finished by its deadline, {deadline}",
         kind="deadline_missed",
         headline=f"missed its deadline ({deadline})",
+    )
+
+
+def drift_alert(
+    dag_id: str, run_id: str, model: str, days: list[dict[str, Any]], link: str | None
+) -> Alert:
+    """Monitoring found `model`'s traffic drifted on some `days` (ml.monitoring.run summaries):
+    per day, the predictions counted and the names of the checks past their thresholds; the
+    report of the first such day. Never a message, a label share or a word."""
+    drifted = [d for d in days if d.get("drifted")]
+    lines = [
+        f"- {d['day']}: {d['predictions']} predictions; past threshold: " + ", ".join(d["drifted"])
+        for d in drifted
+    ]
+    return Alert(
+        dag_id=dag_id,
+        run_id=run_id,
+        task_id="monitor",
+        logical_date=None,
+        error="\n".join(lines + ([f"Model page: {link}"] if link else [])),
+        report=next((d.get("report_url") for d in drifted if d.get("report_url")), None),
+        kind="drift",
+        headline=f"{model} drifted on {len(drifted)} day(s): "
+        + ", ".join(sorted({c for d in drifted for c in d["drifted"]})),
     )
 
 

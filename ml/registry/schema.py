@@ -1,5 +1,5 @@
 """The registry's tables as the SQLAlchemy ORM: models, versions, metrics, aliases, audit log,
-erasures.
+erasures, and the daily monitoring figures of the served champions.
 
 - `metrics.class_label` is NULL for scalar metrics and the class name for per-class ones. SQL
   treats NULLs as distinct in UNIQUE constraints, so uniqueness is a unique index on
@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Date,
     DateTime,
     Double,
     ForeignKey,
@@ -216,3 +217,24 @@ class Erasure(Base):
     snapshots: Mapped[list[str]] = mapped_column(JSONType, default=list)  # hashes rewritten
     models: Mapped[list[str]] = mapped_column(JSONType, default=list)  # "name:version" that saw it
     notes: Mapped[list[str]] = mapped_column(JSONType, default=list)
+
+
+class MonitoringDay(Base):
+    """One model's day of served predictions against its champion's training snapshot
+    (ml.monitoring): the drift figures the UI charts (`figures`, the JSON layout of
+    docs/monitoring.md), the checks' verdict and the HTML report. A rerun of a day replaces its
+    row (unique model and day). `model` names the registered model, as the UI and alerts do."""
+
+    __tablename__ = "monitoring_days"
+    __table_args__ = (UniqueConstraint("model", "day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), ForeignKey("registered_models.name"))
+    day: Mapped[date] = mapped_column(Date)
+    version: Mapped[int] = mapped_column(Integer)  # the champion that served most of the day
+    reference_version: Mapped[int] = mapped_column(Integer)  # whose snapshot is the reference
+    predictions: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))  # ok, drift, no_data
+    figures: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    report_url: Mapped[str | None] = mapped_column(Text)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

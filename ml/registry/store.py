@@ -268,6 +268,15 @@ class Registry:
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
+    def read(self, fn: Callable[[Session], T]) -> T:
+        """fn(session) in a read transaction, retried while the database is unreachable: for
+        the registry's tables another package owns (ml.monitoring.store)."""
+        return self._read(fn)
+
+    def write(self, fn: Callable[[Session], T]) -> T:
+        """fn(session) in a write transaction, retried as the registry's own writes are."""
+        return self._retrying(fn)
+
     # --- writes -------------------------------------------------------------------------------
 
     def _read(self, fn: Callable[[Session], T]) -> T:

@@ -134,7 +134,8 @@ class PredictionLog:
         self.flush_s, self.max_rows = flush_s, max_rows
         self._on_written, self._on_failed, self._on_dropped = on_written, on_failed, on_dropped
         self._rows: list[Logged] = []
-        self._lock = threading.Lock()  # guards _rows
+        self._writing_rows: list[Logged] = []  # the flush in progress (for :meth:`pending`)
+        self._lock = threading.Lock()  # guards _rows and _writing_rows
         self._writing = threading.Lock()  # one flush at a time
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -149,6 +150,12 @@ class PredictionLog:
             full = len(self._rows) >= self.max_rows
         if full:
             self._wake.set()
+
+    def pending(self, ids: set[str]) -> list[Logged]:
+        """The rows among `ids` not in the table yet (buffered, or being written): feedback
+        on a prediction answered a moment ago finds it here."""
+        with self._lock:
+            return [r for r in (*self._writing_rows, *self._rows) if r.prediction_id in ids]
 
     def close(self) -> None:
         """Stop the thread and write every row still buffered."""
@@ -170,6 +177,7 @@ class PredictionLog:
         with self._writing:
             with self._lock:
                 rows, self._rows = self._rows, []
+                self._writing_rows = rows
             if not rows:
                 return 0
             try:
@@ -181,6 +189,9 @@ class PredictionLog:
                 self._on_failed()
                 self._keep(rows)
                 return 0
+            finally:
+                with self._lock:
+                    self._writing_rows = []
             self._on_written(len(rows))
             return len(rows)
 

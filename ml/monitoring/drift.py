@@ -1,0 +1,132 @@
+"""The drift measures, on counts: PSI and Jensen-Shannon divergence between two distributions
+over the same bins, the sampling noise each would show between two samples of one
+distribution, and the word tokens and length bins the profiles count.
+
+Pure functions of numbers (numpy only): ml.monitoring.profiles builds the counts, and
+ml.monitoring.checks compares them against the configured thresholds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from statistics import NormalDist
+
+import numpy as np
+
+# Confidence bins: 0.0-0.1, ..., 0.9-1.0 (the last includes 1.0).
+CONFIDENCE_BINS = 10
+# Added to every bin's count before shares are taken (Jeffreys' prior): a bin one side never
+# saw gives a finite PSI, as large as its count on the other side justifies.
+SMOOTHING = 0.5
+# Length bins: the reference's deciles of words per message.
+LENGTH_QUANTILES = tuple(q / 10 for q in range(1, 10))
+
+_WORD = re.compile(r"[^\W_]+")
+_DIGITS = re.compile(r"\d+")
+
+
+def tokens(text: str) -> list[str]:
+    """A message's words, lower case, every run of digits one token `0` (numbers change from
+    message to message without changing what is asked)."""
+    return [_DIGITS.sub("0", w) for w in _WORD.findall(text.lower())]
+
+
+def shares(counts: Sequence[float]) -> np.ndarray:
+    """Counts as smoothed shares (see SMOOTHING)."""
+    c = np.asarray(counts, dtype=float) + SMOOTHING
+    return c / c.sum()
+
+
+def psi_terms(actual: Sequence[float], expected: Sequence[float]) -> np.ndarray:
+    """Each bin's share of the population stability index of `actual` counts against
+    `expected` counts: (a - e) * ln(a / e) on smoothed shares; their sum is the PSI."""
+    a, e = shares(actual), shares(expected)
+    return (a - e) * np.log(a / e)
+
+
+def psi(actual: Sequence[float], expected: Sequence[float]) -> float:
+    return float(psi_terms(actual, expected).sum()) if len(actual) else 0.0
+
+
+def js_terms(actual: Sequence[float], expected: Sequence[float]) -> np.ndarray:
+    """Each bin's share of the Jensen-Shannon divergence (base 2: 0 for equal distributions,
+    1 for disjoint ones) of the smoothed shares."""
+    a, e = shares(actual), shares(expected)
+    m = (a + e) / 2
+    return (a * np.log2(a / m) + e * np.log2(e / m)) / 2
+
+
+def js(actual: Sequence[float], expected: Sequence[float]) -> float:
+    return float(js_terms(actual, expected).sum()) if len(actual) else 0.0
+
+
+def chi2_quantile(level: float, df: int) -> float:
+    """The `level` quantile of a chi-squared distribution with `df` degrees of freedom
+    (Wilson-Hilferty: within a few percent for df >= 1 at the levels used here)."""
+    if df < 1:
+        return 0.0
+    z = NormalDist().inv_cdf(level)
+    k = 2 / (9 * df)
+    return df * max(1 - k + z * math.sqrt(k), 0.0) ** 3
+
+
+def psi_noise(level: float, bins: int, n: int, n_reference: int) -> float:
+    """The PSI two samples (of `n` and `n_reference`) of one distribution over `bins` bins stay
+    below with probability `level`: PSI is about chi2(bins - 1) * (1/n + 1/n_reference)."""
+    if n < 1 or n_reference < 1:
+        return math.inf
+    return chi2_quantile(level, bins - 1) * (1 / n + 1 / n_reference)
+
+
+def js_noise(level: float, bins: int, n: int, n_reference: int) -> float:
+    """The same for Jensen-Shannon in bits: about PSI / (8 ln 2) for small differences."""
+    return psi_noise(level, bins, n, n_reference) / (8 * math.log(2))
+
+
+def rate_noise(level: float, rate: float, n: int, n_reference: int) -> float:
+    """How far above a reference `rate` a day's share may lie by sampling alone (one-sided, at
+    `level`): the normal approximation of two binomial samples, the rate floored at 1%."""
+    if n < 1:
+        return math.inf
+    p = min(max(rate, 0.01), 0.99)
+    z = NormalDist().inv_cdf(level)
+    return z * math.sqrt(p * (1 - p) * (1 / n + 1 / max(n_reference, 1)))
+
+
+def histogram(values: Iterable[float], bins: int = CONFIDENCE_BINS) -> list[int]:
+    """Counts of values in [0, 1] over `bins` equal bins (1.0 in the last)."""
+    out = [0] * bins
+    for v in values:
+        out[min(max(int(v * bins), 0), bins - 1)] += 1
+    return out
+
+
+def length_edges(lengths: Sequence[int]) -> list[float]:
+    """The bin edges of message lengths (whole words): the reference's deciles, rounded down,
+    duplicates dropped."""
+    if not len(lengths):
+        return []
+    deciles = np.quantile(np.asarray(lengths), LENGTH_QUANTILES)
+    return sorted({float(math.floor(x)) for x in deciles})
+
+
+def binned(values: Sequence[float], edges: Sequence[float]) -> list[int]:
+    """Counts of values in the bins (-inf, e0], (e0, e1], ..., (e_last, inf)."""
+    idx = np.searchsorted(np.asarray(edges, dtype=float), np.asarray(values, dtype=float), "left")
+    return np.bincount(idx, minlength=len(edges) + 1).astype(int).tolist()
+
+
+def aligned(
+    day: Mapping[str, int], reference: Mapping[str, int]
+) -> tuple[list[str], list[int], list[int]]:
+    """The labels of both (sorted) and their counts on each side, zeros where absent."""
+    labels = sorted(set(day) | set(reference))
+    return labels, [day.get(k, 0) for k in labels], [reference.get(k, 0) for k in labels]
+
+
+def quantiles(values: Sequence[float], qs: Sequence[float]) -> list[float | None]:
+    if not len(values):
+        return [None for _ in qs]
+    return [float(x) for x in np.quantile(np.asarray(values, dtype=float), qs)]

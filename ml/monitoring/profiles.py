@@ -1,0 +1,223 @@
+"""The two sides a day is compared on, as counts (never text):
+
+- the **reference** of a champion version, from the training snapshot its registry lineage
+  names: the train split's label mix, message lengths and vocabulary, and the version's own
+  answers on the validation split (confidence histogram, out-of-scope rate, share of words
+  the train split never had). Computed once per version and cached as
+  Settings.reports/monitoring/<model>/reference-v<N>.json.
+- the **day**: one model's rows of the lake's `predictions` table for one day (their text is
+  already redacted by the service, ml.serving.prediction_log).
+
+The vocabulary is kept as 8-byte BLAKE2b digests of the words, so the cached reference (beside
+the reports) lists no customer word in clear.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ml import storage
+from ml.monitoring.drift import binned, histogram, length_edges, tokens
+from ml.storage import Location
+
+if TYPE_CHECKING:
+    from ml.config import Settings
+    from ml.registry.store import VersionInfo
+
+log = logging.getLogger(__name__)
+
+# What the served intent models answer for a message nothing fits (ml.tasks.intent).
+OUT_OF_SCOPE = "out_of_scope"
+# Bump when the reference's layout or meaning changes: older cached files are computed again.
+REFERENCE_FORMAT = 1
+# The validation split is scored by the champion once per version; a larger one is sampled
+# (evenly, deterministically) down to this many messages.
+MAX_VALIDATION = 5000
+
+# (label, confidence, out_of_scope flag or None when the model has no detector) per message.
+Answer = tuple[str | None, float | None, bool | None]
+Predictor = Callable[[list[str]], list[Answer]]
+
+
+def monitoring_folder(cfg: Settings, model: str) -> Location:
+    return storage.join(cfg.reports, "monitoring", model)
+
+
+def reference_location(cfg: Settings, model: str, version: int) -> Location:
+    return storage.join(monitoring_folder(cfg, model), f"reference-v{version}.json")
+
+
+def word_digest(word: str) -> str:
+    return hashlib.blake2b(word.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def snapshot_of(version: VersionInfo) -> str:
+    """The snapshot folder the version was trained on, from its lineage."""
+    path = (version.lineage or {}).get("snapshot_path")
+    if not path:
+        raise ValueError(
+            f"{version.model}:{version.version} has no snapshot_path in its lineage: "
+            "monitoring compares against the training snapshot (retrain it with this intentflow)"
+        )
+    return str(path)
+
+
+def reference_profile(
+    cfg: Settings, version: VersionInfo, predict: Predictor | None = None
+) -> dict[str, Any]:
+    """The version's reference, from its cache when that matches the version's snapshot; else
+    computed (scoring the validation split: `predict`, default the version itself as the
+    service runs it) and cached."""
+    where = reference_location(cfg, version.model, version.version)
+    if storage.exists(where):
+        cached = json.loads(storage.read_bytes(where))
+        if (
+            cached.get("format") == REFERENCE_FORMAT
+            and cached.get("snapshot_hash") == version.data_snapshot_hash
+        ):
+            return cached
+    profile = compute_reference(cfg, version, predict)
+    storage.write_bytes(json.dumps(profile, sort_keys=True).encode("utf-8"), where)
+    log.info("reference of %s:%s written to %s", version.model, version.version, where)
+    return profile
+
+
+def _split(snapshot: str, name: str) -> Any:
+    import pyarrow as pa
+
+    where = storage.join(storage.location(snapshot), f"{name}.parquet")
+    if not storage.exists(where):
+        return pa.table({"text": pa.array([], pa.string()), "intent": pa.array([], pa.string())})
+    return storage.read_parquet(where, ["text", "intent"])
+
+
+def compute_reference(
+    cfg: Settings, version: VersionInfo, predict: Predictor | None = None
+) -> dict[str, Any]:
+    snapshot = snapshot_of(version)
+    train, validation = _split(snapshot, "train"), _split(snapshot, "validation")
+    if train.num_rows == 0:
+        raise ValueError(
+            f"snapshot {snapshot} of {version.model}:{version.version} has no train rows"
+        )
+    texts = [t or "" for t in train.column("text").to_pylist()]
+    labels = Counter(
+        OUT_OF_SCOPE if y == cfg.oos_label else str(y) for y in train.column("intent").to_pylist()
+    )
+    words = [tokens(t) for t in texts]
+    lengths = [len(w) for w in words]
+    vocabulary = {word_digest(w) for ws in words for w in ws}
+    edges = length_edges(lengths)
+
+    val_texts = [t or "" for t in validation.column("text").to_pylist()]
+    if len(val_texts) > MAX_VALIDATION:
+        step = len(val_texts) / MAX_VALIDATION
+        val_texts = [val_texts[int(i * step)] for i in range(MAX_VALIDATION)]
+    answers = (predict or _served_predictor(cfg, version))(val_texts) if val_texts else []
+    confidences = [c for _, c, _ in answers if c is not None]
+    flags = [f for _, _, f in answers if f is not None]
+    val_words = [w for t in val_texts for w in tokens(t)]
+    unseen = sum(word_digest(w) not in vocabulary for w in val_words)
+    return {
+        "format": REFERENCE_FORMAT,
+        "model": version.model,
+        "version": version.version,
+        "snapshot_hash": version.data_snapshot_hash,
+        "computed_at": datetime.now(UTC).isoformat(),
+        "train_rows": train.num_rows,
+        "validation_rows": len(val_texts),
+        "label_counts": dict(sorted(labels.items())),
+        "length_edges": edges,
+        "length_counts": binned(lengths, edges),
+        "length_mean": sum(lengths) / len(lengths),
+        "confidence_histogram": histogram(confidences),
+        "confidence_n": len(confidences),
+        "oos_rate": (sum(flags) / len(flags)) if flags else None,
+        "oos_n": len(flags),
+        "unseen_token_share": (unseen / len(val_words)) if val_words else 0.0,
+        "unseen_token_n": len(val_words),
+        "validation_messages": len(val_texts),
+        "vocabulary": sorted(vocabulary),
+    }
+
+
+def _served_predictor(cfg: Settings, version: VersionInfo) -> Predictor:
+    """The version loaded as `intentflow serve` loads it (INTENTFLOW_SERVE_RUNTIME), its answers
+    read as the prediction log reads them."""
+    from ml.serving.models import load_served
+    from ml.serving.responses import api_prediction, log_fields
+
+    runtime = (os.environ.get("INTENTFLOW_SERVE_RUNTIME") or "onnx-int8").strip().lower()
+    served = load_served(version, cfg, runtime, threads=min(os.cpu_count() or 1, 4))
+
+    def predict(texts: list[str]) -> list[Answer]:
+        out: list[Answer] = []
+        for start in range(0, len(texts), 256):
+            for p in served.predict(texts[start : start + 256], 1):
+                fields = log_fields(api_prediction(p, "", 1))
+                detector = p.get("oos_score") is not None
+                out.append((fields["label"], fields["confidence"],
+                            bool(p.get("out_of_scope")) if detector else None))  # fmt: skip
+        return out
+
+    return predict
+
+
+def day_rows(cfg: Settings, model: str, day: str) -> Any:
+    """The model's rows of the `predictions` table for `day` (the columns monitoring reads)."""
+    import pyarrow.compute as pc
+
+    from ml.serving.prediction_log import PredictionTable
+
+    columns = ["model", "version", "task", "text", "label", "confidence", "scores"]
+    rows = PredictionTable(cfg.predictions).read_day(day, columns)
+    return rows.filter(pc.equal(rows.column("model"), model)) if rows.num_rows else rows
+
+
+def day_profile(rows: Any, reference: dict[str, Any]) -> dict[str, Any]:
+    """One day's counts from its prediction rows, binned as the reference is."""
+    import pyarrow.compute as pc
+
+    n = rows.num_rows
+    answered = rows.column("label").to_pylist() if n else []
+    labels = [str(x) for x in answered if x is not None]
+    confidences = [c for c in rows.column("confidence").to_pylist() if c is not None] if n else []
+    oos_flags: list[bool] = []
+    if n:
+        # A model with an out-of-scope detector logs its score in `scores` (ml.serving.responses).
+        has_score = pc.is_valid(pc.map_lookup(rows.column("scores"), "oos_score", "first"))
+        for label, scored in zip(answered, has_score.to_pylist(), strict=True):
+            if scored:
+                oos_flags.append(label == OUT_OF_SCOPE)
+    words = [tokens(t or "") for t in rows.column("text").to_pylist()] if n else []
+    lengths = [len(w) for w in words]
+    vocabulary = set(reference["vocabulary"])
+    all_words = [w for ws in words for w in ws]
+    unseen = sum(word_digest(w) not in vocabulary for w in all_words)
+    versions = Counter(rows.column("version").to_pylist()) if n else Counter()
+    return {
+        "predictions": n,
+        "versions": {str(v): c for v, c in sorted(versions.items())},
+        "label_counts": dict(sorted(Counter(labels).items())),
+        "confidences": confidences,
+        "oos_flags": oos_flags,
+        "lengths": lengths,
+        "length_counts": binned(lengths, reference["length_edges"]),
+        "words": len(all_words),
+        "unseen_words": unseen,
+    }
+
+
+def majority_version(profile: dict[str, Any]) -> int | None:
+    """The version that answered most of the day's predictions (the newer on a tie)."""
+    versions: Sequence[tuple[str, int]] = list(profile["versions"].items())
+    if not versions:
+        return None
+    return int(max(versions, key=lambda kv: (kv[1], int(kv[0])))[0])
