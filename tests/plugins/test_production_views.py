@@ -89,7 +89,9 @@ def test_production_section_shows_what_monitoring_and_feedback_wrote(
         expected = [value("predictions", r["predictions"])]
         expected += [value("confidence", conf.get(k)) for k in ("mean", "p10", "p90")]
         assert cells == expected, (r["day"], cells)
-        assert ("report</a>" in row) == report_path(pipeline_state, date.fromisoformat(r["day"])).is_file()
+        assert ("report</a>" in row) == report_path(
+            pipeline_state, date.fromisoformat(r["day"])
+        ).is_file()
     # The charts' data: the same figures, label mix bars of shares that sum to one.
     chart = _chart(html)
     assert chart["days"] == list(rows)
@@ -113,7 +115,13 @@ def test_production_section_shows_what_monitoring_and_feedback_wrote(
         row = re.search(rf'<tr id="feedback-{f["day"]}">(.*?)</tr>', section, re.S).group(1)
         assert _cells(row) == [
             value(k, f[k])
-            for k in ("corrections", "predictions_reviewed", "agreed", "agreement_rate", "new_labels")
+            for k in (
+                "corrections",
+                "predictions_reviewed",
+                "agreed",
+                "agreement_rate",
+                "new_labels",
+            )
         ]
     assert chart["feedback"]["corrections"] == [f["corrections"] for f in feedback]
     assert sum(f["corrections"] for f in feedback) == production.corrections
@@ -133,9 +141,11 @@ def test_a_drifted_day_shows_its_checks_label_mix_and_report(
     html = client.get("/", params={"model": MODEL, "day": day}).text
     section = _section(html)
     assert f'<option value="{day}" selected>' in section
-    assert f'<label for="production-day-select">day' in section
+    assert '<label for="production-day-select">day' in section
     for check in row["figures"]["checks"]:
-        tr = re.search(rf'<tr class="check[^"]*" id="check-{check["name"]}">(.*?)</tr>', section, re.S)
+        tr = re.search(
+            rf'<tr class="check[^"]*" id="check-{check["name"]}">(.*?)</tr>', section, re.S
+        )
         assert tr, check["name"]
         assert ("past threshold" in tr.group(1)) == check["drift"]
         assert value(f"check:{check['name']}", check["value"]) in tr.group(1)
@@ -154,13 +164,18 @@ def test_a_drifted_day_shows_its_checks_label_mix_and_report(
     # The day's report, served from reports/monitoring/MODEL/DAY.html, sandboxed.
     response = client.get(f"/monitoring/{day}", params={"model": MODEL})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
-    assert f"{MODEL} &middot; {day}".encode() in response.content or day.encode() in response.content
+    assert (
+        f"{MODEL} &middot; {day}".encode() in response.content or day.encode() in response.content
+    )
     csp = response.headers["content-security-policy"]
     assert csp.split(";")[0] == "sandbox" and "script-src" not in csp
     assert response.headers["cache-control"] == "no-store"
     assert client.get("/monitoring/2001-01-01", params={"model": MODEL}).status_code == 404
     assert client.get("/monitoring/yesterday", params={"model": MODEL}).status_code == 400
-    assert client.get("/monitoring/..%2F..%2Fetc", params={"model": MODEL}).status_code in (400, 404)
+    assert client.get("/monitoring/..%2F..%2Fetc", params={"model": MODEL}).status_code in (
+        400,
+        404,
+    )
     assert client.get(f"/monitoring/{day}", params={"model": "../x"}).status_code == 400
     assert client.get("/", params={"model": MODEL, "day": "soon"}).status_code == 400
 

@@ -291,6 +291,16 @@ def test_compare_two_real_versions_in_the_browser(ui_server: UiServer, browser: 
                 context.close()
 
 
+def _csp_violations(found: list[str]) -> Any:
+    """A console listener keeping the messages of blocked content (CSP violations)."""
+
+    def listen(message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            found.append(message.text)
+
+    return listen
+
+
 def test_production_section_and_report_in_the_browser(
     ui_server: UiServer, browser: Any, production: Production
 ) -> None:
@@ -312,10 +322,7 @@ def test_production_section_and_report_in_the_browser(
         try:
             page = context.new_page()
             violations: list[str] = []
-            page.on(
-                "console",
-                lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
-            )
+            page.on("console", _csp_violations(violations))
             page.goto(f"{ui_server.url}/intentflow/?model={MODEL}&day={shifted}#production")
             section = page.locator("#production")
             expect(section).to_be_visible()
@@ -345,10 +352,7 @@ def test_production_section_and_report_in_the_browser(
             with context.expect_page() as opened:
                 page.click(f"#prod-{shifted} a[href*='/monitoring/']", modifiers=["Shift"])
             report = opened.value
-            report.on(
-                "console",
-                lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
-            )
+            report.on("console", _csp_violations(violations))
             report.wait_for_load_state()
             expect(report.locator("h1")).to_contain_text(shifted)
             expect(report.locator("h1")).to_contain_text("drift")
