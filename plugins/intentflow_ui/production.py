@@ -31,8 +31,10 @@ DAYS = 90  # days of monitoring the page reads
 class Check:
     name: str
     value: float | None
-    threshold: float | None
+    threshold: float | None  # what the value was compared with
     drift: bool
+    configured: float | None = None  # the configured limit (INTENTFLOW_DRIFT_*)
+    noise: float | None = None  # what sampling alone gives at the day's size
 
     @property
     def key(self) -> str:  # what fmt formats it by
@@ -62,6 +64,8 @@ class ProdDay:
                         _num(c.get("value")),
                         _num(c.get("threshold")),
                         bool(c.get("drift")),
+                        _num(c.get("configured")),
+                        _num(c.get("noise")),
                     )
                 )
         return out
@@ -102,6 +106,13 @@ class Production:
     @property
     def latest(self) -> ProdDay | None:
         return self.days[-1] if self.days else None
+
+    @property
+    def last_verdict(self) -> ProdDay | None:
+        """The latest day the checks could judge (not `no_data`), when that is not the latest
+        day: a quiet last day does not hide yesterday's drift."""
+        judged = [d for d in self.days if d.status != "no_data"]
+        return judged[-1] if judged and judged[-1] is not self.latest else None
 
     @property
     def empty(self) -> bool:
@@ -168,8 +179,14 @@ def label_rows(day: ProdDay) -> list[LabelRow]:
         LabelRow(label, mix.get(label, 0.0 if mix else None), ref.get(label), psi.get(label))
         for label in set(mix) | set(ref)
     ]
-    rows.sort(key=lambda r: (-(r.psi if r.psi is not None else abs(r.change or 0.0)), r.label))
+    # Out of scope has no PSI term (the in-scope mix is compared; its rate is a check of its
+    # own): ranked by its change of share, a label missing on one side counting as 0.
+    rows.sort(key=lambda r: (-(r.psi if r.psi is not None else _moved(r)), r.label))
     return rows
+
+
+def _moved(row: LabelRow) -> float:
+    return abs((row.share or 0.0) - (row.reference or 0.0))
 
 
 def _histogram(x: Any) -> list[int] | None:

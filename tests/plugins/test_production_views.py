@@ -73,6 +73,11 @@ def test_production_section_shows_what_monitoring_and_feedback_wrote(
     assert f"drift, {latest['day']}" in section
     assert f"No predictions on {latest['day']}" in section
     assert f'href="/monitoring/{latest["day"]}?model={MODEL}"' in section
+    # The quiet last day does not hide the drifted day before it.
+    verdict = section.split('<p id="last-verdict">')[1].split("</p>")[0]
+    shifted_day = production.shifted.isoformat()
+    assert f"<b>{shifted_day}</b>" in verdict and "drift" in verdict
+    assert f'href="/monitoring/{shifted_day}?model={MODEL}"' in verdict
     # Drift status over time: one mark per day, in order, with the checks that fired.
     marks = re.findall(r'<li class="status-(\w+)" title="([^"]+)"', section)
     assert [m[0] for m in marks] == [r["status"] for r in monitored]
