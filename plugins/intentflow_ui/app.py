@@ -41,7 +41,7 @@ from markupsafe import Markup
 from intentflow_ui import fmt
 from intentflow_ui.compare import HEATMAP_SIZES, compare
 from intentflow_ui.data import Page, build_page, confusion_png, model_card, validation_report
-from intentflow_ui.production import Production, monitoring_report, read_production
+from intentflow_ui.production import Production, read_production, read_report
 from ml.config import ConfigError, settings
 from ml.registry.errors import RegistryError
 from ml.registry.names import NAME_RE  # model names: one safe path segment
@@ -70,7 +70,10 @@ REPORT_HEADERS = {
     "img-src data:; frame-ancestors 'self'",
     "Cache-Control": "no-store",
 }
-# A monitoring report (ml.monitoring, one HTML file per model and day): PLACEHOLDER
+# A monitoring report (ml.monitoring.report, one HTML file per model and day) needs what a
+# validation report does and no more: its own <style> block and style attributes (the bars'
+# widths), no script, no image, no font, no link out. So the same sandbox; the browser test
+# opens one and checks that nothing is blocked and its styles apply.
 MONITORING_REPORT_HEADERS = REPORT_HEADERS
 METRIC_RE = re.compile(r"^[A-Za-z0-9_:.\-]{1,100}$")
 REASON_MIN, REASON_MAX = 3, 500
@@ -380,16 +383,17 @@ def validation(user: User, day: str) -> FileResponse:
 
 
 @app.get("/monitoring/{day}", response_class=HTMLResponse)
-def monitoring(user: User, day: str, model: Annotated[str, Query(max_length=200)]) -> FileResponse:
+def monitoring(user: User, day: str, model: Annotated[str, Query(max_length=200)]) -> Response:
     """The model's monitoring report of `day` (ml.monitoring writes it to
-    reports/monitoring/MODEL/DAY.html), for users who may read the model's retrain DAG, as
-    the page; only a file inside that folder (see monitoring_report), sandboxed."""
+    reports/monitoring/MODEL/DAY.html, local or on object storage), for users who may read the
+    model's retrain DAG, as the page; locally only a file inside that folder (see
+    monitoring_report), sandboxed."""
     _require_read(user, _name(model, "model name"))
-    parsed = date.fromisoformat(_day(day))
-    path = monitoring_report(settings(), model, parsed)
-    if path is None:
+    parsed = date.fromisoformat(_day(day) or "")
+    body = read_report(settings(), model, parsed)
+    if body is None:
         raise HTTPException(404, f"no monitoring report of {model} for {day}")
-    return FileResponse(path, media_type="text/html", headers=MONITORING_REPORT_HEADERS)
+    return Response(body, media_type="text/html", headers=MONITORING_REPORT_HEADERS)
 
 
 def _day(value: str | None) -> str | None:

@@ -17,6 +17,7 @@ from intentflow_ui import fmt
 from ml import storage
 from ml.config import Settings
 from ml.registry.names import NAME_RE
+from ml.storage import Location
 
 # Label mix chart: the labels with the largest share on any day (or in training) each get a
 # colour; the rest are summed as OTHER, so the stacked bars stay readable at 150 intents.
@@ -135,11 +136,15 @@ def _day(value: Any) -> str:
     return value.isoformat() if isinstance(value, date) else str(value)[:10]
 
 
+def report_location(cfg: Settings, model: str, day: date) -> Location:
+    """Where ml.monitoring.report writes the model's report of `day`."""
+    return storage.join(cfg.reports, "monitoring", model, f"{day.isoformat()}.html")
+
+
 def monitoring_report(cfg: Settings, model: str, day: date) -> Path | None:
-    """The day's monitoring report (reports/monitoring/MODEL/DAY.html), if it is a regular
-    file inside that model's folder once links are resolved; reports on object storage are
-    not served (None). The path is made from the model and the day, never from the row's
-    report_url (data, which could name anything)."""
+    """The day's local monitoring report (reports/monitoring/MODEL/DAY.html), if it is a
+    regular file inside that model's folder once links are resolved. The path is made from the
+    model and the day, never from the row's report_url (data, which could name anything)."""
     from intentflow_ui.data import _file_inside
 
     if storage.is_remote(cfg.reports) or not NAME_RE.match(model):
@@ -148,12 +153,36 @@ def monitoring_report(cfg: Settings, model: str, day: date) -> Path | None:
     return _file_inside(folder / f"{day.isoformat()}.html", folder)
 
 
+def read_report(cfg: Settings, model: str, day: date) -> bytes | None:
+    """The report's bytes, local (monitoring_report) or on object storage (the same key under
+    the reports URL); None when there is none."""
+    if not NAME_RE.match(model):
+        return None
+    if storage.is_remote(cfg.reports):
+        try:
+            return storage.read_bytes(report_location(cfg, model, day))
+        except (FileNotFoundError, OSError):
+            return None
+    path = monitoring_report(cfg, model, day)
+    return path.read_bytes() if path is not None else None
+
+
+def _has_report(cfg: Settings, model: str, day: str, report_url: Any) -> bool:
+    """Whether the page links the day's report. On object storage, the row's report_url says
+    so (one request per day would slow the page): the route reads only the expected key."""
+    try:
+        when = date.fromisoformat(day)
+    except ValueError:
+        return False
+    if storage.is_remote(cfg.reports):
+        return NAME_RE.match(model) is not None and report_url == str(
+            report_location(cfg, model, when)
+        )
+    return monitoring_report(cfg, model, when) is not None
+
+
 def prod_day(cfg: Settings, model: str, row: dict[str, Any]) -> ProdDay:
     day = _day(row.get("day"))
-    try:
-        has_report = monitoring_report(cfg, model, date.fromisoformat(day)) is not None
-    except ValueError:
-        has_report = False
     figures = row.get("figures") if isinstance(row.get("figures"), dict) else {}
     status = str(row.get("status") or "no_data")
     return ProdDay(
@@ -163,7 +192,7 @@ def prod_day(cfg: Settings, model: str, row: dict[str, Any]) -> ProdDay:
         predictions=int(row.get("predictions") or 0),
         status=status if status in STATUSES else "no_data",
         figures=figures,
-        has_report=has_report,
+        has_report=_has_report(cfg, model, day, row.get("report_url")),
     )
 
 

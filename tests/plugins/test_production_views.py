@@ -225,3 +225,25 @@ def test_a_monitoring_report_is_served_only_from_its_models_folder(
     (elsewhere / "2026-11-21.html").write_text("<h1>elsewhere</h1>")
     (folder.parent / "faq").symlink_to(elsewhere, target_is_directory=True)
     assert client.get("/monitoring/2026-11-21", params={"model": "faq"}).status_code == 404
+
+
+def test_a_monitoring_report_on_object_storage_is_served(
+    intentflow_home: Path, client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the data on object storage (fsspec's memory:// here: no S3 server needed), the
+    route reads the report's own key under the reports URL; nothing else."""
+    from ml import storage
+    from ml.config import settings
+
+    monkeypatch.setenv("INTENTFLOW_DATA_URL", f"memory://ui-{tmp_path.name}")
+    reports = settings().reports
+    storage.write_bytes(
+        b"<h1>intent 2026-11-20: ok</h1>",
+        storage.join(reports, "monitoring", MODEL, "2026-11-20.html"),
+    )
+    storage.write_bytes(b"{}", storage.join(reports, "monitoring", MODEL, "reference-v1.json"))
+    response = client.get("/monitoring/2026-11-20", params={"model": MODEL})
+    assert response.status_code == 200 and b"2026-11-20: ok" in response.content
+    assert response.headers["content-security-policy"].split(";")[0] == "sandbox"
+    assert client.get("/monitoring/2026-11-21", params={"model": MODEL}).status_code == 404
+    assert client.get("/monitoring/2026-11-20", params={"model": "faq"}).status_code == 404

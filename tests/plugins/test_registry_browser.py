@@ -205,7 +205,9 @@ def test_login_see_versions_and_promote_in_the_browser(ui_server: UiServer, brow
 
 
 def _hover_last_point(page: Any) -> None:
-    """Move the mouse onto the chart's last point (Chart.js draws on a canvas: no element)."""
+    """Move the mouse onto the chart's last point (Chart.js draws on a canvas: no element),
+    the chart scrolled into view first (the production section above may push it down)."""
+    page.locator("#trend-chart").scroll_into_view_if_needed()
     x, y = page.evaluate(
         "() => { const c = Chart.getChart('trend-chart'); const m = c.getDatasetMeta(0).data;"
         " const p = m[m.length - 1]; const r = c.canvas.getBoundingClientRect();"
