@@ -9,7 +9,7 @@ traffic (the lake's own texts, resampled), one day of a new kind of request (wor
 never saw), and one quiet day (fewer predictions than the monitoring's minimum: `no_data`).
 
 The predictions, feedback and reports are added to the pipeline state's home once per session
-(`production` fixture): new tables and folders (lake/predictions, lake/feedback,
+(the `production` fixture, tests/plugins/page_fixtures.py): new tables and folders (lake/predictions, lake/feedback,
 reports/monitoring) that the pipeline's own outputs never include, so the state's other readers
 see nothing new. The monitoring rows go to a registry copy the caller names (`monitor`).
 """
@@ -185,12 +185,6 @@ def monitor(state: PipelineState, production: Production, registry_url: str) -> 
         for day in production.days:
             monitor_day(MODEL, day, settings())
     return monitoring_days(registry_url, MODEL)
-
-
-@pytest.fixture(scope="session")
-def production(pipeline_state: PipelineState) -> Production:
-    """A week of the intent champion in production, added to the pipeline state's home."""
-    return build(pipeline_state)
 
 
 def report_path(state: PipelineState, day: date) -> Path:

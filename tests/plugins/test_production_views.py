@@ -18,7 +18,7 @@ from production_state import MODEL, Production, monitor, report_path
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
 
-pytest_plugins = ("page_fixtures", "production_state")
+pytest_plugins = ("page_fixtures",)
 
 
 @pytest.fixture

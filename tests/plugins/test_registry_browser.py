@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from production_state import Production
     from ui_server import UiServer
 
-pytest_plugins = ("ui_server", "production_state")
+pytest_plugins = ("ui_server", "page_fixtures")
 CHROMIUM = Path(os.environ.get("INTENTFLOW_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = REPO / "test-artifacts"
 SIZES = {"1280x800": (1280, 800), "1920x1080": (1920, 1080)}
