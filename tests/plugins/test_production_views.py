@@ -203,8 +203,12 @@ def test_a_model_without_production_data_says_what_to_do(
     section = _section(client.get("/", params={"model": FILE_MODEL}).text)
     assert f"No production data for {FILE_MODEL} yet" in section
     assert "intentflow serve" in section and "model_monitoring" in section
+    assert f"intentflow monitor --model {FILE_MODEL}" in section
     assert f"POST /v1/models/{FILE_MODEL}/feedback" in section
     assert "production-data" not in section
+    # An entities model: monitoring and corrections are for intent models, and it says so.
+    section = _section(client.get("/", params={"model": "entities"}).text)
+    assert "cover intent models" in section and "model_monitoring" not in section
 
 
 def test_a_monitoring_report_is_served_only_from_its_models_folder(
