@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ml.cli.erase import erase_command
+from ml.cli.feedback import feedback_app
 from ml.cli.lake import lake_app
 from ml.cli.monitor import monitor_command
 from ml.cli.output import emit, fail, headline, metrics_text, name_check, oos_text
@@ -35,6 +36,7 @@ app = typer.Typer(
 app.add_typer(registry_app, name="registry")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(lake_app, name="lake")
+app.add_typer(feedback_app, name="feedback")
 app.command("erase")(erase_command)
 app.command("monitor")(monitor_command)
 

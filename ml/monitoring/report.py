@@ -36,6 +36,9 @@ compared with the training snapshot of v{{ f.reference.version }}
 {% for c in f.checks %}<tr class="{{ 'drift' if c.drift }}"><td class="l">{{ c.name }}</td><td>{{ num(c.value) }}</td>
 <td>{{ num(c.threshold) }}</td><td>{{ num(c.configured) }}</td><td>{{ num(c.noise) }}</td><td class="l">{{ 'yes' if c.drift else 'no' }}</td></tr>
 {% endfor %}</table>
+<p class="note">A check fires above its threshold: the larger of the configured one and the distance
+sampling alone gives for these sizes; for the rates (oos_rate, unseen_token_share), the reference's
+rate plus the larger of the two.</p>
 
 <h2>Predicted labels</h2>
 <p class="note"><span class="bar d" style="width:20px"></span> this day

@@ -1,12 +1,13 @@
 """The FastAPI application: routes, and what starts and stops with it.
 
     POST /v1/models/{name}/predict   {"texts": [...]} -> the champion's predictions (bearer token)
+    POST /v1/models/{name}/feedback  an agent's correction of a prediction (ml.serving.feedback)
     GET  /v1/models                  the served models and their loaded versions (bearer token)
     GET  /live  /ready  /metrics     liveness, readiness (ready, degraded, unavailable), Prometheus
     GET  /docs                       the OpenAPI documentation
 
 Started: the slots of the served models and their registry poll (ml.serving.champions), one
-inference thread, the prediction log's writer. Stopped (uvicorn's shutdown, after requests in
+inference thread, the prediction log's writer, the feedback's group commit (ml.feedback.writer). Stopped (uvicorn's shutdown, after requests in
 flight are answered; SIGTERM included): the poll and batchers, then the log's last flush.
 """
 
@@ -22,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Request, Security
 from fastapi.responses import JSONResponse, Response
@@ -36,7 +37,18 @@ from ml.serving.champions import Champions, Unavailable
 from ml.serving.prediction_log import Logged, PredictionLog, PredictionTable
 from ml.serving.requests import ApiError, check_token, parse_predict, read_body
 from ml.serving.responses import api_prediction, log_fields
-from ml.serving.schemas import ErrorResponse, PredictRequest, PredictResponse
+from ml.serving.schemas import (
+    ErrorResponse,
+    FeedbackBatch,
+    FeedbackItem,
+    FeedbackRefusal,
+    FeedbackResponse,
+    PredictRequest,
+    PredictResponse,
+)
+
+if TYPE_CHECKING:
+    from ml.feedback.writer import FeedbackWriter
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +77,7 @@ class Service:
     champions: Champions
     executor: ThreadPoolExecutor
     log: PredictionLog | None
+    feedback: FeedbackWriter | None = None
 
 
 def served_names(cfg: Settings, serve: ServeSettings) -> list[str]:
@@ -107,12 +120,35 @@ def start_service(cfg: Settings, serve: ServeSettings) -> Service:
         )
         prediction_log.start()
     champions.start()
-    return Service(cfg, serve, champions, executor, prediction_log)
+    return Service(cfg, serve, champions, executor, prediction_log, _feedback(cfg, prediction_log))
+
+
+def _feedback(cfg: Settings, prediction_log: PredictionLog | None) -> FeedbackWriter:
+    """The feedback route's writer: predictions looked up in the log's buffer, then the table."""
+    from ml.feedback import store
+    from ml.feedback.lookup import PredictionIndex, from_logged
+    from ml.feedback.writer import FeedbackWriter, max_pending
+
+    def pending(ids: set[str]) -> dict:
+        return {} if prediction_log is None else from_logged(prediction_log.pending(ids))
+
+    writer = FeedbackWriter(
+        cfg,
+        PredictionIndex(cfg.predictions, store.lookup_days()),
+        new_labels=store.allow_new_labels(),
+        pending=pending,
+        limit=max_pending(),
+        on_commit=lambda requests, rows: metrics.FEEDBACK_COMMITS.inc(),
+    )
+    writer.start()
+    return writer
 
 
 async def stop_service(service: Service) -> None:
     await service.champions.stop()
     service.executor.shutdown(wait=True)
+    if service.feedback is not None:
+        service.feedback.close()  # the queued corrections are answered first
     if service.log is not None:
         service.log.close()  # the last rows: nothing answered is lost on shutdown
     log.info("stopped")
@@ -199,6 +235,48 @@ def _routes(app: FastAPI) -> None:
         and a prediction id per text."""
         return await _predict(service(), name, request)
 
+    @app.post(
+        "/v1/models/{name}/feedback",
+        tags=["feedback"],
+        response_model=FeedbackResponse,
+        status_code=201,
+        responses={
+            200: {"model": FeedbackResponse, "description": "already recorded (a retry)"},
+            400: ERRORS[400],
+            401: ERRORS[401],
+            404: {"model": FeedbackRefusal, "description": "unknown model or prediction id"},
+            413: ERRORS[413],
+            422: {
+                "model": FeedbackRefusal,
+                "description": "a field breaks the contract, or a label outside the taxonomy",
+            },
+            429: {"model": ErrorResponse, "description": "too many corrections queued: retry"},
+            503: {"model": ErrorResponse, "description": "the write failed: retry"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                FeedbackItem.model_json_schema(),
+                                _batch_schema(),
+                            ]
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def feedback(name: str, request: Request, _: Documented = None) -> Response:
+        """An agent's correction of a prediction (or a batch, all or none): stored in the
+        lake's `feedback` table, once per prediction and agent; the next retrain learns it.
+        docs/feedback.md."""
+        from ml.serving.feedback import post_feedback
+
+        return await post_feedback(service(), name, request)
+
 
 async def _predict(service: Service, name: str, request: Request) -> Response:
     arrived, tick = datetime.now(UTC), time.perf_counter()
@@ -273,6 +351,14 @@ async def _predict(service: Service, name: str, request: Request) -> Response:
         "predictions": items,
     }
     return JSONResponse(payload)
+
+
+def _batch_schema() -> dict[str, Any]:
+    """FeedbackBatch's schema with its items inline (/docs resolves no nested $defs)."""
+    schema = FeedbackBatch.model_json_schema()
+    schema.pop("$defs", None)
+    schema["properties"]["items"]["items"] = FeedbackItem.model_json_schema()
+    return schema
 
 
 def _check_version(name: str, asked: int | None, serving: int) -> None:

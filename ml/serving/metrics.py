@@ -56,6 +56,15 @@ ERRORS = Counter(
     "overloaded, unavailable, failed.",
     ["model", "reason"],
 )
+FEEDBACK = Counter(
+    "intentflow_serve_feedback",
+    "Feedback requests answered (ml.serving.feedback), by model and HTTP status code.",
+    ["model", "status"],
+)
+FEEDBACK_COMMITS = Counter(
+    "intentflow_serve_feedback_commits",
+    "Commits of the feedback table; each carries one or more requests (group commit).",
+)
 MODEL_VERSION = Gauge(
     "intentflow_serve_model_version",
     "The version of each model this process serves (0: none loaded), by runtime.",

@@ -48,3 +48,41 @@ class PredictResponse(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: str
+
+
+class FeedbackItem(BaseModel):
+    """An agent's correction of one prediction (docs/feedback.md)."""
+
+    prediction_id: str = Field(description="The `prediction_id` the predict answer gave.")
+    label: str = Field(
+        description="The correct label: one of the model's taxonomy (a new intent only when "
+        "INTENTFLOW_FEEDBACK_NEW_LABELS is on)."
+    )
+    agent_id: str = Field(description="Who corrects: one correction per prediction and agent.")
+    note: str | None = Field(None, description="Free text, redacted before it is stored.")
+
+
+class FeedbackBatch(BaseModel):
+    """Several corrections, written all or none."""
+
+    items: list[FeedbackItem] = Field(min_length=1, max_length=1000)
+
+
+class FeedbackOutcome(BaseModel):
+    index: int
+    prediction_id: str | None = None
+    agent_id: str | None = None
+    status: str = Field(description="created, replaced, unchanged or duplicate")
+
+
+class FeedbackResponse(BaseModel):
+    model: str
+    results: list[FeedbackOutcome]
+    summary: dict[str, int]
+
+
+class FeedbackRefusal(BaseModel):
+    detail: str
+    errors: list[dict] = Field(
+        default_factory=list, description="index, prediction_id, field, reason of each item"
+    )

@@ -110,6 +110,29 @@ def test_the_retrain_schedules_on_drift_only_when_configured(
     assert _dag("model_retrain.py", "entities_retrain").timetable.expression == "0 4 * * 0"
 
 
+def test_a_drift_triggered_retrain_goes_on_whatever_the_new_rows(
+    intentflow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """enough_new_data's callable with the context an asset-triggered run gives it (such runs
+    need a scheduler, which dag.test() is not: the run and its events are stand-ins here)."""
+    from types import SimpleNamespace
+
+    from airflow.sdk import Asset
+
+    monkeypatch.setenv("INTENTFLOW_DRIFT_TRIGGERS_RETRAIN", "on")
+    task = _dag("model_retrain.py", "intent_retrain").get_task("enough_new_data")
+    run = SimpleNamespace(run_type="asset_triggered")
+    drift = Asset(name="intent_drift", uri="model://intent/drift")
+    transcripts = Asset(name="transcripts", uri=settings().lake.as_uri())
+    assert task.python_callable(dag_run=run, triggering_asset_events={drift: []}) is True
+    # Started by new transcripts alone: the new-row count decides (none here: skipped).
+    events = {transcripts: []}
+    assert (
+        task.python_callable(dag_run=run, inlet_events=events, triggering_asset_events=events)
+        is False
+    )
+
+
 def test_the_cli_monitors_a_day(champion: Any, write_day: Callable[..., int]) -> None:
     write_day("2026-11-20", day_texts(200, seed=1))
     runner = CliRunner()
