@@ -41,6 +41,7 @@ from markupsafe import Markup
 from intentflow_ui import fmt
 from intentflow_ui.compare import HEATMAP_SIZES, compare
 from intentflow_ui.data import Page, build_page, confusion_png, model_card, validation_report
+from intentflow_ui.production import Production, read_production, read_report
 from ml.config import ConfigError, settings
 from ml.registry.errors import RegistryError
 from ml.registry.names import NAME_RE  # model names: one safe path segment
@@ -69,6 +70,11 @@ REPORT_HEADERS = {
     "img-src data:; frame-ancestors 'self'",
     "Cache-Control": "no-store",
 }
+# A monitoring report (ml.monitoring.report, one HTML file per model and day) needs what a
+# validation report does and no more: its own <style> block and style attributes (the bars'
+# widths), no script, no image, no font, no link out. So the same sandbox; the browser test
+# opens one and checks that nothing is blocked and its styles apply.
+MONITORING_REPORT_HEADERS = REPORT_HEADERS
 METRIC_RE = re.compile(r"^[A-Za-z0-9_:.\-]{1,100}$")
 REASON_MIN, REASON_MAX = 3, 500
 
@@ -185,9 +191,11 @@ def render_page(
     done: str | None,
     root: str,
     promote_dag: str | None = None,
+    production: Production | None = None,
 ) -> str:
     return templates.get_template("page.html").render(
         p=data,
+        prod=production,
         user=user,
         can_promote=may_promote,
         promote_dag=promote_dag,
@@ -208,6 +216,7 @@ def page(
     metric: Annotated[str | None, Query(max_length=100)] = None,
     done: Annotated[str | None, Query(max_length=300)] = None,
     k: Annotated[int, Query(ge=0, le=1000)] = 15,
+    day: Annotated[str | None, Query(max_length=10)] = None,
 ) -> HTMLResponse:
     if model is not None and not NAME_RE.match(model):
         raise HTTPException(400, "invalid model name")
@@ -233,6 +242,8 @@ def page(
             show_health=can_read(user, INGEST_DAG),
             heatmap_k=k,
         )
+    # Only a model the viewer may read gets here (build_page keeps to `readable`).
+    production = read_production(settings(), data.model, _day(day)) if data.model else None
     html = render_page(
         data,
         user.get_name(),
@@ -241,6 +252,7 @@ def page(
         done,
         request.scope.get("root_path", ""),
         model_dag(data.model) if data.model else None,
+        production,
     )
     return HTMLResponse(html)
 
@@ -368,6 +380,29 @@ def validation(user: User, day: str) -> FileResponse:
     if path is None:
         raise HTTPException(404, f"no validation report for {day}")
     return FileResponse(path, media_type="text/html", headers=REPORT_HEADERS)
+
+
+@app.get("/monitoring/{day}", response_class=HTMLResponse)
+def monitoring(user: User, day: str, model: Annotated[str, Query(max_length=200)]) -> Response:
+    """The model's monitoring report of `day` (ml.monitoring writes it to
+    reports/monitoring/MODEL/DAY.html, local or on object storage), for users who may read the
+    model's retrain DAG, as the page; locally only a file inside that folder (see
+    monitoring_report), sandboxed."""
+    _require_read(user, _name(model, "model name"))
+    parsed = date.fromisoformat(_day(day) or "")
+    body = read_report(settings(), model, parsed)
+    if body is None:
+        raise HTTPException(404, f"no monitoring report of {model} for {day}")
+    return Response(body, media_type="text/html", headers=MONITORING_REPORT_HEADERS)
+
+
+def _day(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError as exc:
+        raise HTTPException(400, "day must be YYYY-MM-DD") from exc
 
 
 async def _form(request: Request) -> dict[str, str]:

@@ -10,6 +10,8 @@ import pytest
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
+    from pipeline_state import PipelineState
+    from production_state import Production
 
 
 @pytest.fixture
@@ -44,3 +46,12 @@ def client(plugins_path: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Test
         yield TestClient(ui.app)
     finally:
         ui.app.dependency_overrides.pop(get_user)
+
+
+@pytest.fixture(scope="session")
+def production(pipeline_state: PipelineState) -> Production:
+    """A week of the intent champion in production (tests/production_state.py), added to the
+    pipeline state's home once per session."""
+    from production_state import build
+
+    return build(pipeline_state)

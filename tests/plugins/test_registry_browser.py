@@ -3,7 +3,8 @@
 
 Skips when Chromium or Playwright is missing, except under CI (tests/ci.py), where that fails
 (`.ci/run` installs Chromium). Screenshots land in test-artifacts/ (docs/registry.md lists
-them): the page and the comparison at 1280x800 and 1920x1080, light and dark.
+them): the page and the comparison at 1280x800 and 1920x1080, light and dark; the production
+section and a day's monitoring report at 1280x800, light and dark.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from ci import skip_or_fail
 from conftest import REPO
 
 if TYPE_CHECKING:
+    from production_state import Production
     from ui_server import UiServer
 
-pytest_plugins = ("ui_server",)
+pytest_plugins = ("ui_server", "page_fixtures")
 CHROMIUM = Path(os.environ.get("INTENTFLOW_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = REPO / "test-artifacts"
 SIZES = {"1280x800": (1280, 800), "1920x1080": (1920, 1080)}
@@ -203,7 +205,9 @@ def test_login_see_versions_and_promote_in_the_browser(ui_server: UiServer, brow
 
 
 def _hover_last_point(page: Any) -> None:
-    """Move the mouse onto the chart's last point (Chart.js draws on a canvas: no element)."""
+    """Move the mouse onto the chart's last point (Chart.js draws on a canvas: no element),
+    the chart scrolled into view first (the production section above may push it down)."""
+    page.locator("#trend-chart").scroll_into_view_if_needed()
     x, y = page.evaluate(
         "() => { const c = Chart.getChart('trend-chart'); const m = c.getDatasetMeta(0).data;"
         " const p = m[m.length - 1]; const r = c.canvas.getBoundingClientRect();"
@@ -287,3 +291,84 @@ def test_compare_two_real_versions_in_the_browser(ui_server: UiServer, browser: 
                 _accessible(page)
             finally:
                 context.close()
+
+
+def _csp_violations(found: list[str]) -> Any:
+    """A console listener keeping the messages of blocked content (CSP violations)."""
+
+    def listen(message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            found.append(message.text)
+
+    return listen
+
+
+def test_production_section_and_report_in_the_browser(
+    ui_server: UiServer, browser: Any, production: Production
+) -> None:
+    """The champion's production week (tests/production_state.py: predictions logged through
+    the prediction log, feedback through its store, the monitoring function's rows and
+    reports) on the page, light and dark at 1280x800: every chart drawn, the drifted day's
+    checks, and its report opened from the link under the report's own CSP."""
+    from playwright.sync_api import expect
+    from production_state import MODEL, monitor
+
+    rows = monitor(ui_server.state, production, ui_server.registry_url)
+    shifted = production.shifted.isoformat()
+    assert next(r for r in rows if r["day"] == shifted)["status"] == "drift"
+    ARTIFACTS.mkdir(exist_ok=True)
+    for scheme in ("light", "dark"):
+        context = _login(
+            browser, ui_server.url, viewport={"width": 1280, "height": 800}, color_scheme=scheme
+        )
+        try:
+            page = context.new_page()
+            violations: list[str] = []
+            page.on("console", _csp_violations(violations))
+            page.goto(f"{ui_server.url}/intentflow/?model={MODEL}&day={shifted}#production")
+            section = page.locator("#production")
+            expect(section).to_be_visible()
+            for chart in ("traffic", "confidence", "mix", "histogram", "feedback"):
+                page.wait_for_function(
+                    f"document.getElementById('{chart}-chart').dataset.drawn === 'true'"
+                )
+            marks = page.locator("#drift-strip li")
+            expect(marks).to_have_count(len(rows))
+            expect(page.locator("#production-checks tr.check.drift").first).to_contain_text(
+                "past threshold"
+            )
+            # The traffic chart holds each day's count (its tooltip: the day's version too).
+            counts = page.evaluate("Chart.getChart('traffic-chart').data.datasets[0].data")
+            assert counts == [r["predictions"] for r in rows]
+            _no_horizontal_scroll(page)
+            assert page.evaluate(UNLABELLED_JS) == []
+            assert page.evaluate(CONTRAST_JS) == []
+            assert violations == []
+            section.screenshot(path=str(ARTIFACTS / f"registry-production-1280x800-{scheme}.png"))
+            # Another day from the labelled day picker, by keyboard: the page shows it.
+            page.select_option("#production-day-select", production.days[0].isoformat())
+            page.wait_for_url(re.compile(rf"day={production.days[0].isoformat()}"))
+            expect(page.locator("#production-day")).to_contain_text(production.days[0].isoformat())
+            # The drifted day's report, from its link in the day-by-day table.
+            page.locator("#production-days summary").click()
+            with context.expect_page() as opened:
+                page.click(f"#prod-{shifted} a[href*='/monitoring/']", modifiers=["Shift"])
+            report = opened.value
+            report.on("console", _csp_violations(violations))
+            report.wait_for_load_state()
+            expect(report.locator("h1")).to_contain_text(shifted)
+            expect(report.locator("h1")).to_contain_text("drift")
+            # Its stylesheet and the bars' widths (inline styles) apply under the sandbox CSP.
+            widths = report.evaluate(
+                "Array.from(document.querySelectorAll('span.bar')).map(e => e.getBoundingClientRect().width)"
+            )
+            assert widths and max(widths) > 1, widths
+            assert report.evaluate("getComputedStyle(document.body).marginTop") != "0px"
+            _no_horizontal_scroll(report)
+            report.screenshot(
+                path=str(ARTIFACTS / f"monitoring-report-1280x800-{scheme}.png"), full_page=True
+            )
+            assert violations == []
+            report.close()
+        finally:
+            context.close()

@@ -71,6 +71,7 @@ def champion(server: UiServer) -> int:
         "/intentflow/api/models",
         "/intentflow/confusion/2.png?model=intent",
         "/intentflow/validation/2026-11-20",
+        f"/intentflow/monitoring/2026-11-20?model={MODEL}",
         f"/intentflow/api/audit/{MODEL}",
         f"/intentflow/compare?model={MODEL}&a=1&b=2",
         f"/intentflow/card/1?model={MODEL}",
@@ -289,6 +290,7 @@ def test_a_model_is_shown_only_to_users_who_may_read_its_dag(ui_server: UiServer
         f"/intentflow/api/audit/{MODEL}",
         f"/intentflow/confusion/1.png?model={MODEL}",
         f"/intentflow/validation/{day}",
+        f"/intentflow/monitoring/{day}?model={MODEL}",
         f"/intentflow/compare?model={MODEL}&a=1&b=2",
         f"/intentflow/card/1?model={MODEL}",
     ):
