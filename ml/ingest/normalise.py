@@ -271,7 +271,7 @@ def _normalise_blocks(
     with sources.open_file(url, spec.url) as fh:
         try:
             for data, first_line, offset in jsonl_arrow.split_blocks(fh):
-                job = (*args, stage.next_seq(), data, first_line, offset)
+                job = (*args, stage.next_seq(), data, first_line, offset, pool is None)
                 if pool is None:
                     stage.add(*stage_block(*job))
                 else:
@@ -297,10 +297,13 @@ def stage_block(
     data: bytes,
     first_line: int,
     offset: int,
+    threads: bool = True,
 ) -> tuple[int, list[Rejected]]:
-    """Parse one block and write its rows to the runs; (records read, records rejected)."""
+    """Parse one block and write its rows to the runs; (records read, records rejected).
+
+    `threads`: False in a worker process (pyarrow's reader then parses on its own thread)."""
     block = jsonl_arrow.parse_block(
-        spec, url, day, labels, spec.display_name, data, first_line, offset, key
+        spec, url, day, labels, spec.display_name, data, first_line, offset, key, threads
     )
     rows = block.rows
     n = rows.num_rows

@@ -386,6 +386,14 @@ def _edge_lines() -> list[bytes]:
         json.dumps({**base, "conversation_id": "e35", "turns": [{"speaker": "customer", "text": "card 4111.1111.1111.1111 iban de89 3704 0044 0532 0130 00"}]}).encode(),
         json.dumps({**base, "conversation_id": "e36", "turns": [{"speaker": "customer", "text": "a@b.co and c@d.io, +33 1 23 45 67 89"}, {"speaker": "agent", "text": "a@b.co"}]}).encode(),
         json.dumps({**base, "conversation_id": "e37", "turns": [{"speaker": "customer", "text": "mail dan\u200b@example.com or ｅｖｅ＠ｘ．ｃｏｍ"}]}).encode(),
+        # Bytes that are not UTF-8 in a field the fast path does not read: invalid_utf8 still.
+        rec("e38").encode()[:-1] + b', "note": "\xff\xfe"}',
+        # Beyond ASCII, taken by the fast path (Python cleans those texts): NFKC, Unicode
+        # spaces at the ends, full-width PII, an escaped emoji, Latin-1 accents unescaped.
+        json.dumps({**base, "conversation_id": "e39", "turns": [{"speaker": "customer", "text": "\u00a0Zoë paid £12, call ０４１５ ５５５ ０１３４\u2003"}, {"speaker": "agent", "text": "Hi Zoë!"}]}).encode(),
+        json.dumps({**base, "conversation_id": "e40", "turns": [{"speaker": "customer", "text": "ok \U0001f600 ﬁne \u200b"}]}).encode(),
+        json.dumps({**base, "conversation_id": "e41", "turns": [{"speaker": "customer", "text": "I'm José García, jose@exämple.de"}]}, ensure_ascii=False).encode(),
+        json.dumps({**base, "conversation_id": "e42", "turns": [{"speaker": "customer", "text": "\u3000\u200b"}]}).encode(),
     ]  # fmt: skip
     return [rec("e0").encode(), *odd]
 
@@ -469,6 +477,26 @@ def test_fast_path_stages_exactly_what_the_record_path_stages(
     )
     assert fast["rows_written"] > 4000 and len(fast["quarantine_rules"]) >= 6
     assert fast["quarantine_rules"]["duplicate_id"] >= 1500
+
+
+def test_fast_path_keeps_the_good_lines_around_a_bad_one_and_text_beyond_ascii() -> None:
+    """Only what needs the record-by-record path takes it (speed): a malformed line alone,
+    not its neighbours; a text in any script stays on the fast path."""
+    from ml.ingest import fast_jsonl as jsonl_arrow
+    from ml.taxonomy import known_intents
+
+    lines = [rec(f"g{i}").encode() for i in range(9)]
+    lines[3] = lines[3][:40]  # malformed, among short runs of good lines
+    lines[6] = rec("g6", text="Hi, I'm Zoë, £12 ｔｏｏ much\u00a0").encode()
+    data = b"\n".join(lines) + b"\n"
+    block = jsonl_arrow.parse_block(
+        SourceSpec("/nowhere"), "/nowhere/x.jsonl", DAY, known_intents(), "x", data, 1, 0,
+        b"k" * 32, threads=False,
+    )  # fmt: skip
+    assert [line for line, _, _ in block.slow] == [4]
+    assert block.rows.num_rows == 8
+    [zoe] = [row for row in block.rows.to_pylist() if row["conversation_id"] == "g6"]
+    assert zoe["turns"][0]["text"] == "Hi, I'm [NAME], £12 too much"
 
 
 def test_validation_batches_shrink_for_long_rows(tmp_path: Path, monkeypatch) -> None:
