@@ -47,6 +47,7 @@ from ml.transcript import SPEAKERS, TRANSCRIPT_SCHEMA
 BLOCK_BYTES = 16 << 20
 # Below this many lines a refused chunk is parsed record by record instead of split again.
 MIN_CHUNK_LINES = 1
+_JSON_SPACE = np.frombuffer(b" \t\r\n", np.uint8)
 # The row pyarrow's JSON reader names when it refuses a chunk.
 _REFUSED_ROW = re.compile(r" in row (\d+)$")
 
@@ -169,7 +170,9 @@ class _Parser:
         slow_line = pc.match_substring_regex(line_arr, _SLOW_LINE).to_numpy(zero_copy_only=False)
         # Only lines that open an object go to Arrow: pyarrow 26's reader crashes the process
         # (SIGSEGV) on input that opens with `null`; any other line is no record anyway.
-        slow_line = slow_line | ~opens | _too_deep(line_arr, data, starts)
+        slow_line = (
+            slow_line | ~opens | ~_closes(buf, data, starts) | _too_deep(line_arr, data, starts)
+        )
         # Python refuses a line that is not UTF-8 (invalid_utf8) wherever the bad bytes are;
         # Arrow's reader does not check strings at all, nor reads fields outside its schema.
         slow_line |= _not_utf8(data, starts)
@@ -442,6 +445,19 @@ def _too_deep(lines: pa.Array, data: bytes, starts: np.ndarray) -> np.ndarray:
     for i in np.flatnonzero(brackets > MAX_DEPTH).tolist():
         deep[i] = too_deep(data[starts[i] : starts[i + 1]].decode("utf-8", "replace"))
     return deep
+
+
+def _closes(buf: np.ndarray, data: bytes, starts: np.ndarray) -> np.ndarray:
+    """Lines whose last character but JSON whitespace is `}`: only those can be an object.
+
+    Any other line (a record cut short, say) is malformed for Python too: sent record by record
+    before Arrow sees it, it costs no refused chunk (a reparse of the lines around it).
+    """
+    last = buf[np.maximum(starts[1:] - 2, starts[:-1])]  # the byte before the newline
+    closes = last == ord("}")
+    for i in np.flatnonzero(np.isin(last, _JSON_SPACE)).tolist():  # CRLF, trailing blanks
+        closes[i] = data[starts[i] : starts[i + 1]].rstrip(b" \t\r\n").endswith(b"}")
+    return closes
 
 
 def _refused_row(exc: Exception) -> int | None:
