@@ -438,6 +438,8 @@ def test_fast_path_stages_exactly_what_the_record_path_stages(
         ("slow", False, "1", staging.BUCKET_INPUT_BYTES),
     ]
     for key, fast, workers, bucket_bytes in variants:
+        # Jobs of several blocks and files: small ones in a pool, the whole day in one.
+        monkeypatch.setattr(step, "GROUP_BYTES", 150 << 10 if key == "pool" else 64 << 20)
         monkeypatch.setattr(step, "FAST_PATH", fast)
         monkeypatch.setattr(staging, "BUCKET_INPUT_BYTES", bucket_bytes)
         # Small batches in the many-buckets run: quarantine and repeats written piece by piece.
@@ -489,12 +491,24 @@ def test_fast_path_keeps_the_good_lines_around_a_bad_one_and_text_beyond_ascii()
     lines[3] = lines[3][:40]  # malformed, among short runs of good lines
     lines[6] = rec("g6", text="Hi, I'm Zoë, £12 ｔｏｏ much\u00a0").encode()
     data = b"\n".join(lines) + b"\n"
+    half = len(b"\n".join(lines[:5])) + 1
+    pieces = [  # two files in one block: the second starts at its line 11, byte 500
+        jsonl_arrow.Piece(0, "/nowhere/a.jsonl", 1, 0, half),
+        jsonl_arrow.Piece(3, "/nowhere/b.jsonl", 11, 500, len(data) - half),
+    ]
     block = jsonl_arrow.parse_block(
-        SourceSpec("/nowhere"), "/nowhere/x.jsonl", DAY, known_intents(), "x", data, 1, 0,
-        b"k" * 32, threads=False,
-    )  # fmt: skip
-    assert [line for line, _, _ in block.slow] == [4]
+        SourceSpec("/nowhere"), DAY, known_intents(), "x", data, pieces, b"k" * 32, threads=False
+    )
+    assert [(file, line) for file, line, _, _ in block.slow] == [(0, 4)]
+    assert block.slow[0][3].source_file == "/nowhere/a.jsonl"
     assert block.rows.num_rows == 8
+    where = block.rows.select(["file", "line", "offset"]).to_pylist()
+    assert where[-1] == {
+        "file": 3,
+        "line": 14,
+        "offset": 500 + len(data) - half - len(lines[8]) - 1,
+    }
+    assert where[4] == {"file": 3, "line": 11, "offset": 500}  # after 4 rows of a.jsonl
     [zoe] = [row for row in block.rows.to_pylist() if row["conversation_id"] == "g6"]
     assert zoe["turns"][0]["text"] == "Hi, I'm [NAME], £12 too much"
 
