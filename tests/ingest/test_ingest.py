@@ -122,8 +122,7 @@ def test_a_retried_normalise_ignores_what_a_killed_attempt_staged(tmp_path: Path
         step._normalise_blocks(
             stale,
             SourceSpec(str(src)),
-            files[0],
-            0,
+            files,
             DAY,
             frozenset({"refund_request"}),
             b"test-key",
