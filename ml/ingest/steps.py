@@ -308,13 +308,14 @@ def ingest_day(
     files = discover(spec, day)
     scratch = staging_dir_for(cfg, day)
     upload_to = staging_url_for(cfg, scratch)
+    # Validation's import runs beside normalise (whose workers parse; this process waits).
+    gx_import = import_in_background()
     try:
-        # Validation's import runs beside normalise (whose workers parse; this process waits).
-        gx_import = import_in_background()
         staged = normalise(files, day, scratch, spec, upload_to)
         gx_import.join()
         return publish(validate(staged, cfg.reports, cfg.lake, cfg.quarantine), cfg)
     except BaseException:
+        gx_import.join()  # a half-done import is not left to the interpreter's exit
         # No retry follows here (the DAG retries its tasks): leave no staged day behind.
         for where in (scratch, upload_to):
             if where is not None:
