@@ -49,6 +49,8 @@ BLOCK_BYTES = 16 << 20
 # Below this many lines a refused chunk is parsed record by record instead of split again.
 MIN_CHUNK_LINES = 1
 _JSON_SPACE = np.frombuffer(b" \t\r\n", np.uint8)
+# pyarrow's JSON reader's default block (what its threads share out).
+READER_BLOCK_BYTES = 1 << 20
 # The row pyarrow's JSON reader names when it refuses a chunk.
 _REFUSED_ROW = re.compile(r" in row (\d+)$")
 
@@ -160,7 +162,7 @@ class _Parser:
         self.languages = pa.array(sorted(set(allowed_languages())), pa.string())
         # In a worker process the pool is the parallelism: the reader's own threads only add
         # a hand-off per chunk (2.3 ms against 1.0 ms for 500 lines).
-        self.read_options = pj.ReadOptions(use_threads=threads)
+        self.threads = threads
 
     def block(self, data: bytes, pieces: list[Piece]) -> Block:
         buf = np.frombuffer(data, np.uint8)
@@ -243,10 +245,15 @@ class _Parser:
         # (`lines` never straddles a line sent record by record: see `block`.)
         chunk = data[starts[first] : starts[last + 1]]
         refused = None
+        # The row an error names counts from the start of the reader's block: on one thread,
+        # the chunk is one block; with threads, the row is used only for a chunk of one block.
+        block_size = READER_BLOCK_BYTES if self.threads else max(len(chunk) + 1, READER_BLOCK_BYTES)
+        options = pj.ReadOptions(use_threads=self.threads, block_size=block_size)
         try:
-            table = pj.read_json(io.BytesIO(chunk), self.read_options, parse_options=_PARSE)
+            table = pj.read_json(io.BytesIO(chunk), options, parse_options=_PARSE)
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-            table, refused = None, _refused_row(exc)
+            table = None
+            refused = _refused_row(exc) if len(chunk) <= block_size else None
         if table is not None and table.num_rows == len(lines):  # one row per line
             out.append(
                 table.append_column("line", pa.array(lines, pa.int64())).append_column(

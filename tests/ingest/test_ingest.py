@@ -512,6 +512,26 @@ def test_fast_path_keeps_the_good_lines_around_a_bad_one_and_text_beyond_ascii()
     assert zoe["turns"][0]["text"] == "Hi, I'm [NAME], £12 too much"
 
 
+def test_fast_path_finds_a_bad_line_deep_in_a_big_block() -> None:
+    """pyarrow names the row it refuses from the start of its reader's block: one block per
+    chunk on a worker's one thread, so the row is right past the first megabyte too."""
+    from ml.ingest import fast_jsonl as jsonl_arrow
+    from ml.taxonomy import known_intents
+
+    lines = [rec(f"g{i}", text="I want a refund " * 20).encode() for i in range(8000)]
+    lines[6000] = b'{"conversation_id": "bad", "turns": }'  # closes, yet no JSON
+    data = b"\n".join(lines) + b"\n"
+    assert len(data) > 2 * jsonl_arrow.READER_BLOCK_BYTES
+    pieces = [jsonl_arrow.Piece(0, "/nowhere/a.jsonl", 1, 0, len(data))]
+    block = jsonl_arrow.parse_block(
+        SourceSpec("/nowhere"), DAY, known_intents(), "x", data, pieces, b"k" * 32, threads=False
+    )
+    assert [(line, outcome.rule) for _, line, _, outcome in block.slow] == [
+        (6001, "malformed_json")
+    ]
+    assert block.rows.num_rows == 7999
+
+
 def test_validation_batches_shrink_for_long_rows(tmp_path: Path, monkeypatch) -> None:
     """GX sees at most VALIDATION_BATCH_BYTES of rows at once, at most VALIDATION_BATCH_ROWS."""
     import random
