@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -45,6 +44,9 @@ log = logging.getLogger(__name__)
 BATCH_ROWS = 20_000
 # Quarantined records held before they are written: a day of bad records stays bounded too.
 QUARANTINE_BATCH = 10_000
+# Bytes of JSONL a fast-path job takes at least (blocks of several small files together), when
+# the files hold that much: small enough that the last jobs keep both workers busy.
+GROUP_BYTES = 2 << 20
 
 
 def _belongs(spec: SourceSpec, item: Item, day: date) -> bool:
@@ -81,10 +83,10 @@ def stage_day(files: list[str], day: date, staging_dir: Path, spec: SourceSpec) 
                 _block_pool(size if fast else 0) as pool,
                 Progress(f"ingest {day}", size / 1e6 or None, "MB") as progress,
             ):
-                for index, url in enumerate(files):
-                    if fast:
-                        _normalise_blocks(stage, spec, url, index, day, labels, key, pool, progress)
-                    else:
+                if fast:
+                    _normalise_blocks(stage, spec, files, day, labels, key, pool, progress)
+                else:
+                    for index, url in enumerate(files):
                         _normalise_items(stage, spec, url, index, day, labels, key)
                         progress.advance(sizes[index] / 1e6, records=stage.read)
                 stage.drain()
@@ -253,8 +255,7 @@ def _write_items(stage: _Stage, batch: list[dict[str, Any]]) -> None:
 def _normalise_blocks(
     stage: _Stage,
     spec: SourceSpec,
-    url: str,
-    index: int,
+    files: list[str],
     day: date,
     labels: frozenset[str],
     key: bytes,
@@ -263,31 +264,45 @@ def _normalise_blocks(
 ) -> None:
     """Plain JSONL in blocks through ml.ingest.fast_jsonl; in worker processes when `pool` is given.
 
-    Each block's rows go to the run files from the process that parsed them. With a pool the
-    blocks of every file form one queue (no worker waits at a file's end), at most two per
-    worker in flight (bounded memory); :meth:`_Stage.drain` collects the last ones.
+    A file's blocks (ml.ingest.fast_jsonl.split_blocks) are gathered, across files, into jobs of
+    at least GROUP_BYTES: a day of many small files costs a few dozen jobs, not one per file.
+    Each job's rows go to the run files from the process that parsed them. With a pool the
+    jobs form one queue, at most two per worker in flight (bounded memory);
+    :meth:`_Stage.drain` collects the last ones.
     """
-    args = (spec, url, index, day, labels, key, stage.runs, stage.buckets)
-    with sources.open_file(url, spec.url) as fh:
-        try:
-            for data, first_line, offset in jsonl_arrow.split_blocks(fh):
-                job = (*args, stage.next_seq(), data, first_line, offset)
-                if pool is None:
-                    stage.add(*stage_block(*job))
-                else:
-                    stage.pending.append(pool.submit(stage_block, *job))
-                    while len(stage.pending) > 2 * pool._max_workers:
-                        stage.add(*stage.pending.popleft().result())
-                # Bytes handed to a parser (at most two blocks a worker ahead of the count).
-                progress.advance(len(data) / 1e6, records=stage.read)
-        except OSError as exc:
-            raise SourceError(f"cannot read {url}: {exc}") from exc
+    datas: list[bytes] = []
+    pieces: list[jsonl_arrow.Piece] = []
+
+    def submit() -> None:
+        job = (spec, day, labels, key, stage.runs, stage.buckets, stage.next_seq())
+        job += (b"".join(datas), list(pieces), pool is None)
+        datas.clear()
+        pieces.clear()
+        if pool is None:
+            stage.add(*stage_block(*job))
+            return
+        stage.pending.append(pool.submit(stage_block, *job))
+        while len(stage.pending) > 2 * pool._max_workers:
+            stage.add(*stage.pending.popleft().result())
+
+    for index, url in enumerate(files):
+        with sources.open_file(url, spec.url) as fh:
+            try:
+                for data, first_line, offset in jsonl_arrow.split_blocks(fh):
+                    datas.append(data)
+                    pieces.append(jsonl_arrow.Piece(index, url, first_line, offset, len(data)))
+                    if sum(p.size for p in pieces) >= GROUP_BYTES:
+                        submit()
+                    # Bytes handed to a parser (at most two jobs a worker ahead of the count).
+                    progress.advance(len(data) / 1e6, records=stage.read)
+            except OSError as exc:
+                raise SourceError(f"cannot read {url}: {exc}") from exc
+    if pieces:
+        submit()
 
 
 def stage_block(
     spec: SourceSpec,
-    url: str,
-    index: int,
     day: date,
     labels: frozenset[str],
     key: bytes,
@@ -295,20 +310,19 @@ def stage_block(
     buckets: int,
     seq: int,
     data: bytes,
-    first_line: int,
-    offset: int,
+    pieces: list[jsonl_arrow.Piece],
+    threads: bool = True,
 ) -> tuple[int, list[Rejected]]:
-    """Parse one block and write its rows to the runs; (records read, records rejected)."""
+    """Parse one job's blocks and write its rows to the runs; (records read, records rejected).
+
+    `threads`: False in a worker process (pyarrow's reader then parses on its own thread)."""
     block = jsonl_arrow.parse_block(
-        spec, url, day, labels, spec.display_name, data, first_line, offset, key
+        spec, day, labels, spec.display_name, data, pieces, key, threads
     )
     rows = block.rows
-    n = rows.num_rows
-    rows = rows.append_column("file", pa.array(np.full(n, index, np.int32))).append_column(
-        "raw", pa.nulls(n, pa.string())
-    )
+    rows = rows.append_column("raw", pa.nulls(rows.num_rows, pa.string()))
     slow_rows, rejected = [], []
-    for line, raw, outcome in block.slow:
+    for index, line, raw, outcome in block.slow:
         if isinstance(outcome, Rejected):
             rejected.append(outcome)
         else:

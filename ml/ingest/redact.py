@@ -286,7 +286,10 @@ _SCREENS = {
     "card": r"\b(?:[0-9]{13}|[0-9]{4}(?: {1,2}|[./-])[0-9]{3})",
     # 9+ digits with at most three of the phone's separators between two of them.
     "phone": r"[0-9](?:[ ./()+-]{0,3}[0-9]){8}",
-    "name": r"[Mm]y name is |[Tt]his is |[Ii]'m |[Ii] am |Hi |Hello |Thanks |Dear | here",
+    # A lead-in and a capitalised word after it ("Thanks for ..." is none), or two such words
+    # before " here": _NAME's matches on ASCII text, without its lookarounds.
+    "name": r"(?:[Mm]y name is |[Tt]his is |[Ii]'m |[Ii] am |Hi |Hello |Thanks |Dear )[A-Z][A-Za-z]"
+    r"|[A-Z][A-Za-z]+ [A-Z][A-Za-z]+ here",
 }
 # Rules whose replacement is a fixed string: RE2 gives Python's match on ASCII text.
 _PURE = {"email": _EMAIL_ASCII, "order_id": _ORDER.pattern}
@@ -462,6 +465,12 @@ def detect_array(texts: Any) -> dict[int, Found]:
         [_matches(undated if k == "phone" else some, _SCREENS[k]) for k in CHECKED_KINDS],
         axis=1,
     )
+    # Python looks only at the texts some kind's screen still matches (the dated ids of a
+    # whole day pass the first screen and no other), and at every non-ASCII one.
+    look = np.flatnonzero(hits.any(axis=1) | ~ascii_[at])
+    if len(look) == 0:
+        return {}
+    at, some, hits = at[look], some.take(look), hits[look]
     out = {}
     for i, text, row, plain in zip(at.tolist(), some.to_pylist(), hits, ascii_[at], strict=True):
         # Non-ASCII: every rule `_applicable` lets through (RE2 saw no Unicode digits).

@@ -36,7 +36,7 @@ from ml.ingest.parse import PII_RULE
 from ml.ingest.results import FailedExpectation, Published, Staged, Validated
 from ml.ingest.sources import SourceError, SourceSpec
 from ml.ingest.staged_day import ROWS_FILE
-from ml.ingest.validation import DataQualityError, min_volume, run_suite
+from ml.ingest.validation import DataQualityError, import_in_background, min_volume, run_suite
 from ml.quarantine import QUARANTINE_FILE
 from ml.taxonomy import known_intents
 from ml.transcript import TRANSCRIPT_SCHEMA
@@ -308,10 +308,14 @@ def ingest_day(
     files = discover(spec, day)
     scratch = staging_dir_for(cfg, day)
     upload_to = staging_url_for(cfg, scratch)
+    # Validation's import runs beside normalise (whose workers parse; this process waits).
+    gx_import = import_in_background()
     try:
         staged = normalise(files, day, scratch, spec, upload_to)
+        gx_import.join()
         return publish(validate(staged, cfg.reports, cfg.lake, cfg.quarantine), cfg)
     except BaseException:
+        gx_import.join()  # a half-done import is not left to the interpreter's exit
         # No retry follows here (the DAG retries its tasks): leave no staged day behind.
         for where in (scratch, upload_to):
             if where is not None:

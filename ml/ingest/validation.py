@@ -9,9 +9,11 @@ then fails the task and stops the Asset event instead of flowing into training.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -203,6 +205,31 @@ def _pii_left(texts: pa.Array, parents: Any, fields: list[pa.Array], rows: int) 
     for row, kinds in found.items():
         out[row] = ",".join(sorted(kinds))
     return out
+
+
+def import_in_background() -> threading.Thread:
+    """Start importing Great Expectations (2-4 s of one core) on a thread, for a process that
+    validates after a step of other work (:func:`ml.ingest.steps.ingest_day`): the import then
+    overlaps that work instead of following it. Join the thread before validating; an import
+    that fails here fails again, with its error, in :func:`run_suite`.
+    """
+    # What the main thread may still import meanwhile (normalise's pool, Arrow to pandas)
+    # is imported first, so the two threads never wait on each other's module locks.
+    import multiprocessing.popen_spawn_posix  # noqa: F401
+    import multiprocessing.resource_tracker  # noqa: F401
+    import multiprocessing.synchronize  # noqa: F401
+
+    import pyarrow.pandas_compat  # noqa: F401
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            import great_expectations  # noqa: F401
+            from great_expectations.core.run_identifier import RunIdentifier  # noqa: F401
+            from great_expectations.data_context.types.base import DataContextConfig  # noqa: F401
+
+    thread = threading.Thread(target=load, name="import-great-expectations", daemon=True)
+    thread.start()
+    return thread
 
 
 def run_suite(

@@ -122,8 +122,7 @@ def test_a_retried_normalise_ignores_what_a_killed_attempt_staged(tmp_path: Path
         step._normalise_blocks(
             stale,
             SourceSpec(str(src)),
-            files[0],
-            0,
+            files,
             DAY,
             frozenset({"refund_request"}),
             b"test-key",
@@ -386,6 +385,14 @@ def _edge_lines() -> list[bytes]:
         json.dumps({**base, "conversation_id": "e35", "turns": [{"speaker": "customer", "text": "card 4111.1111.1111.1111 iban de89 3704 0044 0532 0130 00"}]}).encode(),
         json.dumps({**base, "conversation_id": "e36", "turns": [{"speaker": "customer", "text": "a@b.co and c@d.io, +33 1 23 45 67 89"}, {"speaker": "agent", "text": "a@b.co"}]}).encode(),
         json.dumps({**base, "conversation_id": "e37", "turns": [{"speaker": "customer", "text": "mail dan\u200b@example.com or ｅｖｅ＠ｘ．ｃｏｍ"}]}).encode(),
+        # Bytes that are not UTF-8 in a field the fast path does not read: invalid_utf8 still.
+        rec("e38").encode()[:-1] + b', "note": "\xff\xfe"}',
+        # Beyond ASCII, taken by the fast path (Python cleans those texts): NFKC, Unicode
+        # spaces at the ends, full-width PII, an escaped emoji, Latin-1 accents unescaped.
+        json.dumps({**base, "conversation_id": "e39", "turns": [{"speaker": "customer", "text": "\u00a0Zoë paid £12, call ０４１５ ５５５ ０１３４\u2003"}, {"speaker": "agent", "text": "Hi Zoë!"}]}).encode(),
+        json.dumps({**base, "conversation_id": "e40", "turns": [{"speaker": "customer", "text": "ok \U0001f600 ﬁne \u200b"}]}).encode(),
+        json.dumps({**base, "conversation_id": "e41", "turns": [{"speaker": "customer", "text": "I'm José García, jose@exämple.de"}]}, ensure_ascii=False).encode(),
+        json.dumps({**base, "conversation_id": "e42", "turns": [{"speaker": "customer", "text": "\u3000\u200b"}]}).encode(),
     ]  # fmt: skip
     return [rec("e0").encode(), *odd]
 
@@ -430,6 +437,8 @@ def test_fast_path_stages_exactly_what_the_record_path_stages(
         ("slow", False, "1", staging.BUCKET_INPUT_BYTES),
     ]
     for key, fast, workers, bucket_bytes in variants:
+        # Jobs of several blocks and files: small ones in a pool, the whole day in one.
+        monkeypatch.setattr(step, "GROUP_BYTES", 150 << 10 if key == "pool" else 64 << 20)
         monkeypatch.setattr(step, "FAST_PATH", fast)
         monkeypatch.setattr(staging, "BUCKET_INPUT_BYTES", bucket_bytes)
         # Small batches in the many-buckets run: quarantine and repeats written piece by piece.
@@ -469,6 +478,58 @@ def test_fast_path_stages_exactly_what_the_record_path_stages(
     )
     assert fast["rows_written"] > 4000 and len(fast["quarantine_rules"]) >= 6
     assert fast["quarantine_rules"]["duplicate_id"] >= 1500
+
+
+def test_fast_path_keeps_the_good_lines_around_a_bad_one_and_text_beyond_ascii() -> None:
+    """Only what needs the record-by-record path takes it (speed): a malformed line alone,
+    not its neighbours; a text in any script stays on the fast path."""
+    from ml.ingest import fast_jsonl as jsonl_arrow
+    from ml.taxonomy import known_intents
+
+    lines = [rec(f"g{i}").encode() for i in range(9)]
+    lines[3] = lines[3][:40]  # malformed, among short runs of good lines
+    lines[6] = rec("g6", text="Hi, I'm Zoë, £12 ｔｏｏ much\u00a0").encode()
+    data = b"\n".join(lines) + b"\n"
+    half = len(b"\n".join(lines[:5])) + 1
+    pieces = [  # two files in one block: the second starts at its line 11, byte 500
+        jsonl_arrow.Piece(0, "/nowhere/a.jsonl", 1, 0, half),
+        jsonl_arrow.Piece(3, "/nowhere/b.jsonl", 11, 500, len(data) - half),
+    ]
+    block = jsonl_arrow.parse_block(
+        SourceSpec("/nowhere"), DAY, known_intents(), "x", data, pieces, b"k" * 32, threads=False
+    )
+    assert [(file, line) for file, line, _, _ in block.slow] == [(0, 4)]
+    assert block.slow[0][3].source_file == "/nowhere/a.jsonl"
+    assert block.rows.num_rows == 8
+    where = block.rows.select(["file", "line", "offset"]).to_pylist()
+    assert where[-1] == {
+        "file": 3,
+        "line": 14,
+        "offset": 500 + len(data) - half - len(lines[8]) - 1,
+    }
+    assert where[4] == {"file": 3, "line": 11, "offset": 500}  # after 4 rows of a.jsonl
+    [zoe] = [row for row in block.rows.to_pylist() if row["conversation_id"] == "g6"]
+    assert zoe["turns"][0]["text"] == "Hi, I'm [NAME], £12 too much"
+
+
+def test_fast_path_finds_a_bad_line_deep_in_a_big_block() -> None:
+    """pyarrow names the row it refuses from the start of its reader's block: one block per
+    chunk on a worker's one thread, so the row is right past the first megabyte too."""
+    from ml.ingest import fast_jsonl as jsonl_arrow
+    from ml.taxonomy import known_intents
+
+    lines = [rec(f"g{i}", text="I want a refund " * 20).encode() for i in range(8000)]
+    lines[6000] = b'{"conversation_id": "bad", "turns": }'  # closes, yet no JSON
+    data = b"\n".join(lines) + b"\n"
+    assert len(data) > 2 * jsonl_arrow.READER_BLOCK_BYTES
+    pieces = [jsonl_arrow.Piece(0, "/nowhere/a.jsonl", 1, 0, len(data))]
+    block = jsonl_arrow.parse_block(
+        SourceSpec("/nowhere"), DAY, known_intents(), "x", data, pieces, b"k" * 32, threads=False
+    )
+    assert [(line, outcome.rule) for _, line, _, outcome in block.slow] == [
+        (6001, "malformed_json")
+    ]
+    assert block.rows.num_rows == 7999
 
 
 def test_validation_batches_shrink_for_long_rows(tmp_path: Path, monkeypatch) -> None:
