@@ -1,11 +1,14 @@
-"""Gradient clipping (#21): the fused AdamW divides the gradients by the clipping factor as it
-steps (ml.training.loop, LoopTrainer._clip_grad_norm) instead of the Trainer rewriting them
-first; the update must be the Trainer's own clipping, and the clipping must bind."""
+"""The Trainer's step as ml.training.loop sets it up (#21).
+
+Gradient clipping: the fused AdamW divides the gradients by the clipping factor as it steps
+(LoopTrainer._clip_grad_norm) instead of the Trainer rewriting them first; the update must be
+the Trainer's own clipping, and the clipping must bind."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,26 +35,25 @@ class _Split:
         return [self.rows[i] for i in ids]
 
 
-def _train(model: Any, split: _Split, config: TrainConfig, tokenizer: Any) -> dict[str, Any]:
+def _loop(tokenizer: Any, validation_seconds: float = 0.0) -> LoopTask:
     from transformers import DataCollatorWithPadding
 
-    model = copy.deepcopy(model)
-    loop = LoopTask(
-        collate=DataCollatorWithPadding(tokenizer),
-        validate=lambda m: {"n": 0, "accuracy": 0.0},
-        metric="accuracy",
+    def validate(model: Any) -> dict[str, Any]:
+        time.sleep(validation_seconds)
+        return {"n": 0, "accuracy": 0.0}
+
+    return LoopTask(
+        collate=DataCollatorWithPadding(tokenizer), validate=validate, metric="accuracy"
     )
-    train_epochs(model, split, config, loop)
+
+
+def _train(model: Any, split: _Split, config: TrainConfig, tokenizer: Any) -> dict[str, Any]:
+    model = copy.deepcopy(model)
+    train_epochs(model, split, config, _loop(tokenizer))
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def test_the_fused_clipping_is_the_trainers_and_binds(tiny_bert_dir: Path) -> None:
-    from transformers import AutoTokenizer, BertForSequenceClassification
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
-    torch.manual_seed(0)
-    model = BertForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=3)
-    split = _Split(tokenizer)
+def _config(tiny_bert_dir: Path, **changes: Any) -> TrainConfig:
     config = TrainConfig(
         base_model=str(tiny_bert_dir),
         epochs=2,
@@ -61,8 +63,19 @@ def test_the_fused_clipping_is_the_trainers_and_binds(tiny_bert_dir: Path) -> No
         label_smoothing=0.0,
         num_threads=1,
         early_stopping_patience=None,
-        max_grad_norm=0.05,  # far below the tiny model's gradient norms: every step clips
     )
+    return dataclasses.replace(config, **changes)
+
+
+def test_the_fused_clipping_is_the_trainers_and_binds(tiny_bert_dir: Path) -> None:
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    torch.manual_seed(0)
+    model = BertForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=3)
+    split = _Split(tokenizer)
+    # max_grad_norm far below the tiny model's gradient norms: every step clips.
+    config = _config(tiny_bert_dir, max_grad_norm=0.05)
     fused = _train(model, split, config, tokenizer)
     # The Trainer's clipping (norm, then every gradient rewritten) before an unfused AdamW.
     trainers = _train(
