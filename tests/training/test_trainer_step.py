@@ -86,3 +86,15 @@ def test_the_fused_clipping_is_the_trainers_and_binds(tiny_bert_dir: Path) -> No
         assert torch.allclose(weights, trainers[name], atol=1e-5), name
     moved = max((fused[k] - unclipped[k]).abs().max().item() for k in fused)
     assert moved > 1e-3, "clipping changed nothing: it did not bind"
+
+
+def test_samples_per_second_times_the_training_not_the_validation(tiny_bert_dir: Path) -> None:
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    model = BertForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=3)
+    split = _Split(tokenizer)
+    # 2 epochs of 36 examples (a few seconds on a busy CPU); a 5 s validation after each.
+    outcome = train_epochs(model, split, _config(tiny_bert_dir), _loop(tokenizer, 5.0))
+    seconds = 2 * len(split.lengths) / outcome.samples_per_second
+    assert seconds < 10.0, f"{seconds:.1f} s timed: the validations' 10 s were counted"
