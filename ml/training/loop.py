@@ -317,6 +317,41 @@ def _trainer_class() -> type:
                 self._window = [0.0, 0, 0, time.perf_counter()]
             return figures
 
+        def _clip_grad_norm(self, model: Any) -> Any:
+            """Gradient clipping to max_grad_norm with one pass over the gradients fewer.
+
+            The Trainer's clipping reads every gradient for the global norm, then rewrites every
+            one scaled (about 19 ms a step on CPU over MiniLM's 22.7M parameters, 5% of a
+            step). The fused AdamW reads them anyway and divides them by its `grad_scale` as it
+            goes (GradScaler's hook): the norm is computed here and the scale handed to the
+            step, the same update up to rounding. Elsewhere (an fp16 GradScaler owning
+            grad_scale, another optimizer, FSDP/DeepSpeed): the Trainer's clipping."""
+            from accelerate.utils import DistributedType
+
+            inner = getattr(self.optimizer, "optimizer", self.optimizer)
+            fusable = (
+                isinstance(inner, torch.optim.AdamW)
+                and inner.defaults.get("fused")
+                and self.accelerator.scaler is None
+                and self.accelerator.distributed_type
+                in (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+            )
+            if not fusable:
+                return super()._clip_grad_norm(model)
+            # Under DDP the backward of the stepping batch has averaged the gradients: every
+            # rank computes the same norm.
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+            # torch's clip_grads_with_norm_: scale by max / (norm + 1e-6) when that is below 1.
+            # As a divisor of at least 1 (dividing by 1 is exact), kept a tensor: no CUDA sync.
+            inner.grad_scale = ((norm + 1e-6) / self.args.max_grad_norm).clamp(min=1.0)
+            return norm
+
+        def floating_point_ops(self, inputs: dict[str, Any]) -> int:
+            """0: the Trainer's FLOP estimate walks every parameter each step (~3 ms on CPU)
+            for a `total_flos` figure nothing here reads."""
+            return 0
+
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             return EpochLengthSampler(self.lengths, self.args.train_batch_size, self.args.seed)
 
@@ -348,17 +383,18 @@ def _trainer_class() -> type:
         def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
             """The task's validation (not the Trainer's prediction loop); the epoch's figures
             go into the Trainer's log history, so a resumed run still has them."""
+            # Read before validating: the speed figure is the training's (validation took 6%
+            # of it on the engine bench when this was read after), as main's loop timed it.
+            seconds = time.perf_counter() - self._epoch_started
             metrics = self.loop.validate(self.model)
             epoch = round(self.state.epoch or 0)
             self.validations[epoch] = metrics
             # Without validation rows there is nothing to choose by: keep the latest epoch.
             score = float(metrics[self.loop.metric]) if metrics["n"] else float(epoch)
-            seconds = time.perf_counter() - self._epoch_started
             record = {f"eval_{k}": v for k, v in headline(metrics).items() if k != "score"} | {
                 "eval_score": score,
                 "eval_train_loss": self._epoch_loss / max(self._epoch_batches, 1),
                 "eval_train_samples": self._epoch_samples,
-                # Excludes validation: the speed figure is the training's.
                 "eval_train_seconds": seconds,
             }
             self._epoch_loss, self._epoch_batches, self._epoch_samples = 0.0, 0, 0
