@@ -44,7 +44,9 @@ os.environ["INTENTFLOW_RETRAIN_DEADLINE_MINUTES"] = "0"
 
 # Under CI a skip other than the CUDA ones fails its test (tests/ci.py).
 # alert_receiver: the `receiver` fixture (alert tests).
-pytest_plugins = ("ci", "alert_receiver")
+# Fixtures of the feedback and monitoring tests: plugins, not conftest.py files in their folders
+# (a second module named `conftest` would shadow this one for `from conftest import ...`).
+pytest_plugins = ("ci", "alert_receiver", "feedback_fixtures", "monitoring_fixtures")
 
 from pipeline_state import HOME_ENV  # noqa: E402 (after the settings above)
 

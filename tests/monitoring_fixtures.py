@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from traffic import LABELS  # noqa: F401 (the labels the tiny model knows)
 
 from ml.config import settings
 
