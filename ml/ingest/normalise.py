@@ -90,6 +90,8 @@ def stage_day(files: list[str], day: date, staging_dir: Path, spec: SourceSpec) 
                         _normalise_items(stage, spec, url, index, day, labels, key)
                         progress.advance(sizes[index] / 1e6, records=stage.read)
                 stage.drain()
+                # The jobs still parsing when the last bytes were read: their records count too.
+                progress.advance(0, records=stage.read)
             with _LineReader(files, spec.url) as lines:
                 merged = staging.merge(
                     stage.runs,
