@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from statistics import NormalDist
 
@@ -85,14 +86,55 @@ def js_noise(level: float, bins: int, n: int, n_reference: int) -> float:
     return psi_noise(level, bins, n, n_reference) / (8 * math.log(2))
 
 
-def rate_noise(level: float, rate: float, n: int, n_reference: int) -> float:
-    """How far above a reference `rate` a day's share may lie by sampling alone (one-sided, at
-    `level`): the normal approximation of two binomial samples, the rate floored at 1%."""
-    if n < 1:
+def rate_noise(level: float, rate: float, reference_rate: float, n: int, n_reference: int) -> float:
+    """How far above the reference's rate a day's `rate` may lie by sampling alone (one-sided,
+    at `level`): the two-proportion z-test's margin, the rate pooled over both samples (the
+    rate they would share if nothing changed), so a small reference that happened to see none
+    does not make a day's few count as drift."""
+    if n < 1 or n_reference < 1:
         return math.inf
-    p = min(max(rate, 0.01), 0.99)
+    p = (rate * n + reference_rate * n_reference) / (n + n_reference)
     z = NormalDist().inv_cdf(level)
-    return z * math.sqrt(p * (1 - p) * (1 / n + 1 / max(n_reference, 1)))
+    return z * math.sqrt(p * (1 - p) * (1 / n + 1 / n_reference))
+
+
+def expected_answer_mix(
+    train_labels: Mapping[str, int], held_out: Sequence[tuple[str, str]]
+) -> tuple[dict[str, float], float]:
+    """The mix of answers a model should give on traffic like its train split, and the sample
+    size that estimate is worth.
+
+    The train split's true-label shares p_i sent through the model's confusions
+    C_ij = P(answer j | true label i), counted on `held_out` (true label, answer) pairs the
+    model never trained on: q_j = sum_i p_i C_ij. Comparing a day's answers with the true
+    labels instead would read the model's own constant confusions as drift. Each label gets
+    one pseudo-answer of itself, so a label without held-out rows counts as answered right.
+
+    The size is the multinomial sample whose PSI noise equals this estimate's (delta method:
+    (K - 1) / sum_j Var(q_j) / q_j, K answers), at most the train split's size. It is larger
+    than the held-out count, since most of q_j's uncertainty is in the few errors.
+    """
+    total = sum(train_labels.values())
+    if total == 0:
+        return {}, 0.0
+    confusions: dict[str, Counter[str]] = {}
+    for true, answer in held_out:
+        confusions.setdefault(true, Counter())[answer] += 1
+    mix: dict[str, float] = {}
+    variance: dict[str, float] = {}
+    for label, count in train_labels.items():
+        p = count / total
+        row = confusions.get(label, Counter()) + Counter({label: 1})
+        m = sum(row.values())
+        for answer, k in row.items():
+            c = k / m
+            mix[answer] = mix.get(answer, 0.0) + p * c
+            variance[answer] = (
+                variance.get(answer, 0.0) + p * p * c * (1 - c) / m + c * c * p * (1 - p) / total
+            )
+    spread = sum(variance[j] / q for j, q in mix.items() if q > 0)
+    size = (len(mix) - 1) / spread if spread > 0 else float(total)
+    return dict(sorted(mix.items())), float(min(max(size, 1.0), total))
 
 
 def histogram(values: Iterable[float], bins: int = CONFIDENCE_BINS) -> list[int]:

@@ -79,11 +79,14 @@ def day_figures(day: dict[str, Any], ref: dict[str, Any], limits: DriftSettings)
         _check("confidence_psi", confidence_psi, limits.confidence_psi,
                drift.psi_noise(level, len(hist), len(conf), ref["confidence_n"])),
         _check("oos_rate", oos_rate, limits.oos_rate if ref_oos is not None else None,
-               drift.rate_noise(level, ref_oos or 0.0, len(flags), ref["oos_n"]), ref_oos or 0.0),
+               drift.rate_noise(level, oos_rate or 0.0, ref_oos or 0.0, len(flags), ref["oos_n"]),
+               ref_oos or 0.0),
         _check("length_psi", length_psi, limits.length_psi,
                drift.psi_noise(level, len(day["length_counts"]), len(lengths), ref["train_rows"])),
         _check("unseen_token_share", unseen, limits.unseen_tokens,
-               drift.rate_noise(level, ref_unseen, n, ref["validation_messages"]), ref_unseen),
+               # Per message, not per word: a message's words come together.
+               drift.rate_noise(level, unseen or 0.0, ref_unseen, n, ref["held_out_messages"]),
+               ref_unseen),
     ]  # fmt: skip
     checks = [c for c in candidates if c is not None]
     enough = n >= limits.min_predictions
@@ -134,6 +137,7 @@ def day_figures(day: dict[str, Any], ref: dict[str, Any], limits: DriftSettings)
             "version": ref["version"],
             "snapshot_hash": ref["snapshot_hash"],
             "train_rows": ref["train_rows"],
-            "validation_rows": ref["validation_rows"],
+            "held_out_messages": ref["held_out_messages"],
+            "label_effective_n": _round(ref["label_effective_n"], 1),
         },
     }

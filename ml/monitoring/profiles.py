@@ -1,9 +1,11 @@
 """The two sides a day is compared on, as counts (never text):
 
 - the **reference** of a champion version, from the training snapshot its registry lineage
-  names: the train split's label mix, message lengths and vocabulary, and the version's own
-  answers on the validation split (confidence histogram, out-of-scope rate, share of words
-  the train split never had). Computed once per version and cached as
+  names: the train split's message lengths and vocabulary, and the version's own answers on
+  the held-out splits (validation and test, which it never trained on): confidence histogram,
+  out-of-scope rate, share of words the train split never had, and its confusions, which turn
+  the train split's true-label mix into the mix of answers to expect
+  (ml.monitoring.drift.expected_answer_mix). Computed once per version and cached as
   Settings.reports/monitoring/<model>/reference-v<N>.json.
 - the **day**: one model's rows of the lake's `predictions` table for one day (their text is
   already redacted by the service, ml.serving.prediction_log).
@@ -24,7 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ml import storage
-from ml.monitoring.drift import binned, histogram, length_edges, tokens
+from ml.monitoring.drift import binned, expected_answer_mix, histogram, length_edges, tokens
 from ml.storage import Location
 
 if TYPE_CHECKING:
@@ -36,10 +38,10 @@ log = logging.getLogger(__name__)
 # What the served intent models answer for a message nothing fits (ml.tasks.intent).
 OUT_OF_SCOPE = "out_of_scope"
 # Bump when the reference's layout or meaning changes: older cached files are computed again.
-REFERENCE_FORMAT = 1
-# The validation split is scored by the champion once per version; a larger one is sampled
+REFERENCE_FORMAT = 2
+# The held-out splits are scored by the champion once per version; more rows are sampled
 # (evenly, deterministically) down to this many messages.
-MAX_VALIDATION = 5000
+MAX_HELD_OUT = 5000
 
 # (label, confidence, out_of_scope flag or None when the model has no detector) per message.
 Answer = tuple[str | None, float | None, bool | None]
@@ -73,7 +75,7 @@ def reference_profile(
     cfg: Settings, version: VersionInfo, predict: Predictor | None = None
 ) -> dict[str, Any]:
     """The version's reference, from its cache when that matches the version's snapshot; else
-    computed (scoring the validation split: `predict`, default the version itself as the
+    computed (scoring the held-out splits: `predict`, default the version itself as the
     service runs it) and cached."""
     where = reference_location(cfg, version.model, version.version)
     if storage.exists(where):
@@ -102,28 +104,34 @@ def compute_reference(
     cfg: Settings, version: VersionInfo, predict: Predictor | None = None
 ) -> dict[str, Any]:
     snapshot = snapshot_of(version)
-    train, validation = _split(snapshot, "train"), _split(snapshot, "validation")
+    train = _split(snapshot, "train")
     if train.num_rows == 0:
         raise ValueError(
             f"snapshot {snapshot} of {version.model}:{version.version} has no train rows"
         )
     texts = [t or "" for t in train.column("text").to_pylist()]
-    labels = Counter(
-        OUT_OF_SCOPE if y == cfg.oos_label else str(y) for y in train.column("intent").to_pylist()
-    )
+
+    # Out-of-scope examples are expected to be answered `out_of_scope` (and count so by default).
+    def truth(y: Any) -> str | None:
+        return None if y is None else OUT_OF_SCOPE if y == cfg.oos_label else str(y)
+
+    train_labels = Counter(truth(y) for y in train.column("intent").to_pylist() if y is not None)
     words = [tokens(t) for t in texts]
     lengths = [len(w) for w in words]
     vocabulary = {word_digest(w) for ws in words for w in ws}
     edges = length_edges(lengths)
 
-    val_texts = [t or "" for t in validation.column("text").to_pylist()]
-    if len(val_texts) > MAX_VALIDATION:
-        step = len(val_texts) / MAX_VALIDATION
-        val_texts = [val_texts[int(i * step)] for i in range(MAX_VALIDATION)]
-    answers = (predict or _served_predictor(cfg, version))(val_texts) if val_texts else []
+    held_texts, held_labels = _held_out(snapshot)
+    held_labels = [truth(y) for y in held_labels]
+    answers = (predict or _served_predictor(cfg, version))(held_texts) if held_texts else []
     confidences = [c for _, c, _ in answers if c is not None]
     flags = [f for _, _, f in answers if f is not None]
-    val_words = [w for t in val_texts for w in tokens(t)]
+    confusions = [
+        (true, answer) for true, (answer, _, _) in zip(held_labels, answers, strict=True)
+        if true is not None and answer is not None
+    ]  # fmt: skip
+    mix, size = expected_answer_mix(train_labels, confusions)
+    val_words = [w for t in held_texts for w in tokens(t)]
     unseen = sum(word_digest(w) not in vocabulary for w in val_words)
     return {
         "format": REFERENCE_FORMAT,
@@ -132,8 +140,11 @@ def compute_reference(
         "snapshot_hash": version.data_snapshot_hash,
         "computed_at": datetime.now(UTC).isoformat(),
         "train_rows": train.num_rows,
-        "validation_rows": len(val_texts),
-        "label_counts": dict(sorted(labels.items())),
+        "held_out_messages": len(held_texts),
+        # Expected answers, as counts of a sample of the size the estimate is worth.
+        "label_counts": {k: q * size for k, q in mix.items()},
+        "label_effective_n": size,
+        "train_label_counts": dict(sorted(train_labels.items())),
         "length_edges": edges,
         "length_counts": binned(lengths, edges),
         "length_mean": sum(lengths) / len(lengths),
@@ -143,9 +154,24 @@ def compute_reference(
         "oos_n": len(flags),
         "unseen_token_share": (unseen / len(val_words)) if val_words else 0.0,
         "unseen_token_n": len(val_words),
-        "validation_messages": len(val_texts),
         "vocabulary": sorted(vocabulary),
     }
+
+
+def _held_out(snapshot: str) -> tuple[list[str], list[str | None]]:
+    """Texts and true labels of the validation and test splits, sampled evenly down to
+    MAX_HELD_OUT."""
+    texts: list[str] = []
+    labels: list[str | None] = []
+    for name in ("validation", "test"):
+        split = _split(snapshot, name)
+        texts += [t or "" for t in split.column("text").to_pylist()]
+        labels += [None if y is None else str(y) for y in split.column("intent").to_pylist()]
+    if len(texts) > MAX_HELD_OUT:
+        step = len(texts) / MAX_HELD_OUT
+        picked = [int(i * step) for i in range(MAX_HELD_OUT)]
+        texts, labels = [texts[i] for i in picked], [labels[i] for i in picked]
+    return texts, labels
 
 
 def _served_predictor(cfg: Settings, version: VersionInfo) -> Predictor:

@@ -51,7 +51,9 @@ def test_a_shifted_day_drifts_and_an_unshifted_one_does_not(
     figures = rows[1]["figures"]
     assert figures["predictions"] == 300
     assert abs(sum(figures["label_mix"].values()) - 1) < 1e-4
-    assert set(figures["reference_label_mix"]) == {"lost_card", "refund_request", "password_reset"}
+    # The answers the champion is expected to give: its labels (and out-of-scope answers).
+    expected = set(figures["reference_label_mix"]) - {"out_of_scope"}
+    assert expected == {"lost_card", "refund_request", "password_reset"}
     assert len(figures["confidence"]["histogram"]) == 10
     assert sum(figures["confidence"]["histogram"]) == 300
     assert figures["unseen_token_share"] > figures["reference_unseen_token_share"]
@@ -125,5 +127,5 @@ _FIGURES: dict[str, Any] = {
     "checks": [{"name": "label_psi", "value": 0.3, "threshold": 0.4, "drift": False,
                 "configured": 0.1, "noise": 0.4}],
     "drifted": [], "reference": {"version": 1, "snapshot_hash": "h", "train_rows": 3,
-                                 "validation_rows": 1},
+                                 "held_out_messages": 1, "label_effective_n": 3.0},
 }  # fmt: skip

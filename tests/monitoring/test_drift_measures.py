@@ -1,0 +1,73 @@
+"""The drift measures on counts (ml.monitoring.drift): the answer mix a model should give, and
+the sampling noise of a rate. Numbers only: the checks on a real champion are in
+test_monitoring.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ml.monitoring.drift import expected_answer_mix, psi, psi_noise, rate_noise
+
+LEVEL = 0.999
+
+
+def test_the_expected_mix_sends_the_true_labels_through_the_held_out_confusions() -> None:
+    train = {"a": 100, "b": 100}
+    # b is answered `a` half the time on held-out rows, `a` always right.
+    held_out = [("a", "a")] * 20 + [("b", "a")] * 10 + [("b", "b")] * 10
+    mix, size = expected_answer_mix(train, held_out)
+    # One pseudo-answer of itself per label: b's row is a 10/21, b 11/21.
+    assert mix["a"] == pytest.approx(0.5 + 0.5 * 10 / 21)
+    assert mix["b"] == pytest.approx(0.5 * 11 / 21)
+    assert sum(mix.values()) == pytest.approx(1.0)
+    # Worth more than the 40 held-out rows (the errors carry the uncertainty), at most train's.
+    assert 40 < size <= 200
+
+
+def test_a_label_without_held_out_rows_counts_as_answered_right() -> None:
+    mix, _ = expected_answer_mix({"a": 3, "b": 1}, [("a", "a")])
+    assert mix == pytest.approx({"a": 0.75, "b": 0.25})
+    assert expected_answer_mix({}, [("a", "a")]) == ({}, 0.0)
+
+
+def _confused_day(rng: np.random.Generator, n: int, error: float) -> dict[str, int]:
+    """A day of the train mix (a 70%, b 30%) answered by a model that says `a` for `error`
+    of the b messages."""
+    b = rng.random(n) < 0.3
+    said_a = ~b | (rng.random(n) < error)
+    return {"a": int(said_a.sum()), "b": int((~said_a).sum())}
+
+
+def test_a_models_constant_confusions_are_not_drift_against_the_expected_mix() -> None:
+    """The flaw this measure mends: against the train split's true labels, a model's own
+    steady mistakes look like drift every day."""
+    rng = np.random.default_rng(0)
+    train = {"a": 2800, "b": 1200}
+    truth = rng.random(500) < 0.3
+    said_a = ~truth | (rng.random(500) < 0.2)
+    held_out = [("b" if t else "a", "a" if s else "b") for t, s in zip(truth, said_a, strict=True)]
+    mix, size = expected_answer_mix(train, held_out)
+    expected = {k: q * size for k, q in mix.items()}
+
+    def alarms(reference: dict[str, float], ref_n: float) -> int:
+        fired = 0
+        for _ in range(200):
+            day = _confused_day(rng, 1000, 0.2)
+            counts = [day["a"], day["b"]]
+            ref = [reference["a"], reference["b"]]
+            fired += psi(counts, ref) > psi_noise(LEVEL, 2, 1000, int(ref_n))
+        return fired
+
+    assert alarms(expected, size) <= 2  # 0.1% expected by the noise level
+    assert alarms({"a": 2800, "b": 1200}, 4000) >= 100  # most days
+
+
+def test_a_rate_is_compared_with_both_samples_noise_pooled() -> None:
+    # A 48-message reference that saw no out-of-scope answer cannot call 16 of 300 drift.
+    assert 16 / 300 < rate_noise(LEVEL, 16 / 300, 0.0, 300, 48)
+    # A large reference at 1% can call 10% drift on 300 messages.
+    assert 0.10 - 0.01 > rate_noise(LEVEL, 0.10, 0.01, 300, 5000)
+    # Nothing seen on either side: no margin needed for nothing.
+    assert rate_noise(LEVEL, 0.0, 0.0, 300, 5000) == 0.0
+    assert rate_noise(LEVEL, 0.1, 0.0, 0, 5000) == float("inf")
