@@ -13,8 +13,10 @@ split is held out of that folder. Our splits:
   the end; nothing is chosen or calibrated on it;
 - validation = 10 queries per intent of the official `train` (by sha256 of the row number):
   the epoch kept, the temperature and every threshold are fitted there, on in-scope rows only;
-- train = the other 90 per intent (13,500), plus all of `oos_train` labelled `oos` in the
-  "with oos_train" configuration.
+- train = the other 90 per intent (13,500), plus `oos_train` labelled `oos` in the "with
+  oos_train" configuration, of which `fine_tune` holds half out into validation (as it does
+  for any snapshot: ml.tasks.intent.out_of_scope.held_out_oos), where the recall rule
+  (TrainConfig.oos_recall_target) may raise the threshold; the bench sweeps that target.
 - dev = validation's in-scope queries against `oos_train`, scored by the model trained
   without `oos_train` (so those queries are unseen): where the method was chosen, never test.
 
@@ -47,6 +49,8 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 VALIDATION_PER_INTENT = 10
 TARGETS = (0.95, 0.97, 0.98, 0.99)
+# Recall targets swept for the shipped method at the shipped in-scope target (None: off).
+RECALL_TARGETS = (None, 0.75, 0.80, 0.85, 0.90)
 # The plain baseline, then the shipped method (and energy, the third candidate).
 METHODS = ("msp", "energy", "mahalanobis")
 
@@ -107,6 +111,22 @@ def write_snapshot(folder: Path, parts: dict[str, list[tuple[str, str]]]) -> Pat
     return folder
 
 
+def as_fine_tune_splits(
+    parts: dict[str, list[tuple[str, str]]], oos_label: str
+) -> dict[str, list[tuple[str, str]]]:
+    """The splits as fine_tune trains and calibrates on them: part of train's labelled
+    out-of-scope rows held out into validation."""
+    from ml.tasks.intent.out_of_scope import held_out_oos
+
+    train = parts["train"]
+    move = held_out_oos([t for t, _ in train], [y for _, y in train], oos_label)
+    return {
+        **parts,
+        "train": [row for row, m in zip(train, move, strict=True) if not m],
+        "validation": parts["validation"] + [row for row, m in zip(train, move, strict=True) if m],
+    }
+
+
 def trained_model(
     cache: Path, name: str, parts: dict[str, list[tuple[str, str]]], config: Any
 ) -> tuple[Path, dict[str, Any]]:
@@ -160,7 +180,11 @@ def outputs(
 
 
 def evaluate_config(
-    model_dir: Path, parts: dict[str, list[tuple[str, str]]], cache: Path, dev: bool
+    model_dir: Path,
+    parts: dict[str, list[tuple[str, str]]],
+    cache: Path,
+    dev: bool,
+    config: Any,
 ) -> dict[str, Any]:
     """Every method at every target on test (and, with `dev`, the method choice's dev scores)."""
     from ml.tasks.intent.out_of_scope import (
@@ -196,12 +220,14 @@ def evaluate_config(
                 temperature,
                 (*data["validation"], truth["validation"]),
                 (data["train"][1], train_ids),
+                config.oos_recall_target,
             )
             decisions = detector.decide(*data["test"])
             per_target[target] = {
                 **oos_metrics(detector, decisions, truth["test"], labels),
                 "threshold": record["threshold"],
                 "validation_kept": record["validation"].get("in_scope_kept"),
+                "rule": record["rule"],
             }
             if dev:  # on validation (where it was calibrated) and the unseen oos_train
                 dev_targets[target] = {
@@ -220,6 +246,27 @@ def evaluate_config(
                 "fpr_at_95_tpr": fpr_at_tpr(scores, positive),
                 "targets": dev_targets,
             }
+    # The recall rule's target swept, for the shipped method at the shipped in-scope target.
+    for recall in RECALL_TARGETS:
+        detector, record = fit_detector(
+            config.oos_method,
+            config.oos_target,
+            "oos",
+            labels,
+            temperature,
+            (*data["validation"], truth["validation"]),
+            (data["train"][1], train_ids),
+            recall,
+        )
+        test = oos_metrics(detector, detector.decide(*data["test"]), truth["test"], labels)
+        results.setdefault("recall_rule", {})[str(recall)] = {
+            "rule": record["rule"],
+            "threshold": record["threshold"],
+            "validation_kept": record["validation"].get("in_scope_kept"),
+            "validation_recall": record["validation"].get("oos_recall"),
+            "test_accuracy": test["in_scope_accuracy"],
+            "test_recall": test["oos_recall"],
+        }
     # The head's own answer, no rejection, on each split's in-scope queries: its accuracy, and
     # the share its out-of-scope class takes (0 without that class). Validation against test
     # shows how far our validation (carved from the official train) is from the official val.
@@ -267,6 +314,19 @@ def print_results(configs: dict[str, dict[str, Any]], n: dict[str, int]) -> None
                     f"{m['in_scope_kept']:>7.3f}{m['in_scope_accuracy']:>8.4f}"
                     f"{m['oos_recall']:>8.3f}{m['oos_precision']:>9.3f}"
                 )
+        print(
+            f"recall rule ({r['n_labelled_validation']} labelled out-of-scope validation "
+            "queries), shipped method and in-scope target: recall target -> which target set "
+            "the threshold, validation kept / recall, test in-scope accuracy / recall"
+        )
+        for recall, m in r["recall_rule"].items():
+            val_recall = m["validation_recall"]
+            print(
+                f"  {recall:>5}: {m['rule']:<16}{m['threshold']:>9.4f}  "
+                f"{m['validation_kept']:.3f} / "
+                f"{'-' if val_recall is None else f'{val_recall:.3f}'}  "
+                f"{m['test_accuracy']:.4f} / {m['test_recall']:.3f}"
+            )
         if r.get("dev"):
             print(
                 "dev (where the method and the default target were chosen): our validation's "
@@ -327,11 +387,17 @@ def main() -> None:
         config = TrainConfig(epochs=1 if args.quick else args.epochs)
     configs: dict[str, dict[str, Any]] = {}
     for name, with_oos in (("without oos_train", False), ("with oos_train", True)):
-        train = parts["train"] + (parts["oos_train"] if with_oos else [])
-        these = {**parts, "train": train}
-        model, timing = trained_model(args.cache, "with" if with_oos else "without", these, config)
-        result = evaluate_config(model, these, args.cache, dev=not with_oos)
-        configs[name] = {**result, "timing": timing, "n_train": len(train)}
+        given = {**parts, "train": parts["train"] + (parts["oos_train"] if with_oos else [])}
+        model, timing = trained_model(args.cache, "with" if with_oos else "without", given, config)
+        these = as_fine_tune_splits(given, config.oos_label)
+        result = evaluate_config(model, these, args.cache, not with_oos, config)
+        labelled = sum(y == "oos" for _, y in these["validation"])
+        configs[name] = {
+            **result,
+            "timing": timing,
+            "n_train": len(these["train"]),
+            "n_labelled_validation": labelled,
+        }
     n = {
         "test_in": sum(y != "oos" for _, y in parts["test"]),
         "test_oos": sum(y == "oos" for _, y in parts["test"]),

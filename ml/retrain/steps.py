@@ -126,7 +126,11 @@ def train_step(
     given = {k: v for k, v in params.items() if v not in (None, "")}
     form = {setting.name for setting in tunables()}
     configured = {k: v for k, v in spec.params.items() if k not in form}
-    deployment = {"oos_label": cfg.oos_label, "oos_target": cfg.oos_target}
+    deployment = {
+        "oos_label": cfg.oos_label,
+        "oos_target": cfg.oos_target,
+        "oos_recall_target": cfg.oos_recall_target,
+    }
     config = {"base_model": cfg.base_model, **deployment, **configured, **given}
     safe_key = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_key)
     run_url = storage.join(cfg.artifacts, spec.name, safe_key)

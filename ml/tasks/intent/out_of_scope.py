@@ -23,7 +23,12 @@ in-scope probabilities or the threshold.
 
 The threshold is calibrated on the validation split's in-scope queries to a target share kept
 in scope (TrainConfig.oos_target): the smallest score that keeps that share, counting the
-queries the head's own out-of-scope class takes as lost. It is written, with the method and its
+queries the head's own out-of-scope class takes as lost. Labelled out-of-scope queries are
+needed to say more: when the train split has at least 2 x MIN_LABELLED_OOS of them, half
+(`held_out_oos`) are held out of training into validation, and when validation has at least
+MIN_LABELLED_OOS the threshold is raised, keeping more in-scope queries, as far as
+TrainConfig.oos_recall_target of them are still answered out of scope (never lowered: the
+in-scope target is the floor). It is written, with the method and its
 statistics, into the artifact (out_of_scope.json; out_of_scope.safetensors for mahalanobis)
 before the artifact is hashed, so its sha256 covers them. An artifact without them (trained before this feature)
 loads and predicts as before: never out of scope, no score.
@@ -31,6 +36,7 @@ loads and predicts as before: never out of scope, no score.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -49,6 +55,9 @@ OUT_OF_SCOPE = "out_of_scope"
 METHODS = ("energy", "msp", "mahalanobis")
 # FPR is read where this share of in-scope queries is kept (the OOD literature's FPR@95%TPR).
 TPR_FOR_FPR = 0.95
+# Fewest labelled out-of-scope validation queries the recall rule trusts (one query moves the
+# recall by a tenth at most), and half the train rows needed before any are held out for it.
+MIN_LABELLED_OOS = 10
 
 
 @dataclass(frozen=True)
@@ -213,6 +222,44 @@ def calibrate_threshold(
     return float(kept[need - 1]), None
 
 
+def raise_for_recall(
+    floor: float,
+    in_scope: np.ndarray,
+    oos: np.ndarray,
+    oos_rejected: np.ndarray,
+    recall_target: float,
+) -> float:
+    """The threshold raised from `floor` to the highest in-scope score (of the rows the head
+    keeps) at which `recall_target` of the labelled out-of-scope rows are still out of scope
+    (the head rejects them, or they score above it); `floor` when even it catches fewer.
+
+    Raising keeps more in-scope queries than the in-scope target asks, and never fewer.
+    """
+    oos_rejected = np.asarray(oos_rejected, dtype=bool)
+    by_score = np.sort(np.asarray(oos, dtype=np.float64)[~oos_rejected])[::-1]
+    need = math.ceil(recall_target * len(oos_rejected) - 1e-9) - int(oos_rejected.sum())
+    if need > len(by_score):
+        return floor
+    # Out of scope when above the threshold: the need-th strangest must stay above it.
+    cut = by_score[need - 1] if need > 0 else np.inf
+    in_scope = np.asarray(in_scope, dtype=np.float64)
+    below = in_scope[(in_scope >= floor) & (in_scope < cut)]
+    return float(max(below.max(), floor)) if len(below) else floor
+
+
+def held_out_oos(texts: Sequence[str], labels: Sequence[str], oos_label: str) -> np.ndarray:
+    """Train rows to hold out into validation (a bool mask): half the rows labelled
+    `oos_label` (by the sha256 of their text, so the same rows on every run and in any order)
+    when there are at least 2 x MIN_LABELLED_OOS of them; none otherwise."""
+    rows = [i for i, y in enumerate(labels) if y == oos_label]
+    mask = np.zeros(len(labels), dtype=bool)
+    if len(rows) < 2 * MIN_LABELLED_OOS:
+        return mask
+    ordered = sorted(rows, key=lambda i: hashlib.sha256(texts[i].encode("utf-8")).hexdigest())
+    mask[ordered[: len(rows) // 2]] = True
+    return mask
+
+
 # --- metrics -----------------------------------------------------------------------------------
 
 
@@ -315,14 +362,16 @@ def fit_detector(
     temperature: float,
     validation: tuple[np.ndarray, np.ndarray | None, Sequence[str]],
     train: tuple[np.ndarray | None, np.ndarray] | None = None,
+    recall_target: float | None = None,
 ) -> tuple[Detector, dict[str, Any]]:
     """The detector of a freshly trained model and its record (out_of_scope.json's content).
 
     `validation` is (logits, features or None, true labels); `train` (features, label ids) is
     needed by `mahalanobis` only. The threshold is calibrated on validation's in-scope rows of
     intents the model knows: a row of an intent absent from train is out of scope for this
-    model, and keeping it would only raise the threshold. The record's validation figures
-    (oos_metrics) count every row.
+    model, and keeping it would only raise the threshold. With `recall_target` and at least
+    MIN_LABELLED_OOS labelled out-of-scope rows, it is then raised (raise_for_recall). The
+    record's validation figures (oos_metrics) count every row.
     """
     if method not in METHODS:
         raise ValueError(f"unknown out-of-scope method {method!r}: one of {', '.join(METHODS)}")
@@ -340,9 +389,21 @@ def fit_detector(
     decisions = draft.decide(logits, features)
     known = set(labels) - {oos_label}
     calibrate_on = np.array([y in known for y in y_true], dtype=bool)
-    threshold, limited_by = calibrate_threshold(
+    floor, limited_by = calibrate_threshold(
         decisions.scores[calibrate_on], decisions.head_rejected[calibrate_on], target
     )
+    labelled = is_out_of_scope_label(y_true, oos_label)
+    threshold, rule = floor, "in_scope_target"
+    if recall_target is not None and floor is not None and labelled.sum() >= MIN_LABELLED_OOS:
+        kept = calibrate_on & ~decisions.head_rejected
+        threshold = raise_for_recall(
+            floor,
+            decisions.scores[kept],
+            decisions.scores[labelled],
+            decisions.head_rejected[labelled],
+            recall_target,
+        )
+        rule = "recall_target" if threshold > floor else rule
     detector = Detector(
         method, threshold, target, oos_label, in_scope, head_class, temperature, whitening, means
     )
@@ -354,6 +415,9 @@ def fit_detector(
         "oos_label": oos_label,
         "head_class": oos_label if head_class is not None else None,
         "limited_by": limited_by,
+        "recall_target": recall_target,
+        "rule": rule,  # which target set the threshold (in_scope_target: the floor)
+        "in_scope_threshold": floor,
         "fitted_on": "validation",
         "validation": checked,
     }

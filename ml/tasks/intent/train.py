@@ -33,7 +33,12 @@ from ml.artifact.files import (
     write_staged,
     write_training_record,
 )
-from ml.config import DEFAULT_OOS_LABEL, DEFAULT_OOS_METHOD, DEFAULT_OOS_TARGET
+from ml.config import (
+    DEFAULT_OOS_LABEL,
+    DEFAULT_OOS_METHOD,
+    DEFAULT_OOS_RECALL_TARGET,
+    DEFAULT_OOS_TARGET,
+)
 from ml.tasks.intent.metrics import PROMOTION_METRIC, classification_metrics
 from ml.tasks.intent.model import TASK, batched_logits, batched_outputs
 from ml.tasks.intent.out_of_scope import (
@@ -41,6 +46,7 @@ from ml.tasks.intent.out_of_scope import (
     OUT_OF_SCOPE,
     Detector,
     fit_detector,
+    held_out_oos,
     write_detector,
 )
 from ml.training import distributed
@@ -72,10 +78,13 @@ class TrainConfig(BaseTrainConfig):
     # card_arrival / card_delivery_estimate); softer targets generalise better.
     label_smoothing: float = 0.1
     # Out-of-scope detection (ml.tasks.intent.out_of_scope): the score, the share of in-scope
-    # validation queries the calibrated threshold keeps (0 < target <= 1), and the label of
-    # out-of-scope examples in the data (trained as one more class of the head when present).
+    # validation queries the calibrated threshold keeps (0 < target <= 1), the share of
+    # labelled out-of-scope validation queries it must still catch when raised above that
+    # (None: never raised), and the label of out-of-scope examples in the data (trained as one
+    # more class of the head when present; some held out to calibrate on).
     oos_method: str = DEFAULT_OOS_METHOD
     oos_target: float = DEFAULT_OOS_TARGET
+    oos_recall_target: float | None = DEFAULT_OOS_RECALL_TARGET
     oos_label: str = DEFAULT_OOS_LABEL
 
     def __post_init__(self) -> None:
@@ -84,12 +93,16 @@ class TrainConfig(BaseTrainConfig):
             raise ValueError(
                 f"training setting oos_method={self.oos_method!r} is not one of {', '.join(METHODS)}"
             )
-        target = self.oos_target
-        if isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target <= 1:
-            raise ValueError(
-                f"training setting oos_target={target!r} must be a number > 0 and <= 1 (the "
-                "share of in-scope validation queries kept in scope; 1 keeps them all)"
-            )
+        for name in ("oos_target", "oos_recall_target"):
+            share = getattr(self, name)
+            if share is None and name == "oos_recall_target":
+                continue
+            if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+                raise ValueError(
+                    f"training setting {name}={share!r} must be a number > 0 and <= 1 (a "
+                    "share of validation queries; oos_target: in-scope ones kept in scope, 1 "
+                    "keeps them all; oos_recall_target: out-of-scope ones caught, or None)"
+                )
         if not isinstance(self.oos_label, str) or not self.oos_label.strip():
             raise ValueError("training setting oos_label must name a label, got an empty one")
         if self.oos_label.strip() != self.oos_label:
@@ -138,6 +151,7 @@ def fine_tune(
     with prepare(snapshot_dir, out_dir, config, head="sequence-classification") as run:
         train_rows = _read_split(snapshot_dir, "train")
         val_rows = _read_split(snapshot_dir, "validation")
+        train_rows, val_rows, held_out = _hold_out_oos(train_rows, val_rows, config.oos_label)
         labels = _label_set(train_rows["intent"], snapshot_dir, config.oos_label)
         model, tokenizer = _load_base(run.base_model, labels)
         resolved = run.resolve(config, model.config.max_position_embeddings)
@@ -168,7 +182,7 @@ def fine_tune(
         # One more pass over validation, on the kept epoch's weights: its logits fit T, then
         # calibrate the out-of-scope threshold (the train split's features fit Mahalanobis).
         calibration, detector = (
-            _calibrate(model, tokenizer, train, validation, labels, resolved)
+            _calibrate(model, tokenizer, train, validation, labels, resolved, held_out)
             if run.world.main
             else ({}, None)
         )
@@ -214,6 +228,28 @@ def _read_split(snapshot_dir: Path, split: str) -> dict[str, list[str]]:
     table = pq.read_table(path, columns=["text", "intent"]).to_pydict()
     rows = [(t or "", y) for t, y in zip(table["text"], table["intent"], strict=True) if y]
     return {"text": [t for t, _ in rows], "intent": [y for _, y in rows]}
+
+
+def _hold_out_oos(
+    train: dict[str, list[str]], validation: dict[str, list[str]], oos_label: str
+) -> tuple[dict[str, list[str]], dict[str, list[str]], int]:
+    """Half of train's labelled out-of-scope rows moved to validation (held_out_oos), so the
+    threshold can be checked against out-of-scope queries the model never saw; with the
+    number moved."""
+    move = held_out_oos(train["text"], train["intent"], oos_label)
+    if not move.any():
+        return train, validation, 0
+    logger.info(
+        "%d of %d labelled out-of-scope train rows held out into validation to calibrate on",
+        int(move.sum()),
+        train["intent"].count(oos_label),
+    )
+    kept = {k: [v for v, m in zip(col, move, strict=True) if not m] for k, col in train.items()}
+    moved = {
+        k: validation[k] + [v for v, m in zip(col, move, strict=True) if m]
+        for k, col in train.items()
+    }
+    return kept, moved, int(move.sum())
 
 
 def _label_set(intents: list[str], snapshot_dir: Path, oos_label: str) -> list[str]:
@@ -374,6 +410,7 @@ def _calibrate(
     validation: _Split,
     labels: list[str],
     config: TrainConfig,
+    held_out: int,
 ) -> tuple[dict[str, Any], tuple[Detector, dict[str, Any]]]:
     """The temperature fitted on validation, with NLL and ECE there before and after; then
     the out-of-scope detector (ml.tasks.intent.out_of_scope) with its threshold calibrated on
@@ -409,15 +446,21 @@ def _calibrate(
         record["temperature"],
         (logits, val_features, validation.intents),
         train_stats,
+        config.oos_recall_target,
     )
+    oos["held_out_from_train"] = held_out
     logger.info(
-        "out-of-scope threshold %s (%s) keeps %s of %d in-scope validation rows (target %.3f)%s",
+        "out-of-scope threshold %s (%s, set by the %s) keeps %s of %d in-scope validation rows "
+        "(target %.3f)%s; catches %s of %d labelled out-of-scope rows",
         "none" if oos["threshold"] is None else f"{oos['threshold']:.4f}",
         oos["method"],
+        oos["rule"].replace("_", " "),
         f"{oos['validation'].get('in_scope_kept', 0.0):.3f}",
         len(validation.intents) - oos["validation"]["oos_n"],
         oos["target"],
         f" (limited by {oos['limited_by']})" if oos["limited_by"] else "",
+        f"{oos['validation'].get('oos_recall', 0.0):.3f}",
+        oos["validation"]["oos_n"],
     )
     return record, (detector, oos)
 
@@ -569,9 +612,12 @@ def _oos_text(oos: dict[str, Any] | None) -> str:
     if oos is None:
         return "No out-of-scope detector: every query gets one of the labels above."
     fit = oos["validation"]
+    held_out = oos.get("held_out_from_train", 0)
     head = (
         f"Labelled out-of-scope examples (`{oos['oos_label']}`) were trained as one more class; "
-        "a query that class wins is out of scope.\n\n"
+        "a query that class wins is out of scope"
+        + (f"; {held_out} of them were held out of training to calibrate on" if held_out else "")
+        + ".\n\n"
         if oos["head_class"]
         else f"No labelled out-of-scope examples (`{oos['oos_label']}`) in the train split.\n\n"
     )
@@ -584,7 +630,13 @@ def _oos_text(oos: dict[str, Any] | None) -> str:
     lines = [
         f"- score: `{oos['method']}`; {threshold}, calibrated on validation to keep "
         f"{oos['target']:.3f} of in-scope queries"
-        + (f" (limited by {oos['limited_by']})" if oos["limited_by"] else ""),
+        + (f" (limited by {oos['limited_by']})" if oos["limited_by"] else "")
+        + (
+            f", then raised from {oos['in_scope_threshold']:.4f} while it still catches "
+            f"{oos['recall_target']:.2f} of labelled out-of-scope queries"
+            if oos.get("rule") == "recall_target"
+            else ""
+        ),
         f"- validation in-scope queries kept: {fit.get('in_scope_kept', 0.0):.4f}; in-scope "
         f"accuracy at the threshold: {fit.get('in_scope_accuracy', 0.0):.4f}",
     ]

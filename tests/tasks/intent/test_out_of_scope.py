@@ -29,9 +29,11 @@ from ml.tasks.intent.out_of_scope import (
     fit_detector,
     fit_mahalanobis,
     fpr_at_tpr,
+    held_out_oos,
     mahalanobis_scores,
     msp_scores,
     oos_metrics,
+    raise_for_recall,
     shrunk_covariance,
 )
 from ml.tasks.intent.train import TrainConfig, fine_tune
@@ -133,6 +135,70 @@ def test_oos_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INTENTFLOW_OOS_TARGET", "1")
     assert settings().oos_target == 1.0
     assert TrainConfig(oos_target=1).oos_target == 1
+
+
+def test_labelled_out_of_scope_queries_raise_the_threshold_while_recall_holds() -> None:
+    in_scope = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    oos = np.array([0.55, 0.75, 0.85, 0.95, 1.5])
+    none = np.zeros(5, dtype=bool)
+    # Recall 0.8 needs 4 of 5 above the threshold: the 4th strangest is 0.75, so the highest
+    # in-scope score below it, 0.7.
+    assert raise_for_recall(0.5, in_scope, oos, none, 0.8) == 0.7
+    # Never below the in-scope target's threshold, even when recall would want it.
+    assert raise_for_recall(0.9, in_scope, oos, none, 0.8) == 0.9
+    # Rows the head rejects count as caught: 2 of them, so 2 more by score: below 0.95.
+    head = np.array([True, True, False, False, False])
+    assert raise_for_recall(0.5, in_scope, oos, head, 0.8) == 0.9
+    # The head alone reaches the target: every in-scope row can be kept.
+    assert raise_for_recall(0.5, in_scope, oos, np.ones(5, dtype=bool), 0.8) == 1.0
+    # A target of 1 keeps the least strange out-of-scope query out.
+    assert raise_for_recall(0.2, in_scope, oos, none, 1.0) == 0.5
+
+
+def test_fit_detector_raises_the_threshold_only_with_enough_labelled_queries() -> None:
+    rng = np.random.default_rng(4)
+    inside = rng.normal(0, 1, size=(200, 3)) + np.array([6.0, 0.0, 0.0])
+    strange = rng.normal(0, 1, size=(20, 3))
+    logits = np.vstack([inside, strange])
+    truth = ["a"] * 200 + ["oos"] * 20
+    labels = ["a", "b", "c"]
+    floor, off = fit_detector("energy", 0.9, "oos", labels, 1.0, (logits, None, truth))
+    assert off["rule"] == "in_scope_target" and off["recall_target"] is None
+    _, raised = fit_detector("energy", 0.9, "oos", labels, 1.0, (logits, None, truth), None, 0.8)
+    assert raised["rule"] == "recall_target"
+    assert raised["threshold"] > raised["in_scope_threshold"] == off["threshold"]
+    assert raised["validation"]["oos_recall"] >= 0.8
+    assert raised["validation"]["in_scope_kept"] > off["validation"]["in_scope_kept"]
+    # Nine labelled queries are too few to move it.
+    few = (np.vstack([inside, strange[:9]]), None, truth[:209])
+    _, kept = fit_detector("energy", 0.9, "oos", labels, 1.0, few, None, 0.8)
+    assert kept["rule"] == "in_scope_target"
+
+
+def test_half_the_labelled_train_rows_are_held_out_the_same_in_any_order() -> None:
+    texts = [f"query {i}" for i in range(30)] + ["lost card"] * 5
+    labels = ["oos"] * 30 + ["lost_card"] * 5
+    mask = held_out_oos(texts, labels, "oos")
+    assert mask.sum() == 15 and not mask[30:].any()
+    order = list(reversed(range(35)))
+    again = held_out_oos([texts[i] for i in order], [labels[i] for i in order], "oos")
+    assert {texts[i] for i in np.flatnonzero(mask)} == {
+        texts[order[i]] for i in np.flatnonzero(again)
+    }
+    # Fewer than 20: none held out (too few to both train and calibrate on).
+    assert not held_out_oos(texts[11:], labels[11:], "oos").any()
+
+
+def test_the_recall_target_is_a_share_or_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings().oos_recall_target == 0.8
+    monkeypatch.setenv("INTENTFLOW_OOS_RECALL_TARGET", "off")
+    assert settings().oos_recall_target is None
+    monkeypatch.setenv("INTENTFLOW_OOS_RECALL_TARGET", "1.5")
+    with pytest.raises(ConfigError, match="INTENTFLOW_OOS_RECALL_TARGET=1.5 must be > 0 and <= 1"):
+        settings()
+    with pytest.raises(ValueError, match="oos_recall_target"):
+        TrainConfig(oos_recall_target=0)
+    assert TrainConfig(oos_recall_target=None).oos_recall_target is None
 
 
 # --- metrics -----------------------------------------------------------------------------------
@@ -414,6 +480,23 @@ def test_labelled_out_of_scope_examples_train_the_heads_own_class(
     assert {"oos_recall", "oos_precision", "oos_auroc", "oos_fpr_at_95_tpr"} <= set(m)
     assert {"in_scope_accuracy", "in_scope_kept"} <= set(m)
     assert m["oos_auroc"] > 0.5  # the tiny model tells them apart better than chance
+
+
+def test_part_of_the_labelled_train_rows_is_held_out_to_calibrate_on(
+    make_snapshot: MakeSnapshot, tiny_train_config: TrainConfig, tmp_path: Path
+) -> None:
+    snapshot = _add_oos_rows(make_snapshot(n_per_label=12), per_split=24)
+    out = tmp_path / "model"
+    fine_tune(snapshot, out, tiny_train_config)
+    record = json.loads((out / "out_of_scope.json").read_text())
+    assert record["threshold"] is not None, record["limited_by"]
+    # 12 of train's 24 moved to validation, beside validation's own 12.
+    assert record["held_out_from_train"] == 12
+    assert record["validation"]["oos_n"] == 24
+    assert record["recall_target"] == 0.8
+    assert record["rule"] in ("in_scope_target", "recall_target")
+    assert record["threshold"] >= record["in_scope_threshold"]
+    assert "12 of them were held out of training" in (out / "README.md").read_text()
 
 
 def test_one_intent_trains_only_with_out_of_scope_examples(
