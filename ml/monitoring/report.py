@@ -28,7 +28,7 @@ th{background:#f3f3f3}td.l,th.l{text-align:left}tr.drift td{color:#c62828;font-w
 <h1>{{ model }} &middot; {{ day }} &middot; <span class="{{ status }}">{{ status }}</span></h1>
 <p>{{ f.predictions }} predictions{% if f.versions %} (version{% for v, c in f.versions.items() %} v{{ v }}: {{ c }}{% endfor %}){% endif %},
 compared with the training snapshot of v{{ f.reference.version }}
-({{ f.reference.train_rows }} train rows; {{ f.reference.held_out_messages }} held-out messages scored).
+({{ f.reference.train_rows }} train rows; {{ f.reference.held_out_messages }} held-out messages scored; the expected label mix is worth {{ f.reference.label_effective_n }} messages).
 {% if status == "no_data" %}<br><b>Fewer than {{ f.min_predictions }} predictions: no check can fire.</b>{% endif %}</p>
 
 <h2>Checks</h2>
