@@ -16,6 +16,7 @@ customer text, and the record stays in the file it was read from.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -103,22 +104,49 @@ def _redacted_json(raw: str, found: list[tuple[str, str]]) -> str | None:
         value = json.loads(raw, object_pairs_hook=_Pairs)
     except ValueError:
         return None
-
-    def text(s: str) -> str:
-        s = clean_text(s)  # escapes may spell invisible or full-width characters
-        clean = redact(s)
-        if clean != s:
-            found.extend(identifiers(s))
-        return json.dumps(clean)  # ASCII: a lone surrogate stays its \\u escape
+    except RecursionError:
+        return _redacted_in_place(raw, found)
 
     def encode(v: Any) -> str:
         if isinstance(v, _Pairs):
-            return "{" + ", ".join(f"{text(k)}: {encode(x)}" for k, x in v) + "}"
+            return "{" + ", ".join(f"{_redacted_string(k, found)}: {encode(x)}" for k, x in v) + "}"
         if isinstance(v, list):
             return "[" + ", ".join(encode(x) for x in v) + "]"
-        return text(v) if isinstance(v, str) else json.dumps(v)
+        return _redacted_string(v, found) if isinstance(v, str) else json.dumps(v)
 
-    return encode(value)
+    try:
+        return encode(value)
+    except RecursionError:
+        return _redacted_in_place(raw, found)
+
+
+# A JSON string literal, escapes included.
+_STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _redacted_in_place(raw: str, found: list[tuple[str, str]]) -> str:
+    """A record nested deeper than Python decodes: each string literal redacted where it
+    stands, the rest as written."""
+    return _STRING_LITERAL.sub(lambda m: _redacted_literal(m.group(0), found), raw)
+
+
+def _redacted_string(s: str, found: list[tuple[str, str]]) -> str:
+    """One decoded JSON string, redacted, as an ASCII JSON literal (a lone surrogate stays its
+    \\u escape); the identifiers it held appended to `found`."""
+    s = clean_text(s)  # escapes may spell invisible or full-width characters
+    clean = redact(s)
+    if clean != s:
+        found.extend(identifiers(s))
+    return json.dumps(clean)
+
+
+def _redacted_literal(literal: str, found: list[tuple[str, str]]) -> str:
+    """A JSON string literal as written, redacted decoded (an undecodable one: as written)."""
+    try:
+        return _redacted_string(json.loads(literal), found)
+    except ValueError:
+        found.extend(identifiers(literal))
+        return redact(literal)
 
 
 class _Pairs(list):
