@@ -297,6 +297,8 @@ def _shown(value: object) -> object:
 
 # Split names the evaluation already uses: a golden set may not take one.
 RESERVED_GOLDEN_NAMES = frozenset({"test", "validation", "train"})
+# The snapshot's own golden set: its test split's agents' corrections (ml.retrain.steps).
+FEEDBACK_GOLDEN_NAME = "feedback"
 
 
 def check_golden_name(name: str, where: str) -> str:
@@ -310,6 +312,11 @@ def check_golden_name(name: str, where: str) -> str:
         raise ValueError(f"{where}: {exc}") from None
     if name in RESERVED_GOLDEN_NAMES:
         raise ValueError(f"{where}: golden set name {name!r} is a split's name; choose another")
+    if name == FEEDBACK_GOLDEN_NAME:
+        raise ValueError(
+            f"{where}: golden set name {name!r} is the snapshot's own (the agents' corrections "
+            "in its test split); choose another"
+        )
     return name
 
 

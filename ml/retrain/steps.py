@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ml import storage
-from ml.config import Settings, settings
+from ml.config import FEEDBACK_GOLDEN_NAME, Settings, settings
 from ml.retrain.results import (
     Approval,
     Decided,
@@ -291,7 +291,7 @@ def feedback_set(snapshot_dir: Path) -> dict[str, GoldenSet]:
 
     if pq.ParquetFile(path).metadata.num_rows == 0:
         return {}
-    return {"feedback": GoldenSet(str(path), {})}
+    return {FEEDBACK_GOLDEN_NAME: GoldenSet(str(path), {})}
 
 
 def golden_set_names(

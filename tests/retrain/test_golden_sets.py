@@ -127,6 +127,10 @@ def test_golden_sets_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("INTENTFLOW_GOLDEN_SETS", "test=/data/x.csv")
     with pytest.raises(ValueError, match="split's name"):
         settings()
+    # `feedback` is the snapshot's own golden set (its test split's corrections).
+    monkeypatch.setenv("INTENTFLOW_GOLDEN_SETS", "feedback=/data/x.csv")
+    with pytest.raises(ValueError, match="the snapshot's own"):
+        settings()
     monkeypatch.setenv("INTENTFLOW_GOLDEN_SETS", "../x=/data/x.csv")
     with pytest.raises(ValueError, match="invalid golden set name"):
         settings()
