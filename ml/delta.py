@@ -27,7 +27,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -87,6 +87,19 @@ def open_table(root: Location, as_of: int | datetime | None = None) -> Any | Non
     if isinstance(as_of, datetime):
         table.load_as_version(as_of)
     return table
+
+
+def commit_time(root: Location, version: int) -> datetime | None:
+    """When `version` of the table at `root` was committed (UTC); None when the table or that
+    version's commit is gone (VACUUM'd logs, another table)."""
+    table = open_table(root)
+    if table is None:
+        return None
+    # The latest table's history: a table opened at an old version numbers it wrongly.
+    for commit in table.history():
+        if commit.get("version") == version and "timestamp" in commit:
+            return datetime.fromtimestamp(commit["timestamp"] / 1000, UTC)
+    return None
 
 
 def writer_properties() -> Any:

@@ -74,6 +74,18 @@ def _task(spec: ModelSpec) -> Any:
     return task_module(spec.task)
 
 
+def _commit_time(lake_root: Any, version: int) -> datetime:
+    from ml.delta import commit_time
+
+    at = commit_time(lake_root, version)
+    if at is None:
+        raise ValueError(
+            f"the transcripts table has no commit record of version {version} (past the lake's "
+            "retention?): give --as-of a time instead"
+        )
+    return at
+
+
 def snapshot_step(
     end: date,
     window_days: int,
@@ -94,9 +106,9 @@ def snapshot_step(
     if spec.task == "intent":
         from ml.feedback.training import corrections as agents_corrections
 
-        # The corrections of predictions made up to the window's end; `as_of` a time reads
-        # the feedback as it was then (a table version names the transcripts' only).
-        at = as_of if isinstance(as_of, datetime) else None
+        # The corrections of predictions made up to the window's end; `as_of` reads the
+        # feedback as it was then: at that time, or when that transcripts version was written.
+        at = as_of if not isinstance(as_of, int) else _commit_time(cfg.lake, as_of)
         corrections = agents_corrections(cfg.feedback, cfg.predictions, spec.name, end, at)
     return make_snapshot(cfg.lake, cfg.snapshots, end, window_days, as_of, corrections)
 

@@ -116,6 +116,12 @@ def test_snapshot_step_lineage(
     snap = snapshot_step(today, 1, cfg)
     assert snap["counts"]["corrections"] == 5
     assert snap["feedback"]["feedback_version"] == 1  # created, then one merge
+    # As of a transcripts version, the feedback is read as it was when that version was
+    # written: these corrections came later.
+    then = snapshot_step(today, 1, cfg, as_of=snap["lake_version"])
+    assert "feedback" not in then and then["hash"] != snap["hash"]
+    with pytest.raises(ValueError, match="no commit record of version 99"):
+        snapshot_step(today, 1, cfg, as_of=99)
 
     # What the register step records (ml.retrain.steps.register_step) shows in the lineage.
     from typer.testing import CliRunner
