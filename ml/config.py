@@ -457,9 +457,12 @@ def retrain_max_active_runs() -> int:
 def ingest_workers() -> int:
     """Processes that parse JSONL blocks in parallel (INTENTFLOW_INGEST_WORKERS; 1: in-process).
 
-    Default: the CPUs this process may use, at most 4 (the writer is one process either way).
+    Default: the CPUs this process may use (ml.threads.available_cpus: affinity and cgroup
+    quota), at most 4 (the writer is one process either way).
     """
-    default = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    from ml.threads import available_cpus
+
+    default = min(4, available_cpus())
     workers = int(_env_number("INTENTFLOW_INGEST_WORKERS", default, int))
     if workers < 1:
         raise ConfigError(f"INTENTFLOW_INGEST_WORKERS must be at least 1, got {workers}")

@@ -44,6 +44,9 @@ def test_ingest_workers(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.delenv("INTENTFLOW_INGEST_WORKERS", raising=False)
     assert 1 <= ingest_workers() <= 4
+    # A container given one CPU's quota on a larger host: 1, not the host's count.
+    monkeypatch.setattr("ml.threads._cgroup_quota", lambda: 1.0)
+    assert ingest_workers() == 1
     monkeypatch.setenv("INTENTFLOW_INGEST_WORKERS", "3")
     assert ingest_workers() == 3
     for bad in ("0", "two"):

@@ -179,9 +179,10 @@ def _served_predictor(cfg: Settings, version: VersionInfo) -> Predictor:
     read as the prediction log reads them."""
     from ml.serving.models import load_served
     from ml.serving.responses import api_prediction, log_fields
+    from ml.threads import available_cpus
 
     runtime = (os.environ.get("INTENTFLOW_SERVE_RUNTIME") or "onnx-int8").strip().lower()
-    served = load_served(version, cfg, runtime, threads=min(os.cpu_count() or 1, 4))
+    served = load_served(version, cfg, runtime, threads=min(available_cpus(), 4))
 
     def predict(texts: list[str]) -> list[Answer]:
         out: list[Answer] = []
