@@ -824,6 +824,9 @@ class DriftSettings:
     # Rates: how far above the validation split's the day's may be.
     oos_rate: float | None = 0.03  # share of out-of-scope answers
     unseen_tokens: float | None = 0.02  # share of words the train split never had
+    # The checks' evidence together (Fisher's method, ml.monitoring.figures): a day whose
+    # changes each stay within their own noise but together are unlikely (INTENTFLOW_DRIFT_COMBINED).
+    combined: bool = True
     # Days with fewer predictions are `no_data`: figures kept, no check fires.
     min_predictions: int = 100
     confidence: float = 0.999  # of the sampling-noise floor (one-sided)
@@ -858,6 +861,10 @@ def drift_settings() -> DriftSettings:
         )
     values["confidence"] = level
     values["triggers_retrain"] = drift_triggers_retrain()
+    try:
+        values["combined"] = _flag("INTENTFLOW_DRIFT_COMBINED", default=True)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return DriftSettings(**values)
 
 

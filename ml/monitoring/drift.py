@@ -73,6 +73,39 @@ def chi2_quantile(level: float, df: int) -> float:
     return df * max(1 - k + z * math.sqrt(k), 0.0) ** 3
 
 
+def chi2_sf(x: float, df: int) -> float:
+    """P(chi2(df) > x), by the same Wilson-Hilferty approximation as chi2_quantile."""
+    if df < 1 or x <= 0:
+        return 1.0
+    k = 2 / (9 * df)
+    return 1 - NormalDist().cdf(((x / df) ** (1 / 3) - (1 - k)) / math.sqrt(k))
+
+
+def psi_p_value(value: float, bins: int, n: int, n_reference: int) -> float:
+    """How often two samples of one distribution differ by this PSI or more (psi_noise's model)."""
+    if n < 1 or n_reference < 1 or bins < 2:
+        return 1.0
+    return chi2_sf(value / (1 / n + 1 / n_reference), bins - 1)
+
+
+def rate_p_value(rate: float, reference_rate: float, n: int, n_reference: int) -> float:
+    """How often a day's rate lies this far above the reference's by sampling alone
+    (rate_noise's model, one-sided)."""
+    if n < 1 or n_reference < 1:
+        return 1.0
+    p = (rate * n + reference_rate * n_reference) / (n + n_reference)
+    spread = math.sqrt(p * (1 - p) * (1 / n + 1 / n_reference))
+    if spread == 0:
+        return 1.0
+    return 1 - NormalDist().cdf((rate - reference_rate) / spread)
+
+
+def fisher(p_values: Sequence[float]) -> tuple[float, int]:
+    """Fisher's combination of independent p-values: -2 sum ln p, chi2 with 2k degrees of
+    freedom when nothing changed (with its degrees of freedom)."""
+    return -2 * sum(math.log(max(p, 1e-300)) for p in p_values), 2 * len(p_values)
+
+
 def psi_noise(level: float, bins: int, n: int, n_reference: int) -> float:
     """The PSI two samples (of `n` and `n_reference`) of one distribution over `bins` bins stay
     below with probability `level`: PSI is about chi2(bins - 1) * (1/n + 1/n_reference)."""

@@ -27,7 +27,7 @@ def _round(x: float | None, places: int = 6) -> float | None:
 
 
 def _check(name: str, value: float | None, configured: float | None, noise: float,
-           base: float = 0.0) -> dict[str, Any] | None:  # fmt: skip
+           p_value: float, base: float = 0.0) -> dict[str, Any] | None:  # fmt: skip
     """A check past its threshold: value above `base` + max(configured, noise)."""
     if configured is None or value is None:
         return None
@@ -39,6 +39,31 @@ def _check(name: str, value: float | None, configured: float | None, noise: floa
         "drift": bool(value > threshold),
         "configured": configured,
         "noise": _round(noise),
+        "p_value": _round(p_value, 8),
+        # A change as large as the configured threshold calls large, real or not.
+        "large": bool(value > base + configured),
+    }
+
+
+def combined_check(checks: list[dict[str, Any]], level: float) -> dict[str, Any] | None:
+    """The checks' evidence together: Fisher's combination of their p-values (label_js left
+    out: the label mix counts once), past the `level` quantile and with one change large
+    enough to matter (a check past its configured threshold). It catches a day whose changes
+    are each within their own sampling noise but all point the same way."""
+    evidence = [c for c in checks if c["name"] != "label_js" and c["p_value"] is not None]
+    if len(evidence) < 2:
+        return None
+    value, df = drift.fisher([c["p_value"] for c in evidence])
+    threshold = drift.chi2_quantile(level, df)
+    return {
+        "name": "combined",
+        "value": _round(value),
+        "threshold": _round(threshold),
+        "drift": bool(value > threshold and any(c["large"] for c in evidence)),
+        "configured": None,
+        "noise": _round(threshold),
+        "p_value": _round(drift.chi2_sf(value, df), 8),
+        "large": any(c["large"] for c in evidence),
     }
 
 
@@ -71,24 +96,32 @@ def day_figures(day: dict[str, Any], ref: dict[str, Any], limits: DriftSettings)
     unseen = day["unseen_words"] / day["words"] if day["words"] else None
     ref_unseen = ref["unseen_token_share"]
 
-    bins = len(labels)
+    bins, n_conf, n_len = len(labels), len(conf), len(lengths)
+    length_bins = len(day["length_counts"])
+    n_oos, n_held = len(flags), ref["held_out_messages"]
     candidates = [
-        _check("label_psi", label_psi, limits.label_psi,
-               drift.psi_noise(level, bins, n_in, n_ref)),
-        _check("label_js", label_js, limits.label_js, drift.js_noise(level, bins, n_in, n_ref)),
+        _check("label_psi", label_psi, limits.label_psi, drift.psi_noise(level, bins, n_in, n_ref),
+               drift.psi_p_value(label_psi or 0.0, bins, n_in, n_ref)),
+        _check("label_js", label_js, limits.label_js, drift.js_noise(level, bins, n_in, n_ref),
+               drift.psi_p_value(label_psi or 0.0, bins, n_in, n_ref)),
         _check("confidence_psi", confidence_psi, limits.confidence_psi,
-               drift.psi_noise(level, len(hist), len(conf), ref["confidence_n"])),
+               drift.psi_noise(level, len(hist), n_conf, ref["confidence_n"]),
+               drift.psi_p_value(confidence_psi or 0.0, len(hist), n_conf, ref["confidence_n"])),
         _check("oos_rate", oos_rate, limits.oos_rate if ref_oos is not None else None,
-               drift.rate_noise(level, oos_rate or 0.0, ref_oos or 0.0, len(flags), ref["oos_n"]),
+               drift.rate_noise(level, oos_rate or 0.0, ref_oos or 0.0, n_oos, ref["oos_n"]),
+               drift.rate_p_value(oos_rate or 0.0, ref_oos or 0.0, n_oos, ref["oos_n"]),
                ref_oos or 0.0),
         _check("length_psi", length_psi, limits.length_psi,
-               drift.psi_noise(level, len(day["length_counts"]), len(lengths), ref["train_rows"])),
+               drift.psi_noise(level, length_bins, n_len, ref["train_rows"]),
+               drift.psi_p_value(length_psi or 0.0, length_bins, n_len, ref["train_rows"])),
+        # Per message, not per word: a message's words come together.
         _check("unseen_token_share", unseen, limits.unseen_tokens,
-               # Per message, not per word: a message's words come together.
-               drift.rate_noise(level, unseen or 0.0, ref_unseen, n, ref["held_out_messages"]),
-               ref_unseen),
+               drift.rate_noise(level, unseen or 0.0, ref_unseen, n, n_held),
+               drift.rate_p_value(unseen or 0.0, ref_unseen, n, n_held), ref_unseen),
     ]  # fmt: skip
     checks = [c for c in candidates if c is not None]
+    combined = combined_check(checks, level) if limits.combined else None
+    checks += [combined] if combined else []
     enough = n >= limits.min_predictions
     if not enough:
         for c in checks:

@@ -4,10 +4,22 @@ test_monitoring.py."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
-from ml.monitoring.drift import expected_answer_mix, psi, psi_noise, rate_noise
+from ml.monitoring.drift import (
+    chi2_quantile,
+    chi2_sf,
+    expected_answer_mix,
+    psi,
+    psi_noise,
+    psi_p_value,
+    rate_noise,
+    rate_p_value,
+)
+from ml.monitoring.figures import combined_check
 
 LEVEL = 0.999
 
@@ -71,3 +83,35 @@ def test_a_rate_is_compared_with_both_samples_noise_pooled() -> None:
     # Nothing seen on either side: no margin needed for nothing.
     assert rate_noise(LEVEL, 0.0, 0.0, 300, 5000) == 0.0
     assert rate_noise(LEVEL, 0.1, 0.0, 0, 5000) == float("inf")
+
+
+def test_p_values_agree_with_the_noise_they_come_from() -> None:
+    for df in (1, 9, 24):
+        assert chi2_sf(chi2_quantile(LEVEL, df), df) == pytest.approx(1 - LEVEL, rel=0.05)
+    # A PSI at its noise line, a rate at its margin: both at 1 - LEVEL.
+    at_noise = psi_noise(LEVEL, 25, 300, 2000)
+    assert psi_p_value(at_noise, 25, 300, 2000) == pytest.approx(1 - LEVEL, rel=0.05)
+    margin = rate_noise(LEVEL, 0.05, 0.02, 300, 1000)
+    assert rate_p_value(0.02 + margin, 0.02, 300, 1000) == pytest.approx(1 - LEVEL, rel=0.3)
+    assert rate_p_value(0.0, 0.0, 300, 1000) == 1.0
+
+
+def _check(name: str, p: float, large: bool) -> dict:
+    return {"name": name, "p_value": p, "large": large}
+
+
+def test_checks_each_within_their_noise_can_drift_together() -> None:
+    level = LEVEL
+    weak = [_check("label_psi", 0.01, True), _check("oos_rate", 0.01, False),
+            _check("confidence_psi", 0.02, True), _check("label_js", 1e-9, True)]  # fmt: skip
+    combined = combined_check(weak, level)
+    assert combined is not None and combined["drift"]
+    # Fisher over three (label_js is the label mix again): -2 ln(0.01 * 0.01 * 0.02), 6 df.
+    assert combined["value"] == pytest.approx(-2 * math.log(0.01 * 0.01 * 0.02), rel=1e-5)
+    assert combined["p_value"] < 1 - level
+    # The same evidence with no change large enough to matter, or ordinary p-values: no drift.
+    small = [{**c, "large": False} for c in weak]
+    assert not combined_check(small, level)["drift"]
+    ordinary = [{**c, "p_value": 0.2} for c in weak]
+    assert not combined_check(ordinary, level)["drift"]
+    assert combined_check(weak[:1], level) is None  # one check is its own evidence
