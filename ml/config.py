@@ -817,11 +817,11 @@ class DriftSettings:
     below them (docs/monitoring.md, bench/README.md)."""
 
     # Distances: PSI 0.1 is the usual "look into it" line; JS 0.02 bits is about PSI 0.11.
-    label_psi: float | None = 0.1  # predicted in-scope label mix vs the train split's (PSI)
+    label_psi: float | None = 0.1  # predicted in-scope label mix vs the answers expected (PSI)
     label_js: float | None = 0.02  # the same as Jensen-Shannon divergence (bits)
-    confidence_psi: float | None = 0.1  # confidence histogram vs the validation split's
+    confidence_psi: float | None = 0.1  # confidence histogram vs the held-out splits'
     length_psi: float | None = 0.1  # words per message vs the train split's deciles
-    # Rates: how far above the validation split's the day's may be.
+    # Rates: how far above the held-out splits' the day's may be.
     oos_rate: float | None = 0.03  # share of out-of-scope answers
     unseen_tokens: float | None = 0.02  # share of words the train split never had
     # The checks' evidence together (Fisher's method, ml.monitoring.figures): a day whose

@@ -16,6 +16,7 @@ def test_thresholds_come_from_the_environment_and_off_disables_a_check(
     monkeypatch.setenv("INTENTFLOW_DRIFT_OOS_RATE", "off")
     monkeypatch.setenv("INTENTFLOW_DRIFT_MIN_PREDICTIONS", "500")
     monkeypatch.setenv("INTENTFLOW_DRIFT_TRIGGERS_RETRAIN", "yes")
+    monkeypatch.setenv("INTENTFLOW_DRIFT_COMBINED", "off")
     got = drift_settings()
     assert (got.label_psi, got.oos_rate, got.min_predictions, got.triggers_retrain) == (
         0.25,
@@ -23,10 +24,12 @@ def test_thresholds_come_from_the_environment_and_off_disables_a_check(
         500,
         True,
     )
+    assert got.combined is False
     for name, value, message in (
         ("INTENTFLOW_DRIFT_LABEL_JS", "big", "is not a number"),
         ("INTENTFLOW_DRIFT_CONFIDENCE", "1", "below 1"),
         ("INTENTFLOW_DRIFT_TRIGGERS_RETRAIN", "maybe", "true or false"),
+        ("INTENTFLOW_DRIFT_COMBINED", "maybe", "true or false"),
     ):
         monkeypatch.setenv(name, value)
         with pytest.raises(ConfigError, match=message):
