@@ -30,7 +30,13 @@ from collections import Counter
 import numpy as np
 
 from ml.config import DriftSettings
-from ml.monitoring.drift import binned, expected_answer_mix, histogram, length_edges
+from ml.monitoring.drift import (
+    binned,
+    expected_answer_mix,
+    histogram,
+    length_edges,
+    low_confidence,
+)
 from ml.monitoring.figures import day_figures
 from ml.synthetic.generate import INTENT_WEIGHTS
 
@@ -83,6 +89,7 @@ def _reference(rng):
         "version": 1, "snapshot_hash": "sim", "train_rows": 4000, "held_out_messages": 1000,
         "label_counts": {k: q * size for k, q in mix.items()}, "label_effective_n": size,
         "confidence_histogram": histogram([m[1] for m in validation]), "confidence_n": 1000,
+        **low_confidence([m[1] for m in validation]),
         "oos_rate": sum(m[2] for m in validation) / 1000, "oos_n": 1000,
         "length_edges": edges, "length_counts": binned(lengths, edges),
         "length_mean": float(np.mean(lengths)),

@@ -820,6 +820,9 @@ class DriftSettings:
     label_psi: float | None = 0.1  # predicted in-scope label mix vs the answers expected (PSI)
     label_js: float | None = 0.02  # the same as Jensen-Shannon divergence (bits)
     confidence_psi: float | None = 0.1  # confidence histogram vs the held-out splits'
+    # Share of answers under the held-out answers' 10th percentile of confidence: how far
+    # above the held-out splits' (about 0.10) the day's may be.
+    low_confidence: float | None = 0.05
     length_psi: float | None = 0.1  # words per message vs the train split's deciles
     # Rates: how far above the held-out splits' the day's may be.
     oos_rate: float | None = 0.03  # share of out-of-scope answers
@@ -839,6 +842,7 @@ DRIFT_CHECKS = (
     "label_psi",
     "label_js",
     "confidence_psi",
+    "low_confidence",
     "length_psi",
     "oos_rate",
     "unseen_tokens",

@@ -21,6 +21,10 @@ CONFIDENCE_BINS = 10
 # Added to every bin's count before shares are taken (Jeffreys' prior): a bin one side never
 # saw gives a finite PSI, as large as its count on the other side justifies.
 SMOOTHING = 0.5
+# The low-confidence line: this quantile of the reference's answers' confidence. A shift
+# lowers confidence on the messages it touches; the share under the line tests that one
+# direction, with more power than the whole histogram's PSI.
+LOW_CONFIDENCE_QUANTILE = 0.1
 # Length bins: the reference's deciles of words per message.
 LENGTH_QUANTILES = tuple(q / 10 for q in range(1, 10))
 
@@ -168,6 +172,17 @@ def expected_answer_mix(
     spread = sum(variance[j] / q for j, q in mix.items() if q > 0)
     size = (len(mix) - 1) / spread if spread > 0 else float(total)
     return dict(sorted(mix.items())), float(min(max(size, 1.0), total))
+
+
+def low_confidence(confidences: Sequence[float]) -> dict[str, float | None]:
+    """The reference's low-confidence line (LOW_CONFIDENCE_QUANTILE of its answers'
+    confidence) and the share of its answers at or under it (about that quantile, ties
+    included); None without answers."""
+    if not len(confidences):
+        return {"low_confidence_cut": None, "low_confidence_share": None}
+    values = np.asarray(confidences, dtype=float)
+    cut = float(np.quantile(values, LOW_CONFIDENCE_QUANTILE))
+    return {"low_confidence_cut": cut, "low_confidence_share": float((values <= cut).mean())}
 
 
 def histogram(values: Iterable[float], bins: int = CONFIDENCE_BINS) -> list[int]:

@@ -45,12 +45,18 @@ def _check(name: str, value: float | None, configured: float | None, noise: floa
     }
 
 
+# Checks that measure again what another one does (the label mix, the confidence): left out
+# of the combined check, which would otherwise count their evidence twice.
+_AGAIN = frozenset({"label_js", "confidence_psi"})
+
+
 def combined_check(checks: list[dict[str, Any]], level: float) -> dict[str, Any] | None:
-    """The checks' evidence together: Fisher's combination of their p-values (label_js left
-    out: the label mix counts once), past the `level` quantile and with one change large
-    enough to matter (a check past its configured threshold). It catches a day whose changes
-    are each within their own sampling noise but all point the same way."""
-    evidence = [c for c in checks if c["name"] != "label_js" and c["p_value"] is not None]
+    """The checks' evidence together: Fisher's combination of their p-values, one check per
+    thing measured (the label mix, confidence, out-of-scope answers, length, words), past the
+    `level` quantile and with one change large enough to matter (a check past its configured
+    threshold). It catches a day whose changes are each within their own sampling noise but
+    all point the same way."""
+    evidence = [c for c in checks if c["name"] not in _AGAIN and c["p_value"] is not None]
     if len(evidence) < 2:
         return None
     value, df = drift.fisher([c["p_value"] for c in evidence])
@@ -85,6 +91,9 @@ def day_figures(day: dict[str, Any], ref: dict[str, Any], limits: DriftSettings)
     confidence_psi = drift.psi(hist, ref_hist) if conf and ref["confidence_n"] else None
     p10, p50, p90 = drift.quantiles(conf, (0.1, 0.5, 0.9))
 
+    cut, ref_low = ref.get("low_confidence_cut"), ref.get("low_confidence_share")
+    low = sum(c <= cut for c in conf) / len(conf) if conf and cut is not None else None
+
     flags = day["oos_flags"]
     oos_rate = sum(flags) / len(flags) if flags else None
     ref_oos = ref.get("oos_rate")
@@ -107,6 +116,10 @@ def day_figures(day: dict[str, Any], ref: dict[str, Any], limits: DriftSettings)
         _check("confidence_psi", confidence_psi, limits.confidence_psi,
                drift.psi_noise(level, len(hist), n_conf, ref["confidence_n"]),
                drift.psi_p_value(confidence_psi or 0.0, len(hist), n_conf, ref["confidence_n"])),
+        _check("low_confidence_share", low, limits.low_confidence if ref_low is not None else None,
+               drift.rate_noise(level, low or 0.0, ref_low or 0.0, n_conf, ref["confidence_n"]),
+               drift.rate_p_value(low or 0.0, ref_low or 0.0, n_conf, ref["confidence_n"]),
+               ref_low or 0.0),
         _check("oos_rate", oos_rate, limits.oos_rate if ref_oos is not None else None,
                drift.rate_noise(level, oos_rate or 0.0, ref_oos or 0.0, n_oos, ref["oos_n"]),
                drift.rate_p_value(oos_rate or 0.0, ref_oos or 0.0, n_oos, ref["oos_n"]),
@@ -149,6 +162,9 @@ def day_figures(day: dict[str, Any], ref: dict[str, Any], limits: DriftSettings)
             "reference_histogram": list(ref_hist),
         },
         "confidence_psi": _round(confidence_psi),
+        "low_confidence_share": _round(low),
+        "reference_low_confidence_share": _round(ref_low),
+        "low_confidence_cut": _round(cut),
         "oos_rate": _round(oos_rate),
         "reference_oos_rate": _round(ref_oos),
         "length": {

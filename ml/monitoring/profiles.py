@@ -26,7 +26,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ml import storage
-from ml.monitoring.drift import binned, expected_answer_mix, histogram, length_edges, tokens
+from ml.monitoring.drift import (
+    binned,
+    expected_answer_mix,
+    histogram,
+    length_edges,
+    low_confidence,
+    tokens,
+)
 from ml.storage import Location
 
 if TYPE_CHECKING:
@@ -150,6 +157,8 @@ def compute_reference(
         "length_mean": sum(lengths) / len(lengths),
         "confidence_histogram": histogram(confidences),
         "confidence_n": len(confidences),
+        # The held-out answers' 10th percentile of confidence, and the share at or under it.
+        **low_confidence(confidences),
         "oos_rate": (sum(flags) / len(flags)) if flags else None,
         "oos_n": len(flags),
         "unseen_token_share": (unseen / len(val_words)) if val_words else 0.0,

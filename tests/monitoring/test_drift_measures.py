@@ -13,6 +13,7 @@ from ml.monitoring.drift import (
     chi2_quantile,
     chi2_sf,
     expected_answer_mix,
+    low_confidence,
     psi,
     psi_noise,
     psi_p_value,
@@ -103,10 +104,12 @@ def _check(name: str, p: float, large: bool) -> dict:
 def test_checks_each_within_their_noise_can_drift_together() -> None:
     level = LEVEL
     weak = [_check("label_psi", 0.01, True), _check("oos_rate", 0.01, False),
-            _check("confidence_psi", 0.02, True), _check("label_js", 1e-9, True)]  # fmt: skip
+            _check("low_confidence_share", 0.02, True),
+            # The label mix and the confidence again: counted once, through the checks above.
+            _check("label_js", 1e-9, True), _check("confidence_psi", 1e-9, True)]  # fmt: skip
     combined = combined_check(weak, level)
     assert combined is not None and combined["drift"]
-    # Fisher over three (label_js is the label mix again): -2 ln(0.01 * 0.01 * 0.02), 6 df.
+    # Fisher over three: -2 ln(0.01 * 0.01 * 0.02), 6 degrees of freedom.
     assert combined["value"] == pytest.approx(-2 * math.log(0.01 * 0.01 * 0.02), rel=1e-5)
     assert combined["p_value"] < 1 - level
     # The same evidence with no change large enough to matter, or ordinary p-values: no drift.
@@ -115,3 +118,10 @@ def test_checks_each_within_their_noise_can_drift_together() -> None:
     ordinary = [{**c, "p_value": 0.2} for c in weak]
     assert not combined_check(ordinary, level)["drift"]
     assert combined_check(weak[:1], level) is None  # one check is its own evidence
+
+
+def test_the_low_confidence_line_is_the_references_10th_percentile() -> None:
+    line = low_confidence([i / 100 for i in range(1, 101)])
+    assert line["low_confidence_cut"] == pytest.approx(0.109)
+    assert line["low_confidence_share"] == pytest.approx(0.10)
+    assert low_confidence([]) == {"low_confidence_cut": None, "low_confidence_share": None}
