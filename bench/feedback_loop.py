@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         data = _heldout_file(heldout, work / "heldout.jsonl")
         old = _cli_json(env, "evaluate", "--model", f"intent:{v1['version']}", "--data", data)
         new = _cli_json(env, "evaluate", "--model", f"intent:{v2['version']}", "--data", data)
-    results["heldout"] = _compare(old, new, _max_class_regression(env))
+    results["heldout"] = _compare(old, new, _policy(env))
     results["seconds"] = clock.spent
     _summarise(results)
     out = Path(args.results) if args.results else work / "results.json"
@@ -368,15 +368,27 @@ def _heldout_file(drops: Path, out: Path) -> Path:
     return out
 
 
-def _max_class_regression(env: dict[str, str]) -> float:
-    code = "from ml.config import settings; print(settings().promotion_max_class_regression)"
+def _policy(env: dict[str, str]) -> tuple[float, int]:
+    """The promotion policy's largest per-class F1 drop and the fewest examples it judges."""
+    code = (
+        "from ml.config import settings; s = settings(); "
+        "print(s.promotion_max_class_regression, s.promotion_min_class_support)"
+    )
     out = subprocess.run(  # noqa: S603
         [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True
     )
-    return float(out.stdout.strip())
+    allowed, support = out.stdout.split()
+    return float(allowed), int(support)
 
 
-def _compare(old: dict[str, Any], new: dict[str, Any], allowed: float) -> dict[str, Any]:
+def _drop(c: dict[str, Any]) -> float:
+    return (c["f1_before"] or 0) - (c["f1_after"] or 0)
+
+
+def _compare(old: dict[str, Any], new: dict[str, Any], policy: tuple[float, int]) -> dict[str, Any]:
+    """The held-back day before and after; old intents judged as the promotion policy judges
+    a test split: those with at least its fewest examples, by their F1 drop."""
+    allowed, min_support = policy
     before, after = old.get("per_class", {}), new.get("per_class", {})
     classes = []
     for label in sorted(set(before) | set(after)):
@@ -390,8 +402,9 @@ def _compare(old: dict[str, Any], new: dict[str, Any], allowed: float) -> dict[s
             "recall_after": a.get("recall"),
         })  # fmt: skip
     old_classes = [c for c in classes if c["label"] != NEW_INTENT and c["f1_before"] is not None]
-    worst = max(old_classes, key=lambda c: (c["f1_before"] or 0) - (c["f1_after"] or 0))
-    drop = (worst["f1_before"] or 0) - (worst["f1_after"] or 0)
+    judged = [c for c in old_classes if (c["support"] or 0) >= min_support]
+    worst = max(judged or old_classes, key=_drop)
+    unjudged = max(old_classes, key=_drop)
     new_row = next((c for c in classes if c["label"] == NEW_INTENT), {})
     return {
         "n": new.get("n"),
@@ -402,9 +415,14 @@ def _compare(old: dict[str, Any], new: dict[str, Any], allowed: float) -> dict[s
         "new_intent_recall": new_row.get("recall_after"),
         "new_intent_support": new_row.get("support"),
         "worst_old_class": worst["label"],
-        "worst_old_class_f1_drop": round(drop, 4),
+        "worst_old_class_support": worst["support"],
+        "worst_old_class_f1_drop": round(_drop(worst), 4),
+        "worst_unjudged_class": unjudged["label"],
+        "worst_unjudged_class_support": unjudged["support"],
+        "worst_unjudged_class_f1_drop": round(_drop(unjudged), 4),
         "max_class_regression_allowed": allowed,
-        "old_classes_within_policy": drop <= allowed + 1e-9,
+        "min_class_support": min_support,
+        "old_classes_within_policy": _drop(worst) <= allowed + 1e-9,
         "per_class": classes,
     }
 
@@ -446,8 +464,11 @@ def _summarise(r: dict[str, Any]) -> None:
     print(f"held-back day ({h['n']} messages): accuracy {h['accuracy_before']} -> "
           f"{h['accuracy_after']}, macro-F1 {h['macro_f1_before']} -> {h['macro_f1_after']}")  # fmt: skip
     print(f"  {NEW_INTENT} recall {h['new_intent_recall']} on {h['new_intent_support']} held-back")
-    print(f"  worst old class {h['worst_old_class']}: F1 drop {h['worst_old_class_f1_drop']} "
-          f"(policy allows {h['max_class_regression_allowed']})")  # fmt: skip
+    print(f"  worst old class with {h['min_class_support']}+ examples {h['worst_old_class']} "
+          f"({h['worst_old_class_support']}): F1 drop {h['worst_old_class_f1_drop']} "
+          f"(policy allows {h['max_class_regression_allowed']}); of all old classes "
+          f"{h['worst_unjudged_class']} ({h['worst_unjudged_class_support']}): "
+          f"{h['worst_unjudged_class_f1_drop']}")  # fmt: skip
     print("seconds  " + "  ".join(f"{k} {v}" for k, v in r["seconds"].items()))
     print(f"finished {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
 
