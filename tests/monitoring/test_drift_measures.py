@@ -104,9 +104,9 @@ def _check(name: str, p: float, large: bool) -> dict:
 def test_checks_each_within_their_noise_can_drift_together() -> None:
     level = LEVEL
     weak = [_check("label_psi", 0.01, True), _check("oos_rate", 0.01, False),
-            _check("low_confidence_share", 0.02, True),
+            _check("confidence_psi", 0.02, True),
             # The label mix and the confidence again: counted once, through the checks above.
-            _check("label_js", 1e-9, True), _check("confidence_psi", 1e-9, True)]  # fmt: skip
+            _check("label_js", 1e-9, True), _check("low_confidence_share", 1e-9, True)]  # fmt: skip
     combined = combined_check(weak, level)
     assert combined is not None and combined["drift"]
     # Fisher over three: -2 ln(0.01 * 0.01 * 0.02), 6 degrees of freedom.
