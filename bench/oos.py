@@ -248,31 +248,10 @@ def evaluate_config(
                 "fpr_at_95_tpr": fpr_at_tpr(scores, positive),
                 "targets": dev_targets,
             }
+
     # The recall rule's target swept, for the shipped method at the shipped in-scope target.
-    for recall in RECALL_TARGETS:
-        detector, record = fit_detector(
-            config.oos_method,
-            config.oos_target,
-            "oos",
-            labels,
-            temperature,
-            (*data["validation"], truth["validation"]),
-            (data["train"][1], train_ids),
-            recall,
-        )
-        test = oos_metrics(detector, detector.decide(*data["test"]), truth["test"], labels)
-        results.setdefault("recall_rule", {})[str(recall)] = {
-            "rule": record["rule"],
-            "threshold": record["threshold"],
-            "validation_kept": record["validation"].get("in_scope_kept"),
-            "validation_recall": record["validation"].get("oos_recall"),
-            "test_accuracy": test["in_scope_accuracy"],
-            "test_recall": test["oos_recall"],
-        }
-    if dev:  # the other use of labelled queries: no class, every one calibrates
-        logits = np.vstack([data["validation"][0], data["oos_train"][0]])
-        features = np.vstack([data["validation"][1], data["oos_train"][1]])
-        with_oos = truth["validation"] + ["oos"] * len(data["oos_train"][0])
+    def sweep(validation: tuple[np.ndarray, np.ndarray, list[str]]) -> dict[str, Any]:
+        rows = {}
         for recall in RECALL_TARGETS:
             detector, record = fit_detector(
                 config.oos_method,
@@ -280,12 +259,12 @@ def evaluate_config(
                 "oos",
                 labels,
                 temperature,
-                (logits, features, with_oos),
+                validation,
                 (data["train"][1], train_ids),
                 recall,
             )
             test = oos_metrics(detector, detector.decide(*data["test"]), truth["test"], labels)
-            results.setdefault("calibration_only", {})[str(recall)] = {
+            rows[str(recall)] = {
                 "rule": record["rule"],
                 "threshold": record["threshold"],
                 "validation_kept": record["validation"].get("in_scope_kept"),
@@ -293,6 +272,17 @@ def evaluate_config(
                 "test_accuracy": test["in_scope_accuracy"],
                 "test_recall": test["oos_recall"],
             }
+        return rows
+
+    results["recall_rule"] = sweep((*data["validation"], truth["validation"]))
+    if dev:  # the other use of labelled queries: no class, every one calibrates
+        results["calibration_only"] = sweep(
+            (
+                np.vstack([data["validation"][0], data["oos_train"][0]]),
+                np.vstack([data["validation"][1], data["oos_train"][1]]),
+                truth["validation"] + ["oos"] * len(data["oos_train"][0]),
+            )
+        )
     # The head's own answer, no rejection, on each split's in-scope queries: its accuracy, and
     # the share its out-of-scope class takes (0 without that class). Validation against test
     # shows how far our validation (carved from the official train) is from the official val.
