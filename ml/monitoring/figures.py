@@ -1,10 +1,12 @@
 """A day's figures (the `figures` JSON of the registry's `monitoring_days`, docs/monitoring.md)
 and its checks against the thresholds, from the day's and the reference's counts.
 
-Each check: {"name", "value", "threshold", "drift", "configured", "noise"}: `threshold` is the
-one applied, the larger of the configured one and the sampling noise for the day's and the
-reference's sizes (ml.monitoring.drift). Rate checks compare the day's rate with the
-reference's plus that margin.
+Each check: {"name", "value", "threshold", "drift", "configured", "noise", "p_value",
+"large"}: `threshold` is the one applied, the larger of the configured one and the sampling
+noise for the day's and the reference's sizes (ml.monitoring.drift); `p_value` how often
+sampling alone gives the value or more; `large` whether it passes the configured one. Rate
+checks compare the day's rate with the reference's plus that margin. The `combined` check
+(combined_check) weighs the others' p-values together.
 """
 
 from __future__ import annotations
