@@ -74,11 +74,14 @@ def _task(spec: ModelSpec) -> Any:
     return task_module(spec.task)
 
 
-def _commit_time(lake_root: Any, version: int) -> datetime:
-    from ml.delta import commit_time
+def _commit_time(lake_root: Any, version: int) -> datetime | None:
+    """When the transcripts table's `version` was committed; None for a version the table
+    never had (the snapshot then says so, naming the days to ingest)."""
+    from ml.delta import commit_time, open_table
 
     at = commit_time(lake_root, version)
-    if at is None:
+    table = open_table(lake_root) if at is None else None
+    if table is not None and 0 <= version <= table.version():
         raise ValueError(
             f"the transcripts table has no commit record of version {version} (past the lake's "
             "retention?): give --as-of a time instead"

@@ -44,6 +44,13 @@ def _load_window(
     lake_root: Location, days: list[date], as_of: int | datetime | None = None
 ) -> tuple[pa.Table, list[dict[str, str]], int]:
     """The window's rows, its partitions (day, content hash) and the table version read."""
+    if isinstance(as_of, int):  # a version past the latest: say so, not delta-rs's error
+        latest = delta.open_table(lake_root)
+        if latest is not None and not 0 <= as_of <= latest.version():
+            raise EmptySnapshotError(
+                f"the lake table at {lake_root} has no version {as_of} (versions 0 to "
+                f"{latest.version()}: `intentflow lake history`)"
+            )
     table = delta.open_table(lake_root, as_of)
     if table is None:
         raise EmptySnapshotError(
