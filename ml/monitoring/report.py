@@ -28,7 +28,7 @@ th{background:#f3f3f3}td.l,th.l{text-align:left}tr.drift td{color:#c62828;font-w
 <h1>{{ model }} &middot; {{ day }} &middot; <span class="{{ status }}">{{ status }}</span></h1>
 <p>{{ f.predictions }} predictions{% if f.versions %} (version{% for v, c in f.versions.items() %} v{{ v }}: {{ c }}{% endfor %}){% endif %},
 compared with the training snapshot of v{{ f.reference.version }}
-({{ f.reference.train_rows }} train rows; {{ f.reference.held_out_messages }} held-out messages scored; the expected label mix is worth {{ f.reference.label_effective_n }} messages).
+({{ f.reference.train_rows }} train rows; {{ f.reference.held_out_messages }} held-out messages scored{% if f.reference.get('label_effective_n') %}; the expected label mix is worth {{ f.reference.label_effective_n }} messages{% endif %}).
 {% if status == "no_data" %}<br><b>Fewer than {{ f.min_predictions }} predictions: no check can fire.</b>{% endif %}</p>
 
 <h2>Checks</h2>
@@ -37,14 +37,15 @@ compared with the training snapshot of v{{ f.reference.version }}
 <td>{{ num(c.threshold) }}</td><td>{{ num(c.configured) }}</td><td>{{ num(c.noise) }}</td><td class="l">{{ 'yes' if c.drift else 'no' }}</td></tr>
 {% endfor %}</table>
 <p class="note">A check fires above its threshold: the larger of the configured one and the distance
-sampling alone gives for these sizes; for the rates (oos_rate, unseen_token_share), the reference's
-rate plus the larger of the two.</p>
+sampling alone gives for these sizes; for the rates (low_confidence_share, oos_rate,
+unseen_token_share), the reference's rate plus the larger of the two; combined weighs the
+others' evidence together (docs/monitoring.md).</p>
 
 <h2>Predicted labels</h2>
 <p class="note"><span class="bar d" style="width:20px"></span> this day
-<span class="bar r" style="width:20px"></span> train split. PSI {{ num(f.label_psi) }},
+<span class="bar r" style="width:20px"></span> expected (the train split's labels through the model's held-out confusions). PSI {{ num(f.label_psi) }},
 Jensen-Shannon {{ num(f.label_js) }} bits (in-scope labels).</p>
-<table><tr><th class="l">label</th><th>day</th><th>train</th><th>PSI term</th><th class="l"></th></tr>
+<table><tr><th class="l">label</th><th>day</th><th>expected</th><th>PSI term</th><th class="l"></th></tr>
 {% for label in labels %}<tr><td class="l">{{ label }}</td><td>{{ pct(f.label_mix.get(label)) }}</td>
 <td>{{ pct(f.reference_label_mix.get(label)) }}</td><td>{{ num(f.label_psi_by_label.get(label)) }}</td>
 <td class="l"><span class="bar d" style="width:{{ w(f.label_mix.get(label)) }}px"></span><br>
@@ -53,14 +54,15 @@ Jensen-Shannon {{ num(f.label_js) }} bits (in-scope labels).</p>
 
 <h2>Confidence</h2>
 <p>mean {{ num(f.confidence.mean) }}, p10 {{ num(f.confidence.p10) }}, p50 {{ num(f.confidence.p50) }},
-p90 {{ num(f.confidence.p90) }}; PSI against the validation split {{ num(f.confidence_psi) }}.
-Out of scope: {{ pct(f.oos_rate) }} (validation split: {{ pct(f.reference_oos_rate) }}).</p>
+p90 {{ num(f.confidence.p90) }}; PSI against the held-out splits {{ num(f.confidence_psi) }}.
+Under the held-out answers' 10th percentile ({{ num(f.get('low_confidence_cut')) }}): {{ pct(f.get('low_confidence_share')) }} (held-out: {{ pct(f.get('reference_low_confidence_share')) }}).
+Out of scope: {{ pct(f.oos_rate) }} (held-out splits: {{ pct(f.reference_oos_rate) }}).</p>
 {{ hist("confidence", conf_bins, f.confidence.histogram, f.confidence.reference_histogram) }}
 
 <h2>Message length (words)</h2>
 <p>mean {{ num(f.length.mean) }} (train {{ num(f.length.reference_mean) }}), p50 {{ num(f.length.p50) }},
 p90 {{ num(f.length.p90) }}; PSI {{ num(f.length_psi) }}.
-Words the train split never had: {{ pct(f.unseen_token_share) }} (validation split: {{ pct(f.reference_unseen_token_share) }}).</p>
+Words the train split never had: {{ pct(f.unseen_token_share) }} (held-out splits: {{ pct(f.reference_unseen_token_share) }}).</p>
 {{ hist("words", length_bins, f.length.histogram, f.length.reference_histogram) }}
 <p class="note">Computed {{ computed_at }} by intentflow monitor. No message text is kept in this report.</p>
 </body></html>
