@@ -95,13 +95,19 @@ def psi_p_value(value: float, bins: int, n: int, n_reference: int) -> float:
 def rate_p_value(rate: float, reference_rate: float, n: int, n_reference: int) -> float:
     """How often a day's rate lies this far above the reference's by sampling alone
     (rate_noise's model, one-sided)."""
-    if n < 1 or n_reference < 1:
-        return 1.0
-    p = (rate * n + reference_rate * n_reference) / (n + n_reference)
-    spread = math.sqrt(p * (1 - p) * (1 / n + 1 / n_reference))
-    if spread == 0:
+    spread = _pooled_spread(rate, reference_rate, n, n_reference)
+    if not 0 < spread < math.inf:
         return 1.0
     return 1 - NormalDist().cdf((rate - reference_rate) / spread)
+
+
+def _pooled_spread(rate: float, reference_rate: float, n: int, n_reference: int) -> float:
+    """The standard error of the difference of two rates under "nothing changed": the rate
+    pooled over both samples (the two-proportion test); inf without both samples."""
+    if n < 1 or n_reference < 1:
+        return math.inf
+    p = (rate * n + reference_rate * n_reference) / (n + n_reference)
+    return math.sqrt(p * (1 - p) * (1 / n + 1 / n_reference))
 
 
 def fisher(p_values: Sequence[float]) -> tuple[float, int]:
@@ -128,11 +134,8 @@ def rate_noise(level: float, rate: float, reference_rate: float, n: int, n_refer
     at `level`): the two-proportion z-test's margin, the rate pooled over both samples (the
     rate they would share if nothing changed), so a small reference that happened to see none
     does not make a day's few count as drift."""
-    if n < 1 or n_reference < 1:
-        return math.inf
-    p = (rate * n + reference_rate * n_reference) / (n + n_reference)
-    z = NormalDist().inv_cdf(level)
-    return z * math.sqrt(p * (1 - p) * (1 / n + 1 / n_reference))
+    spread = _pooled_spread(rate, reference_rate, n, n_reference)
+    return math.inf if spread == math.inf else NormalDist().inv_cdf(level) * spread
 
 
 def expected_answer_mix(
