@@ -59,8 +59,8 @@ OWNED_ARGS = {
     "eval_strategy": "the recipe (validation after every epoch)",
     "save_strategy": "the recipe (a checkpoint after every epoch)",
     "load_best_model_at_end": "the recipe (the best epoch is kept)",
-    "metric_for_best_model": "the task's promotion metric",
-    "greater_is_better": "the task's promotion metric",
+    "metric_for_best_model": "the task's choice of the kept epoch",
+    "greater_is_better": "the task's choice of the kept epoch",
     "remove_unused_columns": "the recipe (tasks collate their own batches)",
     "train_sampling_strategy": "the recipe (length-grouped batches)",
 }
@@ -79,13 +79,14 @@ class LoopTask:
     """What the task-agnostic training needs to know about one task type.
 
     `collate` pads a batch of examples into a dict of tensors; `validate` scores the model on
-    the validation split (a metrics dict with "n" and `metric`); the epoch with the highest
-    `metric` is kept.
+    the validation split (a metrics dict with "n" and `metric`); the epoch with the best
+    `metric` (the highest, or the lowest when not `greater_is_better`) is kept.
     """
 
     collate: Callable[[list[dict[str, Any]]], dict[str, Any]]
     validate: Callable[[PreTrainedModel], dict[str, Any]]
     metric: str
+    greater_is_better: bool = True
     # The training loss of a collated batch, run under autocast: it calls the model (the DDP
     # wrapper under torchrun) itself. None: the Trainer's (the model's own loss, label-smoothed
     # when the config has label_smoothing).
@@ -390,7 +391,9 @@ def _trainer_class() -> type:
             epoch = round(self.state.epoch or 0)
             self.validations[epoch] = metrics
             # Without validation rows there is nothing to choose by: keep the latest epoch.
-            score = float(metrics[self.loop.metric]) if metrics["n"] else float(epoch)
+            # The Trainer keeps the highest eval_score: a loss counts negated.
+            sign = 1.0 if self.loop.greater_is_better else -1.0
+            score = sign * float(metrics[self.loop.metric]) if metrics["n"] else float(epoch)
             record = {f"eval_{k}": v for k, v in headline(metrics).items() if k != "score"} | {
                 "eval_score": score,
                 "eval_train_loss": self._epoch_loss / max(self._epoch_batches, 1),
@@ -432,7 +435,7 @@ def _trainer_class() -> type:
                 "keeping epoch %d (validation %s %.4f)",
                 best_epoch,
                 self.loop.metric,
-                epochs[best]["eval_score"],
+                validation.get(self.loop.metric, float("nan")),
             )
             return Outcome(
                 best_epoch=best_epoch,

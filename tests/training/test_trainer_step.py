@@ -98,3 +98,34 @@ def test_samples_per_second_times_the_training_not_the_validation(tiny_bert_dir:
     outcome = train_epochs(model, split, _config(tiny_bert_dir), _loop(tokenizer, 5.0))
     seconds = 2 * len(split.lengths) / outcome.samples_per_second
     assert seconds < 10.0, f"{seconds:.1f} s timed: the validations' 10 s were counted"
+
+
+def test_the_kept_epoch_is_the_lowest_loss_when_lower_is_better(tiny_bert_dir: Path) -> None:
+    """A scripted validation figure by epoch; the kept weights must be that epoch's."""
+    from transformers import AutoTokenizer, BertForSequenceClassification, DataCollatorWithPadding
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    torch.manual_seed(0)
+    base = BertForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=3)
+    figures = [0.9, 0.4, 0.6]  # by epoch: the lowest is epoch 2, the highest epoch 1
+
+    def kept(greater_is_better: bool) -> tuple[int, bool]:
+        model = copy.deepcopy(base)
+        seen: list[torch.Tensor] = []
+
+        def validate(m: Any) -> dict[str, Any]:
+            seen.append(m.classifier.weight.detach().clone())
+            return {"n": 9, "loss": figures[len(seen) - 1]}
+
+        loop = LoopTask(
+            collate=DataCollatorWithPadding(tokenizer),
+            validate=validate,
+            metric="loss",
+            greater_is_better=greater_is_better,
+        )
+        outcome = train_epochs(model, _Split(tokenizer), _config(tiny_bert_dir, epochs=3), loop)
+        weights = seen[outcome.best_epoch - 1]
+        return outcome.best_epoch, torch.equal(model.classifier.weight, weights)
+
+    assert kept(greater_is_better=False) == (2, True)
+    assert kept(greater_is_better=True) == (1, True)

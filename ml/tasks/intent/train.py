@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow.parquet as pq
 
 from ml.artifact import files as artifact_files
@@ -50,7 +51,11 @@ from ml.tasks.intent.out_of_scope import (
     write_detector,
 )
 from ml.training import distributed
-from ml.training.calibration import CALIBRATION_FILE, calibration_record
+from ml.training.calibration import (
+    CALIBRATION_FILE,
+    calibration_record,
+    negative_log_likelihood,
+)
 from ml.training.config import BaseTrainConfig
 from ml.training.device import torch_device
 from ml.training.loop import LoopTask, Outcome, train_epochs
@@ -376,13 +381,16 @@ def _validate(
     labels: list[str],
     batch_size: int,
 ) -> dict[str, Any]:
-    """classification_metrics on the validation split; unknown labels count as misses."""
+    """classification_metrics on the validation split (unknown labels count as misses), with
+    `loss`: the mean cross-entropy of the rows whose label the model has."""
     if not validation.encoded:
         return classification_metrics([], [], labels)
     # Inference holds no activations for backward, so larger batches are cheap.
     logits = batched_logits(model, tokenizer, validation.encoded, batch_size * 2)
     predicted = [labels[i] for i in logits.argmax(axis=1)]
-    return classification_metrics(validation.intents, predicted, labels)
+    metrics = classification_metrics(validation.intents, predicted, labels)
+    ids = np.asarray(validation.label_ids, dtype=np.int64)
+    return {**metrics, "loss": negative_log_likelihood(logits[ids >= 0], ids[ids >= 0], 1.0)}
 
 
 def _test_metrics(
@@ -415,8 +423,6 @@ def _calibrate(
     """The temperature fitted on validation, with NLL and ECE there before and after; then
     the out-of-scope detector (ml.tasks.intent.out_of_scope) with its threshold calibrated on
     validation, and its record."""
-    import numpy as np
-
     features = config.oos_method == "mahalanobis"
     batch = config.batch_size * 2
     logits, val_features = batched_outputs(
