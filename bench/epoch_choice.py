@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with Registry(settings().registry_url) as registry:
         versions = sorted(registry.list_versions("intent"), key=lambda v: v.version)
     champion, retrain = versions[0], versions[-1]
-    snapshot = _local(settings().snapshots, "intent", retrain.data_snapshot_hash)
+    snapshot = Path(retrain.lineage["snapshot_path"])
+    if not snapshot.is_dir():
+        raise SystemExit(f"no snapshot at {snapshot}: run bench/feedback_loop.py --work first")
     heldout = [json.loads(line) for line in (work / "heldout.jsonl").read_text().splitlines()]
     texts, truth = [h["text"] for h in heldout], [h["label"] for h in heldout]
     policy = (settings().promotion_max_class_regression, settings().promotion_min_class_support)
@@ -84,13 +86,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=4, help="as the feedback loop trains")
     p.add_argument("--max-length", type=int, default=64, help="as the feedback loop trains")
     return p.parse_args(argv)
-
-
-def _local(location: Any, model: str, digest: str) -> Path:
-    path = Path(str(location)) / model / digest
-    if not path.is_dir():
-        raise SystemExit(f"no snapshot at {path}: run bench/feedback_loop.py --work first")
-    return path
 
 
 def _local_artifact(version: Any) -> Path:

@@ -1,12 +1,15 @@
 """The feedback loop end to end (issue #23's scenario), through the platform's own commands.
 
-    generate  BEFORE unshifted days, then AFTER days where `cancel_order` (not in the taxonomy,
-              arriving unlabeled) is 10% of the traffic and `password_reset` is reworded
+    generate  TRAIN_DAYS + BEFORE unshifted days, then AFTER days where `cancel_order` (not in
+              the taxonomy, arriving unlabeled) is 10% of the traffic and `password_reset` is
+              reworded
     ingest    every day (intentflow ingest --path)
-    train     the champion on the unshifted days (intentflow train --end-date, from the lake)
+    train     the champion on the first TRAIN_DAYS (intentflow train --end-date, from the lake)
     serve     intentflow serve (INTENTFLOW_SERVE_REPLAY on, so replayed days keep their dates)
-    replay    every day through the served champion (intentflow replay: the prediction log)
-    monitor   every day (intentflow monitor --json): alerts on unshifted days are false alarms
+    replay    the BEFORE + AFTER days after those through the served champion (intentflow
+              replay: the prediction log): traffic it never trained on, as in production
+    monitor   every replayed day (intentflow monitor --json): alerts on unshifted days are
+              false alarms
     correct   simulated agents correct CORRECTIONS predictions of the new intent through
               POST /v1/models/intent/feedback (their true label from the replay's key files)
     retrain   intentflow train on the shifted window (the corrections join its snapshot)
@@ -52,7 +55,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     env = _env(work, args)
-    first = date.today() - timedelta(days=args.before + args.after)
+    train_days = args.before if args.train_days is None else args.train_days
+    start = date.today() - timedelta(days=train_days + args.before + args.after)
+    first = start + timedelta(days=train_days)  # the first replayed day
     shift_day = first + timedelta(days=args.before)
     days = [first + timedelta(days=i) for i in range(args.before + args.after)]
     drops, heldout = work / "drops", work / "heldout"
@@ -62,18 +67,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     with clock("generate"):
         shift = ["--shift-from", shift_day.isoformat(), "--seed", str(args.seed)]
-        _cli(env, "generate", "--out", drops, "--days", len(days), "--per-day", args.per_day,
-             "--start", first.isoformat(), *shift)  # fmt: skip
+        _cli(env, "generate", "--out", drops, "--days", train_days + len(days),
+             "--per-day", args.per_day, "--start", start.isoformat(), *shift)  # fmt: skip
         # A fresh shifted day, never ingested or replayed: the held-back test.
         _cli(env, "generate", "--out", heldout, "--days", 1, "--per-day", args.heldout,
              "--start", date.today().isoformat(), *shift[:2], "--seed", str(args.seed + 1))  # fmt: skip
     with clock("ingest"):
-        for day in days:
-            _cli(env, "ingest", "--date", day.isoformat(), "--path", drops)
+        for i in range(train_days + len(days)):
+            _cli(env, "ingest", "--date", (start + timedelta(days=i)).isoformat(), "--path", drops)
     tuning = _tuning(args)
     with clock("train champion"):
-        v1 = _cli_json(env, "train", "--end-date", (shift_day - timedelta(days=1)).isoformat(),
-                       "--window-days", args.before, *tuning)  # fmt: skip
+        v1 = _cli_json(env, "train", "--end-date", (first - timedelta(days=1)).isoformat(),
+                       "--window-days", train_days, *tuning)  # fmt: skip
     results["champion"] = {"version": v1["version"], "alias": v1["alias"], "test": _brief(v1)}
     server = Server(work, env)
     try:
@@ -127,7 +132,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     default = Path(tempfile.gettempdir()) / "intentflow-feedback-loop"
     p.add_argument("--work", default=str(default), help="working folder (replaced)")
     p.add_argument("--per-day", type=int, default=300, help="conversations a day")
-    p.add_argument("--before", type=int, default=7, help="unshifted days")
+    p.add_argument("--before", type=int, default=7, help="unshifted days replayed")
+    p.add_argument(
+        "--train-days", type=int, default=None, help="the champion's days (default: --before)"
+    )
     p.add_argument("--after", type=int, default=7, help="shifted days")
     p.add_argument("--heldout", type=int, default=1000, help="held-back day's conversations")
     p.add_argument("--corrections", type=int, default=50, help="agents' corrections")

@@ -36,6 +36,7 @@ from ml.monitoring.drift import (
     histogram,
     length_edges,
     low_confidence,
+    word_sums,
 )
 from ml.monitoring.figures import day_figures
 from ml.synthetic.generate import INTENT_WEIGHTS
@@ -85,6 +86,7 @@ def _reference(rng):
     edges = length_edges(lengths)
     vocabulary = {int(x) for m in train for x in m[3]}
     val_words = [int(x) for m in validation for x in m[3]]
+    val_sums = word_sums(_unseen_by_message(validation, vocabulary))
     ref = {
         "version": 1, "snapshot_hash": "sim", "train_rows": 4000, "held_out_messages": 1000,
         "label_counts": {k: q * size for k, q in mix.items()}, "label_effective_n": size,
@@ -94,6 +96,7 @@ def _reference(rng):
         "length_edges": edges, "length_counts": binned(lengths, edges),
         "length_mean": float(np.mean(lengths)),
         "unseen_token_share": sum(x not in vocabulary for x in val_words) / len(val_words),
+        "unseen_word_sums": val_sums,
     }  # fmt: skip
     # What monitoring compared with before: the train split's true labels as the expected mix.
     true_labels = {**ref, "label_counts": dict(labels), "label_effective_n": len(train)}
@@ -110,7 +113,12 @@ def _day(rng, n, shifted, ref, vocabulary):
         "confidences": [m[1] for m in msgs], "oos_flags": [m[2] for m in msgs],
         "lengths": lengths, "length_counts": binned(lengths, ref["length_edges"]),
         "words": len(words), "unseen_words": sum(x not in vocabulary for x in words),
+        "unseen_word_sums": word_sums(_unseen_by_message(msgs, vocabulary)),
     }  # fmt: skip
+
+
+def _unseen_by_message(msgs, vocabulary):
+    return [(sum(int(x) not in vocabulary for x in m[3]), len(m[3])) for m in msgs]
 
 
 def main() -> None:

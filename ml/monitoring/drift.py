@@ -110,6 +110,57 @@ def _pooled_spread(rate: float, reference_rate: float, n: int, n_reference: int)
     return math.sqrt(p * (1 - p) * (1 / n + 1 / n_reference))
 
 
+def word_sums(messages: Iterable[tuple[int, int]]) -> dict[str, float]:
+    """Per-message (words the train split never had, words) pairs, summed as the share test
+    needs them: the share of unseen words is a ratio of two sums over messages, and a
+    message's words come together (a new topic brings several), so its noise is the ratio
+    estimator's over messages, not a proportion's over words."""
+    sums = dict.fromkeys(("n", "unseen", "words", "unseen2", "words2", "cross"), 0.0)
+    for u, w in messages:
+        sums["n"] += 1
+        sums["unseen"] += u
+        sums["words"] += w
+        sums["unseen2"] += u * u
+        sums["words2"] += w * w
+        sums["cross"] += u * w
+    return sums
+
+
+def share_noise(level: float, day: Mapping[str, float], reference: Mapping[str, float]) -> float:
+    """How far above the reference's share of unseen words a day's may lie by sampling alone
+    (one-sided, at `level`): the two-sample test of a ratio of sums (word_sums), each sample's
+    variance from its messages' residuals around the share pooled over both."""
+    spread = _share_spread(day, reference)
+    return math.inf if spread == math.inf else NormalDist().inv_cdf(level) * spread
+
+
+def share_p_value(day: Mapping[str, float], reference: Mapping[str, float]) -> float:
+    """How often a day's share of unseen words lies this far above the reference's by sampling
+    alone (share_noise's model, one-sided)."""
+    spread = _share_spread(day, reference)
+    if not 0 < spread < math.inf:
+        return 1.0
+    return 1 - NormalDist().cdf((_share(day) - _share(reference)) / spread)
+
+
+def _share(sums: Mapping[str, float]) -> float:
+    return sums["unseen"] / sums["words"] if sums["words"] else 0.0
+
+
+def _share_spread(day: Mapping[str, float], reference: Mapping[str, float]) -> float:
+    """The standard error of the difference of two shares under "nothing changed": each
+    sample's linearised variance sum_i (u_i - R w_i)^2 / ((n - 1) W^2 / n), R pooled."""
+    if min(day["n"], reference["n"]) < 2 or not (day["words"] and reference["words"]):
+        return math.inf
+    pooled = (day["unseen"] + reference["unseen"]) / (day["words"] + reference["words"])
+
+    def variance(s: Mapping[str, float]) -> float:
+        residuals = s["unseen2"] - 2 * pooled * s["cross"] + pooled**2 * s["words2"]
+        return max(residuals, 0.0) / ((s["n"] - 1) * s["words"] ** 2 / s["n"])
+
+    return math.sqrt(variance(day) + variance(reference))
+
+
 def fisher(p_values: Sequence[float]) -> tuple[float, int]:
     """Fisher's combination of independent p-values: -2 sum ln p, chi2 with 2k degrees of
     freedom when nothing changed (with its degrees of freedom)."""

@@ -110,7 +110,7 @@ def day_figures(day: dict[str, Any], ref: dict[str, Any], limits: DriftSettings)
 
     bins, n_conf, n_len = len(labels), len(conf), len(lengths)
     length_bins = len(day["length_counts"])
-    n_oos, n_held = len(flags), ref["held_out_messages"]
+    n_oos = len(flags)
     candidates = [
         _check("label_psi", label_psi, limits.label_psi, drift.psi_noise(level, bins, n_in, n_ref),
                drift.psi_p_value(label_psi or 0.0, bins, n_in, n_ref)),
@@ -130,10 +130,11 @@ def day_figures(day: dict[str, Any], ref: dict[str, Any], limits: DriftSettings)
         _check("length_psi", length_psi, limits.length_psi,
                drift.psi_noise(level, length_bins, n_len, ref["train_rows"]),
                drift.psi_p_value(length_psi or 0.0, length_bins, n_len, ref["train_rows"])),
-        # Per message, not per word: a message's words come together.
+        # Over messages, not words: a message's words come together (drift.word_sums).
         _check("unseen_token_share", unseen, limits.unseen_tokens,
-               drift.rate_noise(level, unseen or 0.0, ref_unseen, n, n_held),
-               drift.rate_p_value(unseen or 0.0, ref_unseen, n, n_held), ref_unseen),
+               drift.share_noise(level, day["unseen_word_sums"], ref["unseen_word_sums"]),
+               drift.share_p_value(day["unseen_word_sums"], ref["unseen_word_sums"]),
+               ref_unseen),
     ]  # fmt: skip
     checks = [c for c in candidates if c is not None]
     combined = combined_check(checks, level) if limits.combined else None

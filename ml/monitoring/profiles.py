@@ -33,6 +33,7 @@ from ml.monitoring.drift import (
     length_edges,
     low_confidence,
     tokens,
+    word_sums,
 )
 from ml.storage import Location
 
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 # What the served intent models answer for a message nothing fits (ml.tasks.intent).
 OUT_OF_SCOPE = "out_of_scope"
 # Bump when the reference's layout or meaning changes: older cached files are computed again.
-REFERENCE_FORMAT = 2
+REFERENCE_FORMAT = 3
 # The held-out splits are scored by the champion once per version; more rows are sampled
 # (evenly, deterministically) down to this many messages.
 MAX_HELD_OUT = 5000
@@ -138,8 +139,7 @@ def compute_reference(
         if true is not None and answer is not None
     ]  # fmt: skip
     mix, size = expected_answer_mix(train_labels, confusions)
-    val_words = [w for t in held_texts for w in tokens(t)]
-    unseen = sum(word_digest(w) not in vocabulary for w in val_words)
+    held_words = word_sums(_unseen_by_message(held_texts, vocabulary))
     return {
         "format": REFERENCE_FORMAT,
         "model": version.model,
@@ -161,8 +161,11 @@ def compute_reference(
         **low_confidence(confidences),
         "oos_rate": (sum(flags) / len(flags)) if flags else None,
         "oos_n": len(flags),
-        "unseen_token_share": (unseen / len(val_words)) if val_words else 0.0,
-        "unseen_token_n": len(val_words),
+        "unseen_token_share": (
+            held_words["unseen"] / held_words["words"] if held_words["words"] else 0.0
+        ),
+        "unseen_token_n": int(held_words["words"]),
+        "unseen_word_sums": held_words,
         "vocabulary": sorted(vocabulary),
     }
 
@@ -232,11 +235,10 @@ def day_profile(rows: Any, reference: dict[str, Any]) -> dict[str, Any]:
         for label, scored in zip(answered, has_score.to_pylist(), strict=True):
             if scored:
                 oos_flags.append(label == OUT_OF_SCOPE)
-    words = [tokens(t or "") for t in rows.column("text").to_pylist()] if n else []
-    lengths = [len(w) for w in words]
-    vocabulary = set(reference["vocabulary"])
-    all_words = [w for ws in words for w in ws]
-    unseen = sum(word_digest(w) not in vocabulary for w in all_words)
+    texts = rows.column("text").to_pylist() if n else []
+    by_message = _unseen_by_message(texts, set(reference["vocabulary"]))
+    lengths = [w for _, w in by_message]
+    unseen_words = word_sums(by_message)
     versions = Counter(rows.column("version").to_pylist()) if n else Counter()
     return {
         "predictions": n,
@@ -246,9 +248,19 @@ def day_profile(rows: Any, reference: dict[str, Any]) -> dict[str, Any]:
         "oos_flags": oos_flags,
         "lengths": lengths,
         "length_counts": binned(lengths, reference["length_edges"]),
-        "words": len(all_words),
-        "unseen_words": unseen,
+        "words": int(unseen_words["words"]),
+        "unseen_words": int(unseen_words["unseen"]),
+        "unseen_word_sums": unseen_words,
     }
+
+
+def _unseen_by_message(texts: Sequence[str | None], vocabulary: set[str]) -> list[tuple[int, int]]:
+    """(words the vocabulary lacks, words) of each message."""
+    out = []
+    for text in texts:
+        words = tokens(text or "")
+        out.append((sum(word_digest(w) not in vocabulary for w in words), len(words)))
+    return out
 
 
 def majority_version(profile: dict[str, Any]) -> int | None:

@@ -254,7 +254,7 @@ def _train(
         data_collator=loop.collate,
         callbacks=[
             _ProgressLines(config, lambda reset: trainer_ref[0].window(reset)),
-            _EarlyStopping(config.early_stopping_patience),
+            _EarlyStopping(config.early_stopping_patience, loop.greater_is_better),
             _Checkpointed(checkpoint_url if resumable else None),
         ],
         loop=loop,
@@ -552,19 +552,20 @@ class _ProgressLines(_Hooks):
 class _EarlyStopping(_Hooks):
     """Stop when validation has not improved for `patience` epochs since the best one.
 
-    Read from the log history, so a resumed run counts the epochs before the kill. A best
-    score of 0 means nothing learned yet (entity F1 stays 0 until the head tags any entity at
-    all): waiting for the first gain is not a plateau."""
+    Read from the log history, so a resumed run counts the epochs before the kill. For a
+    figure where higher is better, a best of 0 means nothing learned yet (entity F1 stays 0
+    until the head tags any entity at all): waiting for the first gain is not a plateau."""
 
-    def __init__(self, patience: int | None) -> None:
-        self.patience = patience
+    def __init__(self, patience: int | None, greater_is_better: bool = True) -> None:
+        self.patience, self.greater_is_better = patience, greater_is_better
 
     def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         scores = [e["eval_score"] for e in state.log_history if "eval_score" in e]
         if self.patience is None or not scores:
             return
         best = max(range(len(scores)), key=lambda i: (scores[i], -i))
-        if scores[best] > 0 and len(scores) - 1 - best >= self.patience:
+        learning = scores[best] > 0 or not self.greater_is_better
+        if learning and len(scores) - 1 - best >= self.patience:
             logger.info(
                 "early stop after epoch %d: no validation gain for %d epochs",
                 len(scores),

@@ -2,8 +2,8 @@
 
 Prepared as every task's fine_tune is (ml.training.prepare), tokenize once, then
 ml.training.loop's Trainer (length-grouped batches, AdamW with linear
-warmup/decay, validation macro-F1 after every epoch, the best epoch kept, checkpoints, DDP
-under torchrun) with label-smoothed cross-entropy, a temperature fitted on the kept model's
+warmup/decay, validation after every epoch, the epoch with the lowest validation loss kept,
+checkpoints, DDP under torchrun) with label-smoothed cross-entropy, a temperature fitted on the kept model's
 validation logits (ml.training.calibration), and an intent artifact written through ml.artifact.files.
 It runs on CPU by default and uses CUDA (with bf16 autocast) when present.
 
@@ -40,7 +40,7 @@ from ml.config import (
     DEFAULT_OOS_RECALL_TARGET,
     DEFAULT_OOS_TARGET,
 )
-from ml.tasks.intent.metrics import PROMOTION_METRIC, classification_metrics
+from ml.tasks.intent.metrics import classification_metrics
 from ml.tasks.intent.model import TASK, batched_logits, batched_outputs
 from ml.tasks.intent.out_of_scope import (
     METHODS,
@@ -370,7 +370,11 @@ def _intent_loop(
         validate=lambda model: _validate(model, tokenizer, validation, labels, config.batch_size),
         # The loss is the Trainer's: cross-entropy, smoothed by config.label_smoothing
         # (TrainingArguments.label_smoothing_factor).
-        metric=PROMOTION_METRIC,
+        # The kept epoch: the lowest validation cross-entropy (the Trainer's default). Every
+        # answer counts, with its probability, so it varies less than macro-F1 on a few hundred
+        # rows, which kept an epoch that regressed old intents (bench/README.md, epoch choice).
+        metric="loss",
+        greater_is_better=False,
     )
 
 
@@ -571,6 +575,7 @@ Fine-tuned from `{config.base_model}` by Intentflow (`ml.tasks.intent.train.fine
 - accuracy: {val["accuracy"]:.4f}
 - macro F1: {val["macro_f1"]:.4f}
 - weighted F1: {val["weighted_f1"]:.4f}
+- loss (cross-entropy, the kept epoch's measure): {val.get("loss", float("nan")):.4f}
 
 ## Test metrics
 
