@@ -251,9 +251,9 @@ def tiny_artifact(
 
     Trained once per session, plus "snapshot_dir"; treat the artifact directory as read-only.
     """
-    from ml.tasks.intent.train import fine_tune
-
     from dataclasses import replace
+
+    from ml.tasks.intent.train import fine_tune
 
     root = tmp_path_factory.mktemp("tiny-artifact")
     # Seed 3, 10 epochs: the tiny BERT learns the three labels (validation accuracy 0.75, the
