@@ -4,6 +4,7 @@ method, each with and without the 100 labelled out-of-scope training examples, i
     python bench/oos.py                  # the shipped training defaults (MiniLM-L6)
     python bench/oos.py --epochs 3       # fewer epochs on a slow machine
     python bench/oos.py --quick          # a smoke run: 10 intents, 1 epoch, same code path
+    python bench/oos.py --only with      # one configuration: with the oos_train examples
 
 Data: ../shared/datasets/clinc150 (Larson et al. 2019, CC BY 3.0): `train` (150 intents x 100),
 `val` (x 20), `oos_train` and `oos_val` (100 out-of-scope queries each). The official test
@@ -400,6 +401,11 @@ def main() -> None:
         default=Path(tempfile.gettempdir()) / "intentflow-bench-oos",
         help="fine-tuned models and their outputs, reused by a later run with the same settings",
     )
+    parser.add_argument(
+        "--only",
+        choices=("without", "with"),
+        help="train and score one configuration (without or with oos_train); default: both",
+    )
     args = parser.parse_args()
     if not CLINC.is_file():
         print(f"skipped: {CLINC} not found (the public datasets live in ../shared/datasets)")
@@ -413,6 +419,8 @@ def main() -> None:
         config = TrainConfig(epochs=1 if args.quick else args.epochs)
     configs: dict[str, dict[str, Any]] = {}
     for name, with_oos in (("without oos_train", False), ("with oos_train", True)):
+        if args.only and args.only != name.split()[0]:
+            continue
         given = {**parts, "train": parts["train"] + (parts["oos_train"] if with_oos else [])}
         model, timing = trained_model(args.cache, "with" if with_oos else "without", given, config)
         these = as_fine_tune_splits(given, config.oos_label)

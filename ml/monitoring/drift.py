@@ -77,12 +77,18 @@ def chi2_quantile(level: float, df: int) -> float:
     return df * max(1 - k + z * math.sqrt(k), 0.0) ** 3
 
 
+def normal_sf(z: float) -> float:
+    """P(N(0, 1) > z), exact in the far tail too (1 - cdf is 0 from z = 8.3 on, which would
+    give the combined check an infinite weight of evidence)."""
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
 def chi2_sf(x: float, df: int) -> float:
     """P(chi2(df) > x), by the same Wilson-Hilferty approximation as chi2_quantile."""
     if df < 1 or x <= 0:
         return 1.0
     k = 2 / (9 * df)
-    return 1 - NormalDist().cdf(((x / df) ** (1 / 3) - (1 - k)) / math.sqrt(k))
+    return normal_sf(((x / df) ** (1 / 3) - (1 - k)) / math.sqrt(k))
 
 
 def psi_p_value(value: float, bins: int, n: int, n_reference: int) -> float:
@@ -98,7 +104,7 @@ def rate_p_value(rate: float, reference_rate: float, n: int, n_reference: int) -
     spread = _pooled_spread(rate, reference_rate, n, n_reference)
     if not 0 < spread < math.inf:
         return 1.0
-    return 1 - NormalDist().cdf((rate - reference_rate) / spread)
+    return normal_sf((rate - reference_rate) / spread)
 
 
 def _pooled_spread(rate: float, reference_rate: float, n: int, n_reference: int) -> float:
@@ -140,7 +146,7 @@ def share_p_value(day: Mapping[str, float], reference: Mapping[str, float]) -> f
     spread = _share_spread(day, reference)
     if not 0 < spread < math.inf:
         return 1.0
-    return 1 - NormalDist().cdf((_share(day) - _share(reference)) / spread)
+    return normal_sf((_share(day) - _share(reference)) / spread)
 
 
 def _share(sums: Mapping[str, float]) -> float:

@@ -14,6 +14,7 @@ from ml.monitoring.drift import (
     chi2_sf,
     expected_answer_mix,
     low_confidence,
+    normal_sf,
     psi,
     psi_noise,
     psi_p_value,
@@ -137,6 +138,14 @@ def test_the_unseen_word_share_is_tested_over_messages_and_keeps_its_false_alarm
     # Too little to measure a spread: no evidence either way.
     assert share_p_value(word_sums([(1, 5)]), reference) == 1.0
     assert share_noise(LEVEL, word_sums([]), reference) == float("inf")
+
+
+def test_p_values_stay_finite_evidence_far_in_the_tail() -> None:
+    # 1 - cdf is exactly 0 from z = 8.3: Fisher's -2 ln p would then weigh it as ~1,400.
+    assert normal_sf(0.0) == 0.5 and normal_sf(10.0) == pytest.approx(7.62e-24, rel=1e-3)
+    # 50 of 294 out-of-scope answers against 2 of 430: z 8.47, p about 1.3e-17.
+    p = rate_p_value(50 / 294, 2 / 430, 294, 430)
+    assert 1e-18 < p < 1e-16
 
 
 def _check(name: str, p: float, large: bool) -> dict:

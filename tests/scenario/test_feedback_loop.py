@@ -1,7 +1,8 @@
 """Issue #23's scenario end to end, small: bench/feedback_loop.py itself (every step through the
 platform's commands: generate with a shift, ingest, train, serve, replay, monitor, agents'
-feedback over HTTP, retrain, evaluate) on 4 unshifted and 2 shifted days of 200 conversations
-and 4 epochs of the real MiniLM-L6, a few minutes on 2 cores. Not the tiny random BERT: it
+feedback over HTTP, retrain, evaluate): a champion on 4 days, then 4 unshifted and 2 shifted
+days it never trained on, 200 conversations a day, 4 epochs of the real MiniLM-L6, a few
+minutes on 2 cores. Not the tiny random BERT: it
 answers nearly every message with one or two labels, a label mix far from its training
 snapshot's on every day, so monitoring rightly flags unshifted days too (measured: 3 of 3).
 Nor a MiniLM champion on 3 days of 130 (60% test accuracy): its own confusions moved the
