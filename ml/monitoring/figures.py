@@ -28,6 +28,12 @@ def _round(x: float | None, places: int = 6) -> float | None:
     return None if x is None or not math.isfinite(x) else round(float(x), places)
 
 
+def _significant(p: float) -> float:
+    """A p-value to 4 significant digits: rounding to decimal places would make a small one 0,
+    which the combined check would weigh as certainty."""
+    return float(f"{p:.4g}")
+
+
 def _check(name: str, value: float | None, configured: float | None, noise: float,
            p_value: float, base: float = 0.0) -> dict[str, Any] | None:  # fmt: skip
     """A check past its threshold: value above `base` + max(configured, noise)."""
@@ -41,7 +47,7 @@ def _check(name: str, value: float | None, configured: float | None, noise: floa
         "drift": bool(value > threshold),
         "configured": configured,
         "noise": _round(noise),
-        "p_value": _round(p_value, 8),
+        "p_value": _significant(p_value),
         # A change as large as the configured threshold calls large, real or not.
         "large": bool(value > base + configured),
     }
@@ -71,7 +77,7 @@ def combined_check(checks: list[dict[str, Any]], level: float) -> dict[str, Any]
         "drift": bool(value > threshold and any(c["large"] for c in evidence)),
         "configured": None,
         "noise": _round(threshold),
-        "p_value": _round(drift.chi2_sf(value, df), 8),
+        "p_value": _significant(drift.chi2_sf(value, df)),
         "large": any(c["large"] for c in evidence),
     }
 

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from ml.monitoring import figures
 from ml.monitoring.drift import (
     chi2_quantile,
     chi2_sf,
@@ -146,6 +147,11 @@ def test_p_values_stay_finite_evidence_far_in_the_tail() -> None:
     # 50 of 294 out-of-scope answers against 2 of 430: z 8.47, p about 1.3e-17.
     p = rate_p_value(50 / 294, 2 / 430, 294, 430)
     assert 1e-18 < p < 1e-16
+    # Kept to significant digits in the figures, and weighed as it is.
+    strong = figures._check("oos_rate", 50 / 294, 0.03, 0.05, p, 2 / 430)
+    assert strong["p_value"] == pytest.approx(p, rel=1e-3)
+    combined = combined_check([strong, _check("length_psi", 0.5, False)], LEVEL)
+    assert combined["value"] == pytest.approx(-2 * math.log(p * 0.5), rel=1e-3)
 
 
 def _check(name: str, p: float, large: bool) -> dict:
