@@ -390,10 +390,12 @@ def _trainer_class() -> type:
             metrics = self.loop.validate(self.model)
             epoch = round(self.state.epoch or 0)
             self.validations[epoch] = metrics
-            # Without validation rows there is nothing to choose by: keep the latest epoch.
-            # The Trainer keeps the highest eval_score: a loss counts negated.
+            # Without validation rows (or none the figure can be computed on) there is nothing
+            # to choose by: keep the latest epoch. The Trainer keeps the highest eval_score: a
+            # loss counts negated.
+            value = metrics.get(self.loop.metric) if metrics["n"] else None
             sign = 1.0 if self.loop.greater_is_better else -1.0
-            score = sign * float(metrics[self.loop.metric]) if metrics["n"] else float(epoch)
+            score = float(epoch) if value is None else sign * float(value)
             record = {f"eval_{k}": v for k, v in headline(metrics).items() if k != "score"} | {
                 "eval_score": score,
                 "eval_train_loss": self._epoch_loss / max(self._epoch_batches, 1),
@@ -431,11 +433,12 @@ def _trainer_class() -> type:
             if validation is None:  # that epoch ran before a resume: score the kept weights
                 validation = self.loop.validate(self.model)
             seconds = sum(e["eval_train_seconds"] for e in epochs)
+            kept = validation.get(self.loop.metric)
             logger.info(
                 "keeping epoch %d (validation %s %.4f)",
                 best_epoch,
                 self.loop.metric,
-                validation.get(self.loop.metric, float("nan")),
+                float("nan") if kept is None else kept,
             )
             return Outcome(
                 best_epoch=best_epoch,

@@ -16,8 +16,9 @@ import numpy as np
 from ml.config import DEFAULT_PROMOTION_METRIC
 
 # The test metric promotion compares intent models by (the epoch kept is the one with the
-# lowest validation loss: ml.tasks.intent.train). ml.config holds the value: the promotion default is the default model's,
-# an intent model's, and settings are read where nothing of numpy may load (DAG parsing).
+# lowest validation loss: ml.tasks.intent.train). ml.config holds the value: the promotion
+# default is the default model's, an intent model's, and settings are read where nothing of
+# numpy may load (DAG parsing).
 PROMOTION_METRIC = DEFAULT_PROMOTION_METRIC  # macro_f1
 
 

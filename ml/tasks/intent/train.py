@@ -386,7 +386,7 @@ def _validate(
     batch_size: int,
 ) -> dict[str, Any]:
     """classification_metrics on the validation split (unknown labels count as misses), with
-    `loss`: the mean cross-entropy of the rows whose label the model has."""
+    `loss`: the mean cross-entropy of the rows whose label the model has (None without any)."""
     if not validation.encoded:
         return classification_metrics([], [], labels)
     # Inference holds no activations for backward, so larger batches are cheap.
@@ -394,7 +394,9 @@ def _validate(
     predicted = [labels[i] for i in logits.argmax(axis=1)]
     metrics = classification_metrics(validation.intents, predicted, labels)
     ids = np.asarray(validation.label_ids, dtype=np.int64)
-    return {**metrics, "loss": negative_log_likelihood(logits[ids >= 0], ids[ids >= 0], 1.0)}
+    known = ids >= 0
+    loss = negative_log_likelihood(logits[known], ids[known], 1.0) if known.any() else None
+    return {**metrics, "loss": loss}
 
 
 def _test_metrics(
@@ -575,7 +577,7 @@ Fine-tuned from `{config.base_model}` by Intentflow (`ml.tasks.intent.train.fine
 - accuracy: {val["accuracy"]:.4f}
 - macro F1: {val["macro_f1"]:.4f}
 - weighted F1: {val["weighted_f1"]:.4f}
-- loss (cross-entropy, the kept epoch's measure): {val.get("loss", float("nan")):.4f}
+- loss (cross-entropy, the kept epoch's measure): {_number(val.get("loss"))}
 
 ## Test metrics
 
@@ -607,6 +609,10 @@ predictions should go to a human queue (probabilities are calibrated, see above)
 {rare_note}- Out-of-scope detection keeps about {oos["target"] if oos else 1:.0%} of in-scope queries by
   design (its target); a query near a known intent can still be forced into it.
 """
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _test_text(test: dict[str, Any] | None) -> str:

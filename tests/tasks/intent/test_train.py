@@ -234,6 +234,23 @@ def test_early_stopping_keeps_the_best_epoch(
     assert (result["epochs_run"], result["best_epoch"]) == (2, 1)
 
 
+def test_a_validation_split_of_labels_the_model_lacks_keeps_the_last_epoch(
+    make_snapshot: MakeSnapshot, tiny_train_config: TrainConfig, tmp_path: Path
+) -> None:
+    # No validation row has a label from train: no loss to choose an epoch by.
+    snapshot = make_snapshot(n_per_label=8)
+    path = snapshot / "validation.parquet"
+    table = pq.read_table(path)
+    unknown = pa.array(["never_trained"] * table.num_rows, table.schema.field("intent").type)
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("intent"), "intent", unknown), path
+    )
+    result = fine_tune(snapshot, tmp_path / "model", replace(tiny_train_config, epochs=3))
+    assert (result["epochs_run"], result["best_epoch"]) == (3, 3)
+    assert result["validation"]["loss"] is None and result["validation"]["accuracy"] == 0.0
+    assert "the kept epoch's measure): n/a" in (tmp_path / "model" / "README.md").read_text()
+
+
 def test_label_smoothing_reaches_the_trainers_loss_and_training(
     make_snapshot: MakeSnapshot, tiny_train_config: TrainConfig, tmp_path: Path
 ) -> None:
