@@ -36,6 +36,7 @@ from ml.monitoring.drift import (
     histogram,
     length_edges,
     low_confidence,
+    word_share,
     word_sums,
 )
 from ml.monitoring.figures import day_figures
@@ -85,7 +86,6 @@ def _reference(rng):
     lengths = [len(m[3]) for m in train]
     edges = length_edges(lengths)
     vocabulary = {int(x) for m in train for x in m[3]}
-    val_words = [int(x) for m in validation for x in m[3]]
     val_sums = word_sums(_unseen_by_message(validation, vocabulary))
     ref = {
         "version": 1, "snapshot_hash": "sim", "train_rows": 4000, "held_out_messages": 1000,
@@ -95,7 +95,7 @@ def _reference(rng):
         "oos_rate": sum(m[2] for m in validation) / 1000, "oos_n": 1000,
         "length_edges": edges, "length_counts": binned(lengths, edges),
         "length_mean": float(np.mean(lengths)),
-        "unseen_token_share": sum(x not in vocabulary for x in val_words) / len(val_words),
+        "unseen_token_share": word_share(val_sums),
         "unseen_word_sums": val_sums,
     }  # fmt: skip
     # What monitoring compared with before: the train split's true labels as the expected mix.
@@ -106,13 +106,11 @@ def _reference(rng):
 def _day(rng, n, shifted, ref, vocabulary):
     msgs = _messages(rng, n, shifted)
     lengths = [len(m[3]) for m in msgs]
-    words = [int(x) for m in msgs for x in m[3]]
     return {
         "predictions": n, "versions": {"1": n},
         "label_counts": dict(Counter(m[0] for m in msgs)),
         "confidences": [m[1] for m in msgs], "oos_flags": [m[2] for m in msgs],
         "lengths": lengths, "length_counts": binned(lengths, ref["length_edges"]),
-        "words": len(words), "unseen_words": sum(x not in vocabulary for x in words),
         "unseen_word_sums": word_sums(_unseen_by_message(msgs, vocabulary)),
     }  # fmt: skip
 

@@ -146,11 +146,12 @@ def share_p_value(day: Mapping[str, float], reference: Mapping[str, float]) -> f
     spread = _share_spread(day, reference)
     if not 0 < spread < math.inf:
         return 1.0
-    return normal_sf((_share(day) - _share(reference)) / spread)
+    return normal_sf(((word_share(day) or 0.0) - (word_share(reference) or 0.0)) / spread)
 
 
-def _share(sums: Mapping[str, float]) -> float:
-    return sums["unseen"] / sums["words"] if sums["words"] else 0.0
+def word_share(sums: Mapping[str, float]) -> float | None:
+    """The share of unseen words in word_sums; None without words."""
+    return sums["unseen"] / sums["words"] if sums["words"] else None
 
 
 def _share_spread(day: Mapping[str, float], reference: Mapping[str, float]) -> float:

@@ -111,7 +111,7 @@ def day_figures(day: dict[str, Any], ref: dict[str, Any], limits: DriftSettings)
     l50, l90 = drift.quantiles(lengths, (0.5, 0.9))
     length_psi = drift.psi(day["length_counts"], ref["length_counts"]) if lengths else None
 
-    unseen = day["unseen_words"] / day["words"] if day["words"] else None
+    unseen = drift.word_share(day["unseen_word_sums"])
     ref_unseen = ref["unseen_token_share"]
 
     bins, n_conf, n_len = len(labels), len(conf), len(lengths)

@@ -33,6 +33,7 @@ from ml.monitoring.drift import (
     length_edges,
     low_confidence,
     tokens,
+    word_share,
     word_sums,
 )
 from ml.storage import Location
@@ -161,10 +162,7 @@ def compute_reference(
         **low_confidence(confidences),
         "oos_rate": (sum(flags) / len(flags)) if flags else None,
         "oos_n": len(flags),
-        "unseen_token_share": (
-            held_words["unseen"] / held_words["words"] if held_words["words"] else 0.0
-        ),
-        "unseen_token_n": int(held_words["words"]),
+        "unseen_token_share": word_share(held_words) or 0.0,
         "unseen_word_sums": held_words,
         "vocabulary": sorted(vocabulary),
     }
@@ -248,8 +246,6 @@ def day_profile(rows: Any, reference: dict[str, Any]) -> dict[str, Any]:
         "oos_flags": oos_flags,
         "lengths": lengths,
         "length_counts": binned(lengths, reference["length_edges"]),
-        "words": int(unseen_words["words"]),
-        "unseen_words": int(unseen_words["unseen"]),
         "unseen_word_sums": unseen_words,
     }
 
